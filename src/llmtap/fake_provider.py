@@ -1,0 +1,315 @@
+"""A small OpenAI-compatible HTTP server for tests, benchmarks and ``llmtap demo``.
+
+It answers ``/v1/chat/completions``, ``/v1/completions``, ``/v1/responses`` and
+``/v1/embeddings``, streamed or not, with a reply made from the prompt, so no OpenAI key and
+no network are needed. The last user message steers it with directives:
+
+- ``[[status:429]]``: answer with that HTTP error (an OpenAI-shaped error body);
+- ``[[delay:0.2]]``: wait that many seconds before answering;
+- ``[[tool:get_weather]]``: answer with a call of that tool;
+- ``[[reply:some text]]``: answer with exactly that text;
+- ``[[chunks:5]]``: split a streamed reply into that many chunks; ``[[drop]]``: end a stream
+  midway by closing the connection.
+
+Run it alone with ``python -m llmtap.fake_provider --port 8001``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["FakeProvider"]
+
+_DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and "text" in p
+        )
+    return ""
+
+
+def _prompt_text(body: dict[str, Any]) -> tuple[str, str]:
+    """(the text directives are read from, all the prompt's text)"""
+    if "messages" in body:
+        texts = [_text_of(m.get("content")) for m in body["messages"] if isinstance(m, dict)]
+        users = [
+            _text_of(m.get("content"))
+            for m in body["messages"]
+            if isinstance(m, dict) and m.get("role") == "user"
+        ]
+        return (users[-1] if users else ""), " ".join(texts)
+    prompt = body.get("prompt", body.get("input", ""))
+    if isinstance(prompt, list):
+        prompt = " ".join(_text_of(p.get("content")) if isinstance(p, dict) else str(p)
+                          for p in prompt)
+    return str(prompt), str(prompt)
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        kind = {400: "invalid_request_error", 401: "authentication_error",
+                429: "rate_limit_exceeded"}.get(status, "server_error")
+        self._send_json(status, {"error": {"message": message, "type": kind, "code": kind}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self._error(400, "malformed JSON")
+            return
+        self.server.requests.append({"path": self.path, "body": body})
+        path = self.path.split("?")[0].removeprefix("/v1")
+        routes = {
+            "/chat/completions": self._chat,
+            "/completions": self._completion,
+            "/responses": self._responses,
+            "/embeddings": self._embeddings,
+        }
+        handler = routes.get(path)
+        if handler is None:
+            self._error(404, f"no route {self.path}")
+            return
+        directive_text, all_text = _prompt_text(body)
+        directives = {m.group(1): m.group(2) for m in _DIRECTIVE.finditer(directive_text)}
+        if "delay" in directives:
+            time.sleep(float(directives["delay"] or 0))
+        if "status" in directives:
+            self._error(int(directives["status"] or 500), "fake provider error on request")
+            return
+        reply = directives.get("reply") or _DIRECTIVE.sub("", directive_text).strip()
+        reply = reply if "reply" in directives else f"echo: {reply}"
+        handler(body, reply, all_text, directives)
+
+    def _stream(self, events: list[Any], drop: bool = False) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for index, event in enumerate(events):
+            if drop and index == len(events) // 2:
+                return
+            if index and self.server.chunk_delay:
+                time.sleep(self.server.chunk_delay)
+            name, data = event if isinstance(event, tuple) else (None, event)
+            prefix = f"event: {name}\n" if name else ""
+            self.wfile.write(f"{prefix}data: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    @staticmethod
+    def _pieces(reply: str, directives: dict[str, str | None]) -> list[str]:
+        count = int(directives.get("chunks") or 4)
+        words = reply.split(" ")
+        size = max(1, -(-len(words) // count))
+        groups = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+        return [g if i == 0 else " " + g for i, g in enumerate(groups)]
+
+    # -- the APIs ----------------------------------------------------------------------
+
+    def _usage(self, prompt: str, reply: str) -> dict[str, Any]:
+        p, c = _tokens(prompt), _tokens(reply)
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+                "prompt_tokens_details": {"cached_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0}}
+
+    def _chat(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
+        model, n = body.get("model", "fake"), int(body.get("n") or 1)
+        cid, created = "chatcmpl-" + uuid.uuid4().hex[:12], int(time.time())
+        tool = d.get("tool")
+        if tool:
+            call = {"id": "call_" + uuid.uuid4().hex[:8], "type": "function",
+                    "function": {"name": tool, "arguments": json.dumps({"city": "Paris"})}}
+            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+            finish = "tool_calls"
+        else:
+            message, finish = {"role": "assistant", "content": reply}, "stop"
+        usage = self._usage(prompt, reply)
+        if not body.get("stream"):
+            choices = [{"index": i, "message": message, "finish_reason": finish,
+                        "logprobs": None} for i in range(n)]
+            self._send_json(200, {"id": cid, "object": "chat.completion", "created": created,
+                                  "model": model, "choices": choices, "usage": usage})
+            return
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+        chunks: list[Any] = []
+        for i in range(n):
+            chunks.append({**base, "choices": [{"index": i, "delta": {"role": "assistant",
+                                                                       "content": ""}}]})
+            if tool:
+                call = message["tool_calls"][0]
+                args = call["function"]["arguments"]
+                chunks.append({**base, "choices": [{"index": i, "delta": {"tool_calls": [
+                    {"index": 0, "id": call["id"], "type": "function",
+                     "function": {"name": tool, "arguments": args[: len(args) // 2]}}]}}]})
+                chunks.append({**base, "choices": [{"index": i, "delta": {"tool_calls": [
+                    {"index": 0, "function": {"arguments": args[len(args) // 2 :]}}]}}]})
+            else:
+                for piece in self._pieces(reply, d):
+                    chunks.append({**base, "choices": [{"index": i,
+                                                        "delta": {"content": piece}}]})
+            chunks.append({**base, "choices": [{"index": i, "delta": {},
+                                                "finish_reason": finish}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**base, "choices": [], "usage": usage})
+        self._stream(chunks, drop="drop" in d)
+
+    def _completion(self, body: dict[str, Any], reply: str, prompt: str,
+                    d: dict[str, Any]) -> None:
+        model, cid = body.get("model", "fake"), "cmpl-" + uuid.uuid4().hex[:12]
+        usage = self._usage(prompt, reply)
+        base = {"id": cid, "object": "text_completion", "created": int(time.time()),
+                "model": model}
+        if not body.get("stream"):
+            self._send_json(200, {**base, "usage": usage, "choices": [
+                {"index": 0, "text": reply, "finish_reason": "stop", "logprobs": None}]})
+            return
+        chunks: list[Any] = [{**base, "choices": [{"index": 0, "text": piece,
+                                                   "finish_reason": None, "logprobs": None}]}
+                             for piece in self._pieces(reply, d)]
+        chunks[-1]["choices"][0]["finish_reason"] = "stop"
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**base, "choices": [], "usage": usage})
+        self._stream(chunks, drop="drop" in d)
+
+    def _responses(self, body: dict[str, Any], reply: str, prompt: str,
+                   d: dict[str, Any]) -> None:
+        rid, mid = "resp_" + uuid.uuid4().hex[:12], "msg_" + uuid.uuid4().hex[:8]
+        p, c = _tokens(prompt), _tokens(reply)
+        usage = {"input_tokens": p, "output_tokens": c, "total_tokens": p + c,
+                 "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens_details": {"reasoning_tokens": 0}}
+        item = {"type": "message", "id": mid, "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": reply, "annotations": []}]}
+        response = {"id": rid, "object": "response", "created_at": int(time.time()),
+                    "model": body.get("model", "fake"), "status": "completed", "output": [item],
+                    "usage": usage, "parallel_tool_calls": True, "tool_choice": "auto",
+                    "tools": [], "error": None, "incomplete_details": None,
+                    "instructions": body.get("instructions"), "metadata": {},
+                    "temperature": None, "top_p": None, "text": {"format": {"type": "text"}}}
+        if not body.get("stream"):
+            self._send_json(200, response)
+            return
+        started = {**response, "status": "in_progress", "output": [], "usage": None}
+        events: list[Any] = [("response.created", {"type": "response.created", "sequence_number": 0,
+                                                   "response": started})]
+        for piece in self._pieces(reply, d):
+            events.append(("response.output_text.delta", {
+                "type": "response.output_text.delta", "item_id": mid, "output_index": 0,
+                "content_index": 0, "delta": piece, "logprobs": [],
+                "sequence_number": len(events)}))
+        events.append(("response.completed", {"type": "response.completed",
+                                              "sequence_number": len(events),
+                                              "response": response}))
+        self._stream(events, drop="drop" in d)
+
+    def _embeddings(self, body: dict[str, Any], reply: str, prompt: str,
+                    d: dict[str, Any]) -> None:
+        inputs = body.get("input")
+        inputs = inputs if isinstance(inputs, list) else [inputs]
+        data = [{"object": "embedding", "index": i,
+                 "embedding": [((hash(str(x)) >> s) % 1000) / 1000 for s in range(8)]}
+                for i, x in enumerate(inputs)]
+        tokens = sum(_tokens(str(x)) for x in inputs)
+        self._send_json(200, {"object": "list", "data": data, "model": body.get("model", "fake"),
+                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    requests: list[dict[str, Any]]
+    chunk_delay: float
+
+
+class FakeProvider:
+    """The fake provider on a loopback port, in a background thread.
+
+    >>> with FakeProvider() as provider:
+    ...     client = openai.OpenAI(base_url=provider.base_url, api_key="sk-fake")
+    """
+
+    def __init__(self, port: int = 0, chunk_delay: float = 0.0) -> None:
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.requests = []
+        self._server.chunk_delay = chunk_delay
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request received: ``{"path", "body"}``."""
+        return self._server.requests
+
+    def start(self) -> FakeProvider:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--chunk-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    provider = FakeProvider(args.port, args.chunk_delay)
+    print(provider.base_url, flush=True)
+    try:
+        provider._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

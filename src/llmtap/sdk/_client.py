@@ -1,0 +1,214 @@
+"""Drop-in openai clients that record every call.
+
+``Client`` is an ``openai.OpenAI`` (and ``AsyncClient`` an ``openai.AsyncOpenAI``, and so on)
+whose recorded methods take one more keyword, ``llmtap=``. Everything else passes through to
+openai untouched: arguments, return values, exceptions. The sync and async clients differ only
+in the thin shells below (``_record_sync``, ``_record_async``); the logic lives in ``_record``.
+"""
+
+from __future__ import annotations
+
+import functools
+from functools import cached_property
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio.to_thread
+import openai
+
+
+from ._config import Config
+from ._exporter import exporter_for
+from ._log import internal_error
+from ._record import Call, FeedbackItem, begin
+
+__all__ = ["AsyncAzureClient", "AsyncClient", "AzureClient", "Client"]
+
+# (resource path on the client, api name in the event, methods recorded)
+_RECORDED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("chat.completions", "chat", ("create",)),
+    ("completions", "completion", ("create",)),
+)
+
+
+class Tap:
+    """What one client records with: its config, resolved settings, exporter and provider."""
+
+    def __init__(self, config: Any, client: Any) -> None:
+        self.config = Config.coerce(config)
+        self.settings = self.config.resolve()
+        self.exporter = exporter_for(self.settings)
+        self.provider = _provider(client)
+
+    def begin(self, api: str, kwargs: dict[str, Any]) -> Call | None:
+        raw = kwargs.pop("llmtap", None)  # always removed: openai would reject it
+        try:
+            return begin(self.settings, api, self.provider, kwargs, raw)
+        except Exception as exc:
+            internal_error("begin", exc, self.settings.raise_internal_errors)
+            return None
+
+    def succeeded(self, call: Call, result: Any) -> Any:
+        try:
+            call.succeeded(result)
+            self.exporter.submit(call)
+        except Exception as exc:
+            internal_error("recording a response", exc, self.settings.raise_internal_errors)
+        return result
+
+    def failed(self, call: Call, error: BaseException) -> None:
+        try:
+            call.failed(error)
+            self.exporter.submit(call)
+        except Exception as exc:
+            internal_error("recording an error", exc, self.settings.raise_internal_errors)
+
+
+def _record_sync(method: Callable[..., Any], tap: Tap, api: str) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        call = tap.begin(api, kwargs)
+        if call is None:
+            return method(*args, **kwargs)
+        try:
+            result = method(*args, **kwargs)
+        except BaseException as exc:
+            tap.failed(call, exc)
+            raise
+        return tap.succeeded(call, result)
+
+    return recorded
+
+
+def _record_async(method: Callable[..., Any], tap: Tap, api: str) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def recorded(*args: Any, **kwargs: Any) -> Any:
+        call = tap.begin(api, kwargs)
+        if call is None:
+            return await method(*args, **kwargs)
+        try:
+            result = await method(*args, **kwargs)
+        except BaseException as exc:
+            tap.failed(call, exc)
+            raise
+        return tap.succeeded(call, result)
+
+    return recorded
+
+
+def _provider(client: Any) -> str:
+    if isinstance(client, (openai.AzureOpenAI, openai.AsyncAzureOpenAI)):
+        return "azure"
+    host = client.base_url.host
+    return "openai" if host == "api.openai.com" else host
+
+
+class _Recording:
+    """What the four clients share. Placed before the openai class in their bases, so that
+    ``super()`` is the openai client."""
+
+    _llmtap: Tap
+    _wrap: Callable[[Callable[..., Any], Tap, str], Callable[..., Any]]
+
+    def __init__(self, *args: Any, llmtap: Config | Mapping[str, Any] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._llmtap = Tap(llmtap, self)
+
+    def _instrument(self, resource: Any, path: str) -> Any:
+        """``resource`` with the recorded methods of ``path`` wrapped, on this instance only:
+        ``with_raw_response`` and ``with_streaming_response`` read them from it, so they are
+        recorded too."""
+        for resource_path, api, methods in _RECORDED:
+            if resource_path != path:
+                continue
+            for name in methods:
+                setattr(resource, name, type(self)._wrap(getattr(resource, name), self._llmtap, api))
+        return resource
+
+    @cached_property
+    def chat(self) -> Any:
+        chat = super().chat  # type: ignore[misc]
+        self._instrument(chat.completions, "chat.completions")
+        return chat
+
+    @cached_property
+    def completions(self) -> Any:
+        return self._instrument(super().completions, "completions")  # type: ignore[misc]
+
+    def copy(
+        self,
+        *,
+        llmtap: Config | Mapping[str, Any] | None = None,
+        _extra_kwargs: Mapping[str, Any] = {},  # noqa: B006 (openai's own signature)
+        **kwargs: Any,
+    ) -> Any:
+        """A new client with some options changed; the llmtap config is kept, and fields given
+        in ``llmtap`` replace its own."""
+        config = self._llmtap.config.merged(llmtap)
+        extra = {**_extra_kwargs, "llmtap": config}
+        return super().copy(_extra_kwargs=extra, **kwargs)  # type: ignore[misc]
+
+    with_options = copy
+
+    def send_feedback(
+        self,
+        *,
+        feedback_key: str,
+        rating: float | None = None,
+        better_response: str | None = None,
+    ) -> None:
+        """Queue a user's feedback on a recorded answer; sent in the background.
+
+        ``rating`` goes from 0 (wrong) to 1 (right); ``better_response`` is the answer the user
+        would have wanted. Either or both."""
+        if rating is None and better_response is None:
+            raise ValueError("send_feedback needs a rating, a better_response, or both")
+        if rating is not None and not 0 <= rating <= 1:
+            raise ValueError(f"rating must be between 0 and 1, got {rating}")
+        self._llmtap.exporter.submit(FeedbackItem(str(feedback_key), rating, better_response))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every queued event is delivered, at most ``timeout`` seconds (default:
+        the ``flush_timeout`` setting). True when nothing is left."""
+        return self._llmtap.exporter.flush(timeout)
+
+
+class _SyncRecording(_Recording):
+    _wrap = staticmethod(_record_sync)
+
+    def close(self) -> None:
+        """Deliver what is queued (within ``flush_timeout``) and close the HTTP client."""
+        self.flush()
+        super().close()  # type: ignore[misc]
+
+
+class _AsyncRecording(_Recording):
+    _wrap = staticmethod(_record_async)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush`, without blocking the event loop."""
+        return await anyio.to_thread.run_sync(self._llmtap.exporter.flush, timeout)
+
+    async def close(self) -> None:
+        """Deliver what is queued (within ``flush_timeout``) and close the HTTP client."""
+        await self.aflush()
+        await super().close()  # type: ignore[misc]
+
+    aclose = close
+
+
+class Client(_SyncRecording, openai.OpenAI):
+    """``openai.OpenAI`` that records every call. Takes every ``openai.OpenAI`` argument, and
+    ``llmtap=`` (a :class:`llmtap.Config` or a dict)."""
+
+
+class AsyncClient(_AsyncRecording, openai.AsyncOpenAI):
+    """``openai.AsyncOpenAI`` that records every call."""
+
+
+class AzureClient(_SyncRecording, openai.AzureOpenAI):
+    """``openai.AzureOpenAI`` that records every call."""
+
+
+class AsyncAzureClient(_AsyncRecording, openai.AsyncAzureOpenAI):
+    """``openai.AsyncAzureOpenAI`` that records every call."""

@@ -1,0 +1,125 @@
+"""``POST /api/v1/events`` and ``POST /api/v1/feedback``: validate, then store.
+
+A batch is judged event by event: each invalid event is reported by its index and the valid
+ones are stored. Storing is idempotent by event id, so a retried batch stores nothing twice.
+The answer is sent only once the batch is committed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import zlib
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..store import KeyInfo, Store, event_row
+from ..wire import Event, Feedback, template_revision
+from .errors import ApiError
+
+__all__ = ["read_json", "receive_events", "receive_feedback"]
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request's JSON body, read with a size limit; gzip bodies are accepted."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"request body of {declared} bytes is over the {max_bytes} byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"request body is over the {max_bytes} byte limit")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        body = _gunzip(body, max_bytes)
+    if not body:
+        raise ApiError(400, "empty request body: expected JSON")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise ApiError(400, f"malformed gzip body: {exc}") from None
+    if len(out) > max_bytes:
+        raise ApiError(413, f"decompressed body is over the {max_bytes} byte limit")
+    return out
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def ingest_batch(store: Store, key: KeyInfo, payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+        raise ApiError(400, 'expected a JSON object {"events": [...]}')
+    items = payload["events"]
+    rows, errors = [], []
+    received_us = int(time.time() * 1_000_000)
+    for index, item in enumerate(items):
+        try:
+            event = Event.model_validate(item)
+        except ValidationError as exc:
+            event_id = item.get("id") if isinstance(item, dict) else None
+            errors.append({"index": index, "id": event_id, "error": _describe(exc)})
+            continue
+        data = event.model_dump(mode="json")
+        revision = template_revision(event.template_chat, event.template_text)
+        rows.append(
+            event_row(data, event.started_at, key.project_id, key.environment, revision,
+                      None, received_us)
+        )
+    stored = store.insert_events(rows)
+    result = {
+        "ok": not errors,
+        "accepted": len(rows),
+        "stored": stored,
+        "duplicates": len(rows) - stored,
+        "rejected": len(errors),
+        "errors": errors,
+    }
+    if errors:
+        result["error"] = f"{len(errors)} of {len(items)} events were rejected"
+        # All-invalid is a client error; a mixed batch is a success with the failures listed.
+        result["status"] = 400 if not rows else 200
+    return result
+
+
+async def receive_events(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    payload = await read_json(request, state.max_body_bytes)
+    result = await run_in_threadpool(ingest_batch, state.store, key, payload)
+    return JSONResponse(result, status_code=result.get("status", 200))
+
+
+async def receive_feedback(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    payload = await read_json(request, state.max_body_bytes)
+    try:
+        feedback = Feedback.model_validate(payload)
+    except ValidationError as exc:
+        raise ApiError(400, f"invalid feedback: {_describe(exc)}") from None
+    await run_in_threadpool(
+        state.store.insert_feedback,
+        key.project_id,
+        feedback.feedback_key,
+        feedback.rating,
+        feedback.better_response,
+    )
+    return JSONResponse({"ok": True})

@@ -1,0 +1,85 @@
+"""``GET /api/v1/events`` and ``GET /api/v1/events/{id}``: a key reads its own project only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..store import EventFilter, KeyInfo, decode_cursor, to_us
+from .errors import ApiError
+
+__all__ = ["event_filter", "get_event", "list_events"]
+
+MAX_LIMIT = 1000
+_PLAIN = frozenset(EventFilter.EQUALS) | {"from", "to", "limit", "cursor"}
+
+
+def _time(name: str, value: str) -> int:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name}: expected an ISO 8601 time, got {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return to_us(moment)
+
+
+def event_filter(query: Any) -> EventFilter:
+    """The filter the query string asks for; a 400 naming any parameter it does not know."""
+    unknown = [k for k in query if k not in _PLAIN and not k.startswith("attributes.")]
+    if unknown:
+        raise ApiError(
+            400,
+            f"unknown query parameter(s): {', '.join(sorted(unknown))}",
+            [{"parameter": k, "known": sorted(_PLAIN) + ["attributes.KEY"]} for k in unknown],
+        )
+    f = EventFilter()
+    for name in EventFilter.EQUALS:
+        if name in query:
+            setattr(f, name, query[name])
+    if "from" in query:
+        f.from_us = _time("from", query["from"])
+    if "to" in query:
+        f.to_us = _time("to", query["to"])
+    if "limit" in query:
+        limit = query["limit"]
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}")
+        f.limit = int(limit)
+    if "cursor" in query:
+        try:
+            f.cursor = decode_cursor(query["cursor"])
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+    f.attributes = {
+        k.removeprefix("attributes."): v for k, v in query.items() if k.startswith("attributes.")
+    }
+    return f
+
+
+def _with_project(event: dict[str, Any], key: KeyInfo) -> dict[str, Any]:
+    return {"project": key.project, **event}
+
+
+async def list_events(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    f = event_filter(request.query_params)
+    events, cursor = await run_in_threadpool(state.store.list_events, key.project_id, f)
+    return JSONResponse(
+        {"events": [_with_project(e, key) for e in events], "next_cursor": cursor}
+    )
+
+
+async def get_event(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    event_id = request.path_params["event_id"]
+    event = await run_in_threadpool(state.store.get_event, key.project_id, event_id)
+    if event is None:
+        raise ApiError(404, f"no event {event_id!r} in project {key.project!r}")
+    return JSONResponse(_with_project(event, key))

@@ -1,0 +1,130 @@
+"""What every store backend shares: the row an event becomes, the filters a query takes, and
+the cursor of a page."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "EventFilter",
+    "KeyInfo",
+    "decode_cursor",
+    "encode_cursor",
+    "event_row",
+    "to_us",
+]
+
+# The columns of the events table an ingested event fills, in order.
+EVENT_COLUMNS = (
+    "id",
+    "project_id",
+    "environment",
+    "api",
+    "provider",
+    "model",
+    "status",
+    "started_us",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "prompt_template_name",
+    "template_revision",
+    "chat_id",
+    "chain_id",
+    "parent_event_id",
+    "feedback_key",
+    "received_us",
+    "body",
+)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: int
+    project_id: int
+    project: str
+    environment: str
+
+
+@dataclass
+class EventFilter:
+    """Which events a list query wants, newest first."""
+
+    from_us: int | None = None
+    to_us: int | None = None
+    model: str | None = None
+    prompt_template_name: str | None = None
+    status: str | None = None
+    environment: str | None = None
+    chat_id: str | None = None
+    chain_id: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    limit: int = 50
+    cursor: tuple[int, int] | None = None
+
+    # Columns compared for equality, named as in the API.
+    EQUALS = ("model", "prompt_template_name", "status", "environment", "chat_id", "chain_id")
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch, for a time-zone-aware datetime."""
+    return int(moment.timestamp() * 1_000_000)
+
+
+def event_row(
+    event: dict[str, Any],
+    started: datetime,
+    project_id: int,
+    environment: str,
+    revision: str | None,
+    cost_usd: float | None,
+    received_us: int,
+) -> tuple[Any, ...]:
+    """The events-table row of a validated event (in its JSON form)."""
+    usage = event.get("usage") or {}
+    return (
+        event["id"],
+        project_id,
+        environment,
+        event["api"],
+        event.get("provider"),
+        event.get("model"),
+        event["status"],
+        to_us(started),
+        event.get("latency_ms"),
+        event.get("ttft_ms"),
+        usage.get("input_tokens"),
+        usage.get("output_tokens"),
+        usage.get("total_tokens"),
+        cost_usd,
+        event.get("prompt_template_name"),
+        revision,
+        event.get("chat_id"),
+        event.get("chain_id"),
+        event.get("parent_event_id"),
+        event.get("feedback_key"),
+        received_us,
+        json.dumps(event, ensure_ascii=False, separators=(",", ":")),
+    )
+
+
+def encode_cursor(started_us: int, seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{started_us}:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The position a cursor names; ValueError when it is not one of ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        started, seq = base64.urlsafe_b64decode(padded).decode().split(":")
+        return int(started), int(seq)
+    except Exception:
+        raise ValueError(f"not a valid cursor: {cursor!r}") from None

@@ -1,0 +1,202 @@
+"""The SQLite store: the embedded default, one file, WAL mode.
+
+One connection writes (under a lock, one transaction per batch: SQLite allows one writer at a
+time anyway, and batching is what makes ingest fast); each reading thread has its own
+connection, which WAL lets read while the writer writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._common import EVENT_COLUMNS, EventFilter, KeyInfo, encode_cursor
+from ._migrations import migrate_sqlite
+
+__all__ = ["SQLiteStore"]
+
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) "
+    "ON CONFLICT (project_id, id) DO NOTHING"
+)
+_LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd"
+
+
+class SQLiteStore:
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self.applied_migrations = migrate_sqlite(self._writer)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        # In WAL mode NORMAL survives a crash of the process (what an acknowledgement promises);
+        # only a power cut can take the last transactions.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[sqlite3.Cursor]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursors = [conn.execute(sql, params) for sql, params in statements]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return cursors
+
+    def close(self) -> None:
+        self._writer.close()
+
+    # -- projects and keys -------------------------------------------------------------------
+
+    def ensure_project(self, name: str) -> int:
+        now = datetime.now(timezone.utc).isoformat()
+        self._write([("INSERT INTO projects (name, created_at) VALUES (?, ?) "
+                      "ON CONFLICT (name) DO NOTHING", (name, now))])
+        row = self._reader().execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
+        return int(row[0])
+
+    def create_key(self, project: str, environment: str, key_hash: str, prefix: str) -> int:
+        project_id = self.ensure_project(project)
+        now = datetime.now(timezone.utc).isoformat()
+        (cur,) = self._write([(
+            "INSERT INTO api_keys (project_id, environment, key_hash, prefix, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (project_id, environment, key_hash, prefix, now),
+        )])
+        return int(cur.lastrowid or 0)
+
+    def key_by_hash(self, key_hash: str) -> KeyInfo | None:
+        row = self._reader().execute(
+            "SELECT k.id, k.project_id, p.name, k.environment FROM api_keys k "
+            "JOIN projects p ON p.id = k.project_id "
+            "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+            (key_hash,),
+        ).fetchone()
+        return KeyInfo(*row) if row else None
+
+    # -- writing -------------------------------------------------------------------------
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Store event rows (see ``event_row``); an id already stored is skipped. Returns how
+        many were new. Durable when it returns."""
+        if not rows:
+            return 0
+        with self._write_lock:
+            conn = self._writer
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT_EVENT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return conn.total_changes - before
+
+    def insert_feedback(
+        self, project_id: int, feedback_key: str, rating: float | None, better: str | None
+    ) -> None:
+        self._write([(
+            "INSERT INTO feedback (project_id, feedback_key, rating, better_response, created_us)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (project_id, feedback_key, rating, better, int(time.time() * 1_000_000)),
+        )])
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list_events(self, project_id: int, f: EventFilter) -> tuple[list[dict[str, Any]], str | None]:
+        where = ["project_id = ?"]
+        params: list[Any] = [project_id]
+        for name in EventFilter.EQUALS:
+            value = getattr(f, name)
+            if value is not None:
+                where.append(f"{name} = ?")
+                params.append(value)
+        if f.from_us is not None:
+            where.append("started_us >= ?")
+            params.append(f.from_us)
+        if f.to_us is not None:
+            where.append("started_us < ?")
+            params.append(f.to_us)
+        for key, value in f.attributes.items():
+            where.append("CAST(json_extract(body, '$.attributes.' || json_quote(?)) AS TEXT) = ?")
+            params.extend([key, value])
+        if f.cursor is not None:
+            where.append("(started_us, seq) < (?, ?)")
+            params.extend(f.cursor)
+        sql = (
+            f"SELECT {_LIST_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY started_us DESC, seq DESC LIMIT ?"
+        )
+        rows = self._reader().execute(sql, [*params, f.limit + 1]).fetchall()
+        more = len(rows) > f.limit
+        rows = rows[: f.limit]
+        events = [_event_out(row[2:]) for row in rows]
+        cursor = encode_cursor(rows[-1][1], rows[-1][0]) if more else None
+        return events, cursor
+
+    def get_event(self, project_id: int, event_id: str) -> dict[str, Any] | None:
+        conn = self._reader()
+        row = conn.execute(
+            f"SELECT {_LIST_COLUMNS}, feedback_key FROM events WHERE project_id = ? AND id = ?",
+            (project_id, event_id),
+        ).fetchone()
+        if row is None:
+            return None
+        event = _event_out(row[2:6])
+        event["feedback"] = self._feedback(conn, project_id, row[6])
+        return event
+
+    def _feedback(
+        self, conn: sqlite3.Connection, project_id: int, feedback_key: str | None
+    ) -> list[dict[str, Any]]:
+        if feedback_key is None:
+            return []
+        rows = conn.execute(
+            "SELECT rating, better_response, created_us FROM feedback "
+            "WHERE project_id = ? AND feedback_key = ? ORDER BY id",
+            (project_id, feedback_key),
+        ).fetchall()
+        return [
+            {
+                "rating": rating,
+                "better_response": better,
+                "created_at": datetime.fromtimestamp(created / 1e6, timezone.utc).isoformat(),
+            }
+            for rating, better, created in rows
+        ]
+
+
+def _event_out(row: Sequence[Any]) -> dict[str, Any]:
+    body, environment, revision, cost = row
+    event: dict[str, Any] = json.loads(body)
+    event["environment"] = environment
+    event["template_revision"] = revision
+    event["cost_usd"] = cost
+    return event

@@ -1,0 +1,136 @@
+"""The event schema (wire v1), shared by the SDK, which builds events, and the server, which
+validates them.
+
+An event is one recorded LLM call. The SDK sends the fields of :class:`Event`; the server adds
+``project``, ``environment``, ``template_revision``, ``cost_usd`` and ``feedback`` when it
+answers queries. Changing a field's meaning means a new ``WIRE_VERSION``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._version import __version__
+
+__all__ = [
+    "EVENT_FIELDS",
+    "SDK_NAME",
+    "WIRE_VERSION",
+    "ErrorInfo",
+    "Event",
+    "Feedback",
+    "Usage",
+    "ValidationError",
+    "make_event",
+    "template_revision",
+]
+
+WIRE_VERSION = 1
+SDK_NAME = "llmtap-python"
+
+Api = Literal["chat", "completion", "responses", "embeddings"]
+Status = Literal["ok", "error", "cancelled"]
+
+
+class _Strict(BaseModel):
+    # Unknown fields are errors, not silently dropped: a typo in an event should be seen.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(_Strict):
+    input_tokens: int | None = Field(None, ge=0)
+    output_tokens: int | None = Field(None, ge=0)
+    cached_tokens: int | None = Field(None, ge=0)
+    reasoning_tokens: int | None = Field(None, ge=0)
+    total_tokens: int | None = Field(None, ge=0)
+    estimated: bool = False  # counted by a local tokenizer, not reported by the provider
+
+
+class ErrorInfo(_Strict):
+    type: str
+    message: str = ""
+    status_code: int | None = None
+
+
+class Sdk(_Strict):
+    name: str
+    version: str
+
+
+class Event(_Strict):
+    id: str = Field(min_length=1, max_length=128)
+    wire_version: Literal[1] = 1
+    api: Api
+    provider: str | None = None
+    model: str | None = None
+    request: dict[str, Any] = Field(default_factory=dict)
+    response: dict[str, Any] | list[Any] | None = None
+    output_text: str | None = None
+    status: Status
+    error: ErrorInfo | None = None
+    started_at: datetime
+    latency_ms: float | None = Field(None, ge=0)
+    ttft_ms: float | None = Field(None, ge=0)
+    usage: Usage | None = None
+    prompt_template_name: str | None = Field(None, max_length=512)
+    template_chat: list[dict[str, Any]] | None = None
+    template_text: str | None = None
+    template_params: dict[str, Any] | None = None
+    chat_id: str | None = Field(None, max_length=512)
+    chain_id: str | None = Field(None, max_length=512)
+    parent_event_id: str | None = Field(None, max_length=128)
+    feedback_key: str | None = Field(None, max_length=512)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    sdk: Sdk | None = None
+
+    @field_validator("started_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("started_at needs a time zone (ISO 8601 with Z or an offset)")
+        return value
+
+
+class Feedback(_Strict):
+    feedback_key: str = Field(min_length=1, max_length=512)
+    rating: float | None = Field(None, ge=0, le=1)
+    better_response: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Feedback:
+        if self.rating is None and self.better_response is None:
+            raise ValueError("feedback needs a rating, a better_response, or both")
+        return self
+
+
+EVENT_FIELDS = frozenset(Event.model_fields)
+_SDK = {"name": SDK_NAME, "version": __version__}
+
+
+def make_event(**fields: Any) -> dict[str, Any]:
+    """An event in its JSON-ready dict form, stamped with the wire version and the SDK.
+
+    Building a dict (not a model) keeps the SDK cheap; the server validates with :class:`Event`.
+    """
+    unknown = fields.keys() - EVENT_FIELDS
+    if unknown:
+        raise TypeError(f"not event fields: {sorted(unknown)}")
+    fields["wire_version"] = WIRE_VERSION
+    fields.setdefault("sdk", _SDK)
+    return fields
+
+
+def template_revision(template_chat: Any = None, template_text: Any = None) -> str | None:
+    """A stable short hash of a template's content: equal templates, equal revision."""
+    if template_chat is None and template_text is None:
+        return None
+    content = {"chat": template_chat} if template_chat is not None else {"text": template_text}
+    canonical = json.dumps(
+        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
