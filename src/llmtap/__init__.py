@@ -1,8 +1,8 @@
 """llmtap: a self-hosted monitor for the LLM calls a Python application makes.
 
-    import llmtap
-    client = llmtap.Client(llmtap=llmtap.Config(api_key="lt_..."))  # an openai.OpenAI
-    client.chat.completions.create(model="gpt-4o-mini", messages=[...])
+import llmtap
+client = llmtap.Client(llmtap=llmtap.Config(api_key="lt_..."))  # an openai.OpenAI
+client.chat.completions.create(model="gpt-4o-mini", messages=[...])
 """
 
 from ._version import __version__

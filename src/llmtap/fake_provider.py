@@ -17,6 +17,7 @@ Run it alone with ``python -m llmtap.fake_provider --port 8001``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import threading
@@ -34,9 +35,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and "text" in p
-        )
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and "text" in p)
     return ""
 
 
@@ -52,8 +51,9 @@ def _prompt_text(body: dict[str, Any]) -> tuple[str, str]:
         return (users[-1] if users else ""), " ".join(texts)
     prompt = body.get("prompt", body.get("input", ""))
     if isinstance(prompt, list):
-        prompt = " ".join(_text_of(p.get("content")) if isinstance(p, dict) else str(p)
-                          for p in prompt)
+        prompt = " ".join(
+            _text_of(p.get("content")) if isinstance(p, dict) else str(p) for p in prompt
+        )
     return str(prompt), str(prompt)
 
 
@@ -63,6 +63,10 @@ def _tokens(text: str) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body in one segment, and no Nagle: else keep-alive requests stall ~40 ms on
+    # delayed ACKs, and benchmarks would measure that instead of the client.
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -79,8 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, message: str) -> None:
-        kind = {400: "invalid_request_error", 401: "authentication_error",
-                429: "rate_limit_exceeded"}.get(status, "server_error")
+        kind = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            429: "rate_limit_exceeded",
+        }.get(status, "server_error")
         self._send_json(status, {"error": {"message": message, "type": kind, "code": kind}})
 
     def do_POST(self) -> None:
@@ -144,110 +151,226 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _usage(self, prompt: str, reply: str) -> dict[str, Any]:
         p, c = _tokens(prompt), _tokens(reply)
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-                "prompt_tokens_details": {"cached_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0}}
+        return {
+            "prompt_tokens": p,
+            "completion_tokens": c,
+            "total_tokens": p + c,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
 
     def _chat(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         model, n = body.get("model", "fake"), int(body.get("n") or 1)
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:12], int(time.time())
         tool = d.get("tool")
         if tool:
-            call = {"id": "call_" + uuid.uuid4().hex[:8], "type": "function",
-                    "function": {"name": tool, "arguments": json.dumps({"city": "Paris"})}}
+            call = {
+                "id": "call_" + uuid.uuid4().hex[:8],
+                "type": "function",
+                "function": {"name": tool, "arguments": json.dumps({"city": "Paris"})},
+            }
             message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
             finish = "tool_calls"
         else:
             message, finish = {"role": "assistant", "content": reply}, "stop"
         usage = self._usage(prompt, reply)
         if not body.get("stream"):
-            choices = [{"index": i, "message": message, "finish_reason": finish,
-                        "logprobs": None} for i in range(n)]
-            self._send_json(200, {"id": cid, "object": "chat.completion", "created": created,
-                                  "model": model, "choices": choices, "usage": usage})
+            choices = [
+                {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+                for i in range(n)
+            ]
+            self._send_json(
+                200,
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": choices,
+                    "usage": usage,
+                },
+            )
             return
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
         chunks: list[Any] = []
         for i in range(n):
-            chunks.append({**base, "choices": [{"index": i, "delta": {"role": "assistant",
-                                                                       "content": ""}}]})
+            chunks.append(
+                {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}}]}
+            )
             if tool:
                 call = message["tool_calls"][0]
                 args = call["function"]["arguments"]
-                chunks.append({**base, "choices": [{"index": i, "delta": {"tool_calls": [
-                    {"index": 0, "id": call["id"], "type": "function",
-                     "function": {"name": tool, "arguments": args[: len(args) // 2]}}]}}]})
-                chunks.append({**base, "choices": [{"index": i, "delta": {"tool_calls": [
-                    {"index": 0, "function": {"arguments": args[len(args) // 2 :]}}]}}]})
+                chunks.append(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": i,
+                                "delta": {
+                                    "tool_calls": [
+                                        {
+                                            "index": 0,
+                                            "id": call["id"],
+                                            "type": "function",
+                                            "function": {
+                                                "name": tool,
+                                                "arguments": args[: len(args) // 2],
+                                            },
+                                        }
+                                    ]
+                                },
+                            }
+                        ],
+                    }
+                )
+                chunks.append(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": i,
+                                "delta": {
+                                    "tool_calls": [
+                                        {
+                                            "index": 0,
+                                            "function": {"arguments": args[len(args) // 2 :]},
+                                        }
+                                    ]
+                                },
+                            }
+                        ],
+                    }
+                )
             else:
                 for piece in self._pieces(reply, d):
-                    chunks.append({**base, "choices": [{"index": i,
-                                                        "delta": {"content": piece}}]})
-            chunks.append({**base, "choices": [{"index": i, "delta": {},
-                                                "finish_reason": finish}]})
+                    chunks.append({**base, "choices": [{"index": i, "delta": {"content": piece}}]})
+            chunks.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
         self._stream(chunks, drop="drop" in d)
 
-    def _completion(self, body: dict[str, Any], reply: str, prompt: str,
-                    d: dict[str, Any]) -> None:
+    def _completion(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         model, cid = body.get("model", "fake"), "cmpl-" + uuid.uuid4().hex[:12]
         usage = self._usage(prompt, reply)
-        base = {"id": cid, "object": "text_completion", "created": int(time.time()),
-                "model": model}
+        base = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model}
         if not body.get("stream"):
-            self._send_json(200, {**base, "usage": usage, "choices": [
-                {"index": 0, "text": reply, "finish_reason": "stop", "logprobs": None}]})
+            self._send_json(
+                200,
+                {
+                    **base,
+                    "usage": usage,
+                    "choices": [
+                        {"index": 0, "text": reply, "finish_reason": "stop", "logprobs": None}
+                    ],
+                },
+            )
             return
-        chunks: list[Any] = [{**base, "choices": [{"index": 0, "text": piece,
-                                                   "finish_reason": None, "logprobs": None}]}
-                             for piece in self._pieces(reply, d)]
+        chunks: list[Any] = [
+            {
+                **base,
+                "choices": [{"index": 0, "text": piece, "finish_reason": None, "logprobs": None}],
+            }
+            for piece in self._pieces(reply, d)
+        ]
         chunks[-1]["choices"][0]["finish_reason"] = "stop"
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
         self._stream(chunks, drop="drop" in d)
 
-    def _responses(self, body: dict[str, Any], reply: str, prompt: str,
-                   d: dict[str, Any]) -> None:
+    def _responses(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         rid, mid = "resp_" + uuid.uuid4().hex[:12], "msg_" + uuid.uuid4().hex[:8]
         p, c = _tokens(prompt), _tokens(reply)
-        usage = {"input_tokens": p, "output_tokens": c, "total_tokens": p + c,
-                 "input_tokens_details": {"cached_tokens": 0},
-                 "output_tokens_details": {"reasoning_tokens": 0}}
-        item = {"type": "message", "id": mid, "status": "completed", "role": "assistant",
-                "content": [{"type": "output_text", "text": reply, "annotations": []}]}
-        response = {"id": rid, "object": "response", "created_at": int(time.time()),
-                    "model": body.get("model", "fake"), "status": "completed", "output": [item],
-                    "usage": usage, "parallel_tool_calls": True, "tool_choice": "auto",
-                    "tools": [], "error": None, "incomplete_details": None,
-                    "instructions": body.get("instructions"), "metadata": {},
-                    "temperature": None, "top_p": None, "text": {"format": {"type": "text"}}}
+        usage = {
+            "input_tokens": p,
+            "output_tokens": c,
+            "total_tokens": p + c,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        item = {
+            "type": "message",
+            "id": mid,
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": reply, "annotations": []}],
+        }
+        response = {
+            "id": rid,
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": body.get("model", "fake"),
+            "status": "completed",
+            "output": [item],
+            "usage": usage,
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "error": None,
+            "incomplete_details": None,
+            "instructions": body.get("instructions"),
+            "metadata": {},
+            "temperature": None,
+            "top_p": None,
+            "text": {"format": {"type": "text"}},
+        }
         if not body.get("stream"):
             self._send_json(200, response)
             return
         started = {**response, "status": "in_progress", "output": [], "usage": None}
-        events: list[Any] = [("response.created", {"type": "response.created", "sequence_number": 0,
-                                                   "response": started})]
+        events: list[Any] = [
+            (
+                "response.created",
+                {"type": "response.created", "sequence_number": 0, "response": started},
+            )
+        ]
         for piece in self._pieces(reply, d):
-            events.append(("response.output_text.delta", {
-                "type": "response.output_text.delta", "item_id": mid, "output_index": 0,
-                "content_index": 0, "delta": piece, "logprobs": [],
-                "sequence_number": len(events)}))
-        events.append(("response.completed", {"type": "response.completed",
-                                              "sequence_number": len(events),
-                                              "response": response}))
+            events.append(
+                (
+                    "response.output_text.delta",
+                    {
+                        "type": "response.output_text.delta",
+                        "item_id": mid,
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": piece,
+                        "logprobs": [],
+                        "sequence_number": len(events),
+                    },
+                )
+            )
+        events.append(
+            (
+                "response.completed",
+                {
+                    "type": "response.completed",
+                    "sequence_number": len(events),
+                    "response": response,
+                },
+            )
+        )
         self._stream(events, drop="drop" in d)
 
-    def _embeddings(self, body: dict[str, Any], reply: str, prompt: str,
-                    d: dict[str, Any]) -> None:
+    def _embeddings(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         inputs = body.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
-        data = [{"object": "embedding", "index": i,
-                 "embedding": [((hash(str(x)) >> s) % 1000) / 1000 for s in range(8)]}
-                for i, x in enumerate(inputs)]
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [((hash(str(x)) >> s) % 1000) / 1000 for s in range(8)],
+            }
+            for i, x in enumerate(inputs)
+        ]
         tokens = sum(_tokens(str(x)) for x in inputs)
-        self._send_json(200, {"object": "list", "data": data, "model": body.get("model", "fake"),
-                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "fake"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
 
 class _Server(ThreadingHTTPServer):
@@ -305,10 +428,8 @@ def main() -> None:
     args = parser.parse_args()
     provider = FakeProvider(args.port, args.chunk_delay)
     print(provider.base_url, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         provider._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -21,13 +21,16 @@ __all__ = [
     "EVENT_FIELDS",
     "SDK_NAME",
     "WIRE_VERSION",
+    "Batch",
     "ErrorInfo",
     "Event",
     "Feedback",
     "Usage",
     "ValidationError",
     "make_event",
+    "template_of",
     "template_revision",
+    "unnamed_template_name",
 ]
 
 WIRE_VERSION = 1
@@ -96,6 +99,12 @@ class Event(_Strict):
         return value
 
 
+class Batch(BaseModel):
+    """The body of ``POST /api/v1/events``."""
+
+    events: list[Event]
+
+
 class Feedback(_Strict):
     feedback_key: str = Field(min_length=1, max_length=512)
     rating: float | None = Field(None, ge=0, le=1)
@@ -125,12 +134,31 @@ def make_event(**fields: Any) -> dict[str, Any]:
     return fields
 
 
-def template_revision(template_chat: Any = None, template_text: Any = None) -> str | None:
-    """A stable short hash of a template's content: equal templates, equal revision."""
-    if template_chat is None and template_text is None:
+def template_revision(template: Any) -> str | None:
+    """A stable short hash of a template's content (a chat template's messages, or a text
+    template): equal templates, equal revision."""
+    if template is None:
         return None
-    content = {"chat": template_chat} if template_chat is not None else {"text": template_text}
     canonical = json.dumps(
-        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        template, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+_PROMPT_ARG = {"chat": "messages", "completion": "prompt", "responses": "input"}
+
+
+def template_of(event: Event) -> Any:
+    """What an event's revision is a hash of: its template, or for a call made without one,
+    its prompt as sent (a plain call is its own template)."""
+    if event.template_chat is not None:
+        return event.template_chat
+    if event.template_text is not None:
+        return event.template_text
+    return event.request.get(_PROMPT_ARG.get(event.api, "input"))
+
+
+def unnamed_template_name(api: str, revision: str | None) -> str:
+    """The name an event recorded without a template name is filed under: stable for the
+    same template, so its calls group together."""
+    return f"unnamed-{api}-{revision[:8] if revision else 'empty'}"

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 try:
-    import click
-except ImportError:  # the SDK alone does not bring the CLI's dependencies
+    from .main import main
+except ImportError as exc:  # the SDK alone does not bring the CLI's dependencies
+    if exc.name != "click":
+        raise
     import sys
 
-    def main() -> None:
+    def main() -> None:  # type: ignore[misc]
         sys.exit("llmtap: the command line needs the server extra: pip install 'llmtap[server]'")
 
-else:
-    from .._version import __version__
-    from .events import events
-    from .keys import keys
-    from .serve import serve
-
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.version_option(__version__, prog_name="llmtap")
-    def main() -> None:
-        """llmtap: a self-hosted monitor for LLM calls."""
-
-    main.add_command(serve)
-    main.add_command(keys)
-    main.add_command(events)
 
 __all__ = ["main"]

@@ -47,7 +47,10 @@ def _row(event: dict[str, Any]) -> list[str]:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -66,8 +69,14 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 @click.option("--attribute", "attributes", multiple=True, metavar="KEY=VALUE")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, one event per line.")
-def events(url: str, api_key: str | None, from_: str | None, attributes: tuple[str, ...],
-           as_json: bool, **filters: Any) -> None:
+def events(
+    url: str,
+    api_key: str | None,
+    from_: str | None,
+    attributes: tuple[str, ...],
+    as_json: bool,
+    **filters: Any,
+) -> None:
     """List events, newest first."""
     params = {k: v for k, v in filters.items() if v is not None}
     if from_:

@@ -14,8 +14,13 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--project", required=True, help="Project the key writes into and reads.")
-@click.option("--env", "environment", default="dev", show_default=True,
-              help="Environment its events are filed under.")
+@click.option(
+    "--env",
+    "environment",
+    default="dev",
+    show_default=True,
+    help="Environment its events are filed under.",
+)
 @db_option
 def create(project: str, environment: str, db: str) -> None:
     """Create a key and print it, alone, on stdout. Only its hash is stored: keep it."""

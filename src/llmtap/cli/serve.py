@@ -11,8 +11,12 @@ from ._options import db_option, setting_option
 @db_option
 @setting_option("--host", name="host")
 @setting_option("--port", name="port", type=int)
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def serve(db: str, host: str, port: int, log_level: str) -> None:
     """Run the llmtap server (ingest and query API) on a store."""
     import uvicorn
@@ -23,6 +27,7 @@ def serve(db: str, host: str, port: int, log_level: str) -> None:
     store = open_store(db)
     app = create_app(store)
     click.echo(f"llmtap {store.backend} store: {db}", err=True)
-    click.echo(f"llmtap listening on http://{host}:{port}  (dashboard: http://{host}:{port}/)",
-               err=True)
+    click.echo(
+        f"llmtap listening on http://{host}:{port}  (dashboard: http://{host}:{port}/)", err=True
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -9,13 +9,12 @@ in the thin shells below (``_record_sync``, ``_record_async``); the logic lives 
 from __future__ import annotations
 
 import functools
-from functools import cached_property
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import Any
 
 import anyio.to_thread
 import openai
-
 
 from ._config import Config
 from ._exporter import exporter_for
@@ -122,7 +121,9 @@ class _Recording:
             if resource_path != path:
                 continue
             for name in methods:
-                setattr(resource, name, type(self)._wrap(getattr(resource, name), self._llmtap, api))
+                setattr(
+                    resource, name, type(self)._wrap(getattr(resource, name), self._llmtap, api)
+                )
         return resource
 
     @cached_property
@@ -139,7 +140,7 @@ class _Recording:
         self,
         *,
         llmtap: Config | Mapping[str, Any] | None = None,
-        _extra_kwargs: Mapping[str, Any] = {},  # noqa: B006 (openai's own signature)
+        _extra_kwargs: Mapping[str, Any] = {},
         **kwargs: Any,
     ) -> Any:
         """A new client with some options changed; the llmtap config is kept, and fields given

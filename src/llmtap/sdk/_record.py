@@ -21,7 +21,7 @@ from openai import NotGiven, Omit
 
 from ..wire import make_event
 from ._config import CallParams, Settings
-from ._templates import TemplateChat, TemplateText, unnamed
+from ._templates import TemplateChat, TemplateText
 
 __all__ = ["FEEDBACK_KEY_FIELD", "Call", "FeedbackItem", "begin", "error_info"]
 
@@ -120,12 +120,6 @@ class Call:
     def to_event(self) -> dict[str, Any]:
         params = self.params
         template_chat, template_text, template_params = _template_of(self.prompt, params)
-        name = self.name or unnamed(
-            self.api,
-            template_chat
-            if template_chat is not None
-            else template_text or self.request.get(_PROMPT_ARG.get(self.api, "input")),
-        )
         response = _dump(self.response)
         if isinstance(response, dict):
             response.pop(FEEDBACK_KEY_FIELD, None)
@@ -148,7 +142,7 @@ class Call:
             started_at=datetime.fromtimestamp(self.started_at, timezone.utc).isoformat(),
             latency_ms=self.latency_ms,
             usage=usage,
-            prompt_template_name=name,
+            prompt_template_name=self.name,  # None: the server names it from the template
             template_chat=template_chat,
             template_text=template_text,
             template_params=_jsonable(template_params),
@@ -240,17 +234,22 @@ def _usage(raw: Any, input_key: str, output_key: str) -> dict[str, Any] | None:
     }
 
 
+def _joined(texts: list[Any]) -> str | None:
+    """The text of one choice, or of several (n > 1) one per line."""
+    texts = [t for t in texts if isinstance(t, str)]
+    if not texts:
+        return None
+    return texts[0] if len(texts) == 1 else "\n".join(texts)
+
+
 def _extract_chat(response: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
-    choices = response.get("choices") or []
-    texts = [(c.get("message") or {}).get("content") for c in choices]
-    text = "\n".join(t for t in texts if isinstance(t, str)) if any(texts) else None
-    return text, _usage(response.get("usage"), "prompt_tokens", "completion_tokens")
+    texts = [(c.get("message") or {}).get("content") for c in response.get("choices") or ()]
+    return _joined(texts), _usage(response.get("usage"), "prompt_tokens", "completion_tokens")
 
 
 def _extract_completion(response: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
-    texts = [c.get("text") for c in response.get("choices") or []]
-    text = "\n".join(t for t in texts if isinstance(t, str)) if texts else None
-    return text, _usage(response.get("usage"), "prompt_tokens", "completion_tokens")
+    texts = [c.get("text") for c in response.get("choices") or ()]
+    return _joined(texts), _usage(response.get("usage"), "prompt_tokens", "completion_tokens")
 
 
 def _extract_nothing(response: dict[str, Any]) -> tuple[None, None]:

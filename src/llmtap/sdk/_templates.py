@@ -11,9 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..wire import template_revision
-
-__all__ = ["CHAT_HISTORY_ROLE", "TemplateChat", "TemplateText", "fill", "fill_chat", "unnamed"]
+__all__ = ["CHAT_HISTORY_ROLE", "TemplateChat", "TemplateText", "fill", "fill_chat"]
 
 CHAT_HISTORY_ROLE = "chat_history"
 # Only {name} placeholders whose name is a given parameter are filled; any other brace (JSON in a
@@ -103,18 +101,6 @@ class TemplateChat(list):  # type: ignore[type-arg]
     def __init__(
         self, template: Iterable[Mapping[str, Any]], params: Mapping[str, Any] | None = None
     ) -> None:
-        template = [dict(message) for message in template]
-        params = dict(params or {})
-        super().__init__(fill_chat(template, params))
-        self.template = template
-        self.params = params
-
-
-def unnamed(api: str, template: Any) -> str:
-    """A stable name for a prompt given no template name, derived from its template (or, for a
-    plain call, its prompt): the same template, the same name."""
-    if isinstance(template, str):
-        revision = template_revision(template_text=template)
-    else:
-        revision = template_revision(template_chat=template)
-    return f"unnamed-{api}-{revision[:8] if revision else 'empty'}"
+        self.template = [dict(message) for message in template]
+        self.params = dict(params or {})
+        super().__init__(fill_chat(self.template, self.params))

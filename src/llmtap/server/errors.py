@@ -35,8 +35,10 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    messages = {404: f"no such endpoint: {request.method} {request.url.path}",
-                405: f"method {request.method} not allowed on {request.url.path}"}
+    messages = {
+        404: f"no such endpoint: {request.method} {request.url.path}",
+        405: f"method {request.method} not allowed on {request.url.path}",
+    }
     return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
 

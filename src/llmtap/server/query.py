@@ -35,7 +35,7 @@ def event_filter(query: Any) -> EventFilter:
         raise ApiError(
             400,
             f"unknown query parameter(s): {', '.join(sorted(unknown))}",
-            [{"parameter": k, "known": sorted(_PLAIN) + ["attributes.KEY"]} for k in unknown],
+            [{"parameter": k, "known": [*sorted(_PLAIN), "attributes.KEY"]} for k in unknown],
         )
     f = EventFilter()
     for name in EventFilter.EQUALS:
@@ -70,9 +70,7 @@ async def list_events(request: Request) -> JSONResponse:
     key = await run_in_threadpool(state.keys.authenticate, request)
     f = event_filter(request.query_params)
     events, cursor = await run_in_threadpool(state.store.list_events, key.project_id, f)
-    return JSONResponse(
-        {"events": [_with_project(e, key) for e in events], "next_cursor": cursor}
-    )
+    return JSONResponse({"events": [_with_project(e, key) for e in events], "next_cursor": cursor})
 
 
 async def get_event(request: Request) -> JSONResponse:

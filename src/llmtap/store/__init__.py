@@ -8,8 +8,16 @@ from __future__ import annotations
 from ._common import EventFilter, KeyInfo, decode_cursor, event_row, to_us
 from ._sqlite import SQLiteStore
 
-__all__ = ["EventFilter", "KeyInfo", "SQLiteStore", "Store", "decode_cursor", "event_row",
-           "open_store", "to_us"]
+__all__ = [
+    "EventFilter",
+    "KeyInfo",
+    "SQLiteStore",
+    "Store",
+    "decode_cursor",
+    "event_row",
+    "open_store",
+    "to_us",
+]
 
 Store = SQLiteStore
 

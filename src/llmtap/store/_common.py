@@ -4,10 +4,11 @@ the cursor of a page."""
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from ..wire import Event
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -80,39 +81,39 @@ def to_us(moment: datetime) -> int:
 
 
 def event_row(
-    event: dict[str, Any],
-    started: datetime,
+    event: Event,
     project_id: int,
     environment: str,
     revision: str | None,
     cost_usd: float | None,
     received_us: int,
 ) -> tuple[Any, ...]:
-    """The events-table row of a validated event (in its JSON form)."""
-    usage = event.get("usage") or {}
+    """The events-table row of a validated event."""
+    usage = event.usage
     return (
-        event["id"],
+        event.id,
         project_id,
         environment,
-        event["api"],
-        event.get("provider"),
-        event.get("model"),
-        event["status"],
-        to_us(started),
-        event.get("latency_ms"),
-        event.get("ttft_ms"),
-        usage.get("input_tokens"),
-        usage.get("output_tokens"),
-        usage.get("total_tokens"),
+        event.api,
+        event.provider,
+        event.model,
+        event.status,
+        to_us(event.started_at),
+        event.latency_ms,
+        event.ttft_ms,
+        usage.input_tokens if usage else None,
+        usage.output_tokens if usage else None,
+        usage.total_tokens if usage else None,
         cost_usd,
-        event.get("prompt_template_name"),
+        event.prompt_template_name,
         revision,
-        event.get("chat_id"),
-        event.get("chain_id"),
-        event.get("parent_event_id"),
-        event.get("feedback_key"),
+        event.chat_id,
+        event.chain_id,
+        event.parent_event_id,
+        event.feedback_key,
         received_us,
-        json.dumps(event, ensure_ascii=False, separators=(",", ":")),
+        # The validated event's JSON, from pydantic's Rust serializer: the body the API serves.
+        event.model_dump_json(),
     )
 
 

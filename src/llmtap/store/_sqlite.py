@@ -76,28 +76,43 @@ class SQLiteStore:
 
     def ensure_project(self, name: str) -> int:
         now = datetime.now(timezone.utc).isoformat()
-        self._write([("INSERT INTO projects (name, created_at) VALUES (?, ?) "
-                      "ON CONFLICT (name) DO NOTHING", (name, now))])
+        self._write(
+            [
+                (
+                    "INSERT INTO projects (name, created_at) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (name, now),
+                )
+            ]
+        )
         row = self._reader().execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
         return int(row[0])
 
     def create_key(self, project: str, environment: str, key_hash: str, prefix: str) -> int:
         project_id = self.ensure_project(project)
         now = datetime.now(timezone.utc).isoformat()
-        (cur,) = self._write([(
-            "INSERT INTO api_keys (project_id, environment, key_hash, prefix, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (project_id, environment, key_hash, prefix, now),
-        )])
+        (cur,) = self._write(
+            [
+                (
+                    "INSERT INTO api_keys (project_id, environment, key_hash, prefix, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (project_id, environment, key_hash, prefix, now),
+                )
+            ]
+        )
         return int(cur.lastrowid or 0)
 
     def key_by_hash(self, key_hash: str) -> KeyInfo | None:
-        row = self._reader().execute(
-            "SELECT k.id, k.project_id, p.name, k.environment FROM api_keys k "
-            "JOIN projects p ON p.id = k.project_id "
-            "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
-            (key_hash,),
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT k.id, k.project_id, p.name, k.environment FROM api_keys k "
+                "JOIN projects p ON p.id = k.project_id "
+                "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+                (key_hash,),
+            )
+            .fetchone()
+        )
         return KeyInfo(*row) if row else None
 
     # -- writing -------------------------------------------------------------------------
@@ -122,15 +137,22 @@ class SQLiteStore:
     def insert_feedback(
         self, project_id: int, feedback_key: str, rating: float | None, better: str | None
     ) -> None:
-        self._write([(
-            "INSERT INTO feedback (project_id, feedback_key, rating, better_response, created_us)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (project_id, feedback_key, rating, better, int(time.time() * 1_000_000)),
-        )])
+        self._write(
+            [
+                (
+                    "INSERT INTO feedback"
+                    " (project_id, feedback_key, rating, better_response, created_us)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (project_id, feedback_key, rating, better, int(time.time() * 1_000_000)),
+                )
+            ]
+        )
 
     # -- reading -------------------------------------------------------------------------
 
-    def list_events(self, project_id: int, f: EventFilter) -> tuple[list[dict[str, Any]], str | None]:
+    def list_events(
+        self, project_id: int, f: EventFilter
+    ) -> tuple[list[dict[str, Any]], str | None]:
         where = ["project_id = ?"]
         params: list[Any] = [project_id]
         for name in EventFilter.EQUALS:

@@ -1,0 +1,35 @@
+"""``make bench``: every benchmark, side by side, in one run. ``--quick`` for a smoke run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from . import overhead
+
+BENCHMARKS = {"overhead": overhead}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], help="default: all")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    args = parser.parse_args()
+    results = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.platform()}
+    for name in args.names or BENCHMARKS:
+        module = BENCHMARKS[name]
+        result = module.run(quick=args.quick)
+        results[name] = result
+        print(module.report(result), flush=True)
+        print()
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    print(f"results written to {out / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()

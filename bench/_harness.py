@@ -1,0 +1,101 @@
+"""What every benchmark needs: real processes on loopback, and honest statistics."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx2.get(url, timeout=1)
+            return
+        except httpx2.HTTPError:
+            time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+@contextmanager
+def fake_provider(chunk_delay: float = 0.0) -> Iterator[str]:
+    """The fake OpenAI-compatible provider in its own process (so it takes no GIL from the
+    client being measured); yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmtap.fake_provider",
+            "--port",
+            str(port),
+            "--chunk-delay",
+            str(chunk_delay),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@dataclass
+class Server:
+    url: str
+    key: str
+    db: Path
+
+
+@contextmanager
+def llmtap_server(env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A real ``llmtap serve`` on a fresh SQLite file, with a key."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        cli = [sys.executable, "-m", "llmtap.cli"]
+        key = subprocess.run(
+            [*cli, "keys", "create", "--project", "bench", "--db", str(db)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        port = free_port()
+        proc = subprocess.Popen(
+            [*cli, "serve", "--db", str(db), "--port", str(port)],
+            env={**os.environ, **(env or {})},
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait(f"http://127.0.0.1:{port}/healthz")
+            yield Server(f"http://127.0.0.1:{port}", key, db)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> str:
+    """'median (min to max)' of ratios, to show how noisy a figure was."""
+    return f"{statistics.median(values):.3f} ({min(values):.3f} to {max(values):.3f})"

@@ -1,0 +1,123 @@
+"""Issue 2: what llmtap adds to a non-streaming chat call.
+
+Side by side in one run, against the same fake provider (its own process) with a real llmtap
+server receiving the events: wall time per call through ``llmtap.Client`` over the same through
+``openai.OpenAI``, in alternating rounds so drift hits both; and the CPU time the caller's
+thread spends in llmtap, measured two ways (the difference of thread CPU per call, and the
+recording path alone on a canned response).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion
+
+import llmtap
+
+from ._harness import fake_provider, llmtap_server, median, spread
+
+MESSAGES = [
+    {"role": "system", "content": "You pick emoji."},
+    {"role": "user", "content": "Show me an emoji for soccer"},
+]
+
+
+def _block(client: openai.OpenAI, n: int) -> tuple[float, float]:
+    """(wall seconds per call, caller-thread CPU seconds per call) over n calls."""
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    for _ in range(n):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, temperature=0)
+    return (time.perf_counter() - wall0) / n, (time.thread_time() - cpu0) / n
+
+
+def _record_path_cpu(client: llmtap.Client, n: int) -> float:
+    """Caller-thread CPU per call of llmtap's own work alone: begin, then done, on a canned
+    response (what the wrapper does around the real call)."""
+    canned = ChatCompletion.model_validate(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "⚽"},
+                }
+            ],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
+        }
+    )
+    tap = client._llmtap
+    start = time.thread_time()
+    for _ in range(n):
+        kwargs: dict[str, Any] = {
+            "model": "gpt-4o-mini",
+            "messages": MESSAGES,
+            "temperature": 0,
+            "llmtap": {"prompt_template_name": "sport-emoji"},
+        }
+        call = tap.begin("chat", kwargs)
+        assert call is not None
+        tap.succeeded(call, canned)
+    return (time.thread_time() - start) / n
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    # Many short rounds in ABBA order: drift and bursts of noise hit both clients alike, and
+    # the median of per-round ratios shrugs off the rounds a burst spoiled.
+    rounds, per_round = (8, 100) if quick else (48, 100)
+    with fake_provider() as base_url, llmtap_server() as server:
+        plain = openai.OpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
+        tapped = llmtap.Client(
+            api_key="sk-bench",
+            base_url=base_url,
+            max_retries=0,
+            llmtap={"url": server.url, "api_key": server.key},
+        )
+        _block(plain, 100)
+        _block(tapped, 100)
+        wall_ratios, cpu_added, plain_ms = [], [], []
+        for i in range(rounds):
+            order = (
+                [(plain, "p"), (tapped, "t")] if i % 4 in (0, 3) else [(tapped, "t"), (plain, "p")]
+            )
+            results = {name: _block(client, per_round) for client, name in order}
+            wall_ratios.append(results["t"][0] / results["p"][0])
+            cpu_added.append((results["t"][1] - results["p"][1]) * 1e6)
+            plain_ms.append(results["p"][0] * 1e3)
+        record_us = []
+        for _ in range(5):
+            record_us.append(_record_path_cpu(tapped, 2000) * 1e6)
+            tapped.flush(30)
+        delivered = tapped.flush(30)
+        tapped.close()
+    return {
+        "calls_per_client": rounds * per_round,
+        "plain_ms_per_call": round(median(plain_ms), 3),
+        "wall_ratio": round(median(wall_ratios), 4),
+        "wall_ratio_spread": spread(wall_ratios),
+        "caller_cpu_added_us_by_difference": round(median(cpu_added), 1),
+        "caller_cpu_us_record_path": round(median(record_us), 1),
+        "all_delivered": delivered,
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "Non-streaming chat.completions.create, llmtap.Client vs openai.OpenAI "
+            f"({r['calls_per_client']} calls each, alternating rounds; plain call "
+            f"{r['plain_ms_per_call']} ms on loopback)",
+            f"  wall time ratio llmtap/openai: {r['wall_ratio']}  (per round: "
+            f"{r['wall_ratio_spread']})   target <= 1.05",
+            f"  caller-thread CPU in llmtap per call: {r['caller_cpu_us_record_path']} us "
+            f"(recording path alone); {r['caller_cpu_added_us_by_difference']} us "
+            "(difference of thread CPU per call)   target < 50 us",
+            f"  every event delivered: {r['all_delivered']}",
+        ]
+    )

@@ -1,0 +1,21 @@
+"""The ``llmtap`` command group."""
+
+from __future__ import annotations
+
+import click
+
+from .._version import __version__
+from .events import events
+from .keys import keys
+from .serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llmtap")
+def main() -> None:
+    """llmtap: a self-hosted monitor for LLM calls."""
+
+
+main.add_command(serve)
+main.add_command(keys)
+main.add_command(events)

@@ -1,0 +1,160 @@
+"""Fixtures: the real parts, on loopback.
+
+- ``provider``: the fake OpenAI-compatible server (the one thing faked);
+- ``server``: a real ``llmtap serve`` process on a temporary SQLite file;
+- ``project``: a fresh project with its own key, so tests never see each other's events;
+- ``client``: an ``llmtap.Client`` wired to both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+# llmtap's own errors are raised, not logged, in its test suite: bugs must not hide.
+os.environ["LLMTAP_RAISE_INTERNAL_ERRORS"] = "1"
+for name in ("LLMTAP_URL", "LLMTAP_API_KEY", "LLMTAP_ENABLED", "OPENAI_API_KEY"):
+    os.environ.pop(name, None)
+
+import llmtap  # noqa: E402
+from llmtap.fake_provider import FakeProvider  # noqa: E402
+from llmtap.server.auth import create_key  # noqa: E402
+from llmtap.store import open_store  # noqa: E402
+
+LLMTAP = [sys.executable, "-m", "llmtap.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(url, timeout=1).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not come up")
+
+
+@dataclass
+class Server:
+    url: str
+    db: Path
+    process: subprocess.Popen[bytes]
+
+    def new_key(self, project: str | None = None, environment: str = "dev") -> str:
+        store = open_store(str(self.db))
+        try:
+            return create_key(store, project or f"p-{uuid.uuid4().hex[:8]}", environment)
+        finally:
+            store.close()
+
+    def get(self, path: str, key: str, **params: Any) -> httpx2.Response:
+        return httpx2.get(
+            self.url + path, params=params, headers={"authorization": f"Bearer {key}"}
+        )
+
+    def post(
+        self, path: str, key: str | None, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx2.Response:
+        headers = {**(headers or {}), **({"authorization": f"Bearer {key}"} if key else {})}
+        return httpx2.post(self.url + path, headers=headers, **kwargs)
+
+
+def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    db = tmp / "llmtap.db"
+    process = subprocess.Popen(
+        [*LLMTAP, "serve", "--db", str(db), "--port", str(port)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    server = Server(f"http://127.0.0.1:{port}", db, process)
+    try:
+        wait_for(server.url + "/healthz")
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError(process.communicate()[1].decode()) from None
+    return server
+
+
+def stop_server(server: Server) -> str:
+    """Stop the server; what it wrote on stderr."""
+    server.process.terminate()
+    return server.process.communicate(timeout=10)[1].decode()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("server"))
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+@dataclass
+class Project:
+    key: str
+    server: Server
+
+    def events(self, **params: Any) -> list[dict[str, Any]]:
+        response = self.server.get("/api/v1/events", self.key, **params)
+        assert response.status_code == 200, response.text
+        return response.json()["events"]  # type: ignore[no-any-return]
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        response = self.server.get(f"/api/v1/events/{event_id}", self.key)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def project(server: Server) -> Project:
+    return Project(server.new_key(), server)
+
+
+def tap_config(project: Project, **overrides: Any) -> dict[str, Any]:
+    return {"api_key": project.key, "url": project.server.url, "flush_interval": 0.05, **overrides}
+
+
+@pytest.fixture
+def client(provider: FakeProvider, project: Project) -> Iterator[llmtap.Client]:
+    c = llmtap.Client(
+        api_key="sk-fake", base_url=provider.base_url, max_retries=0, llmtap=tap_config(project)
+    )
+    yield c
+    c.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_llmtap_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail any test during which llmtap logged an error of its own (its exporter thread
+    cannot raise into the test)."""
+    caplog.set_level(logging.WARNING, logger="llmtap")
+    yield
+    errors = [r for r in caplog.records if r.name == "llmtap" and r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

@@ -1,0 +1,78 @@
+"""The ``llmtap`` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+from .conftest import LLMTAP, Project, Server
+from .test_server import event, post_events
+
+
+def llmtap_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LLMTAP, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
+
+
+def test_keys_create_prints_the_key_alone_and_works_while_serving(server: Server) -> None:
+    result = llmtap_cli(
+        "keys",
+        "create",
+        "--project",
+        f"cli-{uuid.uuid4().hex[:6]}",
+        "--env",
+        "prod",
+        "--db",
+        str(server.db),
+    )
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert result.stdout == key + "\n" and key.startswith("lt_")
+    # The running server knows it at once, and the store holds only its hash.
+    response = server.get("/api/v1/events", key)
+    assert response.status_code == 200
+    assert key.encode() not in Path(server.db).read_bytes()
+
+
+def test_keys_create_uses_llmtap_db(tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    result = llmtap_cli("keys", "create", "--project", "p", LLMTAP_DB=str(db))
+    assert result.returncode == 0, result.stderr
+    assert db.exists()
+
+
+def test_events_table_and_json(project: Project) -> None:
+    post_events(
+        project,
+        [
+            event(model="alpha", output_text="the answer", latency_ms=12.0),
+            event(
+                model="beta",
+                status="error",
+                error={"type": "RateLimitError", "message": "slow down"},
+            ),
+        ],
+    )
+    env = {"LLMTAP_URL": project.server.url, "LLMTAP_API_KEY": project.key}
+    table = llmtap_cli("events", **env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["started", "(UTC)", "model"]
+    assert "alpha" in table.stdout and "the answer" in table.stdout
+    assert "slow down" in table.stdout
+
+    as_json = llmtap_cli("events", "--json", "--status", "error", **env)
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [e["model"] for e in events] == ["beta"]
+
+
+def test_events_without_key_is_a_clear_error(project: Project) -> None:
+    result = llmtap_cli("events", "--url", project.server.url)
+    assert result.returncode != 0
+    assert "API key" in result.stderr
+    wrong = llmtap_cli("events", "--url", project.server.url, "--api-key", "lt_nope")
+    assert wrong.returncode != 0 and "invalid API key" in wrong.stderr

@@ -1,0 +1,50 @@
+"""The store on a real SQLite file: migrations and the write path."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from llmtap.store import open_store
+from llmtap.store._migrations import SQLITE_MIGRATIONS, migrate_sqlite
+
+
+def test_blank_database_gets_every_step_once(tmp_path: Path) -> None:
+    db = tmp_path / "blank.db"
+    store = open_store(str(db))
+    assert store.applied_migrations == [name for name, _ in SQLITE_MIGRATIONS]
+    store.close()
+    again = open_store(str(db))
+    assert again.applied_migrations == []
+    again.close()
+    conn = sqlite3.connect(db)
+    recorded = [row[0] for row in conn.execute("SELECT name FROM _llmtap_migrations")]
+    assert recorded == [name for name, _ in SQLITE_MIGRATIONS]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_upgrade_from_the_first_schema_keeps_data(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate_sqlite(conn, SQLITE_MIGRATIONS[:1])
+    conn.execute("INSERT INTO projects (name, created_at) VALUES ('kept', '2026-01-01')")
+    conn.close()
+    store = open_store(str(db))
+    assert store.applied_migrations == [name for name, _ in SQLITE_MIGRATIONS[1:]]
+    assert store.ensure_project("kept") == 1
+    store.close()
+
+
+def test_a_failing_step_leaves_nothing_half_done(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    steps = [("m900_good", ("CREATE TABLE a (x)",)),
+             ("m901_bad", ("CREATE TABLE b (x)", "CREATE TABLE a (x)"))]
+    try:
+        migrate_sqlite(conn, steps)
+    except sqlite3.OperationalError:
+        pass
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "a" in tables and "b" not in tables
+    names = [row[0] for row in conn.execute("SELECT name FROM _llmtap_migrations")]
+    assert names == ["m900_good"]

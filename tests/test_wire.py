@@ -1,0 +1,104 @@
+"""One schema: what the real SDK sends is what the server's validator accepts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import openai
+import pytest
+
+import llmtap
+from llmtap.fake_provider import FakeProvider
+from llmtap.wire import WIRE_VERSION, Event, Feedback, template_revision
+
+
+class _Capture(BaseHTTPRequestHandler):
+    bodies: list[tuple[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.bodies.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[str, list[tuple[str, Any]]]]:
+    """A server that keeps what the exporter posts, as sent."""
+    _Capture.bodies = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Capture.bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_sdk_output_passes_the_server_validator(provider: FakeProvider, capture: Any) -> None:
+    url, bodies = capture
+    client = llmtap.Client(
+        api_key="sk",
+        base_url=provider.base_url,
+        max_retries=0,
+        llmtap={"url": url, "api_key": "k", "flush_interval": 0.01},
+    )
+    out = client.chat.completions.create(
+        model="m",
+        messages=llmtap.TemplateChat([{"role": "user", "content": "hi {x}"}], {"x": object()}),
+        llmtap={"chain_id": "c", "attributes": {"n": 1.5, "nested": {"a": [1]}}},
+    )
+    client.completions.create(model="m", prompt="plain")
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "[[status:503]]"}]
+        )
+    client.send_feedback(feedback_key=out.model_extra["llmtap_feedback_key"], rating=1)
+    assert client.flush(5)
+
+    events = [e for path, body in bodies if path == "/api/v1/events" for e in body["events"]]
+    assert len(events) == 3
+    for raw in events:
+        event = Event.model_validate(raw)
+        assert event.wire_version == WIRE_VERSION
+    assert {e["status"] for e in events} == {"ok", "error"}
+    feedback = [body for path, body in bodies if path == "/api/v1/feedback"]
+    assert [Feedback.model_validate(f).rating for f in feedback] == [1]
+
+
+def test_template_revision_is_stable_and_content_sensitive() -> None:
+    chat = [{"role": "user", "content": "hi {name}"}]
+    assert template_revision(chat) == template_revision([dict(reversed(chat[0].items()))])
+    assert template_revision(chat) != template_revision([{"role": "user", "content": "yo {name}"}])
+    assert template_revision("a") != template_revision("b")
+    assert template_revision(None) is None
+
+
+def test_validator_names_the_bad_field() -> None:
+    with pytest.raises(ValueError, match="latency_ms"):
+        Event.model_validate(
+            {
+                "id": "x",
+                "api": "chat",
+                "status": "ok",
+                "started_at": "2026-01-01T00:00:00Z",
+                "latency_ms": -1,
+            }
+        )
+    with pytest.raises(ValueError, match="surprise"):
+        Event.model_validate(
+            {
+                "id": "x",
+                "api": "chat",
+                "status": "ok",
+                "started_at": "2026-01-01T00:00:00Z",
+                "surprise": 1,
+            }
+        )
