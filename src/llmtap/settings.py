@@ -74,7 +74,13 @@ _TABLE = [
         bool,
         "sdk",
     ),
-    Setting("redact_pii", False, "Redact personal data before it leaves the process.", bool, "sdk"),
+    Setting(
+        "redact_pii",
+        False,
+        "Redact personal data and secrets before they leave the process (needs llmtap[pii]).",
+        bool,
+        "sdk",
+    ),
     Setting("chat_id", None, "Chat id for calls that give none.", str, "sdk"),
     Setting("attributes", None, "JSON object merged into every event's attributes.", dict, "sdk"),
     Setting("sample_rate", 1.0, "Fraction of calls recorded, from 0 to 1.", float, "sdk"),
@@ -123,6 +129,14 @@ _TABLE = [
         32 * 1024 * 1024,
         "Largest request body the server accepts, in bytes (413 past it).",
         int,
+        "server",
+    ),
+    Setting(
+        "redact_fields",
+        None,
+        'JSON object: project name (or "*" for all) to the event fields the server redacts '
+        'personal data from on ingest, e.g. {"shop": ["request", "response"]} or {"*": "all"}.',
+        dict,
         "server",
     ),
 ]

@@ -166,7 +166,10 @@ class _Recording:
             raise ValueError("send_feedback needs a rating, a better_response, or both")
         if rating is not None and not 0 <= rating <= 1:
             raise ValueError(f"rating must be between 0 and 1, got {rating}")
-        self._llmtap.exporter.submit(FeedbackItem(str(feedback_key), rating, better_response))
+        redact = self._llmtap.settings.redact_pii
+        self._llmtap.exporter.submit(
+            FeedbackItem(str(feedback_key), rating, better_response, redact)
+        )
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every queued event is delivered, at most ``timeout`` seconds (default:

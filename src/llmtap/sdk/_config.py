@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..pii import require as require_pii
 from ..settings import resolve
 
 __all__ = ["CallParams", "Config", "Settings"]
@@ -56,6 +57,8 @@ class Config:
         values = {f.name: resolve(f.name, getattr(self, f.name)) for f in fields(self)}
         values["raise_internal_errors"] = resolve("raise_internal_errors")
         values["url"] = values["url"].rstrip("/")
+        if values["redact_pii"]:
+            require_pii()  # at client start-up, not at the first call: say what to install
         return Settings(**values)
 
 

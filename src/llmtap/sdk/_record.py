@@ -19,6 +19,7 @@ import pydantic
 import pydantic_core
 from openai import NotGiven, Omit
 
+from ..pii import redact_event, redact_value
 from ..wire import make_event
 from ._config import CallParams, Settings
 from ._templates import TemplateChat, TemplateText
@@ -129,7 +130,7 @@ class Call:
         attributes = dict(self.settings.attributes or {})
         attributes.update(params.attributes or {})
         chat_id = params.chat_id or self.settings.chat_id
-        return make_event(
+        event = make_event(
             id=self.event_id,
             api=self.api,
             provider=self.provider,
@@ -152,6 +153,7 @@ class Call:
             feedback_key=self.feedback_key,
             attributes=_jsonable(attributes),
         )
+        return redact_event(event) if self.settings.redact_pii else event
 
 
 class FeedbackItem:
@@ -160,8 +162,14 @@ class FeedbackItem:
     __slots__ = ("body",)
 
     def __init__(
-        self, feedback_key: str, rating: float | None, better_response: str | None
+        self,
+        feedback_key: str,
+        rating: float | None,
+        better_response: str | None,
+        redact: bool = False,
     ) -> None:
+        if redact:
+            better_response = redact_value(better_response)
         self.body = {
             "feedback_key": feedback_key,
             "rating": rating,

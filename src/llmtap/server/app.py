@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,6 +16,7 @@ from .auth import KeyCache
 from .errors import exception_handlers
 from .ingest import receive_events, receive_feedback
 from .query import get_event, list_events
+from .redaction import Redaction
 
 __all__ = ["create_app"]
 
@@ -22,7 +25,12 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "version": __version__})
 
 
-def create_app(store: Store, *, max_body_bytes: int | None = None) -> Starlette:
+def create_app(
+    store: Store,
+    *,
+    max_body_bytes: int | None = None,
+    redact_fields: dict[str, Any] | None = None,
+) -> Starlette:
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -36,4 +44,5 @@ def create_app(store: Store, *, max_body_bytes: int | None = None) -> Starlette:
     app.state.store = store
     app.state.keys = KeyCache(store)
     app.state.max_body_bytes = resolve("max_body_bytes", max_body_bytes)
+    app.state.redaction = Redaction(resolve("redact_fields", redact_fields))
     return app

@@ -28,6 +28,7 @@ from ..wire import (
     unnamed_template_name,
 )
 from .errors import ApiError
+from .redaction import Redaction
 
 __all__ = ["ingest_batch", "read_body", "receive_events", "receive_feedback"]
 
@@ -100,11 +101,15 @@ def validate_batch(body: bytes) -> tuple[list[Event], list[dict[str, Any]], int]
     return valid, errors, len(payload["events"])
 
 
-def ingest_batch(store: Store, key: KeyInfo, body: bytes) -> dict[str, Any]:
+def ingest_batch(
+    store: Store, key: KeyInfo, body: bytes, redaction: Redaction | None = None
+) -> dict[str, Any]:
     events, errors, sent = validate_batch(body)
     received_us = int(time.time() * 1_000_000)
     rows = []
     for event in events:
+        if redaction is not None:
+            event = redaction.apply(event, key.project)
         revision = template_revision(template_of(event))
         if event.prompt_template_name is None:
             event.prompt_template_name = unnamed_template_name(event.api, revision)
@@ -129,7 +134,7 @@ async def receive_events(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
     body = await read_body(request, state.max_body_bytes)
-    result = await run_in_threadpool(ingest_batch, state.store, key, body)
+    result = await run_in_threadpool(ingest_batch, state.store, key, body, state.redaction)
     return JSONResponse(result, status_code=result.get("status", 200))
 
 
@@ -146,6 +151,6 @@ async def receive_feedback(request: Request) -> JSONResponse:
         key.project_id,
         feedback.feedback_key,
         feedback.rating,
-        feedback.better_response,
+        state.redaction.feedback(feedback.better_response, key.project),
     )
     return JSONResponse({"ok": True})

@@ -1,0 +1,412 @@
+"""The recognizers: one per kind of personal data, each a pattern that finds candidates and,
+where the kind has one, a validator that keeps only the real ones.
+
+Validators come from well-kept libraries: ``phonenumbers`` (Google's libphonenumber) for phone
+numbers, ``python-stdnum`` for card checksums (Luhn), IBANs and US social security numbers,
+and the standard library's ``ipaddress`` for IP addresses. The patterns are ours; they are
+the part a library would not make faster or more exact here (Presidio's analyzer has similar
+ones, but brings spaCy and fetches the public suffix list over the network on first use,
+which a redactor whose job is that nothing leaves the process must not do).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn
+from stdnum.us import ssn as stdnum_ssn
+
+__all__ = ["RECOGNIZERS", "Recognizer"]
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Recognizer:
+    entity: str
+    find: Callable[[str], Iterator[Span]]
+    # Cheap test on the whole text: when False the recognizer is skipped (most text has no
+    # "@", few digits, and so on).
+    hint: Callable[[str], bool]
+
+
+def _by_pattern(pattern: re.Pattern[str], group: int = 0) -> Callable[[str], Iterator[Span]]:
+    def find(text: str) -> Iterator[Span]:
+        for match in pattern.finditer(text):
+            yield match.span(group)
+
+    return find
+
+
+def _validated(
+    pattern: re.Pattern[str], valid: Callable[[str], bool], group: int = 0
+) -> Callable[[str], Iterator[Span]]:
+    def find(text: str) -> Iterator[Span]:
+        for match in pattern.finditer(text):
+            if valid(match.group(group)):
+                yield match.span(group)
+
+    return find
+
+
+def _always(text: str) -> bool:
+    return True
+
+
+_DIGIT = re.compile(r"\d")
+
+
+def _has_digits(text: str) -> bool:
+    return _DIGIT.search(text) is not None
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+_SECRET = re.compile(
+    r"-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*?-----END[A-Z ]*PRIVATE KEY-----"
+    r"|-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*"  # a key cut off midway is still a key
+    r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWT
+    r"|\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"  # OpenAI, Anthropic
+    r"|\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"  # AWS access key ids
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}\b|\bgithub_pat_[A-Za-z0-9_]{40,}"  # GitHub
+    r"|\bglpat-[A-Za-z0-9_-]{20,}"  # GitLab
+    r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|\bAIza[0-9A-Za-z_-]{35}"  # Google
+    r"|\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe
+    r"|\bhf_[A-Za-z0-9]{30,}"  # Hugging Face
+    r"|\bgsk_[A-Za-z0-9]{40,}"  # Groq
+    r"|\blt_[A-Za-z0-9_-]{30,}"  # llmtap's own keys
+)
+# A bearer token, and the value of an obvious credential assignment: the value only.
+_SECRET_VALUE = re.compile(
+    r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{16,}=*)"
+    r"|(?i:\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd)"
+    r"\b[\"']?\s*[:=]\s*[\"']?)([^\s\"',;]{8,})"
+)
+
+
+def _secret_values(text: str) -> Iterator[Span]:
+    for match in _SECRET_VALUE.finditer(text):
+        group = 1 if match.group(1) else 2
+        yield match.span(group)
+
+
+# Every secret pattern holds one of these (in lower case): a substring test on them is far
+# cheaper than running the patterns over text that has none.
+_SECRET_HINTS = (
+    "private key", "eyj", "sk-", "akia", "asia", "agpa", "aida", "aroa", "gh", "glpat-",
+    "xox", "aiza", "_live_", "_test_", "hf_", "gsk_", "lt_", "bearer", "key", "secret",
+    "token", "passw",
+)  # fmt: skip
+
+
+def _may_hold_secret(text: str) -> bool:
+    lower = text.lower()
+    return any(hint in lower for hint in _SECRET_HINTS)
+
+
+def _find_secrets(text: str) -> Iterator[Span]:
+    yield from _by_pattern(_SECRET)(text)
+    yield from _secret_values(text)
+
+
+# -- e-mail ---------------------------------------------------------------------------------
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\b"
+)
+
+# -- cards, IBAN, SSN: checksums ------------------------------------------------------------
+
+# 12 to 19 digits, bare or in groups of 4 (Amex: 4-6-5) with one kind of separator.
+_CARD = re.compile(
+    r"(?<![\d.,-])(?:\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5}|\d{12,19})(?![\d])"
+)
+
+
+def _card_ok(candidate: str) -> bool:
+    digits = re.sub(r"\D", "", candidate)
+    return 12 <= len(digits) <= 19 and digits[0] in "2345601" and luhn.is_valid(digits)
+
+
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}\b")
+
+
+def _find_ibans(text: str) -> Iterator[Span]:
+    for match in _IBAN.finditer(text):
+        candidate = match.group(0)
+        # The pattern may run on into the next word ("... 3000 BANK"): drop trailing groups
+        # until what is left validates.
+        while len(candidate) >= 14:
+            if stdnum_iban.is_valid(candidate):
+                yield match.start(), match.start() + len(candidate)
+                break
+            cut = candidate.rfind(" ")
+            if cut < 0:
+                break
+            candidate = candidate[:cut]
+
+
+_SSN = re.compile(
+    r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])"
+    r"|(?i:\b(?:ssn|social security(?: number| no\.?)?)\b\W{0,3})(\d{9})\b"
+)
+
+
+def _find_ssns(text: str) -> Iterator[Span]:
+    for match in _SSN.finditer(text):
+        group = 2 if match.group(2) else 0
+        if stdnum_ssn.is_valid(match.group(group)):
+            yield match.span(group)
+
+
+# -- IP addresses ---------------------------------------------------------------------------
+
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
+_IPV6 = re.compile(
+    r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])"
+)
+
+
+def _ipv4_ok(candidate: str) -> bool:
+    try:
+        ipaddress.IPv4Address(candidate)
+    except ValueError:
+        return False
+    return True
+
+
+def _ipv6_ok(candidate: str) -> bool:
+    if candidate.count(":") < 2 or len(candidate) < 3:
+        return False
+    try:
+        ipaddress.IPv6Address(candidate)
+    except ValueError:
+        return False
+    return candidate != "::"
+
+
+def _find_ips(text: str) -> Iterator[Span]:
+    if "." in text:
+        yield from _validated(_IPV4, _ipv4_ok)(text)
+    if "::" in text or text.count(":") >= 3:
+        yield from _validated(_IPV6, _ipv6_ok)(text)
+
+
+# -- phone numbers --------------------------------------------------------------------------
+
+# Candidates: an optional international prefix, an optional area code in parentheses (with an
+# optional "(0)"), then digit groups with single separators, and an optional extension.
+_PHONE = re.compile(
+    r"(?<![\w+/.#-])(?:(?:\+|00)\d{1,3}[ .-]?)?(?:\(0\)[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?"
+    r"\d{1,5}(?:[ .-]?\d{1,5}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w/])"
+)
+_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "IN", "AU", "CA", "BR", "CH")
+_EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d{1,6}$")
+
+
+_SEPARATED = re.compile(r"\d[ .-]\d")
+_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+
+
+def _phone_ok(candidate: str) -> bool:
+    if _DATE.fullmatch(candidate):
+        return False
+    digits = sum(c.isdigit() for c in candidate)
+    if not 7 <= digits <= 17:
+        return False
+    international = candidate.startswith(("+", "00"))
+    formatted = international or "(" in candidate or _SEPARATED.search(candidate) is not None
+    if not formatted and digits < 10:  # a bare run of 7 to 9 digits is an id, not a phone
+        return False
+    number = _EXTENSION.sub("", candidate)
+    if international and not candidate.startswith("+"):
+        number = "+" + number[2:]
+    for region in (None,) if number.startswith("+") else _PHONE_REGIONS:
+        try:
+            parsed = phonenumbers.parse(number, region)
+        except phonenumbers.NumberParseException:
+            continue
+        # A formatted number need only be possible (right length for its country; many
+        # real-looking numbers are in ranges not yet assigned); a bare digit run must be a
+        # valid number, or every long id would be a phone number.
+        if phonenumbers.is_valid_number(parsed) or (
+            formatted and phonenumbers.is_possible_number(parsed)
+        ):
+            return True
+    return False
+
+
+# -- street addresses -----------------------------------------------------------------------
+
+_STREET_TYPES = (
+    "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
+    "Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Crescent|Cres|"
+    "Close|Grove|Gardens|Row|Mews|Hill|Park|Walk|Loop|Alley|Plaza|Point|Pike|Run|Path|"
+    "Crossing|Ridge|Heights|Valley|View|Vista|Green|Estates|Meadows|Commons|Causeway|"
+    "Expressway|Freeway|Turnpike|Route|Rte|Fort|Port|Harbor|Island|Lake|Landing|Junction|"
+    "Mill|Mills|Motorway|Pass|Bypass|Spur|Station|Stravenue|Summit|Union|Villages?|Well|Wells|"
+    # the rest of the USPS standard suffixes (Publication 28, appendix C1) people write out
+    "Alley|Annex|Arcade|Bayou|Beach|Bend|Bluffs?|Bottom|Branch|Bridge|Brook|Burg|Camp|"
+    "Canyon|Cape|Center|Cliffs?|Club|Common|Corners?|Course|Courts|Cove|Creek|Crest|Curve|"
+    "Dale|Dam|Divide|Drives|Extension|Falls|Ferry|Field|Fields|Flats?|Ford|Forest|Forge|"
+    "Fork|Freeway|Gateway|Glen|Greens|Groves|Harbors|Haven|Hollow|Inlet|Isle|Keys?|Knolls?|"
+    "Lakes|Light|Lights|Locks?|Lodge|Manor|Meadow|Mission|Mount|Mountain|Neck|Orchard|Oval|"
+    "Overpass|Parks|Pine|Pines|Plains?|Points|Ports|Prairie|Radial|Ranch|Rapids?|Rest|"
+    "Ridges|River|Roads|Shoals?|Shores?|Skyway|Springs?|Squares|Stream|Streets|Tunnel|"
+    "Trace|Track|Trafficway|Underpass|Unions|Ville|Viaduct|Views|Outlook|Ways"
+)
+_ADDRESS = re.compile(
+    # English-speaking: "1234 Elm Street", "77 North Maple Ave., Apt. 5"
+    r"\b\d{1,6}[A-Za-z]?\s+(?:[A-Z][A-Za-z'\u2019.-]*\s+){1,4}(?:" + _STREET_TYPES + r")\b"
+    r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|#)\.?\s*[\w-]+)?"
+    # British flats: "Flat 3\nLeigh Fort", "Studio 97s\nDavis Meadow"
+    r"|\b(?:Flat|Studio|Apartment)\s+\d+[a-z]?\s*\n?\s*(?:[A-Z][A-Za-z'\u2019.-]*\s+){1,3}(?:"
+    + _STREET_TYPES
+    + r")\b"
+    # German and Dutch: "Hauptstraße 12a", "Hans-Böckler-Allee 3/9", "Matthijsstraat 8"
+    r"|\b[A-ZÄÖÜ][\w'\u2019-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|"
+    r"straat|laan|gracht|plein|singel|steeg|kade|dreef|hof|pad|dijk|markt)(?:\s+[A-Za-zäöü]+)?\s+\d{1,5}\s?[a-z]?"
+    r"(?:\s?[-/]\s?\d{1,5})?\b"
+    # French, Spanish, Italian: "78, rue de Voisin", "Calle Mayor 5", "Via Roma 12"
+    r"|\b\d{1,5},?\s+(?:rue|avenue|av\.|boulevard|bd|chemin|place|impasse|allée|quai|route|"
+    r"cours)\s+(?:(?:d[eu]s?|la|le|l'|d')\s*)*[A-ZÀ-Ý][\w'\u2019-]*(?:\s+[A-ZÀ-Ý][\w'\u2019-]*)*"
+    r"|\b(?:Calle|Avenida|Plaza|Paseo|Via|Viale|Piazza|Corso|Rua|Canale|Borgo|Contrada|"
+    r"Strada|Vicolo|Largo|Rotonda|Ronda|Camino|Carrer|Pasaje|Callej[oó]n|Traves[ií]a)\s+(?:(?:de|del|la|di|da)\s+)*"
+    r"[A-ZÀ-Ý][\w'\u2019-]*(?:\s+[A-ZÀ-Ý][\w'\u2019-]*)*,?\s+\d{1,5}\b"
+)
+
+# -- names in greetings and sign-offs -------------------------------------------------------
+
+_NAME = r"[^\W\d_][\w'\u2019-]*"
+_TITLE_WORDS = "Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Ing|Sig|Sig\\.ra|Dott|Herr|Frau|Mme|Mlle|M|Sr|Sra|Dña|Don"
+_GREETING = re.compile(
+    r"\b(?:Hi|Hello|Hey|Dear|Hiya|Greetings|Good (?:morning|afternoon|evening)"
+    r"|Thanks|Thank you|Many thanks|Cheers|Regards|Best regards|Kind regards|Warm regards|"
+    r"Best wishes|Best|Sincerely|Yours(?: truly| sincerely| faithfully)?|Respectfully|Love|"
+    r"Warmly|Cordially|Talk soon|Take care|[Mm]y name is)"
+    r"[,!:]?[ \t]*(?:\r?\n[ \t]*)?((?:"
+    + _TITLE_WORDS
+    + r")\.?\s+)?("
+    + _NAME
+    + r"(?:[ \t]+"
+    + _NAME
+    + r"){0,3})"
+)
+# Lower-case parts of a name: "Anna van Wassenaar", "Pauline du Chartier".
+_PARTICLES = frozenset(
+    [
+        "van",
+        "von",
+        "der",
+        "den",
+        "de",
+        "du",
+        "da",
+        "di",
+        "del",
+        "della",
+        "le",
+        "la",
+        "ten",
+        "ter",
+        "y",
+        "zu",
+    ]
+)
+# Words that follow a greeting but are not names.
+_NOT_NAMES = frozenset(
+    [
+        "there",
+        "all",
+        "everyone",
+        "everybody",
+        "team",
+        "folks",
+        "guys",
+        "world",
+        "friend",
+        "friends",
+        "sir",
+        "madam",
+        "you",
+        "again",
+        "so",
+        "very",
+        "much",
+        "in",
+        "advance",
+        "for",
+        "a",
+        "an",
+        "the",
+        "and",
+        "to",
+        "from",
+        "i",
+        "we",
+        "it",
+        "this",
+        "that",
+        "customer",
+        "support",
+        "sales",
+        "user",
+        "users",
+        "colleague",
+        "colleagues",
+        "again",
+        "hiring",
+        "manager",
+        "morning",
+        "afternoon",
+        "evening",
+    ]
+)
+
+
+def _find_names(text: str) -> Iterator[Span]:
+    for match in _GREETING.finditer(text):
+        start = match.start(1) if match.group(1) else match.start(2)
+        kept: list[str] = []
+        for word in match.group(2).split():
+            bare = word.rstrip(".,!?:;")
+            particle = bare in _PARTICLES and bool(kept)
+            if not bare or not (bare[0].isupper() or particle) or bare.lower() in _NOT_NAMES:
+                break
+            kept.append(word)
+            if bare != word:  # punctuation ends the name
+                break
+        while kept and kept[-1].rstrip(".,!?:;") in _PARTICLES:  # "Anna van" ends with a name
+            kept.pop()
+        if kept:
+            yield start, _end_of(text, match.start(2), kept)
+
+
+def _end_of(text: str, start: int, words: list[str]) -> int:
+    """Where the last of ``words`` ends in ``text`` (they follow each other from ``start``)."""
+    position = start
+    for word in words:
+        position = text.index(word, position) + len(word)
+    last = words[-1]
+    return position - (len(last) - len(last.rstrip(".,!?:;")))
+
+
+RECOGNIZERS: tuple[Recognizer, ...] = (
+    # Order is precedence: where two kinds claim the same characters, the earlier one wins.
+    Recognizer("SECRET", _find_secrets, _may_hold_secret),
+    Recognizer("EMAIL_ADDRESS", _by_pattern(_EMAIL), lambda t: "@" in t),
+    Recognizer("IBAN_CODE", _find_ibans, _has_digits),
+    Recognizer("CREDIT_CARD", _validated(_CARD, _card_ok), _has_digits),
+    Recognizer("US_SSN", _find_ssns, _has_digits),
+    Recognizer("IP_ADDRESS", _find_ips, lambda t: "." in t or ":" in t),
+    Recognizer("PHONE_NUMBER", _validated(_PHONE, _phone_ok), _has_digits),
+    Recognizer("STREET_ADDRESS", _by_pattern(_ADDRESS), _has_digits),
+    Recognizer("PERSON", _find_names, _always),
+)
