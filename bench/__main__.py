@@ -8,9 +8,9 @@ import platform
 import time
 from pathlib import Path
 
-from . import overhead
+from . import overhead, pii
 
-BENCHMARKS = {"overhead": overhead}
+BENCHMARKS = {"overhead": overhead, "pii": pii}
 
 
 def main() -> None:
