@@ -63,3 +63,45 @@ def test_templates_are_str_and_list() -> None:
     assert isinstance(chat, list)
     assert chat[0]["content"][0]["text"] == "filled"
     assert chat.template[0]["content"][0]["text"] == "{a}"
+
+
+def test_compat_surfaces_are_pinned() -> None:
+    import llmtap.libretto
+    import llmtap.monitoring
+    import llmtap.monitoring.openai
+    import llmtap.pii
+
+    assert sorted(llmtap.libretto.__all__) == [
+        "AsyncClient",
+        "Client",
+        "FEEDBACK_KEY_FIELD",
+        "LibrettoConfig",
+        "LibrettoCreateParams",
+        "TemplateChat",
+        "TemplateString",
+        "TemplateText",
+    ]
+    assert llmtap.libretto.TemplateString is llmtap.TemplateText
+    assert issubclass(llmtap.libretto.Client, llmtap.Client)
+    assert issubclass(llmtap.libretto.AsyncClient, llmtap.AsyncClient)
+    assert sorted(llmtap.monitoring.__all__) == [
+        "Monitor",
+        "current_monitor",
+        "init_monitor",
+        "openai",
+    ]
+    assert sorted(llmtap.monitoring.openai.__all__) == [
+        "ChatCompletion",
+        "Completion",
+        "OpenAIObject",
+        "message_from_stream",
+    ]
+    assert sorted(llmtap.pii.__all__) == [
+        "ENTITY_TYPES",
+        "EVENT_TEXT_FIELDS",
+        "PiiExtraMissing",
+        "redact_event",
+        "redact_text",
+        "redact_value",
+        "require",
+    ]
