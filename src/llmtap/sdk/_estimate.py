@@ -9,6 +9,7 @@ look like a measurement on the dashboard. Runs on the exporter's thread only.
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any
 
 __all__ = ["estimate_usage"]
@@ -28,7 +29,10 @@ def _encoding(model: str | None) -> Any:
     found = _encodings.get(key)
     if found is not None:
         return None if found is _MISSING else found
-    with _lock:
+    # bpe-openai reads its bundled data with a deprecated importlib call: not ours to warn
+    # about in the user's process.
+    with _lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         try:
             import bpe_openai
         except ImportError:
@@ -38,6 +42,7 @@ def _encoding(model: str | None) -> Any:
                 encoding = bpe_openai.encoding_for_model(model or "gpt-4o")
             except Exception:
                 encoding = bpe_openai.get_encoding("o200k_base")
+            encoding.encode("warm up")
         _encodings[key] = encoding
     return None if encoding is _MISSING else encoding
 

@@ -154,7 +154,8 @@ class Call:
         chunks = self.chunks
         if not chunks:
             self.ttft_ms = (time.perf_counter() - self.t0) * 1000.0
-        chunks.append(chunk)  # type: ignore[union-attr]
+        if not self.done:  # once recorded, the event's chunks are final
+            chunks.append(chunk)  # type: ignore[union-attr]
         if self.hide_usage and not chunk.choices and chunk.usage is not None:
             return False
         extra = chunk.__pydantic_extra__
