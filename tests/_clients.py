@@ -100,7 +100,9 @@ def make_caller(kind: str, provider: FakeProvider, project: Project, **config: A
 
 
 @pytest.fixture(params=["sync", "async"])
-def tapped(request: pytest.FixtureRequest, provider: FakeProvider, project: Project) -> Iterator[Caller]:
+def tapped(
+    request: pytest.FixtureRequest, provider: FakeProvider, project: Project
+) -> Iterator[Caller]:
     caller = make_caller(request.param, provider, project)
     yield caller
     caller.shutdown()

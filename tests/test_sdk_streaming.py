@@ -13,7 +13,7 @@ import pytest
 import llmtap
 from llmtap.fake_provider import FakeProvider
 
-from ._clients import Caller, make_caller, tapped  # noqa: F401
+from ._clients import Caller, make_caller
 from .conftest import Project
 
 USER = "user"

@@ -29,6 +29,7 @@ from typing import Any
 
 __all__ = ["FakeProvider"]
 
+_AZURE_PREFIX = re.compile(r"^/openai/deployments/[^/]+")
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
 
 
@@ -108,7 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "malformed JSON")
             return
         self.server.requests.append({"path": self.path, "body": body})
-        path = self.path.split("?")[0].removeprefix("/v1")
+        # OpenAI's paths, with or without /v1, and Azure's (/openai/deployments/NAME/...).
+        path = _AZURE_PREFIX.sub("", self.path.split("?")[0].removeprefix("/v1"))
         routes = {
             "/chat/completions": self._chat,
             "/completions": self._completion,
@@ -449,7 +451,10 @@ class _Handler(BaseHTTPRequestHandler):
             {
                 "object": "embedding",
                 "index": i,
-                "embedding": [((hash(str(x)) >> s) % 1000) / 1000 for s in range(8)],
+                "embedding": [
+                    ((hash(str(x)) >> (s % 48)) % 1000) / 1000
+                    for s in range(int(body.get("dimensions") or 8))
+                ],
             }
             for i, x in enumerate(inputs)
         ]

@@ -297,11 +297,19 @@ def _dump(response: Any) -> Any:
 
 def _request_json(request: dict[str, Any]) -> dict[str, Any]:
     kept = {
-        k: v
+        k: _schema_of(v) if isinstance(v, type) else v
         for k, v in request.items()
         if k not in _TRANSPORT_ARGS and not isinstance(v, (NotGiven, Omit))
     }
     return _jsonable(kept)
+
+
+def _schema_of(cls: type) -> Any:
+    """A structured-output class (``response_format=``, ``text_format=``) as the JSON schema
+    it stands for."""
+    if issubclass(cls, pydantic.BaseModel):
+        return {"type": "json_schema", "name": cls.__name__, "schema": cls.model_json_schema()}
+    return repr(cls)
 
 
 def _str_or_none(value: Any) -> str | None:
