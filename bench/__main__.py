@@ -8,9 +8,9 @@ import platform
 import time
 from pathlib import Path
 
-from . import overhead
+from . import overhead, streaming
 
-BENCHMARKS = {"overhead": overhead}
+BENCHMARKS = {"overhead": overhead, "streaming": streaming}
 
 
 def main() -> None:
