@@ -8,9 +8,9 @@ import platform
 import time
 from pathlib import Path
 
-from . import overhead, pii
+from . import overhead, pii, streaming
 
-BENCHMARKS = {"overhead": overhead, "pii": pii}
+BENCHMARKS = {"overhead": overhead, "streaming": streaming, "pii": pii}
 
 
 def main() -> None:

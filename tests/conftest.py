@@ -34,6 +34,8 @@ from llmtap.server.auth import create_key  # noqa: E402
 from llmtap.store import open_store  # noqa: E402
 
 LLMTAP = [sys.executable, "-m", "llmtap.cli"]
+# ``tapped``: each SDK test against both the sync and the async client.
+pytest_plugins = ["tests._clients"]
 
 
 def free_port() -> int:

@@ -300,7 +300,6 @@ def test_async_client(env: Project) -> None:
     assert event["template_text"] == "Tell me about {topic}"
 
 
-@pytest.mark.xfail(reason="needs issue 3 streaming", strict=False)
 def test_streaming_is_passed_through_and_recorded(env: Project) -> None:
     from llmtap.libretto import Client, LibrettoConfig, LibrettoCreateParams
 

@@ -243,7 +243,6 @@ def only(events: list[dict[str, Any]]) -> dict[str, Any]:
     return events[0]
 
 
-@pytest.mark.xfail(reason="needs issue 3 streaming", strict=False)
 def test_example_2_stream_is_one_record_with_token_counts(env: Project) -> None:
     from llmtap.monitoring import init_monitor, openai
     from llmtap.monitoring.openai import message_from_stream

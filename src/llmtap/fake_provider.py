@@ -9,7 +9,8 @@ no network are needed. The last user message steers it with directives:
 - ``[[tool:get_weather]]``: answer with a call of that tool;
 - ``[[reply:some text]]``: answer with exactly that text;
 - ``[[chunks:5]]``: split a streamed reply into that many chunks; ``[[drop]]``: end a stream
-  midway by closing the connection.
+  midway by closing the connection; ``[[fail]]``: send an error event midway through a stream;
+- ``[[nousage]]``: report no token usage.
 
 Run it alone with ``python -m llmtap.fake_provider --port 8001``.
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 __all__ = ["FakeProvider"]
 
+_AZURE_PREFIX = re.compile(r"^/openai/deployments/[^/]+")
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
 
 
@@ -72,6 +74,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
+    def handle(self) -> None:
+        # A client that stops reading a stream hangs up on us: that is a test, not a failure.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            super().handle()
+
+    def finish(self) -> None:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            super().finish()
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _send_json(self, status: int, payload: Any) -> None:
@@ -98,7 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "malformed JSON")
             return
         self.server.requests.append({"path": self.path, "body": body})
-        path = self.path.split("?")[0].removeprefix("/v1")
+        # OpenAI's paths, with or without /v1, and Azure's (/openai/deployments/NAME/...).
+        path = _AZURE_PREFIX.sub("", self.path.split("?")[0].removeprefix("/v1"))
         routes = {
             "/chat/completions": self._chat,
             "/completions": self._completion,
@@ -116,27 +128,43 @@ class _Handler(BaseHTTPRequestHandler):
         if "status" in directives:
             self._error(int(directives["status"] or 500), "fake provider error on request")
             return
+        directives["fail_event"] = {
+            "error": {"message": "fake provider failed midway", "type": "server_error"}
+        }
         reply = directives.get("reply") or _DIRECTIVE.sub("", directive_text).strip()
         reply = reply if "reply" in directives else f"echo: {reply}"
         handler(body, reply, all_text, directives)
 
-    def _stream(self, events: list[Any], drop: bool = False) -> None:
+    def _stream(self, events: list[Any], directives: dict[str, Any]) -> None:
+        """Server-sent events, one HTTP chunk each, ``chunk_delay`` apart. ``[[drop]]`` cuts
+        the connection midway (a broken chunked body); ``[[fail]]`` sends an error event
+        midway, as OpenAI does when a stream fails on its side."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
         self.send_header("connection", "close")
         self.end_headers()
         self.close_connection = True
+        half = len(events) // 2
         for index, event in enumerate(events):
-            if drop and index == len(events) // 2:
-                return
             if index and self.server.chunk_delay:
                 time.sleep(self.server.chunk_delay)
+            if index == half and "drop" in directives:
+                return
+            if index == half and "fail" in directives:
+                event = directives["fail_event"]
             name, data = event if isinstance(event, tuple) else (None, event)
             prefix = f"event: {name}\n" if name else ""
-            self.wfile.write(f"{prefix}data: {json.dumps(data)}\n\n".encode())
-            self.wfile.flush()
-        self.wfile.write(b"data: [DONE]\n\n")
+            self._chunk(f"{prefix}data: {json.dumps(data)}\n\n".encode())
+            if index == half and "fail" in directives:
+                break
+        else:
+            self._chunk(b"data: [DONE]\n\n")
+        self._chunk(b"")
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
     @staticmethod
@@ -173,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
             finish = "tool_calls"
         else:
             message, finish = {"role": "assistant", "content": reply}, "stop"
-        usage = self._usage(prompt, reply)
+        usage = None if "nousage" in d else self._usage(prompt, reply)
         if not body.get("stream"):
             choices = [
                 {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
@@ -245,13 +273,13 @@ class _Handler(BaseHTTPRequestHandler):
                 for piece in self._pieces(reply, d):
                     chunks.append({**base, "choices": [{"index": i, "delta": {"content": piece}}]})
             chunks.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]})
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if usage and (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
-        self._stream(chunks, drop="drop" in d)
+        self._stream(chunks, d)
 
     def _completion(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         model, cid = body.get("model", "fake"), "cmpl-" + uuid.uuid4().hex[:12]
-        usage = self._usage(prompt, reply)
+        usage = None if "nousage" in d else self._usage(prompt, reply)
         base = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model}
         if not body.get("stream"):
             self._send_json(
@@ -273,9 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
             for piece in self._pieces(reply, d)
         ]
         chunks[-1]["choices"][0]["finish_reason"] = "stop"
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if usage and (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
-        self._stream(chunks, drop="drop" in d)
+        self._stream(chunks, d)
 
     def _responses(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         rid, mid = "resp_" + uuid.uuid4().hex[:12], "msg_" + uuid.uuid4().hex[:8]
@@ -287,13 +315,25 @@ class _Handler(BaseHTTPRequestHandler):
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens_details": {"reasoning_tokens": 0},
         }
-        item = {
-            "type": "message",
-            "id": mid,
-            "status": "completed",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": reply, "annotations": []}],
-        }
+        tool = d.get("tool")
+        item: dict[str, Any]
+        if tool:
+            item = {
+                "type": "function_call",
+                "id": "fc_" + uuid.uuid4().hex[:8],
+                "call_id": "call_" + uuid.uuid4().hex[:8],
+                "name": tool,
+                "arguments": json.dumps({"city": "Paris"}),
+                "status": "completed",
+            }
+        else:
+            item = {
+                "type": "message",
+                "id": mid,
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": reply, "annotations": []}],
+            }
         response = {
             "id": rid,
             "object": "response",
@@ -301,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body.get("model", "fake"),
             "status": "completed",
             "output": [item],
-            "usage": usage,
+            "usage": None if "nousage" in d else usage,
             "parallel_tool_calls": True,
             "tool_choice": "auto",
             "tools": [],
@@ -323,21 +363,75 @@ class _Handler(BaseHTTPRequestHandler):
                 {"type": "response.created", "sequence_number": 0, "response": started},
             )
         ]
-        for piece in self._pieces(reply, d):
+        pending = {**item, "status": "in_progress"}
+        if tool:
+            pending["arguments"] = ""
+        else:
+            pending["content"] = []
+        events.append(
+            (
+                "response.output_item.added",
+                {
+                    "type": "response.output_item.added",
+                    "output_index": 0,
+                    "item": pending,
+                    "sequence_number": len(events),
+                },
+            )
+        )
+        if not tool:
             events.append(
                 (
-                    "response.output_text.delta",
+                    "response.content_part.added",
                     {
-                        "type": "response.output_text.delta",
-                        "item_id": mid,
+                        "type": "response.content_part.added",
+                        "item_id": item["id"],
                         "output_index": 0,
                         "content_index": 0,
-                        "delta": piece,
-                        "logprobs": [],
+                        "part": {"type": "output_text", "text": "", "annotations": []},
                         "sequence_number": len(events),
                     },
                 )
             )
+        if tool:
+            args = item["arguments"]
+            pieces = [args[: len(args) // 2], args[len(args) // 2 :]]
+            kind = "response.function_call_arguments.delta"
+        else:
+            pieces, kind = self._pieces(reply, d), "response.output_text.delta"
+        for piece in pieces:
+            delta = {
+                "type": kind,
+                "item_id": item["id"],
+                "output_index": 0,
+                "delta": piece,
+                "sequence_number": len(events),
+            }
+            if not tool:
+                delta.update(content_index=0, logprobs=[])
+            events.append((kind, delta))
+        events.append(
+            (
+                "response.output_item.done",
+                {
+                    "type": "response.output_item.done",
+                    "output_index": 0,
+                    "item": item,
+                    "sequence_number": len(events),
+                },
+            )
+        )
+        failed = {
+            **response,
+            "status": "failed",
+            "output": [],
+            "usage": None,
+            "error": {"code": "server_error", "message": "fake provider failed midway"},
+        }
+        d["fail_event"] = (
+            "response.failed",
+            {"type": "response.failed", "sequence_number": len(events), "response": failed},
+        )
         events.append(
             (
                 "response.completed",
@@ -348,7 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         )
-        self._stream(events, drop="drop" in d)
+        self._stream(events, d)
 
     def _embeddings(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         inputs = body.get("input")
@@ -357,7 +451,10 @@ class _Handler(BaseHTTPRequestHandler):
             {
                 "object": "embedding",
                 "index": i,
-                "embedding": [((hash(str(x)) >> s) % 1000) / 1000 for s in range(8)],
+                "embedding": [
+                    ((hash(str(x)) >> (s % 48)) % 1000) / 1000
+                    for s in range(int(body.get("dimensions") or 8))
+                ],
             }
             for i, x in enumerate(inputs)
         ]
@@ -368,7 +465,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "object": "list",
                 "data": data,
                 "model": body.get("model", "fake"),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "usage": None
+                if "nousage" in d
+                else {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
 

@@ -84,6 +84,22 @@ _TABLE = [
     Setting("chat_id", None, "Chat id for calls that give none.", str, "sdk"),
     Setting("attributes", None, "JSON object merged into every event's attributes.", dict, "sdk"),
     Setting("sample_rate", 1.0, "Fraction of calls recorded, from 0 to 1.", float, "sdk"),
+    Setting(
+        "stream_usage",
+        True,
+        "On streams that do not ask for usage, ask for it (stream_options.include_usage) and "
+        "hide the extra usage chunk from the caller.",
+        bool,
+        "sdk",
+    ),
+    Setting(
+        "estimate_usage",
+        True,
+        "When the provider reports no usage, count tokens locally (needs the llmtap[tokenizer] "
+        "extra; marked estimated).",
+        bool,
+        "sdk",
+    ),
     # -- SDK: how events are delivered ---------------------------------------------------
     Setting(
         "flush_timeout",

@@ -19,15 +19,22 @@ import openai
 from ._config import Config
 from ._exporter import exporter_for
 from ._log import internal_error
-from ._record import Call, FeedbackItem, begin
+from ._record import PARAMS_HEADER, Call, FeedbackItem, begin
+from ._stream import watch
 
 __all__ = ["AsyncAzureClient", "AsyncClient", "AzureClient", "Client"]
 
-# (resource path on the client, api name in the event, methods recorded)
+# (resource path on the client, api name in the event, methods recorded). Each recorded method
+# is one call; ``stream`` is not among them: openai's ``.stream()`` helpers call ``create`` on
+# the same resource, which records them (see ``_forward_params``).
 _RECORDED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("chat.completions", "chat", ("create",)),
+    ("chat.completions", "chat", ("create", "parse")),
     ("completions", "completion", ("create",)),
+    ("responses", "responses", ("create", "parse")),
+    ("embeddings", "embeddings", ("create",)),
 )
+# Resources whose ``.stream()`` helper must carry ``llmtap=`` through to ``create``.
+_STREAM_HELPERS = frozenset({"chat.completions", "responses"})
 
 
 class Tap:
@@ -41,26 +48,50 @@ class Tap:
 
     def begin(self, api: str, kwargs: dict[str, Any]) -> Call | None:
         raw = kwargs.pop("llmtap", None)  # always removed: openai would reject it
+        headers = kwargs.get("extra_headers")
+        if headers and PARAMS_HEADER in headers:
+            headers = dict(headers)
+            raw = headers.pop(PARAMS_HEADER)
+            kwargs["extra_headers"] = headers
         try:
             return begin(self.settings, api, self.provider, kwargs, raw)
         except Exception as exc:
-            internal_error("begin", exc, self.settings.raise_internal_errors)
+            self.internal("begin", exc)
             return None
 
-    def succeeded(self, call: Call, result: Any) -> Any:
+    def returned(self, call: Call, result: Any) -> Any:
+        try:
+            watch(self, call, result)
+        except Exception as exc:
+            self.internal("recording a response", exc)
+        return result
+
+    def succeeded(self, call: Call, result: Any) -> None:
         try:
             call.succeeded(result)
             self.exporter.submit(call)
         except Exception as exc:
-            internal_error("recording a response", exc, self.settings.raise_internal_errors)
-        return result
+            self.internal("recording a response", exc)
 
     def failed(self, call: Call, error: BaseException) -> None:
         try:
             call.failed(error)
             self.exporter.submit(call)
         except Exception as exc:
-            internal_error("recording an error", exc, self.settings.raise_internal_errors)
+            self.internal("recording an error", exc)
+
+    def ended(
+        self, call: Call, error: BaseException | None = None, cancelled: bool = False
+    ) -> None:
+        """A stream ran out, failed or was abandoned: record it, unless it already was."""
+        try:
+            if call.ended(error, cancelled):
+                self.exporter.submit(call)
+        except Exception as exc:
+            self.internal("recording a stream", exc)
+
+    def internal(self, where: str, exc: BaseException) -> None:
+        internal_error(where, exc, self.settings.raise_internal_errors)
 
 
 def _record_sync(method: Callable[..., Any], tap: Tap, api: str) -> Callable[..., Any]:
@@ -74,7 +105,7 @@ def _record_sync(method: Callable[..., Any], tap: Tap, api: str) -> Callable[...
         except BaseException as exc:
             tap.failed(call, exc)
             raise
-        return tap.succeeded(call, result)
+        return tap.returned(call, result)
 
     return recorded
 
@@ -90,9 +121,23 @@ def _record_async(method: Callable[..., Any], tap: Tap, api: str) -> Callable[..
         except BaseException as exc:
             tap.failed(call, exc)
             raise
-        return tap.succeeded(call, result)
+        return tap.returned(call, result)
 
     return recorded
+
+
+def _forward_params(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``.stream()`` with ``llmtap=``: openai's helper takes no unknown keyword, so the call
+    params ride in ``extra_headers`` to the recorded ``create``, which takes them out."""
+
+    @functools.wraps(method)
+    def stream(*args: Any, **kwargs: Any) -> Any:
+        raw = kwargs.pop("llmtap", None)
+        if raw is not None:
+            kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), PARAMS_HEADER: raw}
+        return method(*args, **kwargs)
+
+    return stream
 
 
 def _provider(client: Any) -> str:
@@ -124,6 +169,8 @@ class _Recording:
                 setattr(
                     resource, name, type(self)._wrap(getattr(resource, name), self._llmtap, api)
                 )
+        if path in _STREAM_HELPERS and hasattr(resource, "stream"):
+            resource.stream = _forward_params(resource.stream)
         return resource
 
     @cached_property
@@ -135,6 +182,14 @@ class _Recording:
     @cached_property
     def completions(self) -> Any:
         return self._instrument(super().completions, "completions")  # type: ignore[misc]
+
+    @cached_property
+    def responses(self) -> Any:
+        return self._instrument(super().responses, "responses")  # type: ignore[misc]
+
+    @cached_property
+    def embeddings(self) -> Any:
+        return self._instrument(super().embeddings, "embeddings")  # type: ignore[misc]
 
     def copy(
         self,

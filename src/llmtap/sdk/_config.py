@@ -30,6 +30,8 @@ class Config:
     attributes: dict[str, Any] | None = None
     sample_rate: float | None = None
     enabled: bool | None = None
+    stream_usage: bool | None = None
+    estimate_usage: bool | None = None
     flush_timeout: float | None = None
     batch_size: int | None = None
     flush_interval: float | None = None
@@ -75,6 +77,8 @@ class Settings:
     attributes: dict[str, Any] | None
     sample_rate: float
     enabled: bool
+    stream_usage: bool
+    estimate_usage: bool
     flush_timeout: float
     batch_size: int
     flush_interval: float

@@ -1,9 +1,10 @@
 """The recorder: one call's request, response or error, turned into an event.
 
-This is the SDK's logic, written once for the sync and async clients. A :class:`Call` is made
-on the caller's thread, where only cheap work happens (copy the arguments, read the clock,
-note the template); :meth:`Call.to_event`, which does the real work (serialising the response,
-reading usage, naming the template), runs later on the exporter's thread.
+This is the SDK's logic, written once for the sync and async clients and their streams. A
+:class:`Call` is made on the caller's thread, where only cheap work happens (copy the
+arguments, read the clock, note the template, keep each streamed chunk as it passes);
+:meth:`Call.to_event`, which does the real work (serialising the response, putting a stream's
+chunks back together, reading usage, naming the template), runs later on the exporter's thread.
 """
 
 from __future__ import annotations
@@ -22,22 +23,31 @@ from openai import NotGiven, Omit
 from ..pii import redact_event, redact_value
 from ..wire import make_event
 from ._config import CallParams, Settings
+from ._estimate import estimate_usage
+from ._extract import complete, output_and_usage, reassemble, shrink
 from ._templates import TemplateChat, TemplateText
 
-__all__ = ["FEEDBACK_KEY_FIELD", "Call", "FeedbackItem", "begin", "error_info"]
+__all__ = ["FEEDBACK_KEY_FIELD", "PARAMS_HEADER", "Call", "FeedbackItem", "begin", "error_info"]
 
 FEEDBACK_KEY_FIELD = "llmtap_feedback_key"
+# How ``llmtap=`` reaches ``create`` through openai's ``.stream()`` helpers, whose signatures
+# take no unknown keyword: inside ``extra_headers``, taken out again before openai sees it.
+PARAMS_HEADER = "x-llmtap-call-params"
 # Arguments that steer the HTTP request rather than say what was asked; never recorded
 # (extra_headers may carry credentials).
 _TRANSPORT_ARGS = frozenset({"extra_headers", "timeout"})
 # Where each API keeps its prompt, and so its template.
 _PROMPT_ARG = {"chat": "messages", "completion": "prompt", "responses": "input"}
+# APIs whose streams report usage only when asked (stream_options.include_usage).
+_USAGE_ON_REQUEST = frozenset({"chat", "completion"})
 
 
 def begin(
     settings: Settings, api: str, provider: str | None, kwargs: dict[str, Any], raw_params: Any
 ) -> Call | None:
-    """A new call to record, or None when this call is not to be recorded."""
+    """A new call to record, or None when this call is not to be recorded. ``kwargs`` are the
+    arguments for openai: ``llmtap=`` is already out of them, and when the call streams
+    without asking for usage, the request for it is put in (see :attr:`Call.hide_usage`)."""
     if not settings.enabled:
         return None
     params = CallParams.coerce(raw_params)
@@ -46,17 +56,28 @@ def begin(
         return None
     if settings.sample_rate < 1.0 and random.random() >= settings.sample_rate:
         return None
-    return Call(settings, api, provider, kwargs, params, name)
+    call = Call(settings, api, provider, kwargs, params, name)
+    if kwargs.get("stream") is True and api in _USAGE_ON_REQUEST and settings.stream_usage:
+        options = kwargs.get("stream_options")
+        if not isinstance(options, Mapping):
+            options = {}
+        if options.get("include_usage") is None:
+            kwargs["stream_options"] = {**options, "include_usage": True}
+            call.hide_usage = True
+    return call
 
 
 class Call:
-    """One call in flight, then done."""
+    """One call in flight, then done. For a stream, the chunks as they passed."""
 
     __slots__ = (
         "api",
+        "chunks",
+        "done",
         "error",
         "event_id",
         "feedback_key",
+        "hide_usage",
         "latency_ms",
         "name",
         "params",
@@ -68,6 +89,7 @@ class Call:
         "started_at",
         "status",
         "t0",
+        "ttft_ms",
     )
 
     def __init__(
@@ -95,6 +117,10 @@ class Call:
         self.error: BaseException | None = None
         self.status = "ok"
         self.latency_ms: float | None = None
+        self.ttft_ms: float | None = None
+        self.chunks: list[Any] | None = None  # a list once the call turned out to stream
+        self.hide_usage = False  # llmtap asked for the usage chunk; the caller never sees it
+        self.done = False
         self.started_at = time.time()
         self.t0 = time.perf_counter()
 
@@ -103,30 +129,78 @@ class Call:
     def succeeded(self, response: Any) -> Any:
         self.latency_ms = (time.perf_counter() - self.t0) * 1000.0
         self.response = response
+        self.done = True
         if isinstance(response, pydantic.BaseModel):
-            extra = response.__pydantic_extra__
-            if extra is None:
-                extra = {}
-                object.__setattr__(response, "__pydantic_extra__", extra)
-            extra[FEEDBACK_KEY_FIELD] = self.feedback_key
+            self.tag(response)
         return response
 
     def failed(self, exc: BaseException) -> None:
         self.latency_ms = (time.perf_counter() - self.t0) * 1000.0
         self.error = exc
         self.status = "error" if isinstance(exc, Exception) else "cancelled"
+        self.done = True
+
+    def tag(self, model: pydantic.BaseModel) -> None:
+        """Put the feedback key where the caller can read it:
+        ``model.model_extra["llmtap_feedback_key"]``."""
+        extra = model.__pydantic_extra__
+        if extra is None:
+            extra = {}
+            object.__setattr__(model, "__pydantic_extra__", extra)
+        extra[FEEDBACK_KEY_FIELD] = self.feedback_key
+
+    def chunk(self, chunk: Any) -> bool:
+        """Keep one streamed chunk; False when the caller must not see it (the usage chunk
+        llmtap asked for). Runs for every chunk: keep it tiny."""
+        chunks = self.chunks
+        if not chunks:
+            self.ttft_ms = (time.perf_counter() - self.t0) * 1000.0
+        if not self.done:  # once recorded, the event's chunks are final
+            chunks.append(chunk)  # type: ignore[union-attr]
+        if self.hide_usage and not chunk.choices and chunk.usage is not None:
+            return False
+        extra = chunk.__pydantic_extra__
+        if extra is not None:
+            extra[FEEDBACK_KEY_FIELD] = self.feedback_key
+        return True
+
+    def ended(self, error: BaseException | None = None, cancelled: bool = False) -> bool:
+        """The stream ran out, failed, or was abandoned. False when it had already ended: a
+        stream is recorded once, whichever way it ends first."""
+        if self.done:
+            return False
+        self.done = True
+        self.latency_ms = (time.perf_counter() - self.t0) * 1000.0
+        if error is not None:
+            self.failed(error)
+        elif cancelled:
+            self.status = "cancelled"
+        return True
 
     # -- on the exporter's thread -------------------------------------------------------------
 
     def to_event(self) -> dict[str, Any]:
         params = self.params
         template_chat, template_text, template_params = _template_of(self.prompt, params)
-        response = _dump(self.response)
+        status, error = self.status, error_info(self.error) if self.error is not None else None
+        if self.chunks is not None:
+            response = reassemble(self.api, [_dump(c) for c in self.chunks])
+            if status == "cancelled" and complete(self.api, response):
+                status = "ok"  # the caller stopped reading after the whole answer arrived
+        else:
+            response = _dump(self.response)
         if isinstance(response, dict):
             response.pop(FEEDBACK_KEY_FIELD, None)
-        extract = _EXTRACTORS.get(self.api, _extract_nothing)
-        output_text, usage = extract(response) if isinstance(response, dict) else (None, None)
+            if self.api == "responses" and response.get("status") == "failed" and not error:
+                status, error = "error", _response_error(response.get("error"))
+        output_text, usage = (
+            output_and_usage(self.api, response) if isinstance(response, dict) else (None, None)
+        )
         model = response.get("model") if isinstance(response, dict) else None
+        model = model or _str_or_none(self.request.get("model"))
+        request = _request_json(self.request)
+        if self.settings.estimate_usage and status != "error" and _no_tokens(usage):
+            usage = estimate_usage(self.api, model, request, output_text) or usage
         attributes = dict(self.settings.attributes or {})
         attributes.update(params.attributes or {})
         chat_id = params.chat_id or self.settings.chat_id
@@ -134,14 +208,15 @@ class Call:
             id=self.event_id,
             api=self.api,
             provider=self.provider,
-            model=model or _str_or_none(self.request.get("model")),
-            request=_request_json(self.request),
-            response=response,
+            model=model,
+            request=shrink(request),
+            response=shrink(response),
             output_text=output_text,
-            status=self.status,
-            error=error_info(self.error) if self.error is not None else None,
+            status=status,
+            error=error,
             started_at=datetime.fromtimestamp(self.started_at, timezone.utc).isoformat(),
             latency_ms=self.latency_ms,
+            ttft_ms=self.ttft_ms,
             usage=usage,
             prompt_template_name=self.name,  # None: the server names it from the template
             template_chat=template_chat,
@@ -154,6 +229,19 @@ class Call:
             attributes=_jsonable(attributes),
         )
         return redact_event(event) if self.settings.redact_pii else event
+
+
+def _no_tokens(usage: dict[str, Any] | None) -> bool:
+    return usage is None or (usage["input_tokens"] is None and usage["output_tokens"] is None)
+
+
+def _response_error(raw: Any) -> dict[str, Any]:
+    raw = raw if isinstance(raw, dict) else {}
+    return {
+        "type": str(raw.get("code") or "response.failed"),
+        "message": str(raw.get("message") or ""),
+        "status_code": None,
+    }
 
 
 class FeedbackItem:
@@ -217,51 +305,20 @@ def _dump(response: Any) -> Any:
 
 def _request_json(request: dict[str, Any]) -> dict[str, Any]:
     kept = {
-        k: v
+        k: _schema_of(v) if isinstance(v, type) else v
         for k, v in request.items()
         if k not in _TRANSPORT_ARGS and not isinstance(v, (NotGiven, Omit))
     }
     return _jsonable(kept)
 
 
+def _schema_of(cls: type) -> Any:
+    """A structured-output class (``response_format=``, ``text_format=``) as the JSON schema
+    it stands for."""
+    if issubclass(cls, pydantic.BaseModel):
+        return {"type": "json_schema", "name": cls.__name__, "schema": cls.model_json_schema()}
+    return repr(cls)
+
+
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _usage(raw: Any, input_key: str, output_key: str) -> dict[str, Any] | None:
-    if not isinstance(raw, dict):
-        return None
-    input_details = raw.get(input_key.replace("tokens", "tokens_details")) or {}
-    output_details = raw.get(output_key.replace("tokens", "tokens_details")) or {}
-    return {
-        "input_tokens": raw.get(input_key),
-        "output_tokens": raw.get(output_key),
-        "cached_tokens": input_details.get("cached_tokens"),
-        "reasoning_tokens": output_details.get("reasoning_tokens"),
-        "total_tokens": raw.get("total_tokens"),
-    }
-
-
-def _joined(texts: list[Any]) -> str | None:
-    """The text of one choice, or of several (n > 1) one per line."""
-    texts = [t for t in texts if isinstance(t, str)]
-    if not texts:
-        return None
-    return texts[0] if len(texts) == 1 else "\n".join(texts)
-
-
-def _extract_chat(response: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
-    texts = [(c.get("message") or {}).get("content") for c in response.get("choices") or ()]
-    return _joined(texts), _usage(response.get("usage"), "prompt_tokens", "completion_tokens")
-
-
-def _extract_completion(response: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
-    texts = [c.get("text") for c in response.get("choices") or ()]
-    return _joined(texts), _usage(response.get("usage"), "prompt_tokens", "completion_tokens")
-
-
-def _extract_nothing(response: dict[str, Any]) -> tuple[None, None]:
-    return None, None
-
-
-_EXTRACTORS = {"chat": _extract_chat, "completion": _extract_completion}

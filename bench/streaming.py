@@ -1,0 +1,177 @@
+"""Issue 3: what llmtap adds to a streamed chat call, and to a plain call next to its peers.
+
+Side by side in one run, against the same fake provider (its own process, 8 chunks 2 ms
+apart) with a real llmtap server receiving the events: time to first chunk and time to last
+chunk through ``llmtap.Client`` over the same through ``openai.OpenAI``, in alternating ABBA
+rounds, median of per-round ratios. Then the added wall time per non-streaming call of llmtap
+and of the peers whose packages import here (``langfuse.openai`` with no server, OpenInference's
+OpenAI instrumentor with an OpenTelemetry batch span processor exporting to a dead endpoint), each
+against plain ``openai`` in the same rounds. Peers are optional (``pip install -e '.[bench]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import openai
+
+import llmtap
+
+from ._harness import fake_provider, free_port, llmtap_server, median, spread
+
+MESSAGES = [{"role": "user", "content": "one two three four five six seven [[chunks:6]]"}]
+
+
+def _stream_block(client: openai.OpenAI, n: int) -> tuple[float, float]:
+    """(seconds to first chunk, seconds to last chunk), averaged over n streamed calls."""
+    first = last = 0.0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        t_first = None
+        for _chunk in stream:
+            if t_first is None:
+                t_first = time.perf_counter()
+        t_end = time.perf_counter()
+        first += (t_first or t_end) - t0
+        last += t_end - t0
+    return first / n, last / n
+
+
+def _plain_block(client: Any, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    return (time.perf_counter() - t0) / n
+
+
+def _peers(base_url: str) -> dict[str, Any]:
+    """The peers' clients that can be built here; a peer that does not import is skipped."""
+    # Their exporters retry against a dead endpoint: keep their complaints off the report.
+    for name in ("opentelemetry", "langfuse"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    peers: dict[str, Any] = {}
+    dead = f"http://127.0.0.1:{free_port()}"
+    try:
+        os.environ.setdefault("LANGFUSE_PUBLIC_KEY", "pk-lf-bench")
+        os.environ.setdefault("LANGFUSE_SECRET_KEY", "sk-lf-bench")
+        os.environ.setdefault("LANGFUSE_HOST", dead)
+        from langfuse.openai import openai as langfuse_openai
+
+        peers["langfuse.openai"] = langfuse_openai.OpenAI(
+            api_key="sk", base_url=base_url, max_retries=0
+        )
+    except Exception as exc:  # optional: report and go on
+        peers["langfuse.openai"] = f"skipped: {exc!r}"
+    return peers
+
+
+def _openinference(base_url: str) -> Any:
+    """An openai client instrumented by OpenInference (which patches openai globally: so it is
+    measured last, after every other client)."""
+    try:
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except Exception as exc:
+        return f"skipped: {exc!r}"
+    provider = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{free_port()}/v1/traces", timeout=1)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    OpenAIInstrumentor().instrument(tracer_provider=provider)
+    return openai.OpenAI(api_key="sk", base_url=base_url, max_retries=0)
+
+
+def _abba(
+    rounds: int, clients: dict[str, Any], block: Callable[[Any, int], Any], n: int
+) -> list[dict[str, Any]]:
+    out = []
+    names = list(clients)
+    for i in range(rounds):
+        order = names if i % 4 in (0, 3) else names[::-1]
+        out.append({name: block(clients[name], n) for name in order})
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    rounds, per_round = (4, 10) if quick else (24, 20)
+    result: dict[str, Any] = {}
+    with fake_provider(chunk_delay=0.002) as base_url, llmtap_server() as server:
+        plain = openai.OpenAI(api_key="sk", base_url=base_url, max_retries=0)
+        tapped = llmtap.Client(
+            api_key="sk",
+            base_url=base_url,
+            max_retries=0,
+            llmtap={"url": server.url, "api_key": server.key},
+        )
+        _stream_block(plain, 10)
+        _stream_block(tapped, 10)
+        rows = _abba(rounds, {"openai": plain, "llmtap": tapped}, _stream_block, per_round)
+        first = [r["llmtap"][0] / r["openai"][0] for r in rows]
+        last = [r["llmtap"][1] / r["openai"][1] for r in rows]
+        result["stream_calls_per_client"] = rounds * per_round
+        result["plain_ttfc_ms"] = round(median([r["openai"][0] for r in rows]) * 1e3, 3)
+        result["plain_ttlc_ms"] = round(median([r["openai"][1] for r in rows]) * 1e3, 3)
+        result["ttfc_ratio"] = round(median(first), 4)
+        result["ttfc_ratio_spread"] = spread(first)
+        result["ttlc_ratio"] = round(median(last), 4)
+        result["ttlc_ratio_spread"] = spread(last)
+
+        # Non-streaming, added time per call: llmtap and its peers against plain openai.
+        clients: dict[str, Any] = {"openai": plain, "llmtap": tapped}
+        skipped = {}
+        for name, peer in _peers(base_url).items():
+            if isinstance(peer, str):
+                skipped[name] = peer
+            else:
+                clients[name] = peer
+        n_plain = 4 * per_round
+        for client in clients.values():
+            _plain_block(client, 20)
+        rows = _abba(rounds, clients, _plain_block, n_plain)
+        oi = _openinference(base_url)
+        if isinstance(oi, str):
+            skipped["openinference"] = oi
+        else:
+            _plain_block(oi, 20)
+            # openai is patched for good now: its baseline is the earlier rounds' plain figure.
+            for row in rows:
+                row["openinference"] = _plain_block(oi, n_plain)
+        added = {
+            name: round(median([(r[name] - r["openai"]) * 1e6 for r in rows]), 1)
+            for name in rows[0]
+            if name != "openai"
+        }
+        result["plain_ms_per_call"] = round(median([r["openai"] for r in rows]) * 1e3, 3)
+        result["nonstream_wall_ratio"] = round(median([r["llmtap"] / r["openai"] for r in rows]), 4)
+        result["added_us_per_call"] = added
+        result["peers_skipped"] = skipped
+        result["all_delivered"] = tapped.flush(30)
+        tapped.close()
+    return result
+
+
+def report(r: dict[str, Any]) -> str:
+    lines = [
+        f"Streaming chat.completions.create (8 chunks 2 ms apart), llmtap.Client vs openai.OpenAI "
+        f"({r['stream_calls_per_client']} streams each, ABBA rounds; plain: first chunk "
+        f"{r['plain_ttfc_ms']} ms, last {r['plain_ttlc_ms']} ms)",
+        f"  time to first chunk ratio: {r['ttfc_ratio']}  (rounds: {r['ttfc_ratio_spread']})"
+        "   target <= 1.02",
+        f"  time to last chunk ratio:  {r['ttlc_ratio']}  (rounds: {r['ttlc_ratio_spread']})"
+        "   target <= 1.03",
+        f"Non-streaming, same run (plain call {r['plain_ms_per_call']} ms): wall ratio "
+        f"llmtap/openai {r['nonstream_wall_ratio']}   target <= 1.03",
+        "  added wall time per call over plain openai (median of rounds):",
+    ]
+    for name, us in sorted(r["added_us_per_call"].items(), key=lambda kv: kv[1]):
+        lines.append(f"    {name:<18} {us:>9.1f} us")
+    for name, why in r["peers_skipped"].items():
+        lines.append(f"    {name:<18} {why}")
+    lines.append(f"  every llmtap event delivered: {r['all_delivered']}")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""The sync and async clients record the same methods, the same way (one recorder)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import llmtap
+from llmtap.fake_provider import FakeProvider
+
+from ._clients import make_caller
+from .conftest import Project
+
+RECORDED = [
+    "chat.completions.create",
+    "chat.completions.parse",
+    "completions.create",
+    "responses.create",
+    "responses.parse",
+    "embeddings.create",
+]
+
+
+def _resolve(client: object, path: str) -> object:
+    for name in path.split("."):
+        client = getattr(client, name)
+    return client
+
+
+def test_every_client_wraps_the_same_methods() -> None:
+    clients = [
+        llmtap.Client(api_key="k", base_url="http://127.0.0.1:9/v1"),
+        llmtap.AsyncClient(api_key="k", base_url="http://127.0.0.1:9/v1"),
+        llmtap.AzureClient(api_key="k", azure_endpoint="http://127.0.0.1:9", api_version="x"),
+        llmtap.AsyncAzureClient(api_key="k", azure_endpoint="http://127.0.0.1:9", api_version="x"),
+    ]
+    for client in clients:
+        is_async = isinstance(client, (llmtap.AsyncClient, llmtap.AsyncAzureClient))
+        for path in RECORDED:
+            method = _resolve(client, path)
+            assert getattr(method, "__wrapped__", None) is not None, (type(client), path)
+            assert inspect.iscoroutinefunction(method) == is_async, (type(client), path)
+            raw = _resolve(client, path.replace(".create", ".with_raw_response.create"))
+            assert raw is not None
+    for client in clients:
+        if isinstance(client, (llmtap.AsyncClient, llmtap.AsyncAzureClient)):
+            asyncio.run(client.close())
+        else:
+            client.close()
+
+
+def test_sync_and_async_record_the_same_events(provider: FakeProvider, project: Project) -> None:
+    recorded = {}
+    for kind in ("sync", "async"):
+        caller = make_caller(kind, provider, project)
+        try:
+            marker = {"attributes": {"kind": kind}}
+            caller.call(
+                "chat.completions.create",
+                model="m",
+                messages=[{"role": "user", "content": "p"}],
+                llmtap=marker,
+            )
+            caller.read(
+                caller.call(
+                    "chat.completions.create",
+                    model="m",
+                    messages=[{"role": "user", "content": "s"}],
+                    stream=True,
+                    llmtap=marker,
+                )
+            )
+            caller.call("responses.create", model="m", input="r", llmtap=marker)
+            caller.call("embeddings.create", model="e", input="e", llmtap=marker)
+            caller.flush()
+        finally:
+            caller.shutdown()
+        events = [project.event(e["id"]) for e in project.events(**{"attributes.kind": kind})]
+        recorded[kind] = sorted(
+            (
+                e["api"],
+                e["status"],
+                e["output_text"],
+                e["usage"]["total_tokens"],
+                e["request"].get("stream"),
+            )
+            for e in events
+        )
+    assert len(recorded["sync"]) == 4
+    assert recorded["sync"] == recorded["async"]
+
+
+def test_azure_client_records(project: Project, provider: FakeProvider) -> None:
+    client = llmtap.AzureClient(
+        api_key="k",
+        azure_endpoint=f"http://127.0.0.1:{provider.port}",
+        api_version="2024-10-21",
+        azure_deployment="dep",
+        max_retries=0,
+        llmtap={"api_key": project.key, "url": project.server.url},
+    )
+    try:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "az"}])
+        client.flush()
+    finally:
+        client.close()
+    (event,) = project.events()
+    assert event["provider"] == "azure"
