@@ -8,9 +8,9 @@ import platform
 import time
 from pathlib import Path
 
-from . import overhead
+from . import ingest, overhead
 
-BENCHMARKS = {"overhead": overhead}
+BENCHMARKS = {"overhead": overhead, "ingest": ingest}
 
 
 def main() -> None:

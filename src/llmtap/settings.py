@@ -119,9 +119,24 @@ _TABLE = [
     Setting("host", "127.0.0.1", "Address the server binds to.", str, "server"),
     Setting("port", 7420, "Port the server listens on.", int, "server"),
     Setting(
+        "workers",
+        1,
+        "Server processes sharing the port and the store (each SQLite writer waits its turn).",
+        int,
+        "server",
+    ),
+    Setting(
         "max_body_bytes",
         32 * 1024 * 1024,
         "Largest request body the server accepts, in bytes (413 past it).",
+        int,
+        "server",
+    ),
+    Setting(
+        "max_field_bytes",
+        1024 * 1024,
+        "Longest text the server stores in one field of an event, in bytes; longer text is cut"
+        " to it and the field's path listed in the event's 'truncated'.",
         int,
         "server",
     ),
