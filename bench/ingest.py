@@ -28,7 +28,9 @@ from llmtap.wire import Event, make_event
 from ._harness import llmtap_server
 
 BATCH = 100
-_WORDS = [
+_WORDS = (
+    "the quick brown fox jumps over the lazy dog and then some more words follow".split(" ")
+)  # noqa: SIM905
     "the",
     "quick",
     "brown",
