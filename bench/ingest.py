@@ -31,22 +31,6 @@ BATCH = 100
 _WORDS = (
     "the quick brown fox jumps over the lazy dog and then some more words follow".split(" ")
 )  # noqa: SIM905
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "the",
-    "lazy",
-    "dog",
-    "and",
-    "then",
-    "some",
-    "more",
-    "words",
-    "follow",
-]
 
 
 def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
