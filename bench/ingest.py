@@ -28,9 +28,8 @@ from llmtap.wire import Event, make_event
 from ._harness import llmtap_server
 
 BATCH = 100
-_WORDS = (
-    "the quick brown fox jumps over the lazy dog and then some more words follow".split(" ")
-)  # noqa: SIM905
+_TEXT = "the quick brown fox jumps over the lazy dog and then some more words follow"
+_WORDS = _TEXT.split(" ")
 
 
 def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
