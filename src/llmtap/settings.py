@@ -97,7 +97,24 @@ _TABLE = [
     Setting(
         "max_queue",
         10_000,
-        "Events held in memory at most; past that new events are dropped and counted.",
+        "Calls held in memory, waiting to be spooled, at most; past that new ones are dropped"
+        " and counted.",
+        int,
+        "sdk",
+    ),
+    Setting(
+        "spool_dir",
+        None,
+        "Folder of the disk spool, where batches wait until the server has them"
+        " (default: llmtap/spool in the user's cache folder).",
+        str,
+        "sdk",
+    ),
+    Setting(
+        "spool_max_bytes",
+        512 * 1024 * 1024,
+        "Largest size of the disk spool, in bytes; past it the oldest events are dropped and"
+        " counted. 0 keeps undelivered events in memory only (at most max_queue).",
         int,
         "sdk",
     ),
