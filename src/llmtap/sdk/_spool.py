@@ -201,9 +201,10 @@ class Spool:
             base, count, owner = parsed
             if owner == self.pid:
                 continue  # ours: the building thread may have just written it
-            if owner is not None and _alive(owner):
-                if sys.platform != "win32" or now - _mtime(path) < _STALE_TMP_SECONDS:
-                    continue
+            # Windows has no safe liveness probe: there a claim is taken over once stale.
+            stale = sys.platform == "win32" and now - _mtime(path) > _STALE_TMP_SECONDS
+            if owner is not None and _alive(owner) and not stale:
+                continue
             claimed = self.directory / f"{base}{_SUFFIX}.{self.pid}"
             try:
                 os.replace(path, claimed)
