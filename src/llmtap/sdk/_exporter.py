@@ -44,7 +44,7 @@ from ._spool import KIND_EVENTS, KIND_FEEDBACK, Entry, Spool, default_dir
 __all__ = ["Exporter", "exporter_for"]
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 30.0
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
 _HOLD_GIL_AT_MOST = 0.0002
 _GIL_PAUSE = 0.00005
 _HEADERS = {"content-type": "application/json", "user-agent": f"llmtap-python/{__version__}"}
