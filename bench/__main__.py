@@ -8,9 +8,14 @@ import platform
 import time
 from pathlib import Path
 
-from . import overhead, pii, streaming
+from . import ingest, overhead, pii, streaming
 
-BENCHMARKS = {"overhead": overhead, "streaming": streaming, "pii": pii}
+BENCHMARKS = {
+    "overhead": overhead,
+    "streaming": streaming,
+    "ingest": ingest,
+    "pii": pii,
+}
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import pytest
 
 # llmtap's own errors are raised, not logged, in its test suite: bugs must not hide.
 os.environ["LLMTAP_RAISE_INTERNAL_ERRORS"] = "1"
+# Spooled batches of the suite go to a folder of its own, never the user's cache.
+os.environ["LLMTAP_SPOOL_DIR"] = tempfile.mkdtemp(prefix="llmtap-test-spool-")
 for name in ("LLMTAP_URL", "LLMTAP_API_KEY", "LLMTAP_ENABLED", "OPENAI_API_KEY"):
     os.environ.pop(name, None)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from llmtap.store import open_store
 from llmtap.store._migrations import SQLITE_MIGRATIONS, migrate_sqlite
@@ -43,7 +44,7 @@ def test_a_failing_step_leaves_nothing_half_done(tmp_path: Path) -> None:
         ("m900_good", ("CREATE TABLE a (x)",)),
         ("m901_bad", ("CREATE TABLE b (x)", "CREATE TABLE a (x)")),
     ]
-    with contextlib.suppress(sqlite3.OperationalError):
+    with pytest.raises(sqlite3.OperationalError):
         migrate_sqlite(conn, steps)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "a" in tables and "b" not in tables

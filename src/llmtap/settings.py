@@ -119,7 +119,24 @@ _TABLE = [
     Setting(
         "max_queue",
         10_000,
-        "Events held in memory at most; past that new events are dropped and counted.",
+        "Calls held in memory, waiting to be spooled, at most; past that new ones are dropped"
+        " and counted.",
+        int,
+        "sdk",
+    ),
+    Setting(
+        "spool_dir",
+        None,
+        "Folder of the disk spool, where batches wait until the server has them"
+        " (default: llmtap/spool in the user's cache folder).",
+        str,
+        "sdk",
+    ),
+    Setting(
+        "spool_max_bytes",
+        512 * 1024 * 1024,
+        "Largest size of the disk spool, in bytes; past it the oldest events are dropped and"
+        " counted. 0 keeps undelivered events in memory only (at most max_queue).",
         int,
         "sdk",
     ),
@@ -141,6 +158,13 @@ _TABLE = [
     Setting("host", "127.0.0.1", "Address the server binds to.", str, "server"),
     Setting("port", 7420, "Port the server listens on.", int, "server"),
     Setting(
+        "workers",
+        1,
+        "Server processes sharing the port and the store (each SQLite writer waits its turn).",
+        int,
+        "server",
+    ),
+    Setting(
         "max_body_bytes",
         32 * 1024 * 1024,
         "Largest request body the server accepts, in bytes (413 past it).",
@@ -153,6 +177,14 @@ _TABLE = [
         'JSON object: project name (or "*" for all) to the event fields the server redacts '
         'personal data from on ingest, e.g. {"shop": ["request", "response"]} or {"*": "all"}.',
         dict,
+        "server",
+    ),
+    Setting(
+        "max_field_bytes",
+        1024 * 1024,
+        "Longest text the server stores in one field of an event, in bytes; longer text is cut"
+        " to it and the field's path listed in the event's 'truncated'.",
+        int,
         "server",
     ),
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "make_event",
     "template_of",
     "template_revision",
+    "truncate_strings",
     "unnamed_template_name",
 ]
 
@@ -45,12 +46,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Counts are stored in 64-bit integer columns.
+_MAX_COUNT = 2**63 - 1
+
+
 class Usage(_Strict):
-    input_tokens: int | None = Field(None, ge=0)
-    output_tokens: int | None = Field(None, ge=0)
-    cached_tokens: int | None = Field(None, ge=0)
-    reasoning_tokens: int | None = Field(None, ge=0)
-    total_tokens: int | None = Field(None, ge=0)
+    input_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
+    output_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
+    cached_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
+    reasoning_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
+    total_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
     estimated: bool = False  # counted by a local tokenizer, not reported by the provider
 
 
@@ -90,6 +95,9 @@ class Event(_Strict):
     feedback_key: str | None = Field(None, max_length=512)
     attributes: dict[str, Any] = Field(default_factory=dict)
     sdk: Sdk | None = None
+    # Paths of the fields whose text was cut to the size limit ("request.messages.0.content"),
+    # by the SDK or the server; absent when nothing was.
+    truncated: list[str] | None = None
 
     @field_validator("started_at")
     @classmethod
@@ -132,6 +140,38 @@ def make_event(**fields: Any) -> dict[str, Any]:
     fields["wire_version"] = WIRE_VERSION
     fields.setdefault("sdk", _SDK)
     return fields
+
+
+def truncate_strings(value: Any, limit: int, path: str, cut: list[str]) -> Any:
+    """``value`` with every string longer than ``limit`` bytes (UTF-8) cut to at most that, at a
+    character boundary; the path of each one cut is appended to ``cut``. Dicts and lists are
+    copied only where something inside them was cut."""
+    if isinstance(value, str):
+        # A character is at most 4 bytes: shorter strings need no encoding to be sure.
+        if len(value) * 4 <= limit or len(value.encode("utf-8", "surrogatepass")) <= limit:
+            return value
+        cut.append(path)
+        head = value.encode("utf-8", "surrogatepass")[:limit]
+        return head.decode("utf-8", "ignore")
+    if isinstance(value, dict):
+        out = None
+        for key, item in value.items():
+            new = truncate_strings(item, limit, f"{path}.{key}" if path else str(key), cut)
+            if new is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = new
+        return value if out is None else out
+    if isinstance(value, list):
+        items = None
+        for index, item in enumerate(value):
+            new = truncate_strings(item, limit, f"{path}.{index}" if path else str(index), cut)
+            if new is not item:
+                if items is None:
+                    items = list(value)
+                items[index] = new
+        return value if items is None else items
+    return value
 
 
 def template_revision(template: Any) -> str | None:

@@ -36,6 +36,8 @@ class Config:
     batch_size: int | None = None
     flush_interval: float | None = None
     max_queue: int | None = None
+    spool_dir: str | None = None
+    spool_max_bytes: int | None = None
 
     @classmethod
     def coerce(cls, value: Config | Mapping[str, Any] | None) -> Config:
@@ -83,6 +85,8 @@ class Settings:
     batch_size: int
     flush_interval: float
     max_queue: int
+    spool_dir: str | None
+    spool_max_bytes: int
     raise_internal_errors: bool
 
 

@@ -1,38 +1,61 @@
-"""Delivery of events to the llmtap server, in the background.
+"""Delivery of events to the llmtap server, in the background, without losing any.
 
-The caller's thread only appends to a deque (no lock, no I/O). One daemon thread per server
-and key takes batches off it (when a batch is full, or every ``flush_interval``), serialises
-them, and posts them with retries and backoff. At interpreter exit, what is queued is sent
-within ``flush_timeout`` seconds. After ``os.fork`` the child starts a fresh exporter of its
-own and leaves the parent's queue to the parent.
+The caller's thread only appends to a deque (no lock, no I/O). Two daemon threads per server
+and key do the rest:
+
+- the *builder* takes calls off the deque (when a batch is full, or every ``flush_interval``),
+  builds and serialises their events, and writes each batch to the disk spool (see
+  ``_spool.py``) before anything is sent: from then on the batch survives the process;
+- the *sender* posts the spooled batches, oldest of its own first, then those a previous
+  process left, and removes each once the server has acknowledged it (after its commit). While
+  the server is unreachable or answers 5xx or 429 it backs off; the builder keeps moving calls
+  to disk, so memory stays bounded whatever the server does.
+
+Events carry stable ids and the server stores an id once, so a batch sent twice (a crash
+between the server's answer and the file's removal) is stored once. At interpreter exit, what
+is queued is spooled and sent within ``flush_timeout``; what is not sent stays spooled for the
+next process. After ``os.fork`` the child starts an exporter of its own; the parent's queue and
+spooled batches stay the parent's.
 """
 
 from __future__ import annotations
 
 import atexit
-import itertools
+import hashlib
+import json
 import logging
 import os
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pydantic_core
 
 from .._version import __version__
+from ..wire import truncate_strings
 from ._config import Settings
 from ._log import internal_error, log, warn_limited
 from ._record import Call, FeedbackItem
+from ._spool import KIND_EVENTS, KIND_FEEDBACK, Entry, Spool, default_dir
 
 __all__ = ["Exporter", "exporter_for"]
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
 _HOLD_GIL_AT_MOST = 0.0002
 _GIL_PAUSE = 0.00005
 _HEADERS = {"content-type": "application/json", "user-agent": f"llmtap-python/{__version__}"}
+# One request carries at most this much; a larger event has its long texts cut.
+_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+_MAX_FIELD_BYTES = 1024 * 1024
+# Batch bodies kept in memory beside their spool files (the rest is read back from disk).
+_MAX_CACHED_BYTES = 8 * 1024 * 1024
+# How often the sender looks for batches other processes left behind.
+_ADOPT_EVERY = 5.0
+_PATHS = {KIND_EVENTS: "/api/v1/events", KIND_FEEDBACK: "/api/v1/feedback"}
 
 
 class Exporter:
@@ -48,61 +71,85 @@ class Exporter:
         """Fresh state: at construction, and in a forked child (whose copies of the parent's
         locks may be held by a thread that does not exist there)."""
         self._queue: deque[Call | FeedbackItem] = deque()
-        self._wake = threading.Event()
+        self._outbox: deque[Entry] = deque()  # built batches, not yet acknowledged
+        self._wake = threading.Event()  # builder: work to do
+        self._send_wake = threading.Event()  # sender: work to do, or hurry
         self._idle = threading.Condition()
         self._start_lock = threading.Lock()
-        self._busy = False
+        self._building = False
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._hurry = False
+        self._builder: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
         self._pid = os.getpid()
         self._http: httpx2.Client | None = None
-        self._dropped = itertools.count(1)
+        self._spool: Spool | None = None
+        self._spool_checked = False
+        self._cached = 0
+        self.dropped = 0
         self.delivered = 0
         self.failed = 0
 
     # -- the caller's side: cheap and never blocking --------------------------------------
 
     def submit(self, item: Call | FeedbackItem) -> None:
-        if self._thread is None or self._pid != os.getpid():
+        if self._builder is None or self._pid != os.getpid():
             self._start()
         queue = self._queue
         if len(queue) >= self.settings.max_queue:
-            dropped = next(self._dropped)
-            warn_limited("queue-full", "llmtap: queue full, %d events dropped so far", dropped)
+            # Only when calls come faster than the builder moves them to disk.
+            self.dropped += 1
+            warn_limited("queue-full", "llmtap: queue full, %d events dropped so far", self.dropped)
             return
         queue.append(item)
         if len(queue) >= self.settings.batch_size:
             self._wake.set()
 
+    def _pending(self) -> bool:
+        return bool(self._queue or self._building or self._outbox)
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything queued is delivered (or given up on), at most ``timeout``
-        seconds (default: the ``flush_timeout`` setting). True when nothing is left."""
-        if self._queue and (self._thread is None or self._pid != os.getpid()):
+        """Block until everything queued is delivered, at most ``timeout`` seconds (default:
+        the ``flush_timeout`` setting). True when all of it was; what was not stays spooled."""
+        if self._pending() and (self._builder is None or self._pid != os.getpid()):
             self._start()
-        thread = self._thread
-        if thread is None:
-            return not self._queue
+        if self._builder is None:
+            return not self._pending()
         deadline = time.monotonic() + (self.settings.flush_timeout if timeout is None else timeout)
-        with self._idle:
-            self._wake.set()
-            while self._queue or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not thread.is_alive():
-                    return False
-                self._idle.wait(min(remaining, 0.05))
-                self._wake.set()
+        self._hurry = True
+        try:
+            with self._idle:
+                while self._pending():
+                    remaining = deadline - time.monotonic()
+                    threads = (self._builder, self._sender)
+                    if remaining <= 0 or not all(t is not None and t.is_alive() for t in threads):
+                        return False
+                    self._wake.set()
+                    self._send_wake.set()
+                    self._idle.wait(min(remaining, 0.05))
+        finally:
+            self._hurry = False
         return True
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush within ``timeout`` then stop the thread. Events submitted later start it again."""
+        """Flush within ``timeout`` then stop the threads; undelivered batches stay spooled.
+        Events submitted later start them again."""
         done = self.flush(timeout)
         self._stopping = True
         self._wake.set()
-        if not done and self._queue:
+        self._send_wake.set()
+        if self._queue:
             warn_limited(
                 "lost-at-close",
-                "llmtap: %d events not delivered within the flush timeout",
+                "llmtap: %d events neither delivered nor spooled within the flush timeout",
                 len(self._queue),
+            )
+        elif self._outbox and self._spool is not None:
+            warn_limited(
+                "spooled-at-close",
+                "llmtap: %d batches not delivered yet; they wait in %s for the next run",
+                len(self._outbox),
+                self._spool.directory,
             )
         return done
 
@@ -110,93 +157,266 @@ class Exporter:
         with self._start_lock:
             if self._pid != os.getpid():
                 self._reset()  # a forked child: the parent's queue is the parent's to send
-            if self._thread is not None and self._thread.is_alive():
+            if self._builder is not None and self._builder.is_alive():
                 return
             self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="llmtap-exporter", daemon=True)
-            self._thread.start()
+            self._builder = threading.Thread(
+                target=self._guard, args=(self._build_loop,), name="llmtap-builder", daemon=True
+            )
+            self._sender = threading.Thread(
+                target=self._guard, args=(self._send_loop,), name="llmtap-sender", daemon=True
+            )
+            self._builder.start()
+            self._sender.start()
 
-    # -- the exporter's thread -------------------------------------------------------------
+    def _guard(self, loop: Any) -> None:
+        try:
+            loop()
+        except Exception as exc:  # a bug of ours must not pass silently
+            internal_error("exporter", exc, raise_it=False)
+        finally:
+            with self._idle:
+                self._idle.notify_all()
 
-    def _run(self) -> None:
+    def _notify(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
+    # -- the builder's thread: calls -> spooled batches --------------------------------------
+
+    def _open_spool(self) -> Spool | None:
+        if not self._spool_checked:
+            self._spool_checked = True
+            settings = self.settings
+            if settings.spool_max_bytes > 0:
+                key = f"{settings.url}\0{settings.api_key or ''}".encode()
+                base = Path(settings.spool_dir) if settings.spool_dir else default_dir()
+                directory = base / hashlib.sha256(key).hexdigest()[:16]
+                try:
+                    self._spool = Spool(directory, settings.spool_max_bytes)
+                except OSError as exc:
+                    warn_limited(
+                        "spool-unusable",
+                        "llmtap: cannot use the spool in %s (%s); undelivered events are kept"
+                        " in memory only",
+                        directory,
+                        exc,
+                    )
+        return self._spool
+
+    def _build_loop(self) -> None:
         queue, batch_size = self._queue, self.settings.batch_size
+        self._open_spool()
+        self._send_wake.set()  # the sender may adopt what an earlier process left
         while True:
             self._wake.wait(self.settings.flush_interval)
             self._wake.clear()
             while queue:
-                self._busy = True
+                self._building = True
                 batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
                 try:
-                    self._deliver(batch)
-                except Exception as exc:  # a bug of ours must not kill the thread
+                    self._build(batch)
+                except Exception as exc:
                     internal_error("exporter", exc, raise_it=False)
-                self._busy = False
-            with self._idle:
-                self._idle.notify_all()
+                self._building = False
+                self._send_wake.set()
+            self._notify()
             if self._stopping and not queue:
-                if self._http is not None:
-                    self._http.close()
-                    self._http = None
-                self._thread = None  # the next submit starts a new one
+                self._builder = None  # the next submit starts new threads
                 return
 
-    def _deliver(self, batch: list[Call | FeedbackItem]) -> None:
+    def _build(self, batch: list[Call | FeedbackItem]) -> None:
         events: list[bytes] = []
+        size = 0
         held_since = time.perf_counter()
         for item in batch:
             if isinstance(item, FeedbackItem):
-                self._post("/api/v1/feedback", _json(item.body), 1)
+                self._enqueue(KIND_FEEDBACK, _json(item.body), 1)
                 continue
             try:
-                events.append(_json(item.to_event()))
+                event = _event_json(item)
             except Exception as exc:
                 internal_error("building an event", exc, self.settings.raise_internal_errors)
+                continue
+            if events and size + len(event) > _MAX_REQUEST_BYTES:
+                self._enqueue_events(events)
+                events, size = [], 0
+            events.append(event)
+            size += len(event) + 1
             # Hand the GIL to the application every 200 us of our work. Without a real
             # sleep a batch would hold it for milliseconds (sleep(0) gives it back and
             # takes it again at once), and a caller whose response just arrived would wait.
-            if time.perf_counter() - held_since > _HOLD_GIL_AT_MOST:
+            if time.perf_counter() - held_since > _HOLD_GIL_AT_MOST and not self._hurry:
                 time.sleep(_GIL_PAUSE)
                 held_since = time.perf_counter()
         if events:
-            self._post("/api/v1/events", b'{"events":[' + b",".join(events) + b"]}", len(events))
+            self._enqueue_events(events)
 
-    def _post(self, path: str, body: bytes, count: int) -> None:
+    def _enqueue_events(self, events: list[bytes]) -> None:
+        self._enqueue(KIND_EVENTS, b'{"events":[' + b",".join(events) + b"]}", len(events))
+
+    def _enqueue(self, kind: int, body: bytes, count: int) -> None:
+        spool = self._spool
+        entry = None
+        if spool is not None:
+            dropped = spool.dropped
+            try:
+                entry = spool.write(kind, body, count)
+            except OSError as exc:
+                warn_limited("spool-write", "llmtap: cannot write to the spool: %s", exc)
+            if spool.dropped > dropped:
+                self.dropped += spool.dropped - dropped
+                warn_limited(
+                    "spool-full",
+                    "llmtap: spool over %d bytes: dropped the oldest events, %d so far",
+                    spool.max_bytes,
+                    spool.dropped,
+                )
+        if entry is None:  # no spool: memory, bounded by max_queue events
+            entry = Entry(kind, count, len(body), None, body)
+            self._bound_memory_outbox(count)
+        elif self._cached + len(body) > _MAX_CACHED_BYTES:
+            entry.body = None  # read back from disk when its turn comes
+        else:
+            self._cached += len(body)
+        self._outbox.append(entry)
+
+    def _bound_memory_outbox(self, adding: int) -> None:
+        held = sum(e.count for e in self._outbox if e.path is None)
+        while held + adding > self.settings.max_queue and self._outbox:
+            oldest = next((e for e in self._outbox if e.path is None), None)
+            if oldest is None:
+                return
+            try:
+                self._outbox.remove(oldest)
+            except ValueError:  # the sender took it meanwhile
+                continue
+            held -= oldest.count
+            self.dropped += oldest.count
+            warn_limited(
+                "memory-full",
+                "llmtap: no spool and the server is not taking events: %d dropped so far",
+                self.dropped,
+            )
+
+    # -- the sender's thread: spooled batches -> the server ---------------------------------
+
+    def _send_loop(self) -> None:
+        backoff = 0.0  # seconds to wait after a failure; 0 while the server takes batches
+        failed_at = 0.0
+        adopted: deque[Entry] = deque()  # batches other processes left, oldest first
+        adopt_at = 0.0
+        while True:
+            if self._stopping and not self._building and not self._queue:
+                self._close_http()
+                self._sender = None
+                self._notify()
+                return
+            now = time.monotonic()
+            spool = self._spool
+            if spool is not None and now >= adopt_at and not self._outbox:
+                adopt_at = now + _ADOPT_EVERY
+                try:
+                    adopted.extend(spool.adopt())
+                except OSError as exc:
+                    warn_limited("spool-read", "llmtap: cannot read the spool: %s", exc)
+            source = self._outbox if self._outbox else adopted
+            # A flush waiting shortens the back-off, so it can succeed within its bound.
+            delay = min(backoff, 0.1) if self._hurry else backoff
+            if not source or now < failed_at + delay:
+                timeout = failed_at + delay - now if source else _ADOPT_EVERY
+                self._send_wake.wait(max(timeout, 0.001))
+                self._send_wake.clear()
+                continue
+            outcome = self._send(source[0])
+            if outcome == "retry":
+                backoff = min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX)
+                failed_at = time.monotonic()
+                continue
+            backoff = 0.0
+            entry = source.popleft()
+            if entry.path is not None and entry.body is not None and source is self._outbox:
+                self._cached = max(self._cached - len(entry.body), 0)
+            if outcome == "split":
+                self._split(entry, source)
+            if spool is not None:
+                spool.remove(entry)
+            self._notify()
+
+    def _send(self, entry: Entry) -> str:
+        """Post one batch: "done" (acknowledged, or rejected for good), "retry", or "split"
+        (too large for the server)."""
+        body = entry.body
+        if body is None:
+            assert self._spool is not None
+            body = self._spool.read(entry)
+            if body is None:
+                return "done"  # damaged or gone: nothing to send
+        outcome = self._post(_PATHS[entry.kind], body, entry.count)
+        if outcome == "done":
+            self.delivered += entry.count
+        return outcome
+
+    def _post(self, path: str, body: bytes, count: int) -> str:
         if self._http is None:
             self._http = httpx2.Client(timeout=httpx2.Timeout(10.0, connect=2.0))
-        for attempt in range(len(_BACKOFF) + 1):
-            problem = self._post_once(path, body, count)
-            if problem is None:
-                self.delivered += count
-                return
-            if problem == "final" or attempt == len(_BACKOFF) or self._stopping:
-                break
-            time.sleep(_BACKOFF[attempt])
-        self.failed += count
-        warn_limited(
-            "undelivered", "llmtap: %d events could not be delivered to %s", count, self._url
-        )
-
-    def _post_once(self, path: str, body: bytes, count: int) -> str | None:
-        """None when delivered; "retry" or "final" when not."""
-        assert self._http is not None
         try:
             response = self._http.post(self._url + path, content=body, headers=self._headers)
         except httpx2.HTTPError as exc:
             warn_limited("unreachable", "llmtap: server %s unreachable: %s", self._url, exc)
             return "retry"
-        if response.status_code in _RETRY_STATUS:
-            warn_limited(
-                "retry-status", "llmtap: server answered %d, retrying", response.status_code
-            )
+        status = response.status_code
+        if status in _RETRY_STATUS:
+            warn_limited("retry-status", "llmtap: server answered %d, will retry", status)
             return "retry"
-        if response.status_code >= 300 or _has_errors(response):
+        if status == 413 and path == _PATHS[KIND_EVENTS] and count > 1:
+            return "split"
+        if status >= 300 or _has_errors(response):
             _log_rejection(response, count)
-            return None if response.status_code < 300 else "final"
-        return None
+            if status >= 300:
+                self.failed += count
+        return "done"
+
+    def _split(self, entry: Entry, source: deque[Entry]) -> None:
+        """Replace a batch the server found too large by its two halves, in its place."""
+        body = entry.body
+        if body is None and self._spool is not None:
+            body = self._spool.read(entry)
+        if body is None:
+            return
+        events = [_json(e) for e in json.loads(body)["events"]]
+        half = len(events) // 2
+        for part in (events[half:], events[:half]):
+            payload = b'{"events":[' + b",".join(part) + b"]}"
+            spool = self._spool
+            new = None
+            if spool is not None:
+                try:
+                    new = spool.write(KIND_EVENTS, payload, len(part))
+                except OSError:
+                    new = None
+            source.appendleft(new or Entry(KIND_EVENTS, len(part), len(payload), None, payload))
+
+    def _close_http(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
 
 def _json(value: Any) -> bytes:
     return pydantic_core.to_json(value, fallback=repr, bytes_mode="base64")
+
+
+def _event_json(call: Call) -> bytes:
+    event = call.to_event()
+    data = _json(event)
+    if len(data) > _MAX_REQUEST_BYTES:
+        # Too big for one request: cut the long texts (the server would anyway) and say so.
+        cut: list[str] = []
+        event = truncate_strings(event, _MAX_FIELD_BYTES, "", cut)
+        event["truncated"] = sorted(cut)
+        data = _json(event)
+    return data
 
 
 def _has_errors(response: httpx2.Response) -> bool:
@@ -241,7 +461,7 @@ def exporter_for(settings: Settings) -> Exporter:
 
 @atexit.register
 def _flush_at_exit() -> None:
-    exporters = [e for e in list(_exporters.values()) if e._thread is not None or e._queue]
+    exporters = [e for e in list(_exporters.values()) if e._builder is not None or e._pending()]
     if not exporters:
         return
     deadline = time.monotonic() + max(e.settings.flush_timeout for e in exporters)

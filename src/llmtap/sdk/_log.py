@@ -4,6 +4,7 @@ per kind of trouble, and never by raising into the user's call."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -16,6 +17,15 @@ _INTERVAL = 60.0
 _last: dict[str, float] = {}
 _suppressed: dict[str, int] = {}
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's exporter thread may have held the lock at the fork; it does not exist here.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def warn_limited(key: str, message: str, *args: Any, level: int = logging.WARNING) -> None:

@@ -15,10 +15,11 @@ from ..store import Store
 from .auth import KeyCache
 from .errors import exception_handlers
 from .ingest import receive_events, receive_feedback
+from .openapi import serve_openapi
 from .query import get_event, list_events
 from .redaction import Redaction
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -29,6 +30,7 @@ def create_app(
     store: Store,
     *,
     max_body_bytes: int | None = None,
+    max_field_bytes: int | None = None,
     redact_fields: dict[str, Any] | None = None,
 ) -> Starlette:
     app = Starlette(
@@ -38,11 +40,21 @@ def create_app(
             Route("/api/v1/events", list_events, methods=["GET"]),
             Route("/api/v1/events/{event_id}", get_event, methods=["GET"]),
             Route("/api/v1/feedback", receive_feedback, methods=["POST"]),
+            Route("/api/v1/openapi.json", serve_openapi),
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
     )
     app.state.store = store
     app.state.keys = KeyCache(store)
     app.state.max_body_bytes = resolve("max_body_bytes", max_body_bytes)
+    app.state.max_field_bytes = resolve("max_field_bytes", max_field_bytes)
     app.state.redaction = Redaction(resolve("redact_fields", redact_fields))
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The app on the store ``LLMTAP_DB`` names: what each worker process of ``llmtap serve
+    --workers N`` builds for itself (uvicorn imports it by name)."""
+    from ..store import open_store
+
+    return create_app(open_store(resolve("db")))

@@ -25,12 +25,20 @@ from ..wire import (
     Feedback,
     template_of,
     template_revision,
+    truncate_strings,
     unnamed_template_name,
 )
 from .errors import ApiError
 from .redaction import Redaction
 
-__all__ = ["ingest_batch", "read_body", "receive_events", "receive_feedback"]
+__all__ = [
+    "ingest_batch",
+    "prepare",
+    "read_body",
+    "receive_events",
+    "receive_feedback",
+    "truncate_event",
+]
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -79,13 +87,14 @@ def _describe(exc: ValidationError) -> str:
 _BATCH = TypeAdapter(Batch)
 
 
-def validate_batch(body: bytes) -> tuple[list[Event], list[dict[str, Any]], int]:
-    """(valid events, errors by index, events sent). The whole batch is validated in one go,
-    in pydantic's Rust core, straight from the bytes; only when something in it is invalid is
-    it taken apart event by event, to keep the valid ones and name the others."""
+def validate_batch(body: bytes) -> tuple[list[tuple[int, Event]], list[dict[str, Any]], int]:
+    """(valid events with their index in the batch, errors by index, events sent). The whole
+    batch is validated in one go, in pydantic's Rust core, straight from the bytes; only when
+    something in it is invalid is it taken apart event by event, to keep the valid ones and
+    name the others."""
     try:
         events = _BATCH.validate_json(body).events
-        return events, [], len(events)
+        return list(enumerate(events)), [], len(events)
     except ValidationError:
         pass
     payload = parse_json(body)
@@ -94,26 +103,87 @@ def validate_batch(body: bytes) -> tuple[list[Event], list[dict[str, Any]], int]
     valid, errors = [], []
     for index, item in enumerate(payload["events"]):
         try:
-            valid.append(Event.model_validate(item))
+            valid.append((index, Event.model_validate(item)))
         except ValidationError as exc:
-            event_id = item.get("id") if isinstance(item, dict) else None
-            errors.append({"index": index, "id": event_id, "error": _describe(exc)})
+            errors.append({"index": index, "id": _id_of(item), "error": _describe(exc)})
     return valid, errors, len(payload["events"])
 
 
+def _id_of(item: Any) -> str | None:
+    event_id = item.get("id") if isinstance(item, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+# Fields whose text may be long; the others have short bounds in the wire schema.
+_LONG_FIELDS = (
+    "request",
+    "response",
+    "output_text",
+    "template_chat",
+    "template_text",
+    "template_params",
+    "attributes",
+    "error",
+)
+
+
+def truncate_event(event: Event, limit: int) -> None:
+    """Cut every text longer than ``limit`` bytes in ``event`` and list it in ``truncated``."""
+    cut: list[str] = []
+    for name in _LONG_FIELDS:
+        value = getattr(event, name)
+        if value is None:
+            continue
+        if name == "error":
+            message = truncate_strings(value.message, limit, "error.message", cut)
+            if message is not value.message:
+                value.message = message
+            continue
+        new = truncate_strings(value, limit, name, cut)
+        if new is not value:
+            setattr(event, name, new)
+    if cut:
+        event.truncated = sorted({*(event.truncated or ()), *cut})
+
+
+def prepare(
+    event: Event,
+    key: KeyInfo,
+    received_us: int,
+    max_field_bytes: int | None,
+    redaction: Redaction | None = None,
+) -> tuple[Any, ...]:
+    """One valid event's row: limits applied, server-side fields filled in. Every per-event
+    enrichment belongs here (it runs on the request's thread, outside the write lock)."""
+    if redaction is not None:
+        event = redaction.apply(event, key.project)
+    if max_field_bytes is not None:
+        truncate_event(event, max_field_bytes)
+    revision = template_revision(template_of(event))
+    if event.prompt_template_name is None:
+        event.prompt_template_name = unnamed_template_name(event.api, revision)
+    return event_row(event, key.project_id, key.environment, revision, None, received_us)
+
+
 def ingest_batch(
-    store: Store, key: KeyInfo, body: bytes, redaction: Redaction | None = None
+    store: Store,
+    key: KeyInfo,
+    body: bytes,
+    max_field_bytes: int | None = None,
+    redaction: Redaction | None = None,
 ) -> dict[str, Any]:
+    """Validate, prepare and store one batch; the answer's body. ``max_field_bytes``: cut
+    longer texts (None: no limit)."""
     events, errors, sent = validate_batch(body)
     received_us = int(time.time() * 1_000_000)
+    # No field can be over the limit when the whole body is not: skip the walk.
+    limit = max_field_bytes if max_field_bytes is not None and len(body) > max_field_bytes else None
     rows = []
-    for event in events:
-        if redaction is not None:
-            event = redaction.apply(event, key.project)
-        revision = template_revision(template_of(event))
-        if event.prompt_template_name is None:
-            event.prompt_template_name = unnamed_template_name(event.api, revision)
-        rows.append(event_row(event, key.project_id, key.environment, revision, None, received_us))
+    for index, event in events:
+        try:
+            rows.append(prepare(event, key, received_us, limit, redaction))
+        except Exception as exc:  # valid JSON the store cannot take: this event alone fails
+            errors.append({"index": index, "id": event.id, "error": f"cannot be stored: {exc}"})
     stored = store.insert_events(rows)
     result: dict[str, Any] = {
         "ok": not errors,
@@ -121,7 +191,7 @@ def ingest_batch(
         "stored": stored,
         "duplicates": len(rows) - stored,
         "rejected": len(errors),
-        "errors": errors,
+        "errors": sorted(errors, key=lambda e: e["index"]),
     }
     if errors:
         result["error"] = f"{len(errors)} of {sent} events were rejected"
@@ -134,7 +204,9 @@ async def receive_events(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
     body = await read_body(request, state.max_body_bytes)
-    result = await run_in_threadpool(ingest_batch, state.store, key, body, state.redaction)
+    result = await run_in_threadpool(
+        ingest_batch, state.store, key, body, state.max_field_bytes, state.redaction
+    )
     return JSONResponse(result, status_code=result.get("status", 200))
 
 

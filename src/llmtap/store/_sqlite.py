@@ -1,14 +1,18 @@
 """The SQLite store: the embedded default, one file, WAL mode.
 
-One connection writes (under a lock, one transaction per batch: SQLite allows one writer at a
-time anyway, and batching is what makes ingest fast); each reading thread has its own
-connection, which WAL lets read while the writer writes.
+One connection writes, under a lock: SQLite allows one writer at a time anyway. Event rows are
+written with group commit: every request thread queues its rows, and whichever thread gets the
+write lock commits everything queued so far in one transaction, so concurrent batches share a
+commit (the cost that dominates ingest). Each reading thread has its own connection, which WAL
+lets read while the writer writes. Several server processes on one file each have a writer;
+``BEGIN IMMEDIATE`` with a busy timeout queues them, so none sees "database is locked".
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -27,6 +31,20 @@ _INSERT_EVENT = (
     "ON CONFLICT (project_id, id) DO NOTHING"
 )
 _LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd"
+# A group commit takes at most this many rows (a bound on how long the lock is held).
+_GROUP_ROWS = 5000
+
+
+class _Pending:
+    """One request's rows, waiting for a group commit."""
+
+    __slots__ = ("done", "error", "rows", "stored")
+
+    def __init__(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.rows = rows
+        self.stored = 0
+        self.done = False
+        self.error: BaseException | None = None
 
 
 class SQLiteStore:
@@ -37,6 +55,8 @@ class SQLiteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._pending_lock = threading.Lock()
         self._local = threading.local()
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
@@ -47,7 +67,9 @@ class SQLiteStore:
         # In WAL mode NORMAL survives a crash of the process (what an acknowledgement promises);
         # only a power cut can take the last transactions.
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
+        # Several processes may write one file (server workers, ``llmtap keys create``): a
+        # writer waits its turn rather than failing with "database is locked".
+        conn.execute("PRAGMA busy_timeout=60000")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
@@ -119,20 +141,67 @@ class SQLiteStore:
 
     def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Store event rows (see ``event_row``); an id already stored is skipped. Returns how
-        many were new. Durable when it returns."""
+        many were new. Durable when it returns (committed; WAL survives a crash of the process).
+
+        Thread-safe, and meant to be called from many request threads at once: their rows are
+        committed together (group commit)."""
         if not rows:
             return 0
+        mine = _Pending(rows)
+        with self._pending_lock:
+            self._pending.append(mine)
         with self._write_lock:
-            conn = self._writer
-            before = conn.total_changes
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT_EVENT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
+            # The thread before us may have committed our rows with its own.
+            if not mine.done:
+                self._commit_pending()
+        if mine.error is not None:
+            raise mine.error
+        return mine.stored
+
+    def _commit_pending(self) -> None:
+        """Commit what is queued, in groups of at most ``_GROUP_ROWS`` rows. Holds the write
+        lock. A group that fails is retried request by request, so one bad request cannot fail
+        the others."""
+        with self._pending_lock:
+            queued, self._pending = self._pending, []
+        group: list[_Pending] = []
+        size = 0
+        for item in queued:
+            if group and size + len(item.rows) > _GROUP_ROWS:
+                self._commit_group(group)
+                group, size = [], 0
+            group.append(item)
+            size += len(item.rows)
+        if group:
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        try:
+            self._insert(group)
+        except Exception:
+            if len(group) == 1:
+                group[0].error = sys.exc_info()[1]
+                group[0].done = True
+                return
+            for item in group:
+                self._commit_group([item])
+            return
+        for item in group:
+            item.done = True
+
+    def _insert(self, group: list[_Pending]) -> None:
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in group:
+                before = conn.total_changes
+                conn.executemany(_INSERT_EVENT, item.rows)
+                item.stored = conn.total_changes - before
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
-                raise
-            return conn.total_changes - before
+            raise
 
     def insert_feedback(
         self, project_id: int, feedback_key: str, rating: float | None, better: str | None

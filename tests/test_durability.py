@@ -1,0 +1,121 @@
+"""Nothing lost, nothing twice: the spool format, fault injection with real processes, and
+the server's limits."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmtap.sdk._spool import KIND_EVENTS, KIND_FEEDBACK, decode, encode
+from llmtap.wire import truncate_strings
+
+from .conftest import Project
+from .faults import chaos_run
+
+# -- the spool format -----------------------------------------------------------------------
+
+
+@given(st.sampled_from([KIND_EVENTS, KIND_FEEDBACK]), st.binary(max_size=4096))
+def test_spool_file_round_trips(kind: int, payload: bytes) -> None:
+    assert decode(encode(kind, payload)) == (kind, payload)
+
+
+@given(st.binary(min_size=1, max_size=2048), st.data())
+def test_a_torn_spool_file_is_detected(payload: bytes, data: st.DataObject) -> None:
+    whole = encode(KIND_EVENTS, payload)
+    cut = data.draw(st.integers(0, len(whole) - 1))
+    assert decode(whole[:cut]) is None
+
+
+@given(st.binary(min_size=1, max_size=2048), st.data())
+def test_a_damaged_spool_file_is_detected(payload: bytes, data: st.DataObject) -> None:
+    whole = bytearray(encode(KIND_EVENTS, payload))
+    at = data.draw(st.integers(0, len(whole) - 1))
+    whole[at] ^= data.draw(st.integers(1, 255))
+    assert decode(bytes(whole)) is None
+
+
+# -- truncation -------------------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200)
+@given(_json, st.integers(1, 64))
+def test_truncation_bounds_every_text_and_names_it(value: object, limit: int) -> None:
+    cut: list[str] = []
+    out = truncate_strings(value, limit, "", cut)
+
+    def texts(v: object) -> list[str]:
+        if isinstance(v, str):
+            return [v]
+        if isinstance(v, dict):
+            return [t for x in v.values() for t in texts(x)]
+        if isinstance(v, list):
+            return [t for x in v for t in texts(x)]
+        return []
+
+    assert all(len(t.encode("utf-8", "surrogatepass")) <= limit for t in texts(out))
+    long = [t for t in texts(value) if len(t.encode("utf-8", "surrogatepass")) > limit]
+    assert len(cut) == len(long)
+    if not long:
+        assert out is value
+
+
+def test_a_huge_field_is_stored_cut_and_marked(project: Project) -> None:
+    prompt = "x" * (20 * 1024 * 1024)
+    event_id = str(uuid.uuid4())
+    event = {
+        "id": event_id,
+        "api": "chat",
+        "status": "ok",
+        "started_at": "2026-01-01T00:00:00Z",
+        "request": {"messages": [{"role": "user", "content": prompt}]},
+        "output_text": "short",
+    }
+    response = project.server.post(
+        "/api/v1/events", project.key, json={"events": [event]}, timeout=60
+    )
+    assert response.status_code == 200, response.text[:300]
+    stored = project.event(event_id)
+    assert stored["truncated"] == ["request.messages.0.content"]
+    assert len(stored["request"]["messages"][0]["content"]) == 1024 * 1024
+    assert stored["output_text"] == "short"
+
+
+def test_over_the_body_limit_is_413_with_the_limit(project: Project) -> None:
+    response = project.server.post(
+        "/api/v1/events", project.key, content=b"x" * (33 * 1024 * 1024), timeout=60
+    )
+    assert response.status_code == 413
+    assert str(32 * 1024 * 1024) in response.json()["error"]
+
+
+# -- fault injection ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)  # a loaded CI machine may need the flush bound it is given
+def test_chaos_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> None:
+    result = chaos_run(tmp_path)
+    print("fault injection:", result.as_dict())
+    assert result.integrity == "ok"
+    assert result.missing == []
+    assert result.duplicated == []
+    assert result.stored == result.sent
+
+
+def test_openapi_document_describes_ingest(project: Project) -> None:
+    response = httpx2.get(project.server.url + "/api/v1/openapi.json")
+    assert response.status_code == 200
+    doc = response.json()
+    assert set(doc["paths"]) == {"/api/v1/events", "/api/v1/feedback"}
+    assert "truncated" in doc["components"]["schemas"]["Event"]["properties"]
