@@ -72,6 +72,7 @@ class Exporter:
         locks may be held by a thread that does not exist there)."""
         self._queue: deque[Call | FeedbackItem] = deque()
         self._outbox: deque[Entry] = deque()  # built batches, not yet acknowledged
+        self._adopted: deque[Entry] = deque()  # batches a dead process left, being sent
         self._wake = threading.Event()  # builder: work to do
         self._send_wake = threading.Event()  # sender: work to do, or hurry
         self._idle = threading.Condition()
@@ -106,7 +107,9 @@ class Exporter:
             self._wake.set()
 
     def _pending(self) -> bool:
-        return bool(self._queue or self._building or self._outbox)
+        # Batches adopted from a process that died count too: a restarted application's
+        # flush (or exit) delivers what the dead one left.
+        return bool(self._queue or self._building or self._outbox or self._adopted)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything queued is delivered, at most ``timeout`` seconds (default:
@@ -206,8 +209,15 @@ class Exporter:
 
     def _build_loop(self) -> None:
         queue, batch_size = self._queue, self.settings.batch_size
-        self._open_spool()
-        self._send_wake.set()  # the sender may adopt what an earlier process left
+        spool = self._open_spool()
+        if spool is not None:
+            # First of all, take over what a process that died left, so that this process's
+            # flush (and exit) waits for it too; the sender looks again now and then.
+            try:
+                self._adopted.extend(spool.adopt())
+            except OSError as exc:
+                warn_limited("spool-read", "llmtap: cannot read the spool: %s", exc)
+        self._send_wake.set()
         while True:
             self._wake.wait(self.settings.flush_interval)
             self._wake.clear()
@@ -304,8 +314,8 @@ class Exporter:
     def _send_loop(self) -> None:
         backoff = 0.0  # seconds to wait after a failure; 0 while the server takes batches
         failed_at = 0.0
-        adopted: deque[Entry] = deque()  # batches other processes left, oldest first
-        adopt_at = 0.0
+        adopted = self._adopted  # batches other processes left, oldest first
+        adopt_at = time.monotonic() + _ADOPT_EVERY  # the builder adopted at start
         while True:
             if self._stopping and not self._building and not self._queue:
                 self._close_http()
