@@ -28,6 +28,7 @@ from ..wire import (
     unnamed_template_name,
 )
 from .errors import ApiError
+from .prices import Pricer
 
 __all__ = ["ingest_batch", "read_body", "receive_events", "receive_feedback"]
 
@@ -100,7 +101,9 @@ def validate_batch(body: bytes) -> tuple[list[Event], list[dict[str, Any]], int]
     return valid, errors, len(payload["events"])
 
 
-def ingest_batch(store: Store, key: KeyInfo, body: bytes) -> dict[str, Any]:
+def ingest_batch(
+    store: Store, key: KeyInfo, body: bytes, pricer: Pricer | None = None
+) -> dict[str, Any]:
     events, errors, sent = validate_batch(body)
     received_us = int(time.time() * 1_000_000)
     rows = []
@@ -108,7 +111,8 @@ def ingest_batch(store: Store, key: KeyInfo, body: bytes) -> dict[str, Any]:
         revision = template_revision(template_of(event))
         if event.prompt_template_name is None:
             event.prompt_template_name = unnamed_template_name(event.api, revision)
-        rows.append(event_row(event, key.project_id, key.environment, revision, None, received_us))
+        cost = pricer.event_cost(key.project_id, event) if pricer else None
+        rows.append(event_row(event, key.project_id, key.environment, revision, cost, received_us))
     stored = store.insert_events(rows)
     result: dict[str, Any] = {
         "ok": not errors,
@@ -129,7 +133,7 @@ async def receive_events(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
     body = await read_body(request, state.max_body_bytes)
-    result = await run_in_threadpool(ingest_batch, state.store, key, body)
+    result = await run_in_threadpool(ingest_batch, state.store, key, body, state.pricer)
     return JSONResponse(result, status_code=result.get("status", 200))
 
 
