@@ -8,9 +8,9 @@ import platform
 import time
 from pathlib import Path
 
-from . import overhead
+from . import overhead, query
 
-BENCHMARKS = {"overhead": overhead}
+BENCHMARKS = {"overhead": overhead, "query": query}
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from ..api import FLAT_COLUMNS, flatten_event
 from ._options import api_key_option, url_option
 from ._query import api_for, event_filters, filter_options
 
-ROW_GROUP = 20_000
+ROW_GROUP = 5_000  # rows a Parquet row group holds: what export keeps in memory
 _FLOATS = {"latency_ms", "ttft_ms", "cost_usd"}
 _INTS = {"input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "total_tokens"}
 
