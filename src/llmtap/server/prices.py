@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -69,6 +69,48 @@ def _tokens(usage: Usage) -> tuple[int, int, int, int]:
     )
 
 
+@lru_cache(maxsize=8192)
+def _linear_rates(
+    model: str, provider: str | None, day: date
+) -> tuple[float, float, float, float] | None:
+    """USD per input, cached, output and reasoning token on ``day``, asked of the library
+    itself, when the model's price that day is linear in tokens (no long-context tiers, no
+    time-of-day prices); None otherwise. Pricing an event is then four multiplications
+    instead of ~100 us in the library."""
+    from genai_prices import Usage as LibUsage
+    from genai_prices import calc_price
+    from genai_prices.data_snapshot import get_snapshot
+    from genai_prices.types import ModelPrice, TieredPrices, TimeOfDateConstraint
+
+    found = _match(model, provider)
+    if found is None:
+        return None
+    kwargs, ref = found
+    _, info = get_snapshot().find_provider_model(
+        ref, None, kwargs.get("provider_id"), kwargs.get("provider_api_url")
+    )
+    if not isinstance(info.prices, ModelPrice) and any(
+        isinstance(p.constraint, TimeOfDateConstraint) for p in info.prices
+    ):
+        return None
+    when = datetime.combine(day, time(12), timezone.utc)  # start dates are whole UTC days
+    if any(isinstance(v, TieredPrices) for v in vars(info.get_prices(when)).values()):
+        return None
+    m = 1_000_000
+
+    def per_token(**tokens: int) -> float:
+        result = calc_price(LibUsage(**tokens), ref, genai_request_timestamp=when, **kwargs)  # type: ignore[call-overload]
+        return float(result.total_price) / m
+
+    input_rate, output_rate = per_token(input_tokens=m), per_token(output_tokens=m)
+    return (
+        input_rate,
+        per_token(input_tokens=m, cache_read_tokens=m),
+        output_rate,
+        per_token(output_tokens=m, output_reasoning_tokens=m),
+    )
+
+
 def library_cost(
     model: str, provider: str | None, usage: Usage, started_at: datetime
 ) -> float | None:
@@ -82,6 +124,15 @@ def library_cost(
         return None
     kwargs, ref = found
     input_tokens, output_tokens, cached, reasoning = _tokens(usage)
+    rates = _linear_rates(model, provider, started_at.astimezone(timezone.utc).date())
+    if rates is not None:
+        cached, reasoning = min(cached, input_tokens), min(reasoning, output_tokens)
+        return (
+            (input_tokens - cached) * rates[0]
+            + cached * rates[1]
+            + (output_tokens - reasoning) * rates[2]
+            + reasoning * rates[3]
+        )
     lib_usage = LibUsage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
