@@ -8,13 +8,14 @@ import platform
 import time
 from pathlib import Path
 
-from . import ingest, overhead, pii, streaming
+from . import ingest, overhead, pii, query, streaming
 
 BENCHMARKS = {
     "overhead": overhead,
     "streaming": streaming,
     "ingest": ingest,
     "pii": pii,
+    "query": query,
 }
 
 

@@ -191,7 +191,6 @@ def test_example_3_one_group_per_system_prompt(
         assert audiences == {"new student", "math genius"}
 
 
-@pytest.mark.xfail(reason="needs issue 5 stats", strict=False)
 def test_example_3_in_llmtap_stats_group_by_system_prompt(
     env: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -203,10 +202,10 @@ def test_example_3_in_llmtap_stats_group_by_system_prompt(
         text=True,
         check=True,
     ).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-    if len(rows) == 1 and isinstance(rows[0], list):
-        rows = rows[0]
-    counts = {row.get("group") or row.get("attributes.system_prompt"): row["count"] for row in rows}
+    answer = json.loads(out)  # the API's answer, as `GET /api/v1/stats` gives it
+    assert answer["group_by"] == ["attributes.system_prompt"]
+    counts = {g["key"]["attributes.system_prompt"]: g["count"] for g in answer["groups"]}
+    assert len(counts) == len(session["system_prompts"])
     for system_prompt in session["system_prompts"]:
         assert counts[system_prompt] == 4
 

@@ -11,6 +11,7 @@ from llmtap.settings import SETTINGS, resolve
 def test_all_is_pinned() -> None:
     assert sorted(llmtap.__all__) == sorted(
         [
+            "Api",
             "AsyncAzureClient",
             "AsyncClient",
             "AzureClient",

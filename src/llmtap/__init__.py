@@ -6,6 +6,7 @@ client.chat.completions.create(model="gpt-4o-mini", messages=[...])
 """
 
 from ._version import __version__
+from .api import Api
 from .sdk import (
     AsyncAzureClient,
     AsyncClient,
@@ -18,6 +19,7 @@ from .sdk import (
 )
 
 __all__ = [
+    "Api",
     "AsyncAzureClient",
     "AsyncClient",
     "AzureClient",

@@ -187,6 +187,14 @@ _TABLE = [
         int,
         "server",
     ),
+    Setting(
+        "stats_attribute_values",
+        1000,
+        "Distinct values per attribute key kept in the stats aggregates; past it, stats on"
+        " that key are computed from the events (slower, still exact).",
+        int,
+        "server",
+    ),
 ]
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}

@@ -6,8 +6,11 @@ import click
 
 from .._version import __version__
 from .events import events
+from .export import export
 from .keys import keys
+from .prices import prices
 from .serve import serve
+from .stats import stats
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,3 +22,6 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(keys)
 main.add_command(events)
+main.add_command(stats)
+main.add_command(export)
+main.add_command(prices)

@@ -29,6 +29,7 @@ from ..wire import (
     unnamed_template_name,
 )
 from .errors import ApiError
+from .prices import Pricer
 from .redaction import Redaction
 
 __all__ = [
@@ -152,6 +153,7 @@ def prepare(
     received_us: int,
     max_field_bytes: int | None,
     redaction: Redaction | None = None,
+    pricer: Pricer | None = None,
 ) -> tuple[Any, ...]:
     """One valid event's row: limits applied, server-side fields filled in. Every per-event
     enrichment belongs here (it runs on the request's thread, outside the write lock)."""
@@ -162,7 +164,8 @@ def prepare(
     revision = template_revision(template_of(event))
     if event.prompt_template_name is None:
         event.prompt_template_name = unnamed_template_name(event.api, revision)
-    return event_row(event, key.project_id, key.environment, revision, None, received_us)
+    cost = pricer.event_cost(key.project_id, event) if pricer is not None else None
+    return event_row(event, key.project_id, key.environment, revision, cost, received_us)
 
 
 def ingest_batch(
@@ -171,6 +174,7 @@ def ingest_batch(
     body: bytes,
     max_field_bytes: int | None = None,
     redaction: Redaction | None = None,
+    pricer: Pricer | None = None,
 ) -> dict[str, Any]:
     """Validate, prepare and store one batch; the answer's body. ``max_field_bytes``: cut
     longer texts (None: no limit)."""
@@ -181,7 +185,7 @@ def ingest_batch(
     rows = []
     for index, event in events:
         try:
-            rows.append(prepare(event, key, received_us, limit, redaction))
+            rows.append(prepare(event, key, received_us, limit, redaction, pricer))
         except Exception as exc:  # valid JSON the store cannot take: this event alone fails
             errors.append({"index": index, "id": event.id, "error": f"cannot be stored: {exc}"})
     stored = store.insert_events(rows)
@@ -205,7 +209,13 @@ async def receive_events(request: Request) -> JSONResponse:
     key = await run_in_threadpool(state.keys.authenticate, request)
     body = await read_body(request, state.max_body_bytes)
     result = await run_in_threadpool(
-        ingest_batch, state.store, key, body, state.max_field_bytes, state.redaction
+        ingest_batch,
+        state.store,
+        key,
+        body,
+        state.max_field_bytes,
+        state.redaction,
+        state.pricer,
     )
     return JSONResponse(result, status_code=result.get("status", 200))
 

@@ -12,10 +12,20 @@ from starlette.responses import JSONResponse
 from ..store import EventFilter, KeyInfo, decode_cursor, to_us
 from .errors import ApiError
 
-__all__ = ["event_filter", "get_event", "list_events"]
+__all__ = ["SELECTING", "event_filter", "get_event", "list_events"]
 
 MAX_LIMIT = 1000
-_PLAIN = frozenset(EventFilter.EQUALS) | {"from", "to", "limit", "cursor"}
+# Parameters that select events (the events list, stats and export take them all).
+SELECTING = frozenset(EventFilter.EQUALS) | {
+    "from",
+    "to",
+    "q",
+    "has_feedback",
+    "rating_min",
+    "rating_max",
+}
+_PLAIN = SELECTING | {"limit", "cursor", "sort"}
+_BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 
 def _time(name: str, value: str) -> int:
@@ -28,16 +38,48 @@ def _time(name: str, value: str) -> int:
     return to_us(moment)
 
 
-def event_filter(query: Any) -> EventFilter:
-    """The filter the query string asks for; a 400 naming any parameter it does not know."""
-    unknown = [k for k in query if k not in _PLAIN and not k.startswith("attributes.")]
+def _rating(name: str, value: str) -> float:
+    try:
+        rating = float(value)
+    except ValueError:
+        rating = -1.0
+    if not 0 <= rating <= 1:
+        raise ApiError(400, f"{name}: expected a number from 0 to 1, got {value!r}")
+    return rating
+
+
+def event_filter(
+    query: Any, known: frozenset[str] = _PLAIN, also: tuple[str, ...] = ()
+) -> EventFilter:
+    """The filter the query string asks for; a 400 naming any parameter it does not know
+    (``known`` are the parameters of this endpoint, ``also`` others its handler reads)."""
+    unknown = [
+        k for k in query if k not in known and k not in also and not k.startswith("attributes.")
+    ]
     if unknown:
         raise ApiError(
             400,
             f"unknown query parameter(s): {', '.join(sorted(unknown))}",
-            [{"parameter": k, "known": [*sorted(_PLAIN), "attributes.KEY"]} for k in unknown],
+            [
+                {"parameter": k, "known": [*sorted(known | set(also)), "attributes.KEY"]}
+                for k in unknown
+            ],
         )
     f = EventFilter()
+    if "q" in query:
+        f.q = query["q"]
+    if "has_feedback" in query:
+        if query["has_feedback"].lower() not in _BOOL:
+            raise ApiError(400, "has_feedback: expected true or false")
+        f.has_feedback = _BOOL[query["has_feedback"].lower()]
+    if "rating_min" in query:
+        f.rating_min = _rating("rating_min", query["rating_min"])
+    if "rating_max" in query:
+        f.rating_max = _rating("rating_max", query["rating_max"])
+    if "sort" in query:
+        if query["sort"] not in EventFilter.SORTS:
+            raise ApiError(400, f"sort: expected one of {', '.join(EventFilter.SORTS)}")
+        f.sort = query["sort"]
     for name in EventFilter.EQUALS:
         if name in query:
             setattr(f, name, query[name])
@@ -52,7 +94,7 @@ def event_filter(query: Any) -> EventFilter:
         f.limit = int(limit)
     if "cursor" in query:
         try:
-            f.cursor = decode_cursor(query["cursor"])
+            f.cursor = decode_cursor(query["cursor"], f.sort)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
     f.attributes = {

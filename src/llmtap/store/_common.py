@@ -69,10 +69,25 @@ class EventFilter:
     chain_id: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     limit: int = 50
-    cursor: tuple[int, int] | None = None
+    cursor: tuple[Any, int] | None = None
+    template_revision: str | None = None
+    q: str | None = None  # words searched in prompts and outputs, all of them must match
+    has_feedback: bool | None = None
+    rating_min: float | None = None  # some feedback rating >= this
+    rating_max: float | None = None  # some feedback rating <= this
+    sort: str = "-started_at"  # one of SORTS; "-" is descending
 
     # Columns compared for equality, named as in the API.
-    EQUALS = ("model", "prompt_template_name", "status", "environment", "chat_id", "chain_id")
+    EQUALS = (
+        "model",
+        "prompt_template_name",
+        "template_revision",
+        "status",
+        "environment",
+        "chat_id",
+        "chain_id",
+    )
+    SORTS = ("-started_at", "started_at", "-latency_ms", "latency_ms", "-cost_usd", "cost_usd")
 
 
 def to_us(moment: datetime) -> int:
@@ -117,15 +132,23 @@ def event_row(
     )
 
 
-def encode_cursor(started_us: int, seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{started_us}:{seq}".encode()).decode().rstrip("=")
+def encode_cursor(value: Any, seq: int, sort: str = "-started_at") -> str:
+    """The position after a row that sorted at ``value`` (with ``seq`` breaking ties)."""
+    text = f"{value}:{seq}" if sort == "-started_at" else f"{sort}:{value!r}:{seq}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    """The position a cursor names; ValueError when it is not one of ours."""
+def decode_cursor(cursor: str, sort: str = "-started_at") -> tuple[Any, int]:
+    """The position a cursor names; ValueError when it is not one of ours, or was made for
+    another sort order."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        started, seq = base64.urlsafe_b64decode(padded).decode().split(":")
-        return int(started), int(seq)
+        parts = base64.urlsafe_b64decode(padded).decode().split(":")
+        if sort == "-started_at" and len(parts) == 2:
+            return int(parts[0]), int(parts[1])
+        if len(parts) == 3 and parts[0] == sort:
+            value = int(parts[1]) if sort.endswith("started_at") else float(parts[1])
+            return value, int(parts[2])
     except Exception:
-        raise ValueError(f"not a valid cursor: {cursor!r}") from None
+        pass
+    raise ValueError(f"not a valid cursor for sort={sort}: {cursor!r}")

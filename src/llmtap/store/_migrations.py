@@ -7,9 +7,13 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from . import _derive
+
 __all__ = ["SQLITE_MIGRATIONS", "migrate_sqlite"]
 
-Step = tuple[str, tuple[str, ...]]
+# A step is SQL statements, or Python functions run on the connection (for data that SQL alone
+# cannot derive), in order, in one transaction.
+Step = tuple[str, tuple["str | Callable[[sqlite3.Connection], None]", ...]]
 
 SQLITE_MIGRATIONS: list[Step] = [
     (
@@ -76,6 +80,102 @@ SQLITE_MIGRATIONS: list[Step] = [
             "CREATE INDEX feedback_by_key ON feedback (project_id, feedback_key)",
         ),
     ),
+    (
+        "m002_stats_prices_search",
+        (
+            # Sorting the events list by latency or cost (NULLs sort lowest), with seq as the
+            # tie-breaker the cursor needs.
+            "CREATE INDEX events_by_latency ON events (project_id, ifnull(latency_ms, -1), seq)",
+            "CREATE INDEX events_by_cost ON events (project_id, ifnull(cost_usd, -1), seq)",
+            # Every attribute of every event, as text (see _derive.attribute_text).
+            """CREATE TABLE event_attrs (
+                project_id INTEGER NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                PRIMARY KEY (project_id, key, value, seq)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX event_attrs_by_seq ON event_attrs (seq)",
+            # Prompts and outputs for q=; contentless: the text is in events.body already.
+            "CREATE VIRTUAL TABLE events_text USING fts5"
+            "(text, content='', tokenize='unicode61 remove_diacritics 2')",
+            # The stats aggregates (see _derive): dimension combinations, attribute values,
+            # and one row per project, level, attribute value, time bucket and combination.
+            """CREATE TABLE agg_dims (
+                id INTEGER PRIMARY KEY,
+                project_id INTEGER NOT NULL,
+                environment TEXT NOT NULL,
+                model TEXT NOT NULL,
+                prompt_template_name TEXT NOT NULL,
+                template_revision TEXT NOT NULL,
+                status TEXT NOT NULL,
+                UNIQUE (project_id, environment, model, prompt_template_name,
+                        template_revision, status)
+            )""",
+            """CREATE TABLE attr_keys (
+                project_id INTEGER NOT NULL,
+                key TEXT NOT NULL,
+                n_values INTEGER NOT NULL,
+                overflow INTEGER NOT NULL,
+                PRIMARY KEY (project_id, key)
+            )""",
+            """CREATE TABLE attr_values (
+                id INTEGER PRIMARY KEY,
+                project_id INTEGER NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                UNIQUE (project_id, key, value)
+            )""",
+            """CREATE TABLE agg (
+                project_id INTEGER NOT NULL,
+                level INTEGER NOT NULL,
+                attr_id INTEGER NOT NULL,
+                bucket INTEGER NOT NULL,
+                dims_id INTEGER NOT NULL,
+                n INTEGER NOT NULL,
+                errors INTEGER NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                cost REAL NOT NULL,
+                priced INTEGER NOT NULL,
+                lat BLOB,
+                ttft BLOB,
+                rating_sum REAL NOT NULL,
+                rating_n INTEGER NOT NULL,
+                PRIMARY KEY (project_id, level, attr_id, bucket, dims_id)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE templates (
+                project_id INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                revision TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                template TEXT NOT NULL,
+                first_us INTEGER NOT NULL,
+                last_us INTEGER NOT NULL,
+                PRIMARY KEY (project_id, name, revision)
+            )""",
+            # A project's own prices (a fine-tune, a negotiated rate), from since_us on.
+            """CREATE TABLE price_overrides (
+                project_id INTEGER NOT NULL,
+                model TEXT NOT NULL,
+                since_us INTEGER NOT NULL,
+                input_per_mtok REAL NOT NULL,
+                output_per_mtok REAL NOT NULL,
+                cached_per_mtok REAL,
+                reasoning_per_mtok REAL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (project_id, model, since_us)
+            )""",
+            # Events with usage whose model has no price, by model.
+            """CREATE TABLE unpriced (
+                project_id INTEGER NOT NULL,
+                model TEXT NOT NULL,
+                events INTEGER NOT NULL,
+                PRIMARY KEY (project_id, model)
+            )""",
+            _derive.backfill,
+        ),
+    ),
 ]
 
 
@@ -103,7 +203,10 @@ def migrate_sqlite(
                 conn.execute("ROLLBACK")
                 continue
             for statement in statements:
-                conn.execute(statement)
+                if callable(statement):
+                    statement(conn)
+                else:
+                    conn.execute(statement)
             conn.execute(
                 "INSERT INTO _llmtap_migrations (name, applied_at) VALUES (?, ?)",
                 (name, now().isoformat()),

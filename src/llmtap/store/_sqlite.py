@@ -20,8 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._common import EVENT_COLUMNS, EventFilter, KeyInfo, encode_cursor
+from . import _derive
+from ._common import EVENT_COLUMNS, KeyInfo
 from ._migrations import migrate_sqlite
+from ._queries import Queries
 
 __all__ = ["SQLiteStore"]
 
@@ -47,7 +49,7 @@ class _Pending:
         self.error: BaseException | None = None
 
 
-class SQLiteStore:
+class SQLiteStore(Queries):
     backend = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
@@ -60,6 +62,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
+        _derive.install(self._writer)
         self.applied_migrations = migrate_sqlite(self._writer)
 
     def _connect(self) -> sqlite3.Connection:
@@ -193,10 +196,13 @@ class SQLiteStore:
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
+            (before_seq,) = conn.execute("SELECT ifnull(max(seq), 0) FROM events").fetchone()
             for item in group:
                 before = conn.total_changes
                 conn.executemany(_INSERT_EVENT, item.rows)
                 item.stored = conn.total_changes - before
+            # Aggregates, attributes and text index: same transaction, new events only.
+            _derive.after_insert(conn, [row for item in group for row in item.rows], before_seq)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -206,51 +212,23 @@ class SQLiteStore:
     def insert_feedback(
         self, project_id: int, feedback_key: str, rating: float | None, better: str | None
     ) -> None:
-        self._write(
-            [
-                (
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
                     "INSERT INTO feedback"
                     " (project_id, feedback_key, rating, better_response, created_us)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (project_id, feedback_key, rating, better, int(time.time() * 1_000_000)),
                 )
-            ]
-        )
+                _derive.after_feedback(conn, project_id, feedback_key, rating)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     # -- reading -------------------------------------------------------------------------
-
-    def list_events(
-        self, project_id: int, f: EventFilter
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        where = ["project_id = ?"]
-        params: list[Any] = [project_id]
-        for name in EventFilter.EQUALS:
-            value = getattr(f, name)
-            if value is not None:
-                where.append(f"{name} = ?")
-                params.append(value)
-        if f.from_us is not None:
-            where.append("started_us >= ?")
-            params.append(f.from_us)
-        if f.to_us is not None:
-            where.append("started_us < ?")
-            params.append(f.to_us)
-        for key, value in f.attributes.items():
-            where.append("CAST(json_extract(body, '$.attributes.' || json_quote(?)) AS TEXT) = ?")
-            params.extend([key, value])
-        if f.cursor is not None:
-            where.append("(started_us, seq) < (?, ?)")
-            params.extend(f.cursor)
-        sql = (
-            f"SELECT {_LIST_COLUMNS} FROM events WHERE {' AND '.join(where)} "
-            "ORDER BY started_us DESC, seq DESC LIMIT ?"
-        )
-        rows = self._reader().execute(sql, [*params, f.limit + 1]).fetchall()
-        more = len(rows) > f.limit
-        rows = rows[: f.limit]
-        events = [_event_out(row[2:]) for row in rows]
-        cursor = encode_cursor(rows[-1][1], rows[-1][0]) if more else None
-        return events, cursor
 
     def get_event(self, project_id: int, event_id: str) -> dict[str, Any] | None:
         conn = self._reader()

@@ -1,0 +1,51 @@
+"""What the query commands (stats, export) share: the API client and the event filters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..api import Api
+
+
+def api_for(url: str, api_key: str | None) -> Api:
+    if not api_key:
+        raise click.UsageError("an API key is needed: --api-key or LLMTAP_API_KEY")
+    return Api(url, api_key)
+
+
+_FILTERS = [
+    click.option("--model"),
+    click.option("--template", "prompt_template_name", help="Prompt template name."),
+    click.option("--revision", "template_revision", help="Template revision."),
+    click.option("--status", type=click.Choice(["ok", "error", "cancelled"])),
+    click.option("--environment"),
+    click.option("--chat-id"),
+    click.option("--chain-id"),
+    click.option("--from", "from_", metavar="TIME", help="ISO 8601 time, inclusive."),
+    click.option("--to", metavar="TIME", help="ISO 8601 time, exclusive."),
+    click.option("--attribute", "attributes", multiple=True, metavar="KEY=VALUE"),
+    click.option("-q", "--search", "q", help="Words in the prompt or output."),
+]
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_FILTERS):
+        command = option(command)
+    return command
+
+
+def event_filters(kw: dict[str, Any]) -> dict[str, Any]:
+    """The filters of ``filter_options`` as ``Api`` keyword arguments."""
+    out = {k: v for k, v in kw.items() if v is not None and k != "attributes"}
+    attributes = {}
+    for pair in kw.get("attributes") or ():
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--attribute")
+        attributes[key] = value
+    if attributes:
+        out["attributes"] = attributes
+    return out

@@ -1,0 +1,306 @@
+"""What a call cost: prices from ``genai-prices`` (bundled with the package, dated, per token
+kind; it never fetches at run time unless its ``UpdatePrices`` is started, which llmtap does
+not do), or a project's own price overrides.
+
+``GET /api/v1/prices`` lists a project's overrides and the models it has events of without a
+price; ``POST /api/v1/prices`` sets an override, ``DELETE /api/v1/prices?model=M[&since=T]``
+removes one. Setting or removing one prices that model's stored events again.
+
+Token semantics are OpenAI's: ``input_tokens`` includes ``cached_tokens``, ``output_tokens``
+includes ``reasoning_tokens``; each part is priced at its own rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date, datetime, time, timezone
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..store import Store, to_us
+from ..wire import Event
+from .errors import ApiError
+
+__all__ = ["PriceOverride", "Pricer", "library_cost", "override_cost"]
+
+Usage = dict[str, Any]
+log = logging.getLogger("llmtap.server")
+
+
+@lru_cache(maxsize=4096)
+def _match(model: str, provider: str | None) -> tuple[dict[str, str], str] | None:
+    """How genai-prices knows ``model``: (provider argument, model ref), or None. Tries a
+    provider prefix (``openai/gpt-4o``), then the event's provider (an id or an API host),
+    then the model name alone (dated suffixes like ``-2024-08-06`` match by the library's own
+    rules)."""
+    from genai_prices import Usage as LibUsage
+    from genai_prices import calc_price
+
+    attempts: list[tuple[dict[str, str], str]] = []
+    if "/" in model:
+        prefix, rest = model.split("/", 1)
+        attempts += [({"provider_id": prefix}, rest), ({}, rest)]
+    if provider:
+        key = "provider_api_url" if "." in provider else "provider_id"
+        value = f"https://{provider}/" if key == "provider_api_url" else provider
+        attempts.append(({key: value}, model))
+    attempts.append(({}, model))
+    for kwargs, ref in attempts:
+        try:
+            calc_price(LibUsage(input_tokens=1), ref, **kwargs)  # type: ignore[call-overload]
+        except LookupError:
+            continue
+        return kwargs, ref
+    return None
+
+
+def _tokens(usage: Usage) -> tuple[int, int, int, int]:
+    return (
+        usage.get("input_tokens") or 0,
+        usage.get("output_tokens") or 0,
+        usage.get("cached_tokens") or 0,
+        usage.get("reasoning_tokens") or 0,
+    )
+
+
+@lru_cache(maxsize=8192)
+def _linear_rates(
+    model: str, provider: str | None, day: date
+) -> tuple[float, float, float, float] | None:
+    """USD per input, cached, output and reasoning token on ``day``, asked of the library
+    itself, when the model's price that day is linear in tokens (no long-context tiers, no
+    time-of-day prices); None otherwise. Pricing an event is then four multiplications
+    instead of ~100 us in the library."""
+    from genai_prices import Usage as LibUsage
+    from genai_prices import calc_price
+    from genai_prices.data_snapshot import get_snapshot
+    from genai_prices.types import ModelPrice, TieredPrices, TimeOfDateConstraint
+
+    found = _match(model, provider)
+    if found is None:
+        return None
+    kwargs, ref = found
+    _, info = get_snapshot().find_provider_model(
+        ref, None, kwargs.get("provider_id"), kwargs.get("provider_api_url")
+    )
+    if not isinstance(info.prices, ModelPrice) and any(
+        isinstance(p.constraint, TimeOfDateConstraint) for p in info.prices
+    ):
+        return None
+    when = datetime.combine(day, time(12), timezone.utc)  # start dates are whole UTC days
+    if any(isinstance(v, TieredPrices) for v in vars(info.get_prices(when)).values()):
+        return None
+    m = 1_000_000
+
+    def per_token(**tokens: int) -> float:
+        result = calc_price(LibUsage(**tokens), ref, genai_request_timestamp=when, **kwargs)  # type: ignore[call-overload]
+        return float(result.total_price) / m
+
+    input_rate, output_rate = per_token(input_tokens=m), per_token(output_tokens=m)
+    return (
+        input_rate,
+        per_token(input_tokens=m, cache_read_tokens=m),
+        output_rate,
+        per_token(output_tokens=m, output_reasoning_tokens=m),
+    )
+
+
+def library_cost(
+    model: str, provider: str | None, usage: Usage, started_at: datetime
+) -> float | None:
+    """The cost in USD from genai-prices at the price in force at ``started_at``; None when
+    the library has no price for the model."""
+    from genai_prices import Usage as LibUsage
+    from genai_prices import calc_price
+
+    found = _match(model, provider)
+    if found is None:
+        return None
+    kwargs, ref = found
+    input_tokens, output_tokens, cached, reasoning = _tokens(usage)
+    rates = _linear_rates(model, provider, started_at.astimezone(timezone.utc).date())
+    if rates is not None:
+        cached, reasoning = min(cached, input_tokens), min(reasoning, output_tokens)
+        return (
+            (input_tokens - cached) * rates[0]
+            + cached * rates[1]
+            + (output_tokens - reasoning) * rates[2]
+            + reasoning * rates[3]
+        )
+    lib_usage = LibUsage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cached or None,
+        output_reasoning_tokens=reasoning or None,
+    )
+    result = calc_price(lib_usage, ref, genai_request_timestamp=started_at, **kwargs)  # type: ignore[call-overload]
+    return float(result.total_price)
+
+
+def override_cost(override: dict[str, Any], usage: Usage) -> float:
+    """The cost at a project's own prices (USD per million tokens); cached input tokens at
+    the cached rate (else the input rate), reasoning tokens at the reasoning rate (else the
+    output rate)."""
+    input_tokens, output_tokens, cached, reasoning = _tokens(usage)
+    pin, pout = override["input_per_mtok"], override["output_per_mtok"]
+    pcached = override.get("cached_per_mtok")
+    preason = override.get("reasoning_per_mtok")
+    cached = min(cached, input_tokens)
+    reasoning = min(reasoning, output_tokens)
+    return (
+        (input_tokens - cached) * pin
+        + cached * (pcached if pcached is not None else pin)
+        + (output_tokens - reasoning) * pout
+        + reasoning * (preason if preason is not None else pout)
+    ) / 1e6
+
+
+def cost(
+    model: str | None,
+    provider: str | None,
+    usage: Usage | None,
+    started_at: datetime,
+    overrides: list[dict[str, Any]],
+) -> float | None:
+    """What a call cost: the project's override in force at ``started_at`` if it has one for
+    the model, else the library's price; None without usage or without a price."""
+    if not model or not usage or not any(_tokens(usage)):
+        return None
+    started_us = to_us(started_at)
+    in_force = [o for o in overrides if o["model"] == model and o["since_us"] <= started_us]
+    if in_force:
+        return override_cost(max(in_force, key=lambda o: o["since_us"]), usage)
+    return library_cost(model, provider, usage, started_at)
+
+
+class Pricer:
+    """Prices events at ingest, with each project's overrides cached (this process is the one
+    that changes them)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._overrides: dict[int, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def overrides(self, project_id: int) -> list[dict[str, Any]]:
+        found = self._overrides.get(project_id)
+        if found is None:
+            found = self._store.price_overrides(project_id)
+            with self._lock:
+                self._overrides[project_id] = found
+        return found
+
+    def forget(self, project_id: int) -> None:
+        with self._lock:
+            self._overrides.pop(project_id, None)
+
+    def event_cost(self, project_id: int, event: Event) -> float | None:
+        """The event's cost; a failure to price is logged and leaves the cost unknown, it never
+        loses the event."""
+        usage = event.usage.model_dump() if event.usage else None
+        try:
+            return cost(
+                event.model, event.provider, usage, event.started_at, self.overrides(project_id)
+            )
+        except Exception:
+            log.exception("cannot price model %r", event.model)
+            return None
+
+
+def _body_cost(overrides: list[dict[str, Any]]) -> Any:
+    def cost_of(body: dict[str, Any]) -> float | None:
+        started = datetime.fromisoformat(body["started_at"].replace("Z", "+00:00"))
+        return cost(body.get("model"), body.get("provider"), body.get("usage"), started, overrides)
+
+    return cost_of
+
+
+class PriceOverride(BaseModel):
+    """The body of ``POST /api/v1/prices``: USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=512)
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_per_mtok: float | None = Field(None, ge=0)
+    reasoning_per_mtok: float | None = Field(None, ge=0)
+    since: datetime | None = None  # in force from then on; default: always
+
+
+def _since_us(since: datetime | None) -> int:
+    if since is None:
+        return 0
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return to_us(since)
+
+
+def _prices_answer(store: Store, project_id: int) -> dict[str, Any]:
+    return {
+        "overrides": [
+            {k: v for k, v in o.items() if k != "since_us"}
+            for o in store.price_overrides(project_id)
+        ],
+        "unpriced_models": store.unpriced_models(project_id),
+    }
+
+
+async def list_prices(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    return JSONResponse(await run_in_threadpool(_prices_answer, state.store, key.project_id))
+
+
+async def set_price(request: Request) -> JSONResponse:
+    from .ingest import parse_json, read_body
+
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    payload = parse_json(await read_body(request, state.max_body_bytes))
+    try:
+        override = PriceOverride.model_validate(payload)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(map(str, e["loc"])), "error": e["msg"]} for e in exc.errors()]
+        raise ApiError(400, "invalid price override", errors) from None
+    prices = override.model_dump(exclude={"model", "since"})
+    return await _change(request, key.project_id, override.model, _since_us(override.since), prices)
+
+
+async def delete_price(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    model = request.query_params.get("model")
+    if not model:
+        raise ApiError(400, "model: required")
+    since = request.query_params.get("since")
+    try:
+        since_us = _since_us(
+            datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+        )
+    except ValueError:
+        raise ApiError(400, f"since: expected an ISO 8601 time, got {since!r}") from None
+    known = {(o["model"], o["since_us"]) for o in state.store.price_overrides(key.project_id)}
+    if (model, since_us) not in known:
+        raise ApiError(404, f"no price override for {model!r} from {since or 'the start'}")
+    return await _change(request, key.project_id, model, since_us, None)
+
+
+async def _change(
+    request: Request, project_id: int, model: str, since_us: int, prices: dict[str, Any] | None
+) -> JSONResponse:
+    state = request.app.state
+    pricer: Pricer = state.pricer
+    try:
+        repriced = await run_in_threadpool(
+            state.store.set_price_override, project_id, model, since_us, prices, _body_cost
+        )
+    finally:
+        pricer.forget(project_id)
+    answer = await run_in_threadpool(_prices_answer, state.store, project_id)
+    return JSONResponse({"ok": True, "repriced_events": repriced, **answer})

@@ -1,0 +1,58 @@
+"""``GET /api/v1/stats`` and ``GET /api/v1/templates``: thin HTTP shells over the store's
+query functions (the dashboard renders the same answers).
+
+``group_by`` is a comma-separated list (or repeated) of ``model``, ``prompt_template_name``,
+``template_revision``, ``environment``, ``status``, ``attributes.KEY``, and one time bucket of
+``minute``, ``hour``, ``day``; the other parameters filter as on the events list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..store._stats import GROUPS, TIME_GROUPS
+from .errors import ApiError
+from .query import SELECTING, event_filter
+
+__all__ = ["get_stats", "list_templates", "parse_group_by"]
+
+
+def parse_group_by(values: list[str]) -> list[str]:
+    """The group-by fields asked for, checked; a 400 naming a field that is not one."""
+    fields = [f.strip() for v in values for f in v.split(",") if f.strip()]
+    bad = [f for f in fields if f not in GROUPS and not f.startswith("attributes.")]
+    bad += [f for f in fields if f == "attributes."]
+    if bad:
+        raise ApiError(
+            400,
+            f"group_by: unknown field(s) {', '.join(bad)}",
+            [{"field": f, "known": [*GROUPS, "attributes.KEY"]} for f in bad],
+        )
+    if len(set(fields)) != len(fields):
+        raise ApiError(400, "group_by: a field is named twice")
+    if sum(f in TIME_GROUPS for f in fields) > 1:
+        raise ApiError(400, "group_by: one time bucket at most (minute, hour or day)")
+    return fields
+
+
+async def get_stats(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    query = request.query_params
+    f = event_filter(query, SELECTING, also=("group_by",))
+    group_by = parse_group_by(query.getlist("group_by"))
+    answer: dict[str, Any] = await run_in_threadpool(state.store.stats, key.project_id, f, group_by)
+    return JSONResponse(answer)
+
+
+async def list_templates(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request)
+    if request.query_params:
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(request.query_params)}")
+    templates = await run_in_threadpool(state.store.templates, key.project_id)
+    return JSONResponse({"templates": templates})

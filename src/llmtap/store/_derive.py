@@ -1,0 +1,465 @@
+"""What the store derives from each event as it is stored, in the same transaction: the stats
+aggregates, the attributes index, the text index, the template revisions, and the tally of
+events whose model has no price.
+
+The aggregates (table ``agg``) hold, per project, time bucket (minute, hour and day: three
+levels) and combination of environment, model, template name, revision and status (table
+``agg_dims``): counts, tokens, cost, rating sums and latency/TTFT histograms (see ``_hist``).
+The same rows exist once more per attribute key and value (``attr_id``), for grouping and
+filtering by one attribute. A stats query reads buckets, never events.
+
+Attribute cardinality: a key keeps at most ``stats_attribute_values`` distinct values in the
+aggregates (and a project at most ``MAX_ATTRIBUTE_KEYS`` keys). A key that goes past it is
+marked ``overflow``; stats that group or filter by it are then computed from the events (with
+the attributes index), so they stay exact, only slower. The attributes index itself
+(``event_attrs``) has every value of every event, for filtering the events list.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ..settings import resolve
+from ..wire import Event, template_of
+from . import _hist
+from ._common import EVENT_COLUMNS
+
+__all__ = [
+    "LEVELS",
+    "MAX_ATTRIBUTE_KEYS",
+    "after_feedback",
+    "after_insert",
+    "attribute_text",
+    "backfill",
+    "install",
+    "reprice",
+    "searchable_text",
+]
+
+# Aggregate levels: bucket sizes in seconds.
+LEVELS = (60, 3600, 86400)
+MAX_ATTRIBUTE_KEYS = 64
+MAX_VALUE_CHARS = 200  # longer attribute values are indexed but not aggregated
+
+_COL = {name: i for i, name in enumerate(EVENT_COLUMNS)}
+# The dimensions of an aggregate row, in agg_dims' column order ('' stands for NULL).
+DIMS = ("environment", "model", "prompt_template_name", "template_revision", "status")
+
+_UPSERT_AGG = """
+INSERT INTO agg (project_id, level, attr_id, bucket, dims_id, n, errors, input_tokens,
+                 output_tokens, cost, priced, lat, ttft, rating_sum, rating_n)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
+    n = n + excluded.n,
+    errors = errors + excluded.errors,
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    cost = cost + excluded.cost,
+    priced = priced + excluded.priced,
+    lat = llmtap_hist_add(lat, excluded.lat),
+    ttft = llmtap_hist_add(ttft, excluded.ttft),
+    rating_sum = rating_sum + excluded.rating_sum,
+    rating_n = rating_n + excluded.rating_n
+"""
+
+_DIMS_ID = (
+    f"SELECT id FROM agg_dims WHERE project_id = ? AND {' AND '.join(f'{d} = ?' for d in DIMS)}"
+)
+
+AggKey = tuple[int, int, int, int, int]  # project_id, level, attr_id, bucket, dims_id
+
+
+def install(conn: sqlite3.Connection) -> None:
+    """Register the SQL functions the write path uses on ``conn``."""
+    conn.create_function("llmtap_hist_add", 2, _hist.hist_add, deterministic=True)
+
+
+def attribute_text(value: Any) -> str | None:
+    """An attribute value as the index and the filters compare it: what SQLite's
+    ``CAST(json_extract(...) AS TEXT)`` gives (strings as they are, true as 1, objects as
+    compact JSON); ``None`` for a null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _texts(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, list):
+        for item in value:
+            _texts(item, out)
+    elif isinstance(value, dict):
+        for key in ("content", "text", "input", "prompt", "messages"):
+            if key in value:
+                _texts(value[key], out)
+
+
+def searchable_text(body: dict[str, Any]) -> str:
+    """What ``q`` searches: the prompt as sent (messages, prompt or input) and the output."""
+    out: list[str] = []
+    request = body.get("request") or {}
+    for key in ("messages", "prompt", "input"):
+        _texts(request.get(key), out)
+    if body.get("output_text"):
+        out.append(body["output_text"])
+    return "\n".join(out)
+
+
+def _has_usage(body: dict[str, Any]) -> bool:
+    usage = body.get("usage") or {}
+    return any(usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens"))
+
+
+class _Acc:
+    """Contributions to aggregate rows, summed in memory before one upsert per row."""
+
+    def __init__(self) -> None:
+        self.rows: dict[AggKey, list[Any]] = {}
+
+    def add(
+        self,
+        keys: Iterable[AggKey],
+        n: int = 0,
+        errors: int = 0,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: float = 0.0,
+        priced: int = 0,
+        lat: int = 0,
+        ttft: int = 0,
+        rating_sum: float = 0.0,
+        rating_n: int = 0,
+    ) -> None:
+        values = (n, errors, input_tokens, output_tokens, cost, priced, lat, ttft)
+        for key in keys:
+            row = self.rows.get(key)
+            if row is None:
+                row = self.rows[key] = [0, 0, 0, 0, 0.0, 0, 0, 0, 0.0, 0]
+            for i, v in enumerate(values):
+                row[i] += v
+            row[8] += rating_sum
+            row[9] += rating_n
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        if not self.rows:
+            return
+        conn.executemany(
+            _UPSERT_AGG,
+            [
+                (*key, *row[:6], _hist.encode(row[6]), _hist.encode(row[7]), row[8], row[9])
+                for key, row in self.rows.items()
+            ],
+        )
+        self.rows.clear()
+
+
+def _dims_ids(conn: sqlite3.Connection, wanted: set[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
+    """agg_dims ids of (project_id, *DIMS) tuples, made when new."""
+    ids = {}
+    for dims in wanted:
+        stored = tuple("" if v is None else v for v in dims)
+        conn.execute(
+            f"INSERT INTO agg_dims (project_id, {', '.join(DIMS)}) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            stored,
+        )
+        row = conn.execute(_DIMS_ID, stored).fetchone()
+        ids[dims] = row[0]
+    return ids
+
+
+def _attr_ids(conn: sqlite3.Connection, wanted: set[tuple[int, str, str]]) -> dict[Any, int]:
+    """attr_values ids of (project_id, key, value), made when the key is under its limits;
+    pairs left out of the aggregates are absent."""
+    limit = int(resolve("stats_attribute_values"))
+    ids = {}
+    for project_id, key, value in sorted(wanted):
+        if len(value) > MAX_VALUE_CHARS:
+            continue
+        row = conn.execute(
+            "SELECT id FROM attr_values WHERE project_id = ? AND key = ? AND value = ?",
+            (project_id, key, value),
+        ).fetchone()
+        if row:
+            ids[project_id, key, value] = row[0]
+            continue
+        state = conn.execute(
+            "SELECT n_values, overflow FROM attr_keys WHERE project_id = ? AND key = ?",
+            (project_id, key),
+        ).fetchone()
+        if state is None:
+            (keys,) = conn.execute(
+                "SELECT count(*) FROM attr_keys WHERE project_id = ?", (project_id,)
+            ).fetchone()
+            overflow = int(keys >= MAX_ATTRIBUTE_KEYS)
+            conn.execute(
+                "INSERT INTO attr_keys (project_id, key, n_values, overflow) VALUES (?, ?, 0, ?)",
+                (project_id, key, overflow),
+            )
+            state = (0, overflow)
+        if state[1]:
+            continue
+        if state[0] >= limit:
+            conn.execute(
+                "UPDATE attr_keys SET overflow = 1 WHERE project_id = ? AND key = ?",
+                (project_id, key),
+            )
+            continue
+        cur = conn.execute(
+            "INSERT INTO attr_values (project_id, key, value) VALUES (?, ?, ?)",
+            (project_id, key, value),
+        )
+        conn.execute(
+            "UPDATE attr_keys SET n_values = n_values + 1 WHERE project_id = ? AND key = ?",
+            (project_id, key),
+        )
+        ids[project_id, key, value] = int(cur.lastrowid or 0)
+    return ids
+
+
+def _agg_keys(
+    project_id: int, started_us: int, dims_id: int, attr_ids: Sequence[int]
+) -> list[AggKey]:
+    second = started_us // 1_000_000
+    keys = []
+    for level, size in enumerate(LEVELS):
+        bucket = second - second % size
+        keys.append((project_id, level, 0, bucket, dims_id))
+        keys.extend((project_id, level, attr_id, bucket, dims_id) for attr_id in attr_ids)
+    return keys
+
+
+def _attr_pairs(body: dict[str, Any]) -> list[tuple[str, str]]:
+    pairs = []
+    for key, value in (body.get("attributes") or {}).items():
+        text = attribute_text(value)
+        if text is not None:
+            pairs.append((str(key), text))
+    return pairs
+
+
+def after_insert(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], before_seq: int) -> None:
+    """Derive from the events just inserted (``seq > before_seq``: duplicates skipped by the
+    insert are not new, so nothing is counted twice). Runs inside the insert's transaction."""
+    new = conn.execute("SELECT seq, project_id, id FROM events WHERE seq > ?", (before_seq,))
+    seq_of = {(project_id, event_id): seq for seq, project_id, event_id in new}
+    if not seq_of:
+        return
+    fresh = []
+    for row in rows:
+        seq = seq_of.pop((row[_COL["project_id"]], row[_COL["id"]]), None)
+        if seq is not None:
+            fresh.append((seq, row, json.loads(row[_COL["body"]])))
+    derive_events(conn, fresh)
+
+
+def derive_events(
+    conn: sqlite3.Connection, fresh: list[tuple[int, Sequence[Any], dict[str, Any]]]
+) -> None:
+    """The derived rows of events (seq, events-table row, parsed body)."""
+    col = _COL
+    dims_wanted = {(r[col["project_id"]], *(r[col[d]] for d in DIMS)) for _, r, _ in fresh}
+    dims = _dims_ids(conn, dims_wanted)
+    pairs = {seq: _attr_pairs(body) for seq, _, body in fresh}
+    attr_ids = _attr_ids(
+        conn,
+        {(r[col["project_id"]], k, v) for seq, r, _ in fresh for k, v in pairs[seq]},
+    )
+    ratings = _ratings(conn, [(r[col["project_id"]], r[col["feedback_key"]]) for _, r, _ in fresh])
+    acc = _Acc()
+    attr_rows: list[tuple[Any, ...]] = []
+    text_rows: list[tuple[int, str]] = []
+    template_rows: list[tuple[Any, ...]] = []
+    unpriced: dict[tuple[int, str], int] = {}
+    for seq, r, body in fresh:
+        project_id = r[col["project_id"]]
+        started_us = r[col["started_us"]]
+        event_pairs = pairs[seq]
+        attr_rows.extend((project_id, k, v, seq) for k, v in event_pairs)
+        text = searchable_text(body)
+        if text:
+            text_rows.append((seq, text))
+        cost = r[col["cost_usd"]]
+        model = r[col["model"]]
+        if cost is None and model and _has_usage(body):
+            unpriced[project_id, model] = unpriced.get((project_id, model), 0) + 1
+        name, revision = r[col["prompt_template_name"]], r[col["template_revision"]]
+        if name is not None and revision is not None:
+            template_rows.append((project_id, name, revision, body, started_us))
+        rating_sum, rating_n = ratings.get((project_id, r[col["feedback_key"]]), (0.0, 0))
+        ids = [attr_ids[project_id, k, v] for k, v in event_pairs if (project_id, k, v) in attr_ids]
+        dims_key = (project_id, *(r[col[d]] for d in DIMS))
+        acc.add(
+            _agg_keys(project_id, started_us, dims[dims_key], ids),
+            n=1,
+            errors=int(r[col["status"]] == "error"),
+            input_tokens=r[col["input_tokens"]] or 0,
+            output_tokens=r[col["output_tokens"]] or 0,
+            cost=cost or 0.0,
+            priced=int(cost is not None),
+            lat=_hist.histogram([r[col["latency_ms"]]]),
+            ttft=_hist.histogram([r[col["ttft_ms"]]]),
+            rating_sum=rating_sum,
+            rating_n=rating_n,
+        )
+    acc.flush(conn)
+    conn.executemany(
+        "INSERT OR IGNORE INTO event_attrs (project_id, key, value, seq) VALUES (?, ?, ?, ?)",
+        attr_rows,
+    )
+    conn.executemany("INSERT INTO events_text (rowid, text) VALUES (?, ?)", text_rows)
+    conn.executemany(
+        "INSERT INTO unpriced (project_id, model, events) VALUES (?, ?, ?) "
+        "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
+        [(p, m, n) for (p, m), n in unpriced.items()],
+    )
+    _upsert_templates(conn, template_rows)
+
+
+def _upsert_templates(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    spans: dict[tuple[int, str, str], list[Any]] = {}
+    for project_id, name, revision, body, started_us in rows:
+        span = spans.get((project_id, name, revision))
+        if span is None:
+            spans[project_id, name, revision] = [started_us, started_us, body]
+        else:
+            span[0] = min(span[0], started_us)
+            span[1] = max(span[1], started_us)
+    for (project_id, name, revision), (first, last, body) in spans.items():
+        exists = conn.execute(
+            "UPDATE templates SET first_us = min(first_us, ?), last_us = max(last_us, ?) "
+            "WHERE project_id = ? AND name = ? AND revision = ?",
+            (first, last, project_id, name, revision),
+        ).rowcount
+        if not exists:
+            template = template_of(Event.model_construct(**body))
+            kind = "chat" if isinstance(template, list) else "text"
+            conn.execute(
+                "INSERT INTO templates (project_id, name, revision, kind, template, first_us,"
+                " last_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    project_id,
+                    name,
+                    revision,
+                    kind,
+                    json.dumps(template, ensure_ascii=False, default=str),
+                    first,
+                    last,
+                ),
+            )
+
+
+def _ratings(
+    conn: sqlite3.Connection, keys: list[tuple[int, str | None]]
+) -> dict[tuple[int, str], tuple[float, int]]:
+    """Ratings already stored for feedback keys (feedback may arrive before its event)."""
+    wanted = {(p, k) for p, k in keys if k is not None}
+    out = {}
+    for project_id, key in wanted:
+        row = conn.execute(
+            "SELECT sum(rating), count(rating) FROM feedback WHERE project_id = ? AND"
+            " feedback_key = ?",
+            (project_id, key),
+        ).fetchone()
+        if row[1]:
+            out[project_id, key] = (float(row[0]), int(row[1]))
+    return out
+
+
+def _event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[AggKey]:
+    """The aggregate rows a stored event counts in."""
+    row = conn.execute(
+        f"SELECT started_us, {', '.join(DIMS)} FROM events WHERE seq = ?", (seq,)
+    ).fetchone()
+    started_us, *dims = row
+    stored = tuple("" if v is None else v for v in dims)
+    (dims_id,) = conn.execute(_DIMS_ID, (project_id, *stored)).fetchone()
+    attr_ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT v.id FROM event_attrs a JOIN attr_values v ON v.project_id = a.project_id"
+            " AND v.key = a.key AND v.value = a.value WHERE a.project_id = ? AND a.seq = ?",
+            (project_id, seq),
+        )
+    ]
+    return _agg_keys(project_id, started_us, dims_id, attr_ids)
+
+
+def after_feedback(
+    conn: sqlite3.Connection, project_id: int, feedback_key: str, rating: float | None
+) -> None:
+    """Count a rating in the aggregates of the event(s) it rates; a rating for an event not
+    stored yet is counted when the event arrives (see ``_ratings``)."""
+    if rating is None:
+        return
+    acc = _Acc()
+    for (seq,) in conn.execute(
+        "SELECT seq FROM events WHERE project_id = ? AND feedback_key = ?",
+        (project_id, feedback_key),
+    ).fetchall():
+        acc.add(_event_keys(conn, project_id, seq), rating_sum=rating, rating_n=1)
+    acc.flush(conn)
+
+
+def reprice(
+    conn: sqlite3.Connection,
+    project_id: int,
+    model: str,
+    cost_of: Callable[[dict[str, Any]], float | None],
+) -> int:
+    """Price again every stored event of ``model`` (after a price override changed), keeping
+    the aggregates and the unpriced tally in step. Returns how many events changed."""
+    acc = _Acc()
+    changed = []
+    unpriced_delta = 0
+    for seq, old, body_text in conn.execute(
+        "SELECT seq, cost_usd, body FROM events WHERE project_id = ? AND model = ?",
+        (project_id, model),
+    ).fetchall():
+        body = json.loads(body_text)
+        new = cost_of(body)
+        if new == old:
+            continue
+        changed.append((new, seq))
+        if _has_usage(body):
+            unpriced_delta += int(new is None) - int(old is None)
+        acc.add(
+            _event_keys(conn, project_id, seq),
+            cost=(new or 0.0) - (old or 0.0),
+            priced=int(new is not None) - int(old is not None),
+        )
+    conn.executemany("UPDATE events SET cost_usd = ? WHERE seq = ?", changed)
+    acc.flush(conn)
+    if unpriced_delta:
+        conn.execute(
+            "INSERT INTO unpriced (project_id, model, events) VALUES (?, ?, ?) "
+            "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
+            (project_id, model, unpriced_delta),
+        )
+        conn.execute("DELETE FROM unpriced WHERE events <= 0")
+    return len(changed)
+
+
+def backfill(conn: sqlite3.Connection) -> None:
+    """Migration step: derive for the events stored before the aggregates existed."""
+    install(conn)
+    columns = ", ".join(EVENT_COLUMNS)
+    last = 0
+    while True:
+        chunk = conn.execute(
+            f"SELECT seq, {columns} FROM events WHERE seq > ? ORDER BY seq LIMIT 5000", (last,)
+        ).fetchall()
+        if not chunk:
+            break
+        derive_events(conn, [(r[0], r[1:], json.loads(r[-1])) for r in chunk])
+        last = chunk[-1][0]

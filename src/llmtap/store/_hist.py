@@ -1,0 +1,120 @@
+"""Latency histograms: log-spaced buckets from which percentiles are read within 2.5%.
+
+A value ``x`` (milliseconds) falls in bucket ``i = ceil(log(x / MIN_MS) / log(GAMMA))``, the
+interval ``(MIN_MS * GAMMA**(i-1), MIN_MS * GAMMA**i]``; the bucket reads back as the value
+whose relative distance to both ends is ``(GAMMA - 1) / (GAMMA + 1)``, about 2.4% (the scheme of
+DDSketch). Values at or under ``MIN_MS`` share bucket 0, values past ``MAX_MS`` the last one.
+
+A histogram is held as one Python ``int`` with a 32-bit count per bucket, so merging two is one
+big-integer addition (done in C: merging thousands of stored histograms takes milliseconds).
+Stored, it is two bytes of the lowest bucket used, then the packed counts from there on.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterable
+
+__all__ = [
+    "GAMMA",
+    "bucket_of",
+    "decode",
+    "encode",
+    "exact_percentile",
+    "hist_add",
+    "histogram",
+    "percentiles",
+    "value_of",
+]
+
+GAMMA = 1.05
+MIN_MS = 0.01
+MAX_MS = 1e8
+_LOG_GAMMA = math.log(GAMMA)
+_LAST = math.ceil(math.log(MAX_MS / MIN_MS) / _LOG_GAMMA)
+_BITS = 32
+_MASK = (1 << _BITS) - 1
+_BYTES = _BITS // 8
+
+
+def bucket_of(x: float) -> int:
+    if x <= MIN_MS:
+        return 0
+    return min(_LAST, math.ceil(math.log(x / MIN_MS) / _LOG_GAMMA))
+
+
+def value_of(bucket: int) -> float:
+    if bucket == 0:
+        return MIN_MS
+    return MIN_MS * 2 * GAMMA**bucket / (GAMMA + 1)
+
+
+def histogram(values: Iterable[float | None]) -> int:
+    """The histogram of ``values`` (``None`` skipped)."""
+    h = 0
+    for x in values:
+        if x is not None:
+            h += 1 << (bucket_of(x) * _BITS)
+    return h
+
+
+def encode(h: int) -> bytes | None:
+    if not h:
+        return None
+    low = (h & -h).bit_length() - 1
+    lo = low // _BITS
+    shifted = h >> (lo * _BITS)
+    return lo.to_bytes(2, "little") + shifted.to_bytes((shifted.bit_length() + 7) // 8, "little")
+
+
+def decode(blob: bytes | None) -> int:
+    if not blob:
+        return 0
+    lo = int.from_bytes(blob[:2], "little")
+    return int.from_bytes(blob[2:], "little") << (lo * _BITS)
+
+
+def hist_add(a: bytes | None, b: bytes | None) -> bytes | None:
+    """Merge two stored histograms (registered as the SQL function ``llmtap_hist_add``)."""
+    if not a:
+        return b
+    if not b:
+        return a
+    return encode(decode(a) + decode(b))
+
+
+def _counts(h: int) -> array[int]:
+    raw = h.to_bytes(((h.bit_length() + 31) // 32) * _BYTES, "little")
+    counts = array("I")
+    counts.frombytes(raw)
+    if counts.itemsize != _BYTES:  # pragma: no cover - every platform we run on has 4-byte I
+        raise RuntimeError("array('I') is not 32 bits here")
+    return counts
+
+
+def percentiles(h: int, qs: Iterable[float]) -> list[float | None]:
+    """The nearest-rank percentiles ``qs`` (0 < q <= 1) of histogram ``h``."""
+    qs = list(qs)
+    if not h:
+        return [None for _ in qs]
+    counts = _counts(h)
+    total = sum(counts)
+    out: list[float | None] = []
+    for q in qs:
+        rank = max(1, math.ceil(q * total))
+        seen = 0
+        for bucket, n in enumerate(counts):
+            seen += n
+            if seen >= rank:
+                out.append(value_of(bucket))
+                break
+    return out
+
+
+def exact_percentile(values: list[float], q: float) -> float | None:
+    """The nearest-rank percentile of ``values``: what :func:`percentiles` approximates."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]

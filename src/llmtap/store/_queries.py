@@ -1,0 +1,263 @@
+"""The SQLite store's read side beyond single events: the events list (filters, text search,
+sorting, cursors), stats, templates, and the price overrides with the unpriced tally.
+
+Each method takes a project and a filter object and returns plain data (dicts and lists): the
+HTTP API and the dashboard render the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from . import _derive, _stats
+from ._common import EventFilter, decode_cursor, encode_cursor
+
+__all__ = ["Queries", "event_where", "fts_query"]
+
+# What each sort orders by; NULL latency or cost sorts lowest.
+_SORT_KEYS = {
+    "started_at": "e.started_us",
+    "latency_ms": "ifnull(e.latency_ms, -1)",
+    "cost_usd": "ifnull(e.cost_usd, -1)",
+}
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 query matching events that contain every word of ``text`` (quoted, so no
+    character in it is FTS syntax); None when it has no word."""
+    words = re.findall(r"\w+", text)
+    return " ".join(f'"{w}"' for w in words) if words else None
+
+
+def event_where(project_id: int, f: EventFilter, alias: str = "e") -> tuple[str, list[Any]]:
+    """The WHERE clause (without the word) selecting the events ``f`` asks for, cursor aside."""
+    a = alias
+    where = [f"{a}.project_id = ?"]
+    params: list[Any] = [project_id]
+    for name in EventFilter.EQUALS:
+        value = getattr(f, name)
+        if value is not None:
+            where.append(f"{a}.{name} = ?")
+            params.append(value)
+    if f.from_us is not None:
+        where.append(f"{a}.started_us >= ?")
+        params.append(f.from_us)
+    if f.to_us is not None:
+        where.append(f"{a}.started_us < ?")
+        params.append(f.to_us)
+    for key, value in f.attributes.items():
+        where.append(
+            f"{a}.seq IN (SELECT seq FROM event_attrs WHERE project_id = ? AND key = ?"
+            " AND value = ?)"
+        )
+        params.extend([project_id, key, value])
+    if f.q is not None and (match := fts_query(f.q)) is not None:
+        where.append(f"{a}.seq IN (SELECT rowid FROM events_text WHERE events_text MATCH ?)")
+        params.append(match)
+    feedback = f"SELECT 1 FROM feedback fb WHERE fb.project_id = {a}.project_id AND fb.feedback_key = {a}.feedback_key"  # noqa: E501
+    if f.has_feedback is not None:
+        where.append(f"{'' if f.has_feedback else 'NOT '}EXISTS ({feedback})")
+    if f.rating_min is not None or f.rating_max is not None:
+        where.append(f"EXISTS ({feedback} AND fb.rating >= ? AND fb.rating <= ?)")
+        params.extend(
+            [
+                f.rating_min if f.rating_min is not None else 0.0,
+                f.rating_max if f.rating_max is not None else 1.0,
+            ]
+        )
+    return " AND ".join(where), params
+
+
+def _event_out(row: Any) -> dict[str, Any]:
+    body, environment, revision, cost = row
+    event: dict[str, Any] = json.loads(body)
+    event["environment"] = environment
+    event["template_revision"] = revision
+    event["cost_usd"] = cost
+    return event
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
+
+
+class Queries:
+    """Mixed into the SQLite store: it provides ``_reader()``, ``_writer`` and
+    ``_write_lock``."""
+
+    _writer: sqlite3.Connection
+    _write_lock: threading.Lock
+
+    def _reader(self) -> sqlite3.Connection:  # pragma: no cover - the store's own
+        raise NotImplementedError
+
+    # -- the events list -------------------------------------------------------------------
+
+    def list_events(
+        self, project_id: int, f: EventFilter
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of events, sorted as ``f.sort`` says, and the cursor of the next page."""
+        where, params = event_where(project_id, f)
+        descending = f.sort.startswith("-")
+        sort_key = _SORT_KEYS[f.sort.lstrip("-")]
+        if f.cursor is not None:
+            where += f" AND ({sort_key}, e.seq) {'<' if descending else '>'} (?, ?)"
+            params.extend(f.cursor)
+        order = "DESC" if descending else "ASC"
+        sql = (
+            f"SELECT e.seq, {sort_key}, e.body, e.environment, e.template_revision, e.cost_usd"
+            f" FROM events e WHERE {where} ORDER BY {sort_key} {order}, e.seq {order} LIMIT ?"
+        )
+        rows = self._reader().execute(sql, [*params, f.limit + 1]).fetchall()
+        more = len(rows) > f.limit
+        rows = rows[: f.limit]
+        events = [_event_out(row[2:]) for row in rows]
+        cursor = encode_cursor(rows[-1][1], rows[-1][0], f.sort) if more else None
+        return events, cursor
+
+    def iter_events(self, project_id: int, f: EventFilter) -> Iterator[dict[str, Any]]:
+        """Every event ``f`` selects, page by page (memory stays flat)."""
+        page = EventFilter(**{**f.__dict__, "limit": 1000})
+        while True:
+            events, cursor = self.list_events(project_id, page)
+            yield from events
+            if cursor is None:
+                return
+            page.cursor = decode_cursor(cursor, page.sort)
+
+    # -- stats and templates ---------------------------------------------------------------
+
+    def stats(self, project_id: int, f: EventFilter, group_by: list[str]) -> dict[str, Any]:
+        """Counts, errors, tokens, cost, latency and TTFT percentiles and average rating of the
+        events ``f`` selects, per group; see ``_stats``."""
+        return _stats.stats(self._reader(), project_id, f, group_by)
+
+    def templates(self, project_id: int) -> list[dict[str, Any]]:
+        """Every prompt template name with its revisions (newest first), each with its
+        template, first and last use, and its stats."""
+        conn = self._reader()
+        rows = conn.execute(
+            "SELECT name, revision, kind, template, first_us, last_us FROM templates"
+            " WHERE project_id = ? ORDER BY name, first_us",
+            (project_id,),
+        ).fetchall()
+        per = _stats.stats(
+            conn, project_id, EventFilter(), ["prompt_template_name", "template_revision"]
+        )
+        by_key = {
+            (g["key"]["prompt_template_name"], g["key"]["template_revision"]): g
+            for g in per["groups"]
+        }
+        names: dict[str, dict[str, Any]] = {}
+        for name, revision, kind, template, first_us, last_us in rows:
+            entry = names.setdefault(name, {"name": name, "revisions": []})
+            metrics = {k: v for k, v in by_key.get((name, revision), {}).items() if k != "key"}
+            entry["revisions"].append(
+                {
+                    "revision": revision,
+                    "kind": kind,
+                    "template": json.loads(template),
+                    "first_seen": _iso(first_us),
+                    "last_seen": _iso(last_us),
+                    **metrics,
+                }
+            )
+        out = list(names.values())
+        for entry in out:
+            entry["revisions"].sort(key=lambda r: r["first_seen"], reverse=True)
+            entry["last_seen"] = max(r["last_seen"] for r in entry["revisions"])
+            entry["count"] = sum(r.get("count", 0) for r in entry["revisions"])
+        out.sort(key=lambda e: e["last_seen"], reverse=True)
+        return out
+
+    # -- prices ----------------------------------------------------------------------------
+
+    def price_overrides(self, project_id: int, model: str | None = None) -> list[dict[str, Any]]:
+        return _overrides(self._reader(), project_id, model)
+
+    def unpriced_models(self, project_id: int) -> list[dict[str, Any]]:
+        """Models whose events have usage but no price, with how many events each."""
+        rows = self._reader().execute(
+            "SELECT model, events FROM unpriced WHERE project_id = ? AND events > 0"
+            " ORDER BY events DESC, model",
+            (project_id,),
+        )
+        return [{"model": model, "events": n} for model, n in rows]
+
+    def set_price_override(
+        self,
+        project_id: int,
+        model: str,
+        since_us: int,
+        prices: dict[str, float | None] | None,
+        cost_of: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], float | None]],
+    ) -> int:
+        """Store (or, with ``prices`` None, remove) a price override, then price that model's
+        stored events again with ``cost_of(overrides of the model)``, all in one transaction.
+        Returns how many events changed cost."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if prices is None:
+                    conn.execute(
+                        "DELETE FROM price_overrides WHERE project_id = ? AND model = ?"
+                        " AND since_us = ?",
+                        (project_id, model, since_us),
+                    )
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO price_overrides (project_id, model, since_us,"
+                        " input_per_mtok, output_per_mtok, cached_per_mtok, reasoning_per_mtok,"
+                        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            project_id,
+                            model,
+                            since_us,
+                            prices["input_per_mtok"],
+                            prices["output_per_mtok"],
+                            prices.get("cached_per_mtok"),
+                            prices.get("reasoning_per_mtok"),
+                            datetime.now(timezone.utc).isoformat(),
+                        ),
+                    )
+                changed = _derive.reprice(
+                    conn, project_id, model, cost_of(_overrides(conn, project_id, model))
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return changed
+
+
+def _overrides(
+    conn: sqlite3.Connection, project_id: int, model: str | None
+) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT model, since_us, input_per_mtok, output_per_mtok, cached_per_mtok,"
+        " reasoning_per_mtok FROM price_overrides WHERE project_id = ?"
+    )
+    params: list[Any] = [project_id]
+    if model is not None:
+        sql += " AND model = ?"
+        params.append(model)
+    rows = conn.execute(sql + " ORDER BY model, since_us", params).fetchall()
+    return [
+        {
+            "model": m,
+            "since": _iso(since) if since else None,
+            "since_us": since,
+            "input_per_mtok": pin,
+            "output_per_mtok": pout,
+            "cached_per_mtok": pc,
+            "reasoning_per_mtok": pr,
+        }
+        for m, since, pin, pout, pc, pr in rows
+    ]

@@ -1,0 +1,317 @@
+"""Stats: per group, count, errors, tokens, cost, latency and TTFT percentiles, and average
+rating, read from the aggregates the write path keeps (``_derive``), so a query's cost grows
+with the number of buckets it reads, not the number of events.
+
+A time range is cut into whole days, whole hours at its ends and whole minutes at theirs,
+each read at its own level; the seconds before the first whole minute and after the last are
+read from the events. A query the aggregates cannot answer (a chat or chain id, text search,
+feedback filters, or more than one attribute key) is computed from the events instead, with
+exact percentiles; the answer says which (``"source"``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from . import _hist
+from ._common import EventFilter
+from ._derive import DIMS, LEVELS
+
+__all__ = ["GROUPS", "TIME_GROUPS", "stats"]
+
+TIME_GROUPS = {"minute": 0, "hour": 1, "day": 2}
+GROUPS = (*DIMS, *TIME_GROUPS)  # and "attributes.KEY"
+_NO_AGG = ("chat_id", "chain_id", "q", "has_feedback", "rating_min", "rating_max")
+
+
+@dataclass
+class _Group:
+    n: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    priced: int = 0
+    lat: int = 0
+    ttft: int = 0
+    rating_sum: float = 0.0
+    rating_n: int = 0
+    # Exact values, kept only when the whole answer comes from the events.
+    lat_values: list[float] | None = None
+    ttft_values: list[float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def out(self, key: dict[str, Any]) -> dict[str, Any]:
+        if self.lat_values is not None and self.ttft_values is not None:
+            lat = [_hist.exact_percentile(self.lat_values, q) for q in (0.5, 0.9, 0.99)]
+            ttft = [_hist.exact_percentile(self.ttft_values, q) for q in (0.5, 0.95)]
+        else:
+            lat = _hist.percentiles(self.lat, (0.5, 0.9, 0.99))
+            ttft = _hist.percentiles(self.ttft, (0.5, 0.95))
+        return {
+            "key": key,
+            "count": self.n,
+            "errors": self.errors,
+            "error_rate": self.errors / self.n if self.n else None,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            # Events without a price are not counted as free: the sum covers priced events.
+            "cost_usd": round(self.cost, 10) if self.priced else None,
+            "unpriced_events": self.n - self.priced,
+            "latency_ms": dict(zip(("p50", "p90", "p99"), lat, strict=True)),
+            "ttft_ms": dict(zip(("p50", "p95"), ttft, strict=True)),
+            "avg_rating": self.rating_sum / self.rating_n if self.rating_n else None,
+            "ratings": self.rating_n,
+        }
+
+
+def _attr_keys(f: EventFilter, group_by: Sequence[str]) -> set[str]:
+    keys = set(f.attributes)
+    keys.update(g.removeprefix("attributes.") for g in group_by if g.startswith("attributes."))
+    return keys
+
+
+def _aggregates_can_answer(
+    conn: sqlite3.Connection, project_id: int, f: EventFilter, group_by: Sequence[str]
+) -> bool:
+    if any(getattr(f, name) is not None for name in _NO_AGG):
+        return False
+    keys = _attr_keys(f, group_by)
+    if len(keys) > 1:
+        return False
+    for key in keys:
+        row = conn.execute(
+            "SELECT overflow FROM attr_keys WHERE project_id = ? AND key = ?", (project_id, key)
+        ).fetchone()
+        if row and row[0]:
+            return False
+    return True
+
+
+def _plan(a: int | None, b: int | None, top: int) -> list[tuple[int, int | None, int | None]]:
+    """Cut [a, b) (seconds, whole minutes, None for open) into (level, start, end) pieces,
+    each as coarse as it can be, up to level ``top``."""
+    out: list[tuple[int, int | None, int | None]] = []
+
+    def go(a: int | None, b: int | None, level: int) -> None:
+        if level == top:
+            out.append((level, a, b))
+            return
+        size = LEVELS[level + 1]
+        a2 = None if a is None else -(-a // size) * size
+        b2 = None if b is None else b // size * size
+        if a2 is not None and b2 is not None and a2 >= b2:
+            out.append((level, a, b))
+            return
+        if a is not None and a2 is not None and a < a2:
+            out.append((level, a, a2))
+        if b is not None and b2 is not None and b2 < b:
+            out.append((level, b2, b))
+        go(a2, b2, level + 1)
+
+    if a is None or b is None or a < b:
+        go(a, b, 0)
+    return out
+
+
+def _iso(second: int) -> str:
+    return datetime.fromtimestamp(second, timezone.utc).isoformat()
+
+
+class _Keyer:
+    """Turns a row's dimensions into the group key the query asks for."""
+
+    def __init__(self, group_by: Sequence[str]) -> None:
+        self.group_by = list(group_by)
+
+    def key(self, second: int, dims: Sequence[Any], attrs: Sequence[Any]) -> tuple[Any, ...]:
+        out: list[Any] = []
+        attr_i = 0
+        for g in self.group_by:
+            if g in TIME_GROUPS:
+                size = LEVELS[TIME_GROUPS[g]]
+                out.append(second - second % size)
+            elif g.startswith("attributes."):
+                out.append(attrs[attr_i])
+                attr_i += 1
+            else:
+                value = dims[DIMS.index(g)]
+                out.append(None if value == "" else value)
+        return tuple(out)
+
+    def render(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            g: _iso(v) if g in TIME_GROUPS else v for g, v in zip(self.group_by, key, strict=True)
+        }
+
+
+def _from_aggregates(
+    conn: sqlite3.Connection,
+    project_id: int,
+    f: EventFilter,
+    keyer: _Keyer,
+    groups: dict[tuple[Any, ...], _Group],
+    level: int,
+    start: int | None,
+    end: int | None,
+) -> None:
+    attr_key = next(iter(_attr_keys(f, keyer.group_by)), None)
+    where = ["a.project_id = ?", "a.level = ?"]
+    params: list[Any] = [project_id, level]
+    select_attr = ""
+    join_attr = ""
+    if attr_key is None:
+        where.append("a.attr_id = 0")
+    else:
+        join_attr = "JOIN attr_values v ON v.id = a.attr_id"
+        select_attr = ", v.value"
+        sub = "SELECT id FROM attr_values WHERE project_id = ? AND key = ?"
+        params += [project_id, attr_key]
+        if attr_key in f.attributes:
+            sub += " AND value = ?"
+            params.append(f.attributes[attr_key])
+        where.append(f"a.attr_id IN ({sub})")
+    if start is not None:
+        where.append("a.bucket >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("a.bucket < ?")
+        params.append(end)
+    for name in DIMS:
+        value = getattr(f, name)
+        if value is not None:
+            where.append(f"d.{name} = ?")
+            params.append(value)
+    sql = (
+        f"SELECT a.bucket, {', '.join('d.' + d for d in DIMS)}{select_attr}, a.n, a.errors,"
+        " a.input_tokens, a.output_tokens, a.cost, a.priced, a.lat, a.ttft, a.rating_sum,"
+        f" a.rating_n FROM agg a JOIN agg_dims d ON d.id = a.dims_id {join_attr}"
+        f" WHERE {' AND '.join(where)}"
+    )
+    n_dims = len(DIMS)
+    with_attr = attr_key is not None
+    wanted_attr = any(g.startswith("attributes.") for g in keyer.group_by)
+    decode = _hist.decode
+    for row in conn.execute(sql, params):
+        attrs = (row[1 + n_dims],) if with_attr and wanted_attr else ()
+        key = keyer.key(row[0], row[1 : 1 + n_dims], attrs)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group()
+        m = row[1 + n_dims + int(with_attr) :]
+        g.n += m[0]
+        g.errors += m[1]
+        g.input_tokens += m[2]
+        g.output_tokens += m[3]
+        g.cost += m[4]
+        g.priced += m[5]
+        if m[6]:
+            g.lat += decode(m[6])
+        if m[7]:
+            g.ttft += decode(m[7])
+        g.rating_sum += m[8]
+        g.rating_n += m[9]
+
+
+def _from_events(
+    conn: sqlite3.Connection,
+    project_id: int,
+    f: EventFilter,
+    keyer: _Keyer,
+    groups: dict[tuple[Any, ...], _Group],
+    exact: bool,
+) -> None:
+    from ._queries import event_where
+
+    where, params = event_where(project_id, f)
+    joins, attr_cols, join_params = [], [], []
+    for i, field_name in enumerate(keyer.group_by):
+        if field_name.startswith("attributes."):
+            joins.append(
+                f"JOIN event_attrs g{i} ON g{i}.project_id = e.project_id AND g{i}.seq = e.seq"
+                f" AND g{i}.key = ?"
+            )
+            join_params.append(field_name.removeprefix("attributes."))
+            attr_cols.append(f", g{i}.value")
+    sql = (
+        f"SELECT e.started_us, {', '.join('e.' + d for d in DIMS)}{''.join(attr_cols)},"
+        " e.input_tokens, e.output_tokens, e.cost_usd, e.latency_ms, e.ttft_ms,"
+        " (SELECT sum(rating) FROM feedback fb WHERE fb.project_id = e.project_id"
+        "  AND fb.feedback_key = e.feedback_key),"
+        " (SELECT count(rating) FROM feedback fb WHERE fb.project_id = e.project_id"
+        "  AND fb.feedback_key = e.feedback_key)"
+        f" FROM events e {' '.join(joins)} WHERE {where}"
+    )
+    n_dims = len(DIMS)
+    n_attrs = len(attr_cols)
+    status_i = DIMS.index("status")
+    for row in conn.execute(sql, [*join_params, *params]):
+        dims = row[1 : 1 + n_dims]
+        key = keyer.key(row[0] // 1_000_000, dims, row[1 + n_dims : 1 + n_dims + n_attrs])
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group()
+            if exact:
+                g.lat_values, g.ttft_values = [], []
+        in_tok, out_tok, cost, latency, ttft, rating_sum, rating_n = row[1 + n_dims + n_attrs :]
+        g.n += 1
+        g.errors += dims[status_i] == "error"
+        g.input_tokens += in_tok or 0
+        g.output_tokens += out_tok or 0
+        if cost is not None:
+            g.cost += cost
+            g.priced += 1
+        if latency is not None:
+            if g.lat_values is not None:
+                g.lat_values.append(latency)
+            g.lat += _hist.histogram([latency])
+        if ttft is not None:
+            if g.ttft_values is not None:
+                g.ttft_values.append(ttft)
+            g.ttft += _hist.histogram([ttft])
+        g.rating_sum += rating_sum or 0.0
+        g.rating_n += rating_n
+
+
+def stats(
+    conn: sqlite3.Connection, project_id: int, f: EventFilter, group_by: Sequence[str]
+) -> dict[str, Any]:
+    keyer = _Keyer(group_by)
+    groups: dict[tuple[Any, ...], _Group] = {}
+    if _aggregates_can_answer(conn, project_id, f, group_by):
+        source = "aggregates"
+        top = min([TIME_GROUPS[g] for g in group_by if g in TIME_GROUPS], default=2)
+        a = None if f.from_us is None else -(-f.from_us // 60_000_000) * 60
+        b = None if f.to_us is None else f.to_us // 60_000_000 * 60
+        if a is not None and b is not None and a >= b:
+            _from_events(conn, project_id, f, keyer, groups, exact=False)
+        else:
+            for level, start, end in _plan(a, b, top):
+                _from_aggregates(conn, project_id, f, keyer, groups, level, start, end)
+            # The seconds around the whole minutes, from the events.
+            edges = []
+            if a is not None and f.from_us is not None and f.from_us < a * 1_000_000:
+                edges.append((f.from_us, a * 1_000_000))
+            if b is not None and f.to_us is not None and b * 1_000_000 < f.to_us:
+                edges.append((b * 1_000_000, f.to_us))
+            for lo, hi in edges:
+                edge = EventFilter(**{**f.__dict__, "from_us": lo, "to_us": hi})
+                _from_events(conn, project_id, edge, keyer, groups, exact=False)
+    else:
+        source = "events"
+        _from_events(conn, project_id, f, keyer, groups, exact=True)
+
+    def order(item: tuple[tuple[Any, ...], _Group]) -> tuple[Any, ...]:
+        return tuple(
+            (v is None, str(v) if not isinstance(v, int) else f"{v:020d}") for v in item[0]
+        )
+
+    return {
+        "group_by": list(group_by),
+        "source": source,
+        "groups": [g.out(keyer.render(k)) for k, g in sorted(groups.items(), key=order)],
+    }

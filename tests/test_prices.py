@@ -1,0 +1,169 @@
+"""Cost through a real server: genai-prices' own figures, dated prices, provider prefixes and
+dated model names, overrides set through the API and the CLI, unknown models listed."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timezone
+from typing import Any
+
+import genai_prices
+import pytest
+
+from .conftest import LLMTAP, Project
+from .test_server import event, post_events
+
+WHEN = datetime(2025, 6, 1, tzinfo=timezone.utc)
+
+
+def library(model: str, when: datetime = WHEN, **usage: int) -> float:
+    return float(
+        genai_prices.calc_price(
+            genai_prices.Usage(**usage), model, genai_request_timestamp=when
+        ).total_price
+    )
+
+
+def send(project: Project, **fields: Any) -> dict[str, Any]:
+    e = event(started_at=fields.pop("started_at", WHEN.isoformat()), **fields)
+    assert post_events(project, [e]).json()["stored"] == 1
+    return project.event(e["id"])
+
+
+def usage(i: int, o: int, cached: int = 0, reasoning: int = 0) -> dict[str, int]:
+    return {
+        "input_tokens": i,
+        "output_tokens": o,
+        "cached_tokens": cached,
+        "reasoning_tokens": reasoning,
+        "total_tokens": i + o,
+    }
+
+
+@pytest.mark.parametrize(
+    "model, ref",
+    [
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("openai/gpt-4o", "gpt-4o"),  # provider prefix
+        ("gpt-4o-2024-08-06", "gpt-4o-2024-08-06"),  # dated suffix
+        ("anthropic/claude-3-5-sonnet-20241022", "claude-3-5-sonnet-20241022"),
+    ],
+)
+def test_cost_is_the_price_library_s(project: Project, model: str, ref: str) -> None:
+    stored = send(project, model=model, usage=usage(12_000, 3_000, cached=4_000))
+    expected = library(ref, input_tokens=12_000, output_tokens=3_000, cache_read_tokens=4_000)
+    assert expected > 0
+    assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
+    # Cached tokens are priced apart: cheaper than the same tokens uncached.
+    assert expected < library(ref, input_tokens=12_000, output_tokens=3_000)
+
+
+def test_reasoning_tokens_are_priced(project: Project) -> None:
+    stored = send(project, model="o3-mini", usage=usage(1_000, 5_000, reasoning=4_000))
+    expected = library(
+        "o3-mini", input_tokens=1_000, output_tokens=5_000, output_reasoning_tokens=4_000
+    )
+    assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_an_event_is_priced_at_the_price_of_its_day(project: Project) -> None:
+    # claude-opus-4-6 had long-context tiers until 2026-03-13, flat prices from then on.
+    before, after = (
+        datetime(2026, 3, 1, tzinfo=timezone.utc),
+        datetime(2026, 4, 1, tzinfo=timezone.utc),
+    )
+    u = usage(300_000, 1_000)
+    old = send(project, model="claude-opus-4-6", usage=u, started_at=before.isoformat())
+    new = send(project, model="claude-opus-4-6", usage=u, started_at=after.isoformat())
+    expected_old = library("claude-opus-4-6", before, input_tokens=300_000, output_tokens=1_000)
+    expected_new = library("claude-opus-4-6", after, input_tokens=300_000, output_tokens=1_000)
+    assert expected_old != expected_new
+    assert old["cost_usd"] == pytest.approx(expected_old, rel=1e-9)
+    assert new["cost_usd"] == pytest.approx(expected_new, rel=1e-9)
+
+
+def test_unknown_models_are_null_and_listed_until_overridden(project: Project) -> None:
+    for _ in range(3):
+        send(project, model="acme-ft-1", usage=usage(1_000_000, 500_000, cached=200_000))
+    send(project, model="gpt-4o-mini", usage=usage(10, 10))
+    send(project, model="acme-ft-1", status="error")  # no usage: nothing to price
+    assert {e["cost_usd"] for e in project.events(model="acme-ft-1")} == {None}
+    prices = project.server.get("/api/v1/prices", project.key).json()
+    assert prices["unpriced_models"] == [{"model": "acme-ft-1", "events": 3}]
+    (group,) = project.server.get("/api/v1/stats", project.key, model="acme-ft-1").json()["groups"]
+    assert group["cost_usd"] is None and group["unpriced_events"] == 4
+
+    response = project.server.post(
+        "/api/v1/prices",
+        project.key,
+        json={
+            "model": "acme-ft-1",
+            "input_per_mtok": 2.0,
+            "output_per_mtok": 8.0,
+            "cached_per_mtok": 1.0,
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["repriced_events"] == 3
+    expected = (800_000 * 2.0 + 200_000 * 1.0 + 500_000 * 8.0) / 1e6
+    costs = [e["cost_usd"] for e in project.events(model="acme-ft-1")]
+    assert sorted(costs, key=str) == sorted([expected] * 3 + [None], key=str)
+    prices = project.server.get("/api/v1/prices", project.key).json()
+    assert prices["unpriced_models"] == []
+    assert prices["overrides"][0]["model"] == "acme-ft-1"
+    (group,) = project.server.get("/api/v1/stats", project.key, model="acme-ft-1").json()["groups"]
+    assert group["cost_usd"] == pytest.approx(3 * expected)
+    # Events arriving later are priced at ingest with the override.
+    assert send(project, model="acme-ft-1", usage=usage(1_000_000, 0))["cost_usd"] == 2.0
+
+    # An override also replaces a library price, and the CLI sets and removes one.
+    cli = [*LLMTAP]
+    env_args = ["--url", project.server.url, "--api-key", project.key]
+    out = subprocess.run(
+        [*cli, "prices", "set", "gpt-4o-mini", "--input", "1", "--output", "1", *env_args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "1 stored events priced again" in out.stdout
+    assert project.events(model="gpt-4o-mini")[0]["cost_usd"] == pytest.approx(20 / 1e6)
+    listed = subprocess.run(
+        [*cli, "prices", "list", *env_args], capture_output=True, text=True, check=True
+    ).stdout
+    assert "gpt-4o-mini" in listed and "acme-ft-1" in listed
+    subprocess.run(
+        [*cli, "prices", "unset", "gpt-4o-mini", *env_args], check=True, capture_output=True
+    )
+    assert project.events(model="gpt-4o-mini")[0]["cost_usd"] == pytest.approx(
+        library("gpt-4o-mini", input_tokens=10, output_tokens=10)
+    )
+
+
+def test_dated_override(project: Project) -> None:
+    early = send(
+        project,
+        model="acme-ft-2",
+        usage=usage(1_000_000, 0),
+        started_at="2026-01-01T00:00:00+00:00",
+    )
+    late = send(
+        project,
+        model="acme-ft-2",
+        usage=usage(1_000_000, 0),
+        started_at="2026-02-01T00:00:00+00:00",
+    )
+    for since, price in [(None, 1.0), ("2026-01-15T00:00:00Z", 3.0)]:
+        body = {"model": "acme-ft-2", "input_per_mtok": price, "output_per_mtok": 0}
+        if since:
+            body["since"] = since
+        assert project.server.post("/api/v1/prices", project.key, json=body).status_code == 200
+    assert project.event(early["id"])["cost_usd"] == 1.0
+    assert project.event(late["id"])["cost_usd"] == 3.0
+
+
+def test_bad_override_is_a_400(project: Project) -> None:
+    response = project.server.post(
+        "/api/v1/prices", project.key, json={"model": "x", "input_per_mtok": -1}
+    )
+    assert response.status_code == 400
+    assert response.json()["ok"] is False
