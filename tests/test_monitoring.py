@@ -205,7 +205,6 @@ def test_example_3_in_llmtap_stats_group_by_system_prompt(
     answer = json.loads(out)  # the API's answer, as `GET /api/v1/stats` gives it
     assert answer["group_by"] == ["attributes.system_prompt"]
     counts = {g["key"]["attributes.system_prompt"]: g["count"] for g in answer["groups"]}
-    assert len(counts) == len(session["system_prompts"])
     for system_prompt in session["system_prompts"]:
         assert counts[system_prompt] == 4
 
