@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
+from .demo import demo
 from .events import events
 from .keys import keys
 from .serve import serve
@@ -19,3 +20,4 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(keys)
 main.add_command(events)
+main.add_command(demo)

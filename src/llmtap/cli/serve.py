@@ -2,32 +2,49 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import click
 
 from ._options import db_option, setting_option
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @click.command()
 @db_option
 @setting_option("--host", name="host")
 @setting_option("--port", name="port", type=int)
-@click.option(
-    "--log-level",
-    default="warning",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
-def serve(db: str, host: str, port: int, log_level: str) -> None:
-    """Run the llmtap server (ingest and query API) on a store."""
+@setting_option("--admin-token", name="admin_token")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(db: str, host: str, port: int, admin_token: str | None, log_level: str) -> None:
+    """Run the llmtap server: ingest and query API, and the dashboard."""
+    if not _loopback(host) and not admin_token:
+        raise click.UsageError(
+            f"refusing to listen on {host} without a dashboard credential: set "
+            "LLMTAP_ADMIN_TOKEN (or --admin-token), or keep the default 127.0.0.1"
+        )
     import uvicorn
 
     from ..server import create_app
+    from ..server.dashboard import ensure_admin_token
     from ..store import open_store
 
     store = open_store(db)
-    app = create_app(store)
+    new_token = ensure_admin_token(store, admin_token)
+    app = create_app(store, admin_token=admin_token)
     click.echo(f"llmtap {store.backend} store: {db}", err=True)
-    click.echo(
-        f"llmtap listening on http://{host}:{port}  (dashboard: http://{host}:{port}/)", err=True
-    )
+    if new_token:
+        click.echo(f"dashboard admin token (shown once, only its hash is kept): {new_token}",
+                   err=True)
+    click.echo(f"llmtap listening on http://{host}:{port}  (dashboard: http://{host}:{port}/)",
+               err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -8,7 +8,8 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from markupsafe import escape
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 __all__ = ["ApiError", "error_response", "exception_handlers"]
 

@@ -76,6 +76,14 @@ SQLITE_MIGRATIONS: list[Step] = [
             "CREATE INDEX feedback_by_key ON feedback (project_id, feedback_key)",
         ),
     ),
+    (
+        "m002_meta",
+        (
+            # Server-wide values: the admin token's hash, and what is derived from it.
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE INDEX feedback_by_time ON feedback (project_id, created_us)",
+        ),
+    ),
 ]
 
 
