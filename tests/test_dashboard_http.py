@@ -65,23 +65,37 @@ def test_page_and_json_come_from_one_query(server: Server, project: Project) -> 
 def test_keys_created_and_revoked_from_settings(server: Server) -> None:
     with login(server) as browser:
         settings = browser.get("/settings")
-        created = browser.post("/settings/keys", data={
-            "csrf_token": csrf_of(settings.text), "project": "from-settings",
-            "environment": "prod"})
+        created = browser.post(
+            "/settings/keys",
+            data={
+                "csrf_token": csrf_of(settings.text),
+                "project": "from-settings",
+                "environment": "prod",
+            },
+        )
         key = re.search(r"(lt_[A-Za-z0-9_-]{20,})", created.text)
         assert key, created.text
         assert server.get("/api/v1/events", key.group(1)).status_code == 200
-        key_id = re.findall(r"/settings/keys/(\d+)/revoke", created.text)[0]
+        section = created.text.split("<h3>from-settings")[1].split("</section>")[0]
+        key_id = re.findall(r"/settings/keys/(\d+)/revoke", section)[0]
         # Without the CSRF token a revoke is refused; with it, the key stops working.
-        assert browser.post(f"/settings/keys/{key_id}/revoke",
-                            data={"project": "from-settings"}).status_code == 403
-        revoked = browser.post(f"/settings/keys/{key_id}/revoke", data={
-            "csrf_token": csrf_of(created.text), "project": "from-settings"})
+        assert (
+            browser.post(
+                f"/settings/keys/{key_id}/revoke", data={"project": "from-settings"}
+            ).status_code
+            == 403
+        )
+        revoked = browser.post(
+            f"/settings/keys/{key_id}/revoke",
+            data={"csrf_token": csrf_of(created.text), "project": "from-settings"},
+        )
     assert revoked.status_code == 303
     # A fresh server process (no key cache) refuses it at once; the running one within 30 s.
     from llmtap.store import open_store
+
     store = open_store(str(server.db))
     from llmtap.server.auth import hash_key
+
     assert store.key_by_hash(hash_key(key.group(1))) is None
     store.close()
 
@@ -89,8 +103,21 @@ def test_keys_created_and_revoked_from_settings(server: Server) -> None:
 def test_serve_refuses_public_bind_without_credential(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LLMTAP_ADMIN_TOKEN"}
     result = subprocess.run(
-        [*LLMTAP, "serve", "--db", str(tmp_path / "x.db"), "--host", "0.0.0.0",
-         "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=30)
+        [
+            *LLMTAP,
+            "serve",
+            "--db",
+            str(tmp_path / "x.db"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode != 0
     assert "LLMTAP_ADMIN_TOKEN" in result.stderr
 
@@ -111,6 +138,7 @@ def test_first_start_prints_a_token_once(tmp_path: Path) -> None:
 def test_login_never_redirects_off_site(server: Server, target: str) -> None:
     with httpx2.Client(base_url=server.url) as browser:
         csrf = csrf_of(browser.get("/login").text)
-        response = browser.post("/login", data={"csrf_token": csrf, "token": ADMIN_TOKEN,
-                                                "next": target})
+        response = browser.post(
+            "/login", data={"csrf_token": csrf, "token": ADMIN_TOKEN, "next": target}
+        )
     assert response.headers["location"] == "/"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from llmtap.store import open_store
 from llmtap.store._migrations import SQLITE_MIGRATIONS, migrate_sqlite
 
@@ -38,12 +40,12 @@ def test_upgrade_from_the_first_schema_keeps_data(tmp_path: Path) -> None:
 
 def test_a_failing_step_leaves_nothing_half_done(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
-    steps = [("m900_good", ("CREATE TABLE a (x)",)),
-             ("m901_bad", ("CREATE TABLE b (x)", "CREATE TABLE a (x)"))]
-    try:
+    steps = [
+        ("m900_good", ("CREATE TABLE a (x)",)),
+        ("m901_bad", ("CREATE TABLE b (x)", "CREATE TABLE a (x)")),
+    ]
+    with pytest.raises(sqlite3.OperationalError):
         migrate_sqlite(conn, steps)
-    except sqlite3.OperationalError:
-        pass
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "a" in tables and "b" not in tables
     names = [row[0] for row in conn.execute("SELECT name FROM _llmtap_migrations")]

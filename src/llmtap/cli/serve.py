@@ -23,8 +23,12 @@ def _loopback(host: str) -> bool:
 @setting_option("--host", name="host")
 @setting_option("--port", name="port", type=int)
 @setting_option("--admin-token", name="admin_token")
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def serve(db: str, host: str, port: int, admin_token: str | None, log_level: str) -> None:
     """Run the llmtap server: ingest and query API, and the dashboard."""
     if not _loopback(host) and not admin_token:
@@ -43,8 +47,10 @@ def serve(db: str, host: str, port: int, admin_token: str | None, log_level: str
     app = create_app(store, admin_token=admin_token)
     click.echo(f"llmtap {store.backend} store: {db}", err=True)
     if new_token:
-        click.echo(f"dashboard admin token (shown once, only its hash is kept): {new_token}",
-                   err=True)
-    click.echo(f"llmtap listening on http://{host}:{port}  (dashboard: http://{host}:{port}/)",
-               err=True)
+        click.echo(
+            f"dashboard admin token (shown once, only its hash is kept): {new_token}", err=True
+        )
+    click.echo(
+        f"llmtap listening on http://{host}:{port}  (dashboard: http://{host}:{port}/)", err=True
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -8,8 +8,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from markupsafe import escape
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse
 
 __all__ = ["ApiError", "error_response", "exception_handlers"]
 

@@ -90,7 +90,5 @@ async def get_event(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
     event_id = request.path_params["event_id"]
-    event = await run_in_threadpool(
-        query_event, state.store, key.project_id, key.project, event_id
-    )
+    event = await run_in_threadpool(query_event, state.store, key.project_id, key.project, event_id)
     return JSONResponse(event)

@@ -29,8 +29,13 @@ def get_meta(store: SQLiteStore, key: str) -> str | None:
 
 def set_meta(store: SQLiteStore, key: str, value: str) -> None:
     store._write(
-        [("INSERT INTO meta (key, value) VALUES (?, ?) "
-          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))]
+        [
+            (
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        ]
     )
 
 
@@ -51,21 +56,35 @@ def list_projects(store: SQLiteStore) -> list[dict[str, Any]]:
             "SELECT count(*) FROM api_keys WHERE project_id = ? AND revoked_at IS NULL", (pid,)
         ).fetchone()[0]
         projects.append(
-            {"id": pid, "name": name, "created_at": created, "environments": envs,
-             "active_keys": keys}
+            {
+                "id": pid,
+                "name": name,
+                "created_at": created,
+                "environments": envs,
+                "active_keys": keys,
+            }
         )
     return projects
 
 
 def list_keys(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
-    rows = store._reader().execute(
-        "SELECT id, environment, prefix, created_at, revoked_at FROM api_keys "
-        "WHERE project_id = ? ORDER BY id DESC",
-        (project_id,),
-    ).fetchall()
+    rows = (
+        store._reader()
+        .execute(
+            "SELECT id, environment, prefix, created_at, revoked_at FROM api_keys "
+            "WHERE project_id = ? ORDER BY id DESC",
+            (project_id,),
+        )
+        .fetchall()
+    )
     return [
-        {"id": i, "environment": env, "prefix": prefix, "created_at": created,
-         "revoked_at": revoked}
+        {
+            "id": i,
+            "environment": env,
+            "prefix": prefix,
+            "created_at": created,
+            "revoked_at": revoked,
+        }
         for i, env, prefix, created, revoked in rows
     ]
 
@@ -73,8 +92,13 @@ def list_keys(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
 def revoke_key(store: SQLiteStore, project_id: int, key_id: int) -> bool:
     now = datetime.now(timezone.utc).isoformat()
     (cur,) = store._write(
-        [("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND project_id = ? "
-          "AND revoked_at IS NULL", (now, key_id, project_id))]
+        [
+            (
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND project_id = ? "
+                "AND revoked_at IS NULL",
+                (now, key_id, project_id),
+            )
+        ]
     )
     return cur.rowcount == 1
 
@@ -83,24 +107,30 @@ def list_feedback(
     store: SQLiteStore, project_id: int, limit: int = 100, before_id: int | None = None
 ) -> list[dict[str, Any]]:
     """Feedback newest first, each with the event it rates (when that event has arrived)."""
-    rows = store._reader().execute(
-        "SELECT f.id, f.feedback_key, f.rating, f.better_response, f.created_us, e.body "
-        "FROM feedback f LEFT JOIN events e "
-        "ON e.project_id = f.project_id AND e.feedback_key = f.feedback_key "
-        "WHERE f.project_id = ? AND (? IS NULL OR f.id < ?) ORDER BY f.id DESC LIMIT ?",
-        (project_id, before_id, before_id, limit),
-    ).fetchall()
+    rows = (
+        store._reader()
+        .execute(
+            "SELECT f.id, f.feedback_key, f.rating, f.better_response, f.created_us, e.body "
+            "FROM feedback f LEFT JOIN events e "
+            "ON e.project_id = f.project_id AND e.feedback_key = f.feedback_key "
+            "WHERE f.project_id = ? AND (? IS NULL OR f.id < ?) ORDER BY f.id DESC LIMIT ?",
+            (project_id, before_id, before_id, limit),
+        )
+        .fetchall()
+    )
     out = []
     for fid, key, rating, better, created, body in rows:
         event = json.loads(body) if body else None
-        out.append({
-            "id": fid,
-            "feedback_key": key,
-            "rating": rating,
-            "better_response": better,
-            "created_at": datetime.fromtimestamp(created / 1e6, timezone.utc).isoformat(),
-            "event": event,
-        })
+        out.append(
+            {
+                "id": fid,
+                "feedback_key": key,
+                "rating": rating,
+                "better_response": better,
+                "created_at": datetime.fromtimestamp(created / 1e6, timezone.utc).isoformat(),
+                "event": event,
+            }
+        )
     return out
 
 

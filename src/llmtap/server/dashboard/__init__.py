@@ -25,8 +25,10 @@ def _admin_only(handler: Handler) -> Handler:
     async def guarded(request: Request) -> Response:
         if not request.app.state.admin.logged_in(request):
             if wants_json(request) or request.method != "GET":
-                return JSONResponse({"ok": False, "error": "log in first", "errors": [],
-                                     "status": 401}, status_code=401)
+                return JSONResponse(
+                    {"ok": False, "error": "log in first", "errors": [], "status": 401},
+                    status_code=401,
+                )
             return login_redirect(request)
         return await handler(request)
 
@@ -46,7 +48,10 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/feedback", _admin_only(pages.feedback_page)),
         Route("/settings", _admin_only(admin.settings_page), methods=["GET"]),
         Route("/settings/keys", _admin_only(admin.create_key_form), methods=["POST"]),
-        Route("/settings/keys/{key_id:int}/revoke", _admin_only(admin.revoke_key_form),
-              methods=["POST"]),
+        Route(
+            "/settings/keys/{key_id:int}/revoke",
+            _admin_only(admin.revoke_key_form),
+            methods=["POST"],
+        ),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -12,8 +12,14 @@ from ..errors import ApiError
 from .auth import check_csrf
 from .render import render
 
-__all__ = ["create_key_form", "login_form", "login_submit", "logout", "revoke_key_form",
-           "settings_page"]
+__all__ = [
+    "create_key_form",
+    "login_form",
+    "login_submit",
+    "logout",
+    "revoke_key_form",
+    "settings_page",
+]
 
 
 def _safe_next(target: object) -> str:
@@ -24,8 +30,14 @@ def _safe_next(target: object) -> str:
 
 
 async def login_form(request: Request) -> Response:
-    return render(request, "login.html", {}, next=_safe_next(request.query_params.get("next")),
-                  error=None, title="Log in")
+    return render(
+        request,
+        "login.html",
+        {},
+        next=_safe_next(request.query_params.get("next")),
+        error=None,
+        title="Log in",
+    )
 
 
 async def login_submit(request: Request) -> Response:
@@ -34,8 +46,14 @@ async def login_submit(request: Request) -> Response:
     token = form.get("token")
     target = _safe_next(form.get("next"))
     if not isinstance(token, str) or not auth.check_token(token.strip()):
-        response = render(request, "login.html", {}, next=target, title="Log in",
-                          error="That is not the admin token.")
+        response = render(
+            request,
+            "login.html",
+            {},
+            next=target,
+            title="Log in",
+            error="That is not the admin token.",
+        )
         response.status_code = 401
         return response
     response = RedirectResponse(target, status_code=303)
@@ -57,8 +75,9 @@ async def settings_page(request: Request, new_key: str | None = None) -> Respons
         project["keys"] = await run_in_threadpool(list_keys, store, project["id"])
     current = request.query_params.get("project") or (projects[0]["name"] if projects else "")
     data = {"projects": projects}
-    return render(request, "settings.html", data, new_key=new_key, project_name=current,
-                  title="Settings")
+    return render(
+        request, "settings.html", data, new_key=new_key, project_name=current, title="Settings"
+    )
 
 
 async def create_key_form(request: Request) -> Response:

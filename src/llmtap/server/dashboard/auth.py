@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
@@ -74,8 +75,14 @@ class AdminAuth:
 
     def start_session(self, response: Response, secure: bool) -> None:
         value = self._signer.dumps({"admin": True})
-        response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_SECONDS, httponly=True,
-                            samesite="lax", secure=secure)
+        response.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+        )
 
     @staticmethod
     def end_session(response: Response) -> None:
@@ -94,8 +101,9 @@ def csrf_token(request: Request) -> str:
 def set_csrf_cookie(request: Request, response: Response) -> None:
     new = request.scope.get("llmtap_new_csrf")
     if new and not request.cookies.get(CSRF_COOKIE):
-        response.set_cookie(CSRF_COOKIE, new, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
+        response.set_cookie(
+            CSRF_COOKIE, new, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
 
 
 async def check_csrf(request: Request) -> Any:
@@ -109,4 +117,4 @@ async def check_csrf(request: Request) -> Any:
 
 def login_redirect(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={target}", status_code=303)
+    return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)

@@ -57,15 +57,22 @@ def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
     calls = []
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        calls.append({
-            "id": call.get("id"),
-            "name": function.get("name") or call.get("type", "tool"),
-            "arguments": _maybe_json(function.get("arguments")),
-        })
+        calls.append(
+            {
+                "id": call.get("id"),
+                "name": function.get("name") or call.get("type", "tool"),
+                "arguments": _maybe_json(function.get("arguments")),
+            }
+        )
     if message.get("function_call"):
         function = message["function_call"]
-        calls.append({"id": None, "name": function.get("name"),
-                      "arguments": _maybe_json(function.get("arguments"))})
+        calls.append(
+            {
+                "id": None,
+                "name": function.get("name"),
+                "arguments": _maybe_json(function.get("arguments")),
+            }
+        )
     return calls
 
 
@@ -83,12 +90,24 @@ def _message(message: Any) -> dict[str, Any]:
         return {"role": "user", "parts": _parts(message), "tool_calls": []}
     role = message.get("role") or message.get("type") or "message"
     if message.get("type") == "function_call":  # responses API item
-        return {"role": "assistant", "parts": [], "tool_calls": [
-            {"id": message.get("call_id"), "name": message.get("name"),
-             "arguments": _maybe_json(message.get("arguments"))}]}
+        return {
+            "role": "assistant",
+            "parts": [],
+            "tool_calls": [
+                {
+                    "id": message.get("call_id"),
+                    "name": message.get("name"),
+                    "arguments": _maybe_json(message.get("arguments")),
+                }
+            ],
+        }
     if message.get("type") == "function_call_output":
-        return {"role": "tool", "parts": _parts(message.get("output")), "tool_calls": [],
-                "tool_call_id": message.get("call_id")}
+        return {
+            "role": "tool",
+            "parts": _parts(message.get("output")),
+            "tool_calls": [],
+            "tool_call_id": message.get("call_id"),
+        }
     return {
         "role": role,
         "name": message.get("name"),
@@ -98,7 +117,12 @@ def _message(message: Any) -> dict[str, Any]:
     }
 
 
-_EMPTY = {"name": None, "tool_call_id": None, "finish_reason": None, "tool_calls": []}
+_EMPTY: dict[str, Any] = {
+    "name": None,
+    "tool_call_id": None,
+    "finish_reason": None,
+    "tool_calls": [],
+}
 
 
 def conversation(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,8 +145,9 @@ def _sent(event: dict[str, Any]) -> list[dict[str, Any]]:
     if api == "responses":
         messages = []
         if request.get("instructions"):
-            messages.append({"role": "system", "parts": _parts(request["instructions"]),
-                             "tool_calls": []})
+            messages.append(
+                {"role": "system", "parts": _parts(request["instructions"]), "tool_calls": []}
+            )
         given = request.get("input")
         items = given if isinstance(given, list) else [{"role": "user", "content": given}]
         return messages + [_message(m) for m in items]
@@ -137,8 +162,7 @@ def _received(event: dict[str, Any]) -> list[dict[str, Any]]:
     response = event.get("response")
     if not isinstance(response, dict):
         if event.get("output_text"):
-            return [{"role": "assistant", "parts": _parts(event["output_text"]),
-                     "tool_calls": []}]
+            return [{"role": "assistant", "parts": _parts(event["output_text"]), "tool_calls": []}]
         return []
     api = event.get("api")
     if api == "chat":
@@ -149,15 +173,29 @@ def _received(event: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(message)
         return out
     if api == "completion":
-        return [{"role": "completion", "parts": _parts(c.get("text")), "tool_calls": [],
-                 "finish_reason": c.get("finish_reason")}
-                for c in response.get("choices") or []]
+        return [
+            {
+                "role": "completion",
+                "parts": _parts(c.get("text")),
+                "tool_calls": [],
+                "finish_reason": c.get("finish_reason"),
+            }
+            for c in response.get("choices") or []
+        ]
     if api == "responses":
-        return [_message(item) for item in response.get("output") or []
-                if isinstance(item, dict) and item.get("type") != "reasoning"]
+        return [
+            _message(item)
+            for item in response.get("output") or []
+            if isinstance(item, dict) and item.get("type") != "reasoning"
+        ]
     if api == "embeddings":
         data = response.get("data") or []
         dims = len(data[0].get("embedding") or []) if data else 0
-        return [{"role": "embeddings", "tool_calls": [],
-                 "parts": [{"kind": "text", "text": f"{len(data)} vectors of {dims} dimensions"}]}]
+        return [
+            {
+                "role": "embeddings",
+                "tool_calls": [],
+                "parts": [{"kind": "text", "text": f"{len(data)} vectors of {dims} dimensions"}],
+            }
+        ]
     return []

@@ -75,8 +75,15 @@ async def events_page(request: Request) -> Response:
         query = dict(request.query_params)
         query["cursor"] = page["next_cursor"]
         next_url = "/events?" + urlencode(query)
-    return render(request, "events.html", data, projects=projects, next_url=next_url,
-                  attr=request.query_params.get("attr", ""), title="Events")
+    return render(
+        request,
+        "events.html",
+        data,
+        projects=projects,
+        next_url=next_url,
+        attr=request.query_params.get("attr", ""),
+        title="Events",
+    )
 
 
 async def event_page(request: Request) -> Response:
@@ -95,9 +102,15 @@ async def event_page(request: Request) -> Response:
             )
             related[field] = list(reversed(found["events"]))
     data = {"project": project["name"], "event": event, "related": related}
-    return render(request, "event.html", data, projects=projects,
-                  messages=conversation(event), outputs=output_messages(event),
-                  title=f"Event {event_id[:8]}")
+    return render(
+        request,
+        "event.html",
+        data,
+        projects=projects,
+        messages=conversation(event),
+        outputs=output_messages(event),
+        title=f"Event {event_id[:8]}",
+    )
 
 
 async def _timeline(request: Request, field: str) -> Response:
@@ -108,11 +121,20 @@ async def _timeline(request: Request, field: str) -> Response:
     found = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f)
     steps = list(reversed(found["events"]))
     data = {"project": project["name"], field: value, "events": steps}
-    views = [{"event": e, "messages": conversation(e), "outputs": output_messages(e)}
-             for e in steps]
+    views = [
+        {"event": e, "messages": conversation(e), "outputs": output_messages(e)} for e in steps
+    ]
     kind = "Chat" if field == "chat_id" else "Chain"
-    return render(request, "timeline.html", data, projects=projects, views=views,
-                  kind=kind, value=value, title=f"{kind} {value}")
+    return render(
+        request,
+        "timeline.html",
+        data,
+        projects=projects,
+        views=views,
+        kind=kind,
+        value=value,
+        title=f"{kind} {value}",
+    )
 
 
 async def chat_page(request: Request) -> Response:
@@ -145,14 +167,15 @@ async def feedback_page(request: Request) -> Response:
         # The rated answers as a test set: what was asked, what came back, what was wanted.
         body = "".join(json.dumps(_test_case(i), ensure_ascii=False) + "\n" for i in items)
         filename = f"llmtap-feedback-{project['name']}.jsonl"
-        return Response(body, media_type="application/x-ndjson",
-                        headers={"content-disposition": f'attachment; filename="{filename}"'})
+        return Response(
+            body,
+            media_type="application/x-ndjson",
+            headers={"content-disposition": f'attachment; filename="{filename}"'},
+        )
     data = {"project": project["name"], "feedback": items}
-    return render(request, "feedback.html", data, projects=projects,
-                  title="Feedback")
+    return render(request, "feedback.html", data, projects=projects, title="Feedback")
 
 
 async def home(request: Request) -> Response:
     query = f"?{request.url.query}" if request.url.query else ""
     return RedirectResponse("/events" + query, status_code=303)
-

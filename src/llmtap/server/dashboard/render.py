@@ -24,7 +24,8 @@ HERE = Path(__file__).parent
 # Autoescape everything: prompts, responses, attribute keys and values are user text.
 templates = Jinja2Templates(
     env=jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
 )
@@ -93,7 +94,7 @@ def _num(value: Any, digits: int = 0) -> str:
 
 def _cost(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "\u2013"  # an en dash: no cost known
     return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
 
 
@@ -106,6 +107,10 @@ def page_url(path: str, project: str = "", **params: Any) -> str:
 
 templates.env.globals["url"] = page_url
 templates.env.filters.update(
-    pretty=_pretty, short_time=_short_time, num=_num, cost=_cost,
-    placeholders=highlight_placeholders, filled=highlight_filled,
+    pretty=_pretty,
+    short_time=_short_time,
+    num=_num,
+    cost=_cost,
+    placeholders=highlight_placeholders,
+    filled=highlight_filled,
 )
