@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import admin, pages
+from . import admin, analysis, pages
 from .auth import AdminAuth, ensure_admin_token, login_redirect
 from .render import HERE, wants_json
 
@@ -40,7 +40,10 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/login", admin.login_form, methods=["GET"]),
         Route("/login", admin.login_submit, methods=["POST"]),
         Route("/logout", _admin_only(admin.logout), methods=["POST"]),
-        Route("/", _admin_only(pages.home)),
+        Route("/", _admin_only(analysis.overview_page)),
+        Route("/groups", _admin_only(analysis.groups_page)),
+        Route("/templates", _admin_only(analysis.templates_page)),
+        Route("/templates/{name:path}", _admin_only(analysis.template_page)),
         Route("/events", _admin_only(pages.events_page)),
         Route("/events/{event_id}", _admin_only(pages.event_page)),
         Route("/chats/{value:path}", _admin_only(pages.chat_page)),

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from ...store import EventFilter
 from ...store._admin import list_feedback, list_projects
@@ -25,7 +25,6 @@ __all__ = [
     "event_page",
     "events_page",
     "feedback_page",
-    "home",
 ]
 
 # Query parameters that steer the page, not the event filter.
@@ -174,8 +173,3 @@ async def feedback_page(request: Request) -> Response:
         )
     data = {"project": project["name"], "feedback": items}
     return render(request, "feedback.html", data, projects=projects, title="Feedback")
-
-
-async def home(request: Request) -> Response:
-    query = f"?{request.url.query}" if request.url.query else ""
-    return RedirectResponse("/events" + query, status_code=303)

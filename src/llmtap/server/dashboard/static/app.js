@@ -15,3 +15,7 @@ document.addEventListener("DOMContentLoaded", () => {
     el.addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText(el.textContent.trim()));
   }
 });
+// Bar widths come from data attributes (the CSP forbids inline style attributes).
+document.addEventListener("DOMContentLoaded", () => {
+  for (const bar of document.querySelectorAll("[data-w]")) bar.style.width = bar.dataset.w + "%";
+});
