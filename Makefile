@@ -6,15 +6,29 @@ DB ?= llmtap.db
 HOST ?= 127.0.0.1
 PORT ?= 7420
 
-.PHONY: setup run test lint format bench clean
+VENDOR = src/llmtap/server/dashboard/static/vendor
 
-setup: $(VENV)/.installed
+.PHONY: setup system-deps run test lint format bench screenshots clean
+
+setup: $(VENV)/.installed $(VENDOR)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# The dashboard's third-party JavaScript comes from the npm registry, pinned by the lock file,
+# never pasted into the repository.
+$(VENDOR)/.installed: web/package.json web/package-lock.json
+	npm ci --silent --prefix web
+	mkdir -p $(VENDOR)
+	cp web/node_modules/uplot/dist/uPlot.iife.min.js web/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	touch $@
+
+# Debian packages the tests need (Chromium for the dashboard tests); installs them when root.
+system-deps:
+	./scripts/system-deps.sh
 
 # Start the server on a SQLite file and print a fresh API key to send events with.
 run: setup
@@ -25,7 +39,7 @@ run: setup
 	echo "" && \
 	exec $(BIN)/llmtap serve --db $(DB) --host $(HOST) --port $(PORT)
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -40,5 +54,9 @@ format: setup
 bench: setup
 	$(BIN)/python -m bench
 
+# Screenshots of every dashboard page, with demo traffic, into docs/ (for the README).
+screenshots: setup system-deps
+	$(BIN)/python scripts/screenshots.py docs
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache web/node_modules $(VENDOR)

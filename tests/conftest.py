@@ -37,6 +37,8 @@ from llmtap.server.auth import create_key  # noqa: E402
 from llmtap.store import open_store  # noqa: E402
 
 LLMTAP = [sys.executable, "-m", "llmtap.cli"]
+ADMIN_TOKEN = "test-admin-token"
+
 # ``tapped``: each SDK test against both the sync and the async client.
 pytest_plugins = ["tests._clients"]
 
@@ -89,7 +91,7 @@ def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:
     db = tmp / "llmtap.db"
     process = subprocess.Popen(
         [*LLMTAP, "serve", "--db", str(db), "--port", str(port)],
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "LLMTAP_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

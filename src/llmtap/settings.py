@@ -156,6 +156,13 @@ _TABLE = [
         "server",
     ),
     Setting("host", "127.0.0.1", "Address the server binds to.", str, "server"),
+    Setting(
+        "admin_token",
+        None,
+        "Token that opens the dashboard; needed to bind beyond loopback.",
+        str,
+        "server",
+    ),
     Setting("port", 7420, "Port the server listens on.", int, "server"),
     Setting(
         "workers",

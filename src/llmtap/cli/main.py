@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
+from .demo import demo
 from .events import events
 from .export import export
 from .keys import keys
@@ -25,3 +26,4 @@ main.add_command(events)
 main.add_command(stats)
 main.add_command(export)
 main.add_command(prices)
+main.add_command(demo)

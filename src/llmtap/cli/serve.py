@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
 
@@ -10,26 +11,49 @@ import click
 from ._options import db_option, setting_option
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @click.command()
 @db_option
 @setting_option("--host", name="host")
 @setting_option("--port", name="port", type=int)
 @setting_option("--workers", name="workers", type=int)
+@setting_option("--admin-token", name="admin_token")
 @click.option(
     "--log-level",
     default="warning",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def serve(db: str, host: str, port: int, workers: int, log_level: str) -> None:
-    """Run the llmtap server (ingest and query API) on a store."""
+def serve(
+    db: str, host: str, port: int, workers: int, admin_token: str | None, log_level: str
+) -> None:
+    """Run the llmtap server: ingest and query API, and the dashboard."""
+    if not _loopback(host) and not admin_token:
+        raise click.UsageError(
+            f"refusing to listen on {host} without a dashboard credential: set "
+            "LLMTAP_ADMIN_TOKEN (or --admin-token), or keep the default 127.0.0.1"
+        )
     import uvicorn
 
     from ..server import create_app
+    from ..server.dashboard import ensure_admin_token
     from ..store import open_store
 
     store = open_store(db)  # created and migrated once, before any worker starts
+    new_token = ensure_admin_token(store, admin_token)
     click.echo(f"llmtap {store.backend} store: {db}", err=True)
+    if new_token:
+        click.echo(
+            f"dashboard admin token (shown once, only its hash is kept): {new_token}", err=True
+        )
     click.echo(
         f"llmtap listening on http://{host}:{port}  (dashboard: http://{host}:{port}/)", err=True
     )
@@ -41,9 +65,11 @@ def serve(db: str, host: str, port: int, workers: int, log_level: str) -> None:
     }
     if workers > 1:
         store.close()
-        os.environ["LLMTAP_DB"] = db
+        os.environ["LLMTAP_DB"] = db  # each worker opens the store itself
+        if admin_token:
+            os.environ["LLMTAP_ADMIN_TOKEN"] = admin_token
         uvicorn.run(
             "llmtap.server.app:app_from_environment", factory=True, workers=workers, **options
         )
     else:
-        uvicorn.run(create_app(store), **options)
+        uvicorn.run(create_app(store, admin_token=admin_token), **options)

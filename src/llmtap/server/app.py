@@ -1,4 +1,5 @@
-"""The llmtap server: an ASGI app (Starlette) over a store."""
+"""The llmtap server: an ASGI app (Starlette) over a store: the JSON API under ``/api/v1``,
+the dashboard everywhere else."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
 from ..settings import resolve
 from ..store import Store
 from .auth import KeyCache
+from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token
 from .errors import exception_handlers
 from .ingest import receive_events, receive_feedback
 from .openapi import serve_openapi
@@ -22,6 +25,36 @@ from .redaction import Redaction
 from .stats import get_stats, list_templates
 
 __all__ = ["app_from_environment", "create_app"]
+
+# Pages run no script but our own files, load nothing from elsewhere but images, and cannot be
+# framed: a prompt that smuggles markup past the escaping still cannot run.
+_SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+        b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -34,7 +67,12 @@ def create_app(
     max_body_bytes: int | None = None,
     max_field_bytes: int | None = None,
     redact_fields: dict[str, Any] | None = None,
+    admin_token: str | None = None,
 ) -> Starlette:
+    """The server over ``store``. ``admin_token`` (else ``LLMTAP_ADMIN_TOKEN``) guards the
+    dashboard; with neither and none stored, one is made: call ``ensure_admin_token`` first
+    to learn it."""
+    ensure_admin_token(store, resolve("admin_token", admin_token))
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -48,12 +86,15 @@ def create_app(
             Route("/api/v1/prices", list_prices, methods=["GET"]),
             Route("/api/v1/prices", set_price, methods=["POST"]),
             Route("/api/v1/prices", delete_price, methods=["DELETE"]),
+            *dashboard_routes(),
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
     )
+    app.add_middleware(SecurityHeaders)
     app.state.store = store
     app.state.keys = KeyCache(store)
     app.state.pricer = Pricer(store)
+    app.state.admin = AdminAuth(store)
     app.state.max_body_bytes = resolve("max_body_bytes", max_body_bytes)
     app.state.max_field_bytes = resolve("max_field_bytes", max_field_bytes)
     app.state.redaction = Redaction(resolve("redact_fields", redact_fields))

@@ -9,10 +9,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..store import EventFilter, KeyInfo, decode_cursor, to_us
+from ..store import EventFilter, Store, decode_cursor, to_us
 from .errors import ApiError
 
-__all__ = ["SELECTING", "event_filter", "get_event", "list_events"]
+__all__ = [
+    "SELECTING",
+    "event_filter",
+    "get_event",
+    "list_events",
+    "query_event",
+    "query_events",
+]
 
 MAX_LIMIT = 1000
 # Parameters that select events (the events list, stats and export take them all).
@@ -103,23 +110,34 @@ def event_filter(
     return f
 
 
-def _with_project(event: dict[str, Any], key: KeyInfo) -> dict[str, Any]:
-    return {"project": key.project, **event}
+# The queries behind the API, shared with the dashboard's pages so the two cannot drift.
+
+
+def query_events(store: Store, project_id: int, project: str, f: EventFilter) -> dict[str, Any]:
+    """A page of events, newest first: ``{"events": [...], "next_cursor": ...}``."""
+    events, cursor = store.list_events(project_id, f)
+    return {"events": [{"project": project, **e} for e in events], "next_cursor": cursor}
+
+
+def query_event(store: Store, project_id: int, project: str, event_id: str) -> dict[str, Any]:
+    """One event with its feedback; a 404 when the project has no such event."""
+    event = store.get_event(project_id, event_id)
+    if event is None:
+        raise ApiError(404, f"no event {event_id!r} in project {project!r}")
+    return {"project": project, **event}
 
 
 async def list_events(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
     f = event_filter(request.query_params)
-    events, cursor = await run_in_threadpool(state.store.list_events, key.project_id, f)
-    return JSONResponse({"events": [_with_project(e, key) for e in events], "next_cursor": cursor})
+    page = await run_in_threadpool(query_events, state.store, key.project_id, key.project, f)
+    return JSONResponse(page)
 
 
 async def get_event(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
     event_id = request.path_params["event_id"]
-    event = await run_in_threadpool(state.store.get_event, key.project_id, event_id)
-    if event is None:
-        raise ApiError(404, f"no event {event_id!r} in project {key.project!r}")
-    return JSONResponse(_with_project(event, key))
+    event = await run_in_threadpool(query_event, state.store, key.project_id, key.project, event_id)
+    return JSONResponse(event)

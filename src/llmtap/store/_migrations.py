@@ -176,6 +176,14 @@ SQLITE_MIGRATIONS: list[Step] = [
             _derive.backfill,
         ),
     ),
+    (
+        "m003_meta",
+        (
+            # Server-wide values: the admin token's hash, and what is derived from it.
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE INDEX feedback_by_time ON feedback (project_id, created_us)",
+        ),
+    ),
 ]
 
 

@@ -1,0 +1,193 @@
+"""The pages that read the stats: overview (charts over time and breakdowns), group by any
+field or attribute, and prompt templates with their revisions side by side and diffed.
+
+Each asks the store's stats and templates queries, the same ones behind ``/api/v1/stats`` and
+``/api/v1/templates``."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...store import EventFilter
+from ..errors import ApiError
+from .pages import Context
+from .render import render
+
+__all__ = ["groups_page", "overview_page", "template_page", "templates_page"]
+
+# Range picker: (label, seconds, time bucket).
+RANGES = {
+    "1h": ("last hour", 3600, "minute"),
+    "24h": ("last 24 hours", 86400, "hour"),
+    "7d": ("last 7 days", 7 * 86400, "hour"),
+    "30d": ("last 30 days", 30 * 86400, "day"),
+    "all": ("all time", None, "day"),
+}
+BREAKDOWNS = ("model", "prompt_template_name", "environment")
+GROUPABLE = (
+    "model",
+    "prompt_template_name",
+    "template_revision",
+    "environment",
+    "status",
+    "minute",
+    "hour",
+    "day",
+)
+
+
+def _range(request: Request) -> tuple[str, EventFilter, str]:
+    name = request.query_params.get("range", "24h")
+    if name not in RANGES:
+        raise ApiError(400, f"range: one of {', '.join(RANGES)}")
+    _, seconds, bucket = RANGES[name]
+    f = EventFilter()
+    if seconds is not None:
+        # Whole buckets, so the first point is not a sliver of one.
+        size = {"minute": 60, "hour": 3600, "day": 86400}[bucket]
+        start = (int(time.time()) - seconds) // size * size
+        f.from_us = start * 1_000_000
+    return name, f, bucket
+
+
+def _series(groups: list[dict[str, Any]], bucket: str) -> dict[str, list[Any]]:
+    """Columns for the charts, one point per time bucket."""
+
+    def ts(group: dict[str, Any]) -> int:
+        return int(datetime.fromisoformat(group["key"][bucket]).timestamp())
+
+    rows = sorted(groups, key=ts)
+    size = {"minute": 60, "hour": 3600, "day": 86400}[bucket]
+    return {
+        "t": [ts(g) for g in rows],
+        "bucket_seconds": [size] * len(rows),
+        "requests": [g["count"] for g in rows],
+        "errors": [g["errors"] for g in rows],
+        "cost": [g["cost_usd"] for g in rows],
+        "input_tokens": [g["input_tokens"] for g in rows],
+        "output_tokens": [g["output_tokens"] for g in rows],
+        "latency_p50": [g["latency_ms"]["p50"] for g in rows],
+        "latency_p95": [g["latency_ms"].get("p95", g["latency_ms"].get("p90")) for g in rows],
+        "ttft_p50": [g["ttft_ms"]["p50"] for g in rows],
+        "per_minute": [g["count"] / (size / 60) for g in rows],
+    }
+
+
+async def overview_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    range_name, f, bucket = _range(request)
+    stats = ctx.store.stats
+    total = await run_in_threadpool(stats, project["id"], f, [])
+    over_time = await run_in_threadpool(stats, project["id"], f, [bucket])
+    breakdowns = {}
+    for field in BREAKDOWNS:
+        answer = await run_in_threadpool(stats, project["id"], f, [field])
+        breakdowns[field] = sorted(answer["groups"], key=lambda g: -g["count"])[:12]
+    totals = total["groups"][0] if total["groups"] else None
+    data = {
+        "project": project["name"],
+        "range": range_name,
+        "bucket": bucket,
+        "from": _iso(f.from_us),
+        "totals": totals,
+        "series": _series(over_time["groups"], bucket),
+        "breakdowns": breakdowns,
+    }
+    return render(
+        request, "overview.html", data, projects=projects, ranges=RANGES, title="Overview"
+    )
+
+
+def _iso(us: int | None) -> str | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
+
+
+async def groups_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    by = request.query_params.get("by", "model").strip()
+    if by not in GROUPABLE and not (by.startswith("attributes.") and len(by) > 11):
+        raise ApiError(400, f"by: one of {', '.join(GROUPABLE)}, or attributes.KEY")
+    range_name, f, _ = _range(request)
+    answer = await run_in_threadpool(ctx.store.stats, project["id"], f, [by])
+    groups = sorted(answer["groups"], key=lambda g: -g["count"])
+    data = {"project": project["name"], "by": by, "range": range_name, "groups": groups}
+    return render(
+        request,
+        "groups.html",
+        data,
+        projects=projects,
+        ranges=RANGES,
+        groupable=GROUPABLE,
+        title="Group by",
+    )
+
+
+async def templates_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    templates = await run_in_threadpool(ctx.store.templates, project["id"])
+    data = {"project": project["name"], "templates": templates}
+    return render(request, "templates.html", data, projects=projects, title="Templates")
+
+
+def template_lines(template: Any) -> list[str]:
+    """A template as lines of text, for a diff: a chat template's messages as ``role:``
+    headings followed by their content."""
+    if isinstance(template, str):
+        return template.splitlines() or [""]
+    lines: list[str] = []
+    for message in template or []:
+        content = message.get("content") if isinstance(message, dict) else message
+        if not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False, indent=1)
+        role = message.get("role", "?") if isinstance(message, dict) else "?"
+        lines.append(f"[{role}]")
+        lines.extend(content.splitlines() or [""])
+    return lines
+
+
+def diff(a: Any, b: Any) -> list[dict[str, str]]:
+    """Line by line, what changed from template ``a`` to template ``b``."""
+    out = []
+    for line in difflib.ndiff(template_lines(a), template_lines(b)):
+        tag, text = line[:1], line[2:]
+        if tag == "?":
+            continue
+        out.append({"op": {"+": "add", "-": "del"}.get(tag, "same"), "text": text})
+    return out
+
+
+async def template_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    name = request.path_params["name"]
+    templates = await run_in_threadpool(ctx.store.templates, project["id"])
+    entry = next((t for t in templates if t["name"] == name), None)
+    if entry is None:
+        raise ApiError(404, f"no template {name!r} in project {project['name']!r}")
+    revisions = entry["revisions"]  # newest first
+    by_id = {r["revision"]: r for r in revisions}
+    a = request.query_params.get("a") or (
+        revisions[1]["revision"] if len(revisions) > 1 else revisions[0]["revision"]
+    )
+    b = request.query_params.get("b") or revisions[0]["revision"]
+    if a not in by_id or b not in by_id:
+        raise ApiError(404, "no such revision of this template")
+    data = {
+        "project": project["name"],
+        "template": entry,
+        "a": a,
+        "b": b,
+        "diff": diff(by_id[a]["template"], by_id[b]["template"]),
+    }
+    return render(request, "template.html", data, projects=projects, title="Templates")

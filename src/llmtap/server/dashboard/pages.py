@@ -1,0 +1,175 @@
+"""The dashboard's pages. Each builds its data with the same query code the JSON API uses, then
+``render`` answers HTML or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...store import EventFilter
+from ...store._admin import list_feedback, list_projects
+from ..errors import ApiError
+from ..query import event_filter, query_event, query_events
+from .conversation import conversation, output_messages
+from .render import render
+
+__all__ = [
+    "Context",
+    "chain_page",
+    "chat_page",
+    "event_page",
+    "events_page",
+    "feedback_page",
+]
+
+# Query parameters that steer the page, not the event filter.
+_PAGE_PARAMS = {"project", "format", "attr"}
+
+
+class Context:
+    """The project a page shows (``?project=`` or the first one) and the list to switch."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.store = request.app.state.store
+
+    async def project(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        projects = await run_in_threadpool(list_projects, self.store)
+        if not projects:
+            raise ApiError(404, "no project yet: create a key with `llmtap keys create`")
+        wanted = self.request.query_params.get("project")
+        for p in projects:
+            if p["name"] == wanted:
+                return p, projects
+        if wanted:
+            raise ApiError(404, f"no project {wanted!r}")
+        return projects[0], projects
+
+
+def _filter_params(request: Request) -> dict[str, str]:
+    """The events filter in the URL: the API's parameters, and ``attr=KEY=VALUE`` from the
+    dashboard's form turned into ``attributes.KEY=VALUE``."""
+    params = {k: v for k, v in request.query_params.items() if k not in _PAGE_PARAMS and v}
+    for pair in request.query_params.getlist("attr"):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip():
+            params[f"attributes.{key.strip()}"] = value.strip()
+    return params
+
+
+async def events_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    params = _filter_params(request)
+    f = event_filter(params)
+    page = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f)
+    data = {"project": project["name"], "filters": params, **page}
+    next_url = None
+    if page["next_cursor"]:
+        query = dict(request.query_params)
+        query["cursor"] = page["next_cursor"]
+        next_url = "/events?" + urlencode(query)
+    return render(
+        request,
+        "events.html",
+        data,
+        projects=projects,
+        next_url=next_url,
+        attr=request.query_params.get("attr", ""),
+        title="Events",
+    )
+
+
+async def event_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    event_id = request.path_params["event_id"]
+    event = await run_in_threadpool(
+        query_event, ctx.store, project["id"], project["name"], event_id
+    )
+    related: dict[str, list[dict[str, Any]]] = {}
+    for field in ("chat_id", "chain_id"):
+        if event.get(field):
+            f = EventFilter(limit=200, **{field: event[field]})
+            found = await run_in_threadpool(
+                query_events, ctx.store, project["id"], project["name"], f
+            )
+            related[field] = list(reversed(found["events"]))
+    data = {"project": project["name"], "event": event, "related": related}
+    return render(
+        request,
+        "event.html",
+        data,
+        projects=projects,
+        messages=conversation(event),
+        outputs=output_messages(event),
+        title=f"Event {event_id[:8]}",
+    )
+
+
+async def _timeline(request: Request, field: str) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    value = request.path_params["value"]
+    f = EventFilter(limit=500, **{field: value})
+    found = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f)
+    steps = list(reversed(found["events"]))
+    data = {"project": project["name"], field: value, "events": steps}
+    views = [
+        {"event": e, "messages": conversation(e), "outputs": output_messages(e)} for e in steps
+    ]
+    kind = "Chat" if field == "chat_id" else "Chain"
+    return render(
+        request,
+        "timeline.html",
+        data,
+        projects=projects,
+        views=views,
+        kind=kind,
+        value=value,
+        title=f"{kind} {value}",
+    )
+
+
+async def chat_page(request: Request) -> Response:
+    return await _timeline(request, "chat_id")
+
+
+async def chain_page(request: Request) -> Response:
+    return await _timeline(request, "chain_id")
+
+
+def _test_case(item: dict[str, Any]) -> dict[str, Any]:
+    event = item["event"] or {}
+    request = event.get("request") or {}
+    return {
+        "prompt_template_name": event.get("prompt_template_name"),
+        "template_params": event.get("template_params"),
+        "input": request.get("messages", request.get("prompt", request.get("input"))),
+        "output": event.get("output_text"),
+        "rating": item["rating"],
+        "better_response": item["better_response"],
+        "event_id": event.get("id"),
+    }
+
+
+async def feedback_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    items = await run_in_threadpool(list_feedback, ctx.store, project["id"], 200)
+    if request.query_params.get("format") == "jsonl":
+        # The rated answers as a test set: what was asked, what came back, what was wanted.
+        body = "".join(json.dumps(_test_case(i), ensure_ascii=False) + "\n" for i in items)
+        filename = f"llmtap-feedback-{project['name']}.jsonl"
+        return Response(
+            body,
+            media_type="application/x-ndjson",
+            headers={"content-disposition": f'attachment; filename="{filename}"'},
+        )
+    data = {"project": project["name"], "feedback": items}
+    return render(request, "feedback.html", data, projects=projects, title="Feedback")

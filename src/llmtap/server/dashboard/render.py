@@ -1,0 +1,116 @@
+"""One query, two renderings: each page builds its data once, then answers HTML (Jinja2,
+autoescaped) or, with ``?format=json`` or ``Accept: application/json``, that same data as
+JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from markupsafe import Markup, escape
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.templating import Jinja2Templates
+
+from .auth import csrf_token, set_csrf_cookie
+
+__all__ = ["highlight_filled", "highlight_placeholders", "render", "templates", "wants_json"]
+
+HERE = Path(__file__).parent
+# Autoescape everything: prompts, responses, attribute keys and values are user text.
+templates = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+)
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def wants_json(request: Request) -> bool:
+    if request.query_params.get("format") == "json":
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def render(request: Request, template: str, data: dict[str, Any], **page: Any) -> Response:
+    """``data`` as JSON, or ``template`` rendered with ``data`` and the page's extras."""
+    if wants_json(request):
+        return JSONResponse(data)
+    context = {**data, **page, "csrf_token": csrf_token(request), "request": request}
+    response = templates.TemplateResponse(request, template, context)
+    set_csrf_cookie(request, response)
+    return response
+
+
+def highlight_placeholders(template: str) -> Markup:
+    """The template, escaped, with each ``{name}`` marked."""
+    out, last = [], 0
+    for match in _PLACEHOLDER.finditer(template):
+        out.append(escape(template[last : match.start()]))
+        out.append(Markup('<mark class="ph">{}</mark>').format(match.group(0)))
+        last = match.end()
+    out.append(escape(template[last:]))
+    return Markup("").join(out)
+
+
+def highlight_filled(template: str, params: dict[str, Any]) -> Markup:
+    """The template filled in, escaped, with each filled-in value marked (its parameter name
+    on hover); placeholders without a value stay as written."""
+    out, last = [], 0
+    for match in _PLACEHOLDER.finditer(template):
+        out.append(escape(template[last : match.start()]))
+        name = match.group(1)
+        if name in params:
+            value = params[name]
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            out.append(Markup('<mark class="val" title="{}">{}</mark>').format(name, text))
+        else:
+            out.append(escape(match.group(0)))
+        last = match.end()
+    out.append(escape(template[last:]))
+    return Markup("").join(out)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _short_time(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else ""
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.{digits}f}"
+
+
+def _cost(value: float | None) -> str:
+    if value is None:
+        return "\u2013"  # an en dash: no cost known
+    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def page_url(path: str, project: str = "", **params: Any) -> str:
+    """A dashboard URL that keeps the project."""
+    query = {"project": project, **params}
+    query = {k: v for k, v in query.items() if v not in (None, "")}
+    return f"{path}?{urlencode(query)}" if query else path
+
+
+templates.env.globals["url"] = page_url
+templates.env.filters.update(
+    pretty=_pretty,
+    short_time=_short_time,
+    num=_num,
+    cost=_cost,
+    placeholders=highlight_placeholders,
+    filled=highlight_filled,
+)

@@ -1,0 +1,149 @@
+"""The dashboard in real Chromium against a real ``llmtap serve``, filled by ``llmtap demo``
+through the real SDK."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .browser import chromium, log_in
+from .conftest import ADMIN_TOKEN, LLMTAP, Project, Server
+from .test_server import event, post_events
+
+XSS_PROMPT = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+
+
+@pytest.fixture(scope="module")
+def filled(server: Server) -> Iterator[tuple[Project, str]]:
+    """A project with the demo's traffic and an event that tries to inject a script."""
+    name = f"dash-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    result = subprocess.run(
+        [*LLMTAP, "demo", "-n", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LLMTAP_URL": server.url, "LLMTAP_API_KEY": project.key},
+    )
+    assert result.returncode == 0, result.stderr
+    post_events(
+        project,
+        [
+            event(
+                id="xss-event",
+                prompt_template_name="<b>bold-name</b>",
+                request={"messages": [{"role": "user", "content": XSS_PROMPT}]},
+                output_text=XSS_PROMPT,
+                attributes={"<i>key</i>": XSS_PROMPT},
+                template_chat=[{"role": "user", "content": "{x}"}],
+                template_params={"x": XSS_PROMPT},
+            )
+        ],
+    )
+    yield project, name
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def test_login_is_required(page: Any, server: Server) -> None:
+    page.goto(server.url + "/events")
+    assert "/login" in page.url
+    page.fill("input[name=token]", "wrong")
+    page.click("button[type=submit]")
+    assert page.locator(".error").inner_text() == "That is not the admin token."
+    page.fill("input[name=token]", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/events**")
+
+
+def test_events_filters_change_the_table(
+    page: Any, server: Server, filled: tuple[Project, str]
+) -> None:
+    _, name = filled
+    log_in(page, server.url, ADMIN_TOKEN, f"/events?project={name}")
+    rows = page.locator("table.events tbody tr")
+    assert rows.count() > 20
+    page.select_option("select[name=status]", "error")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**status=error**")
+    statuses = page.locator("table.events tbody .status").all_inner_texts()
+    assert statuses and set(statuses) == {"error"}
+    # The filter lives in the URL: the same view opens from a shared link.
+    shared = page.url
+    page.goto(server.url + f"/events?project={name}")
+    page.goto(shared)
+    assert set(page.locator("table.events tbody .status").all_inner_texts()) == {"error"}
+    page.fill("input[name=prompt_template_name]", "explain-math")
+    page.select_option("select[name=status]", "")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**explain-math**")
+    templates = page.locator("table.events tbody td.clip:not(.out)").all_inner_texts()
+    assert len(templates) == 12 and set(templates) == {"explain-math"}
+
+
+def test_event_page_renders_a_chat_with_a_tool_call(
+    page: Any, server: Server, filled: tuple[Project, str]
+) -> None:
+    _, name = filled
+    log_in(
+        page, server.url, ADMIN_TOKEN, f"/events?project={name}&prompt_template_name=support-bot"
+    )
+    page.locator("table.events tbody tr a").first.click()
+    page.wait_for_url("**/events/**")
+    assert (
+        page.locator(".msg.role-system")
+        .first.inner_text()
+        .endswith("You are Tapbot, a helpful assistant.")
+    )
+    # Somewhere in this chat the assistant called get_weather: follow the chat timeline.
+    page.locator("a[href*='/chats/']").first.click()
+    page.wait_for_url("**/chats/**")
+    assert page.locator(".tool-call b", has_text="get_weather").count() >= 1
+    assert page.locator("ol.timeline > li").count() == 3
+
+
+def test_injected_script_shows_as_text(
+    page: Any, server: Server, filled: tuple[Project, str]
+) -> None:
+    _, name = filled
+    log_in(page, server.url, ADMIN_TOKEN, f"/events/xss-event?project={name}")
+    assert page.evaluate("window.__xss") is None
+    assert XSS_PROMPT in page.locator(".msg.role-user .text").first.inner_text()
+    assert "<b>bold-name</b>" in page.locator("h1").inner_text()
+    assert "<i>key</i>" in page.locator("aside").inner_text()
+    page.goto(server.url + f"/events?project={name}")
+    assert page.evaluate("window.__xss") is None
+    assert XSS_PROMPT in page.locator("table.events").inner_text()
+
+
+def test_feedback_and_settings_pages(
+    page: Any, server: Server, filled: tuple[Project, str]
+) -> None:
+    _, name = filled
+    log_in(page, server.url, ADMIN_TOKEN, f"/feedback?project={name}")
+    assert page.locator("table.events tbody tr").count() >= 1
+    with page.expect_download() as download:
+        page.click("text=Download as a test set")
+    assert download.value.suggested_filename == f"llmtap-feedback-{name}.jsonl"
+    page.goto(server.url + "/settings")
+    assert page.locator(f"section.card h3:has-text('{name}')").count() == 1

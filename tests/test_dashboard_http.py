@@ -1,0 +1,144 @@
+"""The dashboard's door, over plain HTTP: login, sessions, CSRF, refusing to bind beyond
+loopback without a credential, and pages that are the JSON API rendered."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from .conftest import ADMIN_TOKEN, LLMTAP, Project, Server, free_port
+from .test_server import event, post_events
+
+
+@contextmanager
+def login(server: Server, token: str = ADMIN_TOKEN) -> Iterator[httpx2.Client]:
+    """A client that has logged in (or tried to, with ``token``) as a browser would."""
+    with httpx2.Client(base_url=server.url, headers={"accept": "text/html"}) as browser:
+        csrf = csrf_of(browser.get("/login").text)
+        browser.post("/login", data={"csrf_token": csrf, "token": token, "next": "/"})
+        yield browser
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
+def test_pages_need_login(server: Server) -> None:
+    for path in ["/", "/events", "/settings", "/feedback"]:
+        response = httpx2.get(server.url + path, headers={"accept": "text/html"})
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
+    assert httpx2.get(server.url + "/events?format=json").status_code == 401
+
+
+def test_wrong_token_and_missing_csrf_are_refused(server: Server) -> None:
+    with login(server, token="not-it") as browser:
+        assert browser.get("/events").status_code == 303
+    with httpx2.Client(base_url=server.url) as fresh:
+        fresh.get("/login")
+        refused = fresh.post("/login", data={"csrf_token": "forged", "token": ADMIN_TOKEN})
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["error"]
+
+
+def test_page_and_json_come_from_one_query(server: Server, project: Project) -> None:
+    post_events(project, [event(model="page-model")])
+    project_name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get("/events", params={"project": project_name})
+        as_json = browser.get("/events", params={"project": project_name, "format": "json"}).json()
+    assert page.status_code == 200 and "page-model" in page.text
+    assert [e["model"] for e in as_json["events"]] == ["page-model"]
+    assert as_json["events"] == project.events()
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_keys_created_and_revoked_from_settings(server: Server) -> None:
+    with login(server) as browser:
+        settings = browser.get("/settings")
+        created = browser.post(
+            "/settings/keys",
+            data={
+                "csrf_token": csrf_of(settings.text),
+                "project": "from-settings",
+                "environment": "prod",
+            },
+        )
+        key = re.search(r"(lt_[A-Za-z0-9_-]{20,})", created.text)
+        assert key, created.text
+        assert server.get("/api/v1/events", key.group(1)).status_code == 200
+        section = created.text.split("<h3>from-settings")[1].split("</section>")[0]
+        key_id = re.findall(r"/settings/keys/(\d+)/revoke", section)[0]
+        # Without the CSRF token a revoke is refused; with it, the key stops working.
+        assert (
+            browser.post(
+                f"/settings/keys/{key_id}/revoke", data={"project": "from-settings"}
+            ).status_code
+            == 403
+        )
+        revoked = browser.post(
+            f"/settings/keys/{key_id}/revoke",
+            data={"csrf_token": csrf_of(created.text), "project": "from-settings"},
+        )
+    assert revoked.status_code == 303
+    # A fresh server process (no key cache) refuses it at once; the running one within 30 s.
+    from llmtap.store import open_store
+
+    store = open_store(str(server.db))
+    from llmtap.server.auth import hash_key
+
+    assert store.key_by_hash(hash_key(key.group(1))) is None
+    store.close()
+
+
+def test_serve_refuses_public_bind_without_credential(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LLMTAP_ADMIN_TOKEN"}
+    result = subprocess.run(
+        [
+            *LLMTAP,
+            "serve",
+            "--db",
+            str(tmp_path / "x.db"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "LLMTAP_ADMIN_TOKEN" in result.stderr
+
+
+def test_first_start_prints_a_token_once(tmp_path: Path) -> None:
+    from llmtap.server.dashboard import AdminAuth, ensure_admin_token
+    from llmtap.store import open_store
+
+    store = open_store(str(tmp_path / "t.db"))
+    token = ensure_admin_token(store, None)
+    assert token and ensure_admin_token(store, None) is None
+    assert AdminAuth(store).check_token(token)
+    assert token.encode() not in (tmp_path / "t.db").read_bytes()
+    store.close()
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/"])
+def test_login_never_redirects_off_site(server: Server, target: str) -> None:
+    with httpx2.Client(base_url=server.url) as browser:
+        csrf = csrf_of(browser.get("/login").text)
+        response = browser.post(
+            "/login", data={"csrf_token": csrf, "token": ADMIN_TOKEN, "next": target}
+        )
+    assert response.headers["location"] == "/"
