@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -131,7 +132,8 @@ def test_injected_script_shows_as_text(
     assert XSS_PROMPT in page.locator(".msg.role-user .text").first.inner_text()
     assert "<b>bold-name</b>" in page.locator("h1").inner_text()
     assert "<i>key</i>" in page.locator("aside").inner_text()
-    page.goto(server.url + f"/events?project={name}")
+    query = urlencode({"project": name, "prompt_template_name": "<b>bold-name</b>"})
+    page.goto(server.url + "/events?" + query)
     assert page.evaluate("window.__xss") is None
     assert XSS_PROMPT in page.locator("table.events").inner_text()
 
@@ -147,3 +149,64 @@ def test_feedback_and_settings_pages(
     assert download.value.suggested_filename == f"llmtap-feedback-{name}.jsonl"
     page.goto(server.url + "/settings")
     assert page.locator(f"section.card h3:has-text('{name}')").count() == 1
+
+
+def test_overview_shows_charts_and_leads_to_the_events(
+    page: Any, server: Server, filled: tuple[Project, str]
+) -> None:
+    project, name = filled
+    log_in(page, server.url, ADMIN_TOKEN, f"/?project={name}&range=all")
+    # The page's numbers are the API's: the same query behind both.
+    total = project.server.get("/api/v1/stats", project.key).json()["groups"][0]["count"]
+    assert page.locator(".tile .v").first.inner_text() == f"{total:,}"
+    page.wait_for_selector(".chart canvas")
+    assert page.locator(".chart").count() == 6
+    assert page.locator(".chart canvas").count() >= 6
+    # A bar of the model breakdown opens the events of that model.
+    page.locator("table.bars a").first.click()
+    page.wait_for_url("**/events?**model=**")
+    models = set(page.locator("table.events tbody tr td:nth-child(2)").all_inner_texts())
+    assert len(models) == 1
+    # A point of a chart opens the events of its time bucket.
+    page.goto(server.url + f"/?project={name}&range=1h")
+    over = page.locator(".chart .u-over").first
+    box = over.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_url("**/events?**from=**")
+    assert page.locator("table.events tbody tr").count() >= 1
+
+
+def test_group_by_an_attribute(page: Any, server: Server, filled: tuple[Project, str]) -> None:
+    _, name = filled
+    log_in(
+        page,
+        server.url,
+        ADMIN_TOKEN,
+        f"/groups?project={name}&by=attributes.system_prompt&range=all",
+    )
+    rows = page.locator("table.groups tbody tr")
+    assert rows.count() == 3  # the demo asks with three system prompts, four times each
+    counts = page.locator("table.groups tbody tr td:nth-child(2)").all_inner_texts()
+    assert counts == ["4", "4", "4"]
+    rows.first.locator("a").click()
+    page.wait_for_url("**attr=system_prompt**")
+    assert page.locator("table.events tbody tr").count() == 4
+
+
+def test_templates_compare_revisions_with_a_diff(
+    page: Any, server: Server, filled: tuple[Project, str]
+) -> None:
+    _, name = filled
+    log_in(page, server.url, ADMIN_TOKEN, f"/templates?project={name}")
+    row = page.locator("table.events tbody tr", has_text="sport-emoji")
+    assert row.locator("td").nth(1).inner_text() == "2"  # two revisions
+    row.locator("a").click()
+    page.wait_for_url("**/templates/sport-emoji**")
+    assert page.locator("table.revisions tbody tr").count() == 2
+    added = page.locator("pre.diff .add").all_inner_texts()
+    removed = page.locator("pre.diff .del").all_inner_texts()
+    assert "+ Answer with one emoji only." in added
+    assert "- Show me an emoji for {sport}" in removed
+    assert "+ Show me an emoji that matches the sport: {sport}" in added

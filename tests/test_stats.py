@@ -168,7 +168,7 @@ def check(
             assert g["cost_usd"] is None
         lat = [e["latency_ms"] for e in evs]
         ttft = [e["ttft_ms"] for e in evs if e["ttft_ms"] is not None]
-        for q, name in [(0.5, "p50"), (0.9, "p90"), (0.99, "p99")]:
+        for q, name in [(0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99")]:
             assert g["latency_ms"][name] == pytest.approx(exact(lat, q), rel=tolerance)
         for q, name in [(0.5, "p50"), (0.95, "p95")]:
             want_ttft = exact(ttft, q)

@@ -99,8 +99,18 @@ def _send(client: Any, rng: random.Random, n: int) -> int:
                 ),
                 llmtap={"prompt_template_name": "support-bot", "chat_id": chat_id},
             )
-            if out is not None:
-                history.append(out.choices[0].message.model_dump(exclude_none=True))
+            if out is None:
+                continue
+            message = out.choices[0].message
+            history.append(message.model_dump(exclude_none=True))
+            for call in message.tool_calls or []:  # answer the tool, as an application would
+                history.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "content": '{"forecast": "sunny", "celsius": 21}',
+                    }
+                )
     chain_id = str(uuid.uuid4())
     parent = None
     for step in [
@@ -121,6 +131,23 @@ def _send(client: Any, rng: random.Random, n: int) -> int:
             },
         )
         parent = event_id
+    for i in range(8):  # streamed: time to first token, and usage asked for by llmtap
+        calls += 1
+        stream = client.chat.completions.create(
+            model=rng.choice(MODELS),
+            stream=True,
+            messages=[
+                {
+                    "role": "user",
+                    "content": f"Tell me a short story about {rng.choice(SPORTS)} [[chunks:6]]",
+                }
+            ],
+            llmtap={"prompt_template_name": "story", "attributes": {"tier": "pro"}},
+        )
+        for n, _ in enumerate(stream):
+            if i == 7 and n == 2:
+                break  # a reader who stops early: recorded as cancelled
+        stream.close()
     for _ in range(5):
         calls += 1
         client.completions.create(

@@ -28,6 +28,9 @@ GROUPS = (*DIMS, *TIME_GROUPS)  # and "attributes.KEY"
 _NO_AGG = ("chat_id", "chain_id", "q", "has_feedback", "rating_min", "rating_max")
 
 
+_LATENCY_QS = (0.5, 0.9, 0.95, 0.99)
+
+
 @dataclass
 class _Group:
     n: int = 0
@@ -47,10 +50,10 @@ class _Group:
 
     def out(self, key: dict[str, Any]) -> dict[str, Any]:
         if self.lat_values is not None and self.ttft_values is not None:
-            lat = [_hist.exact_percentile(self.lat_values, q) for q in (0.5, 0.9, 0.99)]
+            lat = [_hist.exact_percentile(self.lat_values, q) for q in _LATENCY_QS]
             ttft = [_hist.exact_percentile(self.ttft_values, q) for q in (0.5, 0.95)]
         else:
-            lat = _hist.percentiles(self.lat, (0.5, 0.9, 0.99))
+            lat = _hist.percentiles(self.lat, _LATENCY_QS)
             ttft = _hist.percentiles(self.ttft, (0.5, 0.95))
         return {
             "key": key,
@@ -62,7 +65,7 @@ class _Group:
             # Events without a price are not counted as free: the sum covers priced events.
             "cost_usd": round(self.cost, 10) if self.priced else None,
             "unpriced_events": self.n - self.priced,
-            "latency_ms": dict(zip(("p50", "p90", "p99"), lat, strict=True)),
+            "latency_ms": dict(zip(("p50", "p90", "p95", "p99"), lat, strict=True)),
             "ttft_ms": dict(zip(("p50", "p95"), ttft, strict=True)),
             "avg_rating": self.rating_sum / self.rating_n if self.rating_n else None,
             "ratings": self.rating_n,

@@ -58,16 +58,21 @@ def _range(request: Request) -> tuple[str, EventFilter, str]:
     return name, f, bucket
 
 
-def _series(groups: list[dict[str, Any]], bucket: str) -> dict[str, list[Any]]:
-    """Columns for the charts, one point per time bucket."""
+def _series(groups: list[dict[str, Any]], bucket: str, from_us: int | None) -> dict[str, Any]:
+    """Columns for the charts, one point per time bucket, and the time span they cover (the
+    range asked for: one lone point must not leave the chart to pick a span of years)."""
 
     def ts(group: dict[str, Any]) -> int:
         return int(datetime.fromisoformat(group["key"][bucket]).timestamp())
 
     rows = sorted(groups, key=ts)
     size = {"minute": 60, "hour": 3600, "day": 86400}[bucket]
+    times = [ts(g) for g in rows]
+    start = from_us // 1_000_000 if from_us is not None else (times[0] if times else 0)
+    end = max([int(time.time()), *times]) + size
     return {
-        "t": [ts(g) for g in rows],
+        "x_range": [start, end],
+        "t": times,
         "bucket_seconds": [size] * len(rows),
         "requests": [g["count"] for g in rows],
         "errors": [g["errors"] for g in rows],
@@ -75,7 +80,7 @@ def _series(groups: list[dict[str, Any]], bucket: str) -> dict[str, list[Any]]:
         "input_tokens": [g["input_tokens"] for g in rows],
         "output_tokens": [g["output_tokens"] for g in rows],
         "latency_p50": [g["latency_ms"]["p50"] for g in rows],
-        "latency_p95": [g["latency_ms"].get("p95", g["latency_ms"].get("p90")) for g in rows],
+        "latency_p95": [g["latency_ms"]["p95"] for g in rows],
         "ttft_p50": [g["ttft_ms"]["p50"] for g in rows],
         "per_minute": [g["count"] / (size / 60) for g in rows],
     }
@@ -99,7 +104,7 @@ async def overview_page(request: Request) -> Response:
         "bucket": bucket,
         "from": _iso(f.from_us),
         "totals": totals,
-        "series": _series(over_time["groups"], bucket),
+        "series": _series(over_time["groups"], bucket, f.from_us),
         "breakdowns": breakdowns,
     }
     return render(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -92,6 +93,19 @@ def _num(value: Any, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _datetime_input(value: str | None) -> str:
+    """An ISO time as a datetime-local input shows it (UTC, no zone), or empty."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds")
+
+
 def _cost(value: float | None) -> str:
     if value is None:
         return "\u2013"  # an en dash: no cost known
@@ -108,6 +122,7 @@ def page_url(path: str, project: str = "", **params: Any) -> str:
 templates.env.globals["url"] = page_url
 templates.env.filters.update(
     pretty=_pretty,
+    datetime_input=_datetime_input,
     short_time=_short_time,
     num=_num,
     cost=_cost,

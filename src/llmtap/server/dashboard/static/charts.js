@@ -26,10 +26,11 @@ document.addEventListener("DOMContentLoaded", () => {
       width: Math.max(box.clientWidth - 16, 300),
       height: 180,
       legend: { show: true },
+      scales: { x: { time: true, range: () => series.x_range } },
       cursor: { points: { size: 7 } },
       series: [{}, ...names.map((name, i) => ({
         label: name.replace("_", " "), stroke: colours[i % colours.length], width: 2,
-        points: { show: series.t.length < 60 },
+        points: { show: series.t.length < 60, size: 6 },
       }))],
       axes: [{}, { size: 60 }],
     };
