@@ -36,6 +36,8 @@ run: setup
 	echo "" && \
 	echo "  llmtap API key (project 'default', env 'dev'): $$KEY" && \
 	echo "  use it:  export LLMTAP_API_KEY=$$KEY LLMTAP_URL=http://$(HOST):$(PORT)" && \
+	echo "  sample traffic for the dashboard, from another shell:" && \
+	echo "           $(BIN)/llmtap demo --api-key $$KEY --url http://$(HOST):$(PORT)" && \
 	echo "" && \
 	exec $(BIN)/llmtap serve --db $(DB) --host $(HOST) --port $(PORT)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SETTINGS", "Setting", "resolve"]
+__all__ = ["SETTINGS", "Setting", "markdown_table", "resolve"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -217,3 +217,20 @@ def resolve(name: str, value: Any = None, environ: Mapping[str, str] | None = No
     if raw is not None and raw.strip() != "":
         return setting.parse(raw)
     return setting.default
+
+
+def markdown_table() -> str:
+    """Every setting as a Markdown table: what ``llmtap settings`` prints and the README shows
+    (a test keeps the two the same)."""
+
+    def shown(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "`1`" if value else "`0`"
+        return f"`{value}`"
+
+    lines = ["| setting | variable | default | where | what |", "|---|---|---|---|---|"]
+    for s in _TABLE:
+        lines.append(f"| {s.name} | `{s.env}` | {shown(s.default)} | {s.scope} | {s.help} |")
+    return "\n".join(lines)

@@ -11,6 +11,7 @@ from .export import export
 from .keys import keys
 from .prices import prices
 from .serve import serve
+from .settings_cmd import settings
 from .stats import stats
 
 
@@ -27,3 +28,4 @@ main.add_command(stats)
 main.add_command(export)
 main.add_command(prices)
 main.add_command(demo)
+main.add_command(settings)
