@@ -8,7 +8,7 @@ import platform
 import time
 from pathlib import Path
 
-from . import ingest, overhead, pii, query, streaming
+from . import dashboard, ingest, overhead, pii, query, streaming
 
 BENCHMARKS = {
     "overhead": overhead,
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "ingest": ingest,
     "pii": pii,
     "query": query,
+    "dashboard": dashboard,
 }
 
 

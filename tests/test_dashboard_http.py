@@ -142,3 +142,45 @@ def test_login_never_redirects_off_site(server: Server, target: str) -> None:
             "/login", data={"csrf_token": csrf, "token": ADMIN_TOKEN, "next": target}
         )
     assert response.headers["location"] == "/"
+
+
+def test_overview_numbers_are_the_stats_api_answers(server: Server, project: Project) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    post_events(
+        project,
+        [
+            event(
+                model=m,
+                prompt_template_name=t,
+                latency_ms=lat,
+                status=st,
+                started_at=(now - timedelta(minutes=i)).isoformat(),
+                usage={"input_tokens": 10 * i, "output_tokens": i},
+            )
+            for i, (m, t, lat, st) in enumerate(
+                [
+                    ("a", "t1", 100.0, "ok"),
+                    ("a", "t2", 250.0, "error"),
+                    ("b", "t1", 40.0, "ok"),
+                    ("b", "t1", 900.0, "ok"),
+                    ("c", "t3", 15.0, "ok"),
+                ]
+            )
+        ],
+    )
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get("/", params={"project": name, "range": "all", "format": "json"})
+    overview = page.json()
+
+    def api(group_by: str) -> list[dict]:
+        params = {"group_by": group_by} if group_by else {}
+        return server.get("/api/v1/stats", project.key, **params).json()["groups"]
+
+    assert overview["totals"] == api("")[0]
+    for field in ("model", "prompt_template_name", "environment"):
+        expected = sorted(api(field), key=lambda g: -g["count"])
+        assert overview["breakdowns"][field] == expected
+    assert sum(overview["series"]["requests"]) == 5

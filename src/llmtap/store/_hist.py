@@ -84,6 +84,21 @@ def hist_add(a: bytes | None, b: bytes | None) -> bytes | None:
     return encode(decode(a) + decode(b))
 
 
+class HistSum:
+    """SQL aggregate ``llmtap_hist_sum(blob)``: the merge of stored histograms, so a stats
+    query can sum them in SQLite and hand Python one row per group."""
+
+    def __init__(self) -> None:
+        self.h = 0
+
+    def step(self, blob: bytes | None, /) -> None:
+        if blob:
+            self.h += decode(blob)
+
+    def finalize(self) -> bytes | None:
+        return encode(self.h)
+
+
 def _counts(h: int) -> array[int]:
     raw = h.to_bytes(((h.bit_length() + 31) // 32) * _BYTES, "little")
     counts = array("I")

@@ -184,6 +184,20 @@ SQLITE_MIGRATIONS: list[Step] = [
             "CREATE INDEX feedback_by_time ON feedback (project_id, created_us)",
         ),
     ),
+    (
+        "m004_timeline_indexes",
+        (
+            # A chat's or chain's events in time order straight from one index: with only
+            # (project_id, chat_id) the planner preferred walking the time index, a million
+            # rows for the twenty of one chat.
+            "DROP INDEX events_by_chat",
+            "DROP INDEX events_by_chain",
+            "CREATE INDEX events_by_chat ON events (project_id, chat_id, started_us, seq)"
+            " WHERE chat_id IS NOT NULL",
+            "CREATE INDEX events_by_chain ON events (project_id, chain_id, started_us, seq)"
+            " WHERE chain_id IS NOT NULL",
+        ),
+    ),
 ]
 
 

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import _derive
+from . import _derive, _hist
 from ._common import EVENT_COLUMNS, KeyInfo
 from ._migrations import migrate_sqlite
 from ._queries import Queries
@@ -74,6 +74,7 @@ class SQLiteStore(Queries):
         # writer waits its turn rather than failing with "database is locked".
         conn.execute("PRAGMA busy_timeout=60000")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.create_aggregate("llmtap_hist_sum", 1, _hist.HistSum)  # type: ignore[arg-type]
         return conn
 
     def _reader(self) -> sqlite3.Connection:

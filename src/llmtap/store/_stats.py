@@ -48,6 +48,22 @@ class _Group:
     ttft_values: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def add(self, other: _Group) -> None:
+        self.n += other.n
+        self.errors += other.errors
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost += other.cost
+        self.priced += other.priced
+        self.lat += other.lat
+        self.ttft += other.ttft
+        self.rating_sum += other.rating_sum
+        self.rating_n += other.rating_n
+        if self.lat_values is not None and other.lat_values is not None:
+            self.lat_values += other.lat_values
+        if self.ttft_values is not None and other.ttft_values is not None:
+            self.ttft_values += other.ttft_values
+
     def out(self, key: dict[str, Any]) -> dict[str, Any]:
         if self.lat_values is not None and self.ttft_values is not None:
             lat = [_hist.exact_percentile(self.lat_values, q) for q in _LATENCY_QS]
@@ -165,13 +181,11 @@ def _from_aggregates(
     attr_key = next(iter(_attr_keys(f, keyer.group_by)), None)
     where = ["a.project_id = ?", "a.level = ?"]
     params: list[Any] = [project_id, level]
-    select_attr = ""
     join_attr = ""
     if attr_key is None:
         where.append("a.attr_id = 0")
     else:
         join_attr = "JOIN attr_values v ON v.id = a.attr_id"
-        select_attr = ", v.value"
         sub = "SELECT id FROM attr_values WHERE project_id = ? AND key = ?"
         params += [project_id, attr_key]
         if attr_key in f.attributes:
@@ -189,23 +203,31 @@ def _from_aggregates(
         if value is not None:
             where.append(f"d.{name} = ?")
             params.append(value)
+    # Sum in SQLite, per the key the answer needs (its time bucket, its dimensions, its
+    # attribute value), histograms included (llmtap_hist_sum): Python sees one row per group,
+    # not one per stored aggregate.
+    time_group = next((g for g in keyer.group_by if g in TIME_GROUPS), None)
+    bucket = f"a.bucket - a.bucket % {LEVELS[TIME_GROUPS[time_group]]}" if time_group else "0"
+    dims = [f"d.{d}" if d in keyer.group_by else "NULL" for d in DIMS]
+    wanted_attr = any(g.startswith("attributes.") for g in keyer.group_by)
+    attr = "v.value" if attr_key is not None and wanted_attr else "NULL"
+    keys = [bucket, *dims, attr]
     sql = (
-        f"SELECT a.bucket, {', '.join('d.' + d for d in DIMS)}{select_attr}, a.n, a.errors,"
-        " a.input_tokens, a.output_tokens, a.cost, a.priced, a.lat, a.ttft, a.rating_sum,"
-        f" a.rating_n FROM agg a JOIN agg_dims d ON d.id = a.dims_id {join_attr}"
-        f" WHERE {' AND '.join(where)}"
+        f"SELECT {', '.join(keys)}, sum(a.n), sum(a.errors), sum(a.input_tokens),"
+        " sum(a.output_tokens), sum(a.cost), sum(a.priced), llmtap_hist_sum(a.lat),"
+        " llmtap_hist_sum(a.ttft), sum(a.rating_sum), sum(a.rating_n)"
+        f" FROM agg a JOIN agg_dims d ON d.id = a.dims_id {join_attr}"
+        f" WHERE {' AND '.join(where)} GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
     )
     n_dims = len(DIMS)
-    with_attr = attr_key is not None
-    wanted_attr = any(g.startswith("attributes.") for g in keyer.group_by)
     decode = _hist.decode
     for row in conn.execute(sql, params):
-        attrs = (row[1 + n_dims],) if with_attr and wanted_attr else ()
+        attrs = (row[1 + n_dims],) if wanted_attr else ()
         key = keyer.key(row[0], row[1 : 1 + n_dims], attrs)
         g = groups.get(key)
         if g is None:
             g = groups[key] = _Group()
-        m = row[1 + n_dims + int(with_attr) :]
+        m = row[2 + n_dims :]
         g.n += m[0]
         g.errors += m[1]
         g.input_tokens += m[2]
@@ -280,9 +302,10 @@ def _from_events(
         g.rating_n += rating_n
 
 
-def stats(
+def _collect(
     conn: sqlite3.Connection, project_id: int, f: EventFilter, group_by: Sequence[str]
-) -> dict[str, Any]:
+) -> tuple[str, dict[tuple[Any, ...], _Group]]:
+    """(source, groups): the events ``f`` selects, summed per ``group_by`` key."""
     keyer = _Keyer(group_by)
     groups: dict[tuple[Any, ...], _Group] = {}
     if _aggregates_can_answer(conn, project_id, f, group_by):
@@ -307,6 +330,13 @@ def stats(
     else:
         source = "events"
         _from_events(conn, project_id, f, keyer, groups, exact=True)
+    return source, groups
+
+
+def _answer(
+    group_by: Sequence[str], source: str, groups: dict[tuple[Any, ...], _Group]
+) -> dict[str, Any]:
+    keyer = _Keyer(group_by)
 
     def order(item: tuple[tuple[Any, ...], _Group]) -> tuple[Any, ...]:
         return tuple(
@@ -318,3 +348,39 @@ def stats(
         "source": source,
         "groups": [g.out(keyer.render(k)) for k, g in sorted(groups.items(), key=order)],
     }
+
+
+def stats(
+    conn: sqlite3.Connection, project_id: int, f: EventFilter, group_by: Sequence[str]
+) -> dict[str, Any]:
+    return _answer(group_by, *_collect(conn, project_id, f, group_by))
+
+
+def stats_many(
+    conn: sqlite3.Connection,
+    project_id: int,
+    f: EventFilter,
+    groupings: Sequence[Sequence[str]],
+) -> list[dict[str, Any]]:
+    """The answers of ``stats`` for several groupings of the same events, from one pass: the
+    groups of all their fields together, rolled up into each (histograms merge by adding).
+    The groupings may name one time bucket and one attribute key between them."""
+    union: list[str] = []
+    for grouping in groupings:
+        union += [g for g in grouping if g not in union]
+    source, fine = _collect(conn, project_id, f, union)
+    answers = []
+    for grouping in groupings:
+        index = [union.index(g) for g in grouping]
+        rolled: dict[tuple[Any, ...], _Group] = {}
+        for key, group in fine.items():
+            coarse = tuple(key[i] for i in index)
+            into = rolled.get(coarse)
+            if into is None:
+                into = rolled[coarse] = _Group(
+                    lat_values=[] if group.lat_values is not None else None,
+                    ttft_values=[] if group.ttft_values is not None else None,
+                )
+            into.add(group)
+        answers.append(_answer(grouping, source, rolled))
+    return answers

@@ -90,13 +90,15 @@ async def overview_page(request: Request) -> Response:
     ctx = Context(request)
     project, projects = await ctx.project()
     range_name, f, bucket = _range(request)
-    stats = ctx.store.stats
-    total = await run_in_threadpool(stats, project["id"], f, [])
-    over_time = await run_in_threadpool(stats, project["id"], f, [bucket])
-    breakdowns = {}
-    for field in BREAKDOWNS:
-        answer = await run_in_threadpool(stats, project["id"], f, [field])
-        breakdowns[field] = sorted(answer["groups"], key=lambda g: -g["count"])[:12]
+    # One pass over the aggregates for all five answers (rolled up from the finest grouping).
+    groupings = [[], [bucket], *([field] for field in BREAKDOWNS)]
+    total, over_time, *by_field = await run_in_threadpool(
+        ctx.store.stats_many, project["id"], f, groupings
+    )
+    breakdowns = {
+        field: sorted(answer["groups"], key=lambda g: -g["count"])[:12]
+        for field, answer in zip(BREAKDOWNS, by_field, strict=True)
+    }
     totals = total["groups"][0] if total["groups"] else None
     data = {
         "project": project["name"],

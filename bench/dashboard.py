@@ -1,0 +1,121 @@
+"""Issue 6: the dashboard on a store of 1,000,000 events (the query benchmark's, generated once
+and cached under bench/.cache/): the server time of each page, and the weight of the overview
+with everything it loads."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from llmtap.server.auth import create_key
+from llmtap.store import open_store
+
+from . import query
+from ._harness import _wait, free_port
+
+TOKEN = "bench-admin-token"
+
+
+def _login(http: httpx2.Client) -> None:
+    page = http.get("/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf
+    http.post("/login", data={"csrf_token": csrf.group(1), "token": TOKEN, "next": "/"})
+
+
+def _time(http: httpx2.Client, path: str, rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        response = http.get(path)
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, (path, response.status_code, response.text[:300])
+    return times
+
+
+def _weight(http: httpx2.Client, path: str) -> int:
+    """Bytes of the page and of every stylesheet and script it loads."""
+    page = http.get(path)
+    total = len(page.content)
+    for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text):
+        total += len(http.get(asset).content)
+    return total
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    n = 50_000 if quick else 1_000_000
+    db = query.CACHE / f"events-{n}.db"
+    if not db.exists():
+        query.CACHE.mkdir(exist_ok=True)
+        partial = db.with_suffix(".partial")
+        query.generate(partial, n)
+        partial.rename(db)
+    store = open_store(str(db))
+    create_key(store, "bench", "prod")
+    store.close()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llmtap.cli", "serve", "--db", str(db), "--port", str(port)],
+        env={**os.environ, "LLMTAP_ADMIN_TOKEN": TOKEN},
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url + "/healthz", timeout=120)
+        http = httpx2.Client(base_url=url, timeout=120, headers={"accept": "text/html"})
+        _login(http)
+        events = http.get("/events?project=bench&format=json").json()["events"]
+        some = events[0]
+        template = some["prompt_template_name"]
+        pages = {
+            "overview, 24 hours": "/?project=bench&range=24h",
+            "overview, 30 days": "/?project=bench&range=30d",
+            "overview, all time": "/?project=bench&range=all",
+            "events": "/events?project=bench",
+            "events, model + status": "/events?project=bench&model=gpt-4o&status=error",
+            "events, attribute + text": "/events?project=bench&attr=team%3Dgold&q=refund",
+            "events, slowest first": "/events?project=bench&sort=-latency_ms",
+            "event": f"/events/{some['id']}?project=bench",
+            "group by model, all time": "/groups?project=bench&by=model&range=all",
+            "group by attribute, all time": "/groups?project=bench&by=attributes.team&range=all",
+            "templates": "/templates?project=bench",
+            "template and diff": f"/templates/{template}?project=bench",
+            "feedback": "/feedback?project=bench",
+            "settings": "/settings",
+        }
+        rounds = 3 if quick else 10
+        for path in pages.values():
+            _time(http, path, 1)  # warm the page cache
+        timings = {name: _time(http, path, rounds) for name, path in pages.items()}
+        weight = _weight(http, pages["overview, 30 days"])
+    finally:
+        server.terminate()
+        server.wait()
+    return {
+        "events": n,
+        "pages_ms": {
+            name: {"p50": round(statistics.median(t), 1), "max": round(max(t), 1)}
+            for name, t in timings.items()
+        },
+        "overview_weight_bytes": weight,
+        "db": str(Path(db).name),
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    lines = [f"Dashboard pages on {r['events']:,} events (server time, loopback; target < 300 ms)"]
+    for name, t in r["pages_ms"].items():
+        lines.append(f"  {name:32} p50 {t['p50']:7.1f} ms   max {t['max']:7.1f} ms")
+    lines.append(
+        f"  overview page weight with its CSS and JS: {r['overview_weight_bytes']:,} bytes"
+        "   target < 1 MB"
+    )
+    return "\n".join(lines)
