@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ._options import api_key_option, url_option
+from ._output import table
 
 
 def _fetch(url: str, api_key: str | None, params: dict[str, Any]) -> dict[str, Any]:
@@ -43,16 +44,6 @@ def _row(event: dict[str, Any]) -> list[str]:
         str(usage.get("total_tokens") or ""),
         " ".join(text.split())[:40],
     ]
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 @click.command()
@@ -92,4 +83,4 @@ def events(
             click.echo(json.dumps(event, ensure_ascii=False))
         return
     header = ["started (UTC)", "model", "template", "status", "ms", "tokens", "output"]
-    click.echo(_table([_row(e) for e in found], header))
+    click.echo(table([_row(e) for e in found], header))

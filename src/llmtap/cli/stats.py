@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ._options import api_key_option, url_option
+from ._output import table
 from ._query import api_for, event_filters, filter_options
 
 
@@ -18,16 +19,6 @@ def _fmt(value: Any, digits: int = 0) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 @click.command()
@@ -49,14 +40,14 @@ def stats(
     """Stats of the events the filters select, per group."""
     api = api_for(url, api_key)
     fields = [f for g in group_by for f in g.split(",") if f]
-    table = api.stats(group_by=fields, **event_filters(kw))
+    answer = api.stats(group_by=fields, **event_filters(kw))
     if as_json:
-        click.echo(json.dumps(table.raw, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(answer.raw, indent=2, ensure_ascii=False))
         return
     header = [*fields, "count", "errors", "in tok", "out tok", "cost $", "p50 ms", "p90 ms"]
     header += ["p99 ms", "ttft p50", "rating"]
     rows = []
-    for g in table:
+    for g in answer:
         cost = _fmt(g["cost_usd"], 4)
         if g["unpriced_events"]:
             cost += f" (+{g['unpriced_events']} unpriced)"
@@ -76,4 +67,4 @@ def stats(
                 _fmt(g["avg_rating"], 2),
             ]
         )
-    click.echo(_table(rows, header))
+    click.echo(table(rows, header))

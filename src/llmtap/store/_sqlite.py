@@ -10,7 +10,6 @@ lets read while the writer writes. Several server processes on one file each hav
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 from . import _derive, _hist
 from ._common import EVENT_COLUMNS, KeyInfo
 from ._migrations import migrate_sqlite
-from ._queries import Queries
+from ._queries import Queries, _event_out
 
 __all__ = ["SQLiteStore"]
 
@@ -261,12 +260,3 @@ class SQLiteStore(Queries):
             }
             for rating, better, created in rows
         ]
-
-
-def _event_out(row: Sequence[Any]) -> dict[str, Any]:
-    body, environment, revision, cost = row
-    event: dict[str, Any] = json.loads(body)
-    event["environment"] = environment
-    event["template_revision"] = revision
-    event["cost_usd"] = cost
-    return event
