@@ -135,10 +135,12 @@ class _Handler(BaseHTTPRequestHandler):
         reply = reply if "reply" in directives else f"echo: {reply}"
         handler(body, reply, all_text, directives)
 
-    def _stream(self, events: list[Any], directives: dict[str, Any]) -> None:
-        """Server-sent events, one HTTP chunk each, ``chunk_delay`` apart. ``[[drop]]`` cuts
-        the connection midway (a broken chunked body); ``[[fail]]`` sends an error event
-        midway, as OpenAI does when a stream fails on its side."""
+    def _stream(self, events: list[Any], directives: dict[str, Any], trailing: int = 0) -> None:
+        """Server-sent events, one HTTP chunk each, ``chunk_delay`` apart; the last
+        ``trailing`` ones (the usage chunk) right after, as a provider sends what it generates
+        no token for. ``[[drop]]`` cuts the connection midway (a broken chunked body);
+        ``[[fail]]`` sends an error event midway, as OpenAI does when a stream fails on its
+        side."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -147,8 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         half = len(events) // 2
+        delayed = len(events) - trailing
         for index, event in enumerate(events):
-            if index and self.server.chunk_delay:
+            if index and index < delayed and self.server.chunk_delay:
                 time.sleep(self.server.chunk_delay)
             if index == half and "drop" in directives:
                 return
@@ -273,9 +276,11 @@ class _Handler(BaseHTTPRequestHandler):
                 for piece in self._pieces(reply, d):
                     chunks.append({**base, "choices": [{"index": i, "delta": {"content": piece}}]})
             chunks.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]})
+        trailing = 0
         if usage and (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
-        self._stream(chunks, d)
+            trailing = 1
+        self._stream(chunks, d, trailing)
 
     def _completion(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         model, cid = body.get("model", "fake"), "cmpl-" + uuid.uuid4().hex[:12]
@@ -301,9 +306,11 @@ class _Handler(BaseHTTPRequestHandler):
             for piece in self._pieces(reply, d)
         ]
         chunks[-1]["choices"][0]["finish_reason"] = "stop"
+        trailing = 0
         if usage and (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
-        self._stream(chunks, d)
+            trailing = 1
+        self._stream(chunks, d, trailing)
 
     def _responses(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         rid, mid = "resp_" + uuid.uuid4().hex[:12], "msg_" + uuid.uuid4().hex[:8]
