@@ -184,3 +184,25 @@ def test_overview_numbers_are_the_stats_api_answers(server: Server, project: Pro
         expected = sorted(api(field), key=lambda g: -g["count"])
         assert overview["breakdowns"][field] == expected
     assert sum(overview["series"]["requests"]) == 5
+
+
+def test_a_new_admin_token_from_the_command_line(tmp_path: Path) -> None:
+    from llmtap.server.dashboard import AdminAuth, ensure_admin_token
+    from llmtap.store import open_store
+
+    db = tmp_path / "a.db"
+    store = open_store(str(db))
+    first = ensure_admin_token(store, None)
+    store.close()
+    result = subprocess.run(
+        [*LLMTAP, "keys", "admin-token", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    new = result.stdout.strip()
+    store = open_store(str(db))
+    auth = AdminAuth(store)
+    assert auth.check_token(new) and first and not auth.check_token(first)
+    store.close()

@@ -32,3 +32,22 @@ def create(project: str, environment: str, db: str) -> None:
         click.echo(create_key(store, project, environment))
     finally:
         store.close()
+
+
+@keys.command("admin-token")
+@db_option
+def admin_token(db: str) -> None:
+    """Make a new dashboard admin token and print it, alone (the old one stops working, and so
+    do sessions logged in with it). Only its hash is stored."""
+    import secrets
+
+    from ..server.dashboard import ensure_admin_token
+    from ..store import open_store
+
+    store = open_store(db)
+    try:
+        token = secrets.token_urlsafe(24)
+        ensure_admin_token(store, token)
+        click.echo(token)
+    finally:
+        store.close()
