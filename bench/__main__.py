@@ -8,12 +8,13 @@ import platform
 import time
 from pathlib import Path
 
-from . import ingest, overhead, pii, query, streaming
+from . import ingest, overhead, pii, query, sdk_memory, streaming
 
 BENCHMARKS = {
     "overhead": overhead,
     "streaming": streaming,
     "ingest": ingest,
+    "sdk_memory": sdk_memory,
     "pii": pii,
     "query": query,
 }

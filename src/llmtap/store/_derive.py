@@ -80,6 +80,14 @@ def install(conn: sqlite3.Connection) -> None:
     conn.create_function("llmtap_hist_add", 2, _hist.hist_add, deterministic=True)
 
 
+def _int64(value: Any) -> Any:
+    """Counts as SQLite takes them: past 64 bits (token counts near the limit, summed), as
+    floats, which is what SQLite's own sums turn into."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
+
+
 class _Acc:
     """Contributions to aggregate rows, summed in memory before one upsert per row."""
 
@@ -123,7 +131,7 @@ class _Acc:
         conn.executemany(
             _UPSERT_AGG,
             [
-                (*key, *row[:6], encode(row[6]), encode(row[7]), row[8], row[9])
+                (*key, *map(_int64, row[:6]), encode(row[6]), encode(row[7]), row[8], row[9])
                 for key, row in self.rows.items()
             ],
         )
