@@ -8,13 +8,14 @@ import platform
 import time
 from pathlib import Path
 
-from . import ingest, overhead, pii, query, sdk_memory, streaming
+from . import faults, ingest, overhead, pii, query, sdk_memory, streaming
 
 BENCHMARKS = {
     "overhead": overhead,
     "streaming": streaming,
     "ingest": ingest,
     "sdk_memory": sdk_memory,
+    "faults": faults,
     "pii": pii,
     "query": query,
 }
