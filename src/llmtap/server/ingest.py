@@ -251,11 +251,12 @@ async def receive_feedback(request: Request) -> JSONResponse:
         feedback = Feedback.model_validate(payload)
     except ValidationError as exc:
         raise ApiError(400, f"invalid feedback: {_describe(exc)}") from None
-    await run_in_threadpool(
+    stored = await run_in_threadpool(
         state.store.insert_feedback,
         key.project_id,
         feedback.feedback_key,
         feedback.rating,
         state.redaction.feedback(feedback.better_response, key.project),
+        feedback.id,
     )
-    return JSONResponse({"ok": True})
+    return JSONResponse({"ok": True, "duplicate": not stored})

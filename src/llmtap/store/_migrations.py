@@ -184,6 +184,15 @@ SQLITE_MIGRATIONS: list[Step] = [
             "CREATE INDEX feedback_by_time ON feedback (project_id, created_us)",
         ),
     ),
+    (
+        "m004_feedback_id",
+        (
+            # The id the SDK gives each feedback, so that a retried one is stored once.
+            "ALTER TABLE feedback ADD COLUMN feedback_id TEXT",
+            "CREATE UNIQUE INDEX feedback_by_id ON feedback (project_id, feedback_id)"
+            " WHERE feedback_id IS NOT NULL",
+        ),
+    ),
 ]
 
 

@@ -220,23 +220,40 @@ class SQLiteStore(Queries):
             raise
 
     def insert_feedback(
-        self, project_id: int, feedback_key: str, rating: float | None, better: str | None
-    ) -> None:
+        self,
+        project_id: int,
+        feedback_key: str,
+        rating: float | None,
+        better: str | None,
+        feedback_id: str | None = None,
+    ) -> bool:
+        """Store a feedback; False when one with this ``feedback_id`` is stored already."""
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(
-                    "INSERT INTO feedback"
-                    " (project_id, feedback_key, rating, better_response, created_us)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (project_id, feedback_key, rating, better, int(time.time() * 1_000_000)),
+                cur = conn.execute(
+                    "INSERT INTO feedback (project_id, feedback_key, rating, better_response,"
+                    " created_us, feedback_id) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (project_id, feedback_id) WHERE feedback_id IS NOT NULL"
+                    " DO NOTHING",
+                    (
+                        project_id,
+                        feedback_key,
+                        rating,
+                        better,
+                        int(time.time() * 1_000_000),
+                        feedback_id,
+                    ),
                 )
-                _derive.after_feedback(conn, project_id, feedback_key, rating)
+                stored = cur.rowcount == 1
+                if stored:
+                    _derive.after_feedback(conn, project_id, feedback_key, rating)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        return stored
 
     # -- reading -------------------------------------------------------------------------
 
