@@ -80,12 +80,7 @@ def install(conn: sqlite3.Connection) -> None:
     conn.create_function("llmtap_hist_add", 2, _hist.hist_add, deterministic=True)
 
 
-def _int64(value: Any) -> Any:
-    """Counts as SQLite takes them: past 64 bits (token counts near the limit, summed), as
-    floats, which is what SQLite's own sums turn into."""
-    if isinstance(value, int) and not -(2**63) <= value < 2**63:
-        return float(value)
-    return value
+_INT64_MAX = 2**63 - 1
 
 
 class _Acc:
@@ -121,20 +116,20 @@ class _Acc:
         # An event's histograms are shared by the rows it alone counts in (one per level and
         # attribute): encode each object once. Every one stays referenced, so ids are unique.
         encoded: dict[int, bytes | None] = {}
-
-        def encode(h: int) -> bytes | None:
-            blob = encoded.get(id(h), b"")
-            if blob == b"":
-                blob = encoded[id(h)] = _hist.encode(h)
-            return blob
-
-        conn.executemany(
-            _UPSERT_AGG,
-            [
-                (*key, *map(_int64, row[:6]), encode(row[6]), encode(row[7]), row[8], row[9])
-                for key, row in self.rows.items()
-            ],
-        )
+        params = []
+        for key, (n, errors, in_t, out_t, cost, priced, lat, ttft, r_sum, r_n) in self.rows.items():
+            if in_t > _INT64_MAX or out_t > _INT64_MAX:  # token counts near the limit, summed
+                in_t, out_t = float(in_t), float(out_t)  # what SQLite's own sums turn into
+            lat_blob = encoded.get(id(lat), b"")
+            if lat_blob == b"":
+                lat_blob = encoded[id(lat)] = _hist.encode(lat)
+            ttft_blob = encoded.get(id(ttft), b"")
+            if ttft_blob == b"":
+                ttft_blob = encoded[id(ttft)] = _hist.encode(ttft)
+            params.append(
+                (*key, n, errors, in_t, out_t, cost, priced, lat_blob, ttft_blob, r_sum, r_n)
+            )
+        conn.executemany(_UPSERT_AGG, params)
         self.rows.clear()
 
 

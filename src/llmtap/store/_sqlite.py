@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _derive
+from ._checkpoint import Checkpointer
 from ._common import EVENT_COLUMNS, KeyInfo
 from ._migrations import migrate_sqlite
 from ._queries import Queries
@@ -34,7 +35,7 @@ _INSERT_EVENT = (
 )
 _LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd"
 WRITER_CACHE_KIB = 65536
-WAL_CHECKPOINT_PAGES = 10000
+WAL_BACKSTOP_PAGES = 50_000
 # A group commit takes at most this many rows (a bound on how long the lock is held).
 _GROUP_ROWS = 5000
 
@@ -68,11 +69,12 @@ class SQLiteStore(Queries):
         # Ingest touches pages all over the indexes, aggregates and text index: a page cache of
         # 64 MiB keeps them in memory rather than re-read from the file at each transaction.
         self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-        # Checkpoint every ~40 MB of WAL rather than every 4 MB: a page rewritten by many
-        # transactions is copied back to the database once, not once per few transactions.
-        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        # Checkpoints run on a thread of their own (see _checkpoint); the writer's automatic
+        # one is only a backstop, should that thread fall far behind.
+        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         _derive.install(self._writer)
         self.applied_migrations = migrate_sqlite(self._writer)
+        self._checkpointer = Checkpointer(self._connect) if self.path != ":memory:" else None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -104,6 +106,8 @@ class SQLiteStore(Queries):
         return cursors
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._writer.close()
 
     # -- projects and keys -------------------------------------------------------------------
@@ -214,6 +218,8 @@ class SQLiteStore(Queries):
             rows = [row for item in group for row in item.rows]
             _derive.after_insert(conn, rows, before_seq, self._dims_cache)
             conn.execute("COMMIT")
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
