@@ -5,9 +5,14 @@ into the database file (and syncs it). SQLite's automatic checkpoint runs inside
 that crosses its threshold, that is, inside an ingest request holding the write lock. Here a
 thread of its own, with its own connection, checkpoints instead (``PASSIVE``: it never blocks
 the writer), at most twice a second and only after commits; while SQLite copies, the GIL is
-free, so the write path goes on on the other core. A checkpoint that cannot keep up under
-sustained ingest would let the WAL grow: past ``limit_pages`` it is restarted (``RESTART``
-waits for the current writer, then the next one starts the WAL from its beginning).
+free, so the write path goes on on the other core.
+
+Under sustained ingest such a checkpoint never quite catches up (the writer appends while it
+copies), and the WAL is only started again from its beginning after a complete one. So the
+writer keeps SQLite's automatic checkpoint too, at ``WAL_AUTOCHECKPOINT_PAGES``: by then this
+thread has copied nearly everything, and the writer's checkpoint, which nothing appends
+during, has little left to copy and completes. No checkpoint here ever waits for readers or
+writers (``RESTART`` would hold up ingest for as long as a reader, an export say, reads).
 """
 
 from __future__ import annotations
@@ -17,20 +22,17 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-__all__ = ["Checkpointer"]
+__all__ = ["WAL_AUTOCHECKPOINT_PAGES", "Checkpointer"]
 
 log = logging.getLogger("llmtap.store")
 
 INTERVAL = 0.5
-LIMIT_PAGES = 20_000  # about 80 MB of WAL
+WAL_AUTOCHECKPOINT_PAGES = 10_000  # the writer's own, about 40 MB of WAL
 
 
 class Checkpointer:
-    def __init__(
-        self, connect: Callable[[], sqlite3.Connection], limit_pages: int = LIMIT_PAGES
-    ) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
-        self._limit = limit_pages
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmtap-checkpoint", daemon=True)
@@ -59,8 +61,6 @@ class Checkpointer:
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
-            _busy, wal_pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if wal_pages > self._limit:
-                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:  # another process checkpointing, a full disk: next time
             log.debug("checkpoint skipped: %s", exc)
