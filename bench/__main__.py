@@ -8,12 +8,14 @@ import platform
 import time
 from pathlib import Path
 
-from . import dashboard, ingest, overhead, pii, query, streaming
+from . import dashboard, faults, ingest, overhead, pii, query, sdk_memory, streaming
 
 BENCHMARKS = {
     "overhead": overhead,
     "streaming": streaming,
     "ingest": ingest,
+    "sdk_memory": sdk_memory,
+    "faults": faults,
     "pii": pii,
     "query": query,
     "dashboard": dashboard,

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import llmtap
+from llmtap.sdk._record import FeedbackItem
 from llmtap.sdk._spool import KIND_EVENTS, KIND_FEEDBACK, decode, encode
-from llmtap.wire import truncate_strings
+from llmtap.wire import Feedback, truncate_strings
 
 from .conftest import Project
 from .faults import chaos_run
@@ -119,3 +121,24 @@ def test_openapi_document_describes_ingest(project: Project) -> None:
     doc = response.json()
     assert set(doc["paths"]) == {"/api/v1/events", "/api/v1/feedback"}
     assert "truncated" in doc["components"]["schemas"]["Event"]["properties"]
+
+
+def test_a_retried_feedback_is_stored_once(project: Project, client: llmtap.Client) -> None:
+    completion = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "rate me"}]
+    )
+    key = completion.model_extra["llmtap_feedback_key"]
+    assert client.flush()
+    # What the SDK sends carries an id of its own (spooled, so retried as it was).
+    sdk_body = FeedbackItem(key, 0.25, None).body
+    assert Feedback.model_validate(sdk_body).id
+    post = project.server.post
+    first = post("/api/v1/feedback", project.key, json=sdk_body)
+    again = post("/api/v1/feedback", project.key, json=sdk_body)
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    other = post("/api/v1/feedback", project.key, json={**sdk_body, "id": str(uuid.uuid4())})
+    assert other.json() == {"ok": True, "duplicate": False}
+    events = project.events()
+    assert [f["rating"] for f in project.event(events[0]["id"])["feedback"]] == [0.25, 0.25]
+    stats = project.server.get("/api/v1/stats", project.key).json()
+    assert stats["groups"][0]["ratings"] == 2, stats

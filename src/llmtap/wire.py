@@ -114,6 +114,8 @@ class Batch(BaseModel):
 
 
 class Feedback(_Strict):
+    # Set by the SDK, once per feedback: the server stores an id once (absent: no such check).
+    id: str | None = Field(None, min_length=1, max_length=128)
     feedback_key: str = Field(min_length=1, max_length=512)
     rating: float | None = Field(None, ge=0, le=1)
     better_response: str | None = None

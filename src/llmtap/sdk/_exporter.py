@@ -47,6 +47,7 @@ _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
 _HOLD_GIL_AT_MOST = 0.0002
 _GIL_PAUSE = 0.00005
+_BACKLOG_BATCHES = 10
 _HEADERS = {"content-type": "application/json", "user-agent": f"llmtap-python/{__version__}"}
 # One request carries at most this much; a larger event has its long texts cut.
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -256,7 +257,13 @@ class Exporter:
             # Hand the GIL to the application every 200 us of our work. Without a real
             # sleep a batch would hold it for milliseconds (sleep(0) gives it back and
             # takes it again at once), and a caller whose response just arrived would wait.
-            if time.perf_counter() - held_since > _HOLD_GIL_AT_MOST and not self._hurry:
+            # Not when calls pile up (a caller that never waits on I/O leaves the builder
+            # only the interpreter's 5 ms switches): then the queue would fill and drop.
+            if (
+                time.perf_counter() - held_since > _HOLD_GIL_AT_MOST
+                and not self._hurry
+                and len(self._queue) < _BACKLOG_BATCHES * self.settings.batch_size
+            ):
                 time.sleep(_GIL_PAUSE)
                 held_since = time.perf_counter()
         if events:

@@ -259,6 +259,9 @@ class FeedbackItem:
         if redact:
             better_response = redact_value(better_response)
         self.body = {
+            # Stable across retries, so a feedback sent twice (a crash between the server's
+            # answer and the spool file's removal) is stored once.
+            "id": str(uuid.uuid4()),
             "feedback_key": feedback_key,
             "rating": rating,
             "better_response": better_response,

@@ -63,9 +63,25 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
+    return payload
+
+
+def not_unicode(value: Any) -> str | None:
+    """Why parsed JSON cannot be stored as text, or None when it can. Python's JSON parser
+    lets through escapes of lone surrogates (``"\\ud800"``), which are not Unicode text;
+    pydantic's rejects them, so only what takes the slower path is checked."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return "text is not valid Unicode (an escaped lone surrogate such as \\ud800)"
+    except RecursionError:
+        return "nested too deeply"
+    return None
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:
@@ -103,6 +119,10 @@ def validate_batch(body: bytes) -> tuple[list[tuple[int, Event]], list[dict[str,
         raise ApiError(400, 'expected a JSON object {"events": [...]}')
     valid, errors = [], []
     for index, item in enumerate(payload["events"]):
+        problem = not_unicode(item)
+        if problem is not None:
+            errors.append({"index": index, "id": _id_of(item), "error": problem})
+            continue
         try:
             valid.append((index, Event.model_validate(item)))
         except ValidationError as exc:
@@ -112,7 +132,7 @@ def validate_batch(body: bytes) -> tuple[list[tuple[int, Event]], list[dict[str,
 
 def _id_of(item: Any) -> str | None:
     event_id = item.get("id") if isinstance(item, dict) else None
-    return event_id if isinstance(event_id, str) else None
+    return event_id if isinstance(event_id, str) and not_unicode(event_id) is None else None
 
 
 # Fields whose text may be long; the others have short bounds in the wire schema.
@@ -224,15 +244,19 @@ async def receive_feedback(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
     payload = parse_json(await read_body(request, state.max_body_bytes))
+    problem = not_unicode(payload)
+    if problem is not None:
+        raise ApiError(400, f"invalid feedback: {problem}")
     try:
         feedback = Feedback.model_validate(payload)
     except ValidationError as exc:
         raise ApiError(400, f"invalid feedback: {_describe(exc)}") from None
-    await run_in_threadpool(
+    stored = await run_in_threadpool(
         state.store.insert_feedback,
         key.project_id,
         feedback.feedback_key,
         feedback.rating,
         state.redaction.feedback(feedback.better_response, key.project),
+        feedback.id,
     )
-    return JSONResponse({"ok": True})
+    return JSONResponse({"ok": True, "duplicate": not stored})

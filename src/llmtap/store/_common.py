@@ -9,10 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from ..wire import Event
+from ._facts import Facts, facts_of_event
 
 __all__ = [
     "EVENT_COLUMNS",
     "EventFilter",
+    "EventRow",
     "KeyInfo",
     "decode_cursor",
     "encode_cursor",
@@ -45,6 +47,14 @@ EVENT_COLUMNS = (
     "received_us",
     "body",
 )
+
+
+class EventRow(tuple):  # type: ignore[type-arg]
+    """An events-table row (a tuple in ``EVENT_COLUMNS`` order) that also carries the facts
+    the derived tables need, taken from the validated event: the store then need not parse
+    the body again under its write lock."""
+
+    facts: Facts | None = None
 
 
 @dataclass(frozen=True)
@@ -105,31 +115,36 @@ def event_row(
 ) -> tuple[Any, ...]:
     """The events-table row of a validated event."""
     usage = event.usage
-    return (
-        event.id,
-        project_id,
-        environment,
-        event.api,
-        event.provider,
-        event.model,
-        event.status,
-        to_us(event.started_at),
-        event.latency_ms,
-        event.ttft_ms,
-        usage.input_tokens if usage else None,
-        usage.output_tokens if usage else None,
-        usage.total_tokens if usage else None,
-        cost_usd,
-        event.prompt_template_name,
-        revision,
-        event.chat_id,
-        event.chain_id,
-        event.parent_event_id,
-        event.feedback_key,
-        received_us,
-        # The validated event's JSON, from pydantic's Rust serializer: the body the API serves.
-        event.model_dump_json(),
+    row = EventRow(
+        (
+            event.id,
+            project_id,
+            environment,
+            event.api,
+            event.provider,
+            event.model,
+            event.status,
+            to_us(event.started_at),
+            event.latency_ms,
+            event.ttft_ms,
+            usage.input_tokens if usage else None,
+            usage.output_tokens if usage else None,
+            usage.total_tokens if usage else None,
+            cost_usd,
+            event.prompt_template_name,
+            revision,
+            event.chat_id,
+            event.chain_id,
+            event.parent_event_id,
+            event.feedback_key,
+            received_us,
+            # The validated event's JSON, from pydantic's Rust serializer: the body the API
+            # serves.
+            event.model_dump_json(),
+        )
     )
+    row.facts = facts_of_event(event)
+    return row
 
 
 def encode_cursor(value: Any, seq: int, sort: str = "-started_at") -> str:

@@ -18,14 +18,15 @@ the attributes index), so they stay exact, only slower. The attributes index its
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..settings import resolve
-from ..wire import Event, template_of
 from . import _hist
 from ._common import EVENT_COLUMNS
+from ._facts import Facts, attribute_text, facts_of_body, has_usage, searchable_text
 
 __all__ = [
     "LEVELS",
@@ -59,8 +60,10 @@ ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
     output_tokens = output_tokens + excluded.output_tokens,
     cost = cost + excluded.cost,
     priced = priced + excluded.priced,
-    lat = llmtap_hist_add(lat, excluded.lat),
-    ttft = llmtap_hist_add(ttft, excluded.ttft),
+    lat = CASE WHEN excluded.lat IS NULL THEN lat WHEN lat IS NULL THEN excluded.lat
+               ELSE llmtap_hist_add(lat, excluded.lat) END,
+    ttft = CASE WHEN excluded.ttft IS NULL THEN ttft WHEN ttft IS NULL THEN excluded.ttft
+                ELSE llmtap_hist_add(ttft, excluded.ttft) END,
     rating_sum = rating_sum + excluded.rating_sum,
     rating_n = rating_n + excluded.rating_n
 """
@@ -77,47 +80,7 @@ def install(conn: sqlite3.Connection) -> None:
     conn.create_function("llmtap_hist_add", 2, _hist.hist_add, deterministic=True)
 
 
-def attribute_text(value: Any) -> str | None:
-    """An attribute value as the index and the filters compare it: what SQLite's
-    ``CAST(json_extract(...) AS TEXT)`` gives (strings as they are, true as 1, objects as
-    compact JSON); ``None`` for a null."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return json.dumps(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _texts(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, list):
-        for item in value:
-            _texts(item, out)
-    elif isinstance(value, dict):
-        for key in ("content", "text", "input", "prompt", "messages"):
-            if key in value:
-                _texts(value[key], out)
-
-
-def searchable_text(body: dict[str, Any]) -> str:
-    """What ``q`` searches: the prompt as sent (messages, prompt or input) and the output."""
-    out: list[str] = []
-    request = body.get("request") or {}
-    for key in ("messages", "prompt", "input"):
-        _texts(request.get(key), out)
-    if body.get("output_text"):
-        out.append(body["output_text"])
-    return "\n".join(out)
-
-
-def _has_usage(body: dict[str, Any]) -> bool:
-    usage = body.get("usage") or {}
-    return any(usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens"))
+_INT64_MAX = 2**63 - 1
 
 
 class _Acc:
@@ -140,41 +103,58 @@ class _Acc:
         rating_sum: float = 0.0,
         rating_n: int = 0,
     ) -> None:
-        values = (n, errors, input_tokens, output_tokens, cost, priced, lat, ttft)
+        values = [n, errors, input_tokens, output_tokens, cost, priced, lat, ttft]
+        values += (rating_sum, rating_n)
+        rows = self.rows
         for key in keys:
-            row = self.rows.get(key)
-            if row is None:
-                row = self.rows[key] = [0, 0, 0, 0, 0.0, 0, 0, 0, 0.0, 0]
-            for i, v in enumerate(values):
-                row[i] += v
-            row[8] += rating_sum
-            row[9] += rating_n
+            row = rows.get(key)
+            rows[key] = values.copy() if row is None else list(map(operator.add, row, values))
 
     def flush(self, conn: sqlite3.Connection) -> None:
         if not self.rows:
             return
-        conn.executemany(
-            _UPSERT_AGG,
-            [
-                (*key, *row[:6], _hist.encode(row[6]), _hist.encode(row[7]), row[8], row[9])
-                for key, row in self.rows.items()
-            ],
-        )
+        # An event's histograms are shared by the rows it alone counts in (one per level and
+        # attribute): encode each object once. Every one stays referenced, so ids are unique.
+        encoded: dict[int, bytes | None] = {}
+        params = []
+        for key, (n, errors, in_t, out_t, cost, priced, lat, ttft, r_sum, r_n) in self.rows.items():
+            if in_t > _INT64_MAX or out_t > _INT64_MAX:  # token counts near the limit, summed
+                in_t, out_t = float(in_t), float(out_t)  # what SQLite's own sums turn into
+            lat_blob = encoded.get(id(lat), b"")
+            if lat_blob == b"":
+                lat_blob = encoded[id(lat)] = _hist.encode(lat)
+            ttft_blob = encoded.get(id(ttft), b"")
+            if ttft_blob == b"":
+                ttft_blob = encoded[id(ttft)] = _hist.encode(ttft)
+            params.append(
+                (*key, n, errors, in_t, out_t, cost, priced, lat_blob, ttft_blob, r_sum, r_n)
+            )
+        conn.executemany(_UPSERT_AGG, params)
         self.rows.clear()
 
 
-def _dims_ids(conn: sqlite3.Connection, wanted: set[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
-    """agg_dims ids of (project_id, *DIMS) tuples, made when new."""
+def _dims_ids(
+    conn: sqlite3.Connection, wanted: set[tuple[Any, ...]], cache: dict[tuple[Any, ...], int]
+) -> dict[tuple[Any, ...], int]:
+    """agg_dims ids of (project_id, *DIMS) tuples, made when new. ``cache`` keeps the ids
+    found committed (rows of agg_dims are never changed or deleted), so a known combination
+    costs no query; an id made in this transaction is not cached, as it could roll back."""
     ids = {}
     for dims in wanted:
+        known = cache.get(dims)
+        if known is not None:
+            ids[dims] = known
+            continue
         stored = tuple("" if v is None else v for v in dims)
-        conn.execute(
-            f"INSERT INTO agg_dims (project_id, {', '.join(DIMS)}) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
+        row = conn.execute(_DIMS_ID, stored).fetchone()
+        if row is not None:
+            ids[dims] = cache[dims] = row[0]
+            continue
+        cur = conn.execute(
+            f"INSERT INTO agg_dims (project_id, {', '.join(DIMS)}) VALUES (?, ?, ?, ?, ?, ?)",
             stored,
         )
-        row = conn.execute(_DIMS_ID, stored).fetchone()
-        ids[dims] = row[0]
+        ids[dims] = int(cur.lastrowid or 0)
     return ids
 
 
@@ -239,18 +219,15 @@ def _agg_keys(
     return keys
 
 
-def _attr_pairs(body: dict[str, Any]) -> list[tuple[str, str]]:
-    pairs = []
-    for key, value in (body.get("attributes") or {}).items():
-        text = attribute_text(value)
-        if text is not None:
-            pairs.append((str(key), text))
-    return pairs
-
-
-def after_insert(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], before_seq: int) -> None:
+def after_insert(
+    conn: sqlite3.Connection,
+    rows: Sequence[Sequence[Any]],
+    before_seq: int,
+    dims_cache: dict[tuple[Any, ...], int] | None = None,
+) -> None:
     """Derive from the events just inserted (``seq > before_seq``: duplicates skipped by the
-    insert are not new, so nothing is counted twice). Runs inside the insert's transaction."""
+    insert are not new, so nothing is counted twice). Runs inside the insert's transaction.
+    A row made by ``event_row`` carries its facts; another has its body parsed."""
     new = conn.execute("SELECT seq, project_id, id FROM events WHERE seq > ?", (before_seq,))
     seq_of = {(project_id, event_id): seq for seq, project_id, event_id in new}
     if not seq_of:
@@ -259,48 +236,49 @@ def after_insert(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], before
     for row in rows:
         seq = seq_of.pop((row[_COL["project_id"]], row[_COL["id"]]), None)
         if seq is not None:
-            fresh.append((seq, row, json.loads(row[_COL["body"]])))
-    derive_events(conn, fresh)
+            facts = getattr(row, "facts", None) or facts_of_body(json.loads(row[_COL["body"]]))
+            fresh.append((seq, row, facts))
+    derive_events(conn, fresh, dims_cache)
 
 
 def derive_events(
-    conn: sqlite3.Connection, fresh: list[tuple[int, Sequence[Any], dict[str, Any]]]
+    conn: sqlite3.Connection,
+    fresh: list[tuple[int, Sequence[Any], Facts]],
+    dims_cache: dict[tuple[Any, ...], int] | None = None,
 ) -> None:
-    """The derived rows of events (seq, events-table row, parsed body)."""
+    """The derived rows of events (seq, events-table row, facts)."""
     col = _COL
-    dims_wanted = {(r[col["project_id"]], *(r[col[d]] for d in DIMS)) for _, r, _ in fresh}
-    dims = _dims_ids(conn, dims_wanted)
-    pairs = {seq: _attr_pairs(body) for seq, _, body in fresh}
+    p_col, fk_col = col["project_id"], col["feedback_key"]
+    dims_cols = [col[d] for d in DIMS]
+    dims_of = {seq: (r[p_col], *(r[c] for c in dims_cols)) for seq, r, _ in fresh}
+    dims = _dims_ids(conn, set(dims_of.values()), {} if dims_cache is None else dims_cache)
     attr_ids = _attr_ids(
         conn,
-        {(r[col["project_id"]], k, v) for seq, r, _ in fresh for k, v in pairs[seq]},
+        {(r[p_col], k, v) for _, r, facts in fresh for k, v in facts.pairs},
     )
-    ratings = _ratings(conn, [(r[col["project_id"]], r[col["feedback_key"]]) for _, r, _ in fresh])
+    ratings = _ratings(conn, [(r[p_col], r[fk_col]) for _, r, _ in fresh])
     acc = _Acc()
     attr_rows: list[tuple[Any, ...]] = []
     text_rows: list[tuple[int, str]] = []
     template_rows: list[tuple[Any, ...]] = []
     unpriced: dict[tuple[int, str], int] = {}
-    for seq, r, body in fresh:
-        project_id = r[col["project_id"]]
+    for seq, r, facts in fresh:
+        project_id = r[p_col]
         started_us = r[col["started_us"]]
-        event_pairs = pairs[seq]
-        attr_rows.extend((project_id, k, v, seq) for k, v in event_pairs)
-        text = searchable_text(body)
-        if text:
-            text_rows.append((seq, text))
+        attr_rows.extend((project_id, k, v, seq) for k, v in facts.pairs)
+        if facts.text:
+            text_rows.append((seq, facts.text))
         cost = r[col["cost_usd"]]
         model = r[col["model"]]
-        if cost is None and model and _has_usage(body):
+        if cost is None and model and facts.has_usage:
             unpriced[project_id, model] = unpriced.get((project_id, model), 0) + 1
         name, revision = r[col["prompt_template_name"]], r[col["template_revision"]]
         if name is not None and revision is not None:
-            template_rows.append((project_id, name, revision, body, started_us))
-        rating_sum, rating_n = ratings.get((project_id, r[col["feedback_key"]]), (0.0, 0))
-        ids = [attr_ids[project_id, k, v] for k, v in event_pairs if (project_id, k, v) in attr_ids]
-        dims_key = (project_id, *(r[col[d]] for d in DIMS))
+            template_rows.append((project_id, name, revision, facts.template, started_us))
+        rating_sum, rating_n = ratings.get((project_id, r[fk_col]), (0.0, 0))
+        ids = [attr_ids[project_id, k, v] for k, v in facts.pairs if (project_id, k, v) in attr_ids]
         acc.add(
-            _agg_keys(project_id, started_us, dims[dims_key], ids),
+            _agg_keys(project_id, started_us, dims[dims_of[seq]], ids),
             n=1,
             errors=int(r[col["status"]] == "error"),
             input_tokens=r[col["input_tokens"]] or 0,
@@ -328,21 +306,20 @@ def derive_events(
 
 def _upsert_templates(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     spans: dict[tuple[int, str, str], list[Any]] = {}
-    for project_id, name, revision, body, started_us in rows:
+    for project_id, name, revision, template, started_us in rows:
         span = spans.get((project_id, name, revision))
         if span is None:
-            spans[project_id, name, revision] = [started_us, started_us, body]
+            spans[project_id, name, revision] = [started_us, started_us, template]
         else:
             span[0] = min(span[0], started_us)
             span[1] = max(span[1], started_us)
-    for (project_id, name, revision), (first, last, body) in spans.items():
+    for (project_id, name, revision), (first, last, template) in spans.items():
         exists = conn.execute(
             "UPDATE templates SET first_us = min(first_us, ?), last_us = max(last_us, ?) "
             "WHERE project_id = ? AND name = ? AND revision = ?",
             (first, last, project_id, name, revision),
         ).rowcount
         if not exists:
-            template = template_of(Event.model_construct(**body))
             kind = "chat" if isinstance(template, list) else "text"
             conn.execute(
                 "INSERT INTO templates (project_id, name, revision, kind, template, first_us,"
@@ -363,16 +340,19 @@ def _ratings(
     conn: sqlite3.Connection, keys: list[tuple[int, str | None]]
 ) -> dict[tuple[int, str], tuple[float, int]]:
     """Ratings already stored for feedback keys (feedback may arrive before its event)."""
-    wanted = {(p, k) for p, k in keys if k is not None}
+    by_project: dict[int, set[str]] = {}
+    for project_id, key in keys:
+        if key is not None:
+            by_project.setdefault(project_id, set()).add(key)
     out = {}
-    for project_id, key in wanted:
-        row = conn.execute(
-            "SELECT sum(rating), count(rating) FROM feedback WHERE project_id = ? AND"
-            " feedback_key = ?",
-            (project_id, key),
-        ).fetchone()
-        if row[1]:
-            out[project_id, key] = (float(row[0]), int(row[1]))
+    for project_id, wanted in by_project.items():
+        for key, total, n in conn.execute(
+            "SELECT feedback_key, sum(rating), count(rating) FROM feedback WHERE project_id = ?"
+            " AND feedback_key IN (SELECT value FROM json_each(?)) GROUP BY feedback_key",
+            (project_id, json.dumps(sorted(wanted))),
+        ):
+            if n:
+                out[project_id, key] = (float(total), int(n))
     return out
 
 
@@ -431,7 +411,7 @@ def reprice(
         if new == old:
             continue
         changed.append((new, seq))
-        if _has_usage(body):
+        if has_usage(body):
             unpriced_delta += int(new is None) - int(old is None)
         acc.add(
             _event_keys(conn, project_id, seq),
@@ -461,5 +441,5 @@ def backfill(conn: sqlite3.Connection) -> None:
         ).fetchall()
         if not chunk:
             break
-        derive_events(conn, [(r[0], r[1:], json.loads(r[-1])) for r in chunk])
+        derive_events(conn, [(r[0], r[1:], facts_of_body(json.loads(r[-1]))) for r in chunk])
         last = chunk[-1][0]

@@ -41,6 +41,8 @@ _BYTES = _BITS // 8
 def bucket_of(x: float) -> int:
     if x <= MIN_MS:
         return 0
+    if x >= MAX_MS:  # also keeps x / MIN_MS finite
+        return _LAST
     return min(_LAST, math.ceil(math.log(x / MIN_MS) / _LOG_GAMMA))
 
 

@@ -198,6 +198,15 @@ SQLITE_MIGRATIONS: list[Step] = [
             " WHERE chain_id IS NOT NULL",
         ),
     ),
+    (
+        "m005_feedback_id",
+        (
+            # The id the SDK gives each feedback, so that a retried one is stored once.
+            "ALTER TABLE feedback ADD COLUMN feedback_id TEXT",
+            "CREATE UNIQUE INDEX feedback_by_id ON feedback (project_id, feedback_id)"
+            " WHERE feedback_id IS NOT NULL",
+        ),
+    ),
 ]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _derive, _hist
+from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS, KeyInfo
 from ._migrations import migrate_sqlite
 from ._queries import Queries, _event_out
@@ -32,6 +33,7 @@ _INSERT_EVENT = (
     "ON CONFLICT (project_id, id) DO NOTHING"
 )
 _LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd"
+WRITER_CACHE_KIB = 65536
 # A group commit takes at most this many rows (a bound on how long the lock is held).
 _GROUP_ROWS = 5000
 
@@ -59,10 +61,18 @@ class SQLiteStore(Queries):
         self._pending: list[_Pending] = []
         self._pending_lock = threading.Lock()
         self._local = threading.local()
+        self._dims_cache: dict[tuple[Any, ...], int] = {}  # see _derive._dims_ids
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
+        # Ingest touches pages all over the indexes, aggregates and text index: a page cache of
+        # 64 MiB keeps them in memory rather than re-read from the file at each transaction.
+        self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        # Checkpoints run on a thread of their own (see _checkpoint); the writer's automatic
+        # one, every ~40 MB of WAL rather than 4 MB, finishes what that thread could not.
+        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         _derive.install(self._writer)
         self.applied_migrations = migrate_sqlite(self._writer)
+        self._checkpointer = Checkpointer(self._connect) if self.path != ":memory:" else None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -95,6 +105,8 @@ class SQLiteStore(Queries):
         return cursors
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._writer.close()
 
     # -- projects and keys -------------------------------------------------------------------
@@ -202,31 +214,51 @@ class SQLiteStore(Queries):
                 conn.executemany(_INSERT_EVENT, item.rows)
                 item.stored = conn.total_changes - before
             # Aggregates, attributes and text index: same transaction, new events only.
-            _derive.after_insert(conn, [row for item in group for row in item.rows], before_seq)
+            rows = [row for item in group for row in item.rows]
+            _derive.after_insert(conn, rows, before_seq, self._dims_cache)
             conn.execute("COMMIT")
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
 
     def insert_feedback(
-        self, project_id: int, feedback_key: str, rating: float | None, better: str | None
-    ) -> None:
+        self,
+        project_id: int,
+        feedback_key: str,
+        rating: float | None,
+        better: str | None,
+        feedback_id: str | None = None,
+    ) -> bool:
+        """Store a feedback; False when one with this ``feedback_id`` is stored already."""
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(
-                    "INSERT INTO feedback"
-                    " (project_id, feedback_key, rating, better_response, created_us)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (project_id, feedback_key, rating, better, int(time.time() * 1_000_000)),
+                cur = conn.execute(
+                    "INSERT INTO feedback (project_id, feedback_key, rating, better_response,"
+                    " created_us, feedback_id) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (project_id, feedback_id) WHERE feedback_id IS NOT NULL"
+                    " DO NOTHING",
+                    (
+                        project_id,
+                        feedback_key,
+                        rating,
+                        better,
+                        int(time.time() * 1_000_000),
+                        feedback_id,
+                    ),
                 )
-                _derive.after_feedback(conn, project_id, feedback_key, rating)
+                stored = cur.rowcount == 1
+                if stored:
+                    _derive.after_feedback(conn, project_id, feedback_key, rating)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        return stored
 
     # -- reading -------------------------------------------------------------------------
 

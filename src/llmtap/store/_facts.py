@@ -1,0 +1,97 @@
+"""What the derived tables (see ``_derive``) need from one event: its attributes as text, its
+searchable text, whether it has usage, and its template. Taken from the validated event at
+ingest (on the request's thread, outside the write lock), or from a stored body when the
+derived tables are rebuilt."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from ..wire import Event, template_of
+
+__all__ = ["Facts", "attribute_text", "facts_of_body", "facts_of_event", "searchable_text"]
+
+
+class Facts(NamedTuple):
+    pairs: list[tuple[str, str]]  # attributes as (key, text), nulls left out
+    text: str  # what ``q`` searches
+    has_usage: bool
+    template: Any  # what the revision is a hash of (see ``wire.template_of``)
+
+
+def attribute_text(value: Any) -> str | None:
+    """An attribute value as the index and the filters compare it: what SQLite's
+    ``CAST(json_extract(...) AS TEXT)`` gives (strings as they are, true as 1, objects as
+    compact JSON); ``None`` for a null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _texts(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, list):
+        for item in value:
+            _texts(item, out)
+    elif isinstance(value, dict):
+        for key in ("content", "text", "input", "prompt", "messages"):
+            if key in value:
+                _texts(value[key], out)
+
+
+def _search_text(request: dict[str, Any] | None, output_text: str | None) -> str:
+    out: list[str] = []
+    request = request or {}
+    for key in ("messages", "prompt", "input"):
+        _texts(request.get(key), out)
+    if output_text:
+        out.append(output_text)
+    return "\n".join(out)
+
+
+def searchable_text(body: dict[str, Any]) -> str:
+    """What ``q`` searches: the prompt as sent (messages, prompt or input) and the output."""
+    return _search_text(body.get("request"), body.get("output_text"))
+
+
+def _pairs(attributes: dict[str, Any] | None) -> list[tuple[str, str]]:
+    pairs = []
+    for key, value in (attributes or {}).items():
+        text = attribute_text(value)
+        if text is not None:
+            pairs.append((str(key), text))
+    return pairs
+
+
+def has_usage(body: dict[str, Any]) -> bool:
+    usage = body.get("usage") or {}
+    return any(usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens"))
+
+
+def facts_of_body(body: dict[str, Any]) -> Facts:
+    """The facts of a stored event's body (its JSON, parsed)."""
+    return Facts(
+        _pairs(body.get("attributes")),
+        searchable_text(body),
+        has_usage(body),
+        template_of(Event.model_construct(**body)),
+    )
+
+
+def facts_of_event(event: Event) -> Facts:
+    """The facts of a validated event: the same as ``facts_of_body`` of its JSON."""
+    usage = event.usage
+    return Facts(
+        _pairs(event.attributes),
+        _search_text(event.request, event.output_text),
+        bool(usage and (usage.input_tokens or usage.output_tokens or usage.total_tokens)),
+        template_of(event),
+    )
