@@ -70,7 +70,7 @@ def _record_path_cpu(client: llmtap.Client, n: int) -> float:
 def run(quick: bool = False) -> dict[str, Any]:
     # Many short rounds in ABBA order: drift and bursts of noise hit both clients alike, and
     # the median of per-round ratios shrugs off the rounds a burst spoiled.
-    rounds, per_round = (8, 100) if quick else (48, 100)
+    rounds, per_round = (12, 100) if quick else (60, 100)
     with fake_provider() as base_url, llmtap_server() as server:
         plain = openai.OpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
         tapped = llmtap.Client(

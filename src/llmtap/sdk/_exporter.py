@@ -45,8 +45,8 @@ __all__ = ["Exporter", "exporter_for"]
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
-_HOLD_GIL_AT_MOST = 0.0002
-_GIL_PAUSE = 0.00005
+_HOLD_GIL_AT_MOST = 0.001
+_GIL_PAUSE = 0.0001
 _BACKLOG_BATCHES = 10
 _HEADERS = {"content-type": "application/json", "user-agent": f"llmtap-python/{__version__}"}
 # One request carries at most this much; a larger event has its long texts cut.
@@ -254,9 +254,10 @@ class Exporter:
                 events, size = [], 0
             events.append(event)
             size += len(event) + 1
-            # Hand the GIL to the application every 200 us of our work. Without a real
-            # sleep a batch would hold it for milliseconds (sleep(0) gives it back and
-            # takes it again at once), and a caller whose response just arrived would wait.
+            # Hand the GIL to the application every millisecond of our work. Without a real
+            # sleep a batch would hold it for many milliseconds (sleep(0) gives it back and
+            # takes it again at once), and a caller whose response just arrived would wait;
+            # with pauses much more often, the handoffs themselves cost more than they save.
             # Not when calls pile up (a caller that never waits on I/O leaves the builder
             # only the interpreter's 5 ms switches): then the queue would fill and drop.
             if (
