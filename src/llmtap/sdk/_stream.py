@@ -67,16 +67,20 @@ def _watch_stream(tap: Tap, call: Call, stream: Any, generator: Any) -> None:
     _on_close(tap, call, stream.response, inner)
 
 
+def _keep(tap: Tap, call: Call, chunk: Any) -> bool:
+    """Record one chunk; whether the caller sees it. Never raises into the caller's loop."""
+    try:
+        return call.chunk(chunk)
+    except Exception as exc:
+        tap.internal("recording a chunk", exc)
+        return True
+
+
 def _watched(inner: Iterator[Any], guard: _Guard) -> Iterator[Any]:
     tap, call = guard.tap, guard.call
     try:
         for chunk in inner:
-            try:
-                keep = call.chunk(chunk)
-            except Exception as exc:
-                keep = True
-                tap.internal("recording a chunk", exc)
-            if keep:
+            if _keep(tap, call, chunk):
                 yield chunk
     except GeneratorExit:
         tap.ended(call, cancelled=True)
@@ -91,12 +95,7 @@ async def _awatched(inner: AsyncIterator[Any], guard: _Guard) -> AsyncIterator[A
     tap, call = guard.tap, guard.call
     try:
         async for chunk in inner:
-            try:
-                keep = call.chunk(chunk)
-            except Exception as exc:
-                keep = True
-                tap.internal("recording a chunk", exc)
-            if keep:
+            if _keep(tap, call, chunk):
                 yield chunk
     except GeneratorExit:
         tap.ended(call, cancelled=True)
