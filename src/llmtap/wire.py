@@ -20,6 +20,7 @@ from ._version import __version__
 __all__ = [
     "EVENT_FIELDS",
     "SDK_NAME",
+    "TEXT_FIELDS",
     "WIRE_VERSION",
     "Batch",
     "ErrorInfo",
@@ -128,6 +129,19 @@ class Feedback(_Strict):
 
 
 EVENT_FIELDS = frozenset(Event.model_fields)
+# The fields of an event that carry free text (prompts, outputs, parameters, attributes): the
+# ones that can be long, and the ones personal data can be in. The others are ids, names,
+# numbers and times, with short bounds in the schema.
+TEXT_FIELDS = (
+    "request",
+    "response",
+    "output_text",
+    "template_chat",
+    "template_text",
+    "template_params",
+    "attributes",
+    "error",
+)
 _SDK = {"name": SDK_NAME, "version": __version__}
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..wire import TEXT_FIELDS
+
 __all__ = [
     "ENTITY_TYPES",
     "EVENT_TEXT_FIELDS",
@@ -37,16 +39,7 @@ ENTITY_TYPES = (
 )
 # The fields of an event (wire v1) that carry user text; the others are ids, names, numbers
 # and times llmtap itself made or that say how the call was made.
-EVENT_TEXT_FIELDS = (
-    "request",
-    "response",
-    "output_text",
-    "template_chat",
-    "template_text",
-    "template_params",
-    "attributes",
-    "error",
-)
+EVENT_TEXT_FIELDS = TEXT_FIELDS
 # What a string becomes when redacting it failed: its content is dropped, never sent.
 REDACTION_FAILED = "<REDACTION_FAILED>"
 

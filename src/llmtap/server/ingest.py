@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 
 from ..store import KeyInfo, Store, event_row
 from ..wire import (
+    TEXT_FIELDS,
     Batch,
     Event,
     Feedback,
@@ -135,23 +136,10 @@ def _id_of(item: Any) -> str | None:
     return event_id if isinstance(event_id, str) and not_unicode(event_id) is None else None
 
 
-# Fields whose text may be long; the others have short bounds in the wire schema.
-_LONG_FIELDS = (
-    "request",
-    "response",
-    "output_text",
-    "template_chat",
-    "template_text",
-    "template_params",
-    "attributes",
-    "error",
-)
-
-
 def truncate_event(event: Event, limit: int) -> None:
     """Cut every text longer than ``limit`` bytes in ``event`` and list it in ``truncated``."""
     cut: list[str] = []
-    for name in _LONG_FIELDS:
+    for name in TEXT_FIELDS:
         value = getattr(event, name)
         if value is None:
             continue
