@@ -9,10 +9,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -90,6 +91,37 @@ def llmtap_server(env: dict[str, str] | None = None) -> Iterator[Server]:
         finally:
             proc.terminate()
             proc.wait()
+
+
+def client_pair(base_url: str, server: Server) -> tuple[Any, Any]:
+    """(plain ``openai.OpenAI``, ``llmtap.Client``): the same provider, the same options, the
+    second delivering to ``server``."""
+    import openai
+
+    import llmtap
+
+    plain = openai.OpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
+    tapped = llmtap.Client(
+        api_key="sk-bench",
+        base_url=base_url,
+        max_retries=0,
+        llmtap={"url": server.url, "api_key": server.key},
+    )
+    return plain, tapped
+
+
+def abba(
+    rounds: int, clients: dict[str, Any], block: Callable[[Any, int], Any], n: int
+) -> list[dict[str, Any]]:
+    """``rounds`` rounds of ``block(client, n)`` for every client, in ABBA order: drift and
+    bursts of noise hit them alike, and a median of per-round ratios shrugs off the rounds a
+    burst spoiled."""
+    out = []
+    names = list(clients)
+    for i in range(rounds):
+        order = names if i % 4 in (0, 3) else names[::-1]
+        out.append({name: block(clients[name], n) for name in order})
+    return out
 
 
 def median(values: list[float]) -> float:

@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion
 
 import llmtap
 
-from ._harness import fake_provider, llmtap_server, median, spread
+from ._harness import abba, client_pair, fake_provider, llmtap_server, median, spread
 
 MESSAGES = [
     {"role": "system", "content": "You pick emoji."},
@@ -68,28 +68,15 @@ def _record_path_cpu(client: llmtap.Client, n: int) -> float:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    # Many short rounds in ABBA order: drift and bursts of noise hit both clients alike, and
-    # the median of per-round ratios shrugs off the rounds a burst spoiled.
-    rounds, per_round = (12, 100) if quick else (60, 100)
+    rounds, per_round = (12, 100) if quick else (60, 100)  # many short rounds
     with fake_provider() as base_url, llmtap_server() as server:
-        plain = openai.OpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
-        tapped = llmtap.Client(
-            api_key="sk-bench",
-            base_url=base_url,
-            max_retries=0,
-            llmtap={"url": server.url, "api_key": server.key},
-        )
+        plain, tapped = client_pair(base_url, server)
         _block(plain, 100)
         _block(tapped, 100)
-        wall_ratios, cpu_added, plain_ms = [], [], []
-        for i in range(rounds):
-            order = (
-                [(plain, "p"), (tapped, "t")] if i % 4 in (0, 3) else [(tapped, "t"), (plain, "p")]
-            )
-            results = {name: _block(client, per_round) for client, name in order}
-            wall_ratios.append(results["t"][0] / results["p"][0])
-            cpu_added.append((results["t"][1] - results["p"][1]) * 1e6)
-            plain_ms.append(results["p"][0] * 1e3)
+        rows = abba(rounds, {"p": plain, "t": tapped}, _block, per_round)
+        wall_ratios = [r["t"][0] / r["p"][0] for r in rows]
+        cpu_added = [(r["t"][1] - r["p"][1]) * 1e6 for r in rows]
+        plain_ms = [r["p"][0] * 1e3 for r in rows]
         record_us = []
         for _ in range(5):
             record_us.append(_record_path_cpu(tapped, 2000) * 1e6)

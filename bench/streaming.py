@@ -14,14 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import openai
 
-import llmtap
-
-from ._harness import fake_provider, free_port, llmtap_server, median, spread
+from ._harness import abba, client_pair, fake_provider, free_port, llmtap_server, median, spread
 
 MESSAGES = [{"role": "user", "content": "one two three four five six seven [[chunks:6]]"}]
 
@@ -87,31 +84,14 @@ def _openinference(base_url: str) -> Any:
     return openai.OpenAI(api_key="sk", base_url=base_url, max_retries=0)
 
 
-def _abba(
-    rounds: int, clients: dict[str, Any], block: Callable[[Any, int], Any], n: int
-) -> list[dict[str, Any]]:
-    out = []
-    names = list(clients)
-    for i in range(rounds):
-        order = names if i % 4 in (0, 3) else names[::-1]
-        out.append({name: block(clients[name], n) for name in order})
-    return out
-
-
 def run(quick: bool = False) -> dict[str, Any]:
     rounds, per_round = (4, 10) if quick else (24, 20)
     result: dict[str, Any] = {}
     with fake_provider(chunk_delay=0.002) as base_url, llmtap_server() as server:
-        plain = openai.OpenAI(api_key="sk", base_url=base_url, max_retries=0)
-        tapped = llmtap.Client(
-            api_key="sk",
-            base_url=base_url,
-            max_retries=0,
-            llmtap={"url": server.url, "api_key": server.key},
-        )
+        plain, tapped = client_pair(base_url, server)
         _stream_block(plain, 10)
         _stream_block(tapped, 10)
-        rows = _abba(rounds, {"openai": plain, "llmtap": tapped}, _stream_block, per_round)
+        rows = abba(rounds, {"openai": plain, "llmtap": tapped}, _stream_block, per_round)
         first = [r["llmtap"][0] / r["openai"][0] for r in rows]
         last = [r["llmtap"][1] / r["openai"][1] for r in rows]
         result["stream_calls_per_client"] = rounds * per_round
@@ -133,7 +113,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         n_plain = 4 * per_round
         for client in clients.values():
             _plain_block(client, 20)
-        rows = _abba(rounds, clients, _plain_block, n_plain)
+        rows = abba(rounds, clients, _plain_block, n_plain)
         oi = _openinference(base_url)
         if isinstance(oi, str):
             skipped["openinference"] = oi
