@@ -157,6 +157,17 @@ def client(provider: FakeProvider, project: Project) -> Iterator[llmtap.Client]:
     c.close()
 
 
+@pytest.fixture
+def seed_env(monkeypatch: pytest.MonkeyPatch, provider: FakeProvider, project: Project) -> Project:
+    """The seeds' world: the provider and the llmtap server found through the environment
+    variables their code relies on (``OPENAI_BASE_URL``, ``LLMTAP_URL``...)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", provider.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
+    monkeypatch.setenv("LLMTAP_URL", project.server.url)
+    monkeypatch.setenv("LLMTAP_FLUSH_INTERVAL", "0.05")
+    return project
+
+
 @pytest.fixture(autouse=True)
 def _no_llmtap_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Fail any test during which llmtap logged an error of its own (its exporter thread

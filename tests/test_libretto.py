@@ -11,27 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import openai
 import pytest
-
-from llmtap.fake_provider import FakeProvider
 
 from .conftest import Project
 
 
 @pytest.fixture
-def env(
-    monkeypatch: pytest.MonkeyPatch, provider: FakeProvider, project: Project
-) -> Iterator[Project]:
-    """The seed's environment: the provider and llmtap server found through variables."""
-    monkeypatch.setenv("OPENAI_BASE_URL", provider.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
-    monkeypatch.setenv("LLMTAP_URL", project.server.url)
-    monkeypatch.setenv("LLMTAP_FLUSH_INTERVAL", "0.05")
+def env(monkeypatch: pytest.MonkeyPatch, seed_env: Project) -> Project:
+    """The seed's environment; the Libretto key is given in the code, not the environment."""
     monkeypatch.delenv("LIBRETTO_API_KEY", raising=False)
-    yield project
+    return seed_env
 
 
 def only_event(project: Project, **filters: str) -> dict:

@@ -12,26 +12,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from llmtap.fake_provider import FakeProvider
 
 from .conftest import LLMTAP, Project
 
 
 @pytest.fixture
-def env(
-    monkeypatch: pytest.MonkeyPatch, provider: FakeProvider, project: Project
-) -> Iterator[Project]:
-    monkeypatch.setenv("OPENAI_BASE_URL", provider.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
-    monkeypatch.setenv("LLMTAP_URL", project.server.url)
-    monkeypatch.setenv("LLMTAP_API_KEY", project.key)
-    monkeypatch.setenv("LLMTAP_FLUSH_INTERVAL", "0.05")
-    yield project
+def env(monkeypatch: pytest.MonkeyPatch, seed_env: Project) -> Project:
+    """The seed's environment; the llmtap key comes from LLMTAP_API_KEY, as the seed says."""
+    monkeypatch.setenv("LLMTAP_API_KEY", seed_env.key)
+    return seed_env
 
 
 def run_seed_cells(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
