@@ -224,58 +224,36 @@ class _Handler(BaseHTTPRequestHandler):
             return
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
         chunks: list[Any] = []
+
+        def chunk(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> None:
+            choice = {
+                "index": i,
+                "delta": delta,
+                **({"finish_reason": finish_reason} if finish_reason else {}),
+            }
+            chunks.append({**base, "choices": [choice]})
+
         for i in range(n):
-            chunks.append(
-                {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}}]}
-            )
+            chunk(i, {"role": "assistant", "content": ""})
             if tool:
                 call = message["tool_calls"][0]
                 args = call["function"]["arguments"]
-                chunks.append(
+                half = len(args) // 2
+                # A tool call arrives in pieces: id and name first, the arguments after.
+                first = {"name": tool, "arguments": args[:half]}
+                chunk(
+                    i,
                     {
-                        **base,
-                        "choices": [
-                            {
-                                "index": i,
-                                "delta": {
-                                    "tool_calls": [
-                                        {
-                                            "index": 0,
-                                            "id": call["id"],
-                                            "type": "function",
-                                            "function": {
-                                                "name": tool,
-                                                "arguments": args[: len(args) // 2],
-                                            },
-                                        }
-                                    ]
-                                },
-                            }
-                        ],
-                    }
+                        "tool_calls": [
+                            {"index": 0, "id": call["id"], "type": "function", "function": first}
+                        ]
+                    },
                 )
-                chunks.append(
-                    {
-                        **base,
-                        "choices": [
-                            {
-                                "index": i,
-                                "delta": {
-                                    "tool_calls": [
-                                        {
-                                            "index": 0,
-                                            "function": {"arguments": args[len(args) // 2 :]},
-                                        }
-                                    ]
-                                },
-                            }
-                        ],
-                    }
-                )
+                chunk(i, {"tool_calls": [{"index": 0, "function": {"arguments": args[half:]}}]})
             else:
                 for piece in self._pieces(reply, d):
-                    chunks.append({**base, "choices": [{"index": i, "delta": {"content": piece}}]})
-            chunks.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]})
+                    chunk(i, {"content": piece})
+            chunk(i, {}, finish)
         trailing = 0
         if usage and (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
