@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +29,10 @@ import pytest
 # llmtap's own errors are raised, not logged, in its test suite: bugs must not hide.
 os.environ["LLMTAP_RAISE_INTERNAL_ERRORS"] = "1"
 # Spooled batches of the suite go to a folder of its own, never the user's cache.
-os.environ["LLMTAP_SPOOL_DIR"] = tempfile.mkdtemp(prefix="llmtap-test-spool-")
+os.environ["LLMTAP_SPOOL_DIR"] = _SPOOL = tempfile.mkdtemp(prefix="llmtap-test-spool-")
+# Registered before llmtap is imported, so it runs after llmtap's own exit flush (atexit runs
+# last-registered first): the suite leaves no spool behind.
+atexit.register(shutil.rmtree, _SPOOL, ignore_errors=True)
 for name in ("LLMTAP_URL", "LLMTAP_API_KEY", "LLMTAP_ENABLED", "OPENAI_API_KEY"):
     os.environ.pop(name, None)
 
