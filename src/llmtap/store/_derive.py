@@ -1,6 +1,12 @@
-"""What the store derives from each event as it is stored, in the same transaction: the stats
-aggregates, the attributes index, the text index, the template revisions, and the tally of
-events whose model has no price.
+"""What the store derives from the events it stores: the stats aggregates, the attributes
+index, the text index, the template revisions, and the tally of events whose model has no
+price.
+
+Derivation trails the events by up to half a second (see ``_sqlite``): events are committed,
+and acknowledged, on their own, and derived later in chunks of thousands, whose aggregate rows
+are summed in memory first. A watermark in ``meta`` (``derived_seq``), committed with the
+derived rows, says how far derivation went, so each event is counted once whatever crashes
+when; reads that use the derived tables catch up first.
 
 The aggregates (table ``agg``) hold, per project, time bucket (minute, hour and day: three
 levels) and combination of environment, model, template name, revision and status (table
@@ -32,12 +38,14 @@ __all__ = [
     "LEVELS",
     "MAX_ATTRIBUTE_KEYS",
     "after_feedback",
-    "after_insert",
     "attribute_text",
     "backfill",
+    "derive_events",
+    "derived_through",
     "install",
     "reprice",
     "searchable_text",
+    "set_derived_through",
 ]
 
 # Aggregate levels: bucket sizes in seconds.
@@ -73,6 +81,21 @@ _DIMS_ID = (
 )
 
 AggKey = tuple[int, int, int, int, int]  # project_id, level, attr_id, bucket, dims_id
+
+
+def derived_through(conn: sqlite3.Connection) -> int:
+    """The watermark: every event up to this seq is counted in the derived tables, and none
+    after it."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'derived_seq'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_derived_through(conn: sqlite3.Connection, seq: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('derived_seq', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(seq),),
+    )
 
 
 def install(conn: sqlite3.Connection) -> None:
@@ -219,78 +242,69 @@ def _agg_keys(
     return keys
 
 
-def after_insert(
-    conn: sqlite3.Connection,
-    rows: Sequence[Sequence[Any]],
-    before_seq: int,
-    dims_cache: dict[tuple[Any, ...], int] | None = None,
-) -> None:
-    """Derive from the events just inserted (``seq > before_seq``: duplicates skipped by the
-    insert are not new, so nothing is counted twice). Runs inside the insert's transaction.
-    A row made by ``event_row`` carries its facts; another has its body parsed."""
-    new = conn.execute("SELECT seq, project_id, id FROM events WHERE seq > ?", (before_seq,))
-    seq_of = {(project_id, event_id): seq for seq, project_id, event_id in new}
-    if not seq_of:
-        return
-    fresh = []
-    for row in rows:
-        seq = seq_of.pop((row[_COL["project_id"]], row[_COL["id"]]), None)
-        if seq is not None:
-            facts = getattr(row, "facts", None) or facts_of_body(json.loads(row[_COL["body"]]))
-            fresh.append((seq, row, facts))
-    derive_events(conn, fresh, dims_cache)
-
-
 def derive_events(
     conn: sqlite3.Connection,
-    fresh: list[tuple[int, Sequence[Any], Facts]],
+    fresh: Sequence[tuple[int, Sequence[Any], Facts]],
     dims_cache: dict[tuple[Any, ...], int] | None = None,
 ) -> None:
-    """The derived rows of events (seq, events-table row, facts)."""
+    """The derived rows of events (seq, events-table row, facts), in ``conn``'s transaction.
+
+    The events are first summed per (dimensions, minute, attributes): a chunk of thousands of
+    events from the same few minutes makes a few hundred such groups, and each group then
+    adds to its 3 levels x (1 + attributes) aggregate rows once, with its latency and TTFT
+    histograms built in one go."""
     col = _COL
-    p_col, fk_col = col["project_id"], col["feedback_key"]
-    dims_cols = [col[d] for d in DIMS]
-    dims_of = {seq: (r[p_col], *(r[c] for c in dims_cols)) for seq, r, _ in fresh}
-    dims = _dims_ids(conn, set(dims_of.values()), {} if dims_cache is None else dims_cache)
-    attr_ids = _attr_ids(
-        conn,
-        {(r[p_col], k, v) for _, r, facts in fresh for k, v in facts.pairs},
+    p_col, fk_col, start_col = col["project_id"], col["feedback_key"], col["started_us"]
+    status_col, cost_col, model_col = col["status"], col["cost_usd"], col["model"]
+    in_col, out_col, lat_col, ttft_col = (
+        col["input_tokens"],
+        col["output_tokens"],
+        col["latency_ms"],
+        col["ttft_ms"],
     )
+    dims_cols = [col[d] for d in DIMS]
+    name_col, revision_col = col["prompt_template_name"], col["template_revision"]
     ratings = _ratings(conn, [(r[p_col], r[fk_col]) for _, r, _ in fresh])
-    acc = _Acc()
+    groups: dict[tuple[Any, ...], _Group] = {}
     attr_rows: list[tuple[Any, ...]] = []
     text_rows: list[tuple[int, str]] = []
-    template_rows: list[tuple[Any, ...]] = []
+    spans: dict[tuple[int, str, str], list[Any]] = {}
     unpriced: dict[tuple[int, str], int] = {}
     for seq, r, facts in fresh:
         project_id = r[p_col]
-        started_us = r[col["started_us"]]
-        attr_rows.extend((project_id, k, v, seq) for k, v in facts.pairs)
+        started_us = r[start_col]
+        pairs = facts.pairs
+        key = (
+            (project_id, *[r[c] for c in dims_cols]),
+            started_us // 60_000_000 * 60,
+            tuple(pairs),
+        )
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group()
+        cost = r[cost_col]
+        group.add(r[status_col], r[in_col], r[out_col], cost, r[lat_col], r[ttft_col])
+        rating = ratings.get((project_id, r[fk_col]))
+        if rating is not None:
+            group.rating_sum += rating[0]
+            group.rating_n += rating[1]
+        if pairs:
+            attr_rows.extend((project_id, k, v, seq) for k, v in pairs)
         if facts.text:
             text_rows.append((seq, facts.text))
-        cost = r[col["cost_usd"]]
-        model = r[col["model"]]
+        model = r[model_col]
         if cost is None and model and facts.has_usage:
             unpriced[project_id, model] = unpriced.get((project_id, model), 0) + 1
-        name, revision = r[col["prompt_template_name"]], r[col["template_revision"]]
+        name, revision = r[name_col], r[revision_col]
         if name is not None and revision is not None:
-            template_rows.append((project_id, name, revision, facts.template, started_us))
-        rating_sum, rating_n = ratings.get((project_id, r[fk_col]), (0.0, 0))
-        ids = [attr_ids[project_id, k, v] for k, v in facts.pairs if (project_id, k, v) in attr_ids]
-        acc.add(
-            _agg_keys(project_id, started_us, dims[dims_of[seq]], ids),
-            n=1,
-            errors=int(r[col["status"]] == "error"),
-            input_tokens=r[col["input_tokens"]] or 0,
-            output_tokens=r[col["output_tokens"]] or 0,
-            cost=cost or 0.0,
-            priced=int(cost is not None),
-            lat=_hist.histogram([r[col["latency_ms"]]]),
-            ttft=_hist.histogram([r[col["ttft_ms"]]]),
-            rating_sum=rating_sum,
-            rating_n=rating_n,
-        )
-    acc.flush(conn)
+            span = spans.get((project_id, name, revision))
+            if span is None:
+                spans[project_id, name, revision] = [started_us, started_us, facts.template]
+            elif started_us < span[0]:
+                span[0] = started_us
+            elif started_us > span[1]:
+                span[1] = started_us
+    _aggregate(conn, groups, {} if dims_cache is None else dims_cache)
     conn.executemany(
         "INSERT OR IGNORE INTO event_attrs (project_id, key, value, seq) VALUES (?, ?, ?, ?)",
         attr_rows,
@@ -301,39 +315,107 @@ def derive_events(
         "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
         [(p, m, n) for (p, m), n in unpriced.items()],
     )
-    _upsert_templates(conn, template_rows)
+    _upsert_templates(conn, spans)
 
 
-def _upsert_templates(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    spans: dict[tuple[int, str, str], list[Any]] = {}
-    for project_id, name, revision, template, started_us in rows:
-        span = spans.get((project_id, name, revision))
-        if span is None:
-            spans[project_id, name, revision] = [started_us, started_us, template]
-        else:
-            span[0] = min(span[0], started_us)
-            span[1] = max(span[1], started_us)
-    for (project_id, name, revision), (first, last, template) in spans.items():
-        exists = conn.execute(
-            "UPDATE templates SET first_us = min(first_us, ?), last_us = max(last_us, ?) "
-            "WHERE project_id = ? AND name = ? AND revision = ?",
-            (first, last, project_id, name, revision),
-        ).rowcount
-        if not exists:
-            kind = "chat" if isinstance(template, list) else "text"
-            conn.execute(
-                "INSERT INTO templates (project_id, name, revision, kind, template, first_us,"
-                " last_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    project_id,
-                    name,
-                    revision,
-                    kind,
-                    json.dumps(template, ensure_ascii=False, default=str),
-                    first,
-                    last,
-                ),
+class _Group:
+    """The events of one (dimensions, minute, attributes), summed."""
+
+    __slots__ = (
+        "cost",
+        "errors",
+        "input_tokens",
+        "lat",
+        "n",
+        "output_tokens",
+        "priced",
+        "rating_n",
+        "rating_sum",
+        "ttft",
+    )
+
+    def __init__(self) -> None:
+        self.n = self.errors = self.input_tokens = self.output_tokens = self.priced = 0
+        self.rating_n = 0
+        self.cost = self.rating_sum = 0.0
+        self.lat: list[float] = []
+        self.ttft: list[float] = []
+
+    def add(
+        self,
+        status: str,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cost: float | None,
+        latency_ms: float | None,
+        ttft_ms: float | None,
+    ) -> None:
+        self.n += 1
+        if status == "error":
+            self.errors += 1
+        if input_tokens:
+            self.input_tokens += input_tokens
+        if output_tokens:
+            self.output_tokens += output_tokens
+        if cost is not None:
+            self.cost += cost
+            self.priced += 1
+        if latency_ms is not None:
+            self.lat.append(latency_ms)
+        if ttft_ms is not None:
+            self.ttft.append(ttft_ms)
+
+
+def _aggregate(
+    conn: sqlite3.Connection,
+    groups: dict[tuple[Any, ...], _Group],
+    dims_cache: dict[tuple[Any, ...], int],
+) -> None:
+    """Add the groups of ``derive_events`` to their aggregate rows."""
+    dims = _dims_ids(conn, {dims for dims, _, _ in groups}, dims_cache)
+    attr_ids = _attr_ids(conn, {(dims[0], k, v) for dims, _, pairs in groups for k, v in pairs})
+    acc = _Acc()
+    for (group_dims, minute, pairs), g in groups.items():
+        project_id = group_dims[0]
+        ids = [attr_ids[project_id, k, v] for k, v in pairs if (project_id, k, v) in attr_ids]
+        acc.add(
+            _agg_keys(project_id, minute * 1_000_000, dims[group_dims], ids),
+            n=g.n,
+            errors=g.errors,
+            input_tokens=g.input_tokens,
+            output_tokens=g.output_tokens,
+            cost=g.cost,
+            priced=g.priced,
+            lat=_hist.histogram(g.lat),
+            ttft=_hist.histogram(g.ttft),
+            rating_sum=g.rating_sum,
+            rating_n=g.rating_n,
+        )
+    acc.flush(conn)
+
+
+def _upsert_templates(
+    conn: sqlite3.Connection, spans: dict[tuple[int, str, str], list[Any]]
+) -> None:
+    """Each (project, name, revision) seen, with its first and last use; the template itself is
+    written when the revision is new."""
+    conn.executemany(
+        "INSERT INTO templates (project_id, name, revision, kind, template, first_us, last_us)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, name, revision) DO UPDATE SET"
+        " first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
+        [
+            (
+                project_id,
+                name,
+                revision,
+                "chat" if isinstance(template, list) else "text",
+                json.dumps(template, ensure_ascii=False, default=str),
+                first,
+                last,
             )
+            for (project_id, name, revision), (first, last, template) in spans.items()
+        ],
+    )
 
 
 def _ratings(
@@ -378,14 +460,15 @@ def _event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[Agg
 def after_feedback(
     conn: sqlite3.Connection, project_id: int, feedback_key: str, rating: float | None
 ) -> None:
-    """Count a rating in the aggregates of the event(s) it rates; a rating for an event not
-    stored yet is counted when the event arrives (see ``_ratings``)."""
+    """Count a rating in the aggregates of the event(s) it rates. A rating for an event not
+    derived yet (not stored, or stored after the watermark) is counted when the event is
+    (see ``_ratings``)."""
     if rating is None:
         return
     acc = _Acc()
     for (seq,) in conn.execute(
-        "SELECT seq FROM events WHERE project_id = ? AND feedback_key = ?",
-        (project_id, feedback_key),
+        "SELECT seq FROM events WHERE project_id = ? AND feedback_key = ? AND seq <= ?",
+        (project_id, feedback_key, derived_through(conn)),
     ).fetchall():
         acc.add(_event_keys(conn, project_id, seq), rating_sum=rating, rating_n=1)
     acc.flush(conn)

@@ -207,6 +207,15 @@ SQLITE_MIGRATIONS: list[Step] = [
             " WHERE feedback_id IS NOT NULL",
         ),
     ),
+    (
+        "m006_derived_seq",
+        (
+            # Derivation trails the events (see _derive): how far it went. Every event stored
+            # before this migration was derived in its own transaction.
+            "INSERT INTO meta (key, value)"
+            " SELECT 'derived_seq', CAST(ifnull(max(seq), 0) AS TEXT) FROM events",
+        ),
+    ),
 ]
 
 

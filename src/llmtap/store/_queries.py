@@ -97,6 +97,17 @@ class Queries:
     def _reader(self) -> sqlite3.Connection:  # pragma: no cover - the store's own
         raise NotImplementedError
 
+    def _derive(self) -> None:  # pragma: no cover - the store's own
+        raise NotImplementedError
+
+    def catch_up(self) -> None:  # pragma: no cover - the store's own
+        raise NotImplementedError
+
+    def _derived(self) -> sqlite3.Connection:
+        """A reading connection, once every event stored so far is derived."""
+        self.catch_up()
+        return self._reader()
+
     # -- the events list -------------------------------------------------------------------
 
     def list_events(
@@ -114,7 +125,8 @@ class Queries:
             f"SELECT e.seq, {sort_key}, e.body, e.environment, e.template_revision, e.cost_usd"
             f" FROM events e WHERE {where} ORDER BY {sort_key} {order}, e.seq {order} LIMIT ?"
         )
-        rows = self._reader().execute(sql, [*params, f.limit + 1]).fetchall()
+        conn = self._derived() if f.attributes or f.q else self._reader()
+        rows = conn.execute(sql, [*params, f.limit + 1]).fetchall()
         more = len(rows) > f.limit
         rows = rows[: f.limit]
         events = [_event_out(row[2:]) for row in rows]
@@ -136,19 +148,19 @@ class Queries:
     def stats(self, project_id: int, f: EventFilter, group_by: list[str]) -> dict[str, Any]:
         """Counts, errors, tokens, cost, latency and TTFT percentiles and average rating of the
         events ``f`` selects, per group; see ``_stats``."""
-        return _stats.stats(self._reader(), project_id, f, group_by)
+        return _stats.stats(self._derived(), project_id, f, group_by)
 
     def stats_many(
         self, project_id: int, f: EventFilter, groupings: list[list[str]]
     ) -> list[dict[str, Any]]:
         """``stats`` for several groupings of the same events, in one pass (the dashboard's
         overview asks five at once)."""
-        return _stats.stats_many(self._reader(), project_id, f, groupings)
+        return _stats.stats_many(self._derived(), project_id, f, groupings)
 
     def templates(self, project_id: int) -> list[dict[str, Any]]:
         """Every prompt template name with its revisions (newest first), each with its
         template, first and last use, and its stats."""
-        conn = self._reader()
+        conn = self._derived()
         rows = conn.execute(
             "SELECT name, revision, kind, template, first_us, last_us FROM templates"
             " WHERE project_id = ? ORDER BY name, first_us",
@@ -190,7 +202,7 @@ class Queries:
 
     def unpriced_models(self, project_id: int) -> list[dict[str, Any]]:
         """Models whose events have usage but no price, with how many events each."""
-        rows = self._reader().execute(
+        rows = self._derived().execute(
             "SELECT model, events FROM unpriced WHERE project_id = ? AND events > 0"
             " ORDER BY events DESC, model",
             (project_id,),
@@ -209,6 +221,7 @@ class Queries:
         stored events again with ``cost_of(overrides of the model)``, all in one transaction.
         Returns how many events changed cost."""
         with self._write_lock:
+            self._derive()  # repricing adjusts the aggregates events are counted in
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -3,13 +3,20 @@
 One connection writes, under a lock: SQLite allows one writer at a time anyway. Event rows are
 written with group commit: every request thread queues its rows, and whichever thread gets the
 write lock commits everything queued so far in one transaction, so concurrent batches share a
-commit (the cost that dominates ingest). Each reading thread has its own connection, which WAL
-lets read while the writer writes. Several server processes on one file each have a writer;
-``BEGIN IMMEDIATE`` with a busy timeout queues them, so none sees "database is locked".
+commit. That transaction holds the events rows alone; what is derived from them (aggregates,
+attribute and text indexes, templates: see ``_derive``) follows in chunks of thousands, on a
+thread of its own, at most ``DERIVE_DELAY`` later. Reads that use derived tables catch up
+first, so what a client stored is in the stats it asks for next.
+
+Each reading thread has its own connection, which WAL lets read while the writer writes.
+Several server processes on one file each have a writer; ``BEGIN IMMEDIATE`` with a busy
+timeout queues them, so none sees "database is locked".
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 import sys
 import threading
@@ -22,20 +29,37 @@ from typing import Any
 from . import _derive, _hist
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS, KeyInfo
+from ._facts import Facts, facts_of_body
 from ._migrations import migrate_sqlite
 from ._queries import Queries, _event_out
 
-__all__ = ["SQLiteStore"]
+__all__ = ["DERIVE_DELAY", "DERIVE_EVENTS", "SQLiteStore"]
+
+log = logging.getLogger("llmtap.store")
 
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) "
     "ON CONFLICT (project_id, id) DO NOTHING"
 )
+_PROJECT = EVENT_COLUMNS.index("project_id")
+_ID = EVENT_COLUMNS.index("id")
 _LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd"
 WRITER_CACHE_KIB = 65536
 # A group commit takes at most this many rows (a bound on how long the lock is held).
 _GROUP_ROWS = 5000
+# Derivation runs when this many events wait, or this many seconds after the last run.
+DERIVE_EVENTS = 5000
+DERIVE_DELAY = 0.5
+# Past this many waiting (derivation falling behind), a commit derives before it returns, so
+# memory stays bounded.
+_DERIVE_AT_MOST = 4 * DERIVE_EVENTS
+_BODY = len(EVENT_COLUMNS) - 1
+_MAX_SEQ = "SELECT ifnull(max(seq), 0) FROM events"
+
+# An event committed and not derived yet: its seq, its row without the body, its facts (None
+# for a row that came without; its body is read again then).
+_Underived = tuple[int, Sequence[Any], Facts | None]
 
 
 class _Pending:
@@ -62,6 +86,7 @@ class SQLiteStore(Queries):
         self._pending_lock = threading.Lock()
         self._local = threading.local()
         self._dims_cache: dict[tuple[Any, ...], int] = {}  # see _derive._dims_ids
+        self._underived: list[_Underived] = []  # under the write lock
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         # Ingest touches pages all over the indexes, aggregates and text index: a page cache of
@@ -73,6 +98,9 @@ class SQLiteStore(Queries):
         _derive.install(self._writer)
         self.applied_migrations = migrate_sqlite(self._writer)
         self._checkpointer = Checkpointer(self._connect) if self.path != ":memory:" else None
+        # What a crash left underived (or another process: it derives it too, later) first.
+        self.catch_up()
+        self._deriver = _Deriver(self)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -105,6 +133,8 @@ class SQLiteStore(Queries):
         return cursors
 
     def close(self) -> None:
+        self._deriver.close()
+        self.catch_up()
         if self._checkpointer is not None:
             self._checkpointer.close()
         self._writer.close()
@@ -208,21 +238,120 @@ class SQLiteStore(Queries):
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            (before_seq,) = conn.execute("SELECT ifnull(max(seq), 0) FROM events").fetchone()
+            (before,) = conn.execute(_MAX_SEQ).fetchone()
+            stored = 0
             for item in group:
-                before = conn.total_changes
+                changes = conn.total_changes
                 conn.executemany(_INSERT_EVENT, item.rows)
-                item.stored = conn.total_changes - before
-            # Aggregates, attributes and text index: same transaction, new events only.
+                item.stored = conn.total_changes - changes
+                stored += item.stored
             rows = [row for item in group for row in item.rows]
-            _derive.after_insert(conn, rows, before_seq, self._dims_cache)
+            if stored == len(rows):  # no duplicate: the rows took the next seqs, in order
+                new = list(zip(range(before + 1, before + 1 + stored), rows, strict=True))
+            else:
+                seq_of = {
+                    (project_id, event_id): seq
+                    for seq, project_id, event_id in conn.execute(
+                        "SELECT seq, project_id, id FROM events WHERE seq > ?", (before,)
+                    )
+                }
+                new = []
+                for row in rows:
+                    seq = seq_of.pop((row[_PROJECT], row[_ID]), None)
+                    if seq is not None:
+                        new.append((seq, row))
             conn.execute("COMMIT")
-            if self._checkpointer is not None:
-                self._checkpointer.committed()
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+        self._underived.extend((seq, row[:_BODY], getattr(row, "facts", None)) for seq, row in new)
+        if len(self._underived) >= _DERIVE_AT_MOST:
+            self._derive()
+        elif len(self._underived) >= DERIVE_EVENTS:
+            self._deriver.wake()
+
+    # -- deriving ------------------------------------------------------------------------
+
+    def catch_up(self) -> None:
+        """Derive every event committed so far, by this process or another (see ``_derive``).
+        Cheap when there is nothing to do."""
+        if not self._underived:
+            conn = self._reader()
+            (last,) = conn.execute(_MAX_SEQ).fetchone()
+            if last <= _derive.derived_through(conn):
+                return
+        with self._write_lock:
+            self._derive()
+
+    def _derive(self) -> None:
+        """Derive what is committed and not derived yet, in one transaction that moves the
+        watermark. Holds the write lock. An event whose derivation fails is logged and left
+        out; the others are derived."""
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = _derive.derived_through(conn)
+            (last,) = conn.execute(_MAX_SEQ).fetchone()
+            todo = [item for item in self._underived if done < item[0] <= last]
+            if len(todo) < last - done:  # another process's, or what a crash left
+                todo += self._stored_underived(conn, done, {item[0] for item in todo})
+            fresh = [
+                (seq, row, facts or facts_of_body(self._body_of(conn, seq)))
+                for seq, row, facts in todo
+            ]
+            if fresh:
+                self._derive_rows(conn, fresh)
+            if last != done:
+                _derive.set_derived_through(conn, last)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._dims_cache.clear()  # it may hold ids of rows rolled back
+            raise
+        self._underived = [item for item in self._underived if item[0] > last]
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+
+    def _derive_rows(
+        self, conn: sqlite3.Connection, fresh: list[tuple[int, Sequence[Any], Facts]]
+    ) -> None:
+        conn.execute("SAVEPOINT derive")
+        try:
+            _derive.derive_events(conn, fresh, self._dims_cache)
+            conn.execute("RELEASE derive")
+            return
+        except Exception:
+            conn.execute("ROLLBACK TO derive")
+            conn.execute("RELEASE derive")
+            if len(fresh) == 1:
+                log.exception(
+                    "event seq %s could not be derived; it is left out of stats", fresh[0][0]
+                )
+                return
+        for one in fresh:  # find the one that fails, keep the others
+            self._derive_rows(conn, [one])
+
+    @staticmethod
+    def _body_of(conn: sqlite3.Connection, seq: int) -> Any:
+        (body,) = conn.execute("SELECT body FROM events WHERE seq = ?", (seq,)).fetchone()
+        return json.loads(body)
+
+    @staticmethod
+    def _stored_underived(
+        conn: sqlite3.Connection, after: int, known: set[int]
+    ) -> list[_Underived]:
+        columns = ", ".join(EVENT_COLUMNS)
+        return [
+            (row[0], row[1:-1], facts_of_body(json.loads(row[-1])))
+            for row in conn.execute(
+                f"SELECT seq, {columns} FROM events WHERE seq > ? ORDER BY seq", (after,)
+            )
+            if row[0] not in known
+        ]
 
     def insert_feedback(
         self,
@@ -292,3 +421,36 @@ class SQLiteStore(Queries):
             }
             for rating, better, created in rows
         ]
+
+
+class _Deriver:
+    """The thread that derives (see ``_derive``): every ``DERIVE_DELAY`` seconds, or at once
+    when ``DERIVE_EVENTS`` wait."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="llmtap-derive", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        store = self._store
+        while not self._stopping:
+            self._wake.wait(DERIVE_DELAY)
+            self._wake.clear()
+            if not store._underived:
+                continue
+            try:
+                with store._write_lock:
+                    store._derive()
+            except Exception:  # a full disk, say: the events wait, and the next turn retries
+                log.exception("deriving stats and indexes failed; retrying")

@@ -1,0 +1,204 @@
+"""Derivation trails the events (see ``llmtap.store._derive``): the stats, attribute and text
+indexes catch up, count every event once whatever crashes when, and never hold up ingest."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmtap.server.ingest import prepare
+from llmtap.store import EventFilter, KeyInfo, _derive, _sqlite, open_store
+from llmtap.store._sqlite import SQLiteStore
+from llmtap.wire import Event, make_event
+
+
+def rows(n: int, key: KeyInfo, feedback_key: str | None = None) -> list[tuple[Any, ...]]:
+    out = []
+    for i in range(n):
+        event = Event.model_validate(
+            make_event(
+                id=str(uuid.uuid4()),
+                api="chat",
+                provider="openai",
+                model="gpt-4o-mini",
+                request={"messages": [{"role": "user", "content": f"zebra question {i % 3}"}]},
+                output_text="an answer",
+                status="ok",
+                started_at="2026-05-01T12:00:00+00:00",
+                latency_ms=100.0 + i,
+                usage={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+                feedback_key=feedback_key or uuid.uuid4().hex,
+                attributes={"user": f"u{i % 2}"},
+            )
+        )
+        out.append(prepare(event, key, 0, None))
+    return out
+
+
+@pytest.fixture
+def idle_deriver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deriving thread of stores opened from now on waits an hour: derivation happens
+    only when a read or ``close`` asks for it."""
+    monkeypatch.setattr(_sqlite, "DERIVE_DELAY", 3600.0)
+
+
+@pytest.fixture
+def store(tmp_path: Path, idle_deriver: None) -> Iterator[SQLiteStore]:
+    opened = open_store(str(tmp_path / "d.db"))
+    assert isinstance(opened, SQLiteStore)
+    yield opened
+    opened.close()
+
+
+def key_of(store: SQLiteStore) -> KeyInfo:
+    return KeyInfo(1, store.ensure_project("p"), "p", "dev")
+
+
+def count(store: SQLiteStore, **group: Any) -> int:
+    return int(store.stats(1, EventFilter(**group), [])["groups"][0]["count"])
+
+
+def watermark(db: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(db)
+    try:
+        (last,) = conn.execute("SELECT ifnull(max(seq), 0) FROM events").fetchone()
+        return _derive.derived_through(conn), last
+    finally:
+        conn.close()
+
+
+def test_events_are_acknowledged_before_derivation_and_reads_catch_up(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    key = key_of(store)
+    assert store.insert_events(rows(30, key)) == 30
+    done, last = watermark(tmp_path / "d.db")
+    assert (done, last) == (0, 30)  # committed, not derived yet
+    assert count(store) == 30
+    page, _ = store.list_events(1, EventFilter(attributes={"user": "u1"}, limit=100))
+    assert len(page) == 15
+    page, _ = store.list_events(1, EventFilter(q="zebra", limit=100))
+    assert len(page) == 30
+    assert watermark(tmp_path / "d.db") == (30, 30)
+    assert count(store) == 30  # catching up again counts nothing twice
+
+
+def test_the_background_thread_derives_without_a_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_sqlite, "DERIVE_DELAY", 0.05)
+    store = open_store(str(tmp_path / "d.db"))
+    store.insert_events(rows(10, key_of(store)))  # type: ignore[arg-type]
+    for _ in range(200):
+        if watermark(tmp_path / "d.db") == (10, 10):
+            break
+        __import__("time").sleep(0.02)
+    assert watermark(tmp_path / "d.db") == (10, 10)
+    store.close()
+
+
+def test_a_duplicate_is_derived_once(store: SQLiteStore) -> None:
+    key = key_of(store)
+    batch = rows(5, key)
+    assert store.insert_events(batch) == 5
+    assert store.insert_events(batch[2:] + rows(2, key)) == 2
+    assert count(store) == 7
+
+
+def test_a_rating_for_an_event_not_derived_yet_counts_once(store: SQLiteStore) -> None:
+    key = key_of(store)
+    store.insert_events(rows(1, key, feedback_key="fk-early"))
+    assert store.insert_feedback(1, "fk-early", 0.5, None, "f1")  # event stored, not derived
+    group = store.stats(1, EventFilter(), [])["groups"][0]
+    assert (group["ratings"], group["avg_rating"]) == (1, 0.5)
+    assert store.insert_feedback(1, "fk-early", 1.0, None, "f2")  # now derived
+    group = store.stats(1, EventFilter(), [])["groups"][0]
+    assert (group["ratings"], group["avg_rating"]) == (2, 0.75)
+
+
+def test_two_writers_on_one_file_count_each_event_once(tmp_path: Path, idle_deriver: None) -> None:
+    """What several server processes on one file do: each derives what the other stored."""
+    a, b = open_store(str(tmp_path / "d.db")), open_store(str(tmp_path / "d.db"))
+    key = key_of(a)  # type: ignore[arg-type]
+    for _ in range(3):
+        a.insert_events(rows(4, key))
+        b.insert_events(rows(3, key))
+    assert count(a) == 21  # type: ignore[arg-type]
+    assert count(b) == 21  # type: ignore[arg-type]
+    b.insert_events(rows(2, key))
+    assert count(a) == 23  # type: ignore[arg-type]
+    a.close()
+    b.close()
+    assert watermark(tmp_path / "d.db") == (23, 23)
+
+
+def test_an_event_that_cannot_be_derived_is_left_out_and_the_others_kept(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = key_of(store)
+    store.insert_events(rows(6, key))
+    real = _derive.derive_events
+
+    def fails_on_seq_4(conn: sqlite3.Connection, fresh: Any, cache: Any = None) -> None:
+        if any(seq == 4 for seq, _, _ in fresh):
+            raise ValueError("cannot derive this one")
+        real(conn, fresh, cache)
+
+    monkeypatch.setattr(_derive, "derive_events", fails_on_seq_4)
+    with caplog.at_level(logging.ERROR, logger="llmtap.store"):
+        assert count(store) == 5
+    assert "seq 4 could not be derived" in caplog.text
+    monkeypatch.setattr(_derive, "derive_events", real)
+    store.insert_events(rows(1, key))
+    assert count(store) == 6  # the watermark moved past it: later events are not held up
+
+
+def test_kill_9_after_the_acknowledgement_loses_nothing_from_the_stats(tmp_path: Path) -> None:
+    """A process stores events (``insert_events`` returned: the server would have answered
+    2xx), is killed before it derives them; the next one to open the file derives them,
+    once."""
+    db = tmp_path / "crash.db"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from llmtap.store import KeyInfo, _sqlite, open_store
+        from tests.test_derive import rows
+        _sqlite.DERIVE_DELAY = 3600.0
+        store = open_store({str(db)!r})
+        key = KeyInfo(1, store.ensure_project("p"), "p", "dev")
+        store.insert_events(rows(40, key))
+        store.catch_up()
+        store.insert_events(rows(25, key))
+        print("stored", flush=True)
+        time.sleep(60)
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "stored"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert watermark(db) == (40, 65)
+    store = open_store(str(db))
+    assert watermark(db) == (65, 65)
+    assert count(store) == 65  # type: ignore[arg-type]
+    page, _ = store.list_events(1, EventFilter(q="zebra", limit=100))
+    assert len(page) == 65
+    store.close()
+    again = open_store(str(db))
+    assert count(again) == 65  # type: ignore[arg-type]
+    again.close()
