@@ -44,6 +44,7 @@ def serve(
     import uvicorn
 
     from ..server import create_app
+    from ..server._gc import tune_gc
     from ..server.dashboard import ensure_admin_token
     from ..store import open_store
 
@@ -72,4 +73,6 @@ def serve(
             "llmtap.server.app:app_from_environment", factory=True, workers=workers, **options
         )
     else:
-        uvicorn.run(create_app(store, admin_token=admin_token), **options)
+        app = create_app(store, admin_token=admin_token)
+        tune_gc()
+        uvicorn.run(app, **options)

@@ -105,5 +105,8 @@ def app_from_environment() -> Starlette:
     """The app on the store ``LLMTAP_DB`` names: what each worker process of ``llmtap serve
     --workers N`` builds for itself (uvicorn imports it by name)."""
     from ..store import open_store
+    from ._gc import tune_gc
 
-    return create_app(open_store(resolve("db")))
+    app = create_app(open_store(resolve("db")))
+    tune_gc()
+    return app
