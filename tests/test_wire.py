@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
-from llmtap.wire import WIRE_VERSION, Event, Feedback, template_revision
+from llmtap.wire import WIRE_VERSION, Event, Feedback, new_id, template_revision
 
 
 class _Capture(BaseHTTPRequestHandler):
@@ -102,3 +103,17 @@ def test_validator_names_the_bad_field() -> None:
                 "surprise": 1,
             }
         )
+
+
+def test_new_ids_are_uuid7_and_sort_by_time() -> None:
+    before = time.time_ns() // 1_000_000
+    first = new_id()
+    time.sleep(0.002)
+    second = new_id()
+    after = time.time_ns() // 1_000_000
+    for made in (first, second):
+        assert made.version == 7
+        assert made.variant == "specified in RFC 4122"
+        assert before <= made.int >> 80 <= after
+    assert str(first) < str(second)
+    assert len({new_id() for _ in range(10_000)}) == 10_000

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..wire import new_id
 from ._options import api_key_option, url_option
 
 SPORTS = ["soccer", "tennis", "rugby", "curling", "surfing", "chess", "fencing", "rowing"]
@@ -118,7 +119,7 @@ def _send(client: Any, rng: random.Random, n: int) -> int:
         "Write the intro for: {topic}",
         "Suggest a title for: {topic}",
     ]:
-        event_id = str(uuid.uuid4())
+        event_id = str(new_id())
         chat(
             llmtap.TemplateChat(
                 [{"role": "user", "content": step}], {"topic": "self-hosted LLM monitoring"}

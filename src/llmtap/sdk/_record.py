@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -21,7 +20,7 @@ import pydantic_core
 from openai import NotGiven, Omit
 
 from ..pii import redact_event, redact_value
-from ..wire import make_event
+from ..wire import make_event, new_id
 from ._config import CallParams, Settings
 from ._estimate import estimate_usage
 from ._extract import complete, output_and_usage, reassemble, shrink
@@ -106,8 +105,8 @@ class Call:
         self.provider = provider
         self.params = params
         self.name = name
-        self.event_id = str(params.event_id) if params.event_id else str(uuid.uuid4())
-        self.feedback_key = params.feedback_key or uuid.uuid4().hex
+        self.event_id = str(params.event_id) if params.event_id else str(new_id())
+        self.feedback_key = params.feedback_key or new_id().hex
         # The caller may append to its messages list once we return (a chat loop does): keep
         # our own copy of every list argument. The prompt object itself keeps its template.
         prompt = kwargs.get(_PROMPT_ARG.get(api, "input"))
@@ -261,7 +260,7 @@ class FeedbackItem:
         self.body = {
             # Stable across retries, so a feedback sent twice (a crash between the server's
             # answer and the spool file's removal) is stored once.
-            "id": str(uuid.uuid4()),
+            "id": str(new_id()),
             "feedback_key": feedback_key,
             "rating": rating,
             "better_response": better_response,
