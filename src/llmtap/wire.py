@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._version import __version__
 
 __all__ = [
-    "new_id",
     "EVENT_FIELDS",
     "SDK_NAME",
     "TEXT_FIELDS",
@@ -33,6 +32,7 @@ __all__ = [
     "Usage",
     "ValidationError",
     "make_event",
+    "new_id",
     "template_of",
     "template_revision",
     "truncate_strings",
