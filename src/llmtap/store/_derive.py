@@ -2,7 +2,7 @@
 index, the text index, the template revisions, and the tally of events whose model has no
 price.
 
-Derivation trails the events by up to half a second (see ``_sqlite``): events are committed,
+Derivation trails the events by up to a second (see ``_sqlite``): events are committed,
 and acknowledged, on their own, and derived later in chunks of thousands, whose aggregate rows
 are summed in memory first. A watermark in ``meta`` (``derived_seq``), committed with the
 derived rows, says how far derivation went, so each event is counted once whatever crashes
@@ -27,7 +27,7 @@ import json
 import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..settings import resolve
 from . import _hist
@@ -37,15 +37,18 @@ from ._facts import Facts, attribute_text, facts_of_body, has_usage, searchable_
 __all__ = [
     "LEVELS",
     "MAX_ATTRIBUTE_KEYS",
+    "Derived",
     "after_feedback",
     "attribute_text",
     "backfill",
     "derive_events",
     "derived_through",
     "install",
+    "plan",
     "reprice",
     "searchable_text",
     "set_derived_through",
+    "write",
 ]
 
 # Aggregate levels: bucket sizes in seconds.
@@ -133,9 +136,8 @@ class _Acc:
             row = rows.get(key)
             rows[key] = values.copy() if row is None else list(map(operator.add, row, values))
 
-    def flush(self, conn: sqlite3.Connection) -> None:
-        if not self.rows:
-            return
+    def params(self) -> list[tuple[Any, ...]]:
+        """The upsert parameters of the rows summed so far."""
         # An event's histograms are shared by the rows it alone counts in (one per level and
         # attribute): encode each object once. Every one stays referenced, so ids are unique.
         encoded: dict[int, bytes | None] = {}
@@ -152,8 +154,12 @@ class _Acc:
             params.append(
                 (*key, n, errors, in_t, out_t, cost, priced, lat_blob, ttft_blob, r_sum, r_n)
             )
-        conn.executemany(_UPSERT_AGG, params)
-        self.rows.clear()
+        return params
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        if self.rows:
+            conn.executemany(_UPSERT_AGG, self.params())
+            self.rows.clear()
 
 
 def _dims_ids(
@@ -242,12 +248,53 @@ def _agg_keys(
     return keys
 
 
+class Derived(NamedTuple):
+    """The rows a chunk of events adds to the derived tables, ready to write."""
+
+    aggregates: list[tuple[Any, ...]]
+    attributes: list[tuple[Any, ...]]
+    texts: list[tuple[int, str]]
+    unpriced: list[tuple[int, str, int]]
+    templates: list[tuple[Any, ...]]
+
+
 def derive_events(
     conn: sqlite3.Connection,
     fresh: Sequence[tuple[int, Sequence[Any], Facts]],
     dims_cache: dict[tuple[Any, ...], int] | None = None,
 ) -> None:
-    """The derived rows of events (seq, events-table row, facts), in ``conn``'s transaction.
+    """Add the events (seq, events-table row, facts) to the derived tables, in ``conn``'s
+    transaction."""
+    write(conn, plan(conn, fresh, dims_cache))
+
+
+def write(conn: sqlite3.Connection, rows: Derived) -> None:
+    conn.executemany(_UPSERT_AGG, rows.aggregates)
+    conn.executemany(
+        "INSERT OR IGNORE INTO event_attrs (project_id, key, value, seq) VALUES (?, ?, ?, ?)",
+        rows.attributes,
+    )
+    conn.executemany("INSERT INTO events_text (rowid, text) VALUES (?, ?)", rows.texts)
+    conn.executemany(
+        "INSERT INTO unpriced (project_id, model, events) VALUES (?, ?, ?) "
+        "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
+        rows.unpriced,
+    )
+    conn.executemany(
+        "INSERT INTO templates (project_id, name, revision, kind, template, first_us, last_us)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, name, revision) DO UPDATE SET"
+        " first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
+        rows.templates,
+    )
+
+
+def plan(
+    conn: sqlite3.Connection,
+    fresh: Sequence[tuple[int, Sequence[Any], Facts]],
+    dims_cache: dict[tuple[Any, ...], int] | None = None,
+) -> Derived:
+    """The derived rows of events (seq, events-table row, facts). Reads the ratings already
+    stored for them, and makes the ids of new dimension combinations and attribute values.
 
     The events are first summed per (dimensions, minute, attributes): a chunk of thousands of
     events from the same few minutes makes a few hundred such groups, and each group then
@@ -304,18 +351,24 @@ def derive_events(
                 span[0] = started_us
             elif started_us > span[1]:
                 span[1] = started_us
-    _aggregate(conn, groups, {} if dims_cache is None else dims_cache)
-    conn.executemany(
-        "INSERT OR IGNORE INTO event_attrs (project_id, key, value, seq) VALUES (?, ?, ?, ?)",
+    return Derived(
+        _aggregate(conn, groups, {} if dims_cache is None else dims_cache),
         attr_rows,
-    )
-    conn.executemany("INSERT INTO events_text (rowid, text) VALUES (?, ?)", text_rows)
-    conn.executemany(
-        "INSERT INTO unpriced (project_id, model, events) VALUES (?, ?, ?) "
-        "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
+        text_rows,
         [(p, m, n) for (p, m), n in unpriced.items()],
+        [
+            (
+                project_id,
+                name,
+                revision,
+                "chat" if isinstance(template, list) else "text",
+                json.dumps(template, ensure_ascii=False, default=str),
+                first,
+                last,
+            )
+            for (project_id, name, revision), (first, last, template) in spans.items()
+        ],
     )
-    _upsert_templates(conn, spans)
 
 
 class _Group:
@@ -370,8 +423,8 @@ def _aggregate(
     conn: sqlite3.Connection,
     groups: dict[tuple[Any, ...], _Group],
     dims_cache: dict[tuple[Any, ...], int],
-) -> None:
-    """Add the groups of ``derive_events`` to their aggregate rows."""
+) -> list[tuple[Any, ...]]:
+    """The aggregate rows the groups of ``plan`` add to."""
     dims = _dims_ids(conn, {dims for dims, _, _ in groups}, dims_cache)
     attr_ids = _attr_ids(conn, {(dims[0], k, v) for dims, _, pairs in groups for k, v in pairs})
     acc = _Acc()
@@ -391,31 +444,7 @@ def _aggregate(
             rating_sum=g.rating_sum,
             rating_n=g.rating_n,
         )
-    acc.flush(conn)
-
-
-def _upsert_templates(
-    conn: sqlite3.Connection, spans: dict[tuple[int, str, str], list[Any]]
-) -> None:
-    """Each (project, name, revision) seen, with its first and last use; the template itself is
-    written when the revision is new."""
-    conn.executemany(
-        "INSERT INTO templates (project_id, name, revision, kind, template, first_us, last_us)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, name, revision) DO UPDATE SET"
-        " first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
-        [
-            (
-                project_id,
-                name,
-                revision,
-                "chat" if isinstance(template, list) else "text",
-                json.dumps(template, ensure_ascii=False, default=str),
-                first,
-                last,
-            )
-            for (project_id, name, revision), (first, last, template) in spans.items()
-        ],
-    )
+    return acc.params()
 
 
 def _ratings(
