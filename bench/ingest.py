@@ -15,19 +15,17 @@ import sqlite3
 import tempfile
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
-from llmtap.store import _derive, _hist, event_row
-from llmtap.store._common import EVENT_COLUMNS
-from llmtap.store._facts import facts_of_event
+from llmtap.server.ingest import prepare
+from llmtap.store import KeyInfo, _derive
 from llmtap.store._migrations import migrate_sqlite
-from llmtap.store._sqlite import _INSERT_EVENT, WRITER_CACHE_KIB
-from llmtap.wire import Event, make_event, template_of, template_revision
+from llmtap.store._sqlite import _INSERT_EVENT, DERIVE_EVENTS, WRITER_CACHE_KIB
+from llmtap.wire import Event, make_event, new_id
 
 from ._harness import llmtap_server
 
@@ -45,7 +43,7 @@ def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
         text = " ".join(_WORDS[(k + j) % len(_WORDS)] for j in range(120))
         out.append(
             make_event(
-                id=str(uuid.uuid4()),
+                id=str(new_id()),  # what the SDK sends
                 api="chat",
                 provider="openai",
                 model=f"gpt-4o-mini-{k % 3}",
@@ -77,7 +75,7 @@ def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
                 usage={"input_tokens": 90, "output_tokens": 200, "total_tokens": 290},
                 prompt_template_name=f"template-{k % 7}",
                 chat_id=f"chat-{k % 100}",
-                feedback_key=uuid.uuid4().hex,
+                feedback_key=new_id().hex,
                 attributes={"user": f"u{k % 10}", "tier": "free"},
             )
         )
@@ -105,90 +103,44 @@ def _open_raw(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _raw_batches(events: list[dict[str, Any]], conn: sqlite3.Connection) -> list[list[Any]]:
-    """Per batch of 100, every row the server stores for it, computed beforehand (so nothing
-    but SQLite is timed): the events rows; their attribute-index rows; their text-index rows;
-    the aggregate rows they add to, summed per row as the server does per transaction; the
-    template rows. The dimension and attribute-value ids are made here, in ``conn``."""
-    col = {name: i for i, name in enumerate(EVENT_COLUMNS)}
-    dims_ids: dict[tuple[Any, ...], int] = {}
-    attr_ids: dict[tuple[str, str], int] = {}
-    out = []
-    seq = 0
-    for start in range(0, len(events), BATCH):
-        rows, attrs, texts, templates = [], [], [], {}
-        acc = _derive._Acc()
-        for data in events[start : start + BATCH]:
-            event = Event.model_validate(data)
-            revision = template_revision(template_of(event))
-            row = event_row(event, 1, "dev", revision, None, 0)
-            facts = facts_of_event(event)
-            seq += 1
-            rows.append(row)
-            attrs += [(1, k, v, seq) for k, v in facts.pairs]
-            texts.append((seq, facts.text))
-            dims = tuple("" if row[col[d]] is None else row[col[d]] for d in _derive.DIMS)
-            if dims not in dims_ids:
-                conn.execute(
-                    "INSERT INTO agg_dims (project_id, environment, model, prompt_template_name,"
-                    " template_revision, status) VALUES (1, ?, ?, ?, ?, ?)",
-                    dims,
-                )
-                dims_ids[dims] = len(dims_ids) + 1
-            for pair in facts.pairs:
-                if pair not in attr_ids:
-                    conn.execute(
-                        "INSERT INTO attr_values (project_id, key, value) VALUES (1, ?, ?)", pair
-                    )
-                    attr_ids[pair] = len(attr_ids) + 1
-            acc.add(
-                _derive._agg_keys(
-                    1, row[col["started_us"]], dims_ids[dims], [attr_ids[p] for p in facts.pairs]
-                ),
-                n=1,
-                input_tokens=row[col["input_tokens"]] or 0,
-                output_tokens=row[col["output_tokens"]] or 0,
-                lat=_hist.histogram([row[col["latency_ms"]]]),
-                ttft=_hist.histogram([row[col["ttft_ms"]]]),
-            )
-            started = row[col["started_us"]]
-            templates[row[col["prompt_template_name"]], revision] = (started, started)
-        aggs = [
-            (*key, *v[:6], _hist.encode(v[6]), _hist.encode(v[7]), v[8], v[9])
-            for key, v in acc.rows.items()
-        ]
-        tmpl = [(1, n, r, "chat", "[]", a, b) for (n, r), (a, b) in templates.items()]
-        out.append([rows, attrs, texts, aggs, tmpl])
-    return out
-
-
-_UPSERT_TEMPLATE = (
-    "INSERT INTO templates (project_id, name, revision, kind, template, first_us, last_us)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
-    " first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)"
-)
+def _raw_rows(
+    events: list[dict[str, Any]], conn: sqlite3.Connection
+) -> tuple[list[list[tuple[Any, ...]]], list[_derive.Derived]]:
+    """Every row the server stores for ``events``, computed beforehand so that nothing but
+    SQLite is timed: the events rows per batch of 100, and the derived rows per chunk of
+    ``DERIVE_EVENTS`` events, as the server's deriving thread writes them (the dimension and
+    attribute-value ids they refer to are made here, in ``conn``)."""
+    key = KeyInfo(1, 1, "p", "dev")
+    rows = [prepare(Event.model_validate(data), key, 0, None) for data in events]
+    batches = [rows[i : i + BATCH] for i in range(0, len(rows), BATCH)]
+    chunks = []
+    for start in range(0, len(rows), DERIVE_EVENTS):
+        chunk = rows[start : start + DERIVE_EVENTS]
+        fresh = [(start + i + 1, row, row.facts) for i, row in enumerate(chunk)]
+        conn.execute("BEGIN")
+        chunks.append(_derive.plan(conn, fresh))
+        conn.execute("COMMIT")
+    return batches, chunks
 
 
 def raw_rate(events: list[dict[str, Any]], events_only: bool = False) -> float:
-    """Events/s storing the same rows straight into SQLite, one transaction per batch of 100,
-    with the server's schema and pragmas. ``events_only``: the events table alone (with its
-    indexes), none of the derived rows the stats, filters and text search need."""
+    """Events/s storing the same rows straight into SQLite, one transaction per batch of 100
+    and one per chunk of derived rows, with the server's schema and pragmas. ``events_only``:
+    the events table alone (with its indexes), none of the derived rows the stats, filters
+    and text search need."""
     with tempfile.TemporaryDirectory() as tmp:
         conn = _open_raw(Path(tmp) / "raw.db")
-        batches = _raw_batches(events, conn)
+        batches, chunks = _raw_rows(events, conn)
+        per_chunk = DERIVE_EVENTS // BATCH
         start = time.perf_counter()
-        for rows, attrs, texts, aggs, templates in batches:
+        for i, rows in enumerate(batches):
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(_INSERT_EVENT, rows)
-            if not events_only:
-                conn.executemany(
-                    "INSERT INTO event_attrs (project_id, key, value, seq) VALUES (?, ?, ?, ?)",
-                    attrs,
-                )
-                conn.executemany("INSERT INTO events_text (rowid, text) VALUES (?, ?)", texts)
-                conn.executemany(_derive._UPSERT_AGG, aggs)
-                conn.executemany(_UPSERT_TEMPLATE, templates)
             conn.execute("COMMIT")
+            if not events_only and ((i + 1) % per_chunk == 0 or i + 1 == len(batches)):
+                conn.execute("BEGIN IMMEDIATE")
+                _derive.write(conn, chunks[i // per_chunk])
+                conn.execute("COMMIT")
         elapsed = time.perf_counter() - start
         conn.close()
     return len(events) / elapsed
