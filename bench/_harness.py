@@ -65,6 +65,14 @@ class Server:
     url: str
     key: str
     db: Path
+    pid: int
+
+    def peak_rss_mib(self) -> float:
+        """The server process's peak resident memory so far (Linux)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc: not Linux?")
 
 
 @contextmanager
@@ -87,7 +95,7 @@ def llmtap_server(env: dict[str, str] | None = None) -> Iterator[Server]:
         )
         try:
             _wait(f"http://127.0.0.1:{port}/healthz")
-            yield Server(f"http://127.0.0.1:{port}", key, db)
+            yield Server(f"http://127.0.0.1:{port}", key, db, proc.pid)
         finally:
             proc.terminate()
             proc.wait()
