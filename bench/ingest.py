@@ -25,8 +25,9 @@ import httpx2
 
 from llmtap.server.ingest import prepare
 from llmtap.store import KeyInfo, _derive
+from llmtap.store._bulk import insert_many
 from llmtap.store._migrations import migrate_sqlite
-from llmtap.store._sqlite import _INSERT_EVENT, DERIVE_EVENTS, WRITER_CACHE_KIB
+from llmtap.store._sqlite import _EVENT_ID_TAKEN, _INSERT_EVENT, DERIVE_EVENTS, WRITER_CACHE_KIB
 from llmtap.wire import Event, make_event, new_id
 
 from ._harness import llmtap_server
@@ -137,7 +138,7 @@ def raw_rate(events: list[dict[str, Any]], events_only: bool = False) -> float:
         start = time.perf_counter()
         for i, rows in enumerate(batches):
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT_EVENT, rows)
+            insert_many(conn, _INSERT_EVENT, rows, _EVENT_ID_TAKEN)
             conn.execute("COMMIT")
             if not events_only and ((i + 1) % per_chunk == 0 or i + 1 == len(batches)):
                 conn.execute("BEGIN IMMEDIATE")

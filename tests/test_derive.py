@@ -202,3 +202,17 @@ def test_kill_9_after_the_acknowledgement_loses_nothing_from_the_stats(tmp_path:
     again = open_store(str(db))
     assert count(again) == 65  # type: ignore[arg-type]
     again.close()
+
+
+def test_a_large_group_goes_in_whole_and_in_order(store: SQLiteStore, tmp_path: Path) -> None:
+    """Rows are written a hundred per statement (see ``_bulk``): 250 rows, a duplicate among
+    them, take the next seqs in the order they came."""
+    key = key_of(store)
+    batch = rows(250, key)
+    batch.insert(120, batch[7])
+    assert store.insert_events(batch) == 250
+    conn = sqlite3.connect(tmp_path / "d.db")
+    stored = [row[0] for row in conn.execute("SELECT id FROM events ORDER BY seq")]
+    conn.close()
+    assert stored == [row[0] for row in batch[:120] + batch[121:]]
+    assert count(store) == 250

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from ..settings import resolve
 from . import _hist
+from ._bulk import insert_many
 from ._common import EVENT_COLUMNS
 from ._facts import Facts, attribute_text, facts_of_body, has_usage, searchable_text
 
@@ -60,10 +61,11 @@ _COL = {name: i for i, name in enumerate(EVENT_COLUMNS)}
 # The dimensions of an aggregate row, in agg_dims' column order ('' stands for NULL).
 DIMS = ("environment", "model", "prompt_template_name", "template_revision", "status")
 
-_UPSERT_AGG = """
-INSERT INTO agg (project_id, level, attr_id, bucket, dims_id, n, errors, input_tokens,
-                 output_tokens, cost, priced, lat, ttft, rating_sum, rating_n)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+_AGG_INSERT = (
+    "INSERT INTO agg (project_id, level, attr_id, bucket, dims_id, n, errors, input_tokens,"
+    " output_tokens, cost, priced, lat, ttft, rating_sum, rating_n)"
+)
+_AGG_ADD = """
 ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
     n = n + excluded.n,
     errors = errors + excluded.errors,
@@ -158,7 +160,7 @@ class _Acc:
 
     def flush(self, conn: sqlite3.Connection) -> None:
         if self.rows:
-            conn.executemany(_UPSERT_AGG, self.params())
+            insert_many(conn, _AGG_INSERT, self.params(), _AGG_ADD)
             self.rows.clear()
 
 
@@ -269,22 +271,23 @@ def derive_events(
 
 
 def write(conn: sqlite3.Connection, rows: Derived) -> None:
-    conn.executemany(_UPSERT_AGG, rows.aggregates)
-    conn.executemany(
-        "INSERT OR IGNORE INTO event_attrs (project_id, key, value, seq) VALUES (?, ?, ?, ?)",
-        rows.attributes,
+    insert_many(conn, _AGG_INSERT, rows.aggregates, _AGG_ADD)
+    insert_many(
+        conn, "INSERT OR IGNORE INTO event_attrs (project_id, key, value, seq)", rows.attributes
     )
-    conn.executemany("INSERT INTO events_text (rowid, text) VALUES (?, ?)", rows.texts)
-    conn.executemany(
-        "INSERT INTO unpriced (project_id, model, events) VALUES (?, ?, ?) "
-        "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
+    insert_many(conn, "INSERT INTO events_text (rowid, text)", rows.texts)
+    insert_many(
+        conn,
+        "INSERT INTO unpriced (project_id, model, events)",
         rows.unpriced,
+        "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
     )
-    conn.executemany(
-        "INSERT INTO templates (project_id, name, revision, kind, template, first_us, last_us)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, name, revision) DO UPDATE SET"
-        " first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
+    insert_many(
+        conn,
+        "INSERT INTO templates (project_id, name, revision, kind, template, first_us, last_us)",
         rows.templates,
+        "ON CONFLICT (project_id, name, revision) DO UPDATE SET"
+        " first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
     )
 
 

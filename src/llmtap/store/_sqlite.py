@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _derive, _hist
+from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS, KeyInfo
 from ._facts import Facts, facts_of_body
@@ -37,11 +38,8 @@ __all__ = ["DERIVE_DELAY", "DERIVE_EVENTS", "SQLiteStore"]
 
 log = logging.getLogger("llmtap.store")
 
-_INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) "
-    "ON CONFLICT (project_id, id) DO NOTHING"
-)
+_INSERT_EVENT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+_EVENT_ID_TAKEN = "ON CONFLICT (project_id, id) DO NOTHING"
 _PROJECT = EVENT_COLUMNS.index("project_id")
 _ID = EVENT_COLUMNS.index("id")
 _LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd"
@@ -245,7 +243,7 @@ class SQLiteStore(Queries):
             stored = 0
             for item in group:
                 changes = conn.total_changes
-                conn.executemany(_INSERT_EVENT, item.rows)
+                insert_many(conn, _INSERT_EVENT, item.rows, _EVENT_ID_TAKEN)
                 item.stored = conn.total_changes - changes
                 stored += item.stored
             rows = [row for item in group for row in item.rows]
