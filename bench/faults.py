@@ -23,5 +23,6 @@ def report(result: dict[str, Any]) -> str:
     return (
         f"faults: sent {result['sent']:,}, stored {result['stored']:,}, missing "
         f"{result['missing']}, duplicated {result['duplicated']} (targets: 0 and 0); "
-        f"SQLite integrity_check: {result['integrity']}"
+        f"SQLite integrity_check: {result['integrity']}; counted in the stats: "
+        f"{result['counted_in_stats']:,}"
     )

@@ -113,6 +113,7 @@ def test_chaos_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> None:
     assert result.missing == []
     assert result.duplicated == []
     assert result.stored == result.sent
+    assert result.counted == result.sent  # derived once each, across the kills
 
 
 def test_openapi_document_describes_ingest(project: Project) -> None:
