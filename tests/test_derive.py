@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,7 @@ from typing import Any
 import pytest
 
 from llmtap.server.ingest import prepare
-from llmtap.store import EventFilter, KeyInfo, _derive, _sqlite, open_store
-from llmtap.store._sqlite import SQLiteStore
+from llmtap.store import EventFilter, KeyInfo, SQLiteStore, _derive
 from llmtap.wire import Event, make_event
 
 
@@ -46,17 +46,14 @@ def rows(n: int, key: KeyInfo, feedback_key: str | None = None) -> list[tuple[An
     return out
 
 
-@pytest.fixture
-def idle_deriver(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The deriving thread of stores opened from now on waits an hour: derivation happens
-    only when a read or ``close`` asks for it."""
-    monkeypatch.setattr(_sqlite, "DERIVE_DELAY", 3600.0)
+# The deriving thread of these stores waits an hour: derivation happens only when a read or
+# ``close`` asks for it.
+IDLE = 3600.0
 
 
 @pytest.fixture
-def store(tmp_path: Path, idle_deriver: None) -> Iterator[SQLiteStore]:
-    opened = open_store(str(tmp_path / "d.db"))
-    assert isinstance(opened, SQLiteStore)
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "d.db", derive_delay=IDLE)
     yield opened
     opened.close()
 
@@ -94,16 +91,13 @@ def test_events_are_acknowledged_before_derivation_and_reads_catch_up(
     assert count(store) == 30  # catching up again counts nothing twice
 
 
-def test_the_background_thread_derives_without_a_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_sqlite, "DERIVE_DELAY", 0.05)
-    store = open_store(str(tmp_path / "d.db"))
-    store.insert_events(rows(10, key_of(store)))  # type: ignore[arg-type]
+def test_the_background_thread_derives_without_a_read(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "d.db", derive_delay=0.05)
+    store.insert_events(rows(10, key_of(store)))
     for _ in range(200):
         if watermark(tmp_path / "d.db") == (10, 10):
             break
-        __import__("time").sleep(0.02)
+        time.sleep(0.02)
     assert watermark(tmp_path / "d.db") == (10, 10)
     store.close()
 
@@ -127,41 +121,37 @@ def test_a_rating_for_an_event_not_derived_yet_counts_once(store: SQLiteStore) -
     assert (group["ratings"], group["avg_rating"]) == (2, 0.75)
 
 
-def test_two_writers_on_one_file_count_each_event_once(tmp_path: Path, idle_deriver: None) -> None:
+def test_two_writers_on_one_file_count_each_event_once(tmp_path: Path) -> None:
     """What several server processes on one file do: each derives what the other stored."""
-    a, b = open_store(str(tmp_path / "d.db")), open_store(str(tmp_path / "d.db"))
-    key = key_of(a)  # type: ignore[arg-type]
+    a = SQLiteStore(tmp_path / "d.db", derive_delay=IDLE)
+    b = SQLiteStore(tmp_path / "d.db", derive_delay=IDLE)
+    key = key_of(a)
     for _ in range(3):
         a.insert_events(rows(4, key))
         b.insert_events(rows(3, key))
-    assert count(a) == 21  # type: ignore[arg-type]
-    assert count(b) == 21  # type: ignore[arg-type]
+    assert count(a) == 21
+    assert count(b) == 21
     b.insert_events(rows(2, key))
-    assert count(a) == 23  # type: ignore[arg-type]
+    assert count(a) == 23
     a.close()
     b.close()
     assert watermark(tmp_path / "d.db") == (23, 23)
 
 
 def test_an_event_that_cannot_be_derived_is_left_out_and_the_others_kept(
-    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    store: SQLiteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A row whose stored body is not an event (a file edited by hand, say) is logged and
+    left out; it holds up neither the events around it nor those that come later."""
     key = key_of(store)
-    store.insert_events(rows(6, key))
-    real = _derive.derive_events
-
-    def fails_on_seq_4(conn: sqlite3.Connection, fresh: Any, cache: Any = None) -> None:
-        if any(seq == 4 for seq, _, _ in fresh):
-            raise ValueError("cannot derive this one")
-        real(conn, fresh, cache)
-
-    monkeypatch.setattr(_derive, "derive_events", fails_on_seq_4)
+    batch = rows(6, key)
+    batch[3] = (*batch[3][:-1], "not an event")  # a plain row: its body is parsed
+    assert store.insert_events(batch) == 6
     with caplog.at_level(logging.ERROR, logger="llmtap.store"):
         assert count(store) == 5
     assert "seq 4 could not be derived" in caplog.text
-    monkeypatch.setattr(_derive, "derive_events", real)
     store.insert_events(rows(1, key))
-    assert count(store) == 6  # the watermark moved past it: later events are not held up
+    assert count(store) == 6  # the watermark moved past it
 
 
 def test_kill_9_after_the_acknowledgement_loses_nothing_from_the_stats(tmp_path: Path) -> None:
@@ -172,10 +162,9 @@ def test_kill_9_after_the_acknowledgement_loses_nothing_from_the_stats(tmp_path:
     script = textwrap.dedent(
         f"""
         import sys, time
-        from llmtap.store import KeyInfo, _sqlite, open_store
+        from llmtap.store import KeyInfo, SQLiteStore
         from tests.test_derive import rows
-        _sqlite.DERIVE_DELAY = 3600.0
-        store = open_store({str(db)!r})
+        store = SQLiteStore({str(db)!r}, derive_delay=3600.0)
         key = KeyInfo(1, store.ensure_project("p"), "p", "dev")
         store.insert_events(rows(40, key))
         store.catch_up()
@@ -193,14 +182,14 @@ def test_kill_9_after_the_acknowledgement_loses_nothing_from_the_stats(tmp_path:
     proc.wait()
     proc.stdout.close()
     assert watermark(db) == (40, 65)
-    store = open_store(str(db))
+    store = SQLiteStore(db)
     assert watermark(db) == (65, 65)
-    assert count(store) == 65  # type: ignore[arg-type]
+    assert count(store) == 65
     page, _ = store.list_events(1, EventFilter(q="zebra", limit=100))
     assert len(page) == 65
     store.close()
-    again = open_store(str(db))
-    assert count(again) == 65  # type: ignore[arg-type]
+    again = SQLiteStore(db)
+    assert count(again) == 65
     again.close()
 
 

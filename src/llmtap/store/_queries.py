@@ -88,8 +88,8 @@ def _iso(us: int) -> str:
 
 
 class Queries:
-    """Mixed into the SQLite store: it provides ``_reader()``, ``_writer`` and
-    ``_write_lock``."""
+    """Mixed into the SQLite store: it provides ``_reader()``, ``_writer``, ``_write_lock``,
+    and ``catch_up()`` and ``_derive()`` (see ``_derive``)."""
 
     _writer: sqlite3.Connection
     _write_lock: threading.Lock

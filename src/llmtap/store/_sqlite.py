@@ -5,7 +5,7 @@ written with group commit: every request thread queues its rows, and whichever t
 write lock commits everything queued so far in one transaction, so concurrent batches share a
 commit. That transaction holds the events rows alone; what is derived from them (aggregates,
 attribute and text indexes, templates: see ``_derive``) follows in chunks of thousands, on a
-thread of its own, at most ``DERIVE_DELAY`` later. Reads that use derived tables catch up
+thread of its own, at most ``derive_delay`` (a second) later. Reads that use derived tables catch up
 first, so what a client stored is in the stats it asks for next.
 
 Each reading thread has its own connection, which WAL lets read while the writer writes.
@@ -58,8 +58,10 @@ _DERIVE_AT_MOST = 3 * DERIVE_EVENTS
 _BODY = len(EVENT_COLUMNS) - 1
 _MAX_SEQ = "SELECT ifnull(max(seq), 0) FROM events"
 
-# An event committed and not derived yet: its seq, its row without the body, its facts (None
-# for a row that came without; its body is read again then).
+# An event committed and not derived yet: its seq, its row, its facts. A row that came with
+# its facts is kept without its body; one that came without (read back from the file, after
+# a crash or from another process) keeps its body, and its facts are parsed from it when it
+# is derived.
 _Underived = tuple[int, Sequence[Any], Facts | None]
 
 
@@ -78,8 +80,11 @@ class _Pending:
 class SQLiteStore(Queries):
     backend = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:
+        """``derive_delay``: at most how long committed events wait to be derived when no
+        read asks for them (see ``_Deriver``)."""
         self.path = str(path)
+        self.derive_delay = derive_delay
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
@@ -268,7 +273,9 @@ class SQLiteStore(Queries):
             raise
         if self._checkpointer is not None:
             self._checkpointer.committed()
-        self._underived.extend((seq, row[:_BODY], getattr(row, "facts", None)) for seq, row in new)
+        for seq, row in new:
+            facts = getattr(row, "facts", None)
+            self._underived.append((seq, row if facts is None else row[:_BODY], facts))
         if len(self._underived) >= _DERIVE_AT_MOST:
             self._derive()
         elif len(self._underived) >= DERIVE_EVENTS:
@@ -299,12 +306,8 @@ class SQLiteStore(Queries):
             todo = [item for item in self._underived if done < item[0] <= last]
             if len(todo) < last - done:  # another process's, or what a crash left
                 todo += self._stored_underived(conn, done, {item[0] for item in todo})
-            fresh = [
-                (seq, row, facts or facts_of_body(self._body_of(conn, seq)))
-                for seq, row, facts in todo
-            ]
-            if fresh:
-                self._derive_rows(conn, fresh)
+            if todo:
+                self._derive_rows(conn, todo)
             if last != done:
                 _derive.set_derived_through(conn, last)
             conn.execute("COMMIT")
@@ -317,29 +320,26 @@ class SQLiteStore(Queries):
         if self._checkpointer is not None:
             self._checkpointer.committed()
 
-    def _derive_rows(
-        self, conn: sqlite3.Connection, fresh: list[tuple[int, Sequence[Any], Facts]]
-    ) -> None:
+    def _derive_rows(self, conn: sqlite3.Connection, todo: list[_Underived]) -> None:
         conn.execute("SAVEPOINT derive")
         try:
+            fresh = [
+                (seq, row, facts or facts_of_body(json.loads(row[_BODY])))
+                for seq, row, facts in todo
+            ]
             _derive.derive_events(conn, fresh, self._dims_cache)
             conn.execute("RELEASE derive")
             return
         except Exception:
             conn.execute("ROLLBACK TO derive")
             conn.execute("RELEASE derive")
-            if len(fresh) == 1:
+            if len(todo) == 1:
                 log.exception(
-                    "event seq %s could not be derived; it is left out of stats", fresh[0][0]
+                    "event seq %s could not be derived; it is left out of stats", todo[0][0]
                 )
                 return
-        for one in fresh:  # find the one that fails, keep the others
+        for one in todo:  # find the one that fails, keep the others
             self._derive_rows(conn, [one])
-
-    @staticmethod
-    def _body_of(conn: sqlite3.Connection, seq: int) -> Any:
-        (body,) = conn.execute("SELECT body FROM events WHERE seq = ?", (seq,)).fetchone()
-        return json.loads(body)
 
     @staticmethod
     def _stored_underived(
@@ -347,7 +347,7 @@ class SQLiteStore(Queries):
     ) -> list[_Underived]:
         columns = ", ".join(EVENT_COLUMNS)
         return [
-            (row[0], row[1:-1], facts_of_body(json.loads(row[-1])))
+            (row[0], row[1:], None)
             for row in conn.execute(
                 f"SELECT seq, {columns} FROM events WHERE seq > ? ORDER BY seq", (after,)
             )
@@ -425,7 +425,7 @@ class SQLiteStore(Queries):
 
 
 class _Deriver:
-    """The thread that derives (see ``_derive``): every ``DERIVE_DELAY`` seconds, or at once
+    """The thread that derives (see ``_derive``): every ``derive_delay`` seconds, or at once
     when ``DERIVE_EVENTS`` wait."""
 
     def __init__(self, store: SQLiteStore) -> None:
@@ -446,7 +446,7 @@ class _Deriver:
     def _run(self) -> None:
         store = self._store
         while not self._stopping:
-            self._wake.wait(DERIVE_DELAY)
+            self._wake.wait(store.derive_delay)
             self._wake.clear()
             if not store._underived:
                 continue
