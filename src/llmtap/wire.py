@@ -173,24 +173,15 @@ def truncate_strings(value: Any, limit: int, path: str, cut: list[str]) -> Any:
         cut.append(path)
         head = value.encode("utf-8", "surrogatepass")[:limit]
         return head.decode("utf-8", "ignore")
-    if isinstance(value, dict):
-        out = None
-        for key, item in value.items():
+    if isinstance(value, (dict, list)):
+        out: Any = None
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
             new = truncate_strings(item, limit, f"{path}.{key}" if path else str(key), cut)
             if new is not item:
                 if out is None:
-                    out = dict(value)
+                    out = value.copy()
                 out[key] = new
         return value if out is None else out
-    if isinstance(value, list):
-        items = None
-        for index, item in enumerate(value):
-            new = truncate_strings(item, limit, f"{path}.{index}" if path else str(index), cut)
-            if new is not item:
-                if items is None:
-                    items = list(value)
-                items[index] = new
-        return value if items is None else items
     return value
 
 
