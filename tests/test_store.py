@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,29 @@ def test_a_failing_step_leaves_nothing_half_done(tmp_path: Path) -> None:
     assert "a" in tables and "b" not in tables
     names = [row[0] for row in conn.execute("SELECT name FROM _llmtap_migrations")]
     assert names == ["m900_good"]
+
+
+def test_writers_of_one_file_take_turns_through_its_lock_file(tmp_path: Path) -> None:
+    """Two stores on one file (as two server workers would have) write one at a time: while
+    one holds the right to write, the other waits for it, and gets it as soon as it is let
+    go, not after a poll."""
+    db = tmp_path / "turns.db"
+    first, second = open_store(str(db)), open_store(str(db))
+    assert (tmp_path / "turns.db-writer").exists()
+    got = threading.Event()
+
+    def write() -> None:
+        second.ensure_project("second")
+        got.set()
+
+    with first._write_lock:
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert not got.wait(0.3)  # the second writer waits
+        released = time.perf_counter()
+    assert got.wait(5)
+    assert time.perf_counter() - released < 0.05
+    thread.join()
+    assert first.ensure_project("second") == second.ensure_project("second")
+    first.close()
+    second.close()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -92,7 +92,7 @@ class Queries:
     and ``catch_up()`` and ``_derive()`` (see ``_derive``)."""
 
     _writer: sqlite3.Connection
-    _write_lock: threading.Lock
+    _write_lock: AbstractContextManager[None]
 
     def _reader(self) -> sqlite3.Connection:  # pragma: no cover - the store's own
         raise NotImplementedError

@@ -9,14 +9,20 @@ thread of its own, at most ``derive_delay`` (a second) later. Reads that use der
 first, so what a client stored is in the stats it asks for next.
 
 Each reading thread has its own connection, which WAL lets read while the writer writes.
-Several server processes on one file each have a writer; ``BEGIN IMMEDIATE`` with a busy
-timeout queues them, so none sees "database is locked".
+Several server processes on one file each have a writer. They take turns through a lock on a
+file beside the database (``<db>-writer``), which wakes the next one as soon as it is free:
+SQLite's own busy wait polls, sleeping up to 100 ms between tries, and two workers that
+relied on it ingested less than one (measured with ``bench/ingest.py``). The busy timeout is
+kept for writers that do not take that lock (an older llmtap), so none sees "database is
+locked".
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import sys
 import threading
@@ -65,6 +71,30 @@ _MAX_SEQ = "SELECT ifnull(max(seq), 0) FROM events"
 _Underived = tuple[int, Sequence[Any], Facts | None]
 
 
+class _WriteLock:
+    """The right to write: a lock between this process's threads, then an exclusive
+    ``flock`` on ``path`` between processes (None: this process only, for ``:memory:``)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._lock = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600) if path else None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class _Pending:
     """One request's rows, waiting for a group commit."""
 
@@ -79,6 +109,7 @@ class _Pending:
 
 class SQLiteStore(Queries):
     backend = "sqlite"
+    _write_lock: _WriteLock
 
     def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:
         """``derive_delay``: at most how long committed events wait to be derived when no
@@ -87,7 +118,7 @@ class SQLiteStore(Queries):
         self.derive_delay = derive_delay
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._write_lock = threading.Lock()
+        self._write_lock = _WriteLock(None if self.path == ":memory:" else self.path + "-writer")
         self._pending: list[_Pending] = []
         self._pending_lock = threading.Lock()
         self._local = threading.local()
@@ -144,6 +175,7 @@ class SQLiteStore(Queries):
         if self._checkpointer is not None:
             self._checkpointer.close()
         self._writer.close()
+        self._write_lock.close()
 
     # -- projects and keys -------------------------------------------------------------------
 
