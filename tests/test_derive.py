@@ -110,6 +110,27 @@ def test_a_duplicate_is_derived_once(store: SQLiteStore) -> None:
     assert count(store) == 7
 
 
+def test_known_dimensions_and_attribute_values_cost_no_query(store: SQLiteStore) -> None:
+    key = key_of(store)
+    for _ in range(2):  # the first makes them, the second finds them committed
+        store.insert_events(rows(10, key))
+        store.catch_up()
+    lookups: list[str] = []
+    store._writer.set_trace_callback(
+        lambda sql: (
+            lookups.append(sql) if "FROM agg_dims" in sql or "FROM attr_values" in sql else None
+        )
+    )
+    try:
+        store.insert_events(rows(10, key))  # the same model, template and attribute values
+        store.catch_up()
+    finally:
+        store._writer.set_trace_callback(None)
+    assert lookups == []
+    assert count(store) == 30
+    assert count(store, attributes={"user": "u1"}) == 15
+
+
 def test_a_rating_for_an_event_not_derived_yet_counts_once(store: SQLiteStore) -> None:
     key = key_of(store)
     store.insert_events(rows(1, key, feedback_key="fk-early"))

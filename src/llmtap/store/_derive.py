@@ -39,6 +39,7 @@ __all__ = [
     "LEVELS",
     "MAX_ATTRIBUTE_KEYS",
     "Derived",
+    "IdCache",
     "after_feedback",
     "attribute_text",
     "backfill",
@@ -164,6 +165,20 @@ class _Acc:
             self.rows.clear()
 
 
+class IdCache:
+    """The ids of agg_dims and attr_values rows that derivation found in the database, so a
+    known combination or value costs no query (see ``_dims_ids``). Cleared when a
+    transaction that may have made some rolls back."""
+
+    def __init__(self) -> None:
+        self.dims: dict[tuple[Any, ...], int] = {}
+        self.attrs: dict[tuple[int, str, str], int] = {}
+
+    def clear(self) -> None:
+        self.dims.clear()
+        self.attrs.clear()
+
+
 def _dims_ids(
     conn: sqlite3.Connection, wanted: set[tuple[Any, ...]], cache: dict[tuple[Any, ...], int]
 ) -> dict[tuple[Any, ...], int]:
@@ -189,12 +204,21 @@ def _dims_ids(
     return ids
 
 
-def _attr_ids(conn: sqlite3.Connection, wanted: set[tuple[int, str, str]]) -> dict[Any, int]:
+def _attr_ids(
+    conn: sqlite3.Connection,
+    wanted: set[tuple[int, str, str]],
+    cache: dict[tuple[int, str, str], int],
+) -> dict[Any, int]:
     """attr_values ids of (project_id, key, value), made when the key is under its limits;
-    pairs left out of the aggregates are absent."""
+    pairs left out of the aggregates are absent. ``cache``: as in ``_dims_ids`` (rows of
+    attr_values are never changed or deleted either)."""
     limit = int(resolve("stats_attribute_values"))
     ids = {}
     for project_id, key, value in sorted(wanted):
+        known = cache.get((project_id, key, value))
+        if known is not None:
+            ids[project_id, key, value] = known
+            continue
         if len(value) > MAX_VALUE_CHARS:
             continue
         row = conn.execute(
@@ -202,7 +226,7 @@ def _attr_ids(conn: sqlite3.Connection, wanted: set[tuple[int, str, str]]) -> di
             (project_id, key, value),
         ).fetchone()
         if row:
-            ids[project_id, key, value] = row[0]
+            ids[project_id, key, value] = cache[project_id, key, value] = row[0]
             continue
         state = conn.execute(
             "SELECT n_values, overflow FROM attr_keys WHERE project_id = ? AND key = ?",
@@ -263,11 +287,11 @@ class Derived(NamedTuple):
 def derive_events(
     conn: sqlite3.Connection,
     fresh: Sequence[tuple[int, Sequence[Any], Facts]],
-    dims_cache: dict[tuple[Any, ...], int] | None = None,
+    ids: IdCache | None = None,
 ) -> None:
     """Add the events (seq, events-table row, facts) to the derived tables, in ``conn``'s
     transaction."""
-    write(conn, plan(conn, fresh, dims_cache))
+    write(conn, plan(conn, fresh, ids))
 
 
 def write(conn: sqlite3.Connection, rows: Derived) -> None:
@@ -294,7 +318,7 @@ def write(conn: sqlite3.Connection, rows: Derived) -> None:
 def plan(
     conn: sqlite3.Connection,
     fresh: Sequence[tuple[int, Sequence[Any], Facts]],
-    dims_cache: dict[tuple[Any, ...], int] | None = None,
+    ids: IdCache | None = None,
 ) -> Derived:
     """The derived rows of events (seq, events-table row, facts). Reads the ratings already
     stored for them, and makes the ids of new dimension combinations and attribute values.
@@ -355,7 +379,7 @@ def plan(
             elif started_us > span[1]:
                 span[1] = started_us
     return Derived(
-        _aggregate(conn, groups, {} if dims_cache is None else dims_cache),
+        _aggregate(conn, groups, IdCache() if ids is None else ids),
         attr_rows,
         text_rows,
         [(p, m, n) for (p, m), n in unpriced.items()],
@@ -425,17 +449,19 @@ class _Group:
 def _aggregate(
     conn: sqlite3.Connection,
     groups: dict[tuple[Any, ...], _Group],
-    dims_cache: dict[tuple[Any, ...], int],
+    ids: IdCache,
 ) -> list[tuple[Any, ...]]:
     """The aggregate rows the groups of ``plan`` add to."""
-    dims = _dims_ids(conn, {dims for dims, _, _ in groups}, dims_cache)
-    attr_ids = _attr_ids(conn, {(dims[0], k, v) for dims, _, pairs in groups for k, v in pairs})
+    dims = _dims_ids(conn, {dims for dims, _, _ in groups}, ids.dims)
+    attr_ids = _attr_ids(
+        conn, {(dims[0], k, v) for dims, _, pairs in groups for k, v in pairs}, ids.attrs
+    )
     acc = _Acc()
     for (group_dims, minute, pairs), g in groups.items():
         project_id = group_dims[0]
-        ids = [attr_ids[project_id, k, v] for k, v in pairs if (project_id, k, v) in attr_ids]
+        found = [attr_ids[project_id, k, v] for k, v in pairs if (project_id, k, v) in attr_ids]
         acc.add(
-            _agg_keys(project_id, minute * 1_000_000, dims[group_dims], ids),
+            _agg_keys(project_id, minute * 1_000_000, dims[group_dims], found),
             n=g.n,
             errors=g.errors,
             input_tokens=g.input_tokens,

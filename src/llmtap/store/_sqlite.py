@@ -122,7 +122,7 @@ class SQLiteStore(Queries):
         self._pending: list[_Pending] = []
         self._pending_lock = threading.Lock()
         self._local = threading.local()
-        self._dims_cache: dict[tuple[Any, ...], int] = {}  # see _derive._dims_ids
+        self._ids = _derive.IdCache()
         self._underived: list[_Underived] = []  # under the write lock
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
@@ -346,7 +346,7 @@ class SQLiteStore(Queries):
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._dims_cache.clear()  # it may hold ids of rows rolled back
+            self._ids.clear()  # it may hold ids of rows rolled back
             raise
         self._underived = [item for item in self._underived if item[0] > last]
         if self._checkpointer is not None:
@@ -359,7 +359,7 @@ class SQLiteStore(Queries):
                 (seq, row, facts or facts_of_body(json.loads(row[_BODY])))
                 for seq, row, facts in todo
             ]
-            _derive.derive_events(conn, fresh, self._dims_cache)
+            _derive.derive_events(conn, fresh, self._ids)
             conn.execute("RELEASE derive")
             return
         except Exception:
