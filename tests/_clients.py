@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -61,6 +62,20 @@ class Caller:
             return out
 
         return self.run(read())
+
+    def within(self, manager: Any, use: Callable[[Any], Any]) -> Any:
+        """``use(entered)`` inside ``with manager as entered`` (``async with`` for the async
+        client), its result awaited when it is awaitable."""
+        if not self.is_async:
+            with manager as entered:
+                return use(entered)
+
+        async def run() -> Any:
+            async with manager as entered:
+                result = use(entered)
+                return await result if inspect.isawaitable(result) else result
+
+        return self.run(run())
 
     def close(self, closable: Any) -> None:
         self.run(closable.close())

@@ -105,16 +105,7 @@ def test_with_streaming_response(tapped: Caller) -> None:
     manager = tapped.method("chat.completions.with_streaming_response.create")(
         model="m", messages=ask("streamed body")
     )
-    if tapped.is_async:
-
-        async def use() -> str:
-            async with manager as response:
-                return (await response.parse()).choices[0].message.content
-
-        content = tapped.run(use())
-    else:
-        with manager as response:
-            content = response.parse().choices[0].message.content
+    content = tapped.within(manager, lambda response: response.parse()).choices[0].message.content
     assert content == "echo: streamed body"
     assert tapped.only_event()["output_text"] == "echo: streamed body"
 
@@ -123,16 +114,7 @@ def test_with_streaming_response_read_as_json(tapped: Caller) -> None:
     manager = tapped.method("chat.completions.with_streaming_response.create")(
         model="m", messages=ask("as json")
     )
-    if tapped.is_async:
-
-        async def use() -> dict:
-            async with manager as response:
-                return await response.json()
-
-        body = tapped.run(use())
-    else:
-        with manager as response:
-            body = response.json()
+    body = tapped.within(manager, lambda response: response.json())
     assert body["choices"][0]["message"]["content"] == "echo: as json"
     assert tapped.only_event()["output_text"] == "echo: as json"
 

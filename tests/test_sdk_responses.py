@@ -50,16 +50,7 @@ def test_stream_helper_with_tool_call(tapped: Caller) -> None:
     manager = tapped.method("responses.stream")(
         model="m", input="[[tool:lookup]]", llmtap={"prompt_template_name": "look"}
     )
-    if tapped.is_async:
-
-        async def use() -> str:
-            async with manager as stream:
-                return (await stream.get_final_response()).output[0].name
-
-        name = tapped.run(use())
-    else:
-        with manager as stream:
-            name = stream.get_final_response().output[0].name
+    name = tapped.within(manager, lambda stream: stream.get_final_response()).output[0].name
     assert name == "lookup"
     event = tapped.only_event()
     assert event["prompt_template_name"] == "look"
