@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 import time
@@ -55,26 +56,26 @@ def test_a_failing_step_leaves_nothing_half_done(tmp_path: Path) -> None:
 
 
 def test_writers_of_one_file_take_turns_through_its_lock_file(tmp_path: Path) -> None:
-    """Two stores on one file (as two server workers would have) write one at a time: while
-    one holds the right to write, the other waits for it, and gets it as soon as it is let
-    go, not after a poll."""
+    """A store writes only while it holds the lock on ``<db>-writer``: while another process
+    (here the test) holds it, the store waits, and it writes as soon as the lock is let go,
+    not after a poll."""
     db = tmp_path / "turns.db"
-    first, second = open_store(str(db)), open_store(str(db))
-    assert (tmp_path / "turns.db-writer").exists()
+    store = open_store(str(db))
     got = threading.Event()
 
     def write() -> None:
-        second.ensure_project("second")
+        store.ensure_project("second")
         got.set()
 
-    with first._write_lock:
+    with open(tmp_path / "turns.db-writer", "rb+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         thread = threading.Thread(target=write)
         thread.start()
-        assert not got.wait(0.3)  # the second writer waits
+        assert not got.wait(0.3)  # the store waits its turn
+        fcntl.flock(lock, fcntl.LOCK_UN)
         released = time.perf_counter()
-    assert got.wait(5)
-    assert time.perf_counter() - released < 0.05
+        assert got.wait(5)
+        assert time.perf_counter() - released < 0.05
     thread.join()
-    assert first.ensure_project("second") == second.ensure_project("second")
-    first.close()
-    second.close()
+    assert store.ensure_project("second") > 0
+    store.close()
