@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -216,3 +218,26 @@ def test_body_limit_and_loopback_default(tmp_path: Path) -> None:
         assert f"00000000:{port:04X}" not in listening
     finally:
         stop_server(srv)
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(tmp_path: Path) -> None:
+    """A process that exits while sending (the SDK's exporter at exit, say) leaves a request
+    with half a body: the server neither logs a traceback nor stops serving."""
+    srv = start_server(tmp_path)
+    try:
+        project = Project(srv.new_key(), srv)
+        port = int(srv.url.rsplit(":", 1)[1])
+        body = json.dumps({"events": [event()]}).encode()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                b"POST /api/v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                + f"authorization: Bearer {project.key}\r\n".encode()
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body[: len(body) // 2]
+            )
+            time.sleep(0.3)  # the server is reading the body when the client goes
+        time.sleep(0.3)
+        assert post_events(project, [event()]).json()["stored"] == 1
+    finally:
+        log = stop_server(srv)
+    assert "Traceback" not in log, log
