@@ -32,9 +32,9 @@ system-deps:
 
 # Start the server on a SQLite file and print a fresh API key to send events with.
 run: setup
-	@KEY=$$($(BIN)/llmtap keys create --project default --env dev --db $(DB)) && \
+	@KEY=$$($(BIN)/llmtap keys create --project default --env dev --scope ingest --scope read --db $(DB)) && \
 	echo "" && \
-	echo "  llmtap API key (project 'default', env 'dev'): $$KEY" && \
+	echo "  llmtap API key (project 'default', env 'dev', may send and read): $$KEY" && \
 	echo "  use it:  export LLMTAP_API_KEY=$$KEY LLMTAP_URL=http://$(HOST):$(PORT)" && \
 	echo "  sample traffic for the dashboard, from another shell:" && \
 	echo "           $(BIN)/llmtap demo --api-key $$KEY --url http://$(HOST):$(PORT)" && \

@@ -82,7 +82,19 @@ def llmtap_server(env: dict[str, str] | None = None) -> Iterator[Server]:
         db = Path(tmp) / "bench.db"
         cli = [sys.executable, "-m", "llmtap.cli"]
         key = subprocess.run(
-            [*cli, "keys", "create", "--project", "bench", "--db", str(db)],
+            [
+                *cli,
+                "keys",
+                "create",
+                "--project",
+                "bench",
+                "--db",
+                str(db),
+                "--scope",
+                "ingest",
+                "--scope",
+                "read",
+            ],
             check=True,
             capture_output=True,
             text=True,

@@ -59,7 +59,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         query.generate(partial, n)
         partial.rename(db)
     store = open_store(str(db))
-    create_key(store, "bench", "prod")
+    create_key(store, "bench", "prod", ("ingest", "read"))
     store.close()
     port = free_port()
     server = subprocess.Popen(

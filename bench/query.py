@@ -153,7 +153,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         generated_s = generate(partial, n)  # closed: its WAL is checkpointed into the file
         partial.rename(db)
     store = open_store(str(db))
-    key = create_key(store, "bench", "prod")
+    key = create_key(store, "bench", "prod", ("ingest", "read"))
     store.close()
     port = free_port()
     server = subprocess.Popen(

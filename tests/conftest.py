@@ -72,10 +72,19 @@ class Server:
     db: Path
     process: subprocess.Popen[bytes]
 
-    def new_key(self, project: str | None = None, environment: str = "dev") -> str:
+    def new_key(
+        self,
+        project: str | None = None,
+        environment: str = "dev",
+        scopes: tuple[str, ...] = ("ingest", "read", "admin"),
+        env_only: bool = False,
+    ) -> str:
+        """A key of ``project`` (a new one by default). The suite's keys may do everything
+        unless a test asks for less (tests/test_scopes.py does)."""
         store = open_store(str(self.db))
         try:
-            return create_key(store, project or f"p-{uuid.uuid4().hex[:8]}", environment)
+            project = project or f"p-{uuid.uuid4().hex[:8]}"
+            return create_key(store, project, environment, scopes, env_only)
         finally:
             store.close()
 

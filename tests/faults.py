@@ -169,7 +169,19 @@ class Backend:
 
 def new_key(db: Path, project: str) -> str:
     out = subprocess.run(
-        [*LLMTAP, "keys", "create", "--project", project, "--db", str(db)],
+        [
+            *LLMTAP,
+            "keys",
+            "create",
+            "--project",
+            project,
+            "--db",
+            str(db),
+            "--scope",
+            "ingest",
+            "--scope",
+            "read",
+        ],
         check=True,
         capture_output=True,
         text=True,

@@ -28,6 +28,8 @@ def test_keys_create_prints_the_key_alone_and_works_while_serving(server: Server
         "prod",
         "--db",
         str(server.db),
+        "--scope",
+        "read",
     )
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()

@@ -71,6 +71,7 @@ def test_keys_created_and_revoked_from_settings(server: Server) -> None:
                 "csrf_token": csrf_of(settings.text),
                 "project": "from-settings",
                 "environment": "prod",
+                "scope": ["ingest", "read"],
             },
         )
         key = re.search(r"(lt_[A-Za-z0-9_-]{20,})", created.text)

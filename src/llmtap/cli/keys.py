@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..server.auth import SCOPES
 from ._options import db_option
 
 
@@ -21,15 +22,51 @@ def keys() -> None:
     show_default=True,
     help="Environment its events are filed under.",
 )
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(SCOPES),
+    default=("ingest",),
+    show_default=True,
+    help="What the key may do (repeat for several): ingest sends events and feedback, read "
+    "queries the project, admin changes it (prices, deletes) and reads.",
+)
+@click.option(
+    "--env-only", is_flag=True, help="Reads see only the events of the key's own environment."
+)
 @db_option
-def create(project: str, environment: str, db: str) -> None:
+def create(
+    project: str, environment: str, scopes: tuple[str, ...], env_only: bool, db: str
+) -> None:
     """Create a key and print it, alone, on stdout. Only its hash is stored: keep it."""
     from ..server.auth import create_key
     from ..store import open_store
 
     store = open_store(db)
     try:
-        click.echo(create_key(store, project, environment))
+        click.echo(create_key(store, project, environment, scopes, env_only))
+    finally:
+        store.close()
+
+
+@keys.command("list")
+@click.option("--project", help="Only this project's keys.")
+@db_option
+def list_(project: str | None, db: str) -> None:
+    """The keys of every project (or one): prefix, environment, scopes, state."""
+    from ..store import open_store
+    from ..store._admin import list_keys, list_projects
+
+    store = open_store(db)
+    try:
+        for p in list_projects(store):
+            if project is not None and p["name"] != project:
+                continue
+            for k in list_keys(store, p["id"]):
+                scopes = ",".join(k["scopes"]) + (" (own env only)" if k["env_only"] else "")
+                state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
+                click.echo(f"{p['name']}\t{k['environment']}\t{k['prefix']}…\t{scopes}\t{state}")
     finally:
         store.close()
 

@@ -1,7 +1,13 @@
 """API keys: made here, stored only as a hash, looked up (with a short cache) per request.
 
 A key belongs to one project and one environment: events it sends land there, and it reads
-only its own project's events.
+only its own project's events. What it may do is its scopes:
+
+- ``ingest``: send events and feedback, nothing else (the default: the key every monitored
+  application carries, and so the one that leaks);
+- ``read``: query the project (events, stats, templates, prices); with ``env_only``, only the
+  events of the key's own environment;
+- ``admin``: change the project (prices, deletes); implies ``read``.
 """
 
 from __future__ import annotations
@@ -10,13 +16,18 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 
 from starlette.requests import Request
 
-from ..store import KeyInfo, Store
+from ..store import EventFilter, KeyInfo, Store
 from .errors import ApiError
 
-__all__ = ["KeyCache", "create_key", "hash_key"]
+__all__ = ["SCOPES", "KeyCache", "check_scopes", "confine", "create_key", "hash_key"]
+
+SCOPES = ("ingest", "read", "admin")
+_IMPLIED = {"read": {"read", "admin"}, "ingest": {"ingest"}, "admin": {"admin"}}
+_DOING = {"ingest": "send events", "read": "read this project", "admin": "change this project"}
 
 KEY_PREFIX = "lt_"
 _CACHE_SECONDS = 30.0  # how long a revoked key may still work on a running server
@@ -27,11 +38,39 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(store: Store, project: str, environment: str = "dev") -> str:
-    """A new key for ``project`` and ``environment``; only its hash is stored."""
+def check_scopes(scopes: Iterable[str]) -> list[str]:
+    """``scopes`` in their canonical order; a ValueError naming one that is not a scope."""
+    asked = set(scopes)
+    unknown = sorted(asked - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}: expected {', '.join(SCOPES)}")
+    if not asked:
+        raise ValueError(f"a key needs at least one scope: {', '.join(SCOPES)}")
+    return [s for s in SCOPES if s in asked]
+
+
+def create_key(
+    store: Store,
+    project: str,
+    environment: str = "dev",
+    scopes: Iterable[str] = ("ingest",),
+    env_only: bool = False,
+) -> str:
+    """A new key for ``project`` and ``environment`` that may do ``scopes``; only its hash is
+    stored."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    store.create_key(project, environment, hash_key(key), key[:10])
+    store.create_key(project, environment, hash_key(key), key[:10], check_scopes(scopes), env_only)
     return key
+
+
+def confine(key: KeyInfo, f: EventFilter) -> EventFilter:
+    """``f`` narrowed to what ``key`` may read: its own environment for an ``env_only`` key
+    (a 403 when the filter asks for another)."""
+    if key.env_only:
+        if f.environment not in (None, key.environment):
+            raise ApiError(403, f"this key reads only the environment {key.environment!r}")
+        f.environment = key.environment
+    return f
 
 
 class KeyCache:
@@ -40,8 +79,9 @@ class KeyCache:
         self._cache: dict[str, tuple[KeyInfo | None, float]] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, request: Request) -> KeyInfo:
-        """The key the request carries, or a 401."""
+    def authenticate(self, request: Request, scope: str) -> KeyInfo:
+        """The key the request carries, when it holds ``scope``; else a 401 (no valid key) or
+        a 403 naming the missing scope."""
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
@@ -59,4 +99,12 @@ class KeyCache:
             info = cached[0]
         if info is None:
             raise ApiError(401, "invalid API key")
+        if not info.scopes & _IMPLIED[scope]:
+            raise ApiError(
+                403,
+                f"this key may not {_DOING[scope]}: it lacks the {scope!r} scope (it has: "
+                f"{', '.join(sorted(info.scopes))}); give it the scope in the dashboard's "
+                f"settings, or make one with `llmtap keys create --scope {scope}`",
+                [{"missing_scope": scope, "scopes": sorted(info.scopes)}],
+            )
         return info

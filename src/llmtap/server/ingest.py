@@ -214,7 +214,7 @@ def ingest_batch(
 
 async def receive_events(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
+    key = await run_in_threadpool(state.keys.authenticate, request, "ingest")
     body = await read_body(request, state.max_body_bytes)
     result = await run_in_threadpool(
         ingest_batch,
@@ -230,7 +230,7 @@ async def receive_events(request: Request) -> JSONResponse:
 
 async def receive_feedback(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
+    key = await run_in_threadpool(state.keys.authenticate, request, "ingest")
     payload = parse_json(await read_body(request, state.max_body_bytes))
     problem = not_unicode(payload)
     if problem is not None:

@@ -253,7 +253,7 @@ def _prices_answer(store: Store, project_id: int) -> dict[str, Any]:
 
 async def list_prices(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
     return JSONResponse(await run_in_threadpool(_prices_answer, state.store, key.project_id))
 
 
@@ -261,7 +261,7 @@ async def set_price(request: Request) -> JSONResponse:
     from .ingest import parse_json, read_body
 
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
+    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
     payload = parse_json(await read_body(request, state.max_body_bytes))
     try:
         override = PriceOverride.model_validate(payload)
@@ -274,7 +274,7 @@ async def set_price(request: Request) -> JSONResponse:
 
 async def delete_price(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
+    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
     model = request.query_params.get("model")
     if not model:
         raise ApiError(400, "model: required")

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..store import EventFilter, Store, decode_cursor, to_us
+from .auth import confine
 from .errors import ApiError
 
 __all__ = [
@@ -129,15 +130,17 @@ def query_event(store: Store, project_id: int, project: str, event_id: str) -> d
 
 async def list_events(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
-    f = event_filter(request.query_params)
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    f = confine(key, event_filter(request.query_params))
     page = await run_in_threadpool(query_events, state.store, key.project_id, key.project, f)
     return JSONResponse(page)
 
 
 async def get_event(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
     event_id = request.path_params["event_id"]
     event = await run_in_threadpool(query_event, state.store, key.project_id, key.project, event_id)
+    if key.env_only and event.get("environment") != key.environment:
+        raise ApiError(404, f"no event {event_id!r} in project {key.project!r}")
     return JSONResponse(event)

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..store._stats import GROUPS, TIME_GROUPS
+from .auth import confine
 from .errors import ApiError
 from .query import SELECTING, event_filter
 
@@ -41,9 +42,9 @@ def parse_group_by(values: list[str]) -> list[str]:
 
 async def get_stats(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
     query = request.query_params
-    f = event_filter(query, SELECTING, also=("group_by",))
+    f = confine(key, event_filter(query, SELECTING, also=("group_by",)))
     group_by = parse_group_by(query.getlist("group_by"))
     answer: dict[str, Any] = await run_in_threadpool(state.store.stats, key.project_id, f, group_by)
     return JSONResponse(answer)
@@ -51,7 +52,14 @@ async def get_stats(request: Request) -> JSONResponse:
 
 async def list_templates(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request)
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    if key.env_only:
+        # Revisions are kept per project, not per environment: they would show the others'.
+        raise ApiError(
+            403,
+            f"this key reads only the environment {key.environment!r}; "
+            "templates span every environment of the project",
+        )
     if request.query_params:
         raise ApiError(400, f"unknown query parameter(s): {', '.join(request.query_params)}")
     templates = await run_in_threadpool(state.store.templates, key.project_id)

@@ -18,6 +18,7 @@ __all__ = [
     "list_projects",
     "project_id",
     "revoke_key",
+    "set_key_scopes",
     "set_meta",
 ]
 
@@ -71,8 +72,8 @@ def list_keys(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
     rows = (
         store._reader()
         .execute(
-            "SELECT id, environment, prefix, created_at, revoked_at FROM api_keys "
-            "WHERE project_id = ? ORDER BY id DESC",
+            "SELECT id, environment, prefix, created_at, revoked_at, scopes, env_only"
+            " FROM api_keys WHERE project_id = ? ORDER BY id DESC",
             (project_id,),
         )
         .fetchall()
@@ -84,9 +85,27 @@ def list_keys(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
             "prefix": prefix,
             "created_at": created,
             "revoked_at": revoked,
+            "scopes": scopes.split(),
+            "env_only": bool(env_only),
         }
-        for i, env, prefix, created, revoked in rows
+        for i, env, prefix, created, revoked, scopes, env_only in rows
     ]
+
+
+def set_key_scopes(
+    store: SQLiteStore, project_id: int, key_id: int, scopes: list[str], env_only: bool
+) -> bool:
+    """Change what an active key of the project may do; False when there is no such key."""
+    (cur,) = store._write(
+        [
+            (
+                "UPDATE api_keys SET scopes = ?, env_only = ? WHERE id = ? AND project_id = ? "
+                "AND revoked_at IS NULL",
+                (" ".join(scopes), env_only, key_id, project_id),
+            )
+        ]
+    )
+    return cur.rowcount == 1
 
 
 def revoke_key(store: SQLiteStore, project_id: int, key_id: int) -> bool:

@@ -59,10 +59,15 @@ class EventRow(tuple):  # type: ignore[type-arg]
 
 @dataclass(frozen=True)
 class KeyInfo:
+    """An API key as the server sees it: where its events go and what it may do."""
+
     key_id: int
     project_id: int
     project: str
     environment: str
+    scopes: frozenset[str] = frozenset({"ingest"})
+    # A read key limited to its own environment's events.
+    env_only: bool = False
 
 
 @dataclass

@@ -216,6 +216,15 @@ SQLITE_MIGRATIONS: list[Step] = [
             " SELECT 'derived_seq', CAST(ifnull(max(seq), 0) AS TEXT) FROM events",
         ),
     ),
+    (
+        "m007_key_scopes",
+        (
+            # What a key may do, space-separated. Keys made before scopes could do everything
+            # (send, read, set prices): they keep that; new keys only ingest unless told.
+            "ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'ingest read admin'",
+            "ALTER TABLE api_keys ADD COLUMN env_only INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 ]
 
 

@@ -193,15 +193,23 @@ class SQLiteStore(Queries):
         row = self._reader().execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
         return int(row[0])
 
-    def create_key(self, project: str, environment: str, key_hash: str, prefix: str) -> int:
+    def create_key(
+        self,
+        project: str,
+        environment: str,
+        key_hash: str,
+        prefix: str,
+        scopes: Iterable[str] = ("ingest",),
+        env_only: bool = False,
+    ) -> int:
         project_id = self.ensure_project(project)
         now = datetime.now(timezone.utc).isoformat()
         (cur,) = self._write(
             [
                 (
-                    "INSERT INTO api_keys (project_id, environment, key_hash, prefix, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (project_id, environment, key_hash, prefix, now),
+                    "INSERT INTO api_keys (project_id, environment, key_hash, prefix, created_at,"
+                    " scopes, env_only) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (project_id, environment, key_hash, prefix, now, " ".join(scopes), env_only),
                 )
             ]
         )
@@ -211,14 +219,17 @@ class SQLiteStore(Queries):
         row = (
             self._reader()
             .execute(
-                "SELECT k.id, k.project_id, p.name, k.environment FROM api_keys k "
-                "JOIN projects p ON p.id = k.project_id "
+                "SELECT k.id, k.project_id, p.name, k.environment, k.scopes, k.env_only"
+                " FROM api_keys k JOIN projects p ON p.id = k.project_id "
                 "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
                 (key_hash,),
             )
             .fetchone()
         )
-        return KeyInfo(*row) if row else None
+        if row is None:
+            return None
+        key_id, pid, project, environment, scopes, env_only = row
+        return KeyInfo(key_id, pid, project, environment, frozenset(scopes.split()), bool(env_only))
 
     # -- writing -------------------------------------------------------------------------
 

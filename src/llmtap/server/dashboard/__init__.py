@@ -52,6 +52,11 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/settings", _admin_only(admin.settings_page), methods=["GET"]),
         Route("/settings/keys", _admin_only(admin.create_key_form), methods=["POST"]),
         Route(
+            "/settings/keys/{key_id:int}/scopes",
+            _admin_only(admin.key_scopes_form),
+            methods=["POST"],
+        ),
+        Route(
             "/settings/keys/{key_id:int}/revoke",
             _admin_only(admin.revoke_key_form),
             methods=["POST"],

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ...store._admin import list_keys, list_projects, project_id, revoke_key
-from ..auth import create_key
+from ...store._admin import list_keys, list_projects, project_id, revoke_key, set_key_scopes
+from ..auth import SCOPES, check_scopes, create_key
 from ..errors import ApiError
 from .auth import check_csrf
 from .render import render
 
 __all__ = [
     "create_key_form",
+    "key_scopes_form",
     "login_form",
     "login_submit",
     "logout",
@@ -74,10 +77,18 @@ async def settings_page(request: Request, new_key: str | None = None) -> Respons
     for project in projects:
         project["keys"] = await run_in_threadpool(list_keys, store, project["id"])
     current = request.query_params.get("project") or (projects[0]["name"] if projects else "")
-    data = {"projects": projects}
+    data = {"projects": projects, "scopes": SCOPES}
     return render(
         request, "settings.html", data, new_key=new_key, project_name=current, title="Settings"
     )
+
+
+def _scopes_of(form: Any, default: tuple[str, ...] = ()) -> tuple[list[str], bool]:
+    try:
+        scopes = check_scopes([str(s) for s in form.getlist("scope")] or default)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return scopes, form.get("env_only") == "on"
 
 
 async def create_key_form(request: Request) -> Response:
@@ -86,7 +97,10 @@ async def create_key_form(request: Request) -> Response:
     environment = str(form.get("environment") or "dev").strip() or "dev"
     if not project or len(project) > 200:
         raise ApiError(400, "a project name is needed (at most 200 characters)")
-    key = await run_in_threadpool(create_key, request.app.state.store, project, environment)
+    scopes, env_only = _scopes_of(form, default=("ingest",))  # as `llmtap keys create`
+    key = await run_in_threadpool(
+        create_key, request.app.state.store, project, environment, scopes, env_only
+    )
     # Shown once, on this response only: the store keeps its hash.
     return await settings_page(request, new_key=key)
 
@@ -97,5 +111,19 @@ async def revoke_key_form(request: Request) -> Response:
     pid = await run_in_threadpool(project_id, store, str(form.get("project") or ""))
     key_id = request.path_params["key_id"]
     if pid is None or not await run_in_threadpool(revoke_key, store, pid, key_id):
+        raise ApiError(404, "no such active key in that project")
+    return RedirectResponse("/settings", status_code=303)
+
+
+async def key_scopes_form(request: Request) -> Response:
+    """Change what a key may do (a running server sees it within the key cache's 30 s)."""
+    form = await check_csrf(request)
+    store = request.app.state.store
+    pid = await run_in_threadpool(project_id, store, str(form.get("project") or ""))
+    scopes, env_only = _scopes_of(form)
+    key_id = request.path_params["key_id"]
+    if pid is None or not await run_in_threadpool(
+        set_key_scopes, store, pid, key_id, scopes, env_only
+    ):
         raise ApiError(404, "no such active key in that project")
     return RedirectResponse("/settings", status_code=303)
