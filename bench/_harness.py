@@ -17,6 +17,39 @@ from typing import Any
 
 import httpx2
 
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": lambda v, b: v <= b,
+    "<": lambda v, b: v < b,
+    ">=": lambda v, b: v >= b,
+    "==": lambda v, b: v == b,
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One line of `make bench`'s closing table: a measured figure against its target."""
+
+    name: str
+    value: str
+    target: str
+    met: bool
+
+
+def figure(name: str, value: float, op: str, bound: float, unit: str = "") -> Figure:
+    def show(x: float) -> str:
+        return f"{x:,.4g}{unit}" if isinstance(x, float) and abs(x) < 100 else f"{x:,.0f}{unit}"
+
+    return Figure(name, show(value), f"{op} {show(bound)}", _OPS[op](value, bound))
+
+
+def summary_table(figures: list[Figure]) -> str:
+    """The figures as a Markdown table (what BENCHMARKS.md opens with)."""
+    rows = ["| figure | measured | target | met |", "|---|---|---|---|"]
+    rows += [
+        f"| {f.name} | {f.value} | {f.target} | {'yes' if f.met else '**no**'} |" for f in figures
+    ]
+    return "\n".join(rows)
+
 
 def free_port() -> int:
     with socket.socket() as s:

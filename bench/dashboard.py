@@ -19,7 +19,7 @@ from llmtap.server.auth import create_key
 from llmtap.store import open_store
 
 from . import query
-from ._harness import _wait, free_port
+from ._harness import Figure, _wait, figure, free_port
 
 TOKEN = "bench-admin-token"
 
@@ -119,3 +119,11 @@ def report(r: dict[str, Any]) -> str:
         "   target < 1 MB"
     )
     return "\n".join(lines)
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    slowest = max(t["max"] for t in r["pages_ms"].values())
+    return [
+        figure("dashboard: slowest page, max", slowest, "<", 300, " ms"),
+        figure("dashboard: overview weight", r["overview_weight_bytes"] / 1e6, "<", 1, " MB"),
+    ]

@@ -12,6 +12,8 @@ from typing import Any
 
 from tests.faults import chaos_run
 
+from ._harness import Figure, figure
+
 
 def run(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -26,3 +28,10 @@ def report(result: dict[str, Any]) -> str:
         f"SQLite integrity_check: {result['integrity']}; counted in the stats: "
         f"{result['counted_in_stats']:,}"
     )
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    return [
+        figure("faults: events missing", r["missing"], "==", 0),
+        figure("faults: events duplicated", r["duplicated"], "==", 0),
+    ]

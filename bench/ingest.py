@@ -33,7 +33,7 @@ from llmtap.store._migrations import migrate_sqlite
 from llmtap.store._sqlite import _EVENT_ID_TAKEN, _INSERT_EVENT, DERIVE_EVENTS, WRITER_CACHE_KIB
 from llmtap.wire import Event, make_event, new_id
 
-from ._harness import Server, llmtap_server
+from ._harness import Figure, Server, figure, llmtap_server
 
 BATCH = 100
 CONNECTIONS = 8
@@ -279,3 +279,10 @@ def report(result: dict[str, Any]) -> str:
             "  (2-core machine shared with other work: figures are noisy)",
         ]
     )
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    return [
+        figure("ingest, served (events/s)", max(r["served_events_per_s"]), ">=", 20_000),
+        figure("ingest, served / raw SQLite (every row)", r["ratio"], ">=", 0.5),
+    ]

@@ -17,7 +17,16 @@ from openai.types.chat import ChatCompletion
 
 import llmtap
 
-from ._harness import abba, client_pair, fake_provider, llmtap_server, median, spread
+from ._harness import (
+    Figure,
+    abba,
+    client_pair,
+    fake_provider,
+    figure,
+    llmtap_server,
+    median,
+    spread,
+)
 
 MESSAGES = [
     {"role": "system", "content": "You pick emoji."},
@@ -108,3 +117,10 @@ def report(r: dict[str, Any]) -> str:
             f"  every event delivered: {r['all_delivered']}",
         ]
     )
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    return [
+        figure("SDK overhead: wall time llmtap/openai", r["wall_ratio"], "<=", 1.05),
+        figure("SDK caller-thread CPU per call", r["caller_cpu_us_record_path"], "<", 50, " µs"),
+    ]

@@ -31,7 +31,7 @@ from llmtap.server.prices import cost
 from llmtap.store import event_row, open_store
 from llmtap.wire import Event, template_revision
 
-from ._harness import _wait, free_port
+from ._harness import Figure, _wait, figure, free_port
 
 CACHE = Path(__file__).parent / ".cache"
 START = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -141,17 +141,43 @@ def _rss_peak_kb(pid: int) -> int:
     return 0
 
 
+def cached_store(n: int, cache: Path = CACHE) -> tuple[Path, float | None]:
+    """The store of ``n`` events under ``cache``, generated when missing; with the seconds
+    generating took (None when it was cached).
+
+    It is generated beside its final name and copied into place with SQLite's backup API: a
+    WAL file belongs to its database file's name, so renaming the file alone would leave
+    committed pages behind (the cached store would be corrupt)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    db = cache / f"events-{n}.db"
+    if db.exists():
+        return db, None
+    partial = db.with_suffix(".partial")
+    _remove_with_sidecars(partial)
+    _remove_with_sidecars(db)
+    generated_s = generate(partial, n)
+    source = sqlite3.connect(partial)
+    copy = sqlite3.connect(db.with_suffix(".copying"))
+    try:
+        source.backup(copy)
+        # Self-contained: no WAL to travel with it (the store turns WAL on when it opens).
+        copy.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        copy.close()
+        source.close()
+    _remove_with_sidecars(partial)
+    db.with_suffix(".copying").rename(db)
+    return db, generated_s
+
+
+def _remove_with_sidecars(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-writer", "-journal"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     n = 50_000 if quick else 1_000_000
-    CACHE.mkdir(exist_ok=True)
-    db = CACHE / f"events-{n}.db"
-    generated_s = None
-    if not db.exists():
-        partial = db.with_suffix(".partial")
-        for p in CACHE.glob(partial.name + "*"):
-            p.unlink()
-        generated_s = generate(partial, n)  # closed: its WAL is checkpointed into the file
-        partial.rename(db)
+    db, generated_s = cached_store(n)
     store = open_store(str(db))
     key = create_key(store, "bench", "prod", ("ingest", "read"))
     store.close()
@@ -258,3 +284,20 @@ def report(r: dict[str, Any]) -> str:
             f"peak RSS exporter {r['export_peak_rss_mb']} MB, server {r['server_peak_rss_mb']} MB",
         ]
     )
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    n = f"{r['events']:,} events"
+    return [
+        figure(f"stats by model and day, p95 ({n})", r["stats_p95_ms"], "<", 100, " ms"),
+        figure(
+            f"events page, two filters, p95 ({n})", r["page_two_filters_p95_ms"], "<", 50, " ms"
+        ),
+        figure(
+            f"events page, attribute + status, p95 ({n})",
+            r["page_attr_filters_p95_ms"],
+            "<",
+            50,
+            " ms",
+        ),
+    ]

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from typing import Any
 
-from ._harness import free_port
+from ._harness import Figure, figure, free_port
 
 _CHILD = r"""
 import json, os, sys, time
@@ -123,3 +123,8 @@ def report(result: dict[str, Any]) -> str:
             f"dropped: {result['dropped']}",
         ]
     )
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    above = r["above_baseline_bytes"] / (1024 * 1024)
+    return [figure("SDK memory with the server down, above baseline", above, "<", 50, " MiB")]

@@ -18,7 +18,17 @@ from typing import Any
 
 import openai
 
-from ._harness import abba, client_pair, fake_provider, free_port, llmtap_server, median, spread
+from ._harness import (
+    Figure,
+    abba,
+    client_pair,
+    fake_provider,
+    figure,
+    free_port,
+    llmtap_server,
+    median,
+    spread,
+)
 
 MESSAGES = [{"role": "user", "content": "one two three four five six seven [[chunks:6]]"}]
 
@@ -155,3 +165,10 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"    {name:<18} {why}")
     lines.append(f"  every llmtap event delivered: {r['all_delivered']}")
     return "\n".join(lines)
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    return [
+        figure("stream: time to first chunk, llmtap/openai", r["ttfc_ratio"], "<=", 1.02),
+        figure("stream: time to last chunk, llmtap/openai", r["ttlc_ratio"], "<=", 1.03),
+    ]
