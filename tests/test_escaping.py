@@ -168,9 +168,7 @@ def _other_events(seed: Seeded, kind: str) -> list[dict[str, Any]]:
     ]
 
 
-def _through_sdk(
-    seed: Seeded, kind: str, provider: FakeProvider, project: Project, feedback: bool
-) -> None:
+def _through_sdk(seed: Seeded, kind: str, provider: FakeProvider, project: Project) -> None:
     """Calls made with ``llmtap.Client`` (so the SDK's own event shapes are covered): a
     template filled in, a tool call, feedback."""
 
@@ -207,23 +205,17 @@ def _through_sdk(
             messages=[{"role": "user", "content": "[[tool:" + p("sdk_tool") + "]]"}],
             llmtap={**params, "event_id": ids[1]},
         )
-        if feedback:
-            client.send_feedback(
-                feedback_key=answer.model_extra["llmtap_feedback_key"],
-                rating=0.25,
-                better_response=p("sdk_better_response"),
-            )
+        client.send_feedback(
+            feedback_key=answer.model_extra["llmtap_feedback_key"],
+            rating=0.25,
+            better_response=p("sdk_better_response"),
+        )
         assert client.flush(10)
     finally:
         client.close()
 
 
-@pytest.fixture(scope="module")
-def seeded(
-    tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider
-) -> Iterator[tuple[Server, Seeded]]:
-    """A server of its own (so its project list is ours alone), filled with hostile data."""
-    server = start_server(tmp_path_factory.mktemp("escaping"))
+def _seed(server: Server, provider: FakeProvider) -> Seeded:
     seed = Seeded()
     main = seed.tagged("project", "attr")
     seed.projects.append(main)
@@ -241,14 +233,25 @@ def seeded(
             "/api/v1/feedback", project.key, json={"feedback_key": chat["feedback_key"], **better}
         )
         assert sent.status_code == 200, sent.text
-        _through_sdk(seed, kind, provider, project, feedback=True)
+        _through_sdk(seed, kind, provider, project)
         if kind != "attr":
             name = seed.tagged("project", kind)
             seed.projects.append(name)
             other = Project(server.new_key(name), server)
             assert post_events(other, [event(model=payload("model", kind))]).status_code == 200
-    yield server, seed
-    stop_server(server)
+    return seed
+
+
+@pytest.fixture(scope="module")
+def seeded(
+    tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider
+) -> Iterator[tuple[Server, Seeded]]:
+    """A server of its own (so its project list is ours alone), filled with hostile data."""
+    server = start_server(tmp_path_factory.mktemp("escaping"))
+    try:
+        yield server, _seed(server, provider)
+    finally:
+        stop_server(server)
 
 
 def _page_paths(routes: list[BaseRoute], prefix: str = "") -> Iterator[str]:
@@ -401,7 +404,8 @@ def test_every_page_shows_every_payload_escaped(
         f"\nescaping: {len(paths)} GET routes, {walk.fetched} fetches ({walk.html} HTML), "
         f"statuses {dict(sorted(walk.statuses.items()))}; {len(seed.fields)} seeded fields x "
         f"{len(KINDS)} kinds, {len(seeded_combos)} route x seeded-field combinations shown "
-        f"escaped, {len(walk.combos) - len(seeded_combos)} route x query-field ones"
+        f"escaped, {len(walk.combos) - len(seeded_combos)} route x query-field ones "
+        f"({sorted({f for _, f in walk.combos - seeded_combos})})"
     )
 
 
