@@ -8,7 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -17,6 +17,8 @@ from .conftest import ADMIN_TOKEN, LLMTAP, Project, Server
 from .test_server import event, post_events
 
 XSS_PROMPT = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+XSS_NAME = "<b data-injected>bold-name</b>"
+XSS_KEY = "<i data-injected>key</i>"
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +39,18 @@ def filled(server: Server) -> Iterator[tuple[Project, str]]:
         [
             event(
                 id="xss-event",
-                prompt_template_name="<b>bold-name</b>",
+                prompt_template_name=XSS_NAME,
                 request={"messages": [{"role": "user", "content": XSS_PROMPT}]},
                 output_text=XSS_PROMPT,
-                attributes={"<i>key</i>": XSS_PROMPT},
+                attributes={XSS_KEY: XSS_PROMPT},
                 template_chat=[{"role": "user", "content": "{x}"}],
                 template_params={"x": XSS_PROMPT},
+                feedback_key="xss-feedback",
             )
         ],
     )
+    rated = {"feedback_key": "xss-feedback", "rating": 0.1, "better_response": XSS_PROMPT}
+    assert server.post("/api/v1/feedback", project.key, json=rated).status_code == 200
     yield project, name
 
 
@@ -123,19 +128,55 @@ def test_event_page_renders_a_chat_with_a_tool_call(
     assert page.locator("ol.timeline > li").count() == 3
 
 
+# Elements the injected text would have made, had it been markup. (The Content-Security-Policy
+# would stop the scripts from running even then, so ``window.__xss`` alone proves nothing about
+# the escaping: the DOM must hold none of these, and the text must read as sent.)
+INJECTED = (
+    "script:not([src]):not([type='application/json']), img[src='x'], [onerror], [data-injected]"
+)
+
+
+def assert_shown_as_text(page: Any, *texts: str) -> None:
+    assert page.evaluate("window.__xss") is None
+    assert page.locator(INJECTED).count() == 0, page.locator(INJECTED).evaluate_all(
+        "nodes => nodes.map(n => n.outerHTML)"
+    )
+    shown = page.locator("body").inner_text()
+    for text in texts:
+        assert text in shown, (text, shown[:2000])
+
+
 def test_injected_script_shows_as_text(
     page: Any, server: Server, filled: tuple[Project, str]
 ) -> None:
     _, name = filled
     log_in(page, server.url, ADMIN_TOKEN, f"/events/xss-event?project={name}")
-    assert page.evaluate("window.__xss") is None
+    assert_shown_as_text(page, XSS_PROMPT, XSS_NAME, XSS_KEY)
     assert XSS_PROMPT in page.locator(".msg.role-user .text").first.inner_text()
-    assert "<b>bold-name</b>" in page.locator("h1").inner_text()
-    assert "<i>key</i>" in page.locator("aside").inner_text()
-    query = urlencode({"project": name, "prompt_template_name": "<b>bold-name</b>"})
+    assert XSS_NAME in page.locator("h1").inner_text()
+    assert XSS_KEY in page.locator("aside").inner_text()
+    # The template panel: the value as filled in, the parameter, and the rating's better answer.
+    assert page.locator(".template mark.val").inner_text() == XSS_PROMPT
+    assert XSS_PROMPT in page.locator(".template table.kv pre").inner_text()
+    assert f"better: {XSS_PROMPT}" in page.locator("aside .card .text").inner_text()
+    query = urlencode({"project": name, "prompt_template_name": XSS_NAME})
     page.goto(server.url + "/events?" + query)
-    assert page.evaluate("window.__xss") is None
+    assert_shown_as_text(page, XSS_PROMPT)
     assert XSS_PROMPT in page.locator("table.events").inner_text()
+    assert page.locator("input[name=prompt_template_name]").input_value() == XSS_NAME
+    # The feedback page: the answer given and the better one, each as the text it is.
+    page.goto(server.url + "/feedback?" + urlencode({"project": name}))
+    row = page.locator("table.events tbody tr", has_text="bold-name")
+    assert row.locator("td.clip").all_inner_texts() == [XSS_PROMPT, XSS_PROMPT]
+    assert_shown_as_text(page)
+    # Grouped by the injected attribute key: the key in the form, its value as a group.
+    by_key = {"project": name, "by": "attributes." + XSS_KEY, "range": "all"}
+    page.goto(server.url + "/groups?" + urlencode(by_key))
+    assert page.locator("input[name=by]").input_value() == "attributes." + XSS_KEY
+    assert page.locator("table.groups tbody td.clip").all_inner_texts() == [XSS_PROMPT]
+    assert_shown_as_text(page)
+    page.goto(server.url + "/templates/" + quote(XSS_NAME) + "?project=" + name)
+    assert_shown_as_text(page, XSS_NAME)
 
 
 def test_feedback_and_settings_pages(

@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from markupsafe import Markup, escape
@@ -113,7 +113,10 @@ def _cost(value: float | None) -> str:
 
 
 def page_url(path: str, project: str = "", **params: Any) -> str:
-    """A dashboard URL that keeps the project."""
+    """A dashboard URL that keeps the project. ``path`` may end in an id or a name as sent
+    (``'/chats/' ~ e.chat_id``): it is quoted, so a ``?``, ``#`` or ``%`` in one stays in the
+    path instead of starting a query or a fragment."""
+    path = quote(path, safe="/")
     query = {"project": project, **params}
     query = {k: v for k, v in query.items() if v not in (None, "")}
     return f"{path}?{urlencode(query)}" if query else path
