@@ -15,8 +15,8 @@ from .._version import __version__
 from ..settings import resolve
 from ..store import Store
 from .auth import KeyCache
-from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token
-from .errors import exception_handlers
+from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
+from .errors import Errors
 from .ingest import receive_events, receive_feedback
 from .openapi import serve_openapi
 from .prices import Pricer, delete_price, list_prices, set_price
@@ -73,6 +73,7 @@ def create_app(
     dashboard; with neither and none stored, one is made: call ``ensure_admin_token`` first
     to learn it."""
     ensure_admin_token(store, resolve("admin_token", admin_token))
+    errors = Errors(error_page)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -88,8 +89,10 @@ def create_app(
             Route("/api/v1/prices", delete_price, methods=["DELETE"]),
             *dashboard_routes(),
         ],
-        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        exception_handlers=errors.handlers,
     )
+    # Outermost last: security headers go on every answer, error pages included.
+    app.add_middleware(errors.middleware)
     app.add_middleware(SecurityHeaders)
     app.state.store = store
     app.state.keys = KeyCache(store)
