@@ -4,6 +4,7 @@ with anything but a clear error, rendered for whoever asked."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -49,3 +50,34 @@ def test_a_500_is_logged_once(tmp_path: Path) -> None:
         log = stop_server(srv)
     assert log.count("Traceback") == 2, log  # two requests, each logged once
     assert log.count("unexpected error on GET /feedback") == 2, log
+
+
+def _modes(db: Path) -> dict[str, str]:
+    files = [db, *(Path(f"{db}{s}") for s in ("-wal", "-shm", "-writer"))]
+    return {f.name: oct(f.stat().st_mode & 0o777) for f in files}
+
+
+def test_database_files_are_private(tmp_path: Path) -> None:
+    private = {f"llmtap.db{s}": "0o600" for s in ("", "-wal", "-shm", "-writer")}
+    umask = os.umask(0)  # the server inherits it: files would be 0666 if left to it
+    try:
+        srv = start_server(tmp_path)
+    finally:
+        os.umask(umask)
+    try:
+        post_events(Project(srv.new_key(), srv), [event()])
+        assert _modes(srv.db) == private
+    finally:
+        stop_server(srv)
+    # Files an older version left readable by all are made private when opened again.
+    for name in private:
+        if (tmp_path / name).exists():
+            (tmp_path / name).chmod(0o644)
+    with sqlite3.connect(srv.db) as db:  # the -wal and -shm exist again, 0644 like the file
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("SELECT count(*) FROM events").fetchone()
+        srv = start_server(tmp_path)
+        try:
+            assert _modes(srv.db) == private
+        finally:
+            stop_server(srv)
