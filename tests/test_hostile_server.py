@@ -4,11 +4,17 @@ with anything but a clear error, rendered for whoever asked."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import socket
 import sqlite3
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from .conftest import Project, Server, start_server, stop_server
 from .test_dashboard_http import login
@@ -81,3 +87,118 @@ def test_database_files_are_private(tmp_path: Path) -> None:
             assert _modes(srv.db) == private
         finally:
             stop_server(srv)
+
+
+# -- clients that have not said who they are: a server with short timeouts -------------------
+
+HEADER_TIMEOUT, BODY_TIMEOUT, MAX_CONNECTIONS = 2.0, 2.0, 8
+LIMITS = {
+    "LLMTAP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+    "LLMTAP_BODY_TIMEOUT": str(BODY_TIMEOUT),
+    "LLMTAP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    "LLMTAP_MAX_FORM_BYTES": "4096",
+}
+# Slack for a loaded machine: a cut comes within the timeout plus this.
+SLACK = 3.0
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("limited"), env=LIMITS)
+    yield srv
+    log = stop_server(srv)
+    assert "Traceback" not in log, log
+
+
+def _connect(server: Server) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+def _status(raw: bytes) -> int | None:
+    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else None
+
+
+def _trickle(sock: socket.socket, data: bytes, every: float = 0.2) -> float:
+    """Send ``data`` a byte at a time until the server hangs up; seconds it took."""
+    start = time.monotonic()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        for byte in data:
+            sock.send(bytes([byte]))
+            time.sleep(every)
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 200_000 + b"\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"x-many: a\r\n" * 20_000 + b"\r\n",
+        b"GET /healthz?" + b"q=1&" * 50_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n",
+        # A header that never ends: cut before it is all sent.
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-endless: " + b"a" * 20_000_000,
+    ],
+    ids=["one-big-header", "header-flood", "long-url", "endless-header"],
+)
+def test_oversized_heads_are_refused(limited: Server, head: bytes) -> None:
+    with _connect(limited) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head)
+        raw = _answer(sock)
+    assert _status(raw) in (431, 400, None), raw[:200]
+    if raw:
+        assert b"byte limit" in raw or b"Invalid HTTP" in raw
+    assert httpx2.get(limited.url + "/healthz").status_code == 200
+
+
+def test_slow_loris_on_headers_is_cut(limited: Server) -> None:
+    with _connect(limited) as sock:
+        took = _trickle(sock, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"x-a: b\r\n" * 100)
+        raw = _answer(sock)
+    assert took < HEADER_TIMEOUT + SLACK
+    assert _status(raw) == 408 and b"headers took too long" in raw
+
+
+def test_a_silent_connection_is_closed(limited: Server) -> None:
+    start = time.monotonic()
+    with _connect(limited) as sock:
+        raw = _answer(sock)
+    assert time.monotonic() - start < HEADER_TIMEOUT + SLACK
+    assert _status(raw) == 408
+
+
+def test_slow_loris_on_the_body_is_cut(limited: Server) -> None:
+    body = json.dumps({"events": [event()]}).encode()
+    key = limited.new_key()  # the server reads a body only once the key is known
+    with _connect(limited) as sock:
+        sock.sendall(
+            b"POST /api/v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        )
+        took = _trickle(sock, body)
+        raw = _answer(sock)
+    assert took < BODY_TIMEOUT + SLACK
+    assert _status(raw) == 408 and b"body took too long" in raw
+
+
+def test_too_many_connections_get_503_not_a_hang(limited: Server) -> None:
+    idle = [_connect(limited) for _ in range(MAX_CONNECTIONS)]
+    try:
+        start = time.monotonic()
+        refused = httpx2.get(limited.url + "/healthz", timeout=10)
+        assert refused.status_code == 503
+        assert time.monotonic() - start < 1.0
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.2)
+    assert httpx2.get(limited.url + "/healthz").status_code == 200
