@@ -202,3 +202,27 @@ def test_too_many_connections_get_503_not_a_hang(limited: Server) -> None:
             sock.close()
     time.sleep(0.2)
     assert httpx2.get(limited.url + "/healthz").status_code == 200
+
+
+def test_a_huge_login_form_is_refused_before_it_is_read(limited: Server) -> None:
+    form = b"csrf_token=x&token=" + b"a" * 10_000_000
+    start = time.monotonic()
+    declared = httpx2.post(
+        limited.url + "/login",
+        content=form,
+        headers={"content-type": "application/x-www-form-urlencoded", "accept": "text/html"},
+    )
+    assert declared.status_code == 413 and "4096 bytes" in declared.text
+    assert time.monotonic() - start < 2.0
+    # Without a length (chunked): refused once the limit is passed, the rest never sent.
+    with _connect(limited) as sock:
+        sock.sendall(
+            b"POST /login HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
+            b"content-type: application/x-www-form-urlencoded\r\n\r\n"
+            + b"2000\r\n"
+            + b"a" * 0x2000
+            + b"\r\n"
+        )
+        sock.settimeout(5)
+        raw = sock.recv(65536)
+    assert _status(raw) == 413 and b"4096 bytes" in raw

@@ -16,7 +16,7 @@ from ..settings import resolve
 from ..store import Store
 from .auth import KeyCache
 from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
-from .errors import Errors
+from .errors import ApiError, Errors
 from .ingest import receive_events, receive_feedback
 from .openapi import serve_openapi
 from .prices import Pricer, delete_price, list_prices, set_price
@@ -57,6 +57,38 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class FormLimit:
+    """Dashboard requests (forms: log in, keys) may carry ``max_bytes`` of body at most: a
+    413 before anything is read when the declared length is over, else as soon as the body
+    read so far is. Starlette's form parser would buffer whatever comes, and the login form
+    is open to anyone. The API has its own, larger limit (``max_body_bytes``)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(("/api/", "/v1/")):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        too_large = f"a dashboard form is at most {limit} bytes"
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, too_large)
+        size = 0
+
+        async def capped() -> Message:
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise ApiError(413, too_large)
+            return message
+
+        await self.app(scope, capped, send)
+
+
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "version": __version__})
 
@@ -66,6 +98,7 @@ def create_app(
     *,
     max_body_bytes: int | None = None,
     max_field_bytes: int | None = None,
+    max_form_bytes: int | None = None,
     redact_fields: dict[str, Any] | None = None,
     admin_token: str | None = None,
 ) -> Starlette:
@@ -92,6 +125,7 @@ def create_app(
         exception_handlers=errors.handlers,
     )
     # Outermost last: security headers go on every answer, error pages included.
+    app.add_middleware(FormLimit, max_bytes=resolve("max_form_bytes", max_form_bytes))
     app.add_middleware(errors.middleware)
     app.add_middleware(SecurityHeaders)
     app.state.store = store

@@ -89,7 +89,8 @@ class Errors:
         return {ApiError: api_error, HTTPException: http_error, ClientDisconnect: client_gone}
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
-        """``app``, with any exception it lets out answered 500 and logged once. Starlette's
+        """``app``, with an :class:`ApiError` a middleware raises answered, and any other
+        exception it lets out answered 500 and logged once. Starlette's
         own handler for ``Exception`` answers and then re-raises (for the server to log), so
         every 500 was in the log twice: ours, then uvicorn's."""
 
@@ -106,12 +107,16 @@ class Errors:
 
             try:
                 await app(scope, receive, watch)
-            except Exception:
+            except Exception as exc:
                 if started:  # too late to answer: let the server log it and drop the line
                     raise
                 request = Request(scope)
-                log.exception("unexpected error on %s %s", request.method, request.url.path)
-                response = self.respond(request, 500, "internal server error; see the server's log")
+                if isinstance(exc, ApiError):  # from a middleware, outside Starlette's handlers
+                    response = self.respond(request, exc.status, exc.message, exc.errors)
+                else:
+                    log.exception("unexpected error on %s %s", request.method, request.url.path)
+                    message = "internal server error; see the server's log"
+                    response = self.respond(request, 500, message)
                 await response(scope, receive, send)
 
         return guarded
