@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,3 +227,40 @@ def test_a_huge_login_form_is_refused_before_it_is_read(limited: Server) -> None
         sock.settimeout(5)
         raw = sock.recv(65536)
     assert _status(raw) == 413 and b"4096 bytes" in raw
+
+
+def test_healthz_stays_fast_while_the_worst_diff_page_renders(
+    server: Server, project: Project
+) -> None:
+    """Two revisions of about 1 MiB each, of similar lines (what made ``ndiff`` crawl): the
+    page answers "too large to diff" and nothing else waits for it."""
+
+    def revision(variant: int) -> str:
+        lines = [f"step {i}: the quick brown fox {i * variant % 13} jumps" for i in range(24_000)]
+        return "\n".join(lines)[:1_000_000]
+
+    events = [
+        event(prompt_template_name="huge", template_text=revision(v), template_params={})
+        for v in (7, 11)
+    ]
+    for e in events:
+        assert post_events(project, [e]).json()["stored"] == 1
+    name = project.events()[0]["project"]
+    answers: list[httpx2.Response] = []
+    with login(server) as browser:
+        page = threading.Thread(
+            target=lambda: answers.append(
+                browser.get("/templates/huge", params={"project": name}, timeout=60)
+            )
+        )
+        page.start()
+        waits = []
+        while page.is_alive() or not waits:
+            start = time.monotonic()
+            assert httpx2.get(server.url + "/healthz", timeout=10).status_code == 200
+            waits.append(time.monotonic() - start)
+            time.sleep(0.02)
+        page.join()
+    assert answers[0].status_code == 200
+    assert "too large to diff" in answers[0].text
+    assert max(waits) < 0.5, waits

@@ -39,6 +39,7 @@ __all__ = [
     "read_body",
     "receive_events",
     "receive_feedback",
+    "store_feedback",
     "truncate_event",
 ]
 
@@ -239,12 +240,13 @@ async def receive_feedback(request: Request) -> JSONResponse:
         feedback = Feedback.model_validate(payload)
     except ValidationError as exc:
         raise ApiError(400, f"invalid feedback: {_describe(exc)}") from None
-    stored = await run_in_threadpool(
-        state.store.insert_feedback,
-        key.project_id,
-        feedback.feedback_key,
-        feedback.rating,
-        state.redaction.feedback(feedback.better_response, key.project),
-        feedback.id,
-    )
+    stored = await run_in_threadpool(store_feedback, state.store, key, feedback, state.redaction)
     return JSONResponse({"ok": True, "duplicate": not stored})
+
+
+def store_feedback(store: Store, key: KeyInfo, feedback: Feedback, redaction: Redaction) -> bool:
+    """Redact and store one feedback (on a worker thread: redaction takes a while)."""
+    better = redaction.feedback(feedback.better_response, key.project)
+    return store.insert_feedback(
+        key.project_id, feedback.feedback_key, feedback.rating, better, feedback.id
+    )

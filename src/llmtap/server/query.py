@@ -16,6 +16,7 @@ __all__ = [
     "SELECTING",
     "event_filter",
     "get_event",
+    "json_answer",
     "list_events",
     "query_event",
     "query_events",
@@ -127,12 +128,18 @@ def query_event(store: Store, project_id: int, project: str, event_id: str) -> d
     return {"project": project, **event}
 
 
+async def json_answer(data: Any) -> JSONResponse:
+    """``data`` as a JSON response, serialised on a worker thread: a page of events or
+    templates may be megabytes, and the event loop serves everyone else meanwhile."""
+    return await run_in_threadpool(JSONResponse, data)
+
+
 async def list_events(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
     f = event_filter(request.query_params)
     page = await run_in_threadpool(query_events, state.store, key.project_id, key.project, f)
-    return JSONResponse(page)
+    return await json_answer(page)
 
 
 async def get_event(request: Request) -> JSONResponse:
@@ -140,4 +147,4 @@ async def get_event(request: Request) -> JSONResponse:
     key = await run_in_threadpool(state.keys.authenticate, request)
     event_id = request.path_params["event_id"]
     event = await run_in_threadpool(query_event, state.store, key.project_id, key.project, event_id)
-    return JSONResponse(event)
+    return await json_answer(event)

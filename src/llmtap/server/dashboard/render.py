@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
@@ -24,6 +25,7 @@ __all__ = [
     "highlight_filled",
     "highlight_placeholders",
     "render",
+    "render_page",
     "templates",
     "wants_json",
 ]
@@ -55,6 +57,14 @@ def render(request: Request, template: str, data: dict[str, Any], **page: Any) -
     response = templates.TemplateResponse(request, template, context)
     set_csrf_cookie(request, response)
     return response
+
+
+async def render_page(
+    request: Request, template: str, data: dict[str, Any], **page: Any
+) -> Response:
+    """:func:`render`, on a worker thread: a page of large prompts takes a while to render,
+    and the event loop serves every other request (ingest included) meanwhile."""
+    return await run_in_threadpool(render, request, template, data, **page)
 
 
 def error_page(request: Request, status: int, message: str) -> Response:
