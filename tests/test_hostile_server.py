@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -264,3 +265,20 @@ def test_healthz_stays_fast_while_the_worst_diff_page_renders(
     assert answers[0].status_code == 200
     assert "too large to diff" in answers[0].text
     assert max(waits) < 0.5, waits
+
+
+def test_remote_images_load_only_on_a_click(server: Server, project: Project) -> None:
+    tracker = "https://tracker.example/pixel.png?who=admin"
+    image = {"type": "image_url", "image_url": {"url": tracker}}
+    sent = event(request={"messages": [{"role": "user", "content": [image]}]})
+    post_events(project, [sent])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(f"/events/{sent['id']}", params={"project": name})
+    assert page.status_code == 200
+    assert "<img" not in page.text
+    link = re.search(r'<a href="([^"]+)" target="_blank" rel="([^"]+)"', page.text)
+    assert link and link.group(1) == tracker.replace("&", "&amp;")
+    assert "noreferrer" in link.group(2)
+    policy = page.headers["content-security-policy"]
+    assert "img-src 'self' data:;" in policy and "https:" not in policy

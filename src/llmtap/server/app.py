@@ -26,12 +26,14 @@ from .stats import get_stats, list_templates
 
 __all__ = ["app_from_environment", "create_app"]
 
-# Pages run no script but our own files, load nothing from elsewhere but images, and cannot be
-# framed: a prompt that smuggles markup past the escaping still cannot run.
+# Pages run no script but our own files, load nothing from elsewhere, and cannot be framed: a
+# prompt that smuggles markup past the escaping still cannot run. Not even images: a remote
+# image in a prompt would tell its sender when, and from where, an admin read it; the event
+# page links to it instead (opened on a click, in a new tab, without a referrer).
 _SECURITY_HEADERS = [
     (
         b"content-security-policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     ),
     (b"x-content-type-options", b"nosniff"),
