@@ -13,12 +13,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
 from .conftest import Project, Server, start_server, stop_server
+from .test_cli import llmtap_cli
 from .test_dashboard_http import login
 from .test_server import assert_error_shape, event, post_events
 
@@ -282,3 +285,28 @@ def test_remote_images_load_only_on_a_click(server: Server, project: Project) ->
     assert "noreferrer" in link.group(2)
     policy = page.headers["content-security-policy"]
     assert "img-src 'self' data:;" in policy and "https:" not in policy
+
+
+class _BadGateway(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+        self.send_response(502)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("command", [["events"], ["stats"]])
+def test_a_proxy_error_page_is_a_clear_message(command: list[str]) -> None:
+    with ThreadingHTTPServer(("127.0.0.1", 0), _BadGateway) as proxy:
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        result = llmtap_cli(*command, "--url", url, "--api-key", "lt_whatever")
+        proxy.shutdown()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "502" in result.stderr and "not JSON (text/html)" in result.stderr, result.stderr
