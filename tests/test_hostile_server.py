@@ -310,3 +310,41 @@ def test_a_proxy_error_page_is_a_clear_message(command: list[str]) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "502" in result.stderr and "not JSON (text/html)" in result.stderr, result.stderr
+
+
+def test_lists_hold_summaries_and_pages_have_a_byte_budget(
+    server: Server, project: Project
+) -> None:
+    big = "many words " * 90_000  # ~1 MB, under max_field_bytes
+    sent = [
+        event(
+            request={"messages": [{"role": "user", "content": big}]},
+            output_text=big,
+            started_at=f"2026-01-01T00:00:{i:02d}Z",
+        )
+        for i in range(12)
+    ]
+    for e in sent:
+        assert post_events(project, [e]).json()["stored"] == 1
+    # The API's list: whole events, in pages of at most 8 MiB of them (a cursor for the rest).
+    pages, cursor = [], None
+    while True:
+        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+        answer = server.get("/api/v1/events", project.key, **params).json()
+        pages.append(answer["events"])
+        cursor = answer["next_cursor"]
+        if not cursor:
+            break
+    assert len(pages) > 1 and all(0 < len(p) < 12 for p in pages)
+    listed = [e for p in pages for e in p]
+    assert sorted(e["id"] for e in listed) == sorted(e["id"] for e in sent)
+    assert all(e["output_text"] == big for e in listed)
+    # The dashboard's list: one page of summaries, nothing large in it.
+    name = listed[0]["project"]
+    with login(server) as browser:
+        as_json = browser.get("/events", params={"project": name, "format": "json"})
+        page = browser.get("/events", params={"project": name})
+    summaries = as_json.json()["events"]
+    assert len(summaries) == 12 and len(as_json.content) < 100_000
+    assert all("request" not in e and len(e["output_text"]) == 500 for e in summaries)
+    assert page.status_code == 200 and len(page.content) < 100_000

@@ -114,9 +114,12 @@ def event_filter(
 # The queries behind the API, shared with the dashboard's pages so the two cannot drift.
 
 
-def query_events(store: Store, project_id: int, project: str, f: EventFilter) -> dict[str, Any]:
-    """A page of events, newest first: ``{"events": [...], "next_cursor": ...}``."""
-    events, cursor = store.list_events(project_id, f)
+def query_events(
+    store: Store, project_id: int, project: str, f: EventFilter, summary: bool = False
+) -> dict[str, Any]:
+    """A page of events, newest first: ``{"events": [...], "next_cursor": ...}`` (fewer than
+    asked when they are large; ``summary``: see ``Store.list_events``)."""
+    events, cursor = store.list_events(project_id, f, summary=summary)
     return {"events": [{"project": project, **e} for e in events], "next_cursor": cursor}
 
 

@@ -67,7 +67,8 @@ async def events_page(request: Request) -> Response:
     project, projects = await ctx.project()
     params = _filter_params(request)
     f = event_filter(params)
-    page = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f)
+    # One line per event: summaries, not the bodies (which can be megabytes each).
+    page = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f, True)
     data = {"project": project["name"], "filters": params, **page}
     next_url = None
     if page["next_cursor"]:
@@ -97,7 +98,7 @@ async def event_page(request: Request) -> Response:
         if event.get(field):
             f = EventFilter(limit=200, **{field: event[field]})
             found = await run_in_threadpool(
-                query_events, ctx.store, project["id"], project["name"], f
+                query_events, ctx.store, project["id"], project["name"], f, True
             )
             related[field] = list(reversed(found["events"]))
     data = {"project": project["name"], "event": event, "related": related}
@@ -118,7 +119,13 @@ async def _timeline(request: Request, field: str) -> Response:
     f = EventFilter(limit=500, **{field: value})
     found = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f)
     steps = list(reversed(found["events"]))
-    data = {"project": project["name"], field: value, "events": steps}
+    # The newest steps that fit in a page's byte budget: older ones are in the events list.
+    data = {
+        "project": project["name"],
+        field: value,
+        "events": steps,
+        "older_not_shown": found["next_cursor"] is not None,
+    }
     views = await run_in_threadpool(lambda: [_view(e) for e in steps])
     kind = "Chat" if field == "chat_id" else "Chain"
     return await render_page(
