@@ -262,7 +262,7 @@ async def set_price(request: Request) -> JSONResponse:
 
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request)
-    payload = parse_json(await read_body(request, state.max_body_bytes))
+    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
     try:
         override = PriceOverride.model_validate(payload)
     except ValidationError as exc:
