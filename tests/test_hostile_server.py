@@ -129,6 +129,22 @@ def _answer(sock: socket.socket) -> bytes:
     return out
 
 
+def _one_answer(sock: socket.socket) -> bytes:
+    """One answer, on a connection the server keeps open."""
+    raw = b""
+    while b"\r\n\r\n" not in raw or len(raw.split(b"\r\n\r\n", 1)[1]) < _length(raw):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        raw += chunk
+    return raw
+
+
+def _length(raw: bytes) -> int:
+    found = re.search(rb"content-length: (\d+)", raw.split(b"\r\n\r\n", 1)[0], re.IGNORECASE)
+    return int(found.group(1)) if found else 0
+
+
 def _status(raw: bytes) -> int | None:
     return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else None
 
@@ -218,7 +234,7 @@ def test_a_huge_login_form_is_refused_before_it_is_read(limited: Server) -> None
         headers={"content-type": "application/x-www-form-urlencoded", "accept": "text/html"},
     )
     assert declared.status_code == 413 and "4096 bytes" in declared.text
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 5.0
     # Without a length (chunked): refused once the limit is passed, the rest never sent.
     with _connect(limited) as sock:
         sock.sendall(
@@ -229,7 +245,7 @@ def test_a_huge_login_form_is_refused_before_it_is_read(limited: Server) -> None
             + b"\r\n"
         )
         sock.settimeout(5)
-        raw = sock.recv(65536)
+        raw = _one_answer(sock)
     assert _status(raw) == 413 and b"4096 bytes" in raw
 
 
