@@ -227,10 +227,14 @@ class Api:
         try:
             body = response.json()
         except ValueError:
-            body = None
+            # Not llmtap's answer: a proxy's error page, say. Named, not parsed.
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            reason = response.reason_phrase or "answer"
+            message = f"{reason}, not JSON ({kind}): is a proxy between you and llmtap?"
+            raise ApiError(response.status_code, message) from None
         if response.status_code >= 400:
-            message = body.get("error") if isinstance(body, dict) else response.text
-            raise ApiError(response.status_code, str(message), body)
+            error = body.get("error") if isinstance(body, dict) else response.text
+            raise ApiError(response.status_code, str(error), body)
         return body
 
     def _get(self, path: str, params: Mapping[str, str] | None = None) -> Any:

@@ -202,6 +202,46 @@ _TABLE = [
         int,
         "server",
     ),
+    # -- server: what a client may cost before it has said who it is ----------------------
+    Setting(
+        "max_header_bytes",
+        64 * 1024,
+        "Largest request line and headers the server reads, in bytes (431 past it).",
+        int,
+        "server",
+    ),
+    Setting(
+        "header_timeout",
+        10.0,
+        "Seconds a client may take to send a request's line and headers (408 past it, and"
+        " the connection is closed).",
+        float,
+        "server",
+    ),
+    Setting(
+        "body_timeout",
+        60.0,
+        "Seconds a client may take to send a request's body once its headers are in (408"
+        " past it, and the connection is closed).",
+        float,
+        "server",
+    ),
+    Setting(
+        "max_connections",
+        1000,
+        "Connections (and requests) a server process holds at once; past it a request is"
+        " answered 503 at once.",
+        int,
+        "server",
+    ),
+    Setting(
+        "max_form_bytes",
+        16 * 1024,
+        "Largest dashboard form (log in, settings) the server reads, in bytes (413 past it,"
+        " before anything of it is parsed).",
+        int,
+        "server",
+    ),
 ]
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}

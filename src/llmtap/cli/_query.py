@@ -1,19 +1,39 @@
-"""What the query commands (stats, export) share: the API client and the event filters."""
+"""What the query commands (events, stats, export) share: the API client, its errors as
+plain messages, and the event filters."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ..api import Api
+from ..api import Api, ApiError
 
 
 def api_for(url: str, api_key: str | None) -> Api:
     if not api_key:
         raise click.UsageError("an API key is needed: --api-key or LLMTAP_API_KEY")
     return Api(url, api_key)
+
+
+def api_errors_reported(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command``, with the server's error answers and an unreachable server reported as a
+    one-line message (exit status 1), not a traceback."""
+
+    @functools.wraps(command)
+    def reported(*args: Any, **kwargs: Any) -> Any:
+        import httpx2
+
+        try:
+            return command(*args, **kwargs)
+        except ApiError as exc:
+            raise click.ClickException(f"the server answered {exc.status}: {exc.message}") from None
+        except httpx2.HTTPError as exc:
+            raise click.ClickException(f"cannot reach the server: {exc}") from None
+
+    return reported
 
 
 _FILTERS = [

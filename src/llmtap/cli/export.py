@@ -17,7 +17,7 @@ import click
 
 from ..api import FLAT_COLUMNS, flatten_event
 from ._options import api_key_option, url_option
-from ._query import api_for, event_filters, filter_options
+from ._query import api_errors_reported, api_for, event_filters, filter_options
 
 ROW_GROUP = 5_000  # rows a Parquet row group holds: what export keeps in memory
 _FLOATS = {"latency_ms", "ttft_ms", "cost_usd"}
@@ -75,6 +75,7 @@ def _write_parquet(events: Iterator[dict[str, Any]], path: Path) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @filter_options
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@api_errors_reported
 def export(
     url: str, api_key: str | None, fmt: str, output: Path, progress: bool, **kw: Any
 ) -> None:

@@ -45,6 +45,7 @@ def serve(
 
     from ..server import create_app
     from ..server._gc import tune_gc
+    from ..server._protocol import uvicorn_limits
     from ..server.dashboard import ensure_admin_token
     from ..store import open_store
 
@@ -63,6 +64,7 @@ def serve(
         "port": port,
         "log_level": log_level,
         "access_log": False,
+        **uvicorn_limits(),
     }
     if workers > 1:
         store.close()

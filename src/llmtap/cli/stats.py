@@ -10,7 +10,7 @@ import click
 
 from ._options import api_key_option, url_option
 from ._output import table
-from ._query import api_for, event_filters, filter_options
+from ._query import api_errors_reported, api_for, event_filters, filter_options
 
 
 def _fmt(value: Any, digits: int = 0) -> str:
@@ -34,6 +34,7 @@ def _fmt(value: Any, digits: int = 0) -> str:
 )
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
+@api_errors_reported
 def stats(
     url: str, api_key: str | None, group_by: tuple[str, ...], as_json: bool, **kw: Any
 ) -> None:

@@ -15,8 +15,8 @@ from .._version import __version__
 from ..settings import resolve
 from ..store import Store
 from .auth import KeyCache
-from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token
-from .errors import exception_handlers
+from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
+from .errors import ApiError, Errors
 from .ingest import receive_events, receive_feedback
 from .openapi import serve_openapi
 from .prices import Pricer, delete_price, list_prices, set_price
@@ -26,12 +26,14 @@ from .stats import get_stats, list_templates
 
 __all__ = ["app_from_environment", "create_app"]
 
-# Pages run no script but our own files, load nothing from elsewhere but images, and cannot be
-# framed: a prompt that smuggles markup past the escaping still cannot run.
+# Pages run no script but our own files, load nothing from elsewhere, and cannot be framed: a
+# prompt that smuggles markup past the escaping still cannot run. Not even images: a remote
+# image in a prompt would tell its sender when, and from where, an admin read it; the event
+# page links to it instead (opened on a click, in a new tab, without a referrer).
 _SECURITY_HEADERS = [
     (
         b"content-security-policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     ),
     (b"x-content-type-options", b"nosniff"),
@@ -57,6 +59,38 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class FormLimit:
+    """Dashboard requests (forms: log in, keys) may carry ``max_bytes`` of body at most: a
+    413 before anything is read when the declared length is over, else as soon as the body
+    read so far is. Starlette's form parser would buffer whatever comes, and the login form
+    is open to anyone. The API has its own, larger limit (``max_body_bytes``)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(("/api/", "/v1/")):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        too_large = f"a dashboard form is at most {limit} bytes"
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, too_large)
+        size = 0
+
+        async def capped() -> Message:
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise ApiError(413, too_large)
+            return message
+
+        await self.app(scope, capped, send)
+
+
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "version": __version__})
 
@@ -66,6 +100,7 @@ def create_app(
     *,
     max_body_bytes: int | None = None,
     max_field_bytes: int | None = None,
+    max_form_bytes: int | None = None,
     redact_fields: dict[str, Any] | None = None,
     admin_token: str | None = None,
 ) -> Starlette:
@@ -73,6 +108,7 @@ def create_app(
     dashboard; with neither and none stored, one is made: call ``ensure_admin_token`` first
     to learn it."""
     ensure_admin_token(store, resolve("admin_token", admin_token))
+    errors = Errors(error_page)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -88,8 +124,11 @@ def create_app(
             Route("/api/v1/prices", delete_price, methods=["DELETE"]),
             *dashboard_routes(),
         ],
-        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        exception_handlers=errors.handlers,
     )
+    # Outermost last: security headers go on every answer, error pages included.
+    app.add_middleware(FormLimit, max_bytes=resolve("max_form_bytes", max_form_bytes))
+    app.add_middleware(errors.middleware)
     app.add_middleware(SecurityHeaders)
     app.state.store = store
     app.state.keys = KeyCache(store)

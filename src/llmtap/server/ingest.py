@@ -39,6 +39,7 @@ __all__ = [
     "read_body",
     "receive_events",
     "receive_feedback",
+    "store_feedback",
     "truncate_event",
 ]
 
@@ -56,7 +57,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     if request.headers.get("content-encoding", "").lower() == "gzip":
-        body = _gunzip(body, max_bytes)
+        # Megabytes take a while to inflate: not on the event loop. (A small body is done in
+        # microseconds, less than the trip to a thread.)
+        if len(body) > 64 * 1024:
+            body = await run_in_threadpool(_gunzip, body, max_bytes)
+        else:
+            body = _gunzip(body, max_bytes)
     if not body:
         raise ApiError(400, "empty request body: expected JSON")
     return body
@@ -231,7 +237,15 @@ async def receive_events(request: Request) -> JSONResponse:
 async def receive_feedback(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request, "ingest")
-    payload = parse_json(await read_body(request, state.max_body_bytes))
+    body = await read_body(request, state.max_body_bytes)
+    stored = await run_in_threadpool(store_feedback, state.store, key, body, state.redaction)
+    return JSONResponse({"ok": True, "duplicate": not stored})
+
+
+def store_feedback(store: Store, key: KeyInfo, body: bytes, redaction: Redaction) -> bool:
+    """Parse, validate, redact and store one feedback; on a worker thread, as all of it may
+    take a while (the body may be megabytes)."""
+    payload = parse_json(body)
     problem = not_unicode(payload)
     if problem is not None:
         raise ApiError(400, f"invalid feedback: {problem}")
@@ -239,12 +253,7 @@ async def receive_feedback(request: Request) -> JSONResponse:
         feedback = Feedback.model_validate(payload)
     except ValidationError as exc:
         raise ApiError(400, f"invalid feedback: {_describe(exc)}") from None
-    stored = await run_in_threadpool(
-        state.store.insert_feedback,
-        key.project_id,
-        feedback.feedback_key,
-        feedback.rating,
-        state.redaction.feedback(feedback.better_response, key.project),
-        feedback.id,
+    better = redaction.feedback(feedback.better_response, key.project)
+    return store.insert_feedback(
+        key.project_id, feedback.feedback_key, feedback.rating, better, feedback.id
     )
-    return JSONResponse({"ok": True, "duplicate": not stored})

@@ -262,7 +262,7 @@ async def set_price(request: Request) -> JSONResponse:
 
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request, "admin")
-    payload = parse_json(await read_body(request, state.max_body_bytes))
+    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
     try:
         override = PriceOverride.model_validate(payload)
     except ValidationError as exc:
@@ -285,7 +285,8 @@ async def delete_price(request: Request) -> JSONResponse:
         )
     except ValueError:
         raise ApiError(400, f"since: expected an ISO 8601 time, got {since!r}") from None
-    known = {(o["model"], o["since_us"]) for o in state.store.price_overrides(key.project_id)}
+    overrides = await run_in_threadpool(state.store.price_overrides, key.project_id)
+    known = {(o["model"], o["since_us"]) for o in overrides}
     if (model, since_us) not in known:
         raise ApiError(404, f"no price override for {model!r} from {since or 'the start'}")
     return await _change(request, key.project_id, model, since_us, None)

@@ -17,6 +17,7 @@ __all__ = [
     "SELECTING",
     "event_filter",
     "get_event",
+    "json_answer",
     "list_events",
     "query_event",
     "query_events",
@@ -114,9 +115,12 @@ def event_filter(
 # The queries behind the API, shared with the dashboard's pages so the two cannot drift.
 
 
-def query_events(store: Store, project_id: int, project: str, f: EventFilter) -> dict[str, Any]:
-    """A page of events, newest first: ``{"events": [...], "next_cursor": ...}``."""
-    events, cursor = store.list_events(project_id, f)
+def query_events(
+    store: Store, project_id: int, project: str, f: EventFilter, summary: bool = False
+) -> dict[str, Any]:
+    """A page of events, newest first: ``{"events": [...], "next_cursor": ...}`` (fewer than
+    asked when they are large; ``summary``: see ``Store.list_events``)."""
+    events, cursor = store.list_events(project_id, f, summary=summary)
     return {"events": [{"project": project, **e} for e in events], "next_cursor": cursor}
 
 
@@ -128,12 +132,18 @@ def query_event(store: Store, project_id: int, project: str, event_id: str) -> d
     return {"project": project, **event}
 
 
+async def json_answer(data: Any) -> JSONResponse:
+    """``data`` as a JSON response, serialised on a worker thread: a page of events or
+    templates may be megabytes, and the event loop serves everyone else meanwhile."""
+    return await run_in_threadpool(JSONResponse, data)
+
+
 async def list_events(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request, "read")
     f = confine(key, event_filter(request.query_params))
     page = await run_in_threadpool(query_events, state.store, key.project_id, key.project, f)
-    return JSONResponse(page)
+    return await json_answer(page)
 
 
 async def get_event(request: Request) -> JSONResponse:
@@ -143,4 +153,4 @@ async def get_event(request: Request) -> JSONResponse:
     event = await run_in_threadpool(query_event, state.store, key.project_id, key.project, event_id)
     if key.env_only and event.get("environment") != key.environment:
         raise ApiError(404, f"no event {event_id!r} in project {key.project!r}")
-    return JSONResponse(event)
+    return await json_answer(event)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from ..store._stats import GROUPS, TIME_GROUPS
 from .auth import confine
 from .errors import ApiError
-from .query import SELECTING, event_filter
+from .query import SELECTING, event_filter, json_answer
 
 __all__ = ["get_stats", "list_templates", "parse_group_by"]
 
@@ -63,4 +63,4 @@ async def list_templates(request: Request) -> JSONResponse:
     if request.query_params:
         raise ApiError(400, f"unknown query parameter(s): {', '.join(request.query_params)}")
     templates = await run_in_threadpool(state.store.templates, key.project_id)
-    return JSONResponse({"templates": templates})
+    return await json_answer({"templates": templates})

@@ -18,7 +18,23 @@ from typing import Any
 from . import _derive, _stats
 from ._common import EventFilter, decode_cursor, encode_cursor
 
-__all__ = ["Queries", "event_where", "fts_query"]
+__all__ = ["PAGE_BYTES", "SUMMARY_CHARS", "Queries", "event_where", "fts_query"]
+
+# A page of events stops, with a cursor, once its events' stored bodies pass this many bytes
+# (one event at least): events can be tens of megabytes each, and a page is held in memory.
+PAGE_BYTES = 8 * 1024 * 1024
+# An event in a summary keeps this much of its output and error message.
+SUMMARY_CHARS = 500
+# An event as a list shows it: without what can be large, cut by SQLite, so only this reaches
+# Python. The error and output are put back, cut, by ``_summary_out``.
+_SUMMARY = (
+    "json_remove(e.body, '$.request', '$.response', '$.template_chat', '$.template_text',"
+    " '$.template_params', '$.attributes', '$.output_text', '$.error'),"
+    f" substr(json_extract(e.body, '$.output_text'), 1, {SUMMARY_CHARS}),"
+    " json_extract(e.body, '$.error.type'),"
+    f" substr(json_extract(e.body, '$.error.message'), 1, {SUMMARY_CHARS}),"
+    " json_extract(e.body, '$.error.status_code')"
+)
 
 # What each sort orders by; NULL latency or cost sorts lowest.
 _SORT_KEYS = {
@@ -83,6 +99,18 @@ def _event_out(row: Any) -> dict[str, Any]:
     return event
 
 
+def _summary_out(row: Any) -> dict[str, Any]:
+    body, output, error_type, message, status_code, *rest = row
+    event = _event_out((body, *rest))
+    event["output_text"] = output
+    has_error = error_type is not None or message is not None
+    event["error"] = (
+        {"type": error_type, "message": message, "status_code": status_code} if has_error else None
+    )
+    event["summary"] = True
+    return event
+
+
 def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
 
@@ -111,9 +139,13 @@ class Queries:
     # -- the events list -------------------------------------------------------------------
 
     def list_events(
-        self, project_id: int, f: EventFilter
+        self, project_id: int, f: EventFilter, *, summary: bool = False, max_bytes: int = PAGE_BYTES
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of events, sorted as ``f.sort`` says, and the cursor of the next page."""
+        """A page of events, sorted as ``f.sort`` says, and the cursor of the next page. A page
+        has ``f.limit`` events at most, fewer when their bodies pass ``max_bytes``. With
+        ``summary``, events come without request, response, template and attributes, their
+        output and error message cut to ``SUMMARY_CHARS`` (marked ``"summary": true``): what
+        a list shows, at a fraction of the memory."""
         where, params = event_where(project_id, f)
         descending = f.sort.startswith("-")
         sort_key = _SORT_KEYS[f.sort.lstrip("-")]
@@ -122,14 +154,26 @@ class Queries:
             params.extend(f.cursor)
         order = "DESC" if descending else "ASC"
         sql = (
-            f"SELECT e.seq, {sort_key}, e.body, e.environment, e.template_revision, e.cost_usd"
+            f"SELECT e.seq, {sort_key}, {_SUMMARY if summary else 'e.body'},"
+            " e.environment, e.template_revision, e.cost_usd"
             f" FROM events e WHERE {where} ORDER BY {sort_key} {order}, e.seq {order} LIMIT ?"
         )
         conn = self._derived() if f.attributes or f.q else self._reader()
-        rows = conn.execute(sql, [*params, f.limit + 1]).fetchall()
-        more = len(rows) > f.limit
-        rows = rows[: f.limit]
-        events = [_event_out(row[2:]) for row in rows]
+        rows: list[Any] = []
+        size, more = 0, False
+        found = conn.execute(sql, [*params, f.limit + 1])
+        try:
+            # Row by row: what is over the budget is never all read.
+            for row in found:
+                if len(rows) == f.limit or (rows and size + len(row[2]) > max_bytes):
+                    more = True
+                    break
+                rows.append(row)
+                size += len(row[2])
+        finally:
+            found.close()  # an unfinished statement would hold its read snapshot
+        out = _summary_out if summary else _event_out
+        events = [out(row[2:]) for row in rows]
         cursor = encode_cursor(rows[-1][1], rows[-1][0], f.sort) if more else None
         return events, cursor
 

@@ -19,6 +19,7 @@ locked".
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -71,6 +72,26 @@ _MAX_SEQ = "SELECT ifnull(max(seq), 0) FROM events"
 _Underived = tuple[int, Sequence[Any], Facts | None]
 
 
+# The files of one database: prompts and responses are in all of them.
+_COMPANIONS = ("-wal", "-shm", "-writer")
+
+
+def _make_private(path: str) -> None:
+    """Make the database file (created if missing) and its companions readable and writable by
+    their owner only (0600): whatever the umask, and also when an older llmtap made them
+    world-readable. SQLite gives the ``-wal`` and ``-shm`` it creates the database's mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except PermissionError:  # another user's file, shared on purpose: theirs to decide
+        log.warning("cannot make %s private (not its owner)", path)
+    finally:
+        os.close(fd)
+    for suffix in _COMPANIONS:
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(path + suffix, 0o600)
+
+
 class _WriteLock:
     """The right to write: a lock between this process's threads, then an exclusive
     ``flock`` on ``path`` between processes (None: this process only, for ``:memory:``)."""
@@ -118,6 +139,7 @@ class SQLiteStore(Queries):
         self.derive_delay = derive_delay
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _make_private(self.path)
         self._write_lock = _WriteLock(None if self.path == ":memory:" else self.path + "-writer")
         self._pending: list[_Pending] = []
         self._pending_lock = threading.Lock()

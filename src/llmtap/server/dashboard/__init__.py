@@ -13,9 +13,9 @@ from starlette.staticfiles import StaticFiles
 
 from . import admin, analysis, pages
 from .auth import AdminAuth, ensure_admin_token, login_redirect
-from .render import HERE, wants_json
+from .render import HERE, error_page, wants_json
 
-__all__ = ["AdminAuth", "dashboard_routes", "ensure_admin_token"]
+__all__ = ["AdminAuth", "dashboard_routes", "ensure_admin_token", "error_page"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from ...store import EventFilter
 from ..errors import ApiError
 from .pages import Context
-from .render import render
+from .render import render_page
 
 __all__ = ["groups_page", "overview_page", "template_page", "templates_page"]
 
@@ -109,7 +109,7 @@ async def overview_page(request: Request) -> Response:
         "series": _series(over_time["groups"], bucket, f.from_us),
         "breakdowns": breakdowns,
     }
-    return render(
+    return await render_page(
         request, "overview.html", data, projects=projects, ranges=RANGES, title="Overview"
     )
 
@@ -128,7 +128,7 @@ async def groups_page(request: Request) -> Response:
     answer = await run_in_threadpool(ctx.store.stats, project["id"], f, [by])
     groups = sorted(answer["groups"], key=lambda g: -g["count"])
     data = {"project": project["name"], "by": by, "range": range_name, "groups": groups}
-    return render(
+    return await render_page(
         request,
         "groups.html",
         data,
@@ -144,7 +144,7 @@ async def templates_page(request: Request) -> Response:
     project, projects = await ctx.project()
     templates = await run_in_threadpool(ctx.store.templates, project["id"])
     data = {"project": project["name"], "templates": templates}
-    return render(request, "templates.html", data, projects=projects, title="Templates")
+    return await render_page(request, "templates.html", data, projects=projects, title="Templates")
 
 
 def template_lines(template: Any) -> list[str]:
@@ -163,15 +163,34 @@ def template_lines(template: Any) -> list[str]:
     return lines
 
 
-def diff(a: Any, b: Any) -> list[dict[str, str]]:
-    """Line by line, what changed from template ``a`` to template ``b``."""
+# A diff's cost grows with the product of the two sides' lines: past these (per side) the page
+# says so instead of freezing a worker thread for minutes.
+MAX_DIFF_BYTES = 64 * 1024
+MAX_DIFF_LINES = 2000
+
+
+def diff(a: Any, b: Any) -> dict[str, Any]:
+    """Line by line, what changed from template ``a`` to template ``b``: ``{"lines": [{"op":
+    "add"|"del"|"same", "text"}], "too_large": None}``, or no lines and why not."""
+    sides = [template_lines(a), template_lines(b)]
+    for lines in sides:
+        size = sum(len(line.encode()) + 1 for line in lines)
+        if size > MAX_DIFF_BYTES or len(lines) > MAX_DIFF_LINES:
+            reason = (
+                f"too large to diff: a revision has {len(lines):,} lines, {size:,} bytes"
+                f" (at most {MAX_DIFF_LINES:,} lines and {MAX_DIFF_BYTES:,} bytes)"
+            )
+            return {"lines": [], "too_large": reason}
+    old, new = sides
     out = []
-    for line in difflib.ndiff(template_lines(a), template_lines(b)):
-        tag, text = line[:1], line[2:]
-        if tag == "?":
+    # Lines, not characters (ndiff's intraline hints cost far more than quadratic time).
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new).get_opcodes():
+        if tag == "equal":
+            out += [{"op": "same", "text": line} for line in old[i1:i2]]
             continue
-        out.append({"op": {"+": "add", "-": "del"}.get(tag, "same"), "text": text})
-    return out
+        out += [{"op": "del", "text": line} for line in old[i1:i2]]
+        out += [{"op": "add", "text": line} for line in new[j1:j2]]
+    return {"lines": out, "too_large": None}
 
 
 async def template_page(request: Request) -> Response:
@@ -195,6 +214,6 @@ async def template_page(request: Request) -> Response:
         "template": entry,
         "a": a,
         "b": b,
-        "diff": diff(by_id[a]["template"], by_id[b]["template"]),
+        "diff": await run_in_threadpool(diff, by_id[a]["template"], by_id[b]["template"]),
     }
-    return render(request, "template.html", data, projects=projects, title="Templates")
+    return await render_page(request, "template.html", data, projects=projects, title="Templates")

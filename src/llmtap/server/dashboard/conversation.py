@@ -21,8 +21,8 @@ def _part(part: Any) -> dict[str, Any]:
     if kind in ("image_url", "input_image"):
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
-        # Only web images are shown; data URLs were reduced to a reference by the SDK, and a
-        # javascript: URL must never become an <img src>.
+        # Only web images get a link (never an <img>: see the CSP in server/app.py); data URLs
+        # were reduced to a reference by the SDK, and a javascript: URL must never be a link.
         shown = url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
         return {"kind": "image", "url": shown, "label": _label(url, part)}
     if kind in ("input_audio", "audio"):

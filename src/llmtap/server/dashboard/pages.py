@@ -16,7 +16,7 @@ from ...store._admin import list_feedback, list_projects
 from ..errors import ApiError
 from ..query import event_filter, query_event, query_events
 from .conversation import conversation, output_messages
-from .render import render
+from .render import render_page
 
 __all__ = [
     "Context",
@@ -67,14 +67,15 @@ async def events_page(request: Request) -> Response:
     project, projects = await ctx.project()
     params = _filter_params(request)
     f = event_filter(params)
-    page = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f)
+    # One line per event: summaries, not the bodies (which can be megabytes each).
+    page = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f, True)
     data = {"project": project["name"], "filters": params, **page}
     next_url = None
     if page["next_cursor"]:
         query = dict(request.query_params)
         query["cursor"] = page["next_cursor"]
         next_url = "/events?" + urlencode(query)
-    return render(
+    return await render_page(
         request,
         "events.html",
         data,
@@ -97,19 +98,18 @@ async def event_page(request: Request) -> Response:
         if event.get(field):
             f = EventFilter(limit=200, **{field: event[field]})
             found = await run_in_threadpool(
-                query_events, ctx.store, project["id"], project["name"], f
+                query_events, ctx.store, project["id"], project["name"], f, True
             )
             related[field] = list(reversed(found["events"]))
     data = {"project": project["name"], "event": event, "related": related}
-    return render(
-        request,
-        "event.html",
-        data,
-        projects=projects,
-        messages=conversation(event),
-        outputs=output_messages(event),
-        title=f"Event {event_id[:8]}",
+    view = await run_in_threadpool(_view, event)
+    return await render_page(
+        request, "event.html", data, projects=projects, **view, title=f"Event {event_id[:8]}"
     )
+
+
+def _view(event: dict[str, Any]) -> dict[str, Any]:
+    return {"event": event, "messages": conversation(event), "outputs": output_messages(event)}
 
 
 async def _timeline(request: Request, field: str) -> Response:
@@ -119,12 +119,16 @@ async def _timeline(request: Request, field: str) -> Response:
     f = EventFilter(limit=500, **{field: value})
     found = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f)
     steps = list(reversed(found["events"]))
-    data = {"project": project["name"], field: value, "events": steps}
-    views = [
-        {"event": e, "messages": conversation(e), "outputs": output_messages(e)} for e in steps
-    ]
+    # The newest steps that fit in a page's byte budget: older ones are in the events list.
+    data = {
+        "project": project["name"],
+        field: value,
+        "events": steps,
+        "older_not_shown": found["next_cursor"] is not None,
+    }
+    views = await run_in_threadpool(lambda: [_view(e) for e in steps])
     kind = "Chat" if field == "chat_id" else "Chain"
-    return render(
+    return await render_page(
         request,
         "timeline.html",
         data,
@@ -164,7 +168,9 @@ async def feedback_page(request: Request) -> Response:
     items = await run_in_threadpool(list_feedback, ctx.store, project["id"], 200)
     if request.query_params.get("format") == "jsonl":
         # The rated answers as a test set: what was asked, what came back, what was wanted.
-        body = "".join(json.dumps(_test_case(i), ensure_ascii=False) + "\n" for i in items)
+        body = await run_in_threadpool(
+            lambda: "".join(json.dumps(_test_case(i), ensure_ascii=False) + "\n" for i in items)
+        )
         filename = f"llmtap-feedback-{project['name']}.jsonl"
         return Response(
             body,
@@ -172,4 +178,4 @@ async def feedback_page(request: Request) -> Response:
             headers={"content-disposition": f'attachment; filename="{filename}"'},
         )
     data = {"project": project["name"], "feedback": items}
-    return render(request, "feedback.html", data, projects=projects, title="Feedback")
+    return await render_page(request, "feedback.html", data, projects=projects, title="Feedback")

@@ -13,13 +13,22 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
 from .auth import csrf_token, set_csrf_cookie
 
-__all__ = ["highlight_filled", "highlight_placeholders", "render", "templates", "wants_json"]
+__all__ = [
+    "error_page",
+    "highlight_filled",
+    "highlight_placeholders",
+    "render",
+    "render_page",
+    "templates",
+    "wants_json",
+]
 
 HERE = Path(__file__).parent
 # Autoescape everything: prompts, responses, attribute keys and values are user text.
@@ -46,6 +55,28 @@ def render(request: Request, template: str, data: dict[str, Any], **page: Any) -
         return JSONResponse(data)
     context = {**data, **page, "csrf_token": csrf_token(request), "request": request}
     response = templates.TemplateResponse(request, template, context)
+    set_csrf_cookie(request, response)
+    return response
+
+
+async def render_page(
+    request: Request, template: str, data: dict[str, Any], **page: Any
+) -> Response:
+    """:func:`render`, on a worker thread: a page of large prompts takes a while to render,
+    and the event loop serves every other request (ingest included) meanwhile."""
+    return await run_in_threadpool(render, request, template, data, **page)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """An error as a page, for a browser (the API answers the same error as JSON)."""
+    context = {
+        "error_status": status,
+        "message": message,
+        "title": f"Error {status}",
+        "csrf_token": csrf_token(request),
+        "request": request,
+    }
+    response = templates.TemplateResponse(request, "error.html", context, status_code=status)
     set_csrf_cookie(request, response)
     return response
 
