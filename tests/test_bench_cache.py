@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from bench.query import cached_store
+
 from llmtap.store import EventFilter, open_store
 
 
