@@ -36,6 +36,14 @@ def serve(
     db: str, host: str, port: int, workers: int, admin_token: str | None, log_level: str
 ) -> None:
     """Run the llmtap server: ingest and query API, and the dashboard."""
+    from ..server.dashboard.auth import MIN_TOKEN
+
+    if admin_token and len(admin_token) < MIN_TOKEN:
+        raise click.UsageError(
+            f"the admin token (LLMTAP_ADMIN_TOKEN or --admin-token) is {len(admin_token)} "
+            f"characters long: use at least {MIN_TOKEN}, for instance the output of: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+        )
     if not _loopback(host) and not admin_token:
         raise click.UsageError(
             f"refusing to listen on {host} without a dashboard credential: set "
