@@ -44,19 +44,24 @@ def serve(
             f"characters long: use at least {MIN_TOKEN}, for instance the output of: "
             "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
         )
-    if not _loopback(host) and not admin_token:
-        raise click.UsageError(
-            f"refusing to listen on {host} without a dashboard credential: set "
-            "LLMTAP_ADMIN_TOKEN (or --admin-token), or keep the default 127.0.0.1"
-        )
     import uvicorn
 
     from ..server import create_app
     from ..server._gc import tune_gc
     from ..server.dashboard import ensure_admin_token
     from ..store import open_store
+    from ..store._users import count_users
 
     store = open_store(db)  # created and migrated once, before any worker starts
+    # Beyond loopback, the dashboard must be closed from the first second: by its users'
+    # passwords, or (none yet) a token chosen in advance, not one printed in a log.
+    if not _loopback(host) and not admin_token and not count_users(store):
+        store.close()
+        raise click.UsageError(
+            f"refusing to listen on {host} without a dashboard credential: set "
+            "LLMTAP_ADMIN_TOKEN (or --admin-token) to make the first user with, or keep the "
+            "default 127.0.0.1"
+        )
     new_token = ensure_admin_token(store, admin_token)
     click.echo(f"llmtap {store.backend} store: {db}", err=True)
     if new_token:
