@@ -21,6 +21,7 @@ __all__ = [
     "create_key_form",
     "key_scopes_form",
     "managed_project",
+    "path_id",
     "revoke_key_form",
     "settings_page",
 ]
@@ -99,7 +100,7 @@ async def revoke_key_form(request: Request) -> Response:
     form = await check_csrf(request)
     store = request.app.state.store
     pid = await managed_project(request, form)
-    key_id = request.path_params["key_id"]
+    key_id = path_id(request, "key_id")
     if not await run_in_threadpool(revoke_key, store, pid, key_id):
         raise ApiError(404, "no such active key in that project")
     return RedirectResponse("/settings", status_code=303)
@@ -111,10 +112,18 @@ async def key_scopes_form(request: Request) -> Response:
     store = request.app.state.store
     pid = await managed_project(request, form)
     scopes, env_only = _scopes_of(form)
-    key_id = request.path_params["key_id"]
+    key_id = path_id(request, "key_id")
     if not await run_in_threadpool(set_key_scopes, store, pid, key_id, scopes, env_only):
         raise ApiError(404, "no such active key in that project")
     return RedirectResponse("/settings", status_code=303)
+
+
+def path_id(request: Request, name: str) -> int:
+    """A numeric id from the path; one past SQLite's integers is no row's (404), not a 500."""
+    value = int(request.path_params[name])
+    if value > 2**63 - 1:
+        raise ApiError(404, f"no such {name.removesuffix('_id')}")
+    return value
 
 
 async def managed_project(request: Request, form: Any) -> int:

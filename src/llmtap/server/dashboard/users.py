@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...store import _users as users
 from ..errors import ApiError, error_response
-from .admin import managed_project, settings_page
+from .admin import managed_project, path_id, settings_page
 from .auth import (
     MAX_NAME,
     account_problem,
@@ -228,7 +228,7 @@ def _role(form: Any) -> str:
 async def _member_form(request: Request) -> tuple[Any, int, int]:
     """The form, its project's id (once the user may manage it) and the member's id."""
     form = await check_csrf(request)
-    return form, await managed_project(request, form), request.path_params["user_id"]
+    return form, await managed_project(request, form), path_id(request, "user_id")
 
 
 async def set_role(request: Request) -> Response:
@@ -254,7 +254,7 @@ async def delete_user(request: Request) -> Response:
     user = user_of(request)
     if not user.is_owner:
         raise ApiError(403, "removing users needs the owner")
-    target = request.path_params["user_id"]
+    target = path_id(request, "user_id")
     if target == user.id:
         raise ApiError(400, "the owner cannot remove themselves")
     if not await run_in_threadpool(users.delete_user, request.app.state.store, target):
