@@ -295,8 +295,9 @@ def accept_invitation(
     statements += [
         (
             f"INSERT INTO memberships (user_id, project_id, role) SELECT {who[0]}, project_id,"
+            # A member already keeps their role: a link never demotes.
             f" role FROM invitations WHERE {_VALID} ON CONFLICT (user_id, project_id)"
-            " DO UPDATE SET role = excluded.role",
+            " DO NOTHING",
             (*who[1], token_hash, now_us),
         ),
         (

@@ -35,11 +35,16 @@ def _logged_in(handler: Handler) -> Handler:
     return guarded
 
 
+def _form(path: str, handler: Handler) -> Route:
+    """A form's POST, for logged-in users (the handler checks CSRF and the user's role)."""
+    return Route(path, _logged_in(handler), methods=["POST"])
+
+
 def dashboard_routes() -> list[BaseRoute]:
     return [
         Route("/login", users.login_form, methods=["GET"]),
         Route("/login", users.login_submit, methods=["POST"]),
-        Route("/logout", _logged_in(users.logout), methods=["POST"]),
+        _form("/logout", users.logout),
         Route("/invite/{token}", users.invite_form, methods=["GET"]),
         Route("/invite/{token}", users.invite_submit, methods=["POST"]),
         Route("/", _logged_in(analysis.overview_page)),
@@ -52,27 +57,13 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/chains/{value:path}", _logged_in(pages.chain_page)),
         Route("/feedback", _logged_in(pages.feedback_page)),
         Route("/settings", _logged_in(admin.settings_page), methods=["GET"]),
-        Route("/settings/keys", _logged_in(admin.create_key_form), methods=["POST"]),
-        Route(
-            "/settings/keys/{key_id:int}/scopes",
-            _logged_in(admin.key_scopes_form),
-            methods=["POST"],
-        ),
-        Route(
-            "/settings/keys/{key_id:int}/revoke",
-            _logged_in(admin.revoke_key_form),
-            methods=["POST"],
-        ),
-        Route("/settings/password", _logged_in(users.change_password), methods=["POST"]),
-        Route("/settings/invitations", _logged_in(users.create_invitation), methods=["POST"]),
-        Route("/settings/members/{user_id:int}/role", _logged_in(users.set_role), methods=["POST"]),
-        Route(
-            "/settings/members/{user_id:int}/remove",
-            _logged_in(users.remove_member),
-            methods=["POST"],
-        ),
-        Route(
-            "/settings/users/{user_id:int}/delete", _logged_in(users.delete_user), methods=["POST"]
-        ),
+        _form("/settings/keys", admin.create_key_form),
+        _form("/settings/keys/{key_id:int}/scopes", admin.key_scopes_form),
+        _form("/settings/keys/{key_id:int}/revoke", admin.revoke_key_form),
+        _form("/settings/password", users.change_password),
+        _form("/settings/invitations", users.create_invitation),
+        _form("/settings/members/{user_id:int}/role", users.set_role),
+        _form("/settings/members/{user_id:int}/remove", users.remove_member),
+        _form("/settings/users/{user_id:int}/delete", users.delete_user),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

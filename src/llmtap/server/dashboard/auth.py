@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_NAME",
     "MIN_PASSWORD",
     "MIN_TOKEN",
+    "SESSION_COOKIE",
     "AdminAuth",
     "User",
     "account_problem",
@@ -169,9 +171,12 @@ class AdminAuth:
             raise RuntimeError("no admin token: call ensure_admin_token first")
         self.store = store
         self._hash = stored
+
+    @cached_property
+    def _decoy(self) -> str:
         # Checked against when the name is unknown, so that an unknown name takes as long to
-        # refuse as a wrong password.
-        self._decoy = hash_password(secrets.token_urlsafe(16))
+        # refuse as a wrong password. Made on first use: a server starts without hashing.
+        return hash_password(secrets.token_urlsafe(16))
 
     def check_token(self, token: str) -> bool:
         return hmac.compare_digest(sha256_hex(token), self._hash)

@@ -15,6 +15,7 @@ from ..errors import ApiError, error_response
 from .admin import managed_project, path_id, settings_page
 from .auth import (
     MAX_NAME,
+    SESSION_COOKIE,
     account_problem,
     check_csrf,
     client_of,
@@ -124,7 +125,7 @@ async def logout(request: Request) -> Response:
     await check_csrf(request)
     await run_in_threadpool(request.app.state.admin.end_session, user_of(request))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie("llmtap_session")
+    response.delete_cookie(SESSION_COOKIE)
     return response
 
 
