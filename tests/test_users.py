@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -29,6 +30,7 @@ from .conftest import (
     free_port,
     start_server,
     stop_server,
+    wait_for,
 )
 from .test_dashboard_http import csrf_of, login
 
@@ -213,6 +215,19 @@ def test_a_project_admin_manages_that_project_only(srv: Server) -> None:
             assert removed.status_code == 303
             gone = member.get("/events", params={"project": "alpha", "format": "json"})
             assert gone.status_code == 404
+
+
+def test_a_logged_in_user_joins_by_link_and_is_never_demoted(srv: Server) -> None:
+    with login(srv) as owner:
+        links = [invite(owner, "alpha", "admin"), invite(owner, "alpha", "viewer")]
+        links.append(invite(owner, "beta", "viewer"))
+    with accept(srv, links[0], "ida") as ida:
+        for link in links[1:]:
+            page = ida.get(link)
+            assert "Join as ida" in page.text
+            assert ida.post(link, data={"csrf_token": csrf_of(page.text)}).status_code == 303
+        roles = {p["name"]: p["role"] for p in ida.get("/settings?format=json").json()["projects"]}
+    assert roles == {"alpha": "admin", "beta": "viewer"}
 
 
 def test_an_invitation_works_once_and_not_after_it_expires(srv: Server) -> None:
@@ -501,3 +516,33 @@ def test_hostile_forms_get_a_clear_4xx(fresh: Server) -> None:
                         assert response.json()["ok"] is False
     print(f"{tried} hostile form posts, statuses {sorted(statuses)}")
     assert tried >= 300 and 500 not in statuses
+
+
+def test_logout_reaches_every_worker_at_once(tmp_path: Path) -> None:
+    """Sessions live in the store, not in a worker's memory: once logged out, the old cookie
+    opens nothing in any of the workers that share the port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*LLMTAP, "serve", "--db", str(tmp_path / "w.db"), "--port", str(port), "--workers", "2"],
+        env={**os.environ, "LLMTAP_ADMIN_TOKEN": ADMIN_TOKEN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the workers too are stopped at the end
+    )
+    server = Server(f"http://127.0.0.1:{port}", tmp_path / "w.db", process)
+    try:
+        wait_for(server.url + "/healthz", timeout=90)  # two processes starting on a busy box
+        with login(server) as b:
+            cookies = {"llmtap_session": b.cookies["llmtap_session"]}
+
+            def answers() -> list[int]:
+                # A new connection each, so the kernel spreads them over both workers.
+                url = server.url + "/settings?format=json"
+                return [httpx2.get(url, cookies=cookies).status_code for _ in range(10)]
+
+            assert answers() == [200] * 10
+            b.post("/logout", data={"csrf_token": csrf_of(b.get("/settings").text)})
+            assert answers() == [401] * 10
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
