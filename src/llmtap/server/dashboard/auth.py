@@ -62,6 +62,8 @@ CSRF_COOKIE = "llmtap_csrf"
 SESSION_SECONDS = 7 * 24 * 3600
 MIN_TOKEN = 16
 MIN_PASSWORD = 12
+MAX_NAME = 200
+_HASHER = PasswordHash.recommended()  # argon2id, with the parameters pwdlib recommends
 # Throttle: past this many failures in the window, a login is answered 429 until the oldest
 # of them leaves the window.
 WINDOW_SECONDS = 15 * 60
@@ -100,10 +102,6 @@ def ensure_admin_token(store: Store, configured: str | None) -> str | None:
     token = secrets.token_urlsafe(24)
     set_meta(store, _HASH_KEY, sha256_hex(token))
     return token
-
-
-_HASHER = PasswordHash.recommended()  # argon2id, the parameters pwdlib recommends
-MAX_NAME = 200
 
 
 def hash_password(password: str) -> str:
