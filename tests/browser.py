@@ -35,7 +35,17 @@ def chromium() -> Iterator[Any]:
 
 
 def log_in(page: Any, base_url: str, token: str, path: str = "/events") -> None:
+    """Log in as the server's first admin: made with ``token`` while no user exists, then with
+    its password (a ``token`` other than the suite's stands for a wrong password)."""
+    from .conftest import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER
+
     page.goto(base_url + path)
-    page.fill("input[name=token]", token)
+    if page.locator("input[name=token]").count():
+        page.fill("input[name=token]", token)
+        password = ADMIN_PASSWORD
+    else:
+        password = ADMIN_PASSWORD if token == ADMIN_TOKEN else token
+    page.fill("input[name=name]", ADMIN_USER)
+    page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_load_state()

@@ -43,6 +43,9 @@ from llmtap.store import open_store  # noqa: E402
 
 LLMTAP = [sys.executable, "-m", "llmtap.cli"]
 ADMIN_TOKEN = "test-admin-token"
+# The dashboard's first admin (the owner) in the suite's servers: made with ADMIN_TOKEN by the
+# first login (tests/test_dashboard_http.login, tests/browser.log_in).
+ADMIN_USER, ADMIN_PASSWORD = "admin", "test-admin-password"
 
 # ``tapped``: each SDK test against both the sync and the async client.
 pytest_plugins = ["tests._clients"]

@@ -13,17 +13,30 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from .conftest import ADMIN_TOKEN, LLMTAP, Project, Server, free_port
+from .conftest import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, LLMTAP, Project, Server, free_port
 from .test_server import event, post_events
 
 
 @contextmanager
 def login(server: Server, token: str = ADMIN_TOKEN) -> Iterator[httpx2.Client]:
-    """A client that has logged in (or tried to, with ``token``) as a browser would."""
+    """A browser logged in as the server's first admin (the owner), as a person would: the
+    first time, with the admin token that makes that user; then with the user's password. A
+    ``token`` other than the server's ends up not logged in (as a wrong token, or a wrong
+    password once the user exists)."""
     with httpx2.Client(base_url=server.url, headers={"accept": "text/html"}) as browser:
-        csrf = csrf_of(browser.get("/login").text)
-        browser.post("/login", data={"csrf_token": csrf, "token": token, "next": "/"})
+        browser.post("/login", data=login_form(browser, token))
         yield browser
+
+
+def login_form(browser: httpx2.Client, token: str = ADMIN_TOKEN, next: str = "/") -> dict:
+    """What the login page asks this browser for, filled in for the first admin."""
+    page = browser.get("/login").text
+    form = {"csrf_token": csrf_of(page), "name": ADMIN_USER, "next": next}
+    if 'name="token"' in page:
+        form.update(token=token, password=ADMIN_PASSWORD)
+    else:
+        form.update(password=ADMIN_PASSWORD if token == ADMIN_TOKEN else token)
+    return form
 
 
 def csrf_of(page: str) -> str:
@@ -143,10 +156,7 @@ def test_first_start_prints_a_token_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/"])
 def test_login_never_redirects_off_site(server: Server, target: str) -> None:
     with httpx2.Client(base_url=server.url) as browser:
-        csrf = csrf_of(browser.get("/login").text)
-        response = browser.post(
-            "/login", data={"csrf_token": csrf, "token": ADMIN_TOKEN, "next": target}
-        )
+        response = browser.post("/login", data=login_form(browser, next=target))
     assert response.headers["location"] == "/"
 
 

@@ -159,7 +159,8 @@ _TABLE = [
     Setting(
         "admin_token",
         None,
-        "Token that opens the dashboard; needed to bind beyond loopback.",
+        "Bootstrap credential: makes the dashboard's first user (16+ characters); needed "
+        "to bind beyond loopback until a user exists.",
         str,
         "server",
     ),

@@ -74,15 +74,22 @@ def list_(project: str | None, db: str) -> None:
 @keys.command("admin-token")
 @db_option
 def admin_token(db: str) -> None:
-    """Make a new dashboard admin token and print it, alone (the old one stops working, and so
-    do sessions logged in with it). Only its hash is stored."""
+    """Make a new dashboard admin token and print it, alone (the old one stops working). Only
+    its hash is stored. It creates the first dashboard user; once one exists it opens nothing,
+    and this command refuses: use `llmtap users reset-password` or `llmtap users create`."""
     import secrets
 
     from ..server.dashboard import ensure_admin_token
-    from ..store import open_store
+    from ..store import _users, open_store
 
     store = open_store(db)
     try:
+        if _users.count_users(store):
+            raise click.ClickException(
+                "dashboard users exist, and the admin token no longer logs in: use `llmtap "
+                "users reset-password NAME --password-stdin` (or `llmtap users create NAME "
+                "--owner --password-stdin`)"
+            )
         token = secrets.token_urlsafe(24)
         ensure_admin_token(store, token)
         click.echo(token)

@@ -13,6 +13,7 @@ from .prices import prices
 from .serve import serve
 from .settings_cmd import settings
 from .stats import stats
+from .users import users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +24,7 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(keys)
+main.add_command(users)
 main.add_command(events)
 main.add_command(stats)
 main.add_command(export)

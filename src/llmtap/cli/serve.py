@@ -36,10 +36,13 @@ def serve(
     db: str, host: str, port: int, workers: int, admin_token: str | None, log_level: str
 ) -> None:
     """Run the llmtap server: ingest and query API, and the dashboard."""
-    if not _loopback(host) and not admin_token:
+    from ..server.dashboard.auth import MIN_TOKEN
+
+    if admin_token and len(admin_token) < MIN_TOKEN:
         raise click.UsageError(
-            f"refusing to listen on {host} without a dashboard credential: set "
-            "LLMTAP_ADMIN_TOKEN (or --admin-token), or keep the default 127.0.0.1"
+            f"the admin token (LLMTAP_ADMIN_TOKEN or --admin-token) is {len(admin_token)} "
+            f"characters long: use at least {MIN_TOKEN}, for instance the output of: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
         )
     import uvicorn
 
@@ -48,8 +51,18 @@ def serve(
     from ..server._protocol import uvicorn_limits
     from ..server.dashboard import ensure_admin_token
     from ..store import open_store
+    from ..store._users import count_users
 
     store = open_store(db)  # created and migrated once, before any worker starts
+    # Beyond loopback, the dashboard must be closed from the first second: by its users'
+    # passwords, or (none yet) a token chosen in advance, not one printed in a log.
+    if not _loopback(host) and not admin_token and not count_users(store):
+        store.close()
+        raise click.UsageError(
+            f"refusing to listen on {host} without a dashboard credential: set "
+            "LLMTAP_ADMIN_TOKEN (or --admin-token) to make the first user with, or keep the "
+            "default 127.0.0.1"
+        )
     new_token = ensure_admin_token(store, admin_token)
     click.echo(f"llmtap {store.backend} store: {db}", err=True)
     if new_token:

@@ -225,6 +225,60 @@ SQLITE_MIGRATIONS: list[Step] = [
             "ALTER TABLE api_keys ADD COLUMN env_only INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    (
+        "m008_users",
+        (
+            # People who use the dashboard (API keys are for programs). The owner (the first
+            # admin) manages every project; the others see only the projects they have a role
+            # in. A removed user's sessions and roles go with them.
+            """CREATE TABLE users (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                password_hash TEXT NOT NULL,
+                is_owner INTEGER NOT NULL DEFAULT 0,
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE memberships (
+                user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                role TEXT NOT NULL CHECK (role IN ('viewer', 'member', 'admin')),
+                PRIMARY KEY (user_id, project_id)
+            )""",
+            # Only hashes of the one-time tokens and session ids: a copy of the database
+            # opens no link and no session.
+            """CREATE TABLE invitations (
+                id INTEGER PRIMARY KEY,
+                token_hash TEXT NOT NULL UNIQUE,
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                role TEXT NOT NULL CHECK (role IN ('viewer', 'member', 'admin')),
+                email TEXT,
+                created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+                created_at TEXT NOT NULL,
+                expires_us INTEGER NOT NULL,
+                used_at TEXT,
+                used_by INTEGER REFERENCES users(id) ON DELETE SET NULL
+            )""",
+            """CREATE TABLE sessions (
+                id_hash TEXT PRIMARY KEY,
+                user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                csrf_token TEXT NOT NULL,
+                created_us INTEGER NOT NULL,
+                expires_us INTEGER NOT NULL,
+                revoked_us INTEGER
+            )""",
+            "CREATE INDEX sessions_by_user ON sessions (user_id)",
+            # Failed logins, for throttling: in the database so that every worker process
+            # counts the same failures.
+            """CREATE TABLE login_failures (
+                id INTEGER PRIMARY KEY,
+                at_us INTEGER NOT NULL,
+                client TEXT NOT NULL,
+                name TEXT NOT NULL
+            )""",
+            "CREATE INDEX login_failures_by_name ON login_failures (name, at_us)",
+            "CREATE INDEX login_failures_by_client ON login_failures (client, at_us)",
+        ),
+    ),
 ]
 
 

@@ -1,5 +1,5 @@
-"""The dashboard: server-rendered pages over the same queries as the JSON API, behind the
-admin token."""
+"""The dashboard: server-rendered pages over the same queries as the JSON API, for logged-in
+users, each page limited to the projects its user has a role in."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import admin, analysis, pages
-from .auth import AdminAuth, ensure_admin_token, login_redirect
+from . import admin, analysis, pages, users
+from .auth import AdminAuth, ensure_admin_token, logged_in_user, login_redirect
 from .render import HERE, error_page, wants_json
 
 __all__ = ["AdminAuth", "dashboard_routes", "ensure_admin_token", "error_page"]
@@ -20,10 +20,10 @@ __all__ = ["AdminAuth", "dashboard_routes", "ensure_admin_token", "error_page"]
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _admin_only(handler: Handler) -> Handler:
+def _logged_in(handler: Handler) -> Handler:
     @wraps(handler)
     async def guarded(request: Request) -> Response:
-        if not request.app.state.admin.logged_in(request):
+        if await logged_in_user(request) is None:
             if wants_json(request) or request.method != "GET":
                 return JSONResponse(
                     {"ok": False, "error": "log in first", "errors": [], "status": 401},
@@ -35,31 +35,35 @@ def _admin_only(handler: Handler) -> Handler:
     return guarded
 
 
+def _form(path: str, handler: Handler) -> Route:
+    """A form's POST, for logged-in users (the handler checks CSRF and the user's role)."""
+    return Route(path, _logged_in(handler), methods=["POST"])
+
+
 def dashboard_routes() -> list[BaseRoute]:
     return [
-        Route("/login", admin.login_form, methods=["GET"]),
-        Route("/login", admin.login_submit, methods=["POST"]),
-        Route("/logout", _admin_only(admin.logout), methods=["POST"]),
-        Route("/", _admin_only(analysis.overview_page)),
-        Route("/groups", _admin_only(analysis.groups_page)),
-        Route("/templates", _admin_only(analysis.templates_page)),
-        Route("/templates/{name:path}", _admin_only(analysis.template_page)),
-        Route("/events", _admin_only(pages.events_page)),
-        Route("/events/{event_id}", _admin_only(pages.event_page)),
-        Route("/chats/{value:path}", _admin_only(pages.chat_page)),
-        Route("/chains/{value:path}", _admin_only(pages.chain_page)),
-        Route("/feedback", _admin_only(pages.feedback_page)),
-        Route("/settings", _admin_only(admin.settings_page), methods=["GET"]),
-        Route("/settings/keys", _admin_only(admin.create_key_form), methods=["POST"]),
-        Route(
-            "/settings/keys/{key_id:int}/scopes",
-            _admin_only(admin.key_scopes_form),
-            methods=["POST"],
-        ),
-        Route(
-            "/settings/keys/{key_id:int}/revoke",
-            _admin_only(admin.revoke_key_form),
-            methods=["POST"],
-        ),
+        Route("/login", users.login_form, methods=["GET"]),
+        Route("/login", users.login_submit, methods=["POST"]),
+        _form("/logout", users.logout),
+        Route("/invite/{token}", users.invite_form, methods=["GET"]),
+        Route("/invite/{token}", users.invite_submit, methods=["POST"]),
+        Route("/", _logged_in(analysis.overview_page)),
+        Route("/groups", _logged_in(analysis.groups_page)),
+        Route("/templates", _logged_in(analysis.templates_page)),
+        Route("/templates/{name:path}", _logged_in(analysis.template_page)),
+        Route("/events", _logged_in(pages.events_page)),
+        Route("/events/{event_id}", _logged_in(pages.event_page)),
+        Route("/chats/{value:path}", _logged_in(pages.chat_page)),
+        Route("/chains/{value:path}", _logged_in(pages.chain_page)),
+        Route("/feedback", _logged_in(pages.feedback_page)),
+        Route("/settings", _logged_in(admin.settings_page), methods=["GET"]),
+        _form("/settings/keys", admin.create_key_form),
+        _form("/settings/keys/{key_id:int}/scopes", admin.key_scopes_form),
+        _form("/settings/keys/{key_id:int}/revoke", admin.revoke_key_form),
+        _form("/settings/password", users.change_password),
+        _form("/settings/invitations", users.create_invitation),
+        _form("/settings/members/{user_id:int}/role", users.set_role),
+        _form("/settings/members/{user_id:int}/remove", users.remove_member),
+        _form("/settings/users/{user_id:int}/delete", users.delete_user),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

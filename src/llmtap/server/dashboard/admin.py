@@ -1,4 +1,5 @@
-"""Login, logout, and the settings page: projects, environments, API keys."""
+"""The settings page: projects, their API keys and members (each seen by whoever may manage
+it), one's own account; and the key forms."""
 
 from __future__ import annotations
 
@@ -8,78 +9,66 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ...store import Store
 from ...store._admin import list_keys, list_projects, project_id, revoke_key, set_key_scopes
+from ...store._users import ROLES, list_users
 from ..auth import SCOPES, check_scopes, create_key
 from ..errors import ApiError
-from .auth import check_csrf
+from .auth import MIN_PASSWORD, User, check_csrf, require_admin, user_of
 from .render import render
 
 __all__ = [
     "create_key_form",
     "key_scopes_form",
-    "login_form",
-    "login_submit",
-    "logout",
+    "managed_project",
+    "path_id",
     "revoke_key_form",
     "settings_page",
 ]
 
 
-def _safe_next(target: object) -> str:
-    # Only a path on this server: never an open redirect to another site.
-    if isinstance(target, str) and target.startswith("/") and not target.startswith("//"):
-        return target
-    return "/"
+def _settings_data(store: Store, user: User) -> dict[str, Any]:
+    """What this user may see of the settings: their projects with their role, and (where they
+    manage) keys and members; every user for the owner."""
+    projects = []
+    for project in list_projects(store):
+        if not (user.is_owner or project["name"] in user.roles):
+            continue
+        manages = user.may_admin(project["name"])
+        project["role"] = "admin" if user.is_owner else user.role(project["name"])
+        project["keys"] = list_keys(store, project["id"]) if manages else []
+        project["members"] = list_users(store, project["id"]) if manages else []
+        projects.append(project)
+    return {
+        "me": {"id": user.id, "name": user.name, "is_owner": user.is_owner},
+        "projects": projects,
+        "users": list_users(store) if user.is_owner else [],
+        "scopes": SCOPES,
+        "roles": ROLES,
+    }
 
 
-async def login_form(request: Request) -> Response:
+async def settings_page(
+    request: Request,
+    new_key: str | None = None,
+    new_invite: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    user = user_of(request)
+    data = await run_in_threadpool(_settings_data, request.app.state.store, user)
+    projects = data["projects"]
+    current = request.query_params.get("project") or (projects[0]["name"] if projects else "")
     return render(
         request,
-        "login.html",
-        {},
-        next=_safe_next(request.query_params.get("next")),
-        error=None,
-        title="Log in",
-    )
-
-
-async def login_submit(request: Request) -> Response:
-    form = await check_csrf(request)
-    auth = request.app.state.admin
-    token = form.get("token")
-    target = _safe_next(form.get("next"))
-    if not isinstance(token, str) or not auth.check_token(token.strip()):
-        response = render(
-            request,
-            "login.html",
-            {},
-            next=target,
-            title="Log in",
-            error="That is not the admin token.",
-        )
-        response.status_code = 401
-        return response
-    response = RedirectResponse(target, status_code=303)
-    auth.start_session(response, secure=request.url.scheme == "https")
-    return response
-
-
-async def logout(request: Request) -> Response:
-    await check_csrf(request)
-    response = RedirectResponse("/login", status_code=303)
-    request.app.state.admin.end_session(response)
-    return response
-
-
-async def settings_page(request: Request, new_key: str | None = None) -> Response:
-    store = request.app.state.store
-    projects = await run_in_threadpool(list_projects, store)
-    for project in projects:
-        project["keys"] = await run_in_threadpool(list_keys, store, project["id"])
-    current = request.query_params.get("project") or (projects[0]["name"] if projects else "")
-    data = {"projects": projects, "scopes": SCOPES}
-    return render(
-        request, "settings.html", data, new_key=new_key, project_name=current, title="Settings"
+        "settings.html",
+        data,
+        new_key=new_key,
+        new_invite=new_invite,
+        notice=notice,
+        project_name=current,
+        may_create_keys=user.is_owner or any(p["role"] == "admin" for p in projects),
+        min_password=MIN_PASSWORD,
+        title="Settings",
     )
 
 
@@ -97,6 +86,8 @@ async def create_key_form(request: Request) -> Response:
     environment = str(form.get("environment") or "dev").strip() or "dev"
     if not project or len(project) > 200:
         raise ApiError(400, "a project name is needed (at most 200 characters)")
+    # A new project (the key makes it) is the owner's to create; a project admin's, a key.
+    require_admin(request, project)
     scopes, env_only = _scopes_of(form, default=("ingest",))  # as `llmtap keys create`
     key = await run_in_threadpool(
         create_key, request.app.state.store, project, environment, scopes, env_only
@@ -108,9 +99,9 @@ async def create_key_form(request: Request) -> Response:
 async def revoke_key_form(request: Request) -> Response:
     form = await check_csrf(request)
     store = request.app.state.store
-    pid = await run_in_threadpool(project_id, store, str(form.get("project") or ""))
-    key_id = request.path_params["key_id"]
-    if pid is None or not await run_in_threadpool(revoke_key, store, pid, key_id):
+    pid = await managed_project(request, form)
+    key_id = path_id(request, "key_id")
+    if not await run_in_threadpool(revoke_key, store, pid, key_id):
         raise ApiError(404, "no such active key in that project")
     return RedirectResponse("/settings", status_code=303)
 
@@ -119,11 +110,28 @@ async def key_scopes_form(request: Request) -> Response:
     """Change what a key may do (a running server sees it within the key cache's 30 s)."""
     form = await check_csrf(request)
     store = request.app.state.store
-    pid = await run_in_threadpool(project_id, store, str(form.get("project") or ""))
+    pid = await managed_project(request, form)
     scopes, env_only = _scopes_of(form)
-    key_id = request.path_params["key_id"]
-    if pid is None or not await run_in_threadpool(
-        set_key_scopes, store, pid, key_id, scopes, env_only
-    ):
+    key_id = path_id(request, "key_id")
+    if not await run_in_threadpool(set_key_scopes, store, pid, key_id, scopes, env_only):
         raise ApiError(404, "no such active key in that project")
     return RedirectResponse("/settings", status_code=303)
+
+
+def path_id(request: Request, name: str) -> int:
+    """A numeric id from the path; one past SQLite's integers is no row's (404), not a 500."""
+    value = int(request.path_params[name])
+    if value > 2**63 - 1:
+        raise ApiError(404, f"no such {name.removesuffix('_id')}")
+    return value
+
+
+async def managed_project(request: Request, form: Any) -> int:
+    """The id of the project the form names, once the user may manage it (else 403) and it
+    exists (else 404)."""
+    project = str(form.get("project") or "")
+    require_admin(request, project)
+    pid = await run_in_threadpool(project_id, request.app.state.store, project)
+    if pid is None:
+        raise ApiError(404, f"no project {project!r}")
+    return pid

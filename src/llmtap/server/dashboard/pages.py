@@ -15,6 +15,7 @@ from ...store import EventFilter
 from ...store._admin import list_feedback, list_projects
 from ..errors import ApiError
 from ..query import event_filter, query_event, query_events
+from .auth import user_of
 from .conversation import conversation, output_messages
 from .render import render_page
 
@@ -32,16 +33,22 @@ _PAGE_PARAMS = {"project", "format", "attr"}
 
 
 class Context:
-    """The project a page shows (``?project=`` or the first one) and the list to switch."""
+    """The project a page shows (``?project=`` or the first one) and the list to switch: only
+    projects its user has a role in (any role reads); another is answered as if it did not
+    exist."""
 
     def __init__(self, request: Request) -> None:
         self.request = request
         self.store = request.app.state.store
 
     async def project(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        projects = await run_in_threadpool(list_projects, self.store)
+        user = user_of(self.request)
+        every = await run_in_threadpool(list_projects, self.store)
+        projects = [p for p in every if user.is_owner or p["name"] in user.roles]
         if not projects:
-            raise ApiError(404, "no project yet: create a key with `llmtap keys create`")
+            if user.is_owner:
+                raise ApiError(404, "no project yet: create a key with `llmtap keys create`")
+            raise ApiError(404, "you have no role in a project yet: ask its admin to invite you")
         wanted = self.request.query_params.get("project")
         for p in projects:
             if p["name"] == wanted:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
-from .auth import csrf_token, set_csrf_cookie
+from .auth import csrf_token, current_user, set_csrf_cookie
 
 __all__ = [
     "error_page",
@@ -53,7 +53,13 @@ def render(request: Request, template: str, data: dict[str, Any], **page: Any) -
     """``data`` as JSON, or ``template`` rendered with ``data`` and the page's extras."""
     if wants_json(request):
         return JSONResponse(data)
-    context = {**data, **page, "csrf_token": csrf_token(request), "request": request}
+    context = {
+        **data,
+        **page,
+        "csrf_token": csrf_token(request),
+        "current_user": current_user(request),
+        "request": request,
+    }
     response = templates.TemplateResponse(request, template, context)
     set_csrf_cookie(request, response)
     return response

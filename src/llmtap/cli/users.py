@@ -1,0 +1,104 @@
+"""``llmtap users``: dashboard users, managed on the store directly (no server needed): the
+way back in when every password is lost."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ._options import db_option
+
+ROLES = ("viewer", "member", "admin")
+
+
+@click.group()
+def users() -> None:
+    """Manage dashboard users."""
+
+
+def _password_from_stdin() -> str:
+    from ..server.dashboard.auth import MIN_PASSWORD
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < MIN_PASSWORD:
+        raise click.UsageError(f"the password needs at least {MIN_PASSWORD} characters")
+    return password
+
+
+_password_stdin = click.option(
+    "--password-stdin",
+    is_flag=True,
+    required=True,
+    help="Read the password from the first line of standard input (never from the command "
+    "line, where other users of the machine could see it).",
+)
+
+
+@users.command("create")
+@click.argument("name")
+@_password_stdin
+@click.option("--owner", is_flag=True, help="Sees and manages every project and user.")
+@click.option("--project", help="A project the user gets a role in.")
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@db_option
+def create(
+    name: str, password_stdin: bool, owner: bool, project: str | None, role: str, db: str
+) -> None:
+    """Create a user who logs in to the dashboard with NAME and the password."""
+    from ..server.dashboard.auth import account_problem, hash_password
+    from ..store import _users, open_store
+
+    password = _password_from_stdin()
+    problem = account_problem(name.strip(), password)
+    if problem:
+        raise click.UsageError(problem)
+    store = open_store(db)
+    try:
+        pid = store.ensure_project(project) if project else None
+        try:
+            _users.create_user(store, name.strip(), hash_password(password), owner, pid, role)
+        except _users.NameTaken as exc:
+            raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"created {name.strip()}" + (" (owner)" if owner else ""), err=True)
+
+
+@users.command("list")
+@db_option
+def list_(db: str) -> None:
+    """Every user, with their roles."""
+    from ..store import _users, open_store
+
+    store = open_store(db)
+    try:
+        for user in _users.list_users(store):
+            roles = ",".join(f"{p}:{r}" for p, r in user["roles"].items())
+            owner = "owner" if user["is_owner"] else "-"
+            click.echo(f"{user['name']}\t{owner}\t{roles or '-'}\t{user['created_at']}")
+    finally:
+        store.close()
+
+
+@users.command("reset-password")
+@click.argument("name")
+@_password_stdin
+@db_option
+def reset_password(name: str, password_stdin: bool, db: str) -> None:
+    """Give NAME a new password; every session of theirs ends."""
+    import time
+
+    from ..server.dashboard.auth import hash_password
+    from ..store import _users, open_store
+
+    password = _password_from_stdin()
+    store = open_store(db)
+    try:
+        user = _users.user_by_name(store, name)
+        if user is None:
+            raise click.ClickException(f"no user {name!r}")
+        _users.set_password(store, user["id"], hash_password(password), time.time_ns() // 1000)
+    finally:
+        store.close()
+    click.echo(f"new password set for {user['name']}; their sessions ended", err=True)
