@@ -80,6 +80,7 @@ def error_page(request: Request, status: int, message: str) -> Response:
         "message": message,
         "title": f"Error {status}",
         "csrf_token": csrf_token(request),
+        "current_user": current_user(request),
         "request": request,
     }
     response = templates.TemplateResponse(request, "error.html", context, status_code=status)
