@@ -16,6 +16,10 @@ between the server's answer and the file's removal) is stored once. At interpret
 is queued is spooled and sent within ``flush_timeout``; what is not sent stays spooled for the
 next process. After ``os.fork`` the child starts an exporter of its own; the parent's queue and
 spooled batches stay the parent's.
+
+Nothing is lost silently: every event is counted in one state (``_stats.py``, read with
+``client.stats()``), every loss is logged (at most once a minute per kind), and at exit a summary
+is logged when anything was dropped, failed or lost with the process.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -40,8 +45,9 @@ from ._config import Settings
 from ._log import internal_error, log, warn_limited
 from ._record import Call, FeedbackItem
 from ._spool import KIND_EVENTS, KIND_FEEDBACK, Entry, Spool, default_dir
+from ._stats import ExportStats, Ledger
 
-__all__ = ["Exporter", "exporter_for"]
+__all__ = ["Exporter", "exporter_for", "spool_directory"]
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
@@ -74,11 +80,11 @@ class Exporter:
         self._queue: deque[Call | FeedbackItem] = deque()
         self._outbox: deque[Entry] = deque()  # built batches, not yet acknowledged
         self._adopted: deque[Entry] = deque()  # batches a dead process left, being sent
+        self._ledger = Ledger()  # what became of every event: see _stats.py
         self._wake = threading.Event()  # builder: work to do
         self._send_wake = threading.Event()  # sender: work to do, or hurry
         self._idle = threading.Condition()
         self._start_lock = threading.Lock()
-        self._building = False
         self._stopping = False
         self._hurry = False
         self._builder: threading.Thread | None = None
@@ -88,9 +94,6 @@ class Exporter:
         self._spool: Spool | None = None
         self._spool_checked = False
         self._cached = 0
-        self.dropped = 0
-        self.delivered = 0
-        self.failed = 0
 
     # -- the caller's side: cheap and never blocking --------------------------------------
 
@@ -98,10 +101,17 @@ class Exporter:
         if self._builder is None or self._pid != os.getpid():
             self._start()
         queue = self._queue
-        if len(queue) >= self.settings.max_queue:
-            # Only when calls come faster than the builder moves them to disk.
-            self.dropped += 1
-            warn_limited("queue-full", "llmtap: queue full, %d events dropped so far", self.dropped)
+        # Batches that could not be spooled wait in memory too, within the same bound.
+        if len(queue) + self._ledger.memory >= self.settings.max_queue:
+            # Calls came faster than the builder moves them to disk, or there is no spool and
+            # the server does not take them.
+            dropped = self._ledger.refuse()
+            warn_limited(
+                "queue-full",
+                "llmtap: memory queue full (max_queue %d): %d events dropped so far",
+                self.settings.max_queue,
+                dropped,
+            )
             return
         queue.append(item)
         if len(queue) >= self.settings.batch_size:
@@ -110,7 +120,11 @@ class Exporter:
     def _pending(self) -> bool:
         # Batches adopted from a process that died count too: a restarted application's
         # flush (or exit) delivers what the dead one left.
-        return bool(self._queue or self._building or self._outbox or self._adopted)
+        return self._ledger.pending(self._queue) > 0
+
+    def stats(self) -> ExportStats:
+        """What became of the events so far; see ``_stats.py``."""
+        return self._ledger.snapshot(self._queue)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything queued is delivered, at most ``timeout`` seconds (default:
@@ -148,14 +162,30 @@ class Exporter:
                 "llmtap: %d events neither delivered nor spooled within the flush timeout",
                 len(self._queue),
             )
-        elif self._outbox and self._spool is not None:
+        elif self._spool is not None and (spooled := self.stats().spooled):
             warn_limited(
                 "spooled-at-close",
-                "llmtap: %d batches not delivered yet; they wait in %s for the next run",
-                len(self._outbox),
+                "llmtap: %d events not delivered yet; they wait in %s for the next run",
+                spooled,
                 self._spool.directory,
             )
         return done
+
+    def report_at_exit(self) -> None:
+        """Say what was lost, if anything: the one summary a user reads after a run."""
+        s = self.stats()
+        lost = s.pending - s.spooled  # in memory, gone with the process
+        if s.dropped or s.failed or lost:
+            log.warning(
+                "llmtap: of %d events, %d delivered, %d dropped, %d refused by the server,"
+                " %d lost at exit, %d left in the spool for the next run",
+                s.queued + s.adopted,
+                s.delivered,
+                s.dropped,
+                s.failed,
+                lost,
+                s.spooled,
+            )
 
     def _start(self) -> None:
         with self._start_lock:
@@ -193,9 +223,7 @@ class Exporter:
             self._spool_checked = True
             settings = self.settings
             if settings.spool_max_bytes > 0:
-                key = f"{settings.url}\0{settings.api_key or ''}".encode()
-                base = Path(settings.spool_dir) if settings.spool_dir else default_dir()
-                directory = base / hashlib.sha256(key).hexdigest()[:16]
+                directory = spool_directory(settings)
                 try:
                     self._spool = Spool(directory, settings.spool_max_bytes)
                 except OSError as exc:
@@ -214,22 +242,18 @@ class Exporter:
         if spool is not None:
             # First of all, take over what a process that died left, so that this process's
             # flush (and exit) waits for it too; the sender looks again now and then.
-            try:
-                self._adopted.extend(spool.adopt())
-            except OSError as exc:
-                warn_limited("spool-read", "llmtap: cannot read the spool: %s", exc)
+            self._adopt(spool)
         self._send_wake.set()
         while True:
             self._wake.wait(self.settings.flush_interval)
             self._wake.clear()
             while queue:
-                self._building = True
-                batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+                batch = self._ledger.take(queue, batch_size)
                 try:
                     self._build(batch)
                 except Exception as exc:
                     internal_error("exporter", exc, raise_it=False)
-                self._building = False
+                    self._ledger.unbuilt(self._ledger.building)  # the rest of the batch
                 self._send_wake.set()
             self._notify()
             if self._stopping and not queue:
@@ -247,6 +271,7 @@ class Exporter:
             try:
                 event = _event_json(item)
             except Exception as exc:
+                self._ledger.unbuilt(1)
                 internal_error("building an event", exc, self.settings.raise_internal_errors)
                 continue
             if events and size + len(event) > _MAX_REQUEST_BYTES:
@@ -274,58 +299,76 @@ class Exporter:
         self._enqueue(KIND_EVENTS, b'{"events":[' + b",".join(events) + b"]}", len(events))
 
     def _enqueue(self, kind: int, body: bytes, count: int) -> None:
+        entry = self._store(kind, body, count)
+        self._ledger.built(entry)
+        self._outbox.append(entry)
+
+    def _store(self, kind: int, body: bytes, count: int) -> Entry:
+        """A new batch's entry: written to the spool, else kept in memory (within
+        ``max_queue``, which the caller's side keeps to)."""
         spool = self._spool
-        entry = None
-        if spool is not None:
-            dropped = spool.dropped
-            try:
-                entry = spool.write(kind, body, count)
-            except OSError as exc:
-                warn_limited("spool-write", "llmtap: cannot write to the spool: %s", exc)
-            if spool.dropped > dropped:
-                self.dropped += spool.dropped - dropped
-                warn_limited(
-                    "spool-full",
-                    "llmtap: spool over %d bytes: dropped the oldest events, %d so far",
-                    spool.max_bytes,
-                    spool.dropped,
-                )
-        if entry is None:  # no spool: memory, bounded by max_queue events
-            entry = Entry(kind, count, len(body), None, body)
-            self._bound_memory_outbox(count)
-        elif self._cached + len(body) > _MAX_CACHED_BYTES:
+        if spool is None:
+            return Entry(kind, count, len(body), None, body)
+        try:
+            entry, evicted = spool.write(kind, body, count)
+        except OSError as exc:
+            warn_limited("spool-write", "llmtap: cannot write to the spool: %s", exc)
+            return Entry(kind, count, len(body), None, body)
+        if evicted:
+            self._evicted(spool, evicted)
+        if self._cached + len(body) > _MAX_CACHED_BYTES:
             entry.body = None  # read back from disk when its turn comes
         else:
             self._cached += len(body)
-        self._outbox.append(entry)
+        return entry
 
-    def _bound_memory_outbox(self, adding: int) -> None:
-        held = sum(e.count for e in self._outbox if e.path is None)
-        while held + adding > self.settings.max_queue and self._outbox:
-            oldest = next((e for e in self._outbox if e.path is None), None)
-            if oldest is None:
-                return
-            try:
-                self._outbox.remove(oldest)
-            except ValueError:  # the sender took it meanwhile
+    def _evicted(self, spool: Spool, evicted: list[Entry]) -> None:
+        """The spool, full, dropped its oldest batches. Ours waiting to be sent are dropped and
+        counted here; one being sent is counted by the sender, once it knows its fate."""
+        others = 0
+        for gone in evicted:
+            if gone.owner != spool.pid:
+                others += gone.count  # another process's, counted there (or a dead one's)
                 continue
-            held -= oldest.count
-            self.dropped += oldest.count
-            warn_limited(
-                "memory-full",
-                "llmtap: no spool and the server is not taking events: %d dropped so far",
-                self.dropped,
-            )
+            for source in (self._outbox, self._adopted):
+                entry = next((e for e in list(source) if e.path == gone.path), None)
+                if entry is None:
+                    continue
+                try:
+                    source.remove(entry)
+                except ValueError:  # the sender took it meanwhile: it counts it
+                    break
+                if entry.body is not None:
+                    self._cached = max(self._cached - len(entry.body), 0)
+                self._ledger.resolve(entry, dropped=True)
+                break
+        warn_limited(
+            "spool-full",
+            "llmtap: spool over %d bytes (spool_max_bytes): dropped its oldest batches;"
+            " %d events of this process dropped so far%s",
+            spool.max_bytes,
+            self._ledger.dropped,
+            f", and {others} events other processes left" if others else "",
+        )
 
     # -- the sender's thread: spooled batches -> the server ---------------------------------
 
+    def _adopt(self, spool: Spool) -> None:
+        try:
+            entries = spool.adopt()
+        except OSError as exc:
+            warn_limited("spool-read", "llmtap: cannot read the spool: %s", exc)
+            return
+        self._ledger.adopt(entries)
+        self._adopted.extend(entries)
+
     def _send_loop(self) -> None:
         backoff = 0.0  # seconds to wait after a failure; 0 while the server takes batches
-        failed_at = 0.0
+        failed_at = delay = 0.0
         adopted = self._adopted  # batches other processes left, oldest first
         adopt_at = time.monotonic() + _ADOPT_EVERY  # the builder adopted at start
         while True:
-            if self._stopping and not self._building and not self._queue:
+            if self._stopping and not self._ledger.building and not self._queue:
                 self._close_http()
                 self._sender = None
                 self._notify()
@@ -334,66 +377,76 @@ class Exporter:
             spool = self._spool
             if spool is not None and now >= adopt_at and not self._outbox:
                 adopt_at = now + _ADOPT_EVERY
-                try:
-                    adopted.extend(spool.adopt())
-                except OSError as exc:
-                    warn_limited("spool-read", "llmtap: cannot read the spool: %s", exc)
+                self._adopt(spool)
             source = self._outbox if self._outbox else adopted
             # A flush waiting shortens the back-off, so it can succeed within its bound.
-            delay = min(backoff, 0.1) if self._hurry else backoff
-            if not source or now < failed_at + delay:
-                timeout = failed_at + delay - now if source else _ADOPT_EVERY
-                self._send_wake.wait(max(timeout, 0.001))
+            wait = failed_at + (min(delay, 0.1) if self._hurry else delay) - now
+            if not source or wait > 0:
+                self._send_wake.wait(max(wait if source else _ADOPT_EVERY, 0.001))
                 self._send_wake.clear()
                 continue
-            outcome = self._send(source[0])
+            try:
+                # Taken out while it is sent, so that the builder's side (dropping the oldest
+                # batches of a full spool) never takes a batch from under the sender.
+                entry = source.popleft()
+            except IndexError:  # dropped meanwhile
+                continue
+            outcome, refused = self._send(entry)
             if outcome == "retry":
+                source.appendleft(entry)
                 backoff = min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX)
+                # Jitter: many processes retrying a restarted server do not come in step.
+                delay = backoff * (1 + random.random())
                 failed_at = time.monotonic()
                 continue
-            backoff = 0.0
-            entry = source.popleft()
+            backoff = delay = 0.0
             if entry.path is not None and entry.body is not None and source is self._outbox:
                 self._cached = max(self._cached - len(entry.body), 0)
             if outcome == "split":
                 self._split(entry, source)
-            if spool is not None:
-                spool.remove(entry)
+            else:
+                self._ledger.resolve(entry, failed=refused, dropped=outcome == "gone")
+                if spool is not None:
+                    spool.remove(entry)
             self._notify()
 
-    def _send(self, entry: Entry) -> str:
-        """Post one batch: "done" (acknowledged, or rejected for good), "retry", or "split"
-        (too large for the server)."""
+    def _send(self, entry: Entry) -> tuple[str, int]:
+        """Post one batch: ("done", events the server refused), ("retry", 0), ("split", 0) when
+        too large for the server, or ("gone", 0) when its file is damaged or gone."""
         body = entry.body
         if body is None:
             assert self._spool is not None
             body = self._spool.read(entry)
             if body is None:
-                return "done"  # damaged or gone: nothing to send
-        outcome = self._post(_PATHS[entry.kind], body, entry.count)
-        if outcome == "done":
-            self.delivered += entry.count
-        return outcome
+                warn_limited(
+                    "spool-gone",
+                    "llmtap: a spooled batch of %d events was damaged or removed: dropped",
+                    entry.count,
+                )
+                return "gone", 0
+        return self._post(_PATHS[entry.kind], body, entry.count)
 
-    def _post(self, path: str, body: bytes, count: int) -> str:
+    def _post(self, path: str, body: bytes, count: int) -> tuple[str, int]:
         if self._http is None:
             self._http = httpx2.Client(timeout=httpx2.Timeout(10.0, connect=2.0))
         try:
             response = self._http.post(self._url + path, content=body, headers=self._headers)
         except httpx2.HTTPError as exc:
             warn_limited("unreachable", "llmtap: server %s unreachable: %s", self._url, exc)
-            return "retry"
+            return "retry", 0
         status = response.status_code
         if status in _RETRY_STATUS:
             warn_limited("retry-status", "llmtap: server answered %d, will retry", status)
-            return "retry"
+            return "retry", 0
         if status == 413 and path == _PATHS[KIND_EVENTS] and count > 1:
-            return "split"
-        if status >= 300 or _has_errors(response):
+            return "split", 0
+        if status >= 300:
             _log_rejection(response, count)
-            if status >= 300:
-                self.failed += count
-        return "done"
+            return "done", count
+        refused = _refused(response, count)
+        if refused:
+            _log_rejection(response, count)
+        return "done", refused
 
     def _split(self, entry: Entry, source: deque[Entry]) -> None:
         """Replace a batch the server found too large by its two halves, in its place."""
@@ -401,19 +454,19 @@ class Exporter:
         if body is None and self._spool is not None:
             body = self._spool.read(entry)
         if body is None:
+            self._ledger.resolve(entry, dropped=True)
             return
+        if self._spool is not None:
+            self._spool.remove(entry)
         events = [_json(e) for e in json.loads(body)["events"]]
         half = len(events) // 2
+        halves = []
         for part in (events[half:], events[:half]):
             payload = b'{"events":[' + b",".join(part) + b"]}"
-            spool = self._spool
-            new = None
-            if spool is not None:
-                try:
-                    new = spool.write(KIND_EVENTS, payload, len(part))
-                except OSError:
-                    new = None
-            source.appendleft(new or Entry(KIND_EVENTS, len(part), len(payload), None, payload))
+            halves.append(self._store(KIND_EVENTS, payload, len(part)))
+        self._ledger.replace(entry, halves)
+        for half_entry in halves:
+            source.appendleft(half_entry)
 
     def _close_http(self) -> None:
         if self._http is not None:
@@ -437,11 +490,18 @@ def _event_json(call: Call) -> bytes:
     return data
 
 
-def _has_errors(response: httpx2.Response) -> bool:
+def _refused(response: httpx2.Response, count: int) -> int:
+    """How many of the ``count`` events sent the server refused (it names each invalid one)."""
     try:
-        return bool(response.json().get("errors"))
+        answer = response.json()
     except ValueError:
-        return False
+        return 0
+    if not isinstance(answer, dict) or not answer.get("errors"):
+        return 0
+    rejected = answer.get("rejected")
+    if isinstance(rejected, int) and 0 <= rejected <= count:
+        return rejected
+    return min(len(answer["errors"]), count)
 
 
 def _log_rejection(response: httpx2.Response, count: int) -> None:
@@ -461,13 +521,35 @@ def _log_rejection(response: httpx2.Response, count: int) -> None:
 
 # -- one exporter per server and key, flushed at exit --------------------------------------
 
-_exporters: dict[tuple[str, str | None], Exporter] = {}
+# What an exporter reads of its settings: clients that differ in any of them get exporters of
+# their own (``with_options(llmtap={"batch_size": 10})`` is honoured, not silently shared).
+_DELIVERY = (
+    "url",
+    "api_key",
+    "flush_timeout",
+    "batch_size",
+    "flush_interval",
+    "max_queue",
+    "spool_dir",
+    "spool_max_bytes",
+    "raise_internal_errors",
+)
+_exporters: dict[tuple[Any, ...], Exporter] = {}
 _registry_lock = threading.Lock()
 
 
+def spool_directory(settings: Settings) -> Path:
+    """The spool folder of a server and key: shared by every process sending there with it,
+    so that one takes over what another left."""
+    key = f"{settings.url}\0{settings.api_key or ''}".encode()
+    base = Path(settings.spool_dir) if settings.spool_dir else default_dir()
+    return base / hashlib.sha256(key).hexdigest()[:16]
+
+
 def exporter_for(settings: Settings) -> Exporter:
-    """The exporter shared by every client that sends to this server with this key."""
-    key = (settings.url, settings.api_key)
+    """The exporter shared by every client that sends to this server with this key and these
+    delivery settings."""
+    key = tuple(getattr(settings, name) for name in _DELIVERY)
     exporter = _exporters.get(key)
     if exporter is None:
         with _registry_lock:
@@ -486,6 +568,7 @@ def _flush_at_exit() -> None:
     for exporter in exporters:
         try:
             exporter.close(max(0.0, deadline - time.monotonic()))
+            exporter.report_at_exit()
         except Exception as exc:  # at exit, never raise
             log.log(logging.DEBUG, "llmtap: error while flushing at exit: %r", exc)
 
