@@ -101,19 +101,24 @@ class Exporter:
         if self._builder is None or self._pid != os.getpid():
             self._start()
         queue = self._queue
-        # Batches that could not be spooled wait in memory too, within the same bound.
-        if len(queue) + self._ledger.memory >= self.settings.max_queue:
-            # Calls came faster than the builder moves them to disk, or there is no spool and
-            # the server does not take them.
-            dropped = self._ledger.refuse()
-            warn_limited(
-                "queue-full",
-                "llmtap: memory queue full (max_queue %d): %d events dropped so far",
-                self.settings.max_queue,
-                dropped,
-            )
-            return
-        queue.append(item)
+        # Batches that could not be spooled wait in memory too, within the same bound. Read
+        # without the lock, in this order, the sum can only come out too high (the builder
+        # moves items from the queue to the batch it builds, then to a batch built): exact
+        # when it says there is room; checked again under the lock when it says there is not.
+        if self._ledger.in_memory(queue) >= self.settings.max_queue:
+            dropped = self._ledger.refuse(queue, item, self.settings.max_queue)
+            if dropped:
+                # Calls came faster than the builder moves them to disk, or there is no spool
+                # and the server does not take them.
+                self._warn(
+                    "queue-full",
+                    "llmtap: memory queue full (max_queue %d): %d events dropped so far",
+                    self.settings.max_queue,
+                    dropped,
+                )
+                return
+        else:
+            queue.append(item)
         if len(queue) >= self.settings.batch_size:
             self._wake.set()
 
@@ -157,13 +162,13 @@ class Exporter:
         self._wake.set()
         self._send_wake.set()
         if self._queue:
-            warn_limited(
+            self._warn(
                 "lost-at-close",
                 "llmtap: %d events neither delivered nor spooled within the flush timeout",
                 len(self._queue),
             )
         elif self._spool is not None and (spooled := self.stats().spooled):
-            warn_limited(
+            self._warn(
                 "spooled-at-close",
                 "llmtap: %d events not delivered yet; they wait in %s for the next run",
                 spooled,
@@ -227,7 +232,7 @@ class Exporter:
                 try:
                     self._spool = Spool(directory, settings.spool_max_bytes)
                 except OSError as exc:
-                    warn_limited(
+                    self._warn(
                         "spool-unusable",
                         "llmtap: cannot use the spool in %s (%s); undelivered events are kept"
                         " in memory only",
@@ -312,7 +317,7 @@ class Exporter:
         try:
             entry, evicted = spool.write(kind, body, count)
         except OSError as exc:
-            warn_limited("spool-write", "llmtap: cannot write to the spool: %s", exc)
+            self._warn("spool-write", "llmtap: cannot write to the spool: %s", exc)
             return Entry(kind, count, len(body), None, body)
         if evicted:
             self._evicted(spool, evicted)
@@ -342,7 +347,7 @@ class Exporter:
                     self._cached = max(self._cached - len(entry.body), 0)
                 self._ledger.resolve(entry, dropped=True)
                 break
-        warn_limited(
+        self._warn(
             "spool-full",
             "llmtap: spool over %d bytes (spool_max_bytes): dropped its oldest batches;"
             " %d events of this process dropped so far%s",
@@ -357,7 +362,7 @@ class Exporter:
         try:
             entries = spool.adopt()
         except OSError as exc:
-            warn_limited("spool-read", "llmtap: cannot read the spool: %s", exc)
+            self._warn("spool-read", "llmtap: cannot read the spool: %s", exc)
             return
         self._ledger.adopt(entries)
         self._adopted.extend(entries)
@@ -418,7 +423,7 @@ class Exporter:
             assert self._spool is not None
             body = self._spool.read(entry)
             if body is None:
-                warn_limited(
+                self._warn(
                     "spool-gone",
                     "llmtap: a spooled batch of %d events was damaged or removed: dropped",
                     entry.count,
@@ -432,20 +437,20 @@ class Exporter:
         try:
             response = self._http.post(self._url + path, content=body, headers=self._headers)
         except httpx2.HTTPError as exc:
-            warn_limited("unreachable", "llmtap: server %s unreachable: %s", self._url, exc)
+            self._warn("unreachable", "llmtap: server %s unreachable: %s", self._url, exc)
             return "retry", 0
         status = response.status_code
         if status in _RETRY_STATUS:
-            warn_limited("retry-status", "llmtap: server answered %d, will retry", status)
+            self._warn("retry-status", "llmtap: server answered %d, will retry", status)
             return "retry", 0
         if status == 413 and path == _PATHS[KIND_EVENTS] and count > 1:
             return "split", 0
         if status >= 300:
-            _log_rejection(response, count)
+            self._log_rejection(response, count)
             return "done", count
         refused = _refused(response, count)
         if refused:
-            _log_rejection(response, count)
+            self._log_rejection(response, count)
         return "done", refused
 
     def _split(self, entry: Entry, source: deque[Entry]) -> None:
@@ -467,6 +472,26 @@ class Exporter:
         self._ledger.replace(entry, halves)
         for half_entry in halves:
             source.appendleft(half_entry)
+
+    def _warn(self, kind: str, message: str, *args: Any) -> None:
+        # Rate-limited per exporter: one server's trouble does not hide another's.
+        warn_limited(f"{kind}@{id(self)}", message, *args)
+
+    def _log_rejection(self, response: httpx2.Response, count: int) -> None:
+        try:
+            detail = response.json()
+        except ValueError:
+            detail = {"error": response.text[:200]}
+        if not isinstance(detail, dict):
+            detail = {"error": str(detail)[:200]}
+        self._warn(
+            f"rejected-{response.status_code}",
+            "llmtap: server refused events (%d sent, HTTP %d): %s %s",
+            count,
+            response.status_code,
+            detail.get("error"),
+            (detail.get("errors") or [])[:3],
+        )
 
     def _close_http(self) -> None:
         if self._http is not None:
@@ -502,21 +527,6 @@ def _refused(response: httpx2.Response, count: int) -> int:
     if isinstance(rejected, int) and 0 <= rejected <= count:
         return rejected
     return min(len(answer["errors"]), count)
-
-
-def _log_rejection(response: httpx2.Response, count: int) -> None:
-    try:
-        detail = response.json()
-    except ValueError:
-        detail = {"error": response.text[:200]}
-    warn_limited(
-        f"rejected-{response.status_code}",
-        "llmtap: server rejected events (%d sent, HTTP %d): %s %s",
-        count,
-        response.status_code,
-        detail.get("error"),
-        (detail.get("errors") or [])[:3],
-    )
 
 
 # -- one exporter per server and key, flushed at exit --------------------------------------

@@ -58,8 +58,18 @@ class Ledger:
         self.failed = 0
         self.dropped = 0
 
-    def refuse(self) -> int:
+    def in_memory(self, queue: deque[Any]) -> int:
+        """Items held in memory (queued, being built, batches not spooled), read without the
+        lock: never less than the truth (see ``Exporter.submit``)."""
+        return len(queue) + self.building + self.memory
+
+    def refuse(self, queue: deque[Any], item: Any, most: int) -> int:
+        """Queue ``item`` if memory holds fewer than ``most`` items after all: 0; else drop it
+        and count it: the events dropped so far."""
         with self.lock:
+            if len(queue) + self.building + self.memory < most:
+                queue.append(item)
+                return 0
             self.refused += 1
             self.dropped += 1
             return self.dropped

@@ -1,0 +1,173 @@
+"""What the SDK keeps is private: the spool (prompts and personal data) is its owner's alone,
+refuses folders others own or can write, follows no symbolic link; the key stays out of reprs."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llmtap
+from llmtap.fake_provider import FakeProvider
+from llmtap.sdk._exporter import spool_directory
+from llmtap.sdk._spool import KIND_EVENTS, encode
+
+from .conftest import Project, free_port, tap_config
+
+KEY = "lt_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"
+NOBODY = 65534
+
+
+def test_the_key_is_masked_in_reprs() -> None:
+    config = llmtap.Config(api_key=KEY, url="http://127.0.0.1:1")
+    for shown in (repr(config), str(config), repr(config.resolve())):
+        assert KEY not in shown and KEY[6:12] not in shown, shown
+        assert "api_key='lt_abc…'" in shown
+        assert "url='http://127.0.0.1:1'" in shown
+
+
+def client_for(provider: FakeProvider, project: Project, **config: Any) -> llmtap.Client:
+    return llmtap.Client(
+        api_key="sk",
+        base_url=provider.base_url,
+        max_retries=0,
+        llmtap={**tap_config(project), **config},
+    )
+
+
+def record(client: llmtap.Client, n: int, name: str) -> None:
+    for i in range(n):
+        client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": f"my e-mail is x{i}@example.com"}],
+            llmtap={"prompt_template_name": name},
+        )
+
+
+def until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_spool_folders_and_files_are_the_owners_alone(
+    provider: FakeProvider, project: Project, tmp_path: Path
+) -> None:
+    old = os.umask(0o022)  # a usual umask: what is not asked for would be world-readable
+    try:
+        base = tmp_path / "cache" / "spool"
+        url = f"http://127.0.0.1:{free_port()}"  # the server is down: batches stay spooled
+        client = client_for(provider, project, url=url, spool_dir=str(base), flush_timeout=0.1)
+        record(client, 12, "private")
+        until(lambda: client.stats().spooled == 12)
+        client.close()
+    finally:
+        os.umask(old)
+    folder = spool_directory(
+        llmtap.Config(url=url, api_key=project.key, spool_dir=str(base)).resolve()
+    )
+    files = [p for p in folder.iterdir() if ".batch" in p.name]
+    assert files
+    assert (mode(base), mode(folder)) == (0o700, 0o700)
+    assert {mode(p) for p in files} == {0o600}
+
+
+def refused_folder(tmp_path: Path, how: str, folder: Path) -> Path | None:
+    """Make ``folder`` (the spool's) unsafe in the way ``how`` says; what a symlink points at."""
+    folder.parent.mkdir(parents=True, mode=0o700)
+    if how == "a symbolic link":
+        target = tmp_path / "elsewhere"
+        target.mkdir(mode=0o700)
+        folder.symlink_to(target)
+        return target
+    folder.mkdir(mode=0o700)
+    if how == "writable by others":
+        folder.chmod(0o777)
+    elif how == "another user's":
+        os.chown(folder, NOBODY, NOBODY)
+    elif how == "in a parent others can write":
+        folder.parent.chmod(0o777)  # no sticky bit: anyone may rename our folder away
+    return None
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["writable by others", "a symbolic link", "another user's", "in a parent others can write"],
+)
+def test_an_unsafe_spool_folder_is_refused_and_events_still_go_out(
+    provider: FakeProvider,
+    project: Project,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+) -> None:
+    if how == "another user's" and os.geteuid() != 0:
+        pytest.skip("giving a folder to another user takes root")
+    base = tmp_path / "spool"
+    folder = spool_directory(
+        llmtap.Config(url=project.server.url, api_key=project.key, spool_dir=str(base)).resolve()
+    )
+    target = refused_folder(tmp_path, how, folder)
+    client = client_for(provider, project, spool_dir=str(base))
+    try:
+        record(client, 3, "unsafe")
+        assert client.flush(20)  # in memory only, but delivered
+    finally:
+        client.close()
+    assert len(project.events(prompt_template_name="unsafe")) == 3
+    assert [r for r in caplog.records if "cannot use the spool" in r.getMessage()]
+    written = target if target is not None else folder
+    assert not list(written.iterdir())  # nothing of ours was written there
+
+
+def test_links_and_other_users_files_in_the_spool_are_never_sent(
+    provider: FakeProvider, project: Project, tmp_path: Path
+) -> None:
+    base = tmp_path / "spool"
+    folder = spool_directory(
+        llmtap.Config(url=project.server.url, api_key=project.key, spool_dir=str(base)).resolve()
+    )
+    folder.mkdir(parents=True, mode=0o700)
+    dead = 2**22 + 7  # above the usual pid_max: no such process
+
+    def planted(name: str) -> tuple[str, bytes]:
+        event_id = str(uuid.uuid4())
+        event = {"id": event_id, "api": "chat", "status": "ok", "output_text": name}
+        event["started_at"] = "2026-01-01T00:00:00Z"
+        return event_id, encode(KIND_EVENTS, b'{"events":[%s]}' % json.dumps(event).encode())
+
+    linked_id, linked_data = planted("linked")
+    outside = tmp_path / "outside.batch"
+    outside.write_bytes(linked_data)
+    (folder / f"{1:020d}-1-aaaaaaaa.batch.{dead}").symlink_to(outside)
+    foreign_id, foreign_data = planted("foreign")
+    foreign = folder / f"{2:020d}-1-bbbbbbbb.batch.{dead}"
+    foreign.write_bytes(foreign_data)
+    if os.geteuid() == 0:
+        os.chown(foreign, NOBODY, NOBODY)
+    own_id, own_data = planted("own")  # a batch of ours a dead process left: taken over
+    (folder / f"{3:020d}-1-cccccccc.batch.{dead}").write_bytes(own_data)
+
+    client = client_for(provider, project, spool_dir=str(base))
+    try:
+        record(client, 1, "live")
+        assert client.flush(20)
+        assert client.stats().adopted == (1 if os.geteuid() == 0 else 2)
+    finally:
+        client.close()
+    ids = {e["id"] for e in project.events()}
+    assert own_id in ids and linked_id not in ids
+    assert (foreign_id in ids) is (os.geteuid() != 0)
+    assert outside.read_bytes() == linked_data  # the link's target is neither sent nor removed
