@@ -16,8 +16,7 @@ import pytest
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
-from llmtap.sdk._exporter import spool_directory
-from llmtap.sdk._spool import KIND_EVENTS, encode
+from llmtap.sdk._spool import KIND_EVENTS, encode, spool_directory
 
 from .conftest import Project, free_port, tap_config
 
@@ -75,9 +74,7 @@ def test_spool_folders_and_files_are_the_owners_alone(
         client.close()
     finally:
         os.umask(old)
-    folder = spool_directory(
-        llmtap.Config(url=url, api_key=project.key, spool_dir=str(base)).resolve()
-    )
+    folder = spool_directory(url, project.key, str(base))
     files = [p for p in folder.iterdir() if ".batch" in p.name]
     assert files
     assert (mode(base), mode(folder)) == (0o700, 0o700)
@@ -116,9 +113,7 @@ def test_an_unsafe_spool_folder_is_refused_and_events_still_go_out(
     if how == "another user's" and os.geteuid() != 0:
         pytest.skip("giving a folder to another user takes root")
     base = tmp_path / "spool"
-    folder = spool_directory(
-        llmtap.Config(url=project.server.url, api_key=project.key, spool_dir=str(base)).resolve()
-    )
+    folder = spool_directory(project.server.url, project.key, str(base))
     target = refused_folder(tmp_path, how, folder)
     client = client_for(provider, project, spool_dir=str(base))
     try:
@@ -136,9 +131,7 @@ def test_links_and_other_users_files_in_the_spool_are_never_sent(
     provider: FakeProvider, project: Project, tmp_path: Path
 ) -> None:
     base = tmp_path / "spool"
-    folder = spool_directory(
-        llmtap.Config(url=project.server.url, api_key=project.key, spool_dir=str(base)).resolve()
-    )
+    folder = spool_directory(project.server.url, project.key, str(base))
     folder.mkdir(parents=True, mode=0o700)
     dead = 2**22 + 7  # above the usual pid_max: no such process
 

@@ -17,9 +17,9 @@ import anyio.to_thread
 import openai
 
 from ._config import Config
-from ._exporter import exporter_for
 from ._log import internal_error
 from ._record import PARAMS_HEADER, Call, FeedbackItem, begin
+from ._registry import exporter_for
 from ._stats import ExportStats
 from ._stream import watch
 

@@ -24,37 +24,30 @@ is logged when anything was dropped, failed or lost with the process.
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import json
-import logging
 import os
 import random
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
-import httpx2
 import pydantic_core
 
-from .._version import __version__
 from ..wire import truncate_strings
 from ._config import Settings
 from ._log import internal_error, log, warn_limited
+from ._post import EVENTS_PATH, FEEDBACK_PATH, Outcome, Poster
 from ._record import Call, FeedbackItem
-from ._spool import KIND_EVENTS, KIND_FEEDBACK, Entry, Spool, default_dir
+from ._spool import KIND_EVENTS, KIND_FEEDBACK, Entry, Spool, spool_directory
 from ._stats import ExportStats, Ledger
 
-__all__ = ["Exporter", "exporter_for", "spool_directory"]
+__all__ = ["Exporter"]
 
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
 _HOLD_GIL_AT_MOST = 0.001
 _GIL_PAUSE = 0.0001
 _BACKLOG_BATCHES = 10
-_HEADERS = {"content-type": "application/json", "user-agent": f"llmtap-python/{__version__}"}
 # One request carries at most this much; a larger event has its long texts cut.
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024
 _MAX_FIELD_BYTES = 1024 * 1024
@@ -62,19 +55,15 @@ _MAX_FIELD_BYTES = 1024 * 1024
 _MAX_CACHED_BYTES = 8 * 1024 * 1024
 # How often the sender looks for batches other processes left behind.
 _ADOPT_EVERY = 5.0
-_PATHS = {KIND_EVENTS: "/api/v1/events", KIND_FEEDBACK: "/api/v1/feedback"}
+_PATHS = {KIND_EVENTS: EVENTS_PATH, KIND_FEEDBACK: FEEDBACK_PATH}
 
 
 class Exporter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._url = settings.url
-        self._headers = dict(_HEADERS)
-        if settings.api_key:
-            self._headers["authorization"] = f"Bearer {settings.api_key}"
-        self._reset()
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
         """Fresh state: at construction, and in a forked child (whose copies of the parent's
         locks may be held by a thread that does not exist there)."""
         self._queue: deque[Call | FeedbackItem] = deque()
@@ -90,7 +79,7 @@ class Exporter:
         self._builder: threading.Thread | None = None
         self._sender: threading.Thread | None = None
         self._pid = os.getpid()
-        self._http: httpx2.Client | None = None
+        self._poster = Poster(self.settings, self._warn)
         self._spool: Spool | None = None
         self._spool_checked = False
         self._cached = 0
@@ -121,6 +110,10 @@ class Exporter:
             queue.append(item)
         if len(queue) >= self.settings.batch_size:
             self._wake.set()
+
+    def busy(self) -> bool:
+        """Running, or holding events: what the exit flush must see to."""
+        return self._builder is not None or self._pending()
 
     def _pending(self) -> bool:
         # Batches adopted from a process that died count too: a restarted application's
@@ -195,7 +188,7 @@ class Exporter:
     def _start(self) -> None:
         with self._start_lock:
             if self._pid != os.getpid():
-                self._reset()  # a forked child: the parent's queue is the parent's to send
+                self.reset()  # a forked child: the parent's queue is the parent's to send
             if self._builder is not None and self._builder.is_alive():
                 return
             self._stopping = False
@@ -228,7 +221,7 @@ class Exporter:
             self._spool_checked = True
             settings = self.settings
             if settings.spool_max_bytes > 0:
-                directory = spool_directory(settings)
+                directory = spool_directory(settings.url, settings.api_key, settings.spool_dir)
                 try:
                     self._spool = Spool(directory, settings.spool_max_bytes)
                 except OSError as exc:
@@ -374,7 +367,7 @@ class Exporter:
         adopt_at = time.monotonic() + _ADOPT_EVERY  # the builder adopted at start
         while True:
             if self._stopping and not self._ledger.building and not self._queue:
-                self._close_http()
+                self._poster.close()
                 self._sender = None
                 self._notify()
                 return
@@ -415,7 +408,7 @@ class Exporter:
                     spool.remove(entry)
             self._notify()
 
-    def _send(self, entry: Entry) -> tuple[str, int]:
+    def _send(self, entry: Entry) -> tuple[Outcome, int]:
         """Post one batch: ("done", events the server refused), ("retry", 0), ("split", 0) when
         too large for the server, or ("gone", 0) when its file is damaged or gone."""
         body = entry.body
@@ -429,29 +422,7 @@ class Exporter:
                     entry.count,
                 )
                 return "gone", 0
-        return self._post(_PATHS[entry.kind], body, entry.count)
-
-    def _post(self, path: str, body: bytes, count: int) -> tuple[str, int]:
-        if self._http is None:
-            self._http = httpx2.Client(timeout=httpx2.Timeout(10.0, connect=2.0))
-        try:
-            response = self._http.post(self._url + path, content=body, headers=self._headers)
-        except httpx2.HTTPError as exc:
-            self._warn("unreachable", "llmtap: server %s unreachable: %s", self._url, exc)
-            return "retry", 0
-        status = response.status_code
-        if status in _RETRY_STATUS:
-            self._warn("retry-status", "llmtap: server answered %d, will retry", status)
-            return "retry", 0
-        if status == 413 and path == _PATHS[KIND_EVENTS] and count > 1:
-            return "split", 0
-        if status >= 300:
-            self._log_rejection(response, count)
-            return "done", count
-        refused = _refused(response, count)
-        if refused:
-            self._log_rejection(response, count)
-        return "done", refused
+        return self._poster.post(_PATHS[entry.kind], body, entry.count)
 
     def _split(self, entry: Entry, source: deque[Entry]) -> None:
         """Replace a batch the server found too large by its two halves, in its place."""
@@ -477,27 +448,6 @@ class Exporter:
         # Rate-limited per exporter: one server's trouble does not hide another's.
         warn_limited(f"{kind}@{id(self)}", message, *args)
 
-    def _log_rejection(self, response: httpx2.Response, count: int) -> None:
-        try:
-            detail = response.json()
-        except ValueError:
-            detail = {"error": response.text[:200]}
-        if not isinstance(detail, dict):
-            detail = {"error": str(detail)[:200]}
-        self._warn(
-            f"rejected-{response.status_code}",
-            "llmtap: server refused events (%d sent, HTTP %d): %s %s",
-            count,
-            response.status_code,
-            detail.get("error"),
-            (detail.get("errors") or [])[:3],
-        )
-
-    def _close_http(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-
 
 def _json(value: Any) -> bytes:
     return pydantic_core.to_json(value, fallback=repr, bytes_mode="base64")
@@ -513,81 +463,3 @@ def _event_json(call: Call) -> bytes:
         event["truncated"] = sorted(cut)
         data = _json(event)
     return data
-
-
-def _refused(response: httpx2.Response, count: int) -> int:
-    """How many of the ``count`` events sent the server refused (it names each invalid one)."""
-    try:
-        answer = response.json()
-    except ValueError:
-        return 0
-    if not isinstance(answer, dict) or not answer.get("errors"):
-        return 0
-    rejected = answer.get("rejected")
-    if isinstance(rejected, int) and 0 <= rejected <= count:
-        return rejected
-    return min(len(answer["errors"]), count)
-
-
-# -- one exporter per server and key, flushed at exit --------------------------------------
-
-# What an exporter reads of its settings: clients that differ in any of them get exporters of
-# their own (``with_options(llmtap={"batch_size": 10})`` is honoured, not silently shared).
-_DELIVERY = (
-    "url",
-    "api_key",
-    "flush_timeout",
-    "batch_size",
-    "flush_interval",
-    "max_queue",
-    "spool_dir",
-    "spool_max_bytes",
-    "raise_internal_errors",
-)
-_exporters: dict[tuple[Any, ...], Exporter] = {}
-_registry_lock = threading.Lock()
-
-
-def spool_directory(settings: Settings) -> Path:
-    """The spool folder of a server and key: shared by every process sending there with it,
-    so that one takes over what another left."""
-    key = f"{settings.url}\0{settings.api_key or ''}".encode()
-    base = Path(settings.spool_dir) if settings.spool_dir else default_dir()
-    return base / hashlib.sha256(key).hexdigest()[:16]
-
-
-def exporter_for(settings: Settings) -> Exporter:
-    """The exporter shared by every client that sends to this server with this key and these
-    delivery settings."""
-    key = tuple(getattr(settings, name) for name in _DELIVERY)
-    exporter = _exporters.get(key)
-    if exporter is None:
-        with _registry_lock:
-            exporter = _exporters.get(key)
-            if exporter is None:
-                exporter = _exporters[key] = Exporter(settings)
-    return exporter
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    exporters = [e for e in list(_exporters.values()) if e._builder is not None or e._pending()]
-    if not exporters:
-        return
-    deadline = time.monotonic() + max(e.settings.flush_timeout for e in exporters)
-    for exporter in exporters:
-        try:
-            exporter.close(max(0.0, deadline - time.monotonic()))
-            exporter.report_at_exit()
-        except Exception as exc:  # at exit, never raise
-            log.log(logging.DEBUG, "llmtap: error while flushing at exit: %r", exc)
-
-
-def _after_fork_in_child() -> None:
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for exporter in list(_exporters.values()):
-        exporter._reset()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

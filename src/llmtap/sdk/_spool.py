@@ -24,6 +24,7 @@ that is not a regular one of ours is never adopted.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import stat
@@ -43,6 +44,7 @@ __all__ = [
     "decode",
     "default_dir",
     "encode",
+    "spool_directory",
 ]
 
 KIND_EVENTS = 1
@@ -90,6 +92,14 @@ def default_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "llmtap" / "spool"
+
+
+def spool_directory(url: str, api_key: str | None, spool_dir: str | None) -> Path:
+    """The spool folder of a server and key: shared by every process sending there with that
+    key, so that one takes over what another left."""
+    key = f"{url}\0{api_key or ''}".encode()
+    base = Path(spool_dir) if spool_dir else default_dir()
+    return base / hashlib.sha256(key).hexdigest()[:16]
 
 
 @dataclass
