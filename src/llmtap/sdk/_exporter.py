@@ -1,15 +1,15 @@
 """Delivery of events to the llmtap server, in the background, without losing any.
 
-The caller's thread only appends to a deque (no lock, no I/O). Two daemon threads per server
-and key do the rest:
+The caller's thread only appends to a deque (no I/O; a lock only when memory is full). Two
+daemon threads per server, key and delivery settings (``_registry.py``) do the rest:
 
 - the *builder* takes calls off the deque (when a batch is full, or every ``flush_interval``),
   builds and serialises their events, and writes each batch to the disk spool (see
   ``_spool.py``) before anything is sent: from then on the batch survives the process;
 - the *sender* posts the spooled batches, oldest of its own first, then those a previous
   process left, and removes each once the server has acknowledged it (after its commit). While
-  the server is unreachable or answers 5xx or 429 it backs off; the builder keeps moving calls
-  to disk, so memory stays bounded whatever the server does.
+  the server is unreachable or answers 5xx or 429 it backs off, with jitter; the builder keeps
+  moving calls to disk, so memory stays bounded whatever the server does.
 
 Events carry stable ids and the server stores an id once, so a batch sent twice (a crash
 between the server's answer and the file's removal) is stored once. At interpreter exit, what
