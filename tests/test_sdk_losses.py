@@ -17,7 +17,7 @@ import pytest
 import llmtap
 from llmtap.fake_provider import FakeProvider
 
-from .conftest import Project, free_port, tap_config
+from .conftest import Project, free_port, start_server, stop_server, tap_config
 from .faults import FaultProxy
 
 
@@ -198,3 +198,33 @@ def test_what_is_lost_is_summed_up_at_exit() -> None:
         "llmtap: of 8 events, 0 delivered, 3 dropped, 0 refused by the server, 5 lost at exit,"
         " 0 left in the spool for the next run" in run.stderr
     ), run.stderr
+
+
+def test_a_batch_too_large_is_split_and_an_event_too_large_refused(
+    provider: FakeProvider, tmp_path: Path
+) -> None:
+    server = start_server(tmp_path, env={"LLMTAP_MAX_BODY_BYTES": "30000"})
+    key = server.new_key()
+    client = llmtap.Client(
+        api_key="sk",
+        base_url=provider.base_url,
+        max_retries=0,
+        llmtap={"url": server.url, "api_key": key, "batch_size": 40, "flush_interval": 60},
+    )
+    try:
+        words = " ".join(["word"] * 400)  # ~2 KB a prompt, ~4 KB an event: 40 of them ~160 KB
+        for i in range(39):
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": f"{i} {words}"}]
+            )
+        client.chat.completions.create(  # over the limit alone: cannot be split
+            model="m", messages=[{"role": "user", "content": "x" * 40_000}]
+        )
+        assert client.flush(60)
+        stats = client.stats()
+        assert (stats.queued, stats.delivered, stats.failed, stats.pending) == (40, 39, 1, 0)
+        stored = Project(key, server).events(limit="100")
+        assert len(stored) == 39
+    finally:
+        client.close()
+        stop_server(server)

@@ -432,9 +432,15 @@ class Exporter:
         if body is None:
             self._ledger.resolve(entry, dropped=True)
             return
+        try:
+            events = [_json(e) for e in json.loads(body)["events"]]
+        except (ValueError, KeyError, TypeError):  # not a batch of events: refused for good
+            events = []
         if self._spool is not None:
             self._spool.remove(entry)
-        events = [_json(e) for e in json.loads(body)["events"]]
+        if len(events) < 2:  # cannot be split (a single event too large is refused as such)
+            self._ledger.resolve(entry, failed=entry.count)
+            return
         half = len(events) // 2
         halves = []
         for part in (events[half:], events[:half]):
