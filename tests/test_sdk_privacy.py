@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
-from llmtap.sdk._spool import KIND_EVENTS, encode, spool_directory
+from llmtap.sdk._spool import KIND_EVENTS, Spool, decode, encode, spool_directory
 
 from .conftest import Project, free_port, tap_config
 
@@ -164,3 +167,57 @@ def test_links_and_other_users_files_in_the_spool_are_never_sent(
     assert own_id in ids and linked_id not in ids
     assert (foreign_id in ids) is (os.geteuid() != 0)
     assert outside.read_bytes() == linked_data  # the link's target is neither sent nor removed
+
+
+_names = st.one_of(
+    st.text(st.characters(codec="utf-8", exclude_characters="/\0"), min_size=1, max_size=40),
+    st.builds(
+        lambda t, n, tail: f"{t:020d}-{n}-abcd{tail}",
+        st.integers(0, 10**19),
+        st.integers(0, 10**6),
+        st.sampled_from(["", ".batch", ".batch.", ".batch.x", f".batch.{2**22 + 7}", ".batch.1"]),
+    ),
+    st.builds(lambda pid: f".tmp-{pid}-x", st.integers(0, 2**22 + 9)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _names,
+            st.one_of(
+                st.binary(max_size=64),
+                st.builds(lambda b: encode(KIND_EVENTS, b), st.binary(max_size=64)),
+            ),
+            st.sampled_from(["file", "link", "folder"]),
+        ),
+        max_size=8,
+    )
+)
+def test_whatever_lies_in_the_spool_adoption_takes_only_intact_files_of_ours(
+    planted: list[tuple[str, bytes, str]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "spool" / "0123456789abcdef"
+        folder.mkdir(parents=True, mode=0o700)
+        outside = Path(tmp) / "outside"
+        outside.write_bytes(encode(KIND_EVENTS, b'{"events":[]}'))
+        for name, data, kind in planted:
+            path = folder / name
+            if name in (".", "..") or path.exists() or path.is_symlink():
+                continue
+            if kind == "link":
+                path.symlink_to(outside)
+            elif kind == "folder":
+                path.mkdir()
+            else:
+                path.write_bytes(data)
+        spool = Spool(folder, 1 << 20)
+        for entry in spool.adopt():
+            assert entry.path is not None
+            info = os.lstat(entry.path)
+            assert stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+            payload = spool.read(entry)
+            assert payload is None or decode(entry.path.read_bytes()) == (entry.kind, payload)
+        assert outside.read_bytes() == encode(KIND_EVENTS, b'{"events":[]}')

@@ -24,6 +24,7 @@ that is not a regular one of ours is never adopted.
 from __future__ import annotations
 
 import contextlib
+import contextlib
 import hashlib
 import os
 import secrets
@@ -217,7 +218,7 @@ class Spool:
             try:
                 size = _size(path)
                 path.unlink()
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or not a file (a folder by that name)
                 continue
             self.bytes -= size
             if parsed is not None:
@@ -302,7 +303,9 @@ class Spool:
         pid = path.name[len(_TMP) :].split("-")[0]
         gone = pid.isdigit() and int(pid) != self.pid and not _alive(int(pid))
         if gone or now - _mtime(path) > _STALE_TMP_SECONDS:
-            path.unlink(missing_ok=True)
+            # Not a file (a folder by that name) is not ours to clean.
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 def _size(path: Path) -> int:
