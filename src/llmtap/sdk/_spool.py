@@ -24,7 +24,6 @@ that is not a regular one of ours is never adopted.
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import hashlib
 import os
 import secrets
