@@ -17,6 +17,7 @@ import pytest
 import llmtap
 from llmtap.fake_provider import FakeProvider
 
+from ._clients import record_calls
 from .conftest import Project, free_port, start_server, stop_server, tap_config
 from .faults import FaultProxy
 
@@ -37,15 +38,6 @@ def tapped(provider: FakeProvider, project: Project, url: str, **config: Any) ->
         max_retries=0,
         llmtap={**tap_config(project), "url": url, **config},
     )
-
-
-def calls(client: llmtap.Client, n: int, name: str) -> None:
-    for i in range(n):
-        client.chat.completions.create(
-            model="m",
-            messages=[{"role": "user", "content": f"{name} {i}"}],
-            llmtap={"prompt_template_name": name},
-        )
 
 
 def settled(client: llmtap.Client, done: Callable[[llmtap.ExportStats], bool]) -> Any:
@@ -78,13 +70,13 @@ def test_ten_batches_wait_in_memory_and_the_queue_past_its_bound_drops_what_it_c
 ) -> None:
     client = tapped(provider, project, down.url, spool_max_bytes=0, max_queue=1000, batch_size=100)
     try:
-        calls(client, 1000, "burst")
+        record_calls(client, 1000, "burst")
         # Ten batches wait for a server that is down: none of them is dropped.
         stats = settled(client, lambda s: s.pending == 1000)
         assert (stats.queued, stats.dropped, stats.delivered, stats.spooled) == (1000, 0, 0, 0)
         assert not warnings(caplog, "dropped")
 
-        calls(client, 500, "late")  # past max_queue: each one dropped, and counted
+        record_calls(client, 500, "late")  # past max_queue: each one dropped, and counted
         stats = settled(client, lambda s: s.queued == 1500)
         assert (stats.pending, stats.dropped, stats.failed) == (1000, 500, 0)
         [warning] = warnings(caplog, "memory queue full")
@@ -120,7 +112,7 @@ def test_a_full_spool_drops_its_oldest_batches_counted_and_logged(
         batch_size=10,
     )
     try:
-        calls(client, 300, "spill")
+        record_calls(client, 300, "spill")
         stats = settled(client, lambda s: s.queued == 300 and s.pending == s.spooled)
         assert stats.dropped > 0 and stats.pending > 0, stats
         assert stats.dropped + stats.pending == 300
@@ -145,7 +137,7 @@ def test_events_the_server_refuses_are_counted_failed_and_logged(
 ) -> None:
     client = tapped(provider, project, project.server.url, api_key="lt_not-a-key")
     try:
-        calls(client, 7, "refused")
+        record_calls(client, 7, "refused")
         assert client.flush(30)  # nothing left to send: refused for good
         stats = client.stats()
         assert (stats.queued, stats.failed, stats.delivered, stats.pending) == (7, 7, 0, 0)
@@ -162,8 +154,8 @@ def test_clients_with_other_delivery_settings_get_their_own_exporter(
     small = first.with_options(llmtap={"max_queue": 2})
     same = tapped(provider, project, closed, spool_max_bytes=0, flush_timeout=0.1)
     try:
-        calls(small, 5, "small")
-        calls(first, 3, "first")
+        record_calls(small, 5, "small")
+        record_calls(first, 3, "first")
         # The copy's bound is its own: it dropped 3 of its 5; the first client dropped none.
         assert (small.stats().queued, small.stats().dropped) == (5, 3)
         assert (first.stats().queued, first.stats().dropped) == (3, 0)

@@ -21,6 +21,7 @@ import llmtap
 from llmtap.fake_provider import FakeProvider
 from llmtap.sdk._spool import KIND_EVENTS, Spool, decode, encode, spool_directory
 
+from ._clients import record_calls
 from .conftest import Project, free_port, tap_config
 
 KEY = "lt_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"
@@ -45,12 +46,7 @@ def client_for(provider: FakeProvider, project: Project, **config: Any) -> llmta
 
 
 def record(client: llmtap.Client, n: int, name: str) -> None:
-    for i in range(n):
-        client.chat.completions.create(
-            model="m",
-            messages=[{"role": "user", "content": f"my e-mail is x{i}@example.com"}],
-            llmtap={"prompt_template_name": name},
-        )
+    record_calls(client, n, name, "my e-mail is x{i}@example.com")  # what a spool must guard
 
 
 def until(condition: Callable[[], bool]) -> None:
