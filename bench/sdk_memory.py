@@ -69,7 +69,6 @@ for i in range(n):
     call(i)
 elapsed = time.perf_counter() - start
 client.flush(timeout=2.0)
-exporter = client._llmtap.exporter
 spool = Path(os.environ["LLMTAP_SPOOL_DIR"])
 print(json.dumps({
     "calls": n,
@@ -77,7 +76,7 @@ print(json.dumps({
     "baseline_bytes": baseline,
     "peak_bytes": status("VmHWM"),
     "spool_bytes": sum(p.stat().st_size for p in spool.rglob("*") if p.is_file()),
-    "dropped": exporter.dropped,
+    "dropped": client.stats().dropped,
 }))
 """
 

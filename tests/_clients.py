@@ -121,3 +121,13 @@ def tapped(
     caller = make_caller(request.param, provider, project)
     yield caller
     caller.shutdown()
+
+
+def record_calls(client: Any, n: int, name: str, text: str = "{name} {i}") -> None:
+    """``n`` chat calls on a sync client, filed under the template ``name``."""
+    for i in range(n):
+        client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": text.format(name=name, i=i)}],
+            llmtap={"prompt_template_name": name},
+        )

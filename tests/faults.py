@@ -219,9 +219,7 @@ print("recorded", time.time(), flush=True)
 if sys.argv[7] == "flush":
     delivered = client.flush()
     if not delivered:
-        e = client._llmtap.exporter
-        print("state", len(e._queue), len(e._outbox), e._building, e._builder, e._sender,
-              e.delivered, e.failed, e.dropped, flush=True)
+        print("state", client.stats(), flush=True)
         import traceback
         for tid, frame in sys._current_frames().items():
             print("".join(traceback.format_stack(frame)[-4:]), flush=True)

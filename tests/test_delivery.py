@@ -1,13 +1,18 @@
-"""Delivery never hurts the caller: no server, a server that never answers, exit, fork."""
+"""Delivery never hurts the caller: no server, a server that never answers, exit, fork; and
+retries do not come in step."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import openai
 import pytest
@@ -129,3 +134,68 @@ def test_fork_child_gets_its_own_exporter(project: Project) -> None:
     )
     names = sorted(e["prompt_template_name"] for e in project.events())
     assert names == ["child", "parent-after", "parent-before"]
+
+
+class _Busy(BaseHTTPRequestHandler):
+    """Answers every POST 503, noting when and with which key."""
+
+    server: Any
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.server.seen.append((time.monotonic(), self.headers.get("authorization")))
+        body = b'{"ok": false, "error": "busy", "errors": [], "status": 503}'
+        self.send_response(503)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_retries_back_off_with_jitter(provider: FakeProvider) -> None:
+    busy = ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
+    busy.seen = []  # type: ignore[attr-defined]
+    threading.Thread(target=busy.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{busy.server_address[1]}"
+    keys = ["k-one", "k-two"]  # two exporters, as two processes would have
+    clients = [
+        llmtap.Client(
+            api_key="sk",
+            base_url=provider.base_url,
+            llmtap={
+                "url": url,
+                "api_key": k,
+                "spool_max_bytes": 0,
+                "flush_interval": 0.01,
+                "flush_timeout": 0.1,
+            },
+        )
+        for k in keys
+    ]
+    try:
+        for client in clients:
+            timed_call(client, "retry me")
+        deadline = time.monotonic() + 20
+        while min(sum(a == f"Bearer {k}" for _, a in busy.seen) for k in keys) < 4:
+            assert time.monotonic() < deadline, busy.seen
+            time.sleep(0.05)
+    finally:
+        for client in clients:
+            client.close()
+        busy.shutdown()
+        busy.server_close()
+    backoffs = [0.25, 0.5, 1.0]  # doubled after each failure
+    excess = []
+    for k in keys:
+        times = [t for t, a in busy.seen if a == f"Bearer {k}"][:4]
+        waits = [b - a for a, b in itertools.pairwise(times)]
+        # Each wait is its back-off times 1 to 2 (plus a loaded machine's lateness).
+        for wait, backoff in zip(waits, backoffs, strict=True):
+            assert backoff - 0.01 <= wait <= 2 * backoff + 0.5, (waits, backoff)
+        excess.append(sum(w - b for w, b in zip(waits, backoffs, strict=True)))
+    # Without jitter both would wait exactly the back-offs, in step; with it, the odds that
+    # one exporter's three random parts add up to under 0.1 s are about 1 in 800.
+    assert max(excess) > 0.1, excess

@@ -18,6 +18,7 @@ def test_all_is_pinned() -> None:
             "CallParams",
             "Client",
             "Config",
+            "ExportStats",
             "TemplateChat",
             "TemplateText",
             "__version__",

@@ -14,6 +14,7 @@ from .sdk import (
     CallParams,
     Client,
     Config,
+    ExportStats,
     TemplateChat,
     TemplateText,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "CallParams",
     "Client",
     "Config",
+    "ExportStats",
     "TemplateChat",
     "TemplateText",
     "__version__",

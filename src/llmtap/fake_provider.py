@@ -6,6 +6,9 @@ no network are needed. The last user message steers it with directives:
 
 - ``[[status:429]]``: answer with that HTTP error (an OpenAI-shaped error body);
 - ``[[delay:0.2]]``: wait that many seconds before answering;
+- ``[[first:0.3]]``, ``[[gap:0.1]]``: in a stream, wait that many seconds after the response's
+  headers before the first chunk, and between chunks (``gap`` overrides ``chunk_delay``): a
+  known time to first token and a known duration;
 - ``[[tool:get_weather]]``: answer with a call of that tool;
 - ``[[reply:some text]]``: answer with exactly that text;
 - ``[[chunks:5]]``: split a streamed reply into that many chunks; ``[[drop]]``: end a stream
@@ -136,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         handler(body, reply, all_text, directives)
 
     def _stream(self, events: list[Any], directives: dict[str, Any], trailing: int = 0) -> None:
-        """Server-sent events, one HTTP chunk each, ``chunk_delay`` apart; the last
+        """Server-sent events, one HTTP chunk each, ``chunk_delay`` (or ``gap``) apart; the last
         ``trailing`` ones (the usage chunk) right after, as a provider sends what it generates
         no token for. ``[[drop]]`` cuts the connection midway (a broken chunked body);
         ``[[fail]]`` sends an error event midway, as OpenAI does when a stream fails on its
@@ -147,12 +150,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("transfer-encoding", "chunked")
         self.send_header("connection", "close")
         self.end_headers()
+        self.wfile.flush()  # the headers go now: a [[first]] wait is after them, as OpenAI's
         self.close_connection = True
         half = len(events) // 2
         delayed = len(events) - trailing
+        gap = float(directives["gap"] or 0) if "gap" in directives else self.server.chunk_delay
         for index, event in enumerate(events):
-            if index and index < delayed and self.server.chunk_delay:
-                time.sleep(self.server.chunk_delay)
+            if index == 0 and directives.get("first"):
+                time.sleep(float(directives["first"] or 0))
+            elif index and index < delayed and gap:
+                time.sleep(gap)
             if index == half and "drop" in directives:
                 return
             if index == half and "fail" in directives:

@@ -6,6 +6,7 @@ with only ``openai`` and what it brings.
 
 from ._client import AsyncAzureClient, AsyncClient, AzureClient, Client
 from ._config import CallParams, Config
+from ._stats import ExportStats
 from ._templates import TemplateChat, TemplateText
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "CallParams",
     "Client",
     "Config",
+    "ExportStats",
     "TemplateChat",
     "TemplateText",
 ]

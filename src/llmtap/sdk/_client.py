@@ -17,9 +17,10 @@ import anyio.to_thread
 import openai
 
 from ._config import Config
-from ._exporter import exporter_for
 from ._log import internal_error
 from ._record import PARAMS_HEADER, Call, FeedbackItem, begin
+from ._registry import exporter_for
+from ._stats import ExportStats
 from ._stream import watch
 
 __all__ = ["AsyncAzureClient", "AsyncClient", "AzureClient", "Client"]
@@ -230,6 +231,14 @@ class _Recording:
         """Block until every queued event is delivered, at most ``timeout`` seconds (default:
         the ``flush_timeout`` setting). True when nothing is left."""
         return self._llmtap.exporter.flush(timeout)
+
+    def stats(self) -> ExportStats:
+        """What became of the recorded events so far: queued, delivered, dropped, failed,
+        pending (of which spooled), and adopted from a previous run; always
+        ``queued + adopted == delivered + failed + dropped + pending``. Counted by the exporter,
+        which this client shares with the clients that send to the same server with the same
+        key and delivery settings."""
+        return self._llmtap.exporter.stats()
 
 
 class _SyncRecording(_Recording):

@@ -11,9 +11,24 @@ from typing import Any
 from ..pii import require as require_pii
 from ..settings import resolve
 
-__all__ = ["CallParams", "Config", "Settings"]
+__all__ = ["CallParams", "Config", "Settings", "mask_key"]
 
 log = logging.getLogger("llmtap")
+
+
+def mask_key(key: str) -> str:
+    """Enough of a key to tell keys apart in a log, never enough to use it: ``lt_abc…``."""
+    return key[: min(6, len(key) // 4)] + "…"
+
+
+def _repr_with_key_masked(self: Any) -> str:
+    # Configs end up in logs, tracebacks and debuggers: the key must not go with them.
+    shown = (
+        f"{f.name}={mask_key(v) if f.name == 'api_key' and isinstance(v, str) else v!r}"
+        for f in fields(self)
+        if f.repr and (v := getattr(self, f.name)) is not None
+    )
+    return f"{type(self).__name__}({', '.join(shown)})"
 
 
 @dataclass
@@ -38,6 +53,8 @@ class Config:
     max_queue: int | None = None
     spool_dir: str | None = None
     spool_max_bytes: int | None = None
+
+    __repr__ = _repr_with_key_masked
 
     @classmethod
     def coerce(cls, value: Config | Mapping[str, Any] | None) -> Config:
@@ -88,6 +105,8 @@ class Settings:
     spool_dir: str | None
     spool_max_bytes: int
     raise_internal_errors: bool
+
+    __repr__ = _repr_with_key_masked
 
 
 @dataclass

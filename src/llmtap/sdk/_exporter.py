@@ -1,54 +1,53 @@
 """Delivery of events to the llmtap server, in the background, without losing any.
 
-The caller's thread only appends to a deque (no lock, no I/O). Two daemon threads per server
-and key do the rest:
+The caller's thread only appends to a deque (no I/O; a lock only when memory is full). Two
+daemon threads per server, key and delivery settings (``_registry.py``) do the rest:
 
 - the *builder* takes calls off the deque (when a batch is full, or every ``flush_interval``),
   builds and serialises their events, and writes each batch to the disk spool (see
   ``_spool.py``) before anything is sent: from then on the batch survives the process;
 - the *sender* posts the spooled batches, oldest of its own first, then those a previous
   process left, and removes each once the server has acknowledged it (after its commit). While
-  the server is unreachable or answers 5xx or 429 it backs off; the builder keeps moving calls
-  to disk, so memory stays bounded whatever the server does.
+  the server is unreachable or answers 5xx or 429 it backs off, with jitter; the builder keeps
+  moving calls to disk, so memory stays bounded whatever the server does.
 
 Events carry stable ids and the server stores an id once, so a batch sent twice (a crash
 between the server's answer and the file's removal) is stored once. At interpreter exit, what
 is queued is spooled and sent within ``flush_timeout``; what is not sent stays spooled for the
 next process. After ``os.fork`` the child starts an exporter of its own; the parent's queue and
 spooled batches stay the parent's.
+
+Nothing is lost silently: every event is counted in one state (``_stats.py``, read with
+``client.stats()``), every loss is logged (at most once a minute per kind), and at exit a summary
+is logged when anything was dropped, failed or lost with the process.
 """
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import json
-import logging
 import os
+import random
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
-import httpx2
 import pydantic_core
 
-from .._version import __version__
 from ..wire import truncate_strings
 from ._config import Settings
 from ._log import internal_error, log, warn_limited
+from ._post import EVENTS_PATH, FEEDBACK_PATH, Outcome, Poster
 from ._record import Call, FeedbackItem
-from ._spool import KIND_EVENTS, KIND_FEEDBACK, Entry, Spool, default_dir
+from ._spool import KIND_EVENTS, KIND_FEEDBACK, Entry, Spool, spool_directory
+from ._stats import ExportStats, Ledger
 
-__all__ = ["Exporter", "exporter_for"]
+__all__ = ["Exporter"]
 
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
 _HOLD_GIL_AT_MOST = 0.001
 _GIL_PAUSE = 0.0001
 _BACKLOG_BATCHES = 10
-_HEADERS = {"content-type": "application/json", "user-agent": f"llmtap-python/{__version__}"}
 # One request carries at most this much; a larger event has its long texts cut.
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024
 _MAX_FIELD_BYTES = 1024 * 1024
@@ -56,41 +55,34 @@ _MAX_FIELD_BYTES = 1024 * 1024
 _MAX_CACHED_BYTES = 8 * 1024 * 1024
 # How often the sender looks for batches other processes left behind.
 _ADOPT_EVERY = 5.0
-_PATHS = {KIND_EVENTS: "/api/v1/events", KIND_FEEDBACK: "/api/v1/feedback"}
+_PATHS = {KIND_EVENTS: EVENTS_PATH, KIND_FEEDBACK: FEEDBACK_PATH}
 
 
 class Exporter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._url = settings.url
-        self._headers = dict(_HEADERS)
-        if settings.api_key:
-            self._headers["authorization"] = f"Bearer {settings.api_key}"
-        self._reset()
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
         """Fresh state: at construction, and in a forked child (whose copies of the parent's
         locks may be held by a thread that does not exist there)."""
         self._queue: deque[Call | FeedbackItem] = deque()
         self._outbox: deque[Entry] = deque()  # built batches, not yet acknowledged
         self._adopted: deque[Entry] = deque()  # batches a dead process left, being sent
+        self._ledger = Ledger()  # what became of every event: see _stats.py
         self._wake = threading.Event()  # builder: work to do
         self._send_wake = threading.Event()  # sender: work to do, or hurry
         self._idle = threading.Condition()
         self._start_lock = threading.Lock()
-        self._building = False
         self._stopping = False
         self._hurry = False
         self._builder: threading.Thread | None = None
         self._sender: threading.Thread | None = None
         self._pid = os.getpid()
-        self._http: httpx2.Client | None = None
+        self._poster = Poster(self.settings, self._warn)
         self._spool: Spool | None = None
         self._spool_checked = False
         self._cached = 0
-        self.dropped = 0
-        self.delivered = 0
-        self.failed = 0
 
     # -- the caller's side: cheap and never blocking --------------------------------------
 
@@ -98,19 +90,39 @@ class Exporter:
         if self._builder is None or self._pid != os.getpid():
             self._start()
         queue = self._queue
-        if len(queue) >= self.settings.max_queue:
-            # Only when calls come faster than the builder moves them to disk.
-            self.dropped += 1
-            warn_limited("queue-full", "llmtap: queue full, %d events dropped so far", self.dropped)
-            return
-        queue.append(item)
+        # Batches that could not be spooled wait in memory too, within the same bound. Read
+        # without the lock, in this order, the sum can only come out too high (the builder
+        # moves items from the queue to the batch it builds, then to a batch built): exact
+        # when it says there is room; checked again under the lock when it says there is not.
+        if self._ledger.in_memory(queue) >= self.settings.max_queue:
+            dropped = self._ledger.refuse(queue, item, self.settings.max_queue)
+            if dropped:
+                # Calls came faster than the builder moves them to disk, or there is no spool
+                # and the server does not take them.
+                self._warn(
+                    "queue-full",
+                    "llmtap: memory queue full (max_queue %d): %d events dropped so far",
+                    self.settings.max_queue,
+                    dropped,
+                )
+                return
+        else:
+            queue.append(item)
         if len(queue) >= self.settings.batch_size:
             self._wake.set()
+
+    def busy(self) -> bool:
+        """Running, or holding events: what the exit flush must see to."""
+        return self._builder is not None or self._pending()
 
     def _pending(self) -> bool:
         # Batches adopted from a process that died count too: a restarted application's
         # flush (or exit) delivers what the dead one left.
-        return bool(self._queue or self._building or self._outbox or self._adopted)
+        return self._ledger.pending(self._queue) > 0
+
+    def stats(self) -> ExportStats:
+        """What became of the events so far; see ``_stats.py``."""
+        return self._ledger.snapshot(self._queue)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything queued is delivered, at most ``timeout`` seconds (default:
@@ -143,24 +155,40 @@ class Exporter:
         self._wake.set()
         self._send_wake.set()
         if self._queue:
-            warn_limited(
+            self._warn(
                 "lost-at-close",
                 "llmtap: %d events neither delivered nor spooled within the flush timeout",
                 len(self._queue),
             )
-        elif self._outbox and self._spool is not None:
-            warn_limited(
+        elif self._spool is not None and (spooled := self.stats().spooled):
+            self._warn(
                 "spooled-at-close",
-                "llmtap: %d batches not delivered yet; they wait in %s for the next run",
-                len(self._outbox),
+                "llmtap: %d events not delivered yet; they wait in %s for the next run",
+                spooled,
                 self._spool.directory,
             )
         return done
 
+    def report_at_exit(self) -> None:
+        """Say what was lost, if anything: the one summary a user reads after a run."""
+        s = self.stats()
+        lost = s.pending - s.spooled  # in memory, gone with the process
+        if s.dropped or s.failed or lost:
+            log.warning(
+                "llmtap: of %d events, %d delivered, %d dropped, %d refused by the server,"
+                " %d lost at exit, %d left in the spool for the next run",
+                s.queued + s.adopted,
+                s.delivered,
+                s.dropped,
+                s.failed,
+                lost,
+                s.spooled,
+            )
+
     def _start(self) -> None:
         with self._start_lock:
             if self._pid != os.getpid():
-                self._reset()  # a forked child: the parent's queue is the parent's to send
+                self.reset()  # a forked child: the parent's queue is the parent's to send
             if self._builder is not None and self._builder.is_alive():
                 return
             self._stopping = False
@@ -193,13 +221,11 @@ class Exporter:
             self._spool_checked = True
             settings = self.settings
             if settings.spool_max_bytes > 0:
-                key = f"{settings.url}\0{settings.api_key or ''}".encode()
-                base = Path(settings.spool_dir) if settings.spool_dir else default_dir()
-                directory = base / hashlib.sha256(key).hexdigest()[:16]
+                directory = spool_directory(settings.url, settings.api_key, settings.spool_dir)
                 try:
                     self._spool = Spool(directory, settings.spool_max_bytes)
                 except OSError as exc:
-                    warn_limited(
+                    self._warn(
                         "spool-unusable",
                         "llmtap: cannot use the spool in %s (%s); undelivered events are kept"
                         " in memory only",
@@ -214,22 +240,18 @@ class Exporter:
         if spool is not None:
             # First of all, take over what a process that died left, so that this process's
             # flush (and exit) waits for it too; the sender looks again now and then.
-            try:
-                self._adopted.extend(spool.adopt())
-            except OSError as exc:
-                warn_limited("spool-read", "llmtap: cannot read the spool: %s", exc)
+            self._adopt(spool)
         self._send_wake.set()
         while True:
             self._wake.wait(self.settings.flush_interval)
             self._wake.clear()
             while queue:
-                self._building = True
-                batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+                batch = self._ledger.take(queue, batch_size)
                 try:
                     self._build(batch)
                 except Exception as exc:
                     internal_error("exporter", exc, raise_it=False)
-                self._building = False
+                    self._ledger.unbuilt(self._ledger.building)  # the rest of the batch
                 self._send_wake.set()
             self._notify()
             if self._stopping and not queue:
@@ -247,6 +269,7 @@ class Exporter:
             try:
                 event = _event_json(item)
             except Exception as exc:
+                self._ledger.unbuilt(1)
                 internal_error("building an event", exc, self.settings.raise_internal_errors)
                 continue
             if events and size + len(event) > _MAX_REQUEST_BYTES:
@@ -274,59 +297,77 @@ class Exporter:
         self._enqueue(KIND_EVENTS, b'{"events":[' + b",".join(events) + b"]}", len(events))
 
     def _enqueue(self, kind: int, body: bytes, count: int) -> None:
+        entry = self._store(kind, body, count)
+        self._ledger.built(entry)
+        self._outbox.append(entry)
+
+    def _store(self, kind: int, body: bytes, count: int) -> Entry:
+        """A new batch's entry: written to the spool, else kept in memory (within
+        ``max_queue``, which the caller's side keeps to)."""
         spool = self._spool
-        entry = None
-        if spool is not None:
-            dropped = spool.dropped
-            try:
-                entry = spool.write(kind, body, count)
-            except OSError as exc:
-                warn_limited("spool-write", "llmtap: cannot write to the spool: %s", exc)
-            if spool.dropped > dropped:
-                self.dropped += spool.dropped - dropped
-                warn_limited(
-                    "spool-full",
-                    "llmtap: spool over %d bytes: dropped the oldest events, %d so far",
-                    spool.max_bytes,
-                    spool.dropped,
-                )
-        if entry is None:  # no spool: memory, bounded by max_queue events
-            entry = Entry(kind, count, len(body), None, body)
-            self._bound_memory_outbox(count)
-        elif self._cached + len(body) > _MAX_CACHED_BYTES:
+        if spool is None:
+            return Entry(kind, count, len(body), None, body)
+        try:
+            entry, evicted = spool.write(kind, body, count)
+        except OSError as exc:
+            self._warn("spool-write", "llmtap: cannot write to the spool: %s", exc)
+            return Entry(kind, count, len(body), None, body)
+        if evicted:
+            self._evicted(spool, evicted)
+        if self._cached + len(body) > _MAX_CACHED_BYTES:
             entry.body = None  # read back from disk when its turn comes
         else:
             self._cached += len(body)
-        self._outbox.append(entry)
+        return entry
 
-    def _bound_memory_outbox(self, adding: int) -> None:
-        held = sum(e.count for e in self._outbox if e.path is None)
-        while held + adding > self.settings.max_queue and self._outbox:
-            oldest = next((e for e in self._outbox if e.path is None), None)
-            if oldest is None:
-                return
-            try:
-                self._outbox.remove(oldest)
-            except ValueError:  # the sender took it meanwhile
+    def _evicted(self, spool: Spool, evicted: list[Entry]) -> None:
+        """The spool, full, dropped its oldest batches. Ours waiting to be sent are dropped and
+        counted here; one being sent is counted by the sender, once it knows its fate."""
+        others = 0
+        for gone in evicted:
+            if gone.owner != spool.pid:
+                others += gone.count  # another process's, counted there (or a dead one's)
                 continue
-            held -= oldest.count
-            self.dropped += oldest.count
-            warn_limited(
-                "memory-full",
-                "llmtap: no spool and the server is not taking events: %d dropped so far",
-                self.dropped,
-            )
+            for source in (self._outbox, self._adopted):
+                entry = next((e for e in list(source) if e.path == gone.path), None)
+                if entry is None:
+                    continue
+                try:
+                    source.remove(entry)
+                except ValueError:  # the sender took it meanwhile: it counts it
+                    break
+                if entry.body is not None:
+                    self._cached = max(self._cached - len(entry.body), 0)
+                self._ledger.resolve(entry, dropped=True)
+                break
+        self._warn(
+            "spool-full",
+            "llmtap: spool over %d bytes (spool_max_bytes): dropped its oldest batches;"
+            " %d events of this process dropped so far%s",
+            spool.max_bytes,
+            self._ledger.dropped,
+            f", and {others} events other processes left" if others else "",
+        )
 
     # -- the sender's thread: spooled batches -> the server ---------------------------------
 
+    def _adopt(self, spool: Spool) -> None:
+        try:
+            entries = spool.adopt()
+        except OSError as exc:
+            self._warn("spool-read", "llmtap: cannot read the spool: %s", exc)
+            return
+        self._ledger.adopt(entries)
+        self._adopted.extend(entries)
+
     def _send_loop(self) -> None:
         backoff = 0.0  # seconds to wait after a failure; 0 while the server takes batches
-        failed_at = 0.0
+        failed_at = delay = 0.0
         adopted = self._adopted  # batches other processes left, oldest first
         adopt_at = time.monotonic() + _ADOPT_EVERY  # the builder adopted at start
         while True:
-            if self._stopping and not self._building and not self._queue:
-                self._close_http()
+            if self._stopping and not self._ledger.building and not self._queue:
+                self._poster.close()
                 self._sender = None
                 self._notify()
                 return
@@ -334,66 +375,54 @@ class Exporter:
             spool = self._spool
             if spool is not None and now >= adopt_at and not self._outbox:
                 adopt_at = now + _ADOPT_EVERY
-                try:
-                    adopted.extend(spool.adopt())
-                except OSError as exc:
-                    warn_limited("spool-read", "llmtap: cannot read the spool: %s", exc)
+                self._adopt(spool)
             source = self._outbox if self._outbox else adopted
             # A flush waiting shortens the back-off, so it can succeed within its bound.
-            delay = min(backoff, 0.1) if self._hurry else backoff
-            if not source or now < failed_at + delay:
-                timeout = failed_at + delay - now if source else _ADOPT_EVERY
-                self._send_wake.wait(max(timeout, 0.001))
+            wait = failed_at + (min(delay, 0.1) if self._hurry else delay) - now
+            if not source or wait > 0:
+                self._send_wake.wait(max(wait if source else _ADOPT_EVERY, 0.001))
                 self._send_wake.clear()
                 continue
-            outcome = self._send(source[0])
+            try:
+                # Taken out while it is sent, so that the builder's side (dropping the oldest
+                # batches of a full spool) never takes a batch from under the sender.
+                entry = source.popleft()
+            except IndexError:  # dropped meanwhile
+                continue
+            outcome, refused = self._send(entry)
             if outcome == "retry":
+                source.appendleft(entry)
                 backoff = min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX)
+                # Jitter: many processes retrying a restarted server do not come in step.
+                delay = backoff * (1 + random.random())
                 failed_at = time.monotonic()
                 continue
-            backoff = 0.0
-            entry = source.popleft()
+            backoff = delay = 0.0
             if entry.path is not None and entry.body is not None and source is self._outbox:
                 self._cached = max(self._cached - len(entry.body), 0)
             if outcome == "split":
                 self._split(entry, source)
-            if spool is not None:
-                spool.remove(entry)
+            else:
+                self._ledger.resolve(entry, failed=refused, dropped=outcome == "gone")
+                if spool is not None:
+                    spool.remove(entry)
             self._notify()
 
-    def _send(self, entry: Entry) -> str:
-        """Post one batch: "done" (acknowledged, or rejected for good), "retry", or "split"
-        (too large for the server)."""
+    def _send(self, entry: Entry) -> tuple[Outcome, int]:
+        """Post one batch: ("done", events the server refused), ("retry", 0), ("split", 0) when
+        too large for the server, or ("gone", 0) when its file is damaged or gone."""
         body = entry.body
         if body is None:
             assert self._spool is not None
             body = self._spool.read(entry)
             if body is None:
-                return "done"  # damaged or gone: nothing to send
-        outcome = self._post(_PATHS[entry.kind], body, entry.count)
-        if outcome == "done":
-            self.delivered += entry.count
-        return outcome
-
-    def _post(self, path: str, body: bytes, count: int) -> str:
-        if self._http is None:
-            self._http = httpx2.Client(timeout=httpx2.Timeout(10.0, connect=2.0))
-        try:
-            response = self._http.post(self._url + path, content=body, headers=self._headers)
-        except httpx2.HTTPError as exc:
-            warn_limited("unreachable", "llmtap: server %s unreachable: %s", self._url, exc)
-            return "retry"
-        status = response.status_code
-        if status in _RETRY_STATUS:
-            warn_limited("retry-status", "llmtap: server answered %d, will retry", status)
-            return "retry"
-        if status == 413 and path == _PATHS[KIND_EVENTS] and count > 1:
-            return "split"
-        if status >= 300 or _has_errors(response):
-            _log_rejection(response, count)
-            if status >= 300:
-                self.failed += count
-        return "done"
+                self._warn(
+                    "spool-gone",
+                    "llmtap: a spooled batch of %d events was damaged or removed: dropped",
+                    entry.count,
+                )
+                return "gone", 0
+        return self._poster.post(_PATHS[entry.kind], body, entry.count)
 
     def _split(self, entry: Entry, source: deque[Entry]) -> None:
         """Replace a batch the server found too large by its two halves, in its place."""
@@ -401,24 +430,29 @@ class Exporter:
         if body is None and self._spool is not None:
             body = self._spool.read(entry)
         if body is None:
+            self._ledger.resolve(entry, dropped=True)
             return
-        events = [_json(e) for e in json.loads(body)["events"]]
+        try:
+            events = [_json(e) for e in json.loads(body)["events"]]
+        except (ValueError, KeyError, TypeError):  # not a batch of events: refused for good
+            events = []
+        if self._spool is not None:
+            self._spool.remove(entry)
+        if len(events) < 2:  # cannot be split (a single event too large is refused as such)
+            self._ledger.resolve(entry, failed=entry.count)
+            return
         half = len(events) // 2
+        halves = []
         for part in (events[half:], events[:half]):
             payload = b'{"events":[' + b",".join(part) + b"]}"
-            spool = self._spool
-            new = None
-            if spool is not None:
-                try:
-                    new = spool.write(KIND_EVENTS, payload, len(part))
-                except OSError:
-                    new = None
-            source.appendleft(new or Entry(KIND_EVENTS, len(part), len(payload), None, payload))
+            halves.append(self._store(KIND_EVENTS, payload, len(part)))
+        self._ledger.replace(entry, halves)
+        for half_entry in halves:
+            source.appendleft(half_entry)
 
-    def _close_http(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+    def _warn(self, kind: str, message: str, *args: Any) -> None:
+        # Rate-limited per exporter: one server's trouble does not hide another's.
+        warn_limited(f"{kind}@{id(self)}", message, *args)
 
 
 def _json(value: Any) -> bytes:
@@ -435,66 +469,3 @@ def _event_json(call: Call) -> bytes:
         event["truncated"] = sorted(cut)
         data = _json(event)
     return data
-
-
-def _has_errors(response: httpx2.Response) -> bool:
-    try:
-        return bool(response.json().get("errors"))
-    except ValueError:
-        return False
-
-
-def _log_rejection(response: httpx2.Response, count: int) -> None:
-    try:
-        detail = response.json()
-    except ValueError:
-        detail = {"error": response.text[:200]}
-    warn_limited(
-        f"rejected-{response.status_code}",
-        "llmtap: server rejected events (%d sent, HTTP %d): %s %s",
-        count,
-        response.status_code,
-        detail.get("error"),
-        (detail.get("errors") or [])[:3],
-    )
-
-
-# -- one exporter per server and key, flushed at exit --------------------------------------
-
-_exporters: dict[tuple[str, str | None], Exporter] = {}
-_registry_lock = threading.Lock()
-
-
-def exporter_for(settings: Settings) -> Exporter:
-    """The exporter shared by every client that sends to this server with this key."""
-    key = (settings.url, settings.api_key)
-    exporter = _exporters.get(key)
-    if exporter is None:
-        with _registry_lock:
-            exporter = _exporters.get(key)
-            if exporter is None:
-                exporter = _exporters[key] = Exporter(settings)
-    return exporter
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    exporters = [e for e in list(_exporters.values()) if e._builder is not None or e._pending()]
-    if not exporters:
-        return
-    deadline = time.monotonic() + max(e.settings.flush_timeout for e in exporters)
-    for exporter in exporters:
-        try:
-            exporter.close(max(0.0, deadline - time.monotonic()))
-        except Exception as exc:  # at exit, never raise
-            log.log(logging.DEBUG, "llmtap: error while flushing at exit: %r", exc)
-
-
-def _after_fork_in_child() -> None:
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for exporter in list(_exporters.values()):
-        exporter._reset()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

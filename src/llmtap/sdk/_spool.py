@@ -13,12 +13,21 @@ dropped, never sent half.
 File names (sorted by age): ``{time_ns}-{events}-{random}.batch``, unclaimed; with
 ``.{pid}`` appended, claimed by that process. A claim whose process is gone is taken over.
 Temporary files start with ``.tmp-{pid}-``.
+
+The batches hold prompts and personal data (unless redaction is on), so they are private: the
+folder is created readable by its owner only (0700) and its files 0600; a folder that another
+user owns or can write to, or that is a symbolic link, is refused (the exporter then keeps
+undelivered events in memory); files are opened without following symbolic links, and a file
+that is not a regular one of ours is never adopted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import secrets
+import stat
 import struct
 import sys
 import time
@@ -26,7 +35,17 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KIND_EVENTS", "KIND_FEEDBACK", "Entry", "Spool", "decode", "default_dir", "encode"]
+__all__ = [
+    "KIND_EVENTS",
+    "KIND_FEEDBACK",
+    "Entry",
+    "Spool",
+    "SpoolRefused",
+    "decode",
+    "default_dir",
+    "encode",
+    "spool_directory",
+]
 
 KIND_EVENTS = 1
 KIND_FEEDBACK = 2
@@ -37,6 +56,13 @@ _SUFFIX = ".batch"
 _TMP = ".tmp-"
 # A temporary file this old belongs to a write that will never finish.
 _STALE_TMP_SECONDS = 3600.0
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # not on Windows, which has no such symlink attack
+_BINARY = getattr(os, "O_BINARY", 0)
+_UID = os.getuid() if hasattr(os, "getuid") else None
+
+
+class SpoolRefused(PermissionError):
+    """The spool folder is not safe to keep private data in."""
 
 
 def encode(kind: int, payload: bytes) -> bytes:
@@ -68,6 +94,14 @@ def default_dir() -> Path:
     return base / "llmtap" / "spool"
 
 
+def spool_directory(url: str, api_key: str | None, spool_dir: str | None) -> Path:
+    """The spool folder of a server and key: shared by every process sending there with that
+    key, so that one takes over what another left."""
+    key = f"{url}\0{api_key or ''}".encode()
+    base = Path(spool_dir) if spool_dir else default_dir()
+    return base / hashlib.sha256(key).hexdigest()[:16]
+
+
 @dataclass
 class Entry:
     """One batch waiting to be sent: a file in the spool (``path``), or only in memory when
@@ -78,6 +112,31 @@ class Entry:
     size: int
     path: Path | None = None
     body: bytes | None = None
+    owner: int | None = None  # for a batch dropped from the spool: the process it was claimed by
+
+
+def _private_dir(directory: Path) -> None:
+    """Create ``directory`` readable by its owner only, or check an existing one is: a real
+    folder (not a symbolic link) of this user's, which no other user can write to, in a parent
+    no other user can rename it in. SpoolRefused when it is not."""
+    directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise SpoolRefused(f"{directory} is not a folder (a symbolic link is not followed)")
+    if _UID is None:
+        return
+    if info.st_uid != _UID:
+        raise SpoolRefused(f"{directory} belongs to another user (uid {info.st_uid})")
+    if info.st_mode & 0o022:
+        raise SpoolRefused(f"{directory} can be written by other users")
+    if info.st_mode & 0o077:
+        os.chmod(directory, 0o700)  # ours, but readable by others (made by an older version)
+    parent = os.stat(directory.parent)
+    others_write = parent.st_mode & 0o002 or parent.st_uid not in (_UID, 0)
+    if others_write and not parent.st_mode & stat.S_ISVTX:
+        raise SpoolRefused(f"another user can replace {directory} (its parent is not private)")
 
 
 def _alive(pid: int) -> bool:
@@ -114,9 +173,13 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.pid = os.getpid()
-        self.dropped = 0  # events dropped because the spool was full
-        directory.mkdir(parents=True, exist_ok=True)
-        self.bytes = sum(p.stat().st_size for p in self._files())
+        _private_dir(directory)
+        self.bytes = 0
+        for path in self._files():
+            try:
+                self.bytes += _size(path)
+            except FileNotFoundError:  # sent meanwhile by another process
+                continue
 
     def _files(self) -> list[Path]:
         try:
@@ -124,39 +187,43 @@ class Spool:
         except FileNotFoundError:
             return []
 
-    def write(self, kind: int, payload: bytes, count: int) -> Entry:
-        """Put a batch in the spool, claimed by this process; its entry. OSError when the
-        disk will not take it."""
+    def write(self, kind: int, payload: bytes, count: int) -> tuple[Entry, list[Entry]]:
+        """Put a batch in the spool, claimed by this process: its entry, and the batches
+        dropped to make room for it (oldest first). OSError when the disk will not take it."""
         data = encode(kind, payload)
-        if self.bytes + len(data) > self.max_bytes:
-            self._make_room(len(data))
+        evicted = self._make_room(len(data)) if self.bytes + len(data) > self.max_bytes else []
         token = secrets.token_hex(4)
         tmp = self.directory / f"{_TMP}{self.pid}-{token}"
         final = self.directory / f"{time.time_ns():020d}-{count}-{token}{_SUFFIX}.{self.pid}"
         try:
-            with open(tmp, "wb") as f:
+            # O_EXCL: never write through a file (or link) someone put there.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
+            with os.fdopen(os.open(tmp, flags, 0o600), "wb") as f:
                 f.write(data)
             os.replace(tmp, final)
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
         self.bytes += len(data)
-        return Entry(kind, count, len(data), final, payload)
+        return Entry(kind, count, len(data), final, payload), evicted
 
-    def _make_room(self, needed: int) -> None:
-        """Drop the oldest batches until ``needed`` more bytes fit."""
+    def _make_room(self, needed: int) -> list[Entry]:
+        """Drop the oldest batches until ``needed`` more bytes fit; the dropped ones."""
+        evicted = []
         for path in self._files():
             if self.bytes + needed <= self.max_bytes:
-                return
+                break
             parsed = _parse(path.name)
             try:
-                size = path.stat().st_size
+                size = _size(path)
                 path.unlink()
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or not a file (a folder by that name)
                 continue
             self.bytes -= size
-            self.dropped += parsed[1] if parsed else 0
+            if parsed is not None:
+                evicted.append(Entry(KIND_EVENTS, parsed[1], size, path, None, parsed[2]))
         self.bytes = max(self.bytes, 0)
+        return evicted
 
     def read(self, entry: Entry) -> bytes | None:
         """The payload of a claimed entry; None when its file is gone or damaged (then it is
@@ -165,9 +232,14 @@ class Spool:
             return entry.body
         assert entry.path is not None
         try:
-            data = entry.path.read_bytes()
+            fd = os.open(entry.path, os.O_RDONLY | _NOFOLLOW | _BINARY)
         except FileNotFoundError:
             return None
+        except OSError:  # a symbolic link where a batch was: not ours to read
+            data = b""
+        else:
+            with os.fdopen(fd, "rb") as f:
+                data = f.read() if stat.S_ISREG(os.fstat(fd).st_mode) else b""
         decoded = decode(data)
         if decoded is None:
             self.remove(entry)
@@ -205,6 +277,12 @@ class Spool:
             stale = sys.platform == "win32" and now - _mtime(path) > _STALE_TMP_SECONDS
             if owner is not None and _alive(owner) and not stale:
                 continue
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(info.st_mode) or (_UID is not None and info.st_uid != _UID):
+                continue  # a link, or another user's file: never sent as ours
             claimed = self.directory / f"{base}{_SUFFIX}.{self.pid}"
             try:
                 os.replace(path, claimed)
@@ -224,7 +302,13 @@ class Spool:
         pid = path.name[len(_TMP) :].split("-")[0]
         gone = pid.isdigit() and int(pid) != self.pid and not _alive(int(pid))
         if gone or now - _mtime(path) > _STALE_TMP_SECONDS:
-            path.unlink(missing_ok=True)
+            # Not a file (a folder by that name) is not ours to clean.
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    return os.lstat(path).st_size
 
 
 def _mtime(path: Path) -> float:

@@ -1,0 +1,222 @@
+"""Losing an event is never silent: the exporter counts every event in one state
+(``client.stats()``), exactly, and logs every loss. Bursts go past the memory queue and past
+the spool's limit with the server down, then the server comes up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llmtap
+from llmtap.fake_provider import FakeProvider
+
+from ._clients import record_calls
+from .conftest import Project, free_port, start_server, stop_server, tap_config
+from .faults import FaultProxy
+
+
+@pytest.fixture
+def down(project: Project) -> Iterator[FaultProxy]:
+    """The project's server behind a proxy that is not listening yet: ``.start()`` brings
+    the server up."""
+    proxy = FaultProxy(project.server.url)
+    yield proxy
+    proxy.stop()
+
+
+def tapped(provider: FakeProvider, project: Project, url: str, **config: Any) -> llmtap.Client:
+    return llmtap.Client(
+        api_key="sk",
+        base_url=provider.base_url,
+        max_retries=0,
+        llmtap={**tap_config(project), "url": url, **config},
+    )
+
+
+def settled(client: llmtap.Client, done: Callable[[llmtap.ExportStats], bool]) -> Any:
+    """The client's stats once ``done`` holds of them (the builder works in the background)."""
+    deadline = time.monotonic() + 30
+    while True:
+        stats = client.stats()
+        assert stats.queued + stats.adopted == (
+            stats.delivered + stats.failed + stats.dropped + stats.pending
+        ), stats
+        if done(stats):
+            return stats
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.02)
+
+
+def stored(project: Project, name: str) -> int:
+    groups = project.server.get("/api/v1/stats", project.key, prompt_template_name=name).json()[
+        "groups"
+    ]
+    return int(groups[0]["count"]) if groups else 0
+
+
+def warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_ten_batches_wait_in_memory_and_the_queue_past_its_bound_drops_what_it_counts(
+    provider: FakeProvider, project: Project, down: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = tapped(provider, project, down.url, spool_max_bytes=0, max_queue=1000, batch_size=100)
+    try:
+        record_calls(client, 1000, "burst")
+        # Ten batches wait for a server that is down: none of them is dropped.
+        stats = settled(client, lambda s: s.pending == 1000)
+        assert (stats.queued, stats.dropped, stats.delivered, stats.spooled) == (1000, 0, 0, 0)
+        assert not warnings(caplog, "dropped")
+
+        record_calls(client, 500, "late")  # past max_queue: each one dropped, and counted
+        stats = settled(client, lambda s: s.queued == 1500)
+        assert (stats.pending, stats.dropped, stats.failed) == (1000, 500, 0)
+        [warning] = warnings(caplog, "memory queue full")
+        assert "max_queue 1000" in warning and "1 events dropped so far" in warning
+
+        down.start()  # the server comes up
+        assert client.flush(60)
+        stats = client.stats()
+        assert (stats.delivered, stats.dropped, stats.pending, stats.failed) == (1000, 500, 0, 0)
+        assert (stored(project, "burst"), stored(project, "late")) == (1000, 0)
+    finally:
+        client.close()
+
+
+def spooled_events(spool: Path) -> int:
+    return sum(int(p.name.split("-")[1]) for p in spool.rglob("*.batch*"))
+
+
+def test_a_full_spool_drops_its_oldest_batches_counted_and_logged(
+    provider: FakeProvider,
+    project: Project,
+    down: FaultProxy,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    limit = 40_000  # a few batches of 10 events
+    client = tapped(
+        provider,
+        project,
+        down.url,
+        spool_dir=str(tmp_path),
+        spool_max_bytes=limit,
+        batch_size=10,
+    )
+    try:
+        record_calls(client, 300, "spill")
+        stats = settled(client, lambda s: s.queued == 300 and s.pending == s.spooled)
+        assert stats.dropped > 0 and stats.pending > 0, stats
+        assert stats.dropped + stats.pending == 300
+        # What the stats say waits in the spool is what its files hold, within its limit.
+        assert spooled_events(tmp_path) == stats.spooled
+        assert sum(p.stat().st_size for p in tmp_path.rglob("*.batch*")) <= limit
+        [warning] = warnings(caplog, "spool over")
+        assert f"spool over {limit} bytes" in warning
+
+        down.start()
+        assert client.flush(60)
+        after = client.stats()
+        assert (after.delivered, after.dropped, after.pending) == (stats.pending, stats.dropped, 0)
+        assert stored(project, "spill") == stats.pending  # the newest ones
+        assert spooled_events(tmp_path) == 0
+    finally:
+        client.close()
+
+
+def test_events_the_server_refuses_are_counted_failed_and_logged(
+    provider: FakeProvider, project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = tapped(provider, project, project.server.url, api_key="lt_not-a-key")
+    try:
+        record_calls(client, 7, "refused")
+        assert client.flush(30)  # nothing left to send: refused for good
+        stats = client.stats()
+        assert (stats.queued, stats.failed, stats.delivered, stats.pending) == (7, 7, 0, 0)
+        assert warnings(caplog, "HTTP 401")
+    finally:
+        client.close()
+
+
+def test_clients_with_other_delivery_settings_get_their_own_exporter(
+    provider: FakeProvider, project: Project
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    first = tapped(provider, project, closed, spool_max_bytes=0, flush_timeout=0.1)
+    small = first.with_options(llmtap={"max_queue": 2})
+    same = tapped(provider, project, closed, spool_max_bytes=0, flush_timeout=0.1)
+    try:
+        record_calls(small, 5, "small")
+        record_calls(first, 3, "first")
+        # The copy's bound is its own: it dropped 3 of its 5; the first client dropped none.
+        assert (small.stats().queued, small.stats().dropped) == (5, 3)
+        assert (first.stats().queued, first.stats().dropped) == (3, 0)
+        assert same.stats() == first.stats()  # the same settings share one exporter
+    finally:
+        for client in (first, small, same):
+            client.close()
+
+
+EXIT_SCRIPT = """
+import sys, llmtap
+from llmtap.fake_provider import FakeProvider
+provider = FakeProvider().start()
+client = llmtap.Client(api_key="sk", base_url=provider.base_url, llmtap={
+    "url": sys.argv[1], "api_key": "k", "spool_max_bytes": 0, "max_queue": 5,
+    "flush_timeout": 0.2})
+for i in range(8):
+    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+"""
+
+
+def test_what_is_lost_is_summed_up_at_exit() -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(EXIT_SCRIPT), closed],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (
+        "llmtap: of 8 events, 0 delivered, 3 dropped, 0 refused by the server, 5 lost at exit,"
+        " 0 left in the spool for the next run" in run.stderr
+    ), run.stderr
+
+
+def test_a_batch_too_large_is_split_and_an_event_too_large_refused(
+    provider: FakeProvider, tmp_path: Path
+) -> None:
+    server = start_server(tmp_path, env={"LLMTAP_MAX_BODY_BYTES": "30000"})
+    key = server.new_key()
+    client = llmtap.Client(
+        api_key="sk",
+        base_url=provider.base_url,
+        max_retries=0,
+        llmtap={"url": server.url, "api_key": key, "batch_size": 40, "flush_interval": 60},
+    )
+    try:
+        words = " ".join(["word"] * 400)  # ~2 KB a prompt, ~4 KB an event: 40 of them ~160 KB
+        for i in range(39):
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": f"{i} {words}"}]
+            )
+        client.chat.completions.create(  # over the limit alone: cannot be split
+            model="m", messages=[{"role": "user", "content": "x" * 40_000}]
+        )
+        assert client.flush(60)
+        stats = client.stats()
+        assert (stats.queued, stats.delivered, stats.failed, stats.pending) == (40, 39, 1, 0)
+        stored = Project(key, server).events(limit="100")
+        assert len(stored) == 39
+    finally:
+        client.close()
+        stop_server(server)
