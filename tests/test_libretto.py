@@ -309,3 +309,11 @@ def test_streaming_is_passed_through_and_recorded(env: Project) -> None:
     event = only_event(env)
     assert event["output_text"] == text
     assert event["usage"]["output_tokens"] > 0
+
+
+def test_libretto_config_repr_masks_the_key() -> None:
+    from llmtap.libretto import LibrettoConfig
+
+    config = LibrettoConfig(api_key="lt_0123456789abcdefghijklmnop", chat_id="c-1")
+    assert "lt_0123456789abcdefghijklmnop" not in repr(config)
+    assert "api_key='lt_012…'" in repr(config) and "chat_id='c-1'" in repr(config)

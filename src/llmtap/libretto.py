@@ -36,6 +36,7 @@ from typing import Any
 from .sdk import AsyncClient as _AsyncClient
 from .sdk import CallParams, Config, TemplateChat, TemplateText
 from .sdk import Client as _Client
+from .sdk._config import _repr_with_key_masked
 
 __all__ = [
     "FEEDBACK_KEY_FIELD",
@@ -65,6 +66,8 @@ class LibrettoConfig:
     redact_pii: bool = False
     chat_id: str | None = None
     url: str | None = None  # the llmtap server; else LLMTAP_URL (not in Libretto's API)
+
+    __repr__ = _repr_with_key_masked
 
     @classmethod
     def coerce(cls, value: LibrettoConfig | Mapping[str, Any] | None) -> LibrettoConfig:
