@@ -37,7 +37,7 @@ from llmtap.store import open_store
 
 from .conftest import Project, Server, start_server, stop_server, tap_config
 from .hostile import KINDS, Findings, inspect_page, payload, payloads
-from .test_dashboard_http import login
+from .test_dashboard_http import csrf_of, login
 from .test_server import event, post_events
 
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
@@ -53,6 +53,7 @@ class Seeded:
     template_names: list[str] = field(default_factory=list)
     chat_ids: list[str] = field(default_factory=list)
     chain_ids: list[str] = field(default_factory=list)
+    invite_tokens: list[str] = field(default_factory=list)
     fields: set[str] = field(default_factory=set)
     # Payloads no page can show: an event id with a slash (the `</script>` one) has no page of
     # its own, and elsewhere it is only in links (quoted). Still checked for leaks everywhere.
@@ -239,7 +240,44 @@ def _seed(server: Server, provider: FakeProvider) -> Seeded:
             seed.projects.append(name)
             other = Project(server.new_key(name), server)
             assert post_events(other, [event(model=payload("model", kind))]).status_code == 200
+    _invite(server, seed)
     return seed
+
+
+def _invite(server: Server, seed: Seeded) -> None:
+    """Invitations to the main project: one left open (its page shows the invited e-mail), one
+    taken by a user whose name the settings page lists."""
+    with login(server) as owner:
+        for kind in KINDS:
+            for email in (seed.tagged("invite_email", kind), None):
+                settings = owner.get("/settings")
+                made = owner.post(
+                    "/settings/invitations",
+                    data={
+                        "csrf_token": csrf_of(settings.text),
+                        "project": seed.projects[0],
+                        "role": "viewer",
+                        **({"email": email} if email else {}),
+                    },
+                )
+                assert made.status_code == 200, made.text
+                link = LexborHTMLParser(made.text).css_first("pre.key[data-copy]")
+                assert link is not None, made.text
+                token = link.text().rsplit("/invite/", 1)[1]
+                if email:
+                    seed.invite_tokens.append(token)
+                    continue
+                with httpx2.Client(base_url=server.url) as newcomer:
+                    page = newcomer.get(f"/invite/{token}")
+                    joined = newcomer.post(
+                        f"/invite/{token}",
+                        data={
+                            "csrf_token": csrf_of(page.text),
+                            "name": seed.tagged("user_name", kind),
+                            "password": "a long enough password",
+                        },
+                    )
+                assert joined.status_code == 303, joined.text
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +308,7 @@ def _page_paths(routes: list[BaseRoute], prefix: str = "") -> Iterator[str]:
 def _router_paths(tmp: Path) -> list[str]:
     store = open_store(str(tmp / "routes.db"))
     try:
-        return sorted(set(_page_paths(create_app(store, admin_token="routes").routes)))
+        return sorted(set(_page_paths(create_app(store, admin_token="routes-only-admin-token").routes)))
     finally:
         store.close()
 
@@ -283,6 +321,7 @@ def _path_values(seed: Seeded) -> dict[str, list[str]]:
         "event_id": [*seed.event_ids, missing],
         "name": [*seed.template_names, missing],
         "value": [*seed.chat_ids, *seed.chain_ids, missing],
+        "token": [*seed.invite_tokens, missing],
     }
 
 
@@ -391,6 +430,10 @@ def test_every_page_shows_every_payload_escaped(
         first = {route: path for route, path in reversed(list(_urls(paths, seed)))}
         for (route, path), query in itertools.product(first.items(), _queries(seed)):
             walk.fetch(browser, route, path, {"project": seed.projects[0], **query})
+    # And as a stranger: the pages open to anyone (log in, an invitation) matter most.
+    with httpx2.Client(base_url=server.url, headers={"accept": "text/html"}) as stranger:
+        for route, path in _urls(paths, seed):
+            walk.fetch(stranger, route, path, {})
     assert not walk.leaks, "\n".join(walk.leaks[:40])
     missing = sorted(
         f"{name} ({kind})"
