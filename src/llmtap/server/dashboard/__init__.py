@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import admin, analysis, pages
+from . import admin, analysis, forget, pages
 from .auth import AdminAuth, ensure_admin_token, login_redirect
 from .render import HERE, wants_json
 
@@ -45,6 +45,7 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/templates", _admin_only(analysis.templates_page)),
         Route("/templates/{name:path}", _admin_only(analysis.template_page)),
         Route("/events", _admin_only(pages.events_page)),
+        Route("/events/delete", _admin_only(forget.delete_form), methods=["POST"]),
         Route("/events/{event_id}", _admin_only(pages.event_page)),
         Route("/chats/{value:path}", _admin_only(pages.chat_page)),
         Route("/chains/{value:path}", _admin_only(pages.chain_page)),
