@@ -226,8 +226,9 @@ class Deletes:
         and their share of the stats, indexes and templates. Returns how many were deleted.
 
         Goes in chunks of ``CHUNK`` events, each its own transaction under the write lock, so
-        ingest waits at most one chunk. Events stored after the delete began are left alone
-        (unless they take the seq of one it deleted: see the module's docstring)."""
+        ingest waits at most one chunk. It takes the events stored when it began; one that
+        arrives meanwhile may go too if it matches, having taken the seq of one deleted (see
+        the module's docstring), never one that does not match."""
         f = f or EventFilter()
         deleted = 0
         through: int | None = None
