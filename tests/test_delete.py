@@ -252,7 +252,7 @@ def test_deleting_during_ingest_loses_nothing_else_and_counts_nothing_twice(
     server: Server,
 ) -> None:
     mine = Project(server.new_key(), server)
-    doomed = traffic(2500, seed=2)  # three chunks of the store's delete
+    doomed = traffic(2500, seed=2)  # five chunks of the store's delete
     for e in doomed:
         e["attributes"]["kind"] = "doomed"
     send(mine, doomed, [])
