@@ -373,24 +373,21 @@ def test_cli_delete_asks_first_and_deletes(server: Server, project: Project) -> 
     env = {"LLMTAP_URL": server.url, "LLMTAP_API_KEY": project.key}
     refused = llmtap_cli("events", "delete", **env)
     assert refused.returncode != 0 and "--all" in refused.stderr
-    no = subprocess.run(
-        [*LLMTAP, "events", "delete", "--chat-id", "cli-chat"],
-        input="n\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-    )
+
+    def answering(reply: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*LLMTAP, "events", "delete", "--chat-id", "cli-chat"],
+            input=reply,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+
+    no = answering("n\n")
     assert no.returncode == 1 and "Delete 3 event(s)" in no.stdout, no.stdout + no.stderr
     assert len(project.events()) == 4
-    yes = subprocess.run(
-        [*LLMTAP, "events", "delete", "--chat-id", "cli-chat"],
-        input="y\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-    )
+    yes = answering("y\n")
     assert yes.returncode == 0 and "3 event(s) deleted" in yes.stdout, yes.stderr
     by_id = llmtap_cli("events", "delete", "--id", events[3]["id"], "--id", "nope", "--yes", **env)
     assert by_id.returncode == 0 and "1 event(s) deleted" in by_id.stdout, by_id.stderr
