@@ -308,7 +308,9 @@ def _page_paths(routes: list[BaseRoute], prefix: str = "") -> Iterator[str]:
 def _router_paths(tmp: Path) -> list[str]:
     store = open_store(str(tmp / "routes.db"))
     try:
-        return sorted(set(_page_paths(create_app(store, admin_token="routes-only-admin-token").routes)))
+        return sorted(
+            set(_page_paths(create_app(store, admin_token="routes-only-admin-token").routes))
+        )
     finally:
         store.close()
 

@@ -304,3 +304,18 @@ class Api:
     def delete_price(self, model: str, since: datetime | str | None = None) -> dict[str, Any]:
         params = _params({"model": model, "since": since})
         return self._answer(self._http.delete("/api/v1/prices", params=params))  # type: ignore[no-any-return]
+
+    def delete_event(self, event_id: str) -> dict[str, Any]:
+        """Delete one event, with its feedback (an admin key): ``{"ok": true, "deleted": 1}``;
+        ``ApiError`` 404 when the project has no such event."""
+        from urllib.parse import quote
+
+        path = f"/api/v1/events/{quote(event_id, safe='')}"
+        return self._answer(self._http.delete(path))  # type: ignore[no-any-return]
+
+    def delete_events(self, *, all: bool = False, **filters: Any) -> dict[str, Any]:
+        """Delete the events the filters select (those of ``events()``), with their feedback
+        (an admin key); no filter deletes nothing unless ``all=True``. Answers
+        ``{"ok": true, "deleted": N}``."""
+        params = _params({**filters, "all": all or None})
+        return self._answer(self._http.delete("/api/v1/events", params=params))  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ from ..settings import resolve
 from ..store import Store
 from .auth import KeyCache
 from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
+from .delete import delete_event, delete_events
 from .errors import ApiError, Errors
 from .ingest import receive_events, receive_feedback
 from .openapi import serve_openapi
@@ -114,7 +115,9 @@ def create_app(
             Route("/healthz", healthz),
             Route("/api/v1/events", receive_events, methods=["POST"]),
             Route("/api/v1/events", list_events, methods=["GET"]),
+            Route("/api/v1/events", delete_events, methods=["DELETE"]),
             Route("/api/v1/events/{event_id}", get_event, methods=["GET"]),
+            Route("/api/v1/events/{event_id}", delete_event, methods=["DELETE"]),
             Route("/api/v1/feedback", receive_feedback, methods=["POST"]),
             Route("/api/v1/openapi.json", serve_openapi),
             Route("/api/v1/stats", get_stats, methods=["GET"]),

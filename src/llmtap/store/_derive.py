@@ -45,8 +45,10 @@ __all__ = [
     "backfill",
     "derive_events",
     "derived_through",
+    "event_keys",
     "install",
     "plan",
+    "ratings",
     "reprice",
     "searchable_text",
     "set_derived_through",
@@ -338,7 +340,7 @@ def plan(
     )
     dims_cols = [col[d] for d in DIMS]
     name_col, revision_col = col["prompt_template_name"], col["template_revision"]
-    ratings = _ratings(conn, [(r[p_col], r[fk_col]) for _, r, _ in fresh])
+    rated = ratings(conn, [(r[p_col], r[fk_col]) for _, r, _ in fresh])
     groups: dict[tuple[Any, ...], _Group] = {}
     attr_rows: list[tuple[Any, ...]] = []
     text_rows: list[tuple[int, str]] = []
@@ -358,7 +360,7 @@ def plan(
             group = groups[key] = _Group()
         cost = r[cost_col]
         group.add(r[status_col], r[in_col], r[out_col], cost, r[lat_col], r[ttft_col])
-        rating = ratings.get((project_id, r[fk_col]))
+        rating = rated.get((project_id, r[fk_col]))
         if rating is not None:
             group.rating_sum += rating[0]
             group.rating_n += rating[1]
@@ -476,7 +478,7 @@ def _aggregate(
     return acc.params()
 
 
-def _ratings(
+def ratings(
     conn: sqlite3.Connection, keys: list[tuple[int, str | None]]
 ) -> dict[tuple[int, str], tuple[float, int]]:
     """Ratings already stored for feedback keys (feedback may arrive before its event)."""
@@ -496,7 +498,7 @@ def _ratings(
     return out
 
 
-def _event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[AggKey]:
+def event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[AggKey]:
     """The aggregate rows a stored event counts in."""
     row = conn.execute(
         f"SELECT started_us, {', '.join(DIMS)} FROM events WHERE seq = ?", (seq,)
@@ -520,7 +522,7 @@ def after_feedback(
 ) -> None:
     """Count a rating in the aggregates of the event(s) it rates. A rating for an event not
     derived yet (not stored, or stored after the watermark) is counted when the event is
-    (see ``_ratings``)."""
+    (see ``ratings``)."""
     if rating is None:
         return
     acc = _Acc()
@@ -528,7 +530,7 @@ def after_feedback(
         "SELECT seq FROM events WHERE project_id = ? AND feedback_key = ? AND seq <= ?",
         (project_id, feedback_key, derived_through(conn)),
     ).fetchall():
-        acc.add(_event_keys(conn, project_id, seq), rating_sum=rating, rating_n=1)
+        acc.add(event_keys(conn, project_id, seq), rating_sum=rating, rating_n=1)
     acc.flush(conn)
 
 
@@ -555,7 +557,7 @@ def reprice(
         if has_usage(body):
             unpriced_delta += int(new is None) - int(old is None)
         acc.add(
-            _event_keys(conn, project_id, seq),
+            event_keys(conn, project_id, seq),
             cost=(new or 0.0) - (old or 0.0),
             priced=int(new is not None) - int(old is not None),
         )

@@ -37,6 +37,7 @@ from . import _derive, _hist
 from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS, KeyInfo
+from ._delete import Deletes, deleted_epoch
 from ._facts import Facts, facts_of_body
 from ._migrations import migrate_sqlite
 from ._queries import Queries, _event_out
@@ -128,7 +129,7 @@ class _Pending:
         self.error: BaseException | None = None
 
 
-class SQLiteStore(Queries):
+class SQLiteStore(Queries, Deletes):
     backend = "sqlite"
     _write_lock: _WriteLock
 
@@ -146,6 +147,7 @@ class SQLiteStore(Queries):
         self._local = threading.local()
         self._ids = _derive.IdCache()
         self._underived: list[_Underived] = []  # under the write lock
+        self._epoch = "0"  # of the deletes _underived knows of (see _delete)
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         # Ingest touches pages all over the indexes, aggregates and text index: a page cache of
@@ -366,6 +368,9 @@ class SQLiteStore(Queries):
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
+            epoch = deleted_epoch(conn)
+            if epoch != self._epoch:  # a delete may have freed seqs we hold: read the file
+                self._underived, self._epoch = [], epoch
             done = _derive.derived_through(conn)
             (last,) = conn.execute(_MAX_SEQ).fetchone()
             todo = [item for item in self._underived if done < item[0] <= last]

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import admin, analysis, pages, users
+from . import admin, analysis, forget, pages, users
 from .auth import AdminAuth, ensure_admin_token, logged_in_user, login_redirect
 from .render import HERE, error_page, wants_json
 
@@ -52,6 +52,7 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/templates", _logged_in(analysis.templates_page)),
         Route("/templates/{name:path}", _logged_in(analysis.template_page)),
         Route("/events", _logged_in(pages.events_page)),
+        _form("/events/delete", forget.delete_form),
         Route("/events/{event_id}", _logged_in(pages.event_page)),
         Route("/chats/{value:path}", _logged_in(pages.chat_page)),
         Route("/chains/{value:path}", _logged_in(pages.chain_page)),

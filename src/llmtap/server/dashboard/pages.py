@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 # Query parameters that steer the page, not the event filter.
-_PAGE_PARAMS = {"project", "format", "attr"}
+_PAGE_PARAMS = {"project", "format", "attr", "deleted"}
+# Parameters that page through or order the list, not choose its events.
+_LISTING = {"sort", "cursor", "limit"}
 
 
 class Context:
@@ -77,6 +79,12 @@ async def events_page(request: Request) -> Response:
     # One line per event: summaries, not the bodies (which can be megabytes each).
     page = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f, True)
     data = {"project": project["name"], "filters": params, **page}
+    # "Delete N matching events": only under a filter (the page never offers to wipe a project).
+    selecting = {k: v for k, v in params.items() if k not in _LISTING}
+    matching = None
+    if selecting:
+        answer = await run_in_threadpool(ctx.store.stats, project["id"], f, [])
+        matching = sum(g["count"] for g in answer["groups"])
     next_url = None
     if page["next_cursor"]:
         query = dict(request.query_params)
@@ -89,6 +97,8 @@ async def events_page(request: Request) -> Response:
         projects=projects,
         next_url=next_url,
         attr=request.query_params.get("attr", ""),
+        selecting=selecting,
+        matching=matching,
         title="Events",
     )
 
