@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import atexit
+import html
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -101,6 +103,16 @@ class Server:
     ) -> httpx2.Response:
         headers = {**(headers or {}), **({"authorization": f"Bearer {key}"} if key else {})}
         return httpx2.post(self.url + path, headers=headers, **kwargs)
+
+
+def error_message(response: httpx2.Response) -> str:
+    """The error a response carries: the JSON shape's ``error``, or, on a dashboard error page
+    (what a browser is answered), the message the page shows."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return str(response.json()["error"])
+    match = re.search(r'<p class="error" role="alert">(.*?)</p>', response.text, re.S)
+    assert match, response.text[:500]
+    return html.unescape(match.group(1))
 
 
 def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:

@@ -99,7 +99,7 @@ def test_events_filters_change_the_table(
     page.goto(server.url + f"/events?project={name}")
     page.goto(shared)
     assert set(page.locator("table.events tbody .status").all_inner_texts()) == {"error"}
-    page.fill("input[name=prompt_template_name]", "explain-math")
+    page.fill("form.filters input[name=prompt_template_name]", "explain-math")
     page.select_option("select[name=status]", "")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**explain-math**")
@@ -163,7 +163,7 @@ def test_injected_script_shows_as_text(
     page.goto(server.url + "/events?" + query)
     assert_shown_as_text(page, XSS_PROMPT)
     assert XSS_PROMPT in page.locator("table.events").inner_text()
-    assert page.locator("input[name=prompt_template_name]").input_value() == XSS_NAME
+    assert page.locator("form.filters input[name=prompt_template_name]").input_value() == XSS_NAME
     # The feedback page: the answer given and the better one, each as the text it is.
     page.goto(server.url + "/feedback?" + urlencode({"project": name}))
     row = page.locator("table.events tbody tr", has_text="bold-name")

@@ -322,3 +322,30 @@ def test_async_client_records(provider: FakeProvider, project: Project) -> None:
     assert event["prompt_template_name"] == "async"
     assert event["feedback_key"] == key
     assert event["output_text"] == "echo: async hi"
+
+
+def test_sample_rate_records_about_that_share_and_leaves_random_alone(
+    provider: FakeProvider, project: Project
+) -> None:
+    """Half the calls recorded (binomial: 200 calls land within 60 to 140 but for odds of about
+    1e-8), every call answered; and the host program's seeded random sequence is not moved."""
+    import random
+
+    client = llmtap.Client(
+        api_key="sk", base_url=provider.base_url, llmtap=tap_config(project, sample_rate=0.5)
+    )
+    random.seed(1234)
+    state = random.getstate()
+    try:
+        for _ in range(200):
+            answer = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert answer.choices[0].message.content
+        assert random.getstate() == state
+        client.flush()
+    finally:
+        client.close()
+    recorded = len(project.events(limit=1000))
+    assert 60 <= recorded <= 140, recorded
+    assert client.stats().queued == recorded

@@ -42,6 +42,11 @@ from ._record import Call, FeedbackItem
 from ._spool import KIND_EVENTS, KIND_FEEDBACK, Entry, Spool, spool_directory
 from ._stats import ExportStats, Ledger
 
+# llmtap's own generator: drawing from the global one would change the host program's
+# random sequence (and its seeded reproducibility); and not a copy of it either, which forked
+# workers would share and retry in step with.
+_jitter = random.SystemRandom()
+
 __all__ = ["Exporter"]
 
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
@@ -394,7 +399,7 @@ class Exporter:
                 source.appendleft(entry)
                 backoff = min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX)
                 # Jitter: many processes retrying a restarted server do not come in step.
-                delay = backoff * (1 + random.random())
+                delay = backoff * (1 + _jitter.random())
                 failed_at = time.monotonic()
                 continue
             backoff = delay = 0.0

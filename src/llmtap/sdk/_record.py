@@ -26,6 +26,9 @@ from ._estimate import estimate_usage
 from ._extract import complete, output_and_usage, reassemble, shrink
 from ._templates import TemplateChat, TemplateText
 
+# Not the global generator: sampling must not move the host program's random sequence.
+_sampling = random.SystemRandom()
+
 __all__ = ["FEEDBACK_KEY_FIELD", "PARAMS_HEADER", "Call", "FeedbackItem", "begin", "error_info"]
 
 FEEDBACK_KEY_FIELD = "llmtap_feedback_key"
@@ -53,7 +56,7 @@ def begin(
     name = params.prompt_template_name or settings.prompt_template_name
     if name is None and not settings.allow_unnamed_prompts:
         return None
-    if settings.sample_rate < 1.0 and random.random() >= settings.sample_rate:
+    if settings.sample_rate < 1.0 and _sampling.random() >= settings.sample_rate:
         return None
     call = Call(settings, api, provider, kwargs, params, name)
     if kwargs.get("stream") is True and api in _USAGE_ON_REQUEST and settings.stream_usage:
