@@ -24,7 +24,9 @@ __all__ = [
     "EARLIEST",
     "EVENT_FIELDS",
     "LATEST",
+    "MAX_ATTRIBUTE_FILTERS",
     "MAX_DURATION_MS",
+    "MAX_GROUP_BY",
     "MAX_PRICE_PER_MTOK",
     "MAX_TEXT_CHARS",
     "MAX_TOKENS",
@@ -68,6 +70,9 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # started_at, and a price'
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 MAX_PRICE_PER_MTOK = 1_000_000.0  # USD per million tokens, in a price override
 MAX_TEXT_CHARS = 1_000_000  # a feedback's better_response
+# And of a query: each attribute filter or group is a subquery or join of its own.
+MAX_ATTRIBUTE_FILTERS = 20  # attributes.KEY=VALUE in one query
+MAX_GROUP_BY = 10  # fields in one group_by
 
 
 def _tokens() -> Any:

@@ -78,7 +78,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/api/v1/events", receive_events, methods=["POST"]),
             Route("/api/v1/events", list_events, methods=["GET"]),
-            Route("/api/v1/events/{event_id}", get_event, methods=["GET"]),
+            Route("/api/v1/events/{event_id:text}", get_event, methods=["GET"]),
             Route("/api/v1/feedback", receive_feedback, methods=["POST"]),
             Route("/api/v1/openapi.json", serve_openapi),
             Route("/api/v1/stats", get_stats, methods=["GET"]),

@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from markupsafe import Markup, escape
@@ -99,10 +99,10 @@ def _datetime_input(value: str | None) -> str:
         return ""
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # not a time, or before year 1 or after 9999 in UTC
         return ""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment.isoformat(timespec="seconds")
 
 
@@ -119,6 +119,12 @@ def page_url(path: str, project: str = "", **params: Any) -> str:
     return f"{path}?{urlencode(query)}" if query else path
 
 
+def _segment(value: Any) -> str:
+    """A value (an event id, a chat id, a template name: any text) as one path segment of a
+    URL: ``/``, ``?`` and ``#`` in it must not end the segment, the path or the URL."""
+    return quote(str(value), safe="")
+
+
 templates.env.globals["url"] = page_url
 templates.env.filters.update(
     pretty=_pretty,
@@ -126,6 +132,7 @@ templates.env.filters.update(
     short_time=_short_time,
     num=_num,
     cost=_cost,
+    segment=_segment,
     placeholders=highlight_placeholders,
     filled=highlight_filled,
 )
