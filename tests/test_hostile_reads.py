@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from llmtap.wire import MAX_TOKENS
 
-from .conftest import ADMIN_TOKEN, Server
-from .test_dashboard_http import csrf_of
+from .conftest import Server
+from .test_dashboard_http import login
 from .test_server import assert_error_shape, event
 
 STATS_GROUPINGS = [
@@ -48,11 +48,11 @@ class World:
         self.client = httpx2.Client(
             base_url=server.url, headers={"authorization": f"Bearer {self.key}"}, limits=limits
         )
+        with login(server) as logged_in:  # the suite's own way in; its session is kept
+            cookies = logged_in.cookies
         self.browser = httpx2.Client(
-            base_url=server.url, headers={"accept": "text/html"}, limits=limits
+            base_url=server.url, headers={"accept": "text/html"}, limits=limits, cookies=cookies
         )
-        csrf = csrf_of(self.browser.get("/login").text)
-        self.browser.post("/login", data={"csrf_token": csrf, "token": ADMIN_TOKEN, "next": "/"})
 
     def close(self) -> None:
         self.client.close()
@@ -254,8 +254,9 @@ def test_any_event_id_can_be_opened(world: World, eid: str) -> None:
         == e["id"]
     )
     # The list links to it by its quoted id, and the link opens it.
-    listing = world.page("/events").text
-    assert f'href="/events/{quote(e["id"], safe="")}?' in listing
+    link = f"/events/{quote(e['id'], safe='/')}?project={quote(world.name, safe='')}"
+    assert f'href="{link}"' in world.page("/events").text
+    assert world.browser.get(link + "&format=json").json()["event"]["id"] == e["id"]
 
 
 def test_price_overrides_are_bounded(world: World) -> None:

@@ -113,16 +113,13 @@ def _cost(value: float | None) -> str:
 
 
 def page_url(path: str, project: str = "", **params: Any) -> str:
-    """A dashboard URL that keeps the project."""
+    """A dashboard URL that keeps the project. ``path`` may end in an id or a name as sent
+    (``'/chats/' ~ e.chat_id``): it is quoted, so a ``?``, ``#`` or ``%`` in one stays in the
+    path instead of starting a query or a fragment."""
+    path = quote(path, safe="/")
     query = {"project": project, **params}
     query = {k: v for k, v in query.items() if v not in (None, "")}
     return f"{path}?{urlencode(query)}" if query else path
-
-
-def _segment(value: Any) -> str:
-    """A value (an event id, a chat id, a template name: any text) as one path segment of a
-    URL: ``/``, ``?`` and ``#`` in it must not end the segment, the path or the URL."""
-    return quote(str(value), safe="")
 
 
 templates.env.globals["url"] = page_url
@@ -132,7 +129,6 @@ templates.env.filters.update(
     short_time=_short_time,
     num=_num,
     cost=_cost,
-    segment=_segment,
     placeholders=highlight_placeholders,
     filled=highlight_filled,
 )
