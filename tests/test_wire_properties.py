@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmtap.store._facts import facts_of_body, facts_of_event
-from llmtap.wire import Event, make_event
+from llmtap.wire import EARLIEST, LATEST, MAX_DURATION_MS, MAX_TOKENS, Event, make_event
 
 from .conftest import Project
 
@@ -31,7 +31,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=12,
 )
-counts = st.none() | st.integers(0, 2**63 - 1)
+counts = st.none() | st.integers(0, MAX_TOKENS)
 messages = st.lists(
     st.fixed_dictionaries(
         {"role": st.sampled_from(["system", "user", "assistant"]), "content": text}
@@ -60,8 +60,10 @@ events = st.builds(
     st.text(min_size=1, max_size=128),
     st.sampled_from(["chat", "completion", "responses", "embeddings"]),
     st.sampled_from(["ok", "error", "cancelled"]),
-    st.datetimes(timezones=st.just(timezone.utc)),
-    st.none() | st.floats(0, 1e12),
+    st.datetimes(
+        EARLIEST.replace(tzinfo=None), LATEST.replace(tzinfo=None), timezones=st.just(timezone.utc)
+    ),
+    st.none() | st.floats(0, MAX_DURATION_MS),
     st.none() | st.fixed_dictionaries({"input_tokens": counts, "output_tokens": counts}),
     st.none() | st.text(max_size=512),
     st.none() | st.text(max_size=512),
@@ -102,10 +104,27 @@ INVALID = st.one_of(
     st.tuples(st.just("status"), st.sampled_from(["fine", "", 1, None])),
     st.tuples(
         st.just("started_at"),
-        st.sampled_from(["yesterday", "2024-01-01T00:00:00", "", None, [], "2024-13-45T00:00:00Z"]),
+        st.sampled_from(
+            [
+                "yesterday",
+                "2024-01-01T00:00:00",
+                "",
+                None,
+                [],
+                "2024-13-45T00:00:00Z",
+                "1999-12-31T23:59:59Z",
+                "9999-12-31T23:30:00-05:00",
+                "0001-01-01T00:30:00+01:00",
+            ]
+        ),
     ),
-    st.tuples(st.just("latency_ms"), st.sampled_from([-1, -0.5, "fast", [], {}])),
-    st.tuples(st.just("usage.input_tokens"), st.sampled_from([-1, 2**63, "many", 1.5])),
+    st.tuples(
+        st.just("latency_ms"),
+        st.sampled_from([-1, -0.5, "fast", [], {}, MAX_DURATION_MS * 2, 1e300]),
+    ),
+    st.tuples(
+        st.just("usage.input_tokens"), st.sampled_from([-1, 2**63, "many", 1.5, MAX_TOKENS + 1])
+    ),
     st.tuples(st.just("wire_version"), st.sampled_from([0, 2, "1x", None])),
     st.tuples(st.just("attributes"), st.sampled_from([[], "a=b", 3])),
     st.tuples(st.just("no_such_field"), json_values),

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,7 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._version import __version__
 
 __all__ = [
+    "EARLIEST",
     "EVENT_FIELDS",
+    "LATEST",
+    "MAX_ATTRIBUTE_FILTERS",
+    "MAX_DURATION_MS",
+    "MAX_GROUP_BY",
+    "MAX_PRICE_PER_MTOK",
+    "MAX_TEXT_CHARS",
+    "MAX_TOKENS",
     "SDK_NAME",
     "TEXT_FIELDS",
     "WIRE_VERSION",
@@ -31,6 +39,7 @@ __all__ = [
     "Feedback",
     "Usage",
     "ValidationError",
+    "check_instant",
     "make_event",
     "new_id",
     "template_of",
@@ -51,23 +60,59 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# Counts are stored in 64-bit integer columns.
-_MAX_COUNT = 2**63 - 1
+# The bounds of what can be true of one call. The schema rejects anything past them (naming the
+# event), so nothing stored can break a read: a sum of token counts stays far inside the 64-bit
+# integer columns (9 billion events of the largest count would be needed to overflow), times
+# stay inside what datetime and the time buckets can show, and every number is finite.
+MAX_TOKENS = 10**9  # tokens of one kind in one call; context windows are ~10^6
+MAX_DURATION_MS = 86_400_000.0  # latency or time to first token: one day
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # started_at, and a price's since
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+MAX_PRICE_PER_MTOK = 1_000_000.0  # USD per million tokens, in a price override
+MAX_TEXT_CHARS = 1_000_000  # a feedback's better_response
+# And of a query: each attribute filter or group is a subquery or join of its own.
+MAX_ATTRIBUTE_FILTERS = 20  # attributes.KEY=VALUE in one query
+MAX_GROUP_BY = 10  # fields in one group_by
+
+
+def _tokens() -> Any:
+    return Field(None, ge=0, le=MAX_TOKENS)
+
+
+def _duration() -> Any:
+    return Field(None, ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
+
+
+def check_instant(value: datetime, name: str) -> datetime:
+    """``value`` when it is a time-zone-aware instant from EARLIEST to LATEST; else a
+    ValueError saying why (pydantic reports it as the field's error)."""
+    if value.tzinfo is None:
+        raise ValueError(f"{name} needs a time zone (ISO 8601 with Z or an offset)")
+    # Comparing aware datetimes converts to UTC first, which overflows for year 1 with a
+    # positive offset or year 9999 with a negative one: compare the naive UTC reading instead.
+    offset = value.utcoffset()
+    naive = value.replace(tzinfo=None)
+    low, high = EARLIEST.replace(tzinfo=None), LATEST.replace(tzinfo=None)
+    if offset is not None and not (low + offset <= naive <= high + offset):
+        raise ValueError(
+            f"{name} must be from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC), got {value}"
+        )
+    return value
 
 
 class Usage(_Strict):
-    input_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
-    output_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
-    cached_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
-    reasoning_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
-    total_tokens: int | None = Field(None, ge=0, le=_MAX_COUNT)
+    input_tokens: int | None = _tokens()
+    output_tokens: int | None = _tokens()
+    cached_tokens: int | None = _tokens()
+    reasoning_tokens: int | None = _tokens()
+    total_tokens: int | None = _tokens()
     estimated: bool = False  # counted by a local tokenizer, not reported by the provider
 
 
 class ErrorInfo(_Strict):
     type: str
     message: str = ""
-    status_code: int | None = None
+    status_code: int | None = Field(None, ge=0, le=999)  # an HTTP status, when there was one
 
 
 class Sdk(_Strict):
@@ -87,8 +132,8 @@ class Event(_Strict):
     status: Status
     error: ErrorInfo | None = None
     started_at: datetime
-    latency_ms: float | None = Field(None, ge=0)
-    ttft_ms: float | None = Field(None, ge=0)
+    latency_ms: float | None = _duration()
+    ttft_ms: float | None = _duration()
     usage: Usage | None = None
     prompt_template_name: str | None = Field(None, max_length=512)
     template_chat: list[dict[str, Any]] | None = None
@@ -106,10 +151,8 @@ class Event(_Strict):
 
     @field_validator("started_at")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("started_at needs a time zone (ISO 8601 with Z or an offset)")
-        return value
+    def _sane(cls, value: datetime) -> datetime:
+        return check_instant(value, "started_at")
 
 
 class Batch(BaseModel):
@@ -122,8 +165,8 @@ class Feedback(_Strict):
     # Set by the SDK, once per feedback: the server stores an id once (absent: no such check).
     id: str | None = Field(None, min_length=1, max_length=128)
     feedback_key: str = Field(min_length=1, max_length=512)
-    rating: float | None = Field(None, ge=0, le=1)
-    better_response: str | None = None
+    rating: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    better_response: str | None = Field(None, max_length=MAX_TEXT_CHARS)
 
     @model_validator(mode="after")
     def _something(self) -> Feedback:

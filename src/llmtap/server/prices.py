@@ -18,13 +18,13 @@ from datetime import date, datetime, time, timezone
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..store import Store, to_us
-from ..wire import Event
+from ..wire import MAX_PRICE_PER_MTOK, Event, check_instant
 from .errors import ApiError
 
 __all__ = ["PriceOverride", "Pricer", "library_cost", "override_cost"]
@@ -221,16 +221,28 @@ def _body_cost(overrides: list[dict[str, Any]]) -> Any:
     return cost_of
 
 
+def _price(*default: None) -> Any:
+    # Finite and bounded: a price is multiplied into every cost the stats sum.
+    return Field(*default, ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
+
+
 class PriceOverride(BaseModel):
     """The body of ``POST /api/v1/prices``: USD per million tokens."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=512)
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    cached_per_mtok: float | None = Field(None, ge=0)
-    reasoning_per_mtok: float | None = Field(None, ge=0)
+    input_per_mtok: float = _price()
+    output_per_mtok: float = _price()
+    cached_per_mtok: float | None = _price(None)
+    reasoning_per_mtok: float | None = _price(None)
     since: datetime | None = None  # in force from then on; default: always
+
+    @field_validator("since")
+    @classmethod
+    def _sane(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return None if value is None else check_instant(value, "since")
 
 
 def _since_us(since: datetime | None) -> int:
@@ -283,7 +295,7 @@ async def delete_price(request: Request) -> JSONResponse:
         since_us = _since_us(
             datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
         )
-    except ValueError:
+    except (ValueError, OverflowError):  # not a time, or one before year 1 in UTC
         raise ApiError(400, f"since: expected an ISO 8601 time, got {since!r}") from None
     overrides = await run_in_threadpool(state.store.price_overrides, key.project_id)
     known = {(o["model"], o["since_us"]) for o in overrides}

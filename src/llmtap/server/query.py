@@ -6,10 +6,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..store import EventFilter, Store, decode_cursor, to_us
+from ..wire import MAX_ATTRIBUTE_FILTERS
 from .auth import confine
 from .errors import ApiError
 
@@ -22,6 +24,17 @@ __all__ = [
     "query_event",
     "query_events",
 ]
+
+
+class _AnyText(PathConvertor):
+    """``{name:text}`` in a route: the rest of the path, whatever it holds. Starlette's
+    ``path`` stops at a line break (its ``.`` does not match one), and an event, chat or
+    template id can hold any text."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("text", _AnyText())
 
 MAX_LIMIT = 1000
 # Parameters that select events (the events list, stats and export take them all).
@@ -44,7 +57,10 @@ def _time(name: str, value: str) -> int:
         raise ApiError(400, f"{name}: expected an ISO 8601 time, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return to_us(moment)
+    try:
+        return to_us(moment)
+    except OverflowError:  # year 1 with a positive offset, say: before year 1 in UTC
+        raise ApiError(400, f"{name}: {value!r} is out of range") from None
 
 
 def _rating(name: str, value: str) -> float:
@@ -98,7 +114,8 @@ def event_filter(
         f.to_us = _time("to", query["to"])
     if "limit" in query:
         limit = query["limit"]
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        # isdigit() alone admits "²" (int() refuses it) and other scripts' digits.
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
             raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}")
         f.limit = int(limit)
     if "cursor" in query:
@@ -109,6 +126,10 @@ def event_filter(
     f.attributes = {
         k.removeprefix("attributes."): v for k, v in query.items() if k.startswith("attributes.")
     }
+    if len(f.attributes) > MAX_ATTRIBUTE_FILTERS:
+        raise ApiError(
+            400, f"{len(f.attributes)} attribute filters: {MAX_ATTRIBUTE_FILTERS} at most"
+        )
     return f
 
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..store._stats import GROUPS, TIME_GROUPS
+from ..wire import MAX_GROUP_BY
 from .auth import confine
 from .errors import ApiError
 from .query import SELECTING, event_filter, json_answer
@@ -25,6 +26,8 @@ __all__ = ["get_stats", "list_templates", "parse_group_by"]
 def parse_group_by(values: list[str]) -> list[str]:
     """The group-by fields asked for, checked; a 400 naming a field that is not one."""
     fields = [f.strip() for v in values for f in v.split(",") if f.strip()]
+    if len(fields) > MAX_GROUP_BY:
+        raise ApiError(400, f"group_by: {len(fields)} fields, {MAX_GROUP_BY} at most")
     bad = [f for f in fields if f not in GROUPS and not f.startswith("attributes.")]
     bad += [f for f in fields if f == "attributes."]
     if bad:

@@ -4,6 +4,7 @@ the cursor of a page."""
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -165,10 +166,22 @@ def decode_cursor(cursor: str, sort: str = "-started_at") -> tuple[Any, int]:
         padded = cursor + "=" * (-len(cursor) % 4)
         parts = base64.urlsafe_b64decode(padded).decode().split(":")
         if sort == "-started_at" and len(parts) == 2:
-            return int(parts[0]), int(parts[1])
+            return _int64(parts[0]), _int64(parts[1])
         if len(parts) == 3 and parts[0] == sort:
-            value = int(parts[1]) if sort.endswith("started_at") else float(parts[1])
-            return value, int(parts[2])
+            number = float(parts[1])
+            if not math.isfinite(number):
+                raise ValueError(parts[1])
+            value = _int64(parts[1]) if sort.endswith("started_at") else number
+            return value, _int64(parts[2])
     except Exception:
         pass
     raise ValueError(f"not a valid cursor for sort={sort}: {cursor!r}")
+
+
+def _int64(text: str) -> int:
+    """``text`` as an integer the store's 64-bit columns can compare with (a bigger one makes
+    SQLite's driver raise OverflowError)."""
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(text)
+    return value

@@ -152,13 +152,15 @@ def template_lines(template: Any) -> list[str]:
     headings followed by their content."""
     if isinstance(template, str):
         return template.splitlines() or [""]
+    if not isinstance(template, list):  # a prompt of another shape (any JSON): as JSON
+        return json.dumps(template, ensure_ascii=False, indent=1).splitlines()
     lines: list[str] = []
-    for message in template or []:
+    for message in template:
         content = message.get("content") if isinstance(message, dict) else message
         if not isinstance(content, str):
             content = json.dumps(content, ensure_ascii=False, indent=1)
         role = message.get("role", "?") if isinstance(message, dict) else "?"
-        lines.append(f"[{role}]")
+        lines.append(f"[{role if isinstance(role, str) else json.dumps(role)}]")
         lines.extend(content.splitlines() or [""])
     return lines
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -179,6 +179,16 @@ def _test_case(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _attachment(filename: str) -> str:
+    """A Content-Disposition naming ``filename`` whatever its characters: an ASCII fallback,
+    and the name itself UTF-8 and percent-quoted (RFC 6266), since header values are Latin-1
+    and a quote or line break in a project name must not end the header."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 async def feedback_page(request: Request) -> Response:
     ctx = Context(request)
     project, projects = await ctx.project()
@@ -188,11 +198,12 @@ async def feedback_page(request: Request) -> Response:
         body = await run_in_threadpool(
             lambda: "".join(json.dumps(_test_case(i), ensure_ascii=False) + "\n" for i in items)
         )
-        filename = f"llmtap-feedback-{project['name']}.jsonl"
         return Response(
             body,
             media_type="application/x-ndjson",
-            headers={"content-disposition": f'attachment; filename="{filename}"'},
+            headers={
+                "content-disposition": _attachment(f"llmtap-feedback-{project['name']}.jsonl")
+            },
         )
     data = {"project": project["name"], "feedback": items}
     return await render_page(request, "feedback.html", data, projects=projects, title="Feedback")

@@ -137,10 +137,10 @@ def _datetime_input(value: str | None) -> str:
         return ""
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # not a time, or before year 1 or after 9999 in UTC
         return ""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment.isoformat(timespec="seconds")
 
 
