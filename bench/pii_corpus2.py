@@ -23,7 +23,12 @@ from .pii_corpus import Sample, _Builder
 
 __all__ = ["DISTRACTOR_KINDS", "generate", "generate_distractors"]
 
-FIRST = (
+
+def _split(text: str) -> list[str]:
+    return text.split()
+
+
+FIRST = _split(
     "Priya Aarav Ananya Rohan Meera Vikram Chinedu Ngozi Emeka Amara Kwame Abena Oluwaseun "
     "Fatima Omar Layla Yusuf Leila Hamid Mei Wei Jian Hiroshi Yuki Haruto Sakura Minjun Jisoo "
     "Thanh Linh Siddharth Kavya Lucas Sofia Mateo Valentina Camila Diego Joaquim Beatriz "
@@ -31,8 +36,8 @@ FIRST = (
     "Margot Henri Amélie Étienne Giulia Lorenzo Chiara Matteo Elena Pablo Lucía Javier "
     "Nadia Dmitri Olga Tatiana Anneke Joost Femke Bram Hannah Jonas Lena Felix Emily Jacob "
     "Olivia Ethan Grace Daniel Charlotte Samuel Chloe Nathan Zoe Isaac Ruth Declan Siobhan"
-).split()
-LAST = (
+)
+LAST = _split(
     "Raman Sharma Iyer Gupta Reddy Nair Okafor Adeyemi Eze Mensah Boateng Okonkwo Haddad "
     "Khalil Rahman Hosseini Tanaka Suzuki Watanabe Kim Park Nguyen Tran Chen Zhang Wang "
     "Fernandes Oliveira Costa Almeida Rodríguez González Herrera Morales Castillo Lindqvist "
@@ -40,7 +45,7 @@ LAST = (
     "Bianchi Ferrari Esposito Romano Navarro Ortega Ivanova Petrov Jansen Bakker Visser "
     "Schneider Fischer Weber Hoffmann Becker Thompson Mitchell Campbell Robinson Carter "
     "Murphy O'Brien Gallagher Walsh Patel Shah Mehta Goldberg Cohen Friedman Novak Horvat"
-).split()
+)
 TITLES = ("Dr.", "Dr", "Prof.", "Mr.", "Ms.", "Mrs.", "Herr", "Frau", "Mme", "Sr.", "Sra.")
 ROLES = ("Head of Operations", "Senior Product Manager", "Staff Engineer", "Account Executive",
          "Customer Success Lead", "VP Finance", "Data Scientist")  # fmt: skip
@@ -68,7 +73,7 @@ def _d(r: random.Random, n: int) -> str:
 # Each country's numbers in the forms people write them (national and international), from
 # the numbering plans' published ranges (mobiles, capitals), written by hand here.
 PHONES: tuple[Callable[[random.Random], str], ...] = (
-    lambda r: f"({r.choice(['212', '415', '617', '312', '206'])}) {r.randrange(200, 999)}-{_d(r, 4)}",
+    lambda r: f"({r.choice(['212', '415', '617'])}) {r.randrange(200, 999)}-{_d(r, 4)}",
     lambda r: f"{r.choice(['646', '510', '303'])}-{r.randrange(200, 999)}-{_d(r, 4)}",
     lambda r: f"+1 {r.choice(['416', '604', '514'])} {r.randrange(200, 999)} {_d(r, 4)}",
     lambda r: f"07{r.choice('3456789')}{_d(r, 2)} {_d(r, 6)}",
@@ -121,7 +126,7 @@ _BBAN = {"DE": 18, "FR": 23, "NL": None, "ES": 20, "IT": None, "CH": 17, "AT": 1
 
 def _ccc_digit(digits: str) -> str:
     weights = (1, 2, 4, 8, 5, 10, 9, 7, 3, 6)
-    check = 11 - sum(w * int(c) for w, c in zip(weights, digits)) % 11
+    check = 11 - sum(w * int(c) for w, c in zip(weights, digits, strict=True)) % 11
     return str({10: 1, 11: 0}.get(check, check))
 
 
@@ -176,71 +181,92 @@ Template = Callable[[_Builder, random.Random], _Builder]
 
 TEMPLATES: list[Template] = [
     # names in running text
-    lambda b, r: b.text("Please forward this to ").value(_full(r), "PERSON").text(" before Friday."),
     lambda b, r: (
-        b.text(f"{r.choice(TITLES)} ").value(r.choice(LAST), "PERSON")
+        b.text("Please forward this to ").value(_full(r), "PERSON").text(" before Friday.")
+    ),
+    lambda b, r: (
+        b.text(f"{r.choice(TITLES)} ")
+        .value(r.choice(LAST), "PERSON")
         .text(" said the lab results from batch 4471 look normal.")
     ),
     lambda b, r: (
-        b.text("Summarise the meeting: ").value(_full(r), "PERSON").text(" and ")
-        .value(_full(r), "PERSON").text(" agreed to ship v2.3 on 2024-11-04.")
+        b.text("Summarise the meeting: ")
+        .value(_full(r), "PERSON")
+        .text(" and ")
+        .value(_full(r), "PERSON")
+        .text(" agreed to ship v2.3 on 2024-11-04.")
     ),
     lambda b, r: (
-        b.text("Can you ask ").value(_full(r), "PERSON")
-        .text(" whether the Q3 numbers are final?")
+        b.text("Can you ask ").value(_full(r), "PERSON").text(" whether the Q3 numbers are final?")
     ),
     lambda b, r: (
-        b.text("Thanks for the update.\n\n--\n").value(_full(r), "PERSON")
+        b.text("Thanks for the update.\n\n--\n")
+        .value(_full(r), "PERSON")
         .text(f"\n{r.choice(ROLES)}, {r.choice(COMPANIES)}")
     ),
     lambda b, r: (
-        b.text('Extract the fields from: {"name": "').value(_full(r), "PERSON")
+        b.text('Extract the fields from: {"name": "')
+        .value(_full(r), "PERSON")
         .text(f'", "order_id": {r.randrange(10**6, 10**9)}, "status": "shipped"}}')
     ),
     lambda b, r: (
-        b.text("Translate into German: ").value(_full(r), "PERSON")
+        b.text("Translate into German: ")
+        .value(_full(r), "PERSON")
         .text(" will present the roadmap tomorrow.")
     ),
     lambda b, r: (
-        b.text("The complaint was filed by ").value(_full(r), "PERSON")
+        b.text("The complaint was filed by ")
+        .value(_full(r), "PERSON")
         .text(f" against {r.choice(COMPANIES)} last week.")
     ),
     lambda b, r: (
-        b.text("cc ").value(_full(r), "PERSON").text(" and ")
-        .value(_email(r), "EMAIL_ADDRESS").text(" on the thread.")
+        b.text("cc ")
+        .value(_full(r), "PERSON")
+        .text(" and ")
+        .value(_email(r), "EMAIL_ADDRESS")
+        .text(" on the thread.")
     ),
     # structured values, in other shapes than the first corpus
     lambda b, r: (
-        b.text("Customer record:\n- email: ").value(_email(r), "EMAIL_ADDRESS")
-        .text("\n- mobile: ").value(r.choice(PHONES)(r), "PHONE_NUMBER")
+        b.text("Customer record:\n- email: ")
+        .value(_email(r), "EMAIL_ADDRESS")
+        .text("\n- mobile: ")
+        .value(r.choice(PHONES)(r), "PHONE_NUMBER")
         .text(f"\n- tier: gold\n- since: {r.randrange(2001, 2024)}")
     ),
     lambda b, r: (
         b.text("He left a voicemail, please call him back at ")
-        .value(r.choice(PHONES)(r), "PHONE_NUMBER").text(" today.")
+        .value(r.choice(PHONES)(r), "PHONE_NUMBER")
+        .text(" today.")
     ),
     lambda b, r: (
-        b.text('{"contact": {"phone": "').value(r.choice(PHONES)(r), "PHONE_NUMBER")
-        .text('", "mail": "').value(_email(r), "EMAIL_ADDRESS").text('"}}')
+        b.text('{"contact": {"phone": "')
+        .value(r.choice(PHONES)(r), "PHONE_NUMBER")
+        .text('", "mail": "')
+        .value(_email(r), "EMAIL_ADDRESS")
+        .text('"}}')
     ),
     lambda b, r: (
-        b.text("Why was ").value(_card(r), "CREDIT_CARD")
-        .text(" declined for the $49.00 renewal?")
+        b.text("Why was ").value(_card(r), "CREDIT_CARD").text(" declined for the $49.00 renewal?")
     ),
     lambda b, r: (
-        b.text("Payout account: ").value(_iban(r), "IBAN_CODE")
+        b.text("Payout account: ")
+        .value(_iban(r), "IBAN_CODE")
         .text(f" (reference INV-{r.randrange(1000, 99999)})")
     ),
     lambda b, r: (
-        b.text("Verify the applicant, social security no. ").value(_ssn(r), "US_SSN")
+        b.text("Verify the applicant, social security no. ")
+        .value(_ssn(r), "US_SSN")
         .text(", before onboarding.")
     ),
     lambda b, r: (
-        b.text("nginx: client ").value(_ip(r), "IP_ADDRESS")
+        b.text("nginx: client ")
+        .value(_ip(r), "IP_ADDRESS")
         .text(" sent 413 on /upload (1.2 MB body) at port 8443")
     ),
     lambda b, r: (
-        b.text('import os\nclient = Client(api_key="').value(_secret(r), "SECRET")
+        b.text('import os\nclient = Client(api_key="')
+        .value(_secret(r), "SECRET")
         .text('")\nprint(client.models())')
     ),
 ]
@@ -263,45 +289,74 @@ def _isbn10(r: random.Random) -> str:
 
 
 DISTRACTOR_KINDS: dict[str, Callable[[random.Random], str]] = {
-    "unix_seconds": lambda r: f"The job started at {r.randrange(1_500_000_000, 1_800_000_000)} "
-    "and has not finished.",
-    "unix_millis": lambda r: f'{{"event": "click", "ts": {r.randrange(1_500_000_000_000, 1_800_000_000_000)}}}',
-    "iso_datetime": lambda r: f"Deadline: {r.randrange(2020, 2030)}-{r.randrange(1, 13):02d}-"
-    f"{r.randrange(1, 29):02d}T{r.randrange(24):02d}:{r.randrange(60):02d}:00Z, no extensions.",
+    "unix_seconds": lambda r: (
+        f"The job started at {r.randrange(1_500_000_000, 1_800_000_000)} and has not finished."
+    ),
+    "unix_millis": lambda r: f'{{"event": "click", "ts": {r.randrange(15 * 10**11, 18 * 10**11)}}}',
+    "iso_datetime": lambda r: (
+        f"Deadline: {r.randrange(2020, 2030)}-{r.randrange(1, 13):02d}-"
+        f"{r.randrange(1, 29):02d}T{r.randrange(24):02d}:{r.randrange(60):02d}:00Z, no extensions."
+    ),
     "isbn": lambda r: f"Cite the book with ISBN {_isbn13(r) if r.random() < 0.6 else _isbn10(r)}.",
     "uuid": lambda r: f"Trace {uuid.UUID(int=r.getrandbits(128))} failed after 3 retries.",
     "hash": lambda r: f"Expected sha256 {r.getrandbits(256):064x}, got something else.",
-    "version": lambda r: f"Upgrade from {r.randrange(1, 9)}.{r.randrange(30)}.{r.randrange(20)} to "
-    f"{r.randrange(1, 9)}.{r.randrange(30)}.{r.randrange(20)}.{r.randrange(9999)} tonight.",
+    "version": lambda r: (
+        f"Upgrade from {r.randrange(1, 9)}.{r.randrange(30)}.{r.randrange(20)} to "
+        f"{r.randrange(1, 9)}.{r.randrange(30)}.{r.randrange(20)}.{r.randrange(9999)} tonight."
+    ),
     "order": lambda r: f"Order {r.randrange(10**8, 10**10)} was split into two parcels.",
-    "invoice": lambda r: f"Invoice no. {r.randrange(2020, 2026)}-{_d(r, 6)} is overdue by "
-    f"{r.randrange(2, 40)} days.",
-    "tracking": lambda r: r.choice([
-        f"Tracking: 1Z{_d(r, 3)}AA{_d(r, 10)}", f"FedEx tracking number {_d(r, 12)}",
-        f"USPS tracking {r.choice(['9400', '9205'])} {_d(r, 4)} {_d(r, 4)} {_d(r, 4)} {_d(r, 4)} {_d(r, 2)}",
-    ]),  # fmt: skip
-    "price": lambda r: f"The plan costs €{r.randrange(10, 9999):,}.{_d(r, 2)} per year, or "
-    f"${r.randrange(1, 999)}.99 a month.",
-    "measurement": lambda r: f"The panel is {r.randrange(100, 2500)} mm x {r.randrange(100, 2500)} "
-    f"mm and weighs {r.randrange(1, 90)}.{r.randrange(10)} kg.",
+    "invoice": lambda r: (
+        f"Invoice no. {r.randrange(2020, 2026)}-{_d(r, 6)} is overdue by {r.randrange(2, 40)} days."
+    ),
+    "tracking": lambda r: r.choice(
+        [
+            f"Tracking: 1Z{_d(r, 3)}AA{_d(r, 10)}",
+            f"FedEx tracking number {_d(r, 12)}",
+            f"USPS tracking {r.choice(['9400', '9205'])} "
+            f"{_d(r, 4)} {_d(r, 4)} {_d(r, 4)} {_d(r, 4)} {_d(r, 2)}",
+        ]
+    ),
+    "price": lambda r: (
+        f"The plan costs €{r.randrange(10, 9999):,}.{_d(r, 2)} per year, or "
+        f"${r.randrange(1, 999)}.99 a month."
+    ),
+    "measurement": lambda r: (
+        f"The panel is {r.randrange(100, 2500)} mm x {r.randrange(100, 2500)} "
+        f"mm and weighs {r.randrange(1, 90)}.{r.randrange(10)} kg."
+    ),
     "coordinates": lambda r: f"Meet at {r.uniform(-80, 80):.6f}, {r.uniform(-170, 170):.6f}.",
-    "port": lambda r: f"The service listens on 0.0.0.0:{r.randrange(1024, 65535)} and "
-    f"127.0.0.1:{r.randrange(1024, 65535)}.",
-    "duration": lambda r: f"It took {r.randrange(1000, 99999999)} ms ({r.randrange(1, 99)} h "
-    f"{r.randrange(60)} min) to index {r.randrange(10**6, 10**9):,} rows.",
-    "code": lambda r: r.choice([
-        f"for i in range({r.randrange(10**6, 10**10)}):\n    total += i % {r.randrange(7, 997)}",
-        f"time.sleep({r.randrange(1, 86400)}); assert n == {r.randrange(10**7, 10**11)}",
-        f"const MAX = {r.randrange(10**8, 10**12)}; // bytes",
-    ]),  # fmt: skip
-    "json_ids": lambda r: json.dumps({"user_id": r.randrange(10**6, 10**10), "session": _d(r, 10),
-                                      "created_at": r.randrange(1_500_000_000, 1_800_000_000),
-                                      "amount_cents": r.randrange(100, 10**7)}),  # fmt: skip
-    "capitalised": lambda r: f"{r.choice(COMPANIES)} opened an office in "
-    f"{r.choice(['São Paulo', 'New York', 'Mumbai', 'Lagos', 'Kraków', 'Rotterdam'])} with "
-    f"{r.randrange(20, 900)} staff in {r.randrange(2015, 2025)}.",
-    "phone_like": lambda r: f"Call volume was {r.randrange(1000, 99999)} on day {r.randrange(1, 365)}"
-    f", case {r.randrange(10**7, 10**9)} closed.",
+    "port": lambda r: (
+        f"The service listens on 0.0.0.0:{r.randrange(1024, 65535)} and "
+        f"127.0.0.1:{r.randrange(1024, 65535)}."
+    ),
+    "duration": lambda r: (
+        f"It took {r.randrange(1000, 99999999)} ms ({r.randrange(1, 99)} h "
+        f"{r.randrange(60)} min) to index {r.randrange(10**6, 10**9):,} rows."
+    ),
+    "code": lambda r: r.choice(
+        [
+            f"for i in range({r.randrange(10**6, 10**10)}):\n    total += i % {r.randrange(7, 997)}",
+            f"time.sleep({r.randrange(1, 86400)}); assert n == {r.randrange(10**7, 10**11)}",
+            f"const MAX = {r.randrange(10**8, 10**12)}; // bytes",
+        ]
+    ),
+    "json_ids": lambda r: json.dumps(
+        {
+            "user_id": r.randrange(10**6, 10**10),
+            "session": _d(r, 10),
+            "created_at": r.randrange(1_500_000_000, 1_800_000_000),
+            "amount_cents": r.randrange(100, 10**7),
+        }
+    ),
+    "capitalised": lambda r: (
+        f"{r.choice(COMPANIES)} opened an office in "
+        f"{r.choice(['São Paulo', 'New York', 'Mumbai', 'Lagos', 'Kraków', 'Rotterdam'])} with "
+        f"{r.randrange(20, 900)} staff in {r.randrange(2015, 2025)}."
+    ),
+    "phone_like": lambda r: (
+        f"Call volume was {r.randrange(1000, 99999)} on day "
+        f"{r.randrange(1, 365)}, case {r.randrange(10**7, 10**9)} closed."
+    ),
 }
 
 

@@ -26,11 +26,12 @@ def find(text: str) -> list[tuple[int, int, str]]:
     for recognizer in RECOGNIZERS:
         if not recognizer.hint(seen):
             continue
-        found = [
-            (start, end, recognizer.entity)
-            for start, end in recognizer.find(seen)
-            if end > start and not any(start < t_e and t_s < end for t_s, t_e, _ in taken)
-        ]
+        found: list[tuple[int, int, str]] = []
+        for start, end in recognizer.find(seen):
+            # Not overlapping what another kind claimed, nor this kind's own earlier spans
+            # (two patterns of one kind can find the same secret).
+            if end > start and not any(s < end and start < e for s, e, _ in (*taken, *found)):
+                found.append((start, end, recognizer.entity))
         if found:
             taken.extend(found)
             # Later recognizers do not see what is already claimed (a card's digits are no
