@@ -64,3 +64,34 @@ def test_the_json_id_next_to_a_phone_stays() -> None:
     assert redact_text('{"phone": "3331234567", "order_id": 3331234567}') == (
         '{"phone": "<PHONE_NUMBER>", "order_id": 3331234567}'
     )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Please forward this to Priya Raman before Friday.", "forward this to <PERSON> before"),
+        ("Dr. Okafor said the results are in.", "<PERSON> said the results"),
+        ("Frau Weber hat angerufen.", "<PERSON> hat angerufen"),
+        ("Can you ask Priya whether the Q3 numbers are final?", "ask <PERSON> whether"),
+        ("Summarise: Yuki Tanaka and Lars Nowak agreed.", "<PERSON> and <PERSON> agreed"),
+        ("Thanks.\n\n--\nChinedu Okonkwo\nStaff Engineer, Initech", "--\n<PERSON>\nStaff"),
+        ('{"name": "Mei Chen", "order_id": 123456789}', '{"name": "<PERSON>", "order_id": 123'),
+        ("Customer name: Anna van der Berg\nTier: gold", "Customer name: <PERSON>\nTier"),
+    ],
+)
+def test_names_in_running_text_are_redacted(text: str, expected: str) -> None:
+    assert expected in redact_text(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Aurora Health opened an office in São Paulo and San Diego in May.",
+        "Ship it to Northwind Traders GmbH, attention of the warehouse.",
+        '{"type": "function", "function": {"name": "GetWeather"}, "name": "lookup_order"}',
+        "The invoice for Cooper, Baker and Poole is due on 2024-03-11.",
+        "Will the Grant Street office open on Monday?",
+    ],
+)
+def test_capitalised_words_that_are_no_person_stay(text: str) -> None:
+    assert redact_text(text) == text

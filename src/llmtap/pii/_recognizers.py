@@ -20,6 +20,7 @@ from stdnum import iban as stdnum_iban
 from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
 
+from ._names import find_names
 from ._phone import OTHER, context_of, find_phones, words
 
 __all__ = ["RECOGNIZERS", "Recognizer"]
@@ -250,122 +251,6 @@ _ADDRESS = re.compile(
     r"[A-ZÀ-Ý][\w'\u2019-]*(?:\s+[A-ZÀ-Ý][\w'\u2019-]*)*,?\s+\d{1,5}\b"
 )
 
-# -- names in greetings and sign-offs -------------------------------------------------------
-
-_NAME = r"[^\W\d_][\w'\u2019-]*"
-_TITLE_WORDS = "Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Ing|Sig|Sig\\.ra|Dott|Herr|Frau|Mme|Mlle|M|Sr|Sra|Dña|Don"
-_GREETING = re.compile(
-    r"\b(?:Hi|Hello|Hey|Dear|Hiya|Greetings|Good (?:morning|afternoon|evening)"
-    r"|Thanks|Thank you|Many thanks|Cheers|Regards|Best regards|Kind regards|Warm regards|"
-    r"Best wishes|Best|Sincerely|Yours(?: truly| sincerely| faithfully)?|Respectfully|Love|"
-    r"Warmly|Cordially|Talk soon|Take care|[Mm]y name is)"
-    r"[,!:]?[ \t]*(?:\r?\n[ \t]*)?((?:"
-    + _TITLE_WORDS
-    + r")\.?\s+)?("
-    + _NAME
-    + r"(?:[ \t]+"
-    + _NAME
-    + r"){0,3})"
-)
-# Lower-case parts of a name: "Anna van Wassenaar", "Pauline du Chartier".
-_PARTICLES = frozenset(
-    [
-        "van",
-        "von",
-        "der",
-        "den",
-        "de",
-        "du",
-        "da",
-        "di",
-        "del",
-        "della",
-        "le",
-        "la",
-        "ten",
-        "ter",
-        "y",
-        "zu",
-    ]
-)
-# Words that follow a greeting but are not names.
-_NOT_NAMES = frozenset(
-    [
-        "there",
-        "all",
-        "everyone",
-        "everybody",
-        "team",
-        "folks",
-        "guys",
-        "world",
-        "friend",
-        "friends",
-        "sir",
-        "madam",
-        "you",
-        "again",
-        "so",
-        "very",
-        "much",
-        "in",
-        "advance",
-        "for",
-        "a",
-        "an",
-        "the",
-        "and",
-        "to",
-        "from",
-        "i",
-        "we",
-        "it",
-        "this",
-        "that",
-        "customer",
-        "support",
-        "sales",
-        "user",
-        "users",
-        "colleague",
-        "colleagues",
-        "again",
-        "hiring",
-        "manager",
-        "morning",
-        "afternoon",
-        "evening",
-    ]
-)
-
-
-def _find_names(text: str) -> Iterator[Span]:
-    for match in _GREETING.finditer(text):
-        start = match.start(1) if match.group(1) else match.start(2)
-        kept: list[str] = []
-        for word in match.group(2).split():
-            bare = word.rstrip(".,!?:;")
-            particle = bare in _PARTICLES and bool(kept)
-            if not bare or not (bare[0].isupper() or particle) or bare.lower() in _NOT_NAMES:
-                break
-            kept.append(word)
-            if bare != word:  # punctuation ends the name
-                break
-        while kept and kept[-1].rstrip(".,!?:;") in _PARTICLES:  # "Anna van" ends with a name
-            kept.pop()
-        if kept:
-            yield start, _end_of(text, match.start(2), kept)
-
-
-def _end_of(text: str, start: int, words: list[str]) -> int:
-    """Where the last of ``words`` ends in ``text`` (they follow each other from ``start``)."""
-    position = start
-    for word in words:
-        position = text.index(word, position) + len(word)
-    last = words[-1]
-    return position - (len(last) - len(last.rstrip(".,!?:;")))
-
-
 RECOGNIZERS: tuple[Recognizer, ...] = (
     # Order is precedence: where two kinds claim the same characters, the earlier one wins.
     Recognizer("SECRET", _find_secrets, _may_hold_secret),
@@ -376,5 +261,5 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
     Recognizer("IP_ADDRESS", _find_ips, lambda t: "." in t or ":" in t),
     Recognizer("PHONE_NUMBER", find_phones, _has_digits),
     Recognizer("STREET_ADDRESS", _by_pattern(_ADDRESS), _has_digits),
-    Recognizer("PERSON", _find_names, _always),
+    Recognizer("PERSON", find_names, _always),
 )
