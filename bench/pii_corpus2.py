@@ -335,7 +335,8 @@ DISTRACTOR_KINDS: dict[str, Callable[[random.Random], str]] = {
     ),
     "code": lambda r: r.choice(
         [
-            f"for i in range({r.randrange(10**6, 10**10)}):\n    total += i % {r.randrange(7, 997)}",
+            f"for i in range({r.randrange(10**6, 10**10)}):\n"
+            f"    total += i % {r.randrange(7, 997)}",
             f"time.sleep({r.randrange(1, 86400)}); assert n == {r.randrange(10**7, 10**11)}",
             f"const MAX = {r.randrange(10**8, 10**12)}; // bytes",
         ]

@@ -227,7 +227,9 @@ class Call:
             feedback_key=self.feedback_key,
             attributes=_jsonable(attributes),
         )
-        return redact_event(event) if self.settings.redact_pii else event
+        if self.settings.redact_pii:
+            return redact_event(event, key=self.settings.pii_key)
+        return event
 
 
 def _no_tokens(usage: dict[str, Any] | None) -> bool:
@@ -253,10 +255,11 @@ class FeedbackItem:
         feedback_key: str,
         rating: float | None,
         better_response: str | None,
-        redact: bool = False,
+        redact: bool | str = False,
+        pii_key: bytes | None = None,
     ) -> None:
         if redact:
-            better_response = redact_value(better_response)
+            better_response = redact_value(better_response, pii_key)
         self.body = {
             # Stable across retries, so a feedback sent twice (a crash between the server's
             # answer and the spool file's removal) is stored once.
