@@ -3,9 +3,13 @@ stay as they are, and a phone number is redacted when it is written as one."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from llmtap.pii import redact_text
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmtap.pii import redact_text, redact_value
 
 INTACT = [
     # timestamps
@@ -95,3 +99,24 @@ def test_names_in_running_text_are_redacted(text: str, expected: str) -> None:
 )
 def test_capitalised_words_that_are_no_person_stay(text: str) -> None:
     assert redact_text(text) == text
+
+
+_PIECES = st.sampled_from(
+    ["Priya Raman", "Dr.", "Hi", "--\n", '"name": ', "{", "}", "[", "]", ":", " ", "\n", "de",
+     "1700000000", "978-3-16-148410-0", "+44 20 7946 0958", "(415) 555-0132", "4111 1111 1111 "
+     "1111", "10.0.0.1", "v1.2.3.4", "order", "call", "ana@example.com", "Ünïcödé", "\x00", "'"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(_PIECES, st.text(max_size=12)), max_size=40),
+    st.sampled_from([" ", "\n", ", ", ": ", "\t", "; "]),
+)
+def test_any_mix_of_pieces_is_redacted_without_error(pieces: list[str], separator: str) -> None:
+    """Pieces as people write them, next to each other (not glued into one word)."""
+    text = separator.join(pieces)
+    out = redact_value({"text": text, "json": json.dumps({"k": text}), text: 1})
+    assert isinstance(out["text"], str) and "<REDACTION_FAILED>" not in json.dumps(out)
+    for secret in ("ana@example.com", "7946 0958", "555-0132"):
+        assert secret not in json.dumps(out, ensure_ascii=False)

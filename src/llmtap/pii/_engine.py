@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import hmac
@@ -29,23 +30,26 @@ _ID_FIELDS = {"chat_id": 512, "chain_id": 512}
 def find(text: str) -> list[tuple[int, int, str]]:
     """The (start, end, entity) spans of personal data in ``text``, in order, not
     overlapping. Where two kinds claim the same characters, the earlier recognizer wins."""
-    taken: list[tuple[int, int, str]] = []
+    taken: list[tuple[int, int, str]] = []  # sorted by start, never overlapping
     seen = text
     for recognizer in RECOGNIZERS:
         if not recognizer.hint(seen):
             continue
-        found: list[tuple[int, int, str]] = []
+        before = len(taken)
         for start, end in recognizer.find(seen):
             # Not overlapping what another kind claimed, nor this kind's own earlier spans
-            # (two patterns of one kind can find the same secret).
-            if end > start and not any(s < end and start < e for s, e, _ in (*taken, *found)):
-                found.append((start, end, recognizer.entity))
-        if found:
-            taken.extend(found)
+            # (two patterns of one kind can find the same secret). A bisection, not a scan:
+            # text with thousands of spans must not take quadratic time.
+            i = bisect.bisect_left(taken, (start,))
+            if end <= start or (i and taken[i - 1][1] > start):
+                continue
+            if i < len(taken) and taken[i][0] < end:
+                continue
+            taken.insert(i, (start, end, recognizer.entity))
+        if len(taken) > before:
             # Later recognizers do not see what is already claimed (a card's digits are no
             # phone number): same length, so positions stay, and no character they match.
             seen = _masked(text, taken)
-    taken.sort()
     return taken
 
 
@@ -118,7 +122,7 @@ def _json_inside(text: str) -> Any:
         return None
     try:
         value = json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep to parse: redacted as text instead
         return None
     return value if isinstance(value, (dict, list)) else None
 

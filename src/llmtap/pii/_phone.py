@@ -45,7 +45,8 @@ _OTHER_WORDS = words(
     "zip postcode postal plz code pin otp customer user employee student patient member "
     "policy claim loan"
 )
-_WORD = re.compile(r"[^\W\d_]+")
+# Whole words only: the "v" of "v1.2.3.4" or the "x" of "4x" says nothing about what follows.
+_WORD = re.compile(r"(?<!\d)[^\W\d_]+(?!\d)")
 # How far back the context words are looked for: the last few words before the number.
 _CONTEXT_CHARS, _CONTEXT_WORDS = 40, 4
 
@@ -65,7 +66,9 @@ def context_of(text: str, start: int) -> str | None:
 # Candidates: an optional international prefix, an optional area code in parentheses (with an
 # optional "(0)"), then digit groups with single separators, and an optional extension.
 _CANDIDATE = re.compile(
-    r"(?<![\w+/.#-])(?:(?:\+|00)\d{1,3}[ .-]?)?(?:\(0\)[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?"
+    # Not inside a word or a number; but an area code in parentheses may follow a letter.
+    r"(?:(?<![\w+/.#-])|(?<=[^\W\d_])(?=\())"
+    r"(?:(?:\+|00)\d{1,3}[ .-]?)?(?:\(0\)[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?"
     r"\d{1,5}(?:[ .-]?\d{1,5}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w/]|[.:]\d)"
 )
 REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "IN", "AU", "CA", "BR", "CH")
@@ -74,10 +77,28 @@ _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,
 _SEPARATORS = frozenset(" .-()")
 
 
+_GROUP_SEPARATOR = re.compile(r"[ .-]")
+
+
 def find_phones(text: str) -> Iterator[tuple[int, int]]:
     for match in _CANDIDATE.finditer(text):
-        if _is_phone(match.group(0), context_of(text, match.start())):
+        start, candidate = match.start(), match.group(0)
+        if _is_phone(candidate, context_of(text, start)):
             yield match.span()
+            continue
+        # The pattern may have joined a number to its neighbours ("+44 20 7946 0958
+        # 1700000000", "id 1234 (415) 555-0132"): try it without its last groups, then
+        # without its first ones.
+        cuts = [m.start() for m in _GROUP_SEPARATOR.finditer(candidate)]
+        for cut in reversed(cuts[-3:]):
+            if _is_phone(candidate[:cut], context_of(text, start)):
+                yield start, start + cut
+                break
+        else:
+            for cut in cuts[:2]:
+                if _is_phone(candidate[cut + 1 :], context_of(text, start + cut + 1)):
+                    yield start + cut + 1, match.end()
+                    break
 
 
 def _is_phone(candidate: str, context: str | None) -> bool:
@@ -88,7 +109,7 @@ def _is_phone(candidate: str, context: str | None) -> bool:
         return False
     if number.startswith(("+", "00")):
         return _international(number, context)
-    if context == OTHER:
+    if context == OTHER and "(" not in number:  # "(415) 555-0132" is no order number
         return False
     bare = _SEPARATORS.isdisjoint(number)
     if bare and context != PHONE:  # a bare digit run is an id, a count or a time
