@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from .pii_corpus import Sample, _Builder
 
-__all__ = ["DISTRACTOR_KINDS", "generate", "generate_distractors"]
+__all__ = ["DISTRACTOR_KINDS", "generate", "generate_distractors", "generate_held_out"]
 
 
 def _split(text: str) -> list[str]:
@@ -366,6 +366,77 @@ def generate_distractors(n: int = 300, seed: int = 11) -> list[tuple[str, str]]:
     r = random.Random(seed)
     kinds = list(DISTRACTOR_KINDS)
     return [(kind, DISTRACTOR_KINDS[kind](r)) for kind in (kinds[i % len(kinds)] for i in range(n))]
+
+
+# Held out: names and phrasings written after the recognizer was tuned on the lists above,
+# and never tuned on. Other people, other sentence shapes.
+HELD_FIRST = _split(
+    "Aditi Tariq Bongani Thandiwe Kofi Efua Nnamdi Chiamaka Rashid Yasmin Reza Shirin Kenji "
+    "Aiko Ryo Hana Seo-yeon Ji-ho Quang Huong Arjun Deepika Ravi Lakshmi Gabriel Mariana "
+    "Rodrigo Fernanda Erik Sigrid Oskar Maja Wojciech Małgorzata Jiří Tereza Antoine Camille "
+    "Luca Francesca Álvaro Carmen Pieter Sanne Klaus Ursula Liam Aoife Connor Maeve Harper "
+    "Logan Avery Riley Noah Mia Oliver Ava Leo Isla Arthur Ivy"
+)
+HELD_LAST = _split(
+    "Chatterjee Banerjee Venkataraman Pillai Mahlangu Dlamini Asante Owusu Nwosu Obi Farouk "
+    "Karimi Tehrani Yamamoto Nakamura Kobayashi Choi Jung Pham Le Vu Kapoor Malhotra Souza "
+    "Pereira Ribeiro Eriksson Nilsson Berg Lewandowski Zieliński Dvořák Svoboda Girard "
+    "Fontaine Bruno Greco Colombo Ramírez Vargas Mendoza de Vries Smit Meijer Krüger "
+    "Zimmermann Richter Byrne Kelly Fitzgerald Hughes Bennett Foster Sullivan Hayes Reyes"
+)
+HELD_TITLES = ("Dr.", "Prof.", "Ms.", "Mr.", "Mrs.", "Dr", "Frau", "Herr", "Madame")
+
+
+def _held(r: random.Random) -> str:
+    return f"{r.choice(HELD_FIRST)} {r.choice(HELD_LAST)}"
+
+
+HELD_TEMPLATES: list[Template] = [
+    lambda b, r: (
+        b.text("Draft a reply to ").value(_held(r), "PERSON").text(" explaining the refund policy.")
+    ),
+    lambda b, r: (
+        b.text("According to ")
+        .value(_held(r), "PERSON")
+        .text(", the outage began after the 02:00 deploy.")
+    ),
+    lambda b, r: (
+        b.text("Assign ticket 8812 to ").value(_held(r), "PERSON").text(" and notify the on-call.")
+    ),
+    lambda b, r: (
+        b.text("The patient, ")
+        .value(_held(r), "PERSON")
+        .text(", reported dizziness after the second dose.")
+    ),
+    lambda b, r: (
+        b.text("I spoke with ")
+        .value(f"{r.choice(HELD_TITLES)} {r.choice(HELD_LAST)}", "PERSON")
+        .text(" yesterday; she agrees with the plan.")
+    ),
+    lambda b, r: (
+        b.text('{"author": "')
+        .value(_held(r), "PERSON")
+        .text('", "title": "Quarterly Review", "pages": 14}')
+    ),
+    lambda b, r: (
+        b.text("Meeting attendees:\n- ")
+        .value(_held(r), "PERSON")
+        .text("\n- ")
+        .value(_held(r), "PERSON")
+        .text("\n- Finance team")
+    ),
+    lambda b, r: (
+        b.text("Rewrite this more politely: ")
+        .value(_held(r), "PERSON")
+        .text(" keeps missing the standup and nobody knows why.")
+    ),
+]
+
+
+def generate_held_out(n: int = 400, seed: int = 23) -> list[Sample]:
+    """``n`` samples of names in running text, held out from any tuning."""
+    r = random.Random(seed)
+    return [r.choice(HELD_TEMPLATES)(_Builder(), r).build() for _ in range(n)]
 
 
 def generate(n: int = 1200, seed: int = 11) -> list[Sample]:
