@@ -381,9 +381,9 @@ HELD_LAST = _split(
     "Chatterjee Banerjee Venkataraman Pillai Mahlangu Dlamini Asante Owusu Nwosu Obi Farouk "
     "Karimi Tehrani Yamamoto Nakamura Kobayashi Choi Jung Pham Le Vu Kapoor Malhotra Souza "
     "Pereira Ribeiro Eriksson Nilsson Berg Lewandowski Zieliński Dvořák Svoboda Girard "
-    "Fontaine Bruno Greco Colombo Ramírez Vargas Mendoza de Vries Smit Meijer Krüger "
+    "Fontaine Bruno Greco Colombo Ramírez Vargas Mendoza Smit Meijer Krüger "
     "Zimmermann Richter Byrne Kelly Fitzgerald Hughes Bennett Foster Sullivan Hayes Reyes"
-)
+) + ["de Vries", "van der Merwe", "Al-Amin"]
 HELD_TITLES = ("Dr.", "Prof.", "Ms.", "Mr.", "Mrs.", "Dr", "Frau", "Herr", "Madame")
 
 

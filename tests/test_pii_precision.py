@@ -81,6 +81,7 @@ def test_the_json_id_next_to_a_phone_stays() -> None:
         ("Thanks.\n\n--\nChinedu Okonkwo\nStaff Engineer, Initech", "--\n<PERSON>\nStaff"),
         ('{"name": "Mei Chen", "order_id": 123456789}', '{"name": "<PERSON>", "order_id": 123'),
         ("Customer name: Anna van der Berg\nTier: gold", "Customer name: <PERSON>\nTier"),
+        ("According to Luca de Vries, it failed.", "According to <PERSON>, it failed."),
     ],
 )
 def test_names_in_running_text_are_redacted(text: str, expected: str) -> None:

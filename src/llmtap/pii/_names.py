@@ -275,8 +275,11 @@ def _names_in_run(
             j += 1
         while j > i and tokens[j] in _PARTICLES:
             j -= 1
-        if j == i and known_first and i + 1 < len(tokens) and tokens[i + 1] not in _NOT_SURNAMES:
-            j = i + 1  # a first name and a surname the lists do not have: "Chinedu Okonkwo"
+        k = i + 1  # the next capitalised word, past particles: "Luca de Vries"
+        while k < len(tokens) and tokens[k] in _PARTICLES:
+            k += 1
+        if j == i and known_first and k < len(tokens) and tokens[k] not in _NOT_SURNAMES:
+            j = k  # a first name and a surname the lists do not have: "Chinedu Okonkwo"
         if j == i and i + 1 < len(tokens) and tokens[i + 1] in last:
             j = i + 1  # a surname the lists have after a first name they do not: "Yuki Ito"
         if j > i and tokens[j] not in _NOT_SURNAMES:
