@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,8 @@ import llmtap
 from llmtap.fake_provider import FakeProvider
 from llmtap.pii import pseudonym_key, redact_text, redact_value
 
-from .conftest import Project, tap_config
+from .conftest import Project, start_server, stop_server, tap_config
+from .test_pii import foreign_event
 
 EMAIL = "priya.raman@example.com"
 PHONE = "+44 20 7946 0958"
@@ -118,3 +120,46 @@ def test_end_to_end_pseudonyms_group_one_person(provider: FakeProvider, project:
     assert events[0]["chain_id"].startswith("chain <PHONE_NUMBER:")
     chat_id = events[0]["chat_id"]
     assert [e["id"] for e in project.events(chat_id=chat_id)]  # the dashboard can group by it
+
+
+def _hostile_events() -> list[dict]:
+    """Events another SDK could send, shaped to trip the redactor up."""
+    base = foreign_event("x")
+    deep = "[" * 5000 + "]" * 5000
+    shapes = [
+        {"output_text": deep},  # JSON too deep to parse
+        {"output_text": "Dr. " * 20000},  # tens of thousands of spans
+        {"output_text": "+44 20 7946 0958 " * 3000},
+        {"chat_id": "ana@example.com," * 32},  # grows past the schema's 512 when redacted
+        {"chain_id": "Priya Raman " * 42},
+        {"attributes": {EMAIL: "key is personal data", "n": 1, "nested": {"name": "Mei Chen"}}},
+        {"template_params": {"args": '{"to": "' + EMAIL + '"}', "bad": '{"to": '}},
+        {"error": {"type": "x", "message": f"call {PHONE}", "status_code": 500}},
+        {
+            "request": {
+                "messages": [{"role": "user", "name": "Lars Nowak", "content": "\x00\ud7ff"}]
+            }
+        },
+    ]
+    return [
+        {**base, "id": f"00000000-0000-4000-8000-{i:012d}", **shape}
+        for i, shape in enumerate(shapes)
+    ]
+
+
+def test_hostile_events_are_redacted_by_the_server_not_failed(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {"LLMTAP_REDACT_FIELDS": json.dumps({"*": "all"})})
+    try:
+        key = server.new_key("hostile")
+        events = _hostile_events()
+        posted = server.post("/api/v1/events", key, json={"events": events})
+        assert posted.status_code == 200, posted.text
+        stored = [server.get(f"/api/v1/events/{e['id']}", key).json() for e in events]
+    finally:
+        stderr = stop_server(server)
+    assert "Traceback" not in stderr
+    whole = json.dumps(stored, ensure_ascii=False)
+    for value in (EMAIL, "7946 0958", "Raman", "Mei Chen", "Nowak"):
+        assert value not in whole
+    assert all(len(e["chat_id"] or "") <= 512 for e in stored)
+    assert stored[0]["output_text"] == "[" * 5000 + "]" * 5000  # nothing in it, left as it was
