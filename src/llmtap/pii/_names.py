@@ -33,6 +33,12 @@ _LATIN_NAME = re.compile(r"[^\W\d_][^\W\d_'\u2019-]*(?:['\u2019-][^\W\d_]+)*")
 
 
 @functools.cache
+def _known() -> frozenset[str]:
+    first, last = _lexicon()
+    return first | last
+
+
+@functools.cache
 def _lexicon() -> tuple[frozenset[str], frozenset[str]]:
     """(first names, last names) of every locale, as written (capitalised)."""
     first: set[str] = set()
@@ -166,6 +172,7 @@ _SEPARATOR = re.compile(r"""["']?[ \t]*[:=][ \t]*["']?""")
 _FIELD_VALUE = re.compile(rf"{_CAP}(?:[ \t]+(?:(?:{_PARTICLE})[ \t]+)*{_CAP}){{0,3}}")
 
 
+@functools.lru_cache(maxsize=1024)  # keys repeat from event to event
 def is_name_key(key: str) -> bool:
     """Whether a field called ``key`` holds a person's name (``name``, ``customer_name``)."""
     return len(key) <= 40 and _NAME_KEY.fullmatch(key.strip()) is not None
@@ -233,6 +240,7 @@ def _in_fields(text: str) -> Iterator[Span]:
 
 def _in_running_text(text: str) -> Iterator[Span]:
     first, last = _lexicon()
+    known = _known()
     for run in _RUN.finditer(text):
         tokens = run.group(0).split()
         title = _TITLE_AT_START.match(run.group(0))
@@ -242,7 +250,7 @@ def _in_running_text(text: str) -> Iterator[Span]:
                 yield run.span()
             continue
         # Most runs are a sentence's first word or an acronym: no known name, nothing to do.
-        if any(token in first or token in last for token in tokens):
+        if not known.isdisjoint(tokens):
             yield from _names_in_run(text, run.start(), tokens, first, last)
 
 
