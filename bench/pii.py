@@ -107,21 +107,26 @@ _EVENT: dict[str, Any] = {
 }
 
 
-def _intact() -> dict[str, Any]:
+def _intact(distractors: list[tuple[str, str]]) -> dict[str, Any]:
+    """How many of ``distractors`` ((kind, sentence) with no personal data) come out as they
+    went in; the ones changed by the kind of sentence and by the entity that fired."""
     kinds: Counter[str] = Counter()
     changed: Counter[str] = Counter()
+    fired: Counter[str] = Counter()
     examples = []
-    for kind, text in generate_distractors(300):
+    for kind, text in distractors:
         kinds[kind] += 1
-        redacted = redact_text(text)
-        if redacted != text:
+        spans = find(text)
+        if spans:
             changed[kind] += 1
-            examples.append(redacted)
+            fired.update(entity for _, _, entity in spans)
+            examples.append(redact_text(text))
     total = sum(kinds.values())
     return {
         "sentences": total,
         "intact": 1 - sum(changed.values()) / total,
         "changed_by_kind": dict(changed),
+        "fired_by_entity": dict(fired),
         "kinds": len(kinds),
         "examples_changed": examples[:10],
     }
@@ -165,7 +170,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "sentences2": len(samples2),
         "entities2": table2,
         "held_out_names": held["PERSON"],
-        "distractors": _intact(),
+        "distractors": _intact(generate_distractors(300)),
+        "distractors1": _intact([("corpus 1", x.text) for x in samples if not x.spans]),
         "examples_missed_or_false": (misses[:10] + misses2[:10] + held_misses[:10]),
         "throughput_mb_s": throughput,
         "corpus_bytes": size,
@@ -204,7 +210,7 @@ def _table(entities: dict[str, dict[str, Any]], targets: bool) -> list[str]:
 
 def report(result: dict[str, Any]) -> str:
     held = result["held_out_names"]
-    distractors = result["distractors"]
+    distractors, distractors1 = result["distractors"], result["distractors1"]
     intact_ok = "met" if distractors["intact"] >= TARGET_INTACT else "MISSED (>= 0.98)"
     changed = distractors["changed_by_kind"]
     lines = [
@@ -216,7 +222,10 @@ def report(result: dict[str, Any]) -> str:
         f"{_fmt(held['recall'])}, precision {_fmt(held['precision'])}",
         f"distractors (number-bearing, no personal data): {distractors['sentences']} sentences "
         f"of {distractors['kinds']} kinds, {distractors['intact']:.3f} left intact  {intact_ok}"
-        + (f"; changed: {changed}" if changed else ""),
+        + (f"; changed: {changed}, fired: {distractors['fired_by_entity']}" if changed else ""),
+        f"corpus 1's distractors: {distractors1['sentences']} sentences, "
+        f"{distractors1['intact']:.3f} left intact; entities fired: "
+        f"{distractors1['fired_by_entity'] or 'none'}",
         f"throughput: {result['throughput_mb_s']:.2f} MB/s of prompt text "
         f"({result['corpus_bytes'] / 1e3:.0f} kB corpus)",
         f"added per recorded call: {result['per_event_us']:.0f} us CPU on the exporter thread "

@@ -377,13 +377,18 @@ HELD_FIRST = _split(
     "Luca Francesca Álvaro Carmen Pieter Sanne Klaus Ursula Liam Aoife Connor Maeve Harper "
     "Logan Avery Riley Noah Mia Oliver Ava Leo Isla Arthur Ivy"
 )
-HELD_LAST = _split(
-    "Chatterjee Banerjee Venkataraman Pillai Mahlangu Dlamini Asante Owusu Nwosu Obi Farouk "
-    "Karimi Tehrani Yamamoto Nakamura Kobayashi Choi Jung Pham Le Vu Kapoor Malhotra Souza "
-    "Pereira Ribeiro Eriksson Nilsson Berg Lewandowski Zieliński Dvořák Svoboda Girard "
-    "Fontaine Bruno Greco Colombo Ramírez Vargas Mendoza Smit Meijer Krüger "
-    "Zimmermann Richter Byrne Kelly Fitzgerald Hughes Bennett Foster Sullivan Hayes Reyes"
-) + ["de Vries", "van der Merwe", "Al-Amin"]
+HELD_LAST = [
+    *_split(
+        "Chatterjee Banerjee Venkataraman Pillai Mahlangu Dlamini Asante Owusu Nwosu Obi Farouk "
+        "Karimi Tehrani Yamamoto Nakamura Kobayashi Choi Jung Pham Le Vu Kapoor Malhotra Souza "
+        "Pereira Ribeiro Eriksson Nilsson Berg Lewandowski Zieliński Dvořák Svoboda Girard "
+        "Fontaine Bruno Greco Colombo Ramírez Vargas Mendoza Smit Meijer Krüger "
+        "Zimmermann Richter Byrne Kelly Fitzgerald Hughes Bennett Foster Sullivan Hayes Reyes"
+    ),
+    "de Vries",
+    "van der Merwe",
+    "Al-Amin",
+]
 HELD_TITLES = ("Dr.", "Prof.", "Ms.", "Mr.", "Mrs.", "Dr", "Frau", "Herr", "Madame")
 
 
