@@ -19,7 +19,7 @@ import string
 import uuid
 from collections.abc import Callable
 
-from .pii_corpus import Sample, _Builder
+from .pii_corpus import Sample, _Builder, dump
 
 __all__ = ["DISTRACTOR_KINDS", "generate", "generate_distractors", "generate_held_out"]
 
@@ -455,9 +455,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    for sample in generate(args.n, args.seed):
-        labels = [(sample.text[s:e], kind) for s, e, kind in sample.spans]
-        print(json.dumps({"text": sample.text, "labels": labels}, ensure_ascii=False))
+    dump(generate(args.n, args.seed))
     for kind, text in generate_distractors(args.n, args.seed):
         print(json.dumps({"distractor": kind, "text": text}, ensure_ascii=False))
 
