@@ -88,7 +88,7 @@ def find_phones(text: str) -> Iterator[tuple[int, int]]:
             continue
         # The pattern may have joined a number to its neighbours ("+44 20 7946 0958
         # 1700000000", "id 1234 (415) 555-0132"): try it without its last groups, then
-        # without its first ones.
+        # from a "+" or "(" inside it, which only a phone number starts with.
         cuts = [m.start() for m in _GROUP_SEPARATOR.finditer(candidate)]
         for cut in reversed(cuts[-3:]):
             if _is_phone(candidate[:cut], context_of(text, start)):
@@ -96,7 +96,8 @@ def find_phones(text: str) -> Iterator[tuple[int, int]]:
                 break
         else:
             for cut in cuts[:2]:
-                if _is_phone(candidate[cut + 1 :], context_of(text, start + cut + 1)):
+                rest = candidate[cut + 1 :]
+                if rest[:1] in ("+", "(") and _is_phone(rest, context_of(text, start + cut + 1)):
                     yield start + cut + 1, match.end()
                     break
 
