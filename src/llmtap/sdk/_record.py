@@ -248,7 +248,7 @@ def _response_error(raw: Any) -> dict[str, Any]:
 class FeedbackItem:
     """Feedback queued for delivery, sent on the exporter's thread like an event."""
 
-    __slots__ = ("body",)
+    __slots__ = ("_body", "_pii_key", "_redact")
 
     def __init__(
         self,
@@ -258,9 +258,8 @@ class FeedbackItem:
         redact: bool | str = False,
         pii_key: bytes | None = None,
     ) -> None:
-        if redact:
-            better_response = redact_value(better_response, pii_key)
-        self.body = {
+        self._redact, self._pii_key = bool(redact), pii_key
+        self._body = {
             # Stable across retries, so a feedback sent twice (a crash between the server's
             # answer and the spool file's removal) is stored once.
             "id": str(new_id()),
@@ -268,6 +267,17 @@ class FeedbackItem:
             "rating": rating,
             "better_response": better_response,
         }
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The feedback as sent; redacted here, when the exporter's thread first reads it,
+        not in ``send_feedback`` on the caller's."""
+        if self._redact:
+            self._body["better_response"] = redact_value(
+                self._body["better_response"], self._pii_key
+            )
+            self._redact = False
+        return self._body
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
