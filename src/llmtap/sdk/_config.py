@@ -73,6 +73,11 @@ class Config:
 class Settings:
     """A :class:`Config` with every field resolved; what the recorder and exporter read."""
 
+    @property
+    def pii_key(self) -> bytes | None:
+        """The pseudonyms' key (``redact_pii="pseudonymize"``), else None."""
+        return pseudonym_key(self.redact_pii, self.pii_secret)
+
     api_key: str | None
     url: str
     prompt_template_name: str | None
@@ -92,11 +97,6 @@ class Settings:
     spool_dir: str | None
     spool_max_bytes: int
     raise_internal_errors: bool
-
-    @property
-    def pii_key(self) -> bytes | None:
-        """The pseudonyms' key (``redact_pii="pseudonymize"``), else None."""
-        return pseudonym_key(self.redact_pii, self.pii_secret)
 
 
 @dataclass
