@@ -1,11 +1,16 @@
-"""Issue 7: how well and how fast ``redact_pii`` redacts.
+"""Issues 7 and 19: how well and how fast ``redact_pii`` redacts, and what it leaves alone.
 
-Recall and precision per entity type on the labelled corpus of ``bench/pii_corpus.py``:
-a labelled value is recalled when a span of the same type covers all of it; a predicted span
-is correct when it overlaps a labelled value of its type. "leaks" counts labelled values still
-readable, whole, in the redacted text. Then throughput (MB/s of text through ``redact_text``)
-and the time redaction adds to one recorded call (``redact_event`` on a typical chat event; it
-runs on the exporter's thread, so the caller's thread pays none of it).
+Recall and precision per entity type on two labelled corpora: ``bench/pii_corpus.py`` (Faker
+values in 24 templates; the recognizers were tuned on it) and ``bench/pii_corpus2.py`` (built
+apart: hand-written names and numbering-plan formats, running-text names, JSON and code), plus
+that module's held-out set of names in running text, never tuned on. A labelled value is
+recalled when a span of the same type covers all of it; a predicted span is correct when it
+overlaps a labelled value of its type. "leaks" counts labelled values still readable, whole,
+in the redacted text. Then the share of number-bearing sentences with no personal data (the
+second corpus's distractors) that come out unchanged, per kind. Then throughput (MB/s through
+``redact_text``) and the time redaction adds to one recorded call (``redact_event`` on a
+typical chat event, on the exporter's thread; thread CPU time, the median of batches, as the
+machine may be shared), with placeholders and with pseudonyms.
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ import time
 from collections import Counter
 from typing import Any
 
-from llmtap.pii import ENTITY_TYPES, redact_event, redact_text
+from llmtap.pii import ENTITY_TYPES, pseudonym_key, redact_event, redact_text
 from llmtap.pii._engine import find
 
 from ._harness import median
 from .pii_corpus import generate
+from .pii_corpus2 import generate as generate2
+from .pii_corpus2 import generate_distractors, generate_held_out
 
 STRUCTURED = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE",
               "IP_ADDRESS", "SECRET")  # fmt: skip
 TARGET_RECALL, TARGET_PRECISION = 0.95, 0.90
+TARGET_NAMES = 0.90  # recall and precision of names in running text
+TARGET_INTACT = 0.98  # distractor sentences left unchanged
 
 
 def _score(samples: list[Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -98,9 +107,52 @@ _EVENT: dict[str, Any] = {
 }
 
 
+def _intact(distractors: list[tuple[str, str]]) -> dict[str, Any]:
+    """How many of ``distractors`` ((kind, sentence) with no personal data) come out as they
+    went in; the ones changed by the kind of sentence and by the entity that fired."""
+    kinds: Counter[str] = Counter()
+    changed: Counter[str] = Counter()
+    fired: Counter[str] = Counter()
+    examples = []
+    for kind, text in distractors:
+        kinds[kind] += 1
+        spans = find(text)
+        if spans:
+            changed[kind] += 1
+            fired.update(entity for _, _, entity in spans)
+            examples.append(redact_text(text))
+    total = sum(kinds.values())
+    return {
+        "sentences": total,
+        "intact": 1 - sum(changed.values()) / total,
+        "changed_by_kind": dict(changed),
+        "fired_by_entity": dict(fired),
+        "kinds": len(kinds),
+        "examples_changed": examples[:10],
+    }
+
+
+def _per_event_us(quick: bool, key: bytes | None) -> float:
+    batches = []
+    for _ in range(20 if quick else 80):
+        events = [copy.deepcopy(_EVENT) for _ in range(10)]
+        start = time.thread_time()
+        for event in events:
+            redact_event(event, key=key)
+        batches.append((time.thread_time() - start) / len(events))
+    return median(batches) * 1e6
+
+
 def run(quick: bool = False) -> dict[str, Any]:
+    start = time.perf_counter()
+    redact_text("Please forward this to Priya Raman.")  # loads the name lists once
+    first_use = time.perf_counter() - start
+
     samples = generate(600 if quick else 2400)
     table, misses = _score(samples)
+    samples2 = generate2(300 if quick else 1200)
+    table2, misses2 = _score(samples2)
+    held, held_misses = _score(generate_held_out(100 if quick else 400))
 
     texts = [s.text for s in samples]
     size = sum(len(t.encode()) for t in texts)
@@ -112,21 +164,21 @@ def run(quick: bool = False) -> dict[str, Any]:
         rounds.append(time.perf_counter() - start)
     throughput = size / median(rounds) / 1e6
 
-    event_size = len(str(_EVENT).encode())
-    per_event = []
-    for _ in range(50 if quick else 400):
-        event = copy.deepcopy(_EVENT)
-        start = time.perf_counter()
-        redact_event(event)
-        per_event.append(time.perf_counter() - start)
     return {
         "sentences": len(samples),
         "entities": table,
-        "examples_missed_or_false": misses[:20],
+        "sentences2": len(samples2),
+        "entities2": table2,
+        "held_out_names": held["PERSON"],
+        "distractors": _intact(generate_distractors(300)),
+        "distractors1": _intact([("corpus 1", x.text) for x in samples if not x.spans]),
+        "examples_missed_or_false": (misses[:10] + misses2[:10] + held_misses[:10]),
         "throughput_mb_s": throughput,
         "corpus_bytes": size,
-        "event_bytes": event_size,
-        "per_event_us": median(per_event) * 1e6,
+        "event_bytes": len(str(_EVENT).encode()),
+        "per_event_us": _per_event_us(quick, None),
+        "per_event_pseudonyms_us": _per_event_us(quick, pseudonym_key("pseudonymize", "k")),
+        "name_lists_first_use_s": first_use,
     }
 
 
@@ -134,28 +186,52 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def report(result: dict[str, Any]) -> str:
+def _table(entities: dict[str, dict[str, Any]], targets: bool) -> list[str]:
     lines = [
-        f"PII redaction (issue 7), {result['sentences']} generated sentences",
         f"{'entity':<16}{'labelled':>9}{'recall':>9}{'predicted':>10}{'precision':>10}"
         f"{'leaks':>7}  target",
     ]
-    for entity, row in result["entities"].items():
+    for entity, row in entities.items():
         target = ""
-        if entity in STRUCTURED:
+        if targets and entity in STRUCTURED:
             ok = (row["recall"] or 0) >= TARGET_RECALL and (
                 row["precision"] or 0
             ) >= TARGET_PRECISION
             target = "met" if ok else "MISSED (>= 0.95 / 0.90)"
+        if entity == "PERSON" and row["labelled"]:
+            ok = (row["recall"] or 0) >= TARGET_NAMES and (row["precision"] or 0) >= TARGET_NAMES
+            target = "met" if ok else "MISSED (>= 0.90 / 0.90)"
         lines.append(
             f"{entity:<16}{row['labelled']:>9}{_fmt(row['recall']):>9}{row['predicted']:>10}"
             f"{_fmt(row['precision']):>10}{row['leaks']:>7}  {target}"
         )
-    lines += [
+    return lines
+
+
+def report(result: dict[str, Any]) -> str:
+    held = result["held_out_names"]
+    distractors, distractors1 = result["distractors"], result["distractors1"]
+    intact_ok = "met" if distractors["intact"] >= TARGET_INTACT else "MISSED (>= 0.98)"
+    changed = distractors["changed_by_kind"]
+    lines = [
+        f"PII redaction (issues 7, 19): corpus 1, {result['sentences']} Faker sentences (tuned on)",
+        *_table(result["entities"], True),
+        f"corpus 2, {result['sentences2']} sentences built apart (names in running text)",
+        *_table(result["entities2"], True),
+        f"held-out names in running text: {held['labelled']} labelled, recall "
+        f"{_fmt(held['recall'])}, precision {_fmt(held['precision'])}",
+        f"distractors (number-bearing, no personal data): {distractors['sentences']} sentences "
+        f"of {distractors['kinds']} kinds, {distractors['intact']:.3f} left intact  {intact_ok}"
+        + (f"; changed: {changed}, fired: {distractors['fired_by_entity']}" if changed else ""),
+        f"corpus 1's distractors: {distractors1['sentences']} sentences, "
+        f"{distractors1['intact']:.3f} left intact; entities fired: "
+        f"{distractors1['fired_by_entity'] or 'none'}",
         f"throughput: {result['throughput_mb_s']:.2f} MB/s of prompt text "
         f"({result['corpus_bytes'] / 1e3:.0f} kB corpus)",
-        f"added per recorded call: {result['per_event_us']:.0f} us on the exporter thread "
-        f"(a {result['event_bytes'] / 1e3:.1f} kB chat event); 0 on the caller's thread",
+        f"added per recorded call: {result['per_event_us']:.0f} us CPU on the exporter thread "
+        f"(a {result['event_bytes'] / 1e3:.1f} kB chat event), "
+        f"{result['per_event_pseudonyms_us']:.0f} us with pseudonyms; 0 on the caller's thread",
+        f"name lists loaded on first use: {result['name_lists_first_use_s']:.2f} s, once",
     ]
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from faker import Faker
 
-__all__ = ["Sample", "generate"]
+__all__ = ["Sample", "dump", "generate"]
 
 LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "nl_NL", "it_IT", "es_ES", "en_AU")
 
@@ -261,14 +261,19 @@ def generate(n: int = 2400, seed: int = 7, distractor_share: float = 0.25) -> li
     return samples
 
 
+def dump(samples: list[Sample]) -> None:
+    """Print ``samples`` as JSON lines, each with its labelled values."""
+    for sample in samples:
+        labels = [(sample.text[s:e], kind) for s, e, kind in sample.spans]
+        print(json.dumps({"text": sample.text, "labels": labels}, ensure_ascii=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    for sample in generate(args.n, args.seed):
-        labels = [(sample.text[s:e], kind) for s, e, kind in sample.spans]
-        print(json.dumps({"text": sample.text, "labels": labels}, ensure_ascii=False))
+    dump(generate(args.n, args.seed))
 
 
 if __name__ == "__main__":

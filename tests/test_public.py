@@ -101,7 +101,10 @@ def test_compat_surfaces_are_pinned() -> None:
     assert sorted(llmtap.pii.__all__) == [
         "ENTITY_TYPES",
         "EVENT_TEXT_FIELDS",
+        "PSEUDONYMIZE",
         "PiiExtraMissing",
+        "check_mode",
+        "pseudonym_key",
         "redact_event",
         "redact_text",
         "redact_value",

@@ -27,6 +27,7 @@ class Setting:
     help: str
     kind: type  # str, int, float, bool or dict
     scope: str  # "sdk" or "server"
+    also: tuple[str, ...] = ()  # words accepted besides the kind's values, as themselves
 
     @property
     def env(self) -> str:
@@ -35,6 +36,8 @@ class Setting:
     def parse(self, raw: str) -> Any:
         """Turn an environment variable's text into a value of this setting's kind."""
         raw = raw.strip()
+        if raw.lower() in self.also:
+            return raw.lower()
         if self.kind is bool:
             low = raw.lower()
             if low in _TRUE:
@@ -77,8 +80,18 @@ _TABLE = [
     Setting(
         "redact_pii",
         False,
-        "Redact personal data and secrets before they leave the process (needs llmtap[pii]).",
+        "Redact personal data and secrets before they leave the process (needs llmtap[pii]);"
+        " pseudonymize: each value becomes a stable token keyed by pii_secret.",
         bool,
+        "sdk",
+        also=("pseudonymize",),
+    ),
+    Setting(
+        "pii_secret",
+        None,
+        "Key of redact_pii=pseudonymize: the same value, the same token, in every event made"
+        " with this key. Stays in the SDK's process; never sent.",
+        str,
         "sdk",
     ),
     Setting("chat_id", None, "Chat id for calls that give none.", str, "sdk"),

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
+import hashlib
+import hmac
+import json
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from . import REDACTION_FAILED
+from ._names import is_name_key, looks_like_name, strip_title
 from ._recognizers import RECOGNIZERS
 
 __all__ = ["find", "redact_event", "redact_text", "redact_value"]
@@ -16,27 +23,33 @@ log = logging.getLogger("llmtap")
 # Text shorter than this cannot hold any of the kinds (the shortest, an IP like 1.1.1.1 or a
 # name after "Hi ", is longer); skipping it saves most of the work on ids and enum values.
 _SHORTEST = 7
+# Fields that are ids: their redacted form is cut to the schema's bound.
+_ID_FIELDS = {"chat_id": 512, "chain_id": 512}
 
 
 def find(text: str) -> list[tuple[int, int, str]]:
     """The (start, end, entity) spans of personal data in ``text``, in order, not
     overlapping. Where two kinds claim the same characters, the earlier recognizer wins."""
-    taken: list[tuple[int, int, str]] = []
+    taken: list[tuple[int, int, str]] = []  # sorted by start, never overlapping
     seen = text
     for recognizer in RECOGNIZERS:
         if not recognizer.hint(seen):
             continue
-        found = [
-            (start, end, recognizer.entity)
-            for start, end in recognizer.find(seen)
-            if end > start and not any(start < t_e and t_s < end for t_s, t_e, _ in taken)
-        ]
-        if found:
-            taken.extend(found)
+        before = len(taken)
+        for start, end in recognizer.find(seen):
+            # Not overlapping what another kind claimed, nor this kind's own earlier spans
+            # (two patterns of one kind can find the same secret). A bisection, not a scan:
+            # text with thousands of spans must not take quadratic time.
+            i = bisect.bisect_left(taken, (start,))
+            if end <= start or (i and taken[i - 1][1] > start):
+                continue
+            if i < len(taken) and taken[i][0] < end:
+                continue
+            taken.insert(i, (start, end, recognizer.entity))
+        if len(taken) > before:
             # Later recognizers do not see what is already claimed (a card's digits are no
             # phone number): same length, so positions stay, and no character they match.
             seen = _masked(text, taken)
-    taken.sort()
     return taken
 
 
@@ -47,7 +60,30 @@ def _masked(text: str, spans: list[tuple[int, int, str]]) -> str:
     return "".join(chars)
 
 
-def redact_text(text: str) -> str:
+# -- placeholders and pseudonyms ------------------------------------------------------------
+
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
+
+
+def _normal(entity: str, value: str) -> str:
+    """One spelling per value, so that one person gets one pseudonym: digits of a number
+    without its separators, a name without its title and case, an address without case."""
+    if entity in ("PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE"):
+        compact = _NOT_ALNUM.sub("", value).upper()
+        return compact[2:] if entity == "PHONE_NUMBER" and value.startswith("00") else compact
+    if entity == "PERSON":
+        value = strip_title(value)
+    return " ".join(value.split()).casefold()
+
+
+def _token(entity: str, value: str, key: bytes | None) -> str:
+    if key is None:
+        return f"<{entity}>"
+    message = f"{entity}\x00{_normal(entity, value)}".encode()
+    return f"<{entity}:{hmac.new(key, message, hashlib.sha256).hexdigest()[:6]}>"
+
+
+def redact_text(text: str, key: bytes | None = None) -> str:
     if len(text) < _SHORTEST:
         return text
     spans = find(text)
@@ -56,37 +92,78 @@ def redact_text(text: str) -> str:
     out, position = [], 0
     for start, end, entity in spans:
         out.append(text[position:start])
-        out.append(f"<{entity}>")
+        out.append(_token(entity, text[start:end], key))
         position = end
     out.append(text[position:])
     return "".join(out)
 
 
-def _safe_text(text: str) -> str:
+# -- JSON-like values -----------------------------------------------------------------------
+
+
+def _safe_text(text: str, key: bytes | None, field: str | None = None) -> str:
     try:
-        return redact_text(text)
+        if field is not None and is_name_key(field) and looks_like_name(text):
+            return _token("PERSON", text, key)  # {"name": "Mei Chen"}: the field says so
+        inner = _json_inside(text)
+        if inner is not None:  # tool-call arguments: redacted as JSON, keys giving context
+            redacted = redact_value(inner, key)
+            return text if redacted == inner else json.dumps(redacted, ensure_ascii=False)
+        return redact_text(text, key)
     except Exception as exc:  # never send what could not be checked
         log.warning("llmtap: PII redaction failed on a string, its content is dropped: %r", exc)
         return REDACTION_FAILED
 
 
-def redact_value(value: Any) -> Any:
+def _json_inside(text: str) -> Any:
+    """The object or array ``text`` holds as JSON, else None."""
+    stripped = text.strip()
+    if len(stripped) < 2 or (stripped[0], stripped[-1]) not in (("{", "}"), ("[", "]")):
+        return None
+    try:
+        value = json.loads(stripped)
+    except (ValueError, RecursionError):  # too deep to parse: redacted as text instead
+        return None
+    return value if isinstance(value, (dict, list)) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _redacted_key(name: str, key: bytes | None) -> str:
+    # Keys repeat from event to event ("role", "content"): each is checked once.
+    return _safe_text(name, key)
+
+
+def redact_value(value: Any, key: bytes | None = None, field: str | None = None) -> Any:
     if isinstance(value, str):
-        return _safe_text(value)
+        return _safe_text(value, key, field)
     if isinstance(value, dict):
-        return {key: redact_value(item) for key, item in value.items()}
+        out: dict[Any, Any] = {}
+        for name, item in value.items():
+            new_name = _redacted_key(name, key) if isinstance(name, str) else name
+            if new_name != name:  # two keys redacted alike must not overwrite each other
+                base, n = new_name, 1
+                while new_name in out or new_name in value:
+                    n += 1
+                    new_name = f"{base}#{n}"
+            out[new_name] = redact_value(item, key, name if isinstance(name, str) else None)
+        return out
     if isinstance(value, (list, tuple)):
-        return [redact_value(item) for item in value]
+        return [redact_value(item, key, field) for item in value]
     return value  # numbers, booleans, None: kept as they are
 
 
-def redact_event(event: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+def redact_event(
+    event: dict[str, Any], fields: Iterable[str], key: bytes | None = None
+) -> dict[str, Any]:
     for name in fields:
         value = event.get(name)
         if value is None:
             continue
         try:
-            event[name] = redact_value(value)
+            redacted = redact_value(value, key)
+            if name in _ID_FIELDS and isinstance(redacted, str):
+                redacted = redacted[: _ID_FIELDS[name]]
+            event[name] = redacted
         except Exception as exc:
             log.warning("llmtap: PII redaction failed on %r, the field is dropped: %r", name, exc)
             event[name] = {} if name in ("request", "attributes") else None

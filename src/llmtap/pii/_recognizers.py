@@ -16,10 +16,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import phonenumbers
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
+
+from ._names import find_names
+from ._phone import OTHER, context_of, find_phones, words
 
 __all__ = ["RECOGNIZERS", "Recognizer"]
 
@@ -39,17 +41,6 @@ def _by_pattern(pattern: re.Pattern[str], group: int = 0) -> Callable[[str], Ite
     def find(text: str) -> Iterator[Span]:
         for match in pattern.finditer(text):
             yield match.span(group)
-
-    return find
-
-
-def _validated(
-    pattern: re.Pattern[str], valid: Callable[[str], bool], group: int = 0
-) -> Callable[[str], Iterator[Span]]:
-    def find(text: str) -> Iterator[Span]:
-        for match in pattern.finditer(text):
-            if valid(match.group(group)):
-                yield match.span(group)
 
     return find
 
@@ -118,21 +109,31 @@ def _find_secrets(text: str) -> Iterator[Span]:
 # -- e-mail ---------------------------------------------------------------------------------
 
 _EMAIL = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\b"
+    # \w, not [A-Za-z0-9]: internationalised addresses (RFC 6531) have letters of any script
+    r"(?<![\w.%+-])[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
+    r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}\b"
 )
 
 # -- cards, IBAN, SSN: checksums ------------------------------------------------------------
 
 # 12 to 19 digits, bare or in groups of 4 (Amex: 4-6-5) with one kind of separator.
 _CARD = re.compile(
-    r"(?<![\d.,-])(?:\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5}|\d{12,19})(?![\d])"
+    r"(?<![\w.,-])(?:\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5}|\d{12,19})(?!\w)"
 )
 
 
 def _card_ok(candidate: str) -> bool:
     digits = re.sub(r"\D", "", candidate)
-    return 12 <= len(digits) <= 19 and digits[0] in "2345601" and luhn.is_valid(digits)
+    # Card numbers start with 2 to 6 (0 for some Maestro, 1800 for old JCB); a Luhn-valid id,
+    # timestamp or tracking number that starts otherwise is not one.
+    brand = digits[0] in "234560" or digits.startswith("1800")
+    return 12 <= len(digits) <= 19 and brand and luhn.is_valid(digits)
+
+
+def _find_cards(text: str) -> Iterator[Span]:
+    for match in _CARD.finditer(text):
+        if _card_ok(match.group(0)) and context_of(text, match.start()) != OTHER:
+            yield match.span()
 
 
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}\b")
@@ -162,7 +163,7 @@ _SSN = re.compile(
 def _find_ssns(text: str) -> Iterator[Span]:
     for match in _SSN.finditer(text):
         group = 2 if match.group(2) else 0
-        if stdnum_ssn.is_valid(match.group(group)):
+        if stdnum_ssn.is_valid(match.group(group).replace(" ", "-")):
             yield match.span(group)
 
 
@@ -174,73 +175,41 @@ _IPV6 = re.compile(
 )
 
 
-def _ipv4_ok(candidate: str) -> bool:
+def _ip_ok(candidate: str) -> bool:
     try:
-        ipaddress.IPv4Address(candidate)
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return False
-    return True
+    # 0.0.0.0, ::, 127.0.0.1 and ::1 are nobody's address: a bind or a loopback in a config.
+    return not (address.is_unspecified or address.is_loopback)
 
 
-def _ipv6_ok(candidate: str) -> bool:
-    if candidate.count(":") < 2 or len(candidate) < 3:
-        return False
-    try:
-        ipaddress.IPv6Address(candidate)
-    except ValueError:
-        return False
-    return candidate != "::"
+# Words before a dotted quad that make it a version, a section or an OID, not an address; and
+# a 2 or 3 part version just before it ("from 3.19.0 to 3.20.1.4").
+_VERSION_WORDS = words(
+    "version versions ver v release build upgrade upgraded downgrade update updated firmware "
+    "kernel sdk package section chapter clause oid rule step"
+)
+_VERSION = re.compile(r"\bv?\d+\.\d+(?:\.\d+)?\b(?!\.\d)")
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _version_context(text: str, start: int) -> bool:
+    before = text[max(0, start - 32) : start]
+    words = _WORD.findall(before.lower())[-3:]
+    return any(word in _VERSION_WORDS for word in words) or bool(_VERSION.search(before))
 
 
 def _find_ips(text: str) -> Iterator[Span]:
     if "." in text:
-        yield from _validated(_IPV4, _ipv4_ok)(text)
+        for match in _IPV4.finditer(text):
+            if _ip_ok(match.group(0)) and not _version_context(text, match.start()):
+                yield match.span()
     if "::" in text or text.count(":") >= 3:
-        yield from _validated(_IPV6, _ipv6_ok)(text)
-
-
-# -- phone numbers --------------------------------------------------------------------------
-
-# Candidates: an optional international prefix, an optional area code in parentheses (with an
-# optional "(0)"), then digit groups with single separators, and an optional extension.
-_PHONE = re.compile(
-    r"(?<![\w+/.#-])(?:(?:\+|00)\d{1,3}[ .-]?)?(?:\(0\)[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?"
-    r"\d{1,5}(?:[ .-]?\d{1,5}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w/])"
-)
-_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "IN", "AU", "CA", "BR", "CH")
-_EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d{1,6}$")
-
-
-_SEPARATED = re.compile(r"\d[ .-]\d")
-_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
-
-
-def _phone_ok(candidate: str) -> bool:
-    if _DATE.fullmatch(candidate):
-        return False
-    digits = sum(c.isdigit() for c in candidate)
-    if not 7 <= digits <= 17:
-        return False
-    international = candidate.startswith(("+", "00"))
-    formatted = international or "(" in candidate or _SEPARATED.search(candidate) is not None
-    if not formatted and digits < 10:  # a bare run of 7 to 9 digits is an id, not a phone
-        return False
-    number = _EXTENSION.sub("", candidate)
-    if international and not candidate.startswith("+"):
-        number = "+" + number[2:]
-    for region in (None,) if number.startswith("+") else _PHONE_REGIONS:
-        try:
-            parsed = phonenumbers.parse(number, region)
-        except phonenumbers.NumberParseException:
-            continue
-        # A formatted number need only be possible (right length for its country; many
-        # real-looking numbers are in ranges not yet assigned); a bare digit run must be a
-        # valid number, or every long id would be a phone number.
-        if phonenumbers.is_valid_number(parsed) or (
-            formatted and phonenumbers.is_possible_number(parsed)
-        ):
-            return True
-    return False
+        for match in _IPV6.finditer(text):
+            candidate = match.group(0)
+            if candidate.count(":") >= 2 and len(candidate) >= 3 and _ip_ok(candidate):
+                yield match.span()
 
 
 # -- street addresses -----------------------------------------------------------------------
@@ -282,131 +251,15 @@ _ADDRESS = re.compile(
     r"[A-ZÀ-Ý][\w'\u2019-]*(?:\s+[A-ZÀ-Ý][\w'\u2019-]*)*,?\s+\d{1,5}\b"
 )
 
-# -- names in greetings and sign-offs -------------------------------------------------------
-
-_NAME = r"[^\W\d_][\w'\u2019-]*"
-_TITLE_WORDS = "Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Ing|Sig|Sig\\.ra|Dott|Herr|Frau|Mme|Mlle|M|Sr|Sra|Dña|Don"
-_GREETING = re.compile(
-    r"\b(?:Hi|Hello|Hey|Dear|Hiya|Greetings|Good (?:morning|afternoon|evening)"
-    r"|Thanks|Thank you|Many thanks|Cheers|Regards|Best regards|Kind regards|Warm regards|"
-    r"Best wishes|Best|Sincerely|Yours(?: truly| sincerely| faithfully)?|Respectfully|Love|"
-    r"Warmly|Cordially|Talk soon|Take care|[Mm]y name is)"
-    r"[,!:]?[ \t]*(?:\r?\n[ \t]*)?((?:"
-    + _TITLE_WORDS
-    + r")\.?\s+)?("
-    + _NAME
-    + r"(?:[ \t]+"
-    + _NAME
-    + r"){0,3})"
-)
-# Lower-case parts of a name: "Anna van Wassenaar", "Pauline du Chartier".
-_PARTICLES = frozenset(
-    [
-        "van",
-        "von",
-        "der",
-        "den",
-        "de",
-        "du",
-        "da",
-        "di",
-        "del",
-        "della",
-        "le",
-        "la",
-        "ten",
-        "ter",
-        "y",
-        "zu",
-    ]
-)
-# Words that follow a greeting but are not names.
-_NOT_NAMES = frozenset(
-    [
-        "there",
-        "all",
-        "everyone",
-        "everybody",
-        "team",
-        "folks",
-        "guys",
-        "world",
-        "friend",
-        "friends",
-        "sir",
-        "madam",
-        "you",
-        "again",
-        "so",
-        "very",
-        "much",
-        "in",
-        "advance",
-        "for",
-        "a",
-        "an",
-        "the",
-        "and",
-        "to",
-        "from",
-        "i",
-        "we",
-        "it",
-        "this",
-        "that",
-        "customer",
-        "support",
-        "sales",
-        "user",
-        "users",
-        "colleague",
-        "colleagues",
-        "again",
-        "hiring",
-        "manager",
-        "morning",
-        "afternoon",
-        "evening",
-    ]
-)
-
-
-def _find_names(text: str) -> Iterator[Span]:
-    for match in _GREETING.finditer(text):
-        start = match.start(1) if match.group(1) else match.start(2)
-        kept: list[str] = []
-        for word in match.group(2).split():
-            bare = word.rstrip(".,!?:;")
-            particle = bare in _PARTICLES and bool(kept)
-            if not bare or not (bare[0].isupper() or particle) or bare.lower() in _NOT_NAMES:
-                break
-            kept.append(word)
-            if bare != word:  # punctuation ends the name
-                break
-        while kept and kept[-1].rstrip(".,!?:;") in _PARTICLES:  # "Anna van" ends with a name
-            kept.pop()
-        if kept:
-            yield start, _end_of(text, match.start(2), kept)
-
-
-def _end_of(text: str, start: int, words: list[str]) -> int:
-    """Where the last of ``words`` ends in ``text`` (they follow each other from ``start``)."""
-    position = start
-    for word in words:
-        position = text.index(word, position) + len(word)
-    last = words[-1]
-    return position - (len(last) - len(last.rstrip(".,!?:;")))
-
-
 RECOGNIZERS: tuple[Recognizer, ...] = (
     # Order is precedence: where two kinds claim the same characters, the earlier one wins.
     Recognizer("SECRET", _find_secrets, _may_hold_secret),
     Recognizer("EMAIL_ADDRESS", _by_pattern(_EMAIL), lambda t: "@" in t),
     Recognizer("IBAN_CODE", _find_ibans, _has_digits),
-    Recognizer("CREDIT_CARD", _validated(_CARD, _card_ok), _has_digits),
+    Recognizer("CREDIT_CARD", _find_cards, _has_digits),
     Recognizer("US_SSN", _find_ssns, _has_digits),
     Recognizer("IP_ADDRESS", _find_ips, lambda t: "." in t or ":" in t),
-    Recognizer("PHONE_NUMBER", _validated(_PHONE, _phone_ok), _has_digits),
+    Recognizer("PHONE_NUMBER", find_phones, _has_digits),
     Recognizer("STREET_ADDRESS", _by_pattern(_ADDRESS), _has_digits),
-    Recognizer("PERSON", _find_names, _always),
+    Recognizer("PERSON", find_names, _always),
 )

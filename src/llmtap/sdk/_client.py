@@ -222,9 +222,11 @@ class _Recording:
             raise ValueError("send_feedback needs a rating, a better_response, or both")
         if rating is not None and not 0 <= rating <= 1:
             raise ValueError(f"rating must be between 0 and 1, got {rating}")
-        redact = self._llmtap.settings.redact_pii
+        settings = self._llmtap.settings
         self._llmtap.exporter.submit(
-            FeedbackItem(str(feedback_key), rating, better_response, redact)
+            FeedbackItem(
+                str(feedback_key), rating, better_response, settings.redact_pii, settings.pii_key
+            )
         )
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..pii import check_mode, pseudonym_key
 from ..pii import require as require_pii
 from ..settings import resolve
 
@@ -40,7 +41,8 @@ class Config:
     url: str | None = None
     prompt_template_name: str | None = None
     allow_unnamed_prompts: bool | None = None
-    redact_pii: bool | None = None
+    redact_pii: bool | str | None = None
+    pii_secret: str | None = field(default=None, repr=False)
     chat_id: str | None = None
     attributes: dict[str, Any] | None = None
     sample_rate: float | None = None
@@ -79,6 +81,7 @@ class Config:
         values["raise_internal_errors"] = resolve("raise_internal_errors")
         values["url"] = values["url"].rstrip("/")
         if values["redact_pii"]:
+            check_mode(values["redact_pii"], values["pii_secret"])
             require_pii()  # at client start-up, not at the first call: say what to install
         return Settings(**values)
 
@@ -87,11 +90,17 @@ class Config:
 class Settings:
     """A :class:`Config` with every field resolved; what the recorder and exporter read."""
 
+    @property
+    def pii_key(self) -> bytes | None:
+        """The pseudonyms' key (``redact_pii="pseudonymize"``), else None."""
+        return pseudonym_key(self.redact_pii, self.pii_secret)
+
     api_key: str | None
     url: str
     prompt_template_name: str | None
     allow_unnamed_prompts: bool
-    redact_pii: bool
+    redact_pii: bool | str
+    pii_secret: str | None = field(repr=False)
     chat_id: str | None
     attributes: dict[str, Any] | None
     sample_rate: float

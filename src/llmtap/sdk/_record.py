@@ -230,7 +230,9 @@ class Call:
             feedback_key=self.feedback_key,
             attributes=_jsonable(attributes),
         )
-        return redact_event(event) if self.settings.redact_pii else event
+        if self.settings.redact_pii:
+            return redact_event(event, key=self.settings.pii_key)
+        return event
 
 
 def _no_tokens(usage: dict[str, Any] | None) -> bool:
@@ -249,18 +251,18 @@ def _response_error(raw: Any) -> dict[str, Any]:
 class FeedbackItem:
     """Feedback queued for delivery, sent on the exporter's thread like an event."""
 
-    __slots__ = ("body",)
+    __slots__ = ("_body", "_pii_key", "_redact")
 
     def __init__(
         self,
         feedback_key: str,
         rating: float | None,
         better_response: str | None,
-        redact: bool = False,
+        redact: bool | str = False,
+        pii_key: bytes | None = None,
     ) -> None:
-        if redact:
-            better_response = redact_value(better_response)
-        self.body = {
+        self._redact, self._pii_key = bool(redact), pii_key
+        self._body = {
             # Stable across retries, so a feedback sent twice (a crash between the server's
             # answer and the spool file's removal) is stored once.
             "id": str(new_id()),
@@ -268,6 +270,17 @@ class FeedbackItem:
             "rating": rating,
             "better_response": better_response,
         }
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The feedback as sent; redacted here, when the exporter's thread first reads it,
+        not in ``send_feedback`` on the caller's."""
+        if self._redact:
+            self._body["better_response"] = redact_value(
+                self._body["better_response"], self._pii_key
+            )
+            self._redact = False
+        return self._body
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
