@@ -31,5 +31,7 @@ def event_of(span: Span, project_id: int) -> dict[str, Any] | None:
         openinference.fill(event, span, attrs)
     genai.fill_current(event, span, attrs)
     genai.fill_legacy(event, span, attrs)
-    event.setdefault("request", {})
+    request = event.setdefault("request", {})
+    if event.get("model") is None and isinstance(request.get("model"), str):
+        event["model"] = request["model"]  # a failed call has no response model
     return finish(event, span, attrs)
