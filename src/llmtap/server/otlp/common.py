@@ -12,7 +12,15 @@ from typing import Any
 
 from .decode import Span
 
-__all__ = ["Attrs", "base_event", "event_id", "message_text", "normalized_error_type"]
+__all__ = [
+    "Attrs",
+    "base_event",
+    "event_id",
+    "message_text",
+    "normalized_error_type",
+    "ordered_messages",
+    "put_tool_call",
+]
 
 # Event ids of spans: derived, so a span sent twice (an exporter's retry) is stored once; per
 # project, so two projects sending the same ids do not collide.
@@ -81,6 +89,29 @@ def message_text(messages: list[dict[str, Any]]) -> str | None:
     """The output's text, choices one per line (as the SDK's ``output_text``)."""
     texts = [m["content"] for m in messages if isinstance(m.get("content"), str)]
     return "\n".join(texts) if texts else None
+
+
+def put_tool_call(message: dict[str, Any], index: int, name: str, value: Any) -> None:
+    """One flattened attribute of a message's tool call (``id``, ``name``, ``arguments``, or
+    ``function.name``...), set on the call ``index`` of ``message`` being rebuilt."""
+    entry = message.setdefault("_calls", {}).setdefault(index, {"type": "function", "function": {}})
+    name = name.removeprefix("function.")
+    if name in ("name", "arguments"):
+        entry["function"][name] = value
+    else:
+        entry[name] = value
+
+
+def ordered_messages(by_index: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages rebuilt from flattened attributes, in order, their tool calls as a list."""
+    out = []
+    for _, message in sorted(by_index.items()):
+        calls = message.pop("_calls", None)
+        if calls:
+            message.setdefault("content", None)
+            message["tool_calls"] = [c for _, c in sorted(calls.items())]
+        out.append(message)
+    return out
 
 
 def _time(unix_nano: int) -> str:

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from .common import Attrs, message_text
+from .common import Attrs, message_text, ordered_messages, put_tool_call
 from .decode import Span
 
 __all__ = ["api_of", "fill_current", "fill_legacy"]
@@ -194,22 +194,10 @@ def _indexed(flat: dict[str, Any]) -> list[dict[str, Any]]:
         field = found.group(2)
         call = _TOOL_CALL.match(field)
         if call:
-            calls = message.setdefault("_calls", {})
-            entry = calls.setdefault(int(call.group(1)), {"type": "function", "function": {}})
-            if call.group(2) in ("name", "arguments"):
-                entry["function"][call.group(2)] = value
-            else:
-                entry[call.group(2)] = value
+            put_tool_call(message, int(call.group(1)), call.group(2), value)
         elif field in ("role", "content", "name", "tool_call_id", "finish_reason"):
             message[field] = value
-    out = []
-    for _, message in sorted(by_index.items()):
-        calls = message.pop("_calls", None)
-        if calls:
-            message.setdefault("content", None)
-            message["tool_calls"] = [c for _, c in sorted(calls.items())]
-        out.append(message)
-    return out
+    return ordered_messages(by_index)
 
 
 def fill_legacy(event: dict[str, Any], span: Span, attrs: Attrs) -> None:

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from .common import Attrs, message_text
+from .common import Attrs, message_text, ordered_messages, put_tool_call
 from .decode import Span
 
 __all__ = ["KIND", "api_of", "fill"]
@@ -44,22 +44,14 @@ def messages(flat: dict[str, Any]) -> list[dict[str, Any]]:
         field = found.group(2)
         call, part = _TOOL_CALL.match(field), _CONTENT.match(field)
         if call:
-            calls = message.setdefault("_calls", {})
-            entry = calls.setdefault(int(call.group(1)), {"type": "function", "function": {}})
-            name = call.group(2)
-            if name.startswith("function."):
-                entry["function"][name[len("function.") :]] = value
-            else:
-                entry[name] = value
+            put_tool_call(message, int(call.group(1)), call.group(2), value)
         elif part:
             message.setdefault("_parts", {}).setdefault(int(part.group(1)), {})[part.group(2)] = (
                 value
             )
         elif field in ("role", "content", "name", "tool_call_id"):
             message[field] = value
-    out = []
-    for _, message in sorted(by_index.items()):
-        calls = message.pop("_calls", None)
+    for message in by_index.values():
         parts = message.pop("_parts", None)
         if parts and "content" not in message:
             message["content"] = [
@@ -68,17 +60,15 @@ def messages(flat: dict[str, Any]) -> list[dict[str, Any]]:
                 else {"type": "image_url", "image_url": {"url": p.get("image.image.url")}}
                 for _, p in sorted(parts.items())
             ]
-        if calls:
-            message.setdefault("content", None)
-            message["tool_calls"] = [c for _, c in sorted(calls.items())]
-        out.append(message)
-    return out
+    return ordered_messages(by_index)
 
 
 def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
     """Set the event's fields OpenInference attributes give."""
     attrs.take(KIND)
-    event.setdefault("provider", attrs.take_str("llm.provider") or attrs.take_str("llm.system"))
+    provider = attrs.take_str("llm.provider") or attrs.take_str("llm.system")
+    if provider:
+        event.setdefault("provider", provider)
     model = attrs.take_str("llm.model_name") or attrs.take_str("embedding.model_name")
     if model:
         event.setdefault("model", model)
@@ -147,12 +137,7 @@ def _parsed(value: Any) -> Any:
 def _json_value(attrs: Attrs, name: str) -> Any:
     mime = attrs.take_str(f"{name}.mime_type")
     value = attrs.take(f"{name}.value")
-    if isinstance(value, str) and mime == "application/json":
-        try:
-            return json.loads(value)
-        except (ValueError, RecursionError):
-            return value
-    return value
+    return _parsed(value) if mime == "application/json" else value
 
 
 def _choices(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
