@@ -20,6 +20,7 @@ from .delete import delete_event, delete_events
 from .errors import ApiError, Errors
 from .ingest import receive_events, receive_feedback
 from .openapi import serve_openapi
+from .otlp import receive_traces
 from .prices import Pricer, delete_price, list_prices, set_price
 from .query import get_event, list_events
 from .redaction import Redaction
@@ -119,6 +120,9 @@ def create_app(
             Route("/api/v1/events/{event_id:text}", get_event, methods=["GET"]),
             Route("/api/v1/events/{event_id:text}", delete_event, methods=["DELETE"]),
             Route("/api/v1/feedback", receive_feedback, methods=["POST"]),
+            # OTLP/HTTP's standard path, and one under the API for proxies that route /api.
+            Route("/v1/traces", receive_traces, methods=["POST"]),
+            Route("/api/v1/otlp/v1/traces", receive_traces, methods=["POST"]),
             Route("/api/v1/openapi.json", serve_openapi),
             Route("/api/v1/stats", get_stats, methods=["GET"]),
             Route("/api/v1/templates", list_templates, methods=["GET"]),

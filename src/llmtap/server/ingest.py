@@ -40,7 +40,9 @@ __all__ = [
     "receive_events",
     "receive_feedback",
     "store_feedback",
+    "store_valid",
     "truncate_event",
+    "validate_items",
 ]
 
 
@@ -124,8 +126,15 @@ def validate_batch(body: bytes) -> tuple[list[tuple[int, Event]], list[dict[str,
     payload = parse_json(body)
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         raise ApiError(400, 'expected a JSON object {"events": [...]}')
+    valid, errors = validate_items(payload["events"])
+    return valid, errors, len(payload["events"])
+
+
+def validate_items(items: list[Any]) -> tuple[list[tuple[int, Event]], list[dict[str, Any]]]:
+    """(valid events with their index, errors by index): each item of ``items`` (parsed JSON,
+    or event dicts built by the server, as OTLP's mapping does) judged on its own."""
     valid, errors = [], []
-    for index, item in enumerate(payload["events"]):
+    for index, item in enumerate(items):
         problem = not_unicode(item)
         if problem is not None:
             errors.append({"index": index, "id": _id_of(item), "error": problem})
@@ -134,7 +143,7 @@ def validate_batch(body: bytes) -> tuple[list[tuple[int, Event]], list[dict[str,
             valid.append((index, Event.model_validate(item)))
         except ValidationError as exc:
             errors.append({"index": index, "id": _id_of(item), "error": _describe(exc)})
-    return valid, errors, len(payload["events"])
+    return valid, errors
 
 
 def _id_of(item: Any) -> str | None:
@@ -193,13 +202,28 @@ def ingest_batch(
     """Validate, prepare and store one batch; the answer's body. ``max_field_bytes``: cut
     longer texts (None: no limit)."""
     events, errors, sent = validate_batch(body)
-    received_us = int(time.time() * 1_000_000)
     # No field can be over the limit when the whole body is not: skip the walk.
     limit = max_field_bytes if max_field_bytes is not None and len(body) > max_field_bytes else None
+    return store_valid(store, key, events, errors, sent, limit, redaction, pricer)
+
+
+def store_valid(
+    store: Store,
+    key: KeyInfo,
+    events: list[tuple[int, Event]],
+    errors: list[dict[str, Any]],
+    sent: int,
+    max_field_bytes: int | None = None,
+    redaction: Redaction | None = None,
+    pricer: Pricer | None = None,
+) -> dict[str, Any]:
+    """Prepare and store validated ``events`` (``errors``: those already refused, of ``sent``
+    in all); the answer's body. Every way in (the events API, OTLP) stores through here."""
+    received_us = int(time.time() * 1_000_000)
     rows = []
     for index, event in events:
         try:
-            rows.append(prepare(event, key, received_us, limit, redaction, pricer))
+            rows.append(prepare(event, key, received_us, max_field_bytes, redaction, pricer))
         except Exception as exc:  # valid JSON the store cannot take: this event alone fails
             errors.append({"index": index, "id": event.id, "error": f"cannot be stored: {exc}"})
     stored = store.insert_events(rows)

@@ -1,0 +1,164 @@
+"""What every convention's mapping shares: reading a span's attributes (each one read is
+taken, so what no mapping used is left for the event's ``attributes``), and the event fields
+that come from the span itself (ids, times, status, error, source)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from .decode import Span
+
+__all__ = [
+    "Attrs",
+    "base_event",
+    "event_id",
+    "message_text",
+    "normalized_error_type",
+    "ordered_messages",
+    "put_tool_call",
+]
+
+# Event ids of spans: derived, so a span sent twice (an exporter's retry) is stored once; per
+# project, so two projects sending the same ids do not collide.
+_NAMESPACE = uuid.UUID("5c4a7f0e-3b1d-4f6e-9a43-0a0d7e1f2b6c")
+# "Error code: 429 - ..." is how the OpenAI and Anthropic SDKs word an HTTP error.
+_STATUS_IN_MESSAGE = re.compile(r"\b(?:Error code|status(?: code)?):? ([1-5]\d\d)\b")
+# Resource attributes about the OTel SDK itself, not the application: left out.
+_NOISE = ("telemetry.sdk.", "telemetry.auto.")
+
+
+class Attrs:
+    """A span's attributes, consumed as they are read."""
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.rest = dict(attributes)
+
+    def take(self, key: str) -> Any:
+        return self.rest.pop(key, None)
+
+    def take_str(self, key: str) -> str | None:
+        value = self.rest.pop(key, None)
+        return None if value is None else str(value)
+
+    def take_int(self, key: str) -> int | None:
+        value = self.rest.pop(key, None)
+        if isinstance(value, bool) or value is None:
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            return None
+        return number if number >= 0 else None
+
+    def take_json(self, key: str) -> Any:
+        """A value some conventions send as a JSON string: parsed when it is one."""
+        value = self.rest.pop(key, None)
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except (ValueError, RecursionError):
+                return value
+        return value
+
+    def take_prefix(self, prefix: str) -> dict[str, Any]:
+        """The attributes under ``prefix``, keyed by the rest of their name."""
+        found = {k[len(prefix) :]: v for k, v in self.rest.items() if k.startswith(prefix)}
+        for key in found:
+            del self.rest[prefix + key]
+        return found
+
+
+def event_id(project_id: int, trace_id: str, span_id: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{project_id}:{trace_id}:{span_id}"))
+
+
+def normalized_error_type(raw: str) -> str:
+    """``<class 'openai.RateLimitError'>`` or ``openai.RateLimitError``: ``RateLimitError``,
+    as the llmtap SDK records it."""
+    text = raw.strip()
+    if text.startswith("<class '") and text.endswith("'>"):
+        text = text[8:-2]
+    return text.rsplit(".", 1)[-1] or raw
+
+
+def message_text(messages: list[dict[str, Any]]) -> str | None:
+    """The output's text, choices one per line (as the SDK's ``output_text``)."""
+    texts = [m["content"] for m in messages if isinstance(m.get("content"), str)]
+    return "\n".join(texts) if texts else None
+
+
+def put_tool_call(message: dict[str, Any], index: int, name: str, value: Any) -> None:
+    """One flattened attribute of a message's tool call (``id``, ``name``, ``arguments``, or
+    ``function.name``...), set on the call ``index`` of ``message`` being rebuilt."""
+    entry = message.setdefault("_calls", {}).setdefault(index, {"type": "function", "function": {}})
+    name = name.removeprefix("function.")
+    if name in ("name", "arguments"):
+        entry["function"][name] = value
+    else:
+        entry[name] = value
+
+
+def ordered_messages(by_index: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages rebuilt from flattened attributes, in order, their tool calls as a list."""
+    out = []
+    for _, message in sorted(by_index.items()):
+        calls = message.pop("_calls", None)
+        if calls:
+            message.setdefault("content", None)
+            message["tool_calls"] = [c for _, c in sorted(calls.items())]
+        out.append(message)
+    return out
+
+
+def _time(unix_nano: int) -> str:
+    return datetime.fromtimestamp(unix_nano / 1e9, tz=timezone.utc).isoformat()
+
+
+def base_event(span: Span, project_id: int, attrs: Attrs) -> dict[str, Any]:
+    """The fields of the event of ``span`` that do not depend on the convention."""
+    start, end = span.start_unix_nano, span.end_unix_nano
+    event: dict[str, Any] = {
+        "id": event_id(project_id, span.trace_id, span.span_id),
+        "started_at": _time(start),
+        "latency_ms": (end - start) / 1e6 if end and end >= start else None,
+        "chain_id": span.trace_id,
+        "parent_event_id": (
+            event_id(project_id, span.trace_id, span.parent_span_id)
+            if span.parent_span_id
+            else None
+        ),
+        "sdk": {"name": span.scope_name or "otlp", "version": span.scope_version},
+    }
+    error = _error(span, attrs)
+    event["status"] = "error" if error else "ok"
+    event["error"] = error
+    return event
+
+
+def _error(span: Span, attrs: Attrs) -> dict[str, Any] | None:
+    error_type = attrs.take_str("error.type")
+    exceptions = [e.attributes for e in span.events if e.name == "exception"]
+    if not span.status_error and not error_type and not exceptions:
+        return None
+    last = exceptions[-1] if exceptions else {}
+    raw_type = last.get("exception.type") or error_type or "error"
+    message = span.status_message or str(last.get("exception.message") or "")
+    status = attrs.take_int("http.response.status_code") or attrs.take_int("http.status_code")
+    if status is None:
+        found = _STATUS_IN_MESSAGE.search(message)
+        status = int(found.group(1)) if found else None
+    return {"type": normalized_error_type(str(raw_type)), "message": message, "status_code": status}
+
+
+def finish(event: dict[str, Any], span: Span, attrs: Attrs) -> dict[str, Any]:
+    """``event`` with its ``attributes``: the resource's and the span's left unread."""
+    extra = {k: v for k, v in span.resource.items() if not k.startswith(_NOISE)}
+    extra.update(attrs.rest)
+    extra["otel.span_name"] = span.name
+    extra["otel.span_id"] = span.span_id
+    event["attributes"] = {**extra, **event.get("attributes", {})}
+    return {k: v for k, v in event.items() if v is not None}

@@ -1,0 +1,163 @@
+"""OTLP/HTTP trace bodies (protobuf or JSON) into plain spans, with the official
+``opentelemetry-proto`` messages: nothing here parses the wire format by hand.
+
+A :class:`Span` carries what the mapping needs, its attributes as Python values (``AnyValue``
+unwrapped: lists, dicts, bytes as hex), with the resource's and the instrumentation scope's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from ..errors import ApiError
+
+__all__ = ["JSON", "PROTOBUF", "Span", "SpanEvent", "decode", "spans_of"]
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+# OTLP/JSON writes ids as hex, where protobuf's JSON mapping expects base64 for bytes.
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+@dataclass
+class SpanEvent:
+    name: str
+    time_unix_nano: int
+    attributes: dict[str, Any]
+
+
+@dataclass
+class Span:
+    trace_id: str  # hex
+    span_id: str  # hex
+    parent_span_id: str | None
+    name: str
+    kind: int
+    start_unix_nano: int
+    end_unix_nano: int
+    status_error: bool
+    status_message: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    scope_name: str
+    scope_version: str
+    events: list[SpanEvent] = field(default_factory=list)
+
+
+def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    """The request message of an OTLP body; a 400 when it is not one."""
+    message = ExportTraceServiceRequest()
+    if content_type == PROTOBUF:
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            raise ApiError(400, f"malformed OTLP protobuf: {exc or 'cannot be parsed'}") from None
+        return message
+    try:
+        payload = json.loads(body)
+        _hex_ids_to_base64(payload)
+        json_format.ParseDict(payload, message, ignore_unknown_fields=True)
+    except (ValueError, UnicodeDecodeError, json_format.ParseError, TypeError) as exc:
+        raise ApiError(400, f"malformed OTLP JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed OTLP JSON: nested too deeply") from None
+    return message
+
+
+def _hex_ids_to_base64(payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise ValueError('expected a JSON object {"resourceSpans": [...]}')
+    for resource_spans in _list(payload, "resourceSpans", "resource_spans"):
+        for scope_spans in _list(resource_spans, "scopeSpans", "scope_spans"):
+            for span in _list(scope_spans, "spans"):
+                _fix_ids(span)
+                for link in _list(span, "links"):
+                    _fix_ids(link)
+
+
+def _list(obj: Any, *names: str) -> list[Any]:
+    if not isinstance(obj, dict):
+        return []
+    for name in names:
+        value = obj.get(name)
+        if isinstance(value, list):
+            return value
+    return []
+
+
+def _fix_ids(obj: Any) -> None:
+    if not isinstance(obj, dict):
+        return
+    for name in _ID_FIELDS:
+        value = obj.get(name)
+        if isinstance(value, str) and value:
+            try:
+                obj[name] = base64.b64encode(bytes.fromhex(value)).decode()
+            except ValueError:
+                raise ValueError(f"{name} {value[:40]!r} is not hex") from None
+
+
+def value_of(any_value: AnyValue) -> Any:
+    """An ``AnyValue`` as a JSON-ready Python value."""
+    kind = any_value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [value_of(v) for v in any_value.array_value.values]
+    if kind == "kvlist_value":
+        return attributes_of(any_value.kvlist_value.values)
+    if kind == "bytes_value":
+        return binascii.hexlify(any_value.bytes_value).decode()
+    return getattr(any_value, kind)
+
+
+def attributes_of(pairs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    item: KeyValue
+    for item in pairs:
+        out[item.key] = value_of(item.value)
+    return out
+
+
+def spans_of(message: ExportTraceServiceRequest) -> list[Span]:
+    """Every span of the request, flattened, in order."""
+    out = []
+    for resource_spans in message.resource_spans:
+        resource = attributes_of(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            pb: PbSpan
+            for pb in scope_spans.spans:
+                out.append(
+                    Span(
+                        trace_id=pb.trace_id.hex(),
+                        span_id=pb.span_id.hex(),
+                        parent_span_id=pb.parent_span_id.hex() or None,
+                        name=pb.name,
+                        kind=pb.kind,
+                        start_unix_nano=pb.start_time_unix_nano,
+                        end_unix_nano=pb.end_time_unix_nano,
+                        status_error=pb.status.code == Status.STATUS_CODE_ERROR,
+                        status_message=pb.status.message,
+                        attributes=attributes_of(pb.attributes),
+                        resource=resource,
+                        scope_name=scope.name,
+                        scope_version=scope.version,
+                        events=[
+                            SpanEvent(e.name, e.time_unix_nano, attributes_of(e.attributes))
+                            for e in pb.events
+                        ],
+                    )
+                )
+    return out

@@ -1,0 +1,122 @@
+"""``POST /v1/traces`` (and ``/api/v1/otlp/v1/traces``): OTLP/HTTP traces, protobuf or JSON,
+gzip or not, with an llmtap ingest key as ``Authorization: Bearer <key>``.
+
+Answers follow the OTLP/HTTP spec: 200 with an ``ExportTraceServiceResponse`` in the
+request's encoding, its ``partial_success`` counting the spans refused with the reasons (and,
+with none refused, saying how many spans were not model calls and so ignored); 400 for a body
+that is not OTLP, 413 over ``max_body_bytes``, 415 for another content type, 401/403 for keys
+(these in llmtap's one JSON error shape). Model-call spans are stored through ingest's own
+validation and storing, so a span sent twice (same trace and span id) is stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio.to_thread
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceResponse,
+)
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...store import KeyInfo, Store
+from ..errors import ApiError
+from ..ingest import read_body, store_valid, validate_items
+from ..prices import Pricer
+from ..redaction import Redaction
+from .decode import JSON, PROTOBUF, decode, spans_of
+from .mapping import event_of
+
+__all__ = ["ingest_traces", "receive_traces"]
+
+log = logging.getLogger("llmtap.server")
+# Parsing and mapping a big batch is CPU work: at most this many at once, so OTLP traffic
+# cannot take every worker thread from the rest of the API.
+_CONCURRENT = 2
+_REASONS_SHOWN = 5
+
+
+def ingest_traces(
+    store: Store,
+    key: KeyInfo,
+    body: bytes,
+    content_type: str,
+    max_field_bytes: int | None = None,
+    redaction: Redaction | None = None,
+    pricer: Pricer | None = None,
+) -> tuple[int, str]:
+    """Decode, map and store one OTLP body: (spans rejected, the message saying why)."""
+    spans = spans_of(decode(body, content_type))
+    items: list[dict[str, Any]] = []
+    refused: list[str] = []
+    ignored = 0
+    for span in spans:
+        try:
+            event = event_of(span, key.project_id)
+        except Exception as exc:  # a span no mapping foresaw: it alone is refused
+            log.warning("cannot map span %s: %r", span.span_id, exc)
+            refused.append(f"span {span.span_id}: cannot be mapped: {exc}")
+            continue
+        if event is None:
+            ignored += 1
+        else:
+            items.append(event)
+    valid, errors = validate_items(items)
+    limit = max_field_bytes if max_field_bytes is not None and len(body) > max_field_bytes else None
+    result = store_valid(store, key, valid, errors, len(items), limit, redaction, pricer)
+    for error in result["errors"]:
+        span_id = items[error["index"]]["attributes"].get("otel.span_id", "?")
+        refused.append(f"span {span_id}: {error['error']}")
+    if refused:
+        shown = "; ".join(refused[:_REASONS_SHOWN])
+        more = (
+            f" (and {len(refused) - _REASONS_SHOWN} more)" if len(refused) > _REASONS_SHOWN else ""
+        )
+        return len(refused), f"{len(refused)} of {len(spans)} spans rejected: {shown}{more}"
+    if ignored:
+        return 0, f"{ignored} of {len(spans)} spans are not model calls and were not stored"
+    return 0, ""
+
+
+def _answer(rejected: int, message: str, content_type: str) -> Response:
+    answer = ExportTraceServiceResponse()
+    if rejected or message:
+        answer.partial_success.CopyFrom(
+            ExportTracePartialSuccess(rejected_spans=rejected, error_message=message)
+        )
+    if content_type == PROTOBUF:
+        return Response(answer.SerializeToString(), media_type=PROTOBUF)
+    return Response(json_format.MessageToJson(answer, indent=None), media_type=JSON)
+
+
+async def receive_traces(request: Request) -> Response:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "ingest")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in (PROTOBUF, JSON):
+        raise ApiError(
+            415,
+            f"unsupported content type {content_type or '(none)'!r}: OTLP/HTTP takes "
+            f"{PROTOBUF} or {JSON}",
+        )
+    body = await read_body(request, state.max_body_bytes)
+    limiter = getattr(state, "otlp_limiter", None)
+    if limiter is None:
+        limiter = state.otlp_limiter = anyio.CapacityLimiter(_CONCURRENT)
+    rejected, message = await anyio.to_thread.run_sync(
+        ingest_traces,
+        state.store,
+        key,
+        body,
+        content_type,
+        state.max_field_bytes,
+        state.redaction,
+        state.pricer,
+        limiter=limiter,
+    )
+    return _answer(rejected, message, content_type)

@@ -1,0 +1,227 @@
+"""OpenTelemetry's GenAI conventions: the current names (``gen_ai.provider.name``,
+``gen_ai.input.messages`` as JSON strings or structured values on the
+``gen_ai.client.inference.operation.details`` event), then the older ones still sent by many
+instrumentations (``gen_ai.system``, ``gen_ai.usage.prompt_tokens``, indexed
+``gen_ai.prompt.N.*``/``gen_ai.completion.N.*``, as OpenLLMetry writes them)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .common import Attrs, message_text, ordered_messages, put_tool_call
+from .decode import Span
+
+__all__ = ["api_of", "fill_current", "fill_legacy"]
+
+_API = {
+    "chat": "chat",
+    "generate_content": "chat",
+    "text_completion": "completion",
+    "completion": "completion",
+    "embeddings": "embeddings",
+    "embedding": "embeddings",
+}
+_DETAILS = "gen_ai.client.inference.operation.details"
+# gen_ai.request.* -> the request argument it is in an OpenAI call.
+_PARAMS = {
+    "temperature": "temperature",
+    "max_tokens": "max_tokens",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "stop_sequences": "stop",
+    "seed": "seed",
+    "choice.count": "n",
+    "encoding_formats": "encoding_format",
+}
+_INDEXED = re.compile(r"^(\d+)\.(.+)$")
+_TOOL_CALL = re.compile(r"^tool_calls\.(\d+)\.(.+)$")
+
+
+def api_of(attrs: Attrs) -> str | None:
+    """The event's ``api`` for a GenAI span; None for tool executions, agents and spans of
+    no GenAI convention."""
+    operation = attrs.rest.get("gen_ai.operation.name")
+    if isinstance(operation, str):
+        return _API.get(operation)
+    if "gen_ai.system" in attrs.rest or "gen_ai.request.model" in attrs.rest:
+        kind = attrs.rest.get("llm.request.type")
+        return {"completion": "completion", "embedding": "embeddings"}.get(str(kind), "chat")
+    return None
+
+
+def _parts_message(message: Any) -> dict[str, Any] | None:
+    """A GenAI message (``{"role", "parts": [...]}``) as an OpenAI chat message."""
+    if not isinstance(message, dict):
+        return None
+    out: dict[str, Any] = {"role": message.get("role", "user")}
+    texts, calls = [], []
+    for part in message.get("parts") or ():
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(str(part.get("content", "")))
+        elif kind == "tool_call":
+            arguments = part.get("arguments")
+            calls.append(
+                {
+                    "id": part.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": part.get("name"),
+                        "arguments": arguments
+                        if isinstance(arguments, str)
+                        else json.dumps(arguments),
+                    },
+                }
+            )
+        elif kind == "tool_call_response":
+            out["role"] = "tool"
+            out["tool_call_id"] = part.get("id")
+            response = part.get("response", part.get("result"))
+            texts.append(response if isinstance(response, str) else json.dumps(response))
+    out["content"] = "".join(texts) if texts else None
+    if calls:
+        out["tool_calls"] = calls
+    if message.get("name"):
+        out["name"] = message["name"]
+    return out
+
+
+def _messages(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return []
+    if not isinstance(value, list):
+        return []
+    return [m for m in (_parts_message(v) for v in value) if m is not None]
+
+
+def _details(span: Span) -> dict[str, Any]:
+    for event in span.events:
+        if event.name == _DETAILS:
+            return event.attributes
+    return {}
+
+
+def fill_current(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
+    """Set the event's fields the current GenAI names give (where not set already)."""
+    attrs.take("gen_ai.operation.name")
+    details = _details(span)
+    provider = attrs.take_str("gen_ai.provider.name")
+    requested = attrs.take_str("gen_ai.request.model")
+    responded = attrs.take_str("gen_ai.response.model")
+    if provider:
+        event.setdefault("provider", provider)
+    if responded or requested:
+        event.setdefault("model", responded or requested)
+    system = attrs.take_json("gen_ai.system_instructions") or details.get(
+        "gen_ai.system_instructions"
+    )
+    inputs = _messages(attrs.take("gen_ai.input.messages") or details.get("gen_ai.input.messages"))
+    outputs = _messages(
+        attrs.take("gen_ai.output.messages") or details.get("gen_ai.output.messages")
+    )
+    if system:
+        text = _messages([{"role": "system", "parts": system}]) if isinstance(system, list) else []
+        inputs = text + inputs
+    request: dict[str, Any] = {"model": requested}
+    for name, argument in _PARAMS.items():
+        value = attrs.take(f"gen_ai.request.{name}")
+        if value is not None:
+            request[argument] = value
+    if inputs:
+        request["messages"] = inputs
+    if "request" not in event and (inputs or requested):
+        event["request"] = {k: v for k, v in request.items() if v is not None}
+    finish = attrs.take("gen_ai.response.finish_reasons")
+    response_id = attrs.take_str("gen_ai.response.id")
+    if outputs and "response" not in event:
+        reasons = finish if isinstance(finish, list) else []
+        choices = [
+            {"index": i, "message": m, "finish_reason": reasons[i] if i < len(reasons) else None}
+            for i, m in enumerate(outputs)
+        ]
+        event["response"] = {"id": response_id, "model": responded, "choices": choices}
+    if outputs:
+        event.setdefault("output_text", message_text(outputs))
+    _usage(
+        event,
+        attrs.take_int("gen_ai.usage.input_tokens"),
+        attrs.take_int("gen_ai.usage.output_tokens"),
+        attrs.take_int("gen_ai.usage.cache_read.input_tokens"),
+        attrs.take_int("gen_ai.usage.reasoning.output_tokens"),
+    )
+    conversation = attrs.take_str("gen_ai.conversation.id")
+    if conversation:
+        event.setdefault("chat_id", conversation)
+    first = attrs.take("gen_ai.response.time_to_first_chunk")
+    if isinstance(first, (int, float)) and not isinstance(first, bool) and first >= 0:
+        event.setdefault("ttft_ms", first * 1000)
+
+
+def _usage(
+    event: dict[str, Any],
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cached: int | None = None,
+    reasoning: int | None = None,
+) -> None:
+    if input_tokens is None and output_tokens is None:
+        return
+    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    if input_tokens is not None and output_tokens is not None:
+        usage["total_tokens"] = input_tokens + output_tokens
+    usage["cached_tokens"], usage["reasoning_tokens"] = cached, reasoning
+    event.setdefault("usage", {k: v for k, v in usage.items() if v is not None})
+
+
+def _indexed(flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """``{"0.role": ..., "0.tool_calls.0.name": ...}`` (OpenLLMetry's flattening) as OpenAI
+    chat messages."""
+    by_index: dict[int, dict[str, Any]] = {}
+    for key, value in flat.items():
+        found = _INDEXED.match(key)
+        if not found:
+            continue
+        message = by_index.setdefault(int(found.group(1)), {})
+        field = found.group(2)
+        call = _TOOL_CALL.match(field)
+        if call:
+            put_tool_call(message, int(call.group(1)), call.group(2), value)
+        elif field in ("role", "content", "name", "tool_call_id", "finish_reason"):
+            message[field] = value
+    return ordered_messages(by_index)
+
+
+def fill_legacy(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
+    """Set the event's fields the older GenAI (and OpenLLMetry) names give."""
+    system = attrs.take_str("gen_ai.system")
+    if system:
+        event.setdefault("provider", system.lower())
+    attrs.take("llm.request.type")
+    inputs = _indexed(attrs.take_prefix("gen_ai.prompt."))
+    outputs = _indexed(attrs.take_prefix("gen_ai.completion."))
+    if inputs:
+        request = event.setdefault("request", {})
+        request.setdefault("messages", inputs)
+    if outputs:
+        reasons = [m.pop("finish_reason", None) for m in outputs]
+        choices = [
+            {"index": i, "message": m, "finish_reason": r}
+            for i, (m, r) in enumerate(zip(outputs, reasons, strict=True))
+        ]
+        event.setdefault("response", {"model": event.get("model"), "choices": choices})
+        event.setdefault("output_text", message_text(outputs))
+    _usage(
+        event,
+        attrs.take_int("gen_ai.usage.prompt_tokens"),
+        attrs.take_int("gen_ai.usage.completion_tokens"),
+    )
+    attrs.take("llm.usage.total_tokens")

@@ -1,0 +1,161 @@
+"""OpenInference (Arize Phoenix's conventions): ``llm.*``, ``input.value``/``output.value``,
+messages flattened as ``llm.input_messages.N.message.*``, ``llm.prompt_template.*``."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .common import Attrs, message_text, ordered_messages, put_tool_call
+from .decode import Span
+
+__all__ = ["KIND", "api_of", "fill"]
+
+KIND = "openinference.span.kind"
+_API = {"LLM": "chat", "EMBEDDING": "embeddings"}
+_TOOL_CALL = re.compile(r"^tool_calls\.(\d+)\.tool_call\.(.+)$")
+_CONTENT = re.compile(r"^contents\.(\d+)\.message_content\.(.+)$")
+_INDEXED = re.compile(r"^(\d+)\.message\.(.+)$")
+_FIRST_TOKEN = "First Token Stream Event"
+
+
+def api_of(attrs: Attrs) -> str | None:
+    """The event's ``api`` for an OpenInference span; None for other kinds (chains, tools,
+    agents, retrievers) and for spans of other conventions."""
+    kind = attrs.rest.get(KIND)
+    if not isinstance(kind, str):
+        return None
+    api = _API.get(kind.upper())
+    if api == "chat" and any(k.startswith("llm.prompts.") for k in attrs.rest):
+        return "completion"
+    return api
+
+
+def messages(flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """``{"0.message.role": ..., "0.message.tool_calls.0.tool_call.id": ...}`` as OpenAI chat
+    messages."""
+    by_index: dict[int, dict[str, Any]] = {}
+    for key, value in flat.items():
+        found = _INDEXED.match(key)
+        if not found:
+            continue
+        message = by_index.setdefault(int(found.group(1)), {})
+        field = found.group(2)
+        call, part = _TOOL_CALL.match(field), _CONTENT.match(field)
+        if call:
+            put_tool_call(message, int(call.group(1)), call.group(2), value)
+        elif part:
+            message.setdefault("_parts", {}).setdefault(int(part.group(1)), {})[part.group(2)] = (
+                value
+            )
+        elif field in ("role", "content", "name", "tool_call_id"):
+            message[field] = value
+    for message in by_index.values():
+        parts = message.pop("_parts", None)
+        if parts and "content" not in message:
+            message["content"] = [
+                {"type": "text", "text": p.get("text")}
+                if p.get("type") == "text"
+                else {"type": "image_url", "image_url": {"url": p.get("image.image.url")}}
+                for _, p in sorted(parts.items())
+            ]
+    return ordered_messages(by_index)
+
+
+def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
+    """Set the event's fields OpenInference attributes give."""
+    attrs.take(KIND)
+    provider = attrs.take_str("llm.provider") or attrs.take_str("llm.system")
+    if provider:
+        event.setdefault("provider", provider)
+    model = attrs.take_str("llm.model_name") or attrs.take_str("embedding.model_name")
+    if model:
+        event.setdefault("model", model)
+    params = attrs.take_json("llm.invocation_parameters")
+    params = (
+        params if isinstance(params, dict) else attrs.take_json("embedding.invocation_parameters")
+    )
+    inputs = messages(attrs.take_prefix("llm.input_messages."))
+    outputs = messages(attrs.take_prefix("llm.output_messages."))
+    tools = attrs.take_prefix("llm.tools.")
+    request = _json_value(attrs, "input")
+    if not isinstance(request, dict):
+        # No JSON request body: the call rebuilt from its parts, as the SDK would record it.
+        sent = request
+        request = {"model": model, **(params if isinstance(params, dict) else {})}
+        if inputs:
+            request["messages"] = inputs
+        elif sent is not None:
+            request["input"] = sent
+        if tools:
+            request["tools"] = [_parsed(v) for _, v in sorted(tools.items(), key=_index)]
+    event.setdefault("request", {k: v for k, v in request.items() if v is not None})
+    response = _json_value(attrs, "output")
+    if isinstance(response, dict):
+        event.setdefault("response", response)
+    elif outputs:
+        event.setdefault("response", {"model": model, "choices": _choices(outputs)})
+    if outputs:
+        event.setdefault("output_text", message_text(outputs))
+    usage = {
+        "input_tokens": attrs.take_int("llm.token_count.prompt"),
+        "output_tokens": attrs.take_int("llm.token_count.completion"),
+        "total_tokens": attrs.take_int("llm.token_count.total"),
+        "cached_tokens": attrs.take_int("llm.token_count.prompt_details.cache_read"),
+        "reasoning_tokens": attrs.take_int("llm.token_count.completion_details.reasoning"),
+    }
+    if any(v is not None for v in usage.values()):
+        event.setdefault("usage", {k: v for k, v in usage.items() if v is not None})
+    session = attrs.take_str("session.id")
+    if session:
+        event.setdefault("chat_id", session)
+    _template(event, attrs)
+    metadata = attrs.take_json("metadata")
+    if isinstance(metadata, dict):
+        event.setdefault("attributes", {}).update(metadata)
+    # The vectors are in the response already, and are the bulk of an embedding span.
+    attrs.take_prefix("embedding.embeddings.")
+    attrs.take("llm.finish_reason")
+    first = [e.time_unix_nano for e in span.events if e.name == _FIRST_TOKEN]
+    if first and first[0] >= span.start_unix_nano:
+        event.setdefault("ttft_ms", (first[0] - span.start_unix_nano) / 1e6)
+
+
+def _index(item: tuple[str, Any]) -> int:
+    head = item[0].split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _parsed(value: Any) -> Any:
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except (ValueError, RecursionError):
+        return value
+
+
+def _json_value(attrs: Attrs, name: str) -> Any:
+    mime = attrs.take_str(f"{name}.mime_type")
+    value = attrs.take(f"{name}.value")
+    return _parsed(value) if mime == "application/json" else value
+
+
+def _choices(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"index": i, "message": m} for i, m in enumerate(outputs)]
+
+
+def _template(event: dict[str, Any], attrs: Attrs) -> None:
+    template = attrs.take_str("llm.prompt_template.template")
+    variables = attrs.take_json("llm.prompt_template.variables")
+    if template is None:
+        return
+    try:
+        chat = json.loads(template)
+    except (ValueError, RecursionError):
+        chat = None
+    if isinstance(chat, list) and all(isinstance(m, dict) for m in chat):
+        event.setdefault("template_chat", chat)
+    else:
+        event.setdefault("template_text", template)
+    if isinstance(variables, dict):
+        event.setdefault("template_params", variables)

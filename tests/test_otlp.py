@@ -1,0 +1,114 @@
+"""OTLP/HTTP ingest (``POST /v1/traces``), end to end: real instrumentation packages driving
+the real openai SDK against the fake provider, exporting through the real OTLP exporter
+(protobuf) and the official OTLP/JSON encoder, to a real ``llmtap serve``; each call's event
+compared field by field with the same call recorded by ``llmtap.Client``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llmtap
+from llmtap.fake_provider import FakeProvider
+from tests.conftest import Project, tap_config
+from tests.otlp_calls import CASES, run_calls
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _case(event: dict[str, Any]) -> str:
+    if event["api"] == "embeddings":
+        return "embeddings"
+    users = [m for m in event["request"]["messages"] if m["role"] == "user"]
+    return str(users[-1]["content"]).split()[0].removeprefix("case:")
+
+
+def _by_case(project: Project) -> dict[str, dict[str, Any]]:
+    events = [project.event(e["id"]) for e in project.events(limit=50)]
+    by_case = {_case(e): e for e in events}
+    assert sorted(by_case) == sorted(CASES), sorted(by_case)
+    assert len(events) == len(CASES)
+    return by_case
+
+
+def _run_app(convention: str, encoding: str, provider: FakeProvider, project: Project) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "otlp_app.py"), convention, encoding,
+         provider.base_url, project.server.url, project.key],
+        capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _tool_calls(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, arguments) of each tool call; the fake provider's call ids differ per call."""
+    return [
+        (call["function"]["name"], call["function"]["arguments"])
+        for choice in event["response"]["choices"]
+        for call in choice["message"]["tool_calls"]
+    ]
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+@pytest.mark.parametrize("convention", ["openinference", "genai"])
+def test_instrumented_calls_match_llmtap_client(
+    convention: str, encoding: str, provider: FakeProvider, project: Project
+) -> None:
+    output = _run_app(convention, encoding, provider, project)
+    if encoding == "json":  # every export answered 200, with no span refused
+        answers = [line for line in output.splitlines() if line.startswith("OTLP")]
+        assert answers and all(a.startswith("OTLP 200") for a in answers), answers
+        assert not any("rejectedSpans" in a for a in answers), answers
+    otel = _by_case(project)
+
+    native_project = Project(project.server.new_key(), project.server)
+    client = llmtap.Client(
+        api_key="sk-fake", base_url=provider.base_url, max_retries=0,
+        llmtap=tap_config(native_project),
+    )  # fmt: skip
+    run_calls(client)
+    client.close()
+    native = _by_case(native_project)
+
+    for case in CASES:
+        ours, theirs = native[case], otel[case]
+        # The SDK names a provider by its host (the fake's is 127.0.0.1), the instrumentations
+        # by the client library.
+        assert theirs["provider"] == "openai"
+        for field in ("api", "model", "status", "output_text"):
+            assert theirs[field] == ours[field], (case, field, theirs[field], ours[field])
+        if case != "embeddings":
+            assert theirs["request"]["messages"] == ours["request"]["messages"], case
+        for count in ("input_tokens", "output_tokens", "total_tokens"):
+            if case == "embeddings" and count != "input_tokens":
+                continue  # the GenAI instrumentation reports only the input's
+            got = (theirs["usage"] or {}).get(count)
+            assert got == ((ours["usage"] or {}).get(count)), (case, count, theirs["usage"])
+        if case == "error":
+            assert theirs["error"]["type"] == ours["error"]["type"] == "RateLimitError"
+            assert theirs["error"]["status_code"] == ours["error"]["status_code"] == 429
+            assert "429" in theirs["error"]["message"]
+        else:
+            assert theirs["error"] is None
+        if case == "tools":
+            calls, ours_calls = _tool_calls(theirs), _tool_calls(ours)
+            assert calls == ours_calls == [("get_weather", '{"city": "Paris"}')]
+        if case == "chat":
+            assert theirs["request"]["temperature"] == 0.5
+        if case == "stream" and convention == "openinference":  # its first-token event
+            assert 0 < theirs["ttft_ms"] <= theirs["latency_ms"]
+        # Where it came from, and the OTel context kept.
+        assert theirs["sdk"]["name"].startswith(("openinference.", "opentelemetry."))
+        assert ours["sdk"]["name"] == llmtap.wire.SDK_NAME
+        assert len(theirs["chain_id"]) == 32
+        assert theirs["attributes"]["service.name"] == "otlp-app"
+        assert theirs["attributes"]["deployment.environment"] == "test"
+        assert theirs["cost_usd"] is not None or case == "error"
+        assert theirs["latency_ms"] > 0

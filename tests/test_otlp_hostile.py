@@ -1,0 +1,200 @@
+"""OTLP ingest's edges: conventions written by hand (the older GenAI names, OpenInference
+templates and sessions), idempotence, the spec's answers, and hostile bodies; never a 5xx.
+
+Spans are made with the OpenTelemetry SDK and encoded by the OTLP exporter's own encoder."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import httpx2
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from tests.conftest import Project
+from tests.test_server import assert_error_shape
+
+PROTOBUF = {"content-type": "application/x-protobuf"}
+LEGACY = {
+    "gen_ai.system": "Anthropic",
+    "gen_ai.request.model": "claude-3-5-haiku-latest",
+    "gen_ai.prompt.0.role": "user",
+    "gen_ai.prompt.0.content": "hello",
+    "gen_ai.completion.0.role": "assistant",
+    "gen_ai.completion.0.content": "hi there",
+    "gen_ai.completion.0.finish_reason": "stop",
+    "gen_ai.usage.prompt_tokens": 7,
+    "gen_ai.usage.completion_tokens": 3,
+}
+
+
+def _spans(*specs: dict[str, Any]) -> list[ReadableSpan]:
+    """Finished spans, the first the parent of the others; each spec's ``_name``, ``_error``
+    and ``_no_end`` shape the span, its other keys are attributes."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "hand-made"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("hand.made", "1.2.3")
+    with tracer.start_as_current_span(specs[0].get("_name", "root")) as root:
+        root.set_attributes({k: v for k, v in specs[0].items() if not k.startswith("_")})
+        for spec in specs[1:]:
+            span = tracer.start_span(spec.get("_name", "child"))
+            span.set_attributes({k: v for k, v in spec.items() if not k.startswith("_")})
+            if spec.get("_error"):
+                span.set_status(Status(StatusCode.ERROR, "boom"))
+                span.record_exception(ValueError("it broke"))
+            span.end()
+    return list(exporter.get_finished_spans())
+
+
+def _body(spans: list[ReadableSpan]) -> bytes:
+    return encode_spans(spans).SerializeToString()  # type: ignore[no-any-return]
+
+
+def _post(project: Project, body: bytes, headers: dict[str, str] | None = None) -> httpx2.Response:
+    return project.server.post(
+        "/v1/traces", project.key, headers=PROTOBUF if headers is None else headers, content=body
+    )
+
+
+def _answer(response: httpx2.Response) -> ExportTraceServiceResponse:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/x-protobuf"
+    answer = ExportTraceServiceResponse()
+    answer.ParseFromString(response.content)
+    return answer
+
+
+def test_older_genai_names_parent_and_idempotence(project: Project) -> None:
+    spans = _spans({"_name": "agent", "user.id": "u-7"}, {"_name": "llm", **LEGACY})
+    body = _body(spans)
+    first = _answer(_post(project, body))
+    assert first.partial_success.rejected_spans == 0
+    assert "1 of 2 spans are not model calls" in first.partial_success.error_message
+    _answer(_post(project, gzip.compress(body), {**PROTOBUF, "content-encoding": "gzip"}))
+    events = project.events()
+    assert len(events) == 1  # sent twice (once gzipped), stored once; the agent span ignored
+    event = project.event(events[0]["id"])
+    root, llm = spans[1], spans[0]  # the child ends first
+    assert event["provider"] == "anthropic" and event["model"] == "claude-3-5-haiku-latest"
+    assert event["request"]["messages"] == [{"role": "user", "content": "hello"}]
+    assert event["output_text"] == "hi there"
+    assert event["response"]["choices"][0]["finish_reason"] == "stop"
+    assert event["usage"]["input_tokens"] == 7 and event["usage"]["total_tokens"] == 10
+    assert event["cost_usd"] is not None  # the price library knows Anthropic's models
+    assert event["chain_id"] == format(llm.context.trace_id, "032x")
+    assert event["parent_event_id"] is not None
+    assert event["sdk"] == {"name": "hand.made", "version": "1.2.3"}
+    assert event["attributes"]["service.name"] == "hand-made"
+    assert event["attributes"]["otel.span_id"] == format(llm.context.span_id, "016x")
+    assert root.name == "agent"
+
+
+def test_openinference_template_session_and_metadata(project: Project) -> None:
+    template = json.dumps([{"role": "user", "content": "Emoji for {sport}"}])
+    spans = _spans(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.provider": "openai",
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.content": "Emoji for soccer",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": "⚽",
+            "llm.prompt_template.template": template,
+            "llm.prompt_template.variables": json.dumps({"sport": "soccer"}),
+            "llm.prompt_template.version": "v3",
+            "session.id": "chat-42",
+            "user.id": "u-1",
+            "metadata": json.dumps({"team": "blue"}),
+            "gen_ai.request.model": "ignored-older-name",
+        }
+    )
+    _answer(_post(project, _body(spans)))
+    (event,) = project.events(chat_id="chat-42")
+    assert event["model"] == "gpt-4o-mini"  # OpenInference wins over the GenAI names
+    assert event["template_chat"] == [{"role": "user", "content": "Emoji for {sport}"}]
+    assert event["template_params"] == {"sport": "soccer"}
+    assert event["template_revision"]
+    assert event["output_text"] == "⚽"
+    attributes = event["attributes"]
+    assert attributes["user.id"] == "u-1" and attributes["team"] == "blue"
+    assert attributes["llm.prompt_template.version"] == "v3"
+    assert project.events(**{"attributes.user.id": "u-1"})
+
+
+def test_mixed_batch_good_stored_bad_counted_never_5xx(project: Project) -> None:
+    huge = "x" * (10 * 1024 * 1024)
+    spans = _spans(
+        {"_name": "root"},
+        {"_name": "good", **LEGACY},
+        {"_name": "bad", **LEGACY, "gen_ai.conversation.id": "c" * 600},
+        {"_name": "failed", **LEGACY, "_error": True},
+        {"_name": "huge", **LEGACY, "gen_ai.prompt.0.content": huge, "odd": [1, 2, 3]},
+    )
+    answer = _answer(_post(project, _body(spans)))
+    assert answer.partial_success.rejected_spans == 1
+    assert "chat_id" in answer.partial_success.error_message
+    events = {e["attributes"]["otel.span_name"]: e for e in project.events()}
+    assert sorted(events) == ["failed", "good", "huge"]
+    failed = events["failed"]
+    assert failed["status"] == "error"
+    assert failed["error"]["type"] == "ValueError" and failed["error"]["message"] == "boom"
+    cut = project.event(events["huge"]["id"])
+    assert cut["truncated"] == ["request.messages.0.content"]
+    assert cut["attributes"]["odd"] == [1, 2, 3]
+
+
+def test_span_without_end_time_and_json_form(project: Project) -> None:
+    (span,) = _spans({"_name": "llm", **LEGACY})
+    payload = json_format.MessageToDict(encode_spans([span]))
+    # OTLP/JSON: ids in hex, not protobuf's base64; no end time at all.
+    scope_span = payload["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    scope_span["traceId"] = format(span.context.trace_id, "032x")
+    scope_span["spanId"] = format(span.context.span_id, "016x")
+    del scope_span["endTimeUnixNano"]
+    response = project.server.post("/api/v1/otlp/v1/traces", project.key, json=payload)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {}
+    (event,) = project.events()
+    assert event["latency_ms"] is None and event["chain_id"] == scope_span["traceId"]
+
+
+def test_hostile_bodies_get_clear_4xx(project: Project) -> None:
+    good = _body(_spans({"_name": "llm", **LEGACY}))
+    read_only = project.server.new_key(scopes=("read",))
+    cases = [
+        (_post(project, b"\x0a\xff\xff\xff\xff\x0f garbage"), 400, "protobuf"),
+        (_post(project, good[: len(good) // 2]), 400, "protobuf"),
+        (_post(project, b"{not json", {"content-type": "application/json"}), 400, "JSON"),
+        (_post(project, b'{"resourceSpans": 5}', {"content-type": "application/json"}), 400, ""),
+        (
+            _post(
+                project,
+                b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}',
+                {"content-type": "application/json"},
+            ),
+            400,
+            "hex",
+        ),
+        (_post(project, b"[]", {"content-type": "application/json"}), 400, ""),
+        (_post(project, good, {"content-type": "text/plain"}), 415, "content type"),
+        (_post(project, good, {}), 415, "content type"),
+        (_post(project, b"junk", {**PROTOBUF, "content-encoding": "gzip"}), 400, "gzip"),
+        (project.server.post("/v1/traces", None, headers=PROTOBUF, content=good), 401, "key"),
+        (project.server.post("/v1/traces", read_only, headers=PROTOBUF, content=good), 403, ""),
+        (_post(project, b"x" * (33 * 1024 * 1024)), 413, "limit"),
+    ]
+    for response, status, words in cases:
+        body = assert_error_shape(response, status)
+        assert words.lower() in body["error"].lower(), body
+    assert project.events() == []
