@@ -421,7 +421,7 @@ def test_every_page_shows_every_payload_escaped(
 ) -> None:
     server, seed = seeded
     paths = _router_paths(tmp_path)
-    assert {"/", "/events", "/events/{event_id}", "/feedback", "/settings"} <= set(paths)
+    assert {"/", "/events", "/events/{event_id:text}", "/feedback", "/settings"} <= set(paths)
     walk = Walk()
     with login(server) as browser:
         for route, path in _urls(paths, seed):
