@@ -58,12 +58,7 @@ def _weight(http: httpx2.Client, path: str) -> int:
 
 def run(quick: bool = False) -> dict[str, Any]:
     n = 50_000 if quick else 1_000_000
-    db = query.CACHE / f"events-{n}.db"
-    if not db.exists():
-        query.CACHE.mkdir(exist_ok=True)
-        partial = db.with_suffix(".partial")
-        query.generate(partial, n)
-        partial.rename(db)
+    db, _ = query.cached_store(n)  # the query benchmark's store, made whole when missing
     store = open_store(str(db))
     create_key(store, "bench", "prod", ("ingest", "read"))
     store.close()
