@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from llmtap.server.auth import create_key, hash_key
 from llmtap.server.ingest import prepare
 from llmtap.store import EventFilter, KeyInfo, SQLiteStore, to_us
-from llmtap.store._admin import list_feedback
 from llmtap.wire import Event, make_event
 
 from .test_delete import same
@@ -114,7 +113,7 @@ class Side:
             "events": store.list_events(pid, EventFilter(limit=1000))[0],
             "feedback": sorted(
                 (f["feedback_key"], f["rating"], (f["event"] or {}).get("id"))
-                for f in list_feedback(store, pid, 1000)
+                for f in store.list_feedback(pid, 1000)
             ),
         }
         for group_by in (["model"], ["attributes.user"], ["hour", "status"], ["day"], []):
