@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import llmtap
-from llmtap.store import SQLiteStore, Store
+from llmtap.store import SQLiteStore, Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(llmtap.__file__).resolve().parent
@@ -162,3 +162,9 @@ def test_nothing_outside_the_store_touches_a_private_member_of_a_store() -> None
 def test_the_import_walk_sees_every_spelling(source: str, module: str, bad: bool) -> None:
     names: list[Any] = [name for _, name in _imported(ast.parse(source), module, False)]
     assert any(_private_store_module(n) for n in names) == bad, names
+
+
+@pytest.mark.parametrize("url", ["postgresql://localhost/llmtap", "postgres://u@h/db"])
+def test_a_postgresql_url_is_refused_clearly_until_that_backend_exists(url: str) -> None:
+    with pytest.raises(NotImplementedError, match="PostgreSQL support is not there yet"):
+        open_store(url)
