@@ -130,8 +130,9 @@ class SQLiteStore:
     """The ``Store`` contract (see ``llmtap.store``) on one SQLite file.
 
     This class holds the connections, the write path (group commit) and derivation; every
-    other operation is a plain function of a module by concern, on the store, made a method
-    here by name (the contract's groups, in its order)."""
+    other operation is a plain function of a module by concern whose first parameter is the
+    store, made a method below by assignment (in the contract's order): one definition, no
+    wrapper to keep in step with it. ``tests/test_store_contract.py`` compares signatures."""
 
     backend = "sqlite"
     _write_lock: _WriteLock
