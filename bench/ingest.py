@@ -27,10 +27,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from llmtap.server.ingest import prepare
-from llmtap.store import KeyInfo, _derive
-from llmtap.store._bulk import insert_many
-from llmtap.store._migrations import migrate_sqlite
-from llmtap.store._sqlite import _EVENT_ID_TAKEN, _INSERT_EVENT, DERIVE_EVENTS, WRITER_CACHE_KIB
+from llmtap.store import KeyInfo
+from llmtap.store.sqlite import (
+    DERIVE_EVENTS,
+    WRITER_CACHE_KIB,
+    Derived,
+    derived_rows,
+    insert_event_rows,
+    make_schema,
+    write_derived,
+)
 from llmtap.wire import Event, make_event, new_id
 
 from ._harness import Figure, Server, figure, llmtap_server
@@ -104,15 +110,14 @@ def _open_raw(path: Path) -> sqlite3.Connection:
     # The server checkpoints on a thread of its own; one process inserting alone checkpoints
     # in line, every ~40 MB of WAL (fewer, larger checkpoints than SQLite's default 4 MB).
     conn.execute("PRAGMA wal_autocheckpoint=10000")
-    _derive.install(conn)
-    migrate_sqlite(conn)
+    make_schema(conn)
     conn.execute("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', 'now')")
     return conn
 
 
 def _raw_rows(
     events: list[dict[str, Any]], conn: sqlite3.Connection
-) -> tuple[list[list[tuple[Any, ...]]], list[_derive.Derived]]:
+) -> tuple[list[list[tuple[Any, ...]]], list[Derived]]:
     """Every row the server stores for ``events``, computed beforehand so that nothing but
     SQLite is timed: the events rows per batch of 100, and the derived rows per chunk of
     ``DERIVE_EVENTS`` events, as the server's deriving thread writes them (the dimension and
@@ -125,7 +130,7 @@ def _raw_rows(
         chunk = rows[start : start + DERIVE_EVENTS]
         fresh = [(start + i + 1, row, row.facts) for i, row in enumerate(chunk)]
         conn.execute("BEGIN")
-        chunks.append(_derive.plan(conn, fresh))
+        chunks.append(derived_rows(conn, fresh))
         conn.execute("COMMIT")
     return batches, chunks
 
@@ -142,11 +147,11 @@ def raw_rate(events: list[dict[str, Any]], events_only: bool = False) -> float:
         start = time.perf_counter()
         for i, rows in enumerate(batches):
             conn.execute("BEGIN IMMEDIATE")
-            insert_many(conn, _INSERT_EVENT, rows, _EVENT_ID_TAKEN)
+            insert_event_rows(conn, rows)
             conn.execute("COMMIT")
             if not events_only and ((i + 1) % per_chunk == 0 or i + 1 == len(batches)):
                 conn.execute("BEGIN IMMEDIATE")
-                _derive.write(conn, chunks[i // per_chunk])
+                write_derived(conn, chunks[i // per_chunk])
                 conn.execute("COMMIT")
         elapsed = time.perf_counter() - start
         conn.close()

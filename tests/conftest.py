@@ -3,7 +3,8 @@
 - ``provider``: the fake OpenAI-compatible server (the one thing faked);
 - ``server``: a real ``llmtap serve`` process on a temporary SQLite file;
 - ``project``: a fresh project with its own key, so tests never see each other's events;
-- ``client``: an ``llmtap.Client`` wired to both.
+- ``client``: an ``llmtap.Client`` wired to both;
+- ``store``, ``store_backend``: a fresh store of each backend in turn (``tests/_stores.py``).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ ADMIN_TOKEN = "test-admin-token"
 # first login (tests/test_dashboard_http.login, tests/browser.log_in).
 ADMIN_USER, ADMIN_PASSWORD = "admin", "test-admin-password"
 
-# ``tapped``: each SDK test against both the sync and the async client.
-pytest_plugins = ["tests._clients"]
+# ``tapped``: each SDK test against both the sync and the async client; ``store`` and
+# ``store_backend``: each store test against every store backend (tests/_stores.py).
+pytest_plugins = ["tests._clients", "tests._stores"]
 
 
 def free_port() -> int:

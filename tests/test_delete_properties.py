@@ -1,13 +1,11 @@
 """Deleting, as a property of the store: whatever events, ratings and deletes (by any filter,
 by id, some of the events not derived yet, new events taking freed seqs), the store then
-answers as a store that was only ever given the events that remain."""
+answers as a store that was only ever given the events that remain. On every backend."""
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -15,10 +13,10 @@ from hypothesis import strategies as st
 
 from llmtap.server.auth import create_key, hash_key
 from llmtap.server.ingest import prepare
-from llmtap.store import EventFilter, KeyInfo, SQLiteStore, to_us
-from llmtap.store._admin import list_feedback
+from llmtap.store import EventFilter, KeyInfo, Store, to_us
 from llmtap.wire import Event, make_event
 
+from ._stores import StoreBackend
 from .test_delete import same
 from .test_server import T0
 
@@ -92,8 +90,8 @@ def build(spec: dict[str, Any], i: int, previous_key: str | None) -> dict[str, A
 class Side:
     """A store and its project's key."""
 
-    def __init__(self, path: Path) -> None:
-        self.store = SQLiteStore(path, derive_delay=IDLE)
+    def __init__(self, backend: StoreBackend) -> None:
+        self.store = backend.new(derive_delay=IDLE)
         key = create_key(self.store, "p", "dev", ("ingest", "read", "admin"))
         info = self.store.key_by_hash(hash_key(key))
         assert info is not None
@@ -114,7 +112,7 @@ class Side:
             "events": store.list_events(pid, EventFilter(limit=1000))[0],
             "feedback": sorted(
                 (f["feedback_key"], f["rating"], (f["event"] or {}).get("id"))
-                for f in list_feedback(store, pid, 1000)
+                for f in store.list_feedback(pid, 1000)
             ),
         }
         for group_by in (["model"], ["attributes.user"], ["hour", "status"], ["day"], []):
@@ -124,7 +122,7 @@ class Side:
         return out
 
 
-def matches(store: SQLiteStore, pid: int, f: EventFilter) -> set[str]:
+def matches(store: Store, pid: int, f: EventFilter) -> set[str]:
     return {e["id"] for e in store.iter_events(pid, f)}
 
 
@@ -137,59 +135,65 @@ def matches(store: SQLiteStore, pid: int, f: EventFilter) -> set[str]:
 @settings(
     max_examples=100,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # ``store_backend`` gives each example stores on fresh databases of their own.
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 def test_after_deletes_the_store_answers_as_one_never_given_the_deleted(
-    first: list[dict[str, Any]], steps: list[tuple[EventFilter | None, list[Any], bool]]
+    store_backend: StoreBackend,
+    first: list[dict[str, Any]],
+    steps: list[tuple[EventFilter | None, list[Any], bool]],
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        mine = Side(Path(tmp) / "mine.db")
+    mine = Side(store_backend)
+    try:
+        events: list[dict[str, Any]] = []
+        ratings: list[tuple[str, float]] = []
+        gone: set[str] = set()
+
+        def add(specs: list[dict[str, Any]]) -> None:
+            batch = []
+            for spec in specs:
+                previous = events[-1]["feedback_key"] if events else None
+                batch.append(build(spec, len(events), previous))
+                events.append(batch[-1])
+            mine.add(batch)
+            for spec, e in zip(specs, batch, strict=True):
+                if spec["rating"] is not None:
+                    ratings.append((e["feedback_key"], spec["rating"]))
+                    mine.rate(e["feedback_key"], spec["rating"])
+
+        add(first)
+        pid = mine.key.project_id
+        for f, more, derive_first in steps:
+            if derive_first:
+                mine.store.catch_up()
+            alive = [e for e in events if e["id"] not in gone]
+            if f is None:
+                ids = [e["id"] for e in alive[-2:]]  # the newest: their seqs are freed
+                expected = set(ids)
+                count = mine.store.delete_events(pid, ids=ids)
+            else:
+                expected = matches(mine.store, pid, f)
+                count = mine.store.delete_events(pid, f)
+            assert count == len(expected)
+            gone |= expected
+            # Their feedback went too, unless an event left carries the same key.
+            kept = {e["feedback_key"] for e in events if e["id"] not in gone}
+            ratings = [(k, r) for k, r in ratings if k in kept]
+            add(more)  # may take the freed seqs
+        left = [e for e in events if e["id"] not in gone]
+        keys = {e["feedback_key"] for e in left}
+        oracle = Side(store_backend)
         try:
-            events: list[dict[str, Any]] = []
-            ratings: list[tuple[str, float]] = []
-            gone: set[str] = set()
-
-            def add(specs: list[dict[str, Any]]) -> None:
-                batch = []
-                for spec in specs:
-                    previous = events[-1]["feedback_key"] if events else None
-                    batch.append(build(spec, len(events), previous))
-                    events.append(batch[-1])
-                mine.add(batch)
-                for spec, e in zip(specs, batch, strict=True):
-                    if spec["rating"] is not None:
-                        ratings.append((e["feedback_key"], spec["rating"]))
-                        mine.rate(e["feedback_key"], spec["rating"])
-
-            add(first)
-            pid = mine.key.project_id
-            for f, more, derive_first in steps:
-                if derive_first:
-                    mine.store.catch_up()
-                alive = [e for e in events if e["id"] not in gone]
-                if f is None:
-                    ids = [e["id"] for e in alive[-2:]]  # the newest: their seqs are freed
-                    expected = set(ids)
-                    count = mine.store.delete_events(pid, ids=ids)
-                else:
-                    expected = matches(mine.store, pid, f)
-                    count = mine.store.delete_events(pid, f)
-                assert count == len(expected)
-                gone |= expected
-                # Their feedback went too, unless an event left carries the same key.
-                kept = {e["feedback_key"] for e in events if e["id"] not in gone}
-                ratings = [(k, r) for k, r in ratings if k in kept]
-                add(more)  # may take the freed seqs
-            left = [e for e in events if e["id"] not in gone]
-            keys = {e["feedback_key"] for e in left}
-            oracle = Side(Path(tmp) / "oracle.db")
-            try:
-                oracle.add(left)
-                for key, rating in ratings:
-                    if key in keys:
-                        oracle.rate(key, rating)
-                same(mine.answers(), oracle.answers())
-            finally:
-                oracle.store.close()
+            oracle.add(left)
+            for key, rating in ratings:
+                if key in keys:
+                    oracle.rate(key, rating)
+            same(mine.answers(), oracle.answers())
         finally:
-            mine.store.close()
+            store_backend.close(oracle.store)
+    finally:
+        store_backend.close(mine.store)

@@ -1,5 +1,8 @@
 """Derivation trails the events (see ``llmtap.store._derive``): the stats, attribute and text
-indexes catch up, count every event once whatever crashes when, and never hold up ingest."""
+indexes catch up, count every event once whatever crashes when, and never hold up ingest.
+
+The tests taking ``store_backend`` hold for every backend; the others look inside the SQLite
+file (its watermark, its statements)."""
 
 from __future__ import annotations
 
@@ -19,8 +22,10 @@ from typing import Any
 import pytest
 
 from llmtap.server.ingest import prepare
-from llmtap.store import EventFilter, KeyInfo, SQLiteStore, _derive
+from llmtap.store import EventFilter, KeyInfo, SQLiteStore, Store, _derive
 from llmtap.wire import Event, make_event
+
+from ._stores import StoreBackend
 
 
 def rows(n: int, key: KeyInfo, feedback_key: str | None = None) -> list[tuple[Any, ...]]:
@@ -52,17 +57,24 @@ IDLE = 3600.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    """A SQLite store on ``d.db``, its events waiting to be derived until a read asks."""
     opened = SQLiteStore(tmp_path / "d.db", derive_delay=IDLE)
     yield opened
     opened.close()
 
 
-def key_of(store: SQLiteStore) -> KeyInfo:
+@pytest.fixture
+def idle(store_backend: StoreBackend) -> Store:
+    """A fresh store of each backend whose events wait to be derived until a read asks."""
+    return store_backend.new(derive_delay=IDLE)
+
+
+def key_of(store: Store) -> KeyInfo:
     return KeyInfo(1, store.ensure_project("p"), "p", "dev")
 
 
-def count(store: SQLiteStore, **group: Any) -> int:
+def count(store: Store, **group: Any) -> int:
     return int(store.stats(1, EventFilter(**group), [])["groups"][0]["count"])
 
 
@@ -76,19 +88,19 @@ def watermark(db: Path) -> tuple[int, int]:
 
 
 def test_events_are_acknowledged_before_derivation_and_reads_catch_up(
-    store: SQLiteStore, tmp_path: Path
+    sqlite_store: SQLiteStore, tmp_path: Path
 ) -> None:
-    key = key_of(store)
-    assert store.insert_events(rows(30, key)) == 30
+    key = key_of(sqlite_store)
+    assert sqlite_store.insert_events(rows(30, key)) == 30
     done, last = watermark(tmp_path / "d.db")
     assert (done, last) == (0, 30)  # committed, not derived yet
-    assert count(store) == 30
-    page, _ = store.list_events(1, EventFilter(attributes={"user": "u1"}, limit=100))
+    assert count(sqlite_store) == 30
+    page, _ = sqlite_store.list_events(1, EventFilter(attributes={"user": "u1"}, limit=100))
     assert len(page) == 15
-    page, _ = store.list_events(1, EventFilter(q="zebra", limit=100))
+    page, _ = sqlite_store.list_events(1, EventFilter(q="zebra", limit=100))
     assert len(page) == 30
     assert watermark(tmp_path / "d.db") == (30, 30)
-    assert count(store) == 30  # catching up again counts nothing twice
+    assert count(sqlite_store) == 30  # catching up again counts nothing twice
 
 
 def test_the_background_thread_derives_without_a_read(tmp_path: Path) -> None:
@@ -102,50 +114,51 @@ def test_the_background_thread_derives_without_a_read(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_duplicate_is_derived_once(store: SQLiteStore) -> None:
-    key = key_of(store)
+def test_a_duplicate_is_derived_once(idle: Store) -> None:
+    key = key_of(idle)
     batch = rows(5, key)
-    assert store.insert_events(batch) == 5
-    assert store.insert_events(batch[2:] + rows(2, key)) == 2
-    assert count(store) == 7
+    assert idle.insert_events(batch) == 5
+    assert idle.insert_events(batch[2:] + rows(2, key)) == 2
+    assert count(idle) == 7
 
 
-def test_known_dimensions_and_attribute_values_cost_no_query(store: SQLiteStore) -> None:
-    key = key_of(store)
+def test_known_dimensions_and_attribute_values_cost_no_query(sqlite_store: SQLiteStore) -> None:
+    key = key_of(sqlite_store)
     for _ in range(2):  # the first makes them, the second finds them committed
-        store.insert_events(rows(10, key))
-        store.catch_up()
+        sqlite_store.insert_events(rows(10, key))
+        sqlite_store.catch_up()
     lookups: list[str] = []
-    store._writer.set_trace_callback(
+    sqlite_store._writer.set_trace_callback(
         lambda sql: (
             lookups.append(sql) if "FROM agg_dims" in sql or "FROM attr_values" in sql else None
         )
     )
     try:
-        store.insert_events(rows(10, key))  # the same model, template and attribute values
-        store.catch_up()
+        sqlite_store.insert_events(rows(10, key))  # the same model, template and attribute values
+        sqlite_store.catch_up()
     finally:
-        store._writer.set_trace_callback(None)
+        sqlite_store._writer.set_trace_callback(None)
     assert lookups == []
-    assert count(store) == 30
-    assert count(store, attributes={"user": "u1"}) == 15
+    assert count(sqlite_store) == 30
+    assert count(sqlite_store, attributes={"user": "u1"}) == 15
 
 
-def test_a_rating_for_an_event_not_derived_yet_counts_once(store: SQLiteStore) -> None:
-    key = key_of(store)
-    store.insert_events(rows(1, key, feedback_key="fk-early"))
-    assert store.insert_feedback(1, "fk-early", 0.5, None, "f1")  # event stored, not derived
-    group = store.stats(1, EventFilter(), [])["groups"][0]
+def test_a_rating_for_an_event_not_derived_yet_counts_once(idle: Store) -> None:
+    key = key_of(idle)
+    idle.insert_events(rows(1, key, feedback_key="fk-early"))
+    assert idle.insert_feedback(1, "fk-early", 0.5, None, "f1")  # event stored, not derived
+    group = idle.stats(1, EventFilter(), [])["groups"][0]
     assert (group["ratings"], group["avg_rating"]) == (1, 0.5)
-    assert store.insert_feedback(1, "fk-early", 1.0, None, "f2")  # now derived
-    group = store.stats(1, EventFilter(), [])["groups"][0]
+    assert idle.insert_feedback(1, "fk-early", 1.0, None, "f2")  # now derived
+    group = idle.stats(1, EventFilter(), [])["groups"][0]
     assert (group["ratings"], group["avg_rating"]) == (2, 0.75)
 
 
-def test_two_writers_on_one_file_count_each_event_once(tmp_path: Path) -> None:
-    """What several server processes on one file do: each derives what the other stored."""
-    a = SQLiteStore(tmp_path / "d.db", derive_delay=IDLE)
-    b = SQLiteStore(tmp_path / "d.db", derive_delay=IDLE)
+def test_two_writers_on_one_database_count_each_event_once(store_backend: StoreBackend) -> None:
+    """What several server processes on one database do: each derives what the other stored."""
+    db = store_backend.fresh_db()
+    a = store_backend.open(db, derive_delay=IDLE)
+    b = store_backend.open(db, derive_delay=IDLE)
     key = key_of(a)
     for _ in range(3):
         a.insert_events(rows(4, key))
@@ -154,25 +167,28 @@ def test_two_writers_on_one_file_count_each_event_once(tmp_path: Path) -> None:
     assert count(b) == 21
     b.insert_events(rows(2, key))
     assert count(a) == 23
-    a.close()
-    b.close()
-    assert watermark(tmp_path / "d.db") == (23, 23)
+    store_backend.close(a)
+    store_backend.close(b)
+    again = store_backend.open(db)
+    assert count(again) == 23
+    if store_backend.name == "sqlite":  # the file says every event is derived
+        assert watermark(Path(db)) == (23, 23)
 
 
 def test_an_event_that_cannot_be_derived_is_left_out_and_the_others_kept(
-    store: SQLiteStore, caplog: pytest.LogCaptureFixture
+    sqlite_store: SQLiteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A row whose stored body is not an event (a file edited by hand, say) is logged and
     left out; it holds up neither the events around it nor those that come later."""
-    key = key_of(store)
+    key = key_of(sqlite_store)
     batch = rows(6, key)
     batch[3] = (*batch[3][:-1], "not an event")  # a plain row: its body is parsed
-    assert store.insert_events(batch) == 6
-    with caplog.at_level(logging.ERROR, logger="llmtap.store"):
-        assert count(store) == 5
+    assert sqlite_store.insert_events(batch) == 6
+    with caplog.at_level(logging.ERROR, logger="llmtap.sqlite_store"):
+        assert count(sqlite_store) == 5
     assert "seq 4 could not be derived" in caplog.text
-    store.insert_events(rows(1, key))
-    assert count(store) == 6  # the watermark moved past it
+    sqlite_store.insert_events(rows(1, key))
+    assert count(sqlite_store) == 6  # the watermark moved past it
 
 
 def test_kill_9_after_the_acknowledgement_loses_nothing_from_the_stats(tmp_path: Path) -> None:
@@ -214,15 +230,17 @@ def test_kill_9_after_the_acknowledgement_loses_nothing_from_the_stats(tmp_path:
     again.close()
 
 
-def test_a_large_group_goes_in_whole_and_in_order(store: SQLiteStore, tmp_path: Path) -> None:
+def test_a_large_group_goes_in_whole_and_in_order(
+    sqlite_store: SQLiteStore, tmp_path: Path
+) -> None:
     """Rows are written a hundred per statement (see ``_bulk``): 250 rows, a duplicate among
     them, take the next seqs in the order they came."""
-    key = key_of(store)
+    key = key_of(sqlite_store)
     batch = rows(250, key)
     batch.insert(120, batch[7])
-    assert store.insert_events(batch) == 250
+    assert sqlite_store.insert_events(batch) == 250
     conn = sqlite3.connect(tmp_path / "d.db")
     stored = [row[0] for row in conn.execute("SELECT id FROM events ORDER BY seq")]
     conn.close()
     assert stored == [row[0] for row in batch[:120] + batch[121:]]
-    assert count(store) == 250
+    assert count(sqlite_store) == 250

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from llmtap.store import _users as store_users
 from llmtap.store import open_store
 
 from .conftest import (
@@ -133,7 +132,7 @@ def test_bootstrap_makes_the_owner_and_then_the_token_opens_nothing(fresh: Serve
     # Stored as an argon2id hash, the password nowhere in clear.
     store = open_store(str(fresh.db))
     try:
-        stored = store_users.user_by_name(store, ADMIN_USER)
+        stored = store.user_by_name(ADMIN_USER)
     finally:
         store.close()
     assert stored and stored["password_hash"].startswith("$argon2id$")
@@ -256,9 +255,7 @@ def test_an_invitation_works_once_and_not_after_it_expires(srv: Server) -> None:
         past = time.time_ns() // 1000 - 1_000_000
         from llmtap.server.dashboard.auth import sha256_hex
 
-        store_users.create_invitation(
-            store, sha256_hex("expired-token"), pid, "admin", None, 1, past
-        )
+        store.create_invitation(sha256_hex("expired-token"), pid, "admin", None, 1, past)
     finally:
         store.close()
     with browser(srv) as late:

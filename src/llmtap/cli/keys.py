@@ -56,14 +56,13 @@ def create(
 def list_(project: str | None, db: str) -> None:
     """The keys of every project (or one): prefix, environment, scopes, state."""
     from ..store import open_store
-    from ..store._admin import list_keys, list_projects
 
     store = open_store(db)
     try:
-        for p in list_projects(store):
+        for p in store.list_projects():
             if project is not None and p["name"] != project:
                 continue
-            for k in list_keys(store, p["id"]):
+            for k in store.list_keys(p["id"]):
                 scopes = ",".join(k["scopes"]) + (" (own env only)" if k["env_only"] else "")
                 state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
                 click.echo(f"{p['name']}\t{k['environment']}\t{k['prefix']}…\t{scopes}\t{state}")
@@ -80,11 +79,11 @@ def admin_token(db: str) -> None:
     import secrets
 
     from ..server.dashboard import ensure_admin_token
-    from ..store import _users, open_store
+    from ..store import open_store
 
     store = open_store(db)
     try:
-        if _users.count_users(store):
+        if store.count_users():
             raise click.ClickException(
                 "dashboard users exist, and the admin token no longer logs in: use `llmtap "
                 "users reset-password NAME --password-stdin` (or `llmtap users create NAME "

@@ -51,12 +51,11 @@ def serve(
     from ..server._protocol import uvicorn_limits
     from ..server.dashboard import ensure_admin_token
     from ..store import open_store
-    from ..store._users import count_users
 
     store = open_store(db)  # created and migrated once, before any worker starts
     # Beyond loopback, the dashboard must be closed from the first second: by its users'
     # passwords, or (none yet) a token chosen in advance, not one printed in a log.
-    if not _loopback(host) and not admin_token and not count_users(store):
+    if not _loopback(host) and not admin_token and not store.count_users():
         store.close()
         raise click.UsageError(
             f"refusing to listen on {host} without a dashboard credential: set "

@@ -47,7 +47,7 @@ def create(
 ) -> None:
     """Create a user who logs in to the dashboard with NAME and the password."""
     from ..server.dashboard.auth import account_problem, hash_password
-    from ..store import _users, open_store
+    from ..store import NameTaken, open_store
 
     password = _password_from_stdin()
     problem = account_problem(name.strip(), password)
@@ -57,8 +57,8 @@ def create(
     try:
         pid = store.ensure_project(project) if project else None
         try:
-            _users.create_user(store, name.strip(), hash_password(password), owner, pid, role)
-        except _users.NameTaken as exc:
+            store.create_user(name.strip(), hash_password(password), owner, pid, role)
+        except NameTaken as exc:
             raise click.ClickException(str(exc)) from None
     finally:
         store.close()
@@ -69,11 +69,11 @@ def create(
 @db_option
 def list_(db: str) -> None:
     """Every user, with their roles."""
-    from ..store import _users, open_store
+    from ..store import open_store
 
     store = open_store(db)
     try:
-        for user in _users.list_users(store):
+        for user in store.list_users():
             roles = ",".join(f"{p}:{r}" for p, r in user["roles"].items())
             owner = "owner" if user["is_owner"] else "-"
             click.echo(f"{user['name']}\t{owner}\t{roles or '-'}\t{user['created_at']}")
@@ -90,15 +90,15 @@ def reset_password(name: str, password_stdin: bool, db: str) -> None:
     import time
 
     from ..server.dashboard.auth import hash_password
-    from ..store import _users, open_store
+    from ..store import open_store
 
     password = _password_from_stdin()
     store = open_store(db)
     try:
-        user = _users.user_by_name(store, name)
+        user = store.user_by_name(name)
         if user is None:
             raise click.ClickException(f"no user {name!r}")
-        _users.set_password(store, user["id"], hash_password(password), time.time_ns() // 1000)
+        store.set_password(user["id"], hash_password(password), time.time_ns() // 1000)
     finally:
         store.close()
     click.echo(f"new password set for {user['name']}; their sessions ended", err=True)

@@ -14,8 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..store import EventFilter, Store
-from ..store._queries import fts_query
+from ..store import EventFilter, Store, search_words
 from .auth import confine
 from .errors import ApiError
 from .query import SELECTING, event_filter
@@ -36,7 +35,7 @@ def deletion_filter(query: Any) -> EventFilter:
     everything = query.get("all", "false").lower()
     if everything not in _BOOL:
         raise ApiError(400, "all: expected true or false")
-    if f.q is not None and fts_query(f.q) is None:
+    if f.q is not None and not search_words(f.q):
         # The list ignores such a q (it shows everything): a delete must not.
         raise ApiError(400, f"q: no word to search for in {f.q!r}")
     if is_empty(f) and not _BOOL[everything]:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..store._stats import GROUPS, TIME_GROUPS
+from ..store import GROUPS, TIME_GROUPS
 from ..wire import MAX_GROUP_BY
 from .auth import confine
 from .errors import ApiError

@@ -1,25 +1,270 @@
-"""Where events live: SQLite by default, one contract for every backend.
+"""Where events live: one contract (``Store``), a backend per module (SQLite by default).
 
-The server imports the store; the SDK never does.
+The server, the dashboard and the CLI code against ``Store`` and call its methods, nothing
+else: they get a store from ``open_store`` and import only the names below, never a private
+module of this package (a test walks the sources). The SDK never imports the store.
+
+A backend is a class whose methods are thin: each is a plain function of a module by concern
+(``_queries``, ``_admin``, ``_users``, ``_delete`` for SQLite) on the backend's connections.
+``tests/test_store_contract.py`` checks that every backend has every member of ``Store``
+with the same signature; the store tests run against each backend (``store`` fixture).
 """
 
 from __future__ import annotations
 
-from ._common import EventFilter, KeyInfo, decode_cursor, event_row, to_us
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from ._common import (
+    ROLES,
+    EventFilter,
+    Invitation,
+    KeyInfo,
+    NameTaken,
+    SessionUser,
+    UserRecord,
+    decode_cursor,
+    event_row,
+    search_words,
+    to_us,
+)
 from ._sqlite import SQLiteStore
+from ._stats import GROUPS, TIME_GROUPS
 
 __all__ = [
+    "GROUPS",
+    "ROLES",
+    "TIME_GROUPS",
     "EventFilter",
+    "Invitation",
     "KeyInfo",
+    "NameTaken",
     "SQLiteStore",
+    "SessionUser",
     "Store",
+    "UserRecord",
     "decode_cursor",
     "event_row",
     "open_store",
+    "search_words",
     "to_us",
 ]
 
-Store = SQLiteStore
+
+class Store(Protocol):
+    """What a store does, whatever the database. Every method may block (it does I/O): the
+    server calls them from worker threads, never on the event loop. Methods are thread-safe.
+    ``project_id`` arguments are ids from ``ensure_project``/``key_by_hash``; a project's
+    data is never visible through another's id."""
+
+    # "sqlite" or "postgresql": said at startup, nothing depends on it.
+    backend: str
+    # Names of the schema migrations this open applied (none: the schema was current).
+    applied_migrations: list[str]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish what is pending (derivation) and release the connections."""
+
+    def catch_up(self) -> None:
+        """Make every event stored so far, by any process, count in stats, templates and
+        searches. Reads that need it call it themselves; cheap when nothing waits."""
+
+    # -- events: writing -------------------------------------------------------------------
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Store event rows (``event_row``); an id already stored in the project is skipped.
+        Returns how many were new. Durable when it returns."""
+
+    def insert_feedback(
+        self,
+        project_id: int,
+        feedback_key: str,
+        rating: float | None,
+        better: str | None,
+        feedback_id: str | None = None,
+    ) -> bool:
+        """Store a feedback; False when one with this ``feedback_id`` is stored already."""
+
+    # -- events: reading -------------------------------------------------------------------
+
+    def get_event(self, project_id: int, event_id: str) -> dict[str, Any] | None:
+        """One event with its ``feedback`` list; None when the project has no such event."""
+
+    def list_events(
+        self, project_id: int, f: EventFilter, *, summary: bool = False, max_bytes: int = ...
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the events ``f`` selects, in ``f.sort`` order, and the next page's cursor
+        (None on the last). ``summary``: without the large fields; ``max_bytes``: a page
+        stops early past this many bytes of events."""
+
+    def iter_events(self, project_id: int, f: EventFilter) -> Iterator[dict[str, Any]]:
+        """Every event ``f`` selects, page by page (memory stays flat)."""
+
+    # -- stats and templates ---------------------------------------------------------------
+
+    def stats(self, project_id: int, f: EventFilter, group_by: list[str]) -> dict[str, Any]:
+        """Count, errors, tokens, cost, latency and TTFT percentiles, average rating of the
+        events ``f`` selects, per group (``GROUPS``, ``attributes.KEY``)."""
+
+    def stats_many(
+        self, project_id: int, f: EventFilter, groupings: list[list[str]]
+    ) -> list[dict[str, Any]]:
+        """``stats`` for several groupings of the same events, in one pass."""
+
+    def templates(self, project_id: int) -> list[dict[str, Any]]:
+        """Prompt templates with their revisions (newest first), each with its stats."""
+
+    # -- prices ----------------------------------------------------------------------------
+
+    def price_overrides(self, project_id: int, model: str | None = None) -> list[dict[str, Any]]:
+        """The project's price overrides (of one model, when given)."""
+
+    def unpriced_models(self, project_id: int) -> list[dict[str, Any]]:
+        """Models whose events have usage but no price, with how many events each."""
+
+    def set_price_override(
+        self,
+        project_id: int,
+        model: str,
+        since_us: int,
+        prices: dict[str, float | None] | None,
+        cost_of: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], float | None]],
+    ) -> int:
+        """Store (``prices`` None: remove) an override and reprice the model's events with
+        ``cost_of``, in one transaction; how many events changed cost."""
+
+    # -- projects and keys -----------------------------------------------------------------
+
+    def ensure_project(self, name: str) -> int:
+        """The id of the project ``name``, made if missing."""
+
+    def project_id(self, name: str) -> int | None:
+        """The id of the project ``name``; None when there is none."""
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        """Every project with its environments, active key count and creation time."""
+
+    def create_key(
+        self,
+        project: str,
+        environment: str,
+        key_hash: str,
+        prefix: str,
+        scopes: Iterable[str] = ...,
+        env_only: bool = False,
+    ) -> int:
+        """A new API key (stored by hash) of ``project``, made if missing; its id."""
+
+    def key_by_hash(self, key_hash: str) -> KeyInfo | None:
+        """The active key with this hash."""
+
+    def list_keys(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's keys, newest first, revoked ones included (never their hash)."""
+
+    def set_key_scopes(
+        self, project_id: int, key_id: int, scopes: list[str], env_only: bool
+    ) -> bool:
+        """Change an active key's scopes; False when the project has no such key."""
+
+    def revoke_key(self, project_id: int, key_id: int) -> bool:
+        """Revoke an active key; False when the project has no such key."""
+
+    # -- users, sessions, invitations, failed logins ---------------------------------------
+
+    def count_users(self) -> int: ...
+
+    def create_user(
+        self,
+        name: str,
+        password_hash: str,
+        is_owner: bool = False,
+        project_id: int | None = None,
+        role: str | None = None,
+        only_if_first: bool = False,
+    ) -> int | None:
+        """A new user (with a ``role`` in a project, if given); its id. ``only_if_first``:
+        None unless no user existed. Raises ``NameTaken``."""
+
+    def user_by_name(self, name: str) -> UserRecord | None: ...
+
+    def set_password(
+        self, user_id: int, password_hash: str, now_us: int, keep: str | None = None
+    ) -> None:
+        """A new password; every session of the user ends but ``keep`` (a session hash)."""
+
+    def delete_user(self, user_id: int) -> bool:
+        """Remove a user with their sessions and roles; False when there is none."""
+
+    def list_users(self, project_id: int | None = None) -> list[dict[str, Any]]:
+        """Every user (or a project's members) with their ``roles``: {project name: role}."""
+
+    def set_role(self, user_id: int, project_id: int, role: str) -> bool:
+        """Change a member's role; False when they are not a member."""
+
+    def remove_member(self, user_id: int, project_id: int) -> bool: ...
+
+    def create_session(
+        self, user_id: int, id_hash: str, csrf: str, now_us: int, expires_us: int
+    ) -> None: ...
+
+    def session_user(self, id_hash: str, now_us: int) -> SessionUser | None:
+        """The user of a live (not revoked, not expired) session."""
+
+    def revoke_session(self, id_hash: str, now_us: int) -> None: ...
+
+    def create_invitation(
+        self,
+        token_hash: str,
+        project_id: int,
+        role: str,
+        email: str | None,
+        created_by: int,
+        expires_us: int,
+    ) -> None: ...
+
+    def invitation(self, token_hash: str, now_us: int) -> Invitation | None:
+        """An invitation that can still be used."""
+
+    def accept_invitation(
+        self,
+        token_hash: str,
+        now_us: int,
+        user_id: int | None = None,
+        new_user: tuple[str, str] | None = None,
+    ) -> int | None:
+        """Use an invitation, once, for ``user_id`` or a ``new_user`` (name, password hash)
+        made with it; the user's id, or None when it cannot be used. Raises ``NameTaken``."""
+
+    def record_failure(self, client: str, name: str, now_us: int, keep_us: int) -> None:
+        """Note a failed login; those older than ``keep_us`` go."""
+
+    def count_failures(
+        self, client: str, name: str, since_us: int
+    ) -> tuple[int, int, int | None, int | None]:
+        """Failed logins since ``since_us``: for ``name``, from ``client``, oldest of each."""
+
+    def clear_failures(self, name: str) -> None: ...
+
+    # -- feedback, meta values -------------------------------------------------------------
+
+    def list_feedback(
+        self, project_id: int, limit: int = 100, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Feedback newest first, each with the ``event`` it rates (None until it arrives)."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    # -- delete ----------------------------------------------------------------------------
+
+    def delete_events(
+        self, project_id: int, f: EventFilter | None = None, ids: Sequence[str] | None = None
+    ) -> int:
+        """Delete the events ``f`` selects (only ids in ``ids``, when given) with their
+        feedback and their share of stats and indexes; how many went."""
 
 
 def open_store(db: str) -> Store:

@@ -1,18 +1,27 @@
 """Store queries for administration and the dashboard: projects, keys, feedback, meta values.
 
-Kept apart from the event path in ``_sqlite.py``; these run rarely and on small tables.
+Plain functions on the SQLite store, made its methods in ``_sqlite``; kept apart from the
+event path there. Apart from looking up a key (every request), these run rarely and on small
+tables.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._sqlite import SQLiteStore
+from ._common import KeyInfo
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteStore
 
 __all__ = [
+    "create_key",
+    "ensure_project",
     "get_meta",
+    "key_by_hash",
     "list_feedback",
     "list_keys",
     "list_projects",
@@ -38,6 +47,64 @@ def set_meta(store: SQLiteStore, key: str, value: str) -> None:
             )
         ]
     )
+
+
+def ensure_project(store: SQLiteStore, name: str) -> int:
+    """The id of the project ``name``, made if missing."""
+    now = datetime.now(timezone.utc).isoformat()
+    store._write(
+        [
+            (
+                "INSERT INTO projects (name, created_at) VALUES (?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, now),
+            )
+        ]
+    )
+    row = store._reader().execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
+    return int(row[0])
+
+
+def create_key(
+    store: SQLiteStore,
+    project: str,
+    environment: str,
+    key_hash: str,
+    prefix: str,
+    scopes: Iterable[str] = ("ingest",),
+    env_only: bool = False,
+) -> int:
+    """A new API key of ``project`` (made if missing), stored by its hash; its id."""
+    project_id = ensure_project(store, project)
+    now = datetime.now(timezone.utc).isoformat()
+    (cur,) = store._write(
+        [
+            (
+                "INSERT INTO api_keys (project_id, environment, key_hash, prefix, created_at,"
+                " scopes, env_only) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (project_id, environment, key_hash, prefix, now, " ".join(scopes), env_only),
+            )
+        ]
+    )
+    return int(cur.lastrowid or 0)
+
+
+def key_by_hash(store: SQLiteStore, key_hash: str) -> KeyInfo | None:
+    """The active (not revoked) key with this hash."""
+    row = (
+        store._reader()
+        .execute(
+            "SELECT k.id, k.project_id, p.name, k.environment, k.scopes, k.env_only"
+            " FROM api_keys k JOIN projects p ON p.id = k.project_id "
+            "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+            (key_hash,),
+        )
+        .fetchone()
+    )
+    if row is None:
+        return None
+    key_id, pid, project, environment, scopes, env_only = row
+    return KeyInfo(key_id, pid, project, environment, frozenset(scopes.split()), bool(env_only))
 
 
 def list_projects(store: SQLiteStore) -> list[dict[str, Any]]:

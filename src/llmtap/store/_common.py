@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from ..wire import Event
 from ._facts import Facts, facts_of_event
 
 __all__ = [
     "EVENT_COLUMNS",
+    "ROLES",
     "EventFilter",
     "EventRow",
+    "Invitation",
     "KeyInfo",
+    "NameTaken",
+    "SessionUser",
+    "UserRecord",
     "decode_cursor",
     "encode_cursor",
     "event_row",
+    "search_words",
     "to_us",
 ]
 
@@ -71,6 +78,42 @@ class KeyInfo:
     env_only: bool = False
 
 
+# A user's role in a project, weakest first.
+ROLES = ("viewer", "member", "admin")
+
+
+class NameTaken(ValueError):
+    """Another user has that name (names are compared without case)."""
+
+
+class UserRecord(TypedDict):
+    """A dashboard user as a login checks it."""
+
+    id: int
+    name: str
+    password_hash: str
+    is_owner: bool
+
+
+class SessionUser(TypedDict):
+    """The user of a live session: its CSRF token and roles, ``{project name: (project id,
+    role)}`` (the owner is ``admin`` in every project)."""
+
+    id: int
+    name: str
+    is_owner: bool
+    csrf: str
+    roles: dict[str, tuple[int, str]]
+
+
+class Invitation(TypedDict):
+    """An invitation that can still be used."""
+
+    project: str
+    role: str
+    email: str | None
+
+
 @dataclass
 class EventFilter:
     """Which events a list query wants, newest first."""
@@ -104,6 +147,11 @@ class EventFilter:
         "chain_id",
     )
     SORTS = ("-started_at", "started_at", "-latency_ms", "latency_ms", "-cost_usd", "cost_usd")
+
+
+def search_words(text: str) -> list[str]:
+    """The words a text search (``EventFilter.q``) looks for; none: it cannot match."""
+    return re.findall(r"\w+", text)
 
 
 def to_us(moment: datetime) -> int:

@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import _derive, _hist
 from ._common import EventFilter
 from ._facts import has_usage, searchable_text
 from ._queries import event_where
 
-__all__ = ["CHUNK", "Deletes", "deleted_epoch", "forget", "select_chunk"]
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteStore
+
+__all__ = ["CHUNK", "delete_events", "deleted_epoch", "forget", "select_chunk"]
 
 # Events deleted per transaction: ~10 index and aggregate rows each. A chunk of 500 held the
 # write lock 0.2 s (median; 0.35 s at most) on a 2-core machine under a load of 7, so ingest and
@@ -212,41 +214,36 @@ def _drop_feedback(conn: sqlite3.Connection, project_id: int, keys: set[str]) ->
     )
 
 
-class Deletes:
-    """Mixed into the SQLite store: it provides ``_writer``, ``_write_lock`` and ``_derive()``
-    (which derives what is waiting, under the write lock)."""
+def delete_events(
+    store: SQLiteStore,
+    project_id: int,
+    f: EventFilter | None = None,
+    ids: Sequence[str] | None = None,
+) -> int:
+    """Delete the project's events that ``f`` selects (every filter of the events list;
+    none: all of them), only those whose id is in ``ids`` when given, with their feedback
+    and their share of the stats, indexes and templates. Returns how many were deleted.
 
-    _writer: sqlite3.Connection
-    _write_lock: AbstractContextManager[None]
-    _derive: Callable[[], None]
-
-    def delete_events(
-        self, project_id: int, f: EventFilter | None = None, ids: Sequence[str] | None = None
-    ) -> int:
-        """Delete the project's events that ``f`` selects (every filter of the events list;
-        none: all of them), only those whose id is in ``ids`` when given, with their feedback
-        and their share of the stats, indexes and templates. Returns how many were deleted.
-
-        Goes in chunks of ``CHUNK`` events, each its own transaction under the write lock, so
-        ingest waits at most one chunk. It takes the events stored when it began; one that
-        arrives meanwhile may go too if it matches, having taken the seq of one deleted (see
-        the module's docstring), never one that does not match."""
-        f = f or EventFilter()
-        deleted = 0
-        through: int | None = None
-        while True:
-            with self._write_lock:
-                self._derive()  # every event it may delete is counted once, and only once
-                conn = self._writer
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if through is None:
-                        (through,) = conn.execute(_LAST_SEQ).fetchone()
-                    seqs = select_chunk(conn, project_id, f, ids, through)
-                    deleted += forget(conn, project_id, seqs) if seqs else 0
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            if len(seqs) < CHUNK:
-                return deleted
+    Goes in chunks of ``CHUNK`` events, each its own transaction under the write lock, so
+    ingest waits at most one chunk. It takes the events stored when it began; one that
+    arrives meanwhile may go too if it matches, having taken the seq of one deleted (see
+    the module's docstring), never one that does not match."""
+    f = f or EventFilter()
+    deleted = 0
+    through: int | None = None
+    while True:
+        with store._write_lock:
+            store._derive()  # every event it may delete is counted once, and only once
+            conn = store._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if through is None:
+                    (through,) = conn.execute(_LAST_SEQ).fetchone()
+                seqs = select_chunk(conn, project_id, f, ids, through)
+                deleted += forget(conn, project_id, seqs) if seqs else 0
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        if len(seqs) < CHUNK:
+            return deleted

@@ -1,24 +1,41 @@
-"""The SQLite store's read side beyond single events: the events list (filters, text search,
-sorting, cursors), stats, templates, and the price overrides with the unpriced tally.
+"""The SQLite store's read side: one event with its feedback, the events list (filters, text
+search, sorting, cursors), stats, templates, and the price overrides with the unpriced tally.
 
-Each method takes a project and a filter object and returns plain data (dicts and lists): the
-HTTP API and the dashboard render the same answers.
+Plain functions on the store (its reading connection, its write lock), made its methods in
+``_sqlite``. Each takes a project and a filter object and returns plain data (dicts and lists):
+the HTTP API and the dashboard render the same answers.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _derive, _stats
-from ._common import EventFilter, decode_cursor, encode_cursor
+from ._common import EventFilter, decode_cursor, encode_cursor, search_words
 
-__all__ = ["PAGE_BYTES", "SUMMARY_CHARS", "Queries", "event_where", "fts_query"]
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteStore
+
+__all__ = [
+    "PAGE_BYTES",
+    "SUMMARY_CHARS",
+    "event_where",
+    "fts_query",
+    "get_event",
+    "iter_events",
+    "list_events",
+    "price_overrides",
+    "set_price_override",
+    "stats",
+    "stats_many",
+    "templates",
+    "unpriced_models",
+]
+_LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd"
 
 # A page of events stops, with a cursor, once its events' stored bodies pass this many bytes
 # (one event at least): events can be tens of megabytes each, and a page is held in memory.
@@ -47,7 +64,7 @@ _SORT_KEYS = {
 def fts_query(text: str) -> str | None:
     """An FTS5 query matching events that contain every word of ``text`` (quoted, so no
     character in it is FTS syntax); None when it has no word."""
-    words = re.findall(r"\w+", text)
+    words = search_words(text)
     return " ".join(f'"{w}"' for w in words) if words else None
 
 
@@ -115,190 +132,227 @@ def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
 
 
-class Queries:
-    """Mixed into the SQLite store: it provides ``_reader()``, ``_writer``, ``_write_lock``,
-    and ``catch_up()`` and ``_derive()`` (see ``_derive``)."""
+def _derived(store: SQLiteStore) -> sqlite3.Connection:
+    """A reading connection, once every event stored so far is derived."""
+    store.catch_up()
+    return store._reader()
 
-    _writer: sqlite3.Connection
-    _write_lock: AbstractContextManager[None]
 
-    def _reader(self) -> sqlite3.Connection:  # pragma: no cover - the store's own
-        raise NotImplementedError
+# -- one event ---------------------------------------------------------------------------------
 
-    def _derive(self) -> None:  # pragma: no cover - the store's own
-        raise NotImplementedError
 
-    def catch_up(self) -> None:  # pragma: no cover - the store's own
-        raise NotImplementedError
+def get_event(store: SQLiteStore, project_id: int, event_id: str) -> dict[str, Any] | None:
+    """One event with its feedback (a list, oldest first); None when the project has none with
+    this id."""
+    conn = store._reader()
+    row = conn.execute(
+        f"SELECT {_LIST_COLUMNS}, feedback_key FROM events WHERE project_id = ? AND id = ?",
+        (project_id, event_id),
+    ).fetchone()
+    if row is None:
+        return None
+    event = _event_out(row[2:6])
+    event["feedback"] = _feedback(conn, project_id, row[6])
+    return event
 
-    def _derived(self) -> sqlite3.Connection:
-        """A reading connection, once every event stored so far is derived."""
-        self.catch_up()
-        return self._reader()
 
-    # -- the events list -------------------------------------------------------------------
+def _feedback(
+    conn: sqlite3.Connection, project_id: int, feedback_key: str | None
+) -> list[dict[str, Any]]:
+    if feedback_key is None:
+        return []
+    rows = conn.execute(
+        "SELECT rating, better_response, created_us FROM feedback "
+        "WHERE project_id = ? AND feedback_key = ? ORDER BY id",
+        (project_id, feedback_key),
+    ).fetchall()
+    return [
+        {"rating": rating, "better_response": better, "created_at": _iso(created)}
+        for rating, better, created in rows
+    ]
 
-    def list_events(
-        self, project_id: int, f: EventFilter, *, summary: bool = False, max_bytes: int = PAGE_BYTES
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of events, sorted as ``f.sort`` says, and the cursor of the next page. A page
-        has ``f.limit`` events at most, fewer when their bodies pass ``max_bytes``. With
-        ``summary``, events come without request, response, template and attributes, their
-        output and error message cut to ``SUMMARY_CHARS`` (marked ``"summary": true``): what
-        a list shows, at a fraction of the memory."""
-        where, params = event_where(project_id, f)
-        descending = f.sort.startswith("-")
-        sort_key = _SORT_KEYS[f.sort.lstrip("-")]
-        if f.cursor is not None:
-            where += f" AND ({sort_key}, e.seq) {'<' if descending else '>'} (?, ?)"
-            params.extend(f.cursor)
-        order = "DESC" if descending else "ASC"
-        sql = (
-            f"SELECT e.seq, {sort_key}, {_SUMMARY if summary else 'e.body'},"
-            " e.environment, e.template_revision, e.cost_usd"
-            f" FROM events e WHERE {where} ORDER BY {sort_key} {order}, e.seq {order} LIMIT ?"
+
+# -- the events list ---------------------------------------------------------------------------
+
+
+def list_events(
+    store: SQLiteStore,
+    project_id: int,
+    f: EventFilter,
+    *,
+    summary: bool = False,
+    max_bytes: int = PAGE_BYTES,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of events, sorted as ``f.sort`` says, and the cursor of the next page. A page
+    has ``f.limit`` events at most, fewer when their bodies pass ``max_bytes``. With
+    ``summary``, events come without request, response, template and attributes, their
+    output and error message cut to ``SUMMARY_CHARS`` (marked ``"summary": true``): what
+    a list shows, at a fraction of the memory."""
+    where, params = event_where(project_id, f)
+    descending = f.sort.startswith("-")
+    sort_key = _SORT_KEYS[f.sort.lstrip("-")]
+    if f.cursor is not None:
+        where += f" AND ({sort_key}, e.seq) {'<' if descending else '>'} (?, ?)"
+        params.extend(f.cursor)
+    order = "DESC" if descending else "ASC"
+    sql = (
+        f"SELECT e.seq, {sort_key}, {_SUMMARY if summary else 'e.body'},"
+        " e.environment, e.template_revision, e.cost_usd"
+        f" FROM events e WHERE {where} ORDER BY {sort_key} {order}, e.seq {order} LIMIT ?"
+    )
+    conn = _derived(store) if f.attributes or f.q else store._reader()
+    rows: list[Any] = []
+    size, more = 0, False
+    found = conn.execute(sql, [*params, f.limit + 1])
+    try:
+        # Row by row: what is over the budget is never all read.
+        for row in found:
+            if len(rows) == f.limit or (rows and size + len(row[2]) > max_bytes):
+                more = True
+                break
+            rows.append(row)
+            size += len(row[2])
+    finally:
+        found.close()  # an unfinished statement would hold its read snapshot
+    out = _summary_out if summary else _event_out
+    events = [out(row[2:]) for row in rows]
+    cursor = encode_cursor(rows[-1][1], rows[-1][0], f.sort) if more else None
+    return events, cursor
+
+
+def iter_events(store: SQLiteStore, project_id: int, f: EventFilter) -> Iterator[dict[str, Any]]:
+    """Every event ``f`` selects, page by page (memory stays flat)."""
+    page = EventFilter(**{**f.__dict__, "limit": 1000})
+    while True:
+        events, cursor = list_events(store, project_id, page)
+        yield from events
+        if cursor is None:
+            return
+        page.cursor = decode_cursor(cursor, page.sort)
+
+
+# -- stats and templates ---------------------------------------------------------------
+
+
+def stats(
+    store: SQLiteStore, project_id: int, f: EventFilter, group_by: list[str]
+) -> dict[str, Any]:
+    """Counts, errors, tokens, cost, latency and TTFT percentiles and average rating of the
+    events ``f`` selects, per group; see ``_stats``."""
+    return _stats.stats(_derived(store), project_id, f, group_by)
+
+
+def stats_many(
+    store: SQLiteStore, project_id: int, f: EventFilter, groupings: list[list[str]]
+) -> list[dict[str, Any]]:
+    """``stats`` for several groupings of the same events, in one pass (the dashboard's
+    overview asks five at once)."""
+    return _stats.stats_many(_derived(store), project_id, f, groupings)
+
+
+def templates(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
+    """Every prompt template name with its revisions (newest first), each with its
+    template, first and last use, and its stats."""
+    conn = _derived(store)
+    rows = conn.execute(
+        "SELECT name, revision, kind, template, first_us, last_us FROM templates"
+        " WHERE project_id = ? ORDER BY name, first_us",
+        (project_id,),
+    ).fetchall()
+    per = _stats.stats(
+        conn, project_id, EventFilter(), ["prompt_template_name", "template_revision"]
+    )
+    by_key = {
+        (g["key"]["prompt_template_name"], g["key"]["template_revision"]): g for g in per["groups"]
+    }
+    names: dict[str, dict[str, Any]] = {}
+    for name, revision, kind, template, first_us, last_us in rows:
+        entry = names.setdefault(name, {"name": name, "revisions": []})
+        metrics = {k: v for k, v in by_key.get((name, revision), {}).items() if k != "key"}
+        entry["revisions"].append(
+            {
+                "revision": revision,
+                "kind": kind,
+                "template": json.loads(template),
+                "first_seen": _iso(first_us),
+                "last_seen": _iso(last_us),
+                **metrics,
+            }
         )
-        conn = self._derived() if f.attributes or f.q else self._reader()
-        rows: list[Any] = []
-        size, more = 0, False
-        found = conn.execute(sql, [*params, f.limit + 1])
+    out = list(names.values())
+    for entry in out:
+        entry["revisions"].sort(key=lambda r: r["first_seen"], reverse=True)
+        entry["last_seen"] = max(r["last_seen"] for r in entry["revisions"])
+        entry["count"] = sum(r.get("count", 0) for r in entry["revisions"])
+    out.sort(key=lambda e: e["last_seen"], reverse=True)
+    return out
+
+
+# -- prices ----------------------------------------------------------------------------
+
+
+def price_overrides(
+    store: SQLiteStore, project_id: int, model: str | None = None
+) -> list[dict[str, Any]]:
+    return _overrides(store._reader(), project_id, model)
+
+
+def unpriced_models(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
+    """Models whose events have usage but no price, with how many events each."""
+    rows = _derived(store).execute(
+        "SELECT model, events FROM unpriced WHERE project_id = ? AND events > 0"
+        " ORDER BY events DESC, model",
+        (project_id,),
+    )
+    return [{"model": model, "events": n} for model, n in rows]
+
+
+def set_price_override(
+    store: SQLiteStore,
+    project_id: int,
+    model: str,
+    since_us: int,
+    prices: dict[str, float | None] | None,
+    cost_of: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], float | None]],
+) -> int:
+    """Store (or, with ``prices`` None, remove) a price override, then price that model's
+    stored events again with ``cost_of(overrides of the model)``, all in one transaction.
+    Returns how many events changed cost."""
+    with store._write_lock:
+        store._derive()  # repricing adjusts the aggregates events are counted in
+        conn = store._writer
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            # Row by row: what is over the budget is never all read.
-            for row in found:
-                if len(rows) == f.limit or (rows and size + len(row[2]) > max_bytes):
-                    more = True
-                    break
-                rows.append(row)
-                size += len(row[2])
-        finally:
-            found.close()  # an unfinished statement would hold its read snapshot
-        out = _summary_out if summary else _event_out
-        events = [out(row[2:]) for row in rows]
-        cursor = encode_cursor(rows[-1][1], rows[-1][0], f.sort) if more else None
-        return events, cursor
-
-    def iter_events(self, project_id: int, f: EventFilter) -> Iterator[dict[str, Any]]:
-        """Every event ``f`` selects, page by page (memory stays flat)."""
-        page = EventFilter(**{**f.__dict__, "limit": 1000})
-        while True:
-            events, cursor = self.list_events(project_id, page)
-            yield from events
-            if cursor is None:
-                return
-            page.cursor = decode_cursor(cursor, page.sort)
-
-    # -- stats and templates ---------------------------------------------------------------
-
-    def stats(self, project_id: int, f: EventFilter, group_by: list[str]) -> dict[str, Any]:
-        """Counts, errors, tokens, cost, latency and TTFT percentiles and average rating of the
-        events ``f`` selects, per group; see ``_stats``."""
-        return _stats.stats(self._derived(), project_id, f, group_by)
-
-    def stats_many(
-        self, project_id: int, f: EventFilter, groupings: list[list[str]]
-    ) -> list[dict[str, Any]]:
-        """``stats`` for several groupings of the same events, in one pass (the dashboard's
-        overview asks five at once)."""
-        return _stats.stats_many(self._derived(), project_id, f, groupings)
-
-    def templates(self, project_id: int) -> list[dict[str, Any]]:
-        """Every prompt template name with its revisions (newest first), each with its
-        template, first and last use, and its stats."""
-        conn = self._derived()
-        rows = conn.execute(
-            "SELECT name, revision, kind, template, first_us, last_us FROM templates"
-            " WHERE project_id = ? ORDER BY name, first_us",
-            (project_id,),
-        ).fetchall()
-        per = _stats.stats(
-            conn, project_id, EventFilter(), ["prompt_template_name", "template_revision"]
-        )
-        by_key = {
-            (g["key"]["prompt_template_name"], g["key"]["template_revision"]): g
-            for g in per["groups"]
-        }
-        names: dict[str, dict[str, Any]] = {}
-        for name, revision, kind, template, first_us, last_us in rows:
-            entry = names.setdefault(name, {"name": name, "revisions": []})
-            metrics = {k: v for k, v in by_key.get((name, revision), {}).items() if k != "key"}
-            entry["revisions"].append(
-                {
-                    "revision": revision,
-                    "kind": kind,
-                    "template": json.loads(template),
-                    "first_seen": _iso(first_us),
-                    "last_seen": _iso(last_us),
-                    **metrics,
-                }
-            )
-        out = list(names.values())
-        for entry in out:
-            entry["revisions"].sort(key=lambda r: r["first_seen"], reverse=True)
-            entry["last_seen"] = max(r["last_seen"] for r in entry["revisions"])
-            entry["count"] = sum(r.get("count", 0) for r in entry["revisions"])
-        out.sort(key=lambda e: e["last_seen"], reverse=True)
-        return out
-
-    # -- prices ----------------------------------------------------------------------------
-
-    def price_overrides(self, project_id: int, model: str | None = None) -> list[dict[str, Any]]:
-        return _overrides(self._reader(), project_id, model)
-
-    def unpriced_models(self, project_id: int) -> list[dict[str, Any]]:
-        """Models whose events have usage but no price, with how many events each."""
-        rows = self._derived().execute(
-            "SELECT model, events FROM unpriced WHERE project_id = ? AND events > 0"
-            " ORDER BY events DESC, model",
-            (project_id,),
-        )
-        return [{"model": model, "events": n} for model, n in rows]
-
-    def set_price_override(
-        self,
-        project_id: int,
-        model: str,
-        since_us: int,
-        prices: dict[str, float | None] | None,
-        cost_of: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], float | None]],
-    ) -> int:
-        """Store (or, with ``prices`` None, remove) a price override, then price that model's
-        stored events again with ``cost_of(overrides of the model)``, all in one transaction.
-        Returns how many events changed cost."""
-        with self._write_lock:
-            self._derive()  # repricing adjusts the aggregates events are counted in
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if prices is None:
-                    conn.execute(
-                        "DELETE FROM price_overrides WHERE project_id = ? AND model = ?"
-                        " AND since_us = ?",
-                        (project_id, model, since_us),
-                    )
-                else:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO price_overrides (project_id, model, since_us,"
-                        " input_per_mtok, output_per_mtok, cached_per_mtok, reasoning_per_mtok,"
-                        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            project_id,
-                            model,
-                            since_us,
-                            prices["input_per_mtok"],
-                            prices["output_per_mtok"],
-                            prices.get("cached_per_mtok"),
-                            prices.get("reasoning_per_mtok"),
-                            datetime.now(timezone.utc).isoformat(),
-                        ),
-                    )
-                changed = _derive.reprice(
-                    conn, project_id, model, cost_of(_overrides(conn, project_id, model))
+            if prices is None:
+                conn.execute(
+                    "DELETE FROM price_overrides WHERE project_id = ? AND model = ?"
+                    " AND since_us = ?",
+                    (project_id, model, since_us),
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return changed
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO price_overrides (project_id, model, since_us,"
+                    " input_per_mtok, output_per_mtok, cached_per_mtok, reasoning_per_mtok,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        project_id,
+                        model,
+                        since_us,
+                        prices["input_per_mtok"],
+                        prices["output_per_mtok"],
+                        prices.get("cached_per_mtok"),
+                        prices.get("reasoning_per_mtok"),
+                        datetime.now(timezone.utc).isoformat(),
+                    ),
+                )
+            changed = _derive.reprice(
+                conn, project_id, model, cost_of(_overrides(conn, project_id, model))
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return changed
 
 
 def _overrides(

@@ -29,18 +29,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import _derive, _hist
+from . import _admin, _delete, _derive, _hist, _queries, _users
 from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
-from ._common import EVENT_COLUMNS, KeyInfo
-from ._delete import Deletes, deleted_epoch
+from ._common import EVENT_COLUMNS
+from ._delete import deleted_epoch
 from ._facts import Facts, facts_of_body
 from ._migrations import migrate_sqlite
-from ._queries import Queries, _event_out
 
 __all__ = ["DERIVE_DELAY", "DERIVE_EVENTS", "SQLiteStore"]
 
@@ -50,7 +48,6 @@ _INSERT_EVENT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
 _EVENT_ID_TAKEN = "ON CONFLICT (project_id, id) DO NOTHING"
 _PROJECT = EVENT_COLUMNS.index("project_id")
 _ID = EVENT_COLUMNS.index("id")
-_LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd"
 WRITER_CACHE_KIB = 65536
 # A group commit takes at most this many rows (a bound on how long the lock is held).
 _GROUP_ROWS = 5000
@@ -129,9 +126,61 @@ class _Pending:
         self.error: BaseException | None = None
 
 
-class SQLiteStore(Queries, Deletes):
+class SQLiteStore:
+    """The ``Store`` contract (see ``llmtap.store``) on one SQLite file.
+
+    This class holds the connections, the write path (group commit) and derivation; every
+    other operation is a plain function of a module by concern whose first parameter is the
+    store, made a method below by assignment (in the contract's order): one definition, no
+    wrapper to keep in step with it. ``tests/test_store_contract.py`` compares signatures."""
+
     backend = "sqlite"
     _write_lock: _WriteLock
+
+    # -- events: reading (writing is below) -----------------------------------------------
+    get_event = _queries.get_event
+    list_events = _queries.list_events
+    iter_events = _queries.iter_events
+    # -- stats and templates --------------------------------------------------------------
+    stats = _queries.stats
+    stats_many = _queries.stats_many
+    templates = _queries.templates
+    # -- prices ---------------------------------------------------------------------------
+    price_overrides = _queries.price_overrides
+    unpriced_models = _queries.unpriced_models
+    set_price_override = _queries.set_price_override
+    # -- projects and keys ----------------------------------------------------------------
+    ensure_project = _admin.ensure_project
+    project_id = _admin.project_id
+    list_projects = _admin.list_projects
+    create_key = _admin.create_key
+    key_by_hash = _admin.key_by_hash
+    list_keys = _admin.list_keys
+    set_key_scopes = _admin.set_key_scopes
+    revoke_key = _admin.revoke_key
+    # -- users, sessions, invitations, failed logins --------------------------------------
+    count_users = _users.count_users
+    create_user = _users.create_user
+    user_by_name = _users.user_by_name
+    set_password = _users.set_password
+    delete_user = _users.delete_user
+    list_users = _users.list_users
+    set_role = _users.set_role
+    remove_member = _users.remove_member
+    create_session = _users.create_session
+    session_user = _users.session_user
+    revoke_session = _users.revoke_session
+    create_invitation = _users.create_invitation
+    invitation = _users.invitation
+    accept_invitation = _users.accept_invitation
+    record_failure = _users.record_failure
+    count_failures = _users.count_failures
+    clear_failures = _users.clear_failures
+    # -- feedback, meta values, deletes ---------------------------------------------------
+    list_feedback = _admin.list_feedback
+    get_meta = _admin.get_meta
+    set_meta = _admin.set_meta
+    delete_events = _delete.delete_events
 
     def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:
         """``derive_delay``: at most how long committed events wait to be derived when no
@@ -200,60 +249,6 @@ class SQLiteStore(Queries, Deletes):
             self._checkpointer.close()
         self._writer.close()
         self._write_lock.close()
-
-    # -- projects and keys -------------------------------------------------------------------
-
-    def ensure_project(self, name: str) -> int:
-        now = datetime.now(timezone.utc).isoformat()
-        self._write(
-            [
-                (
-                    "INSERT INTO projects (name, created_at) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    (name, now),
-                )
-            ]
-        )
-        row = self._reader().execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
-        return int(row[0])
-
-    def create_key(
-        self,
-        project: str,
-        environment: str,
-        key_hash: str,
-        prefix: str,
-        scopes: Iterable[str] = ("ingest",),
-        env_only: bool = False,
-    ) -> int:
-        project_id = self.ensure_project(project)
-        now = datetime.now(timezone.utc).isoformat()
-        (cur,) = self._write(
-            [
-                (
-                    "INSERT INTO api_keys (project_id, environment, key_hash, prefix, created_at,"
-                    " scopes, env_only) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (project_id, environment, key_hash, prefix, now, " ".join(scopes), env_only),
-                )
-            ]
-        )
-        return int(cur.lastrowid or 0)
-
-    def key_by_hash(self, key_hash: str) -> KeyInfo | None:
-        row = (
-            self._reader()
-            .execute(
-                "SELECT k.id, k.project_id, p.name, k.environment, k.scopes, k.env_only"
-                " FROM api_keys k JOIN projects p ON p.id = k.project_id "
-                "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
-                (key_hash,),
-            )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        key_id, pid, project, environment, scopes, env_only = row
-        return KeyInfo(key_id, pid, project, environment, frozenset(scopes.split()), bool(env_only))
 
     # -- writing -------------------------------------------------------------------------
 
@@ -459,39 +454,6 @@ class SQLiteStore(Queries, Deletes):
                 conn.execute("ROLLBACK")
                 raise
         return stored
-
-    # -- reading -------------------------------------------------------------------------
-
-    def get_event(self, project_id: int, event_id: str) -> dict[str, Any] | None:
-        conn = self._reader()
-        row = conn.execute(
-            f"SELECT {_LIST_COLUMNS}, feedback_key FROM events WHERE project_id = ? AND id = ?",
-            (project_id, event_id),
-        ).fetchone()
-        if row is None:
-            return None
-        event = _event_out(row[2:6])
-        event["feedback"] = self._feedback(conn, project_id, row[6])
-        return event
-
-    def _feedback(
-        self, conn: sqlite3.Connection, project_id: int, feedback_key: str | None
-    ) -> list[dict[str, Any]]:
-        if feedback_key is None:
-            return []
-        rows = conn.execute(
-            "SELECT rating, better_response, created_us FROM feedback "
-            "WHERE project_id = ? AND feedback_key = ? ORDER BY id",
-            (project_id, feedback_key),
-        ).fetchall()
-        return [
-            {
-                "rating": rating,
-                "better_response": better,
-                "created_at": datetime.fromtimestamp(created / 1e6, timezone.utc).isoformat(),
-            }
-            for rating, better, created in rows
-        ]
 
 
 class _Deriver:

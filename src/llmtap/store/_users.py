@@ -1,15 +1,19 @@
 """Store queries for dashboard users: accounts, roles per project, invitations, sessions and
-failed logins. Hashing (passwords, tokens) is the server's business: these functions store and
-compare what they are given. Times are microseconds since the epoch, passed in by the caller.
+failed logins; plain functions on the SQLite store, made its methods in ``_sqlite``. Hashing
+(passwords, tokens) is the server's business: these functions store and compare what they are
+given. Times are microseconds since the epoch, passed in by the caller.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._sqlite import SQLiteStore
+from ._common import ROLES, Invitation, NameTaken, SessionUser, UserRecord
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteStore
 
 __all__ = [
     "ROLES",
@@ -32,12 +36,6 @@ __all__ = [
     "set_role",
     "user_by_name",
 ]
-
-ROLES = ("viewer", "member", "admin")
-
-
-class NameTaken(ValueError):
-    """Another user has that name (names are compared without case)."""
 
 
 def _now_text() -> str:
@@ -88,7 +86,7 @@ def create_user(
     return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None
 
 
-def user_by_name(store: SQLiteStore, name: str) -> dict[str, Any] | None:
+def user_by_name(store: SQLiteStore, name: str) -> UserRecord | None:
     row = (
         store._reader()
         .execute("SELECT id, name, password_hash, is_owner FROM users WHERE name = ?", (name,))
@@ -198,7 +196,7 @@ def create_session(
     )
 
 
-def session_user(store: SQLiteStore, id_hash: str, now_us: int) -> dict[str, Any] | None:
+def session_user(store: SQLiteStore, id_hash: str, now_us: int) -> SessionUser | None:
     """The user of a live session, with its CSRF token and the user's roles
     (``{project name: (project id, role)}``; the owner has ``admin`` in every project)."""
     conn = store._reader()
@@ -259,7 +257,7 @@ def create_invitation(
 _VALID = "token_hash = ? AND used_at IS NULL AND expires_us > ?"
 
 
-def invitation(store: SQLiteStore, token_hash: str, now_us: int) -> dict[str, Any] | None:
+def invitation(store: SQLiteStore, token_hash: str, now_us: int) -> Invitation | None:
     """An invitation that can still be used: its project's name, role and email."""
     row = (
         store._reader()

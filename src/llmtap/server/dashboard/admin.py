@@ -9,9 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ...store import Store
-from ...store._admin import list_keys, list_projects, project_id, revoke_key, set_key_scopes
-from ...store._users import ROLES, list_users
+from ...store import ROLES, Store
 from ..auth import SCOPES, check_scopes, create_key
 from ..errors import ApiError
 from .auth import MIN_PASSWORD, User, check_csrf, require_admin, user_of
@@ -31,18 +29,18 @@ def _settings_data(store: Store, user: User) -> dict[str, Any]:
     """What this user may see of the settings: their projects with their role, and (where they
     manage) keys and members; every user for the owner."""
     projects = []
-    for project in list_projects(store):
+    for project in store.list_projects():
         if not (user.is_owner or project["name"] in user.roles):
             continue
         manages = user.may_admin(project["name"])
         project["role"] = "admin" if user.is_owner else user.role(project["name"])
-        project["keys"] = list_keys(store, project["id"]) if manages else []
-        project["members"] = list_users(store, project["id"]) if manages else []
+        project["keys"] = store.list_keys(project["id"]) if manages else []
+        project["members"] = store.list_users(project["id"]) if manages else []
         projects.append(project)
     return {
         "me": {"id": user.id, "name": user.name, "is_owner": user.is_owner},
         "projects": projects,
-        "users": list_users(store) if user.is_owner else [],
+        "users": store.list_users() if user.is_owner else [],
         "scopes": SCOPES,
         "roles": ROLES,
     }
@@ -101,7 +99,7 @@ async def revoke_key_form(request: Request) -> Response:
     store = request.app.state.store
     pid = await managed_project(request, form)
     key_id = path_id(request, "key_id")
-    if not await run_in_threadpool(revoke_key, store, pid, key_id):
+    if not await run_in_threadpool(store.revoke_key, pid, key_id):
         raise ApiError(404, "no such active key in that project")
     return RedirectResponse("/settings", status_code=303)
 
@@ -113,7 +111,7 @@ async def key_scopes_form(request: Request) -> Response:
     pid = await managed_project(request, form)
     scopes, env_only = _scopes_of(form)
     key_id = path_id(request, "key_id")
-    if not await run_in_threadpool(set_key_scopes, store, pid, key_id, scopes, env_only):
+    if not await run_in_threadpool(store.set_key_scopes, pid, key_id, scopes, env_only):
         raise ApiError(404, "no such active key in that project")
     return RedirectResponse("/settings", status_code=303)
 
@@ -131,7 +129,7 @@ async def managed_project(request: Request, form: Any) -> int:
     exists (else 404)."""
     project = str(form.get("project") or "")
     require_admin(request, project)
-    pid = await run_in_threadpool(project_id, request.app.state.store, project)
+    pid = await run_in_threadpool(request.app.state.store.project_id, project)
     if pid is None:
         raise ApiError(404, f"no project {project!r}")
     return pid

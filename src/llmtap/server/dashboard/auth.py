@@ -32,9 +32,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ...store import Store
-from ...store import _users as users
-from ...store._admin import get_meta, set_meta
+from ...store import Store, UserRecord
 from ..errors import ApiError
 
 __all__ = [
@@ -93,12 +91,12 @@ def ensure_admin_token(store: Store, configured: str | None) -> str | None:
                 f"{MIN_TOKEN} (for instance: python -c 'import secrets; "
                 "print(secrets.token_urlsafe(24))')"
             )
-        set_meta(store, _HASH_KEY, sha256_hex(configured))
+        store.set_meta(_HASH_KEY, sha256_hex(configured))
         return None
-    if get_meta(store, _HASH_KEY):
+    if store.get_meta(_HASH_KEY):
         return None
     token = secrets.token_urlsafe(24)
-    set_meta(store, _HASH_KEY, sha256_hex(token))
+    store.set_meta(_HASH_KEY, sha256_hex(token))
     return token
 
 
@@ -162,7 +160,7 @@ class AdminAuth:
     pages call them in a thread."""
 
     def __init__(self, store: Store) -> None:
-        stored = get_meta(store, _HASH_KEY)
+        stored = store.get_meta(_HASH_KEY)
         if stored is None:
             raise RuntimeError("no admin token: call ensure_admin_token first")
         self.store = store
@@ -178,11 +176,11 @@ class AdminAuth:
         return hmac.compare_digest(sha256_hex(token), self._hash)
 
     def needs_bootstrap(self) -> bool:
-        return users.count_users(self.store) == 0
+        return self.store.count_users() == 0
 
-    def check_password(self, name: str, password: str) -> dict[str, Any] | None:
+    def check_password(self, name: str, password: str) -> UserRecord | None:
         """The user, when ``password`` is theirs."""
-        found = users.user_by_name(self.store, name)
+        found = self.store.user_by_name(name)
         ok = _HASHER.verify(password, found["password_hash"] if found else self._decoy)
         return found if ok and found else None
 
@@ -190,9 +188,7 @@ class AdminAuth:
         """Seconds to wait before trying again (0: go ahead)."""
         now = now_us()
         since = now - WINDOW_SECONDS * 1_000_000
-        n_name, n_client, old_name, old_client = users.count_failures(
-            self.store, client, name, since
-        )
+        n_name, n_client, old_name, old_client = self.store.count_failures(client, name, since)
         oldest = [
             old
             for n, old, limit in (
@@ -207,15 +203,14 @@ class AdminAuth:
 
     def failed(self, client: str, name: str, why: str) -> None:
         log.warning("dashboard login failed (%s) for %r from %s", why, name, client)
-        users.record_failure(self.store, client, name, now_us(), WINDOW_SECONDS * 1_000_000)
+        self.store.record_failure(client, name, now_us(), WINDOW_SECONDS * 1_000_000)
 
     def start_session(self, user_id: int, name: str) -> str:
         """A new session for the user; its id (for the cookie, never stored)."""
-        users.clear_failures(self.store, name)
+        self.store.clear_failures(name)
         session_id = secrets.token_urlsafe(32)
         now = now_us()
-        users.create_session(
-            self.store,
+        self.store.create_session(
             user_id,
             sha256_hex(session_id),
             secrets.token_urlsafe(24),
@@ -229,7 +224,7 @@ class AdminAuth:
         if not session_id or len(session_id) > 100:
             return None
         id_hash = sha256_hex(session_id)
-        found = users.session_user(self.store, id_hash, now_us())
+        found = self.store.session_user(id_hash, now_us())
         if found is None:
             return None
         return User(
@@ -237,7 +232,7 @@ class AdminAuth:
         )
 
     def end_session(self, user: User) -> None:
-        users.revoke_session(self.store, user.session_hash, now_us())
+        self.store.revoke_session(user.session_hash, now_us())
 
 
 def set_session_cookie(request: Request, response: Response, session_id: str) -> None:

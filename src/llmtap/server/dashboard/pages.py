@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...store import EventFilter
-from ...store._admin import list_feedback, list_projects
 from ..errors import ApiError
 from ..query import event_filter, query_event, query_events
 from .auth import user_of
@@ -45,7 +44,7 @@ class Context:
 
     async def project(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         user = user_of(self.request)
-        every = await run_in_threadpool(list_projects, self.store)
+        every = await run_in_threadpool(self.store.list_projects)
         projects = [p for p in every if user.is_owner or p["name"] in user.roles]
         if not projects:
             if user.is_owner:
@@ -192,7 +191,7 @@ def _attachment(filename: str) -> str:
 async def feedback_page(request: Request) -> Response:
     ctx = Context(request)
     project, projects = await ctx.project()
-    items = await run_in_threadpool(list_feedback, ctx.store, project["id"], 200)
+    items = await run_in_threadpool(ctx.store.list_feedback, project["id"], 200)
     if request.query_params.get("format") == "jsonl":
         # The rated answers as a test set: what was asked, what came back, what was wanted.
         body = await run_in_threadpool(

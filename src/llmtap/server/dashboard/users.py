@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ...store import _users as users
+from ...store import ROLES, NameTaken
 from ..errors import ApiError, error_response
 from .admin import managed_project, path_id, settings_page
 from .auth import (
@@ -105,7 +105,7 @@ async def login_submit(request: Request) -> Response:
             return _login_page(request, target, True, problem, 400)
         password_hash = await run_in_threadpool(hash_password, password)
         user_id = await run_in_threadpool(
-            users.create_user, auth.store, name, password_hash, True, None, None, True
+            auth.store.create_user, name, password_hash, True, None, None, True
         )
         if user_id is None:  # another browser made the first user meanwhile
             return _login_page(request, target, False, "The first user exists now: log in.", 409)
@@ -141,7 +141,7 @@ async def _invite_page(
     request: Request, error: str | None = None, status: int = 200, name: str = ""
 ) -> Response:
     store = request.app.state.store
-    found = await run_in_threadpool(users.invitation, store, _token_hash(request), now_us())
+    found = await run_in_threadpool(store.invitation, _token_hash(request), now_us())
     if found is None:
         error, status = "This invitation link is used, expired or unknown.", 404
     if error and wants_json(request):
@@ -170,7 +170,7 @@ async def invite_submit(request: Request) -> Response:
     auth, store = request.app.state.admin, request.app.state.store
     token_hash, now = _token_hash(request), now_us()
     if user is not None:
-        joined = await run_in_threadpool(users.accept_invitation, store, token_hash, now, user.id)
+        joined = await run_in_threadpool(store.accept_invitation, token_hash, now, user.id)
         name = user.name
     else:
         name = str(form.get("name") or "").strip()
@@ -181,9 +181,9 @@ async def invite_submit(request: Request) -> Response:
         password_hash = await run_in_threadpool(hash_password, password)
         try:
             joined = await run_in_threadpool(
-                users.accept_invitation, store, token_hash, now, None, (name, password_hash)
+                store.accept_invitation, token_hash, now, None, (name, password_hash)
             )
-        except users.NameTaken:
+        except NameTaken:
             return await _invite_page(request, "That name is taken: pick another.", 409, name)
     if joined is None:
         return await _invite_page(request)  # used or expired meanwhile: the page says so
@@ -203,8 +203,7 @@ async def create_invitation(request: Request) -> Response:
     store = request.app.state.store
     token = secrets.token_urlsafe(32)
     await run_in_threadpool(
-        users.create_invitation,
-        store,
+        store.create_invitation,
         sha256_hex(token),
         pid,
         role,
@@ -221,8 +220,8 @@ async def create_invitation(request: Request) -> Response:
 
 def _role(form: Any) -> str:
     role = form.get("role")
-    if role not in users.ROLES:
-        raise ApiError(400, f"role: one of {', '.join(users.ROLES)}")
+    if role not in ROLES:
+        raise ApiError(400, f"role: one of {', '.join(ROLES)}")
     return str(role)
 
 
@@ -235,7 +234,7 @@ async def _member_form(request: Request) -> tuple[Any, int, int]:
 async def set_role(request: Request) -> Response:
     form, pid, member = await _member_form(request)
     role = _role(form)
-    if not await run_in_threadpool(users.set_role, request.app.state.store, member, pid, role):
+    if not await run_in_threadpool(request.app.state.store.set_role, member, pid, role):
         raise ApiError(404, "no such member of that project")
     return RedirectResponse("/settings", status_code=303)
 
@@ -244,7 +243,7 @@ async def remove_member(request: Request) -> Response:
     """Take a member out of a project: their next request no longer sees it (roles are read
     on every request)."""
     _, pid, member = await _member_form(request)
-    if not await run_in_threadpool(users.remove_member, request.app.state.store, member, pid):
+    if not await run_in_threadpool(request.app.state.store.remove_member, member, pid):
         raise ApiError(404, "no such member of that project")
     return RedirectResponse("/settings", status_code=303)
 
@@ -258,7 +257,7 @@ async def delete_user(request: Request) -> Response:
     target = path_id(request, "user_id")
     if target == user.id:
         raise ApiError(400, "the owner cannot remove themselves")
-    if not await run_in_threadpool(users.delete_user, request.app.state.store, target):
+    if not await run_in_threadpool(request.app.state.store.delete_user, target):
         raise ApiError(404, "no such user")
     return RedirectResponse("/settings", status_code=303)
 
@@ -278,7 +277,5 @@ async def change_password(request: Request) -> Response:
     if problem:
         raise ApiError(400, problem)
     new_hash = await run_in_threadpool(hash_password, new)
-    await run_in_threadpool(
-        users.set_password, auth.store, user.id, new_hash, now_us(), user.session_hash
-    )
+    await run_in_threadpool(auth.store.set_password, user.id, new_hash, now_us(), user.session_hash)
     return await settings_page(request, notice="Password changed; your other sessions ended.")

@@ -1,0 +1,78 @@
+"""The store fixtures: one suite, every backend (a pytest plugin, see ``conftest.py``).
+
+A test that takes ``store`` (a fresh, empty store) or ``store_backend`` (fresh databases and
+stores on them, for a test that opens one database twice or wants many) runs once per name in
+``STORE_BACKENDS``, as ``test_x[sqlite]``. It sees only the ``Store`` contract, so what it
+checks holds for every backend. Tests of one backend's insides (its files, its SQL) open that
+backend themselves.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmtap.store import SQLiteStore, Store, open_store
+
+# PostgreSQL joins here: "postgresql", given a server (LLMTAP_TEST_POSTGRES_URL), each
+# ``fresh_db`` a database of its own on it, dropped when the test ends.
+STORE_BACKENDS = ["sqlite"]
+
+
+class StoreBackend:
+    """One backend, for one test: where fresh databases are, and the stores opened on them
+    (every one still open is closed when the test ends)."""
+
+    def __init__(self, name: str, tmp: Path) -> None:
+        self.name = name
+        self._tmp = tmp
+        self._numbers = itertools.count()
+        self._open: list[Store] = []
+
+    def fresh_db(self) -> str:
+        """A new, empty database, as ``open_store`` takes it."""
+        if self.name == "sqlite":
+            return str(self._tmp / f"store-{next(self._numbers)}.db")
+        raise NotImplementedError(self.name)
+
+    def open(self, db: str, derive_delay: float | None = None) -> Store:
+        """A store on ``db`` (one more, when one is open on it already: what another server
+        process is). ``derive_delay``: how long stored events may wait to be derived, for a
+        test that wants them waiting; the backend's default when None."""
+        if derive_delay is not None and self.name == "sqlite":
+            store: Store = SQLiteStore(db, derive_delay=derive_delay)
+        else:
+            store = open_store(db)
+        self._open.append(store)
+        return store
+
+    def new(self, derive_delay: float | None = None) -> Store:
+        """A store on a fresh database."""
+        return self.open(self.fresh_db(), derive_delay)
+
+    def close(self, store: Store) -> None:
+        """Close ``store`` now (a test that reopens its database, say)."""
+        self._open.remove(store)
+        store.close()
+
+    def close_all(self) -> None:
+        while self._open:
+            self._open.pop().close()
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    backend = StoreBackend(request.param, tmp_path)
+    try:
+        yield backend
+    finally:
+        backend.close_all()
+
+
+@pytest.fixture
+def store(store_backend: StoreBackend) -> Store:
+    """A fresh, empty store of each backend in turn."""
+    return store_backend.new()

@@ -1,0 +1,244 @@
+"""The store contract's operations, on every backend (``store`` fixture): what the server
+relies on each one doing, group by group, said through ``Store`` alone."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from llmtap.store import EventFilter, KeyInfo, NameTaken, Store, decode_cursor
+
+from .test_derive import rows
+
+NOW = 1_800_000_000_000_000  # microseconds; the store takes every time from its caller
+HOUR = 3_600_000_000
+
+
+def project(store: Store, name: str = "p") -> KeyInfo:
+    return KeyInfo(1, store.ensure_project(name), name, "dev")
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+def test_events_are_stored_once_and_read_back_with_their_feedback(store: Store) -> None:
+    key = project(store)
+    other = project(store, "other")
+    batch = rows(3, key, feedback_key="fk")
+    assert store.insert_events(batch) == 3
+    assert store.insert_events(batch) == 0  # idempotent by id
+    first = batch[0][0]
+    assert store.insert_feedback(key.project_id, "fk", 0.5, "better", "f1")
+    assert not store.insert_feedback(key.project_id, "fk", 0.9, None, "f1")  # same feedback id
+    event = store.get_event(key.project_id, first)
+    assert event is not None and event["id"] == first
+    assert [(f["rating"], f["better_response"]) for f in event["feedback"]] == [(0.5, "better")]
+    assert store.get_event(other.project_id, first) is None  # another project's
+    assert store.get_event(key.project_id, str(uuid.uuid4())) is None
+
+
+def test_pages_follow_their_cursor_to_every_event_once(store: Store) -> None:
+    key = project(store)
+    store.insert_events(rows(7, key))
+    seen: list[str] = []
+    f = EventFilter(limit=3)
+    while True:
+        page, cursor = store.list_events(key.project_id, f)
+        seen += [e["id"] for e in page]
+        if cursor is None:
+            break
+        f.cursor = decode_cursor(cursor)
+    assert len(seen) == len(set(seen)) == 7
+    assert [e["id"] for e in store.iter_events(key.project_id, EventFilter())] == seen
+    summary, _ = store.list_events(key.project_id, EventFilter(limit=1), summary=True)
+    assert summary[0]["summary"] is True and "request" not in summary[0]
+
+
+# -- projects and keys ----------------------------------------------------------------------
+
+
+def test_keys_are_found_by_hash_rescoped_and_revoked_within_their_project(store: Store) -> None:
+    key_id = store.create_key("alpha", "prod", "hash-a", "lt_aaaa", ("ingest", "read"), True)
+    pid = store.project_id("alpha")
+    assert pid is not None and store.ensure_project("alpha") == pid
+    assert store.project_id("nowhere") is None
+    found = store.key_by_hash("hash-a")
+    assert found == KeyInfo(key_id, pid, "alpha", "prod", frozenset({"ingest", "read"}), True)
+    assert store.key_by_hash("hash-b") is None
+    other = store.ensure_project("beta")
+    assert not store.set_key_scopes(other, key_id, ["admin"], False)  # not beta's key
+    assert store.set_key_scopes(pid, key_id, ["admin"], False)
+    assert store.key_by_hash("hash-a") == KeyInfo(
+        key_id, pid, "alpha", "prod", frozenset({"admin"}), False
+    )
+    (listed,) = store.list_keys(pid)
+    assert (listed["id"], listed["prefix"], listed["scopes"]) == (key_id, "lt_aaaa", ["admin"])
+    assert "hash-a" not in str(listed)
+    projects = {p["name"]: p for p in store.list_projects()}
+    assert projects["alpha"]["environments"] == ["prod"] and projects["alpha"]["active_keys"] == 1
+    assert not store.revoke_key(other, key_id)
+    assert store.revoke_key(pid, key_id)
+    assert not store.revoke_key(pid, key_id)  # once
+    assert store.key_by_hash("hash-a") is None
+    assert not store.set_key_scopes(pid, key_id, ["read"], False)  # a revoked key stays so
+    assert store.list_keys(pid)[0]["revoked_at"] is not None
+
+
+# -- users, sessions, invitations, failed logins --------------------------------------------
+
+
+def test_the_first_user_is_made_once_and_names_are_unique_without_case(store: Store) -> None:
+    assert store.count_users() == 0
+    owner = store.create_user("Ada", "h1", True, only_if_first=True)
+    assert owner is not None
+    assert store.create_user("Bob", "h2", True, only_if_first=True) is None
+    assert store.count_users() == 1
+    with pytest.raises(NameTaken):
+        store.create_user("ada", "h3")
+    found = store.user_by_name("ADA")
+    assert found == {"id": owner, "name": "Ada", "password_hash": "h1", "is_owner": True}
+    assert store.user_by_name("nobody") is None
+
+
+def test_members_have_roles_that_change_and_go(store: Store) -> None:
+    alpha, beta = store.ensure_project("alpha"), store.ensure_project("beta")
+    uid = store.create_user("cy", "h", project_id=alpha, role="viewer")
+    assert uid is not None
+    (listed,) = store.list_users(alpha)
+    assert listed["roles"] == {"alpha": "viewer"} and not listed["is_owner"]
+    assert store.list_users(beta) == []
+    assert store.set_role(uid, alpha, "admin")
+    assert not store.set_role(uid, beta, "admin")  # not a member there
+    assert store.list_users()[0]["roles"] == {"alpha": "admin"}
+    assert store.remove_member(uid, alpha)
+    assert not store.remove_member(uid, alpha)
+    assert store.list_users()[0]["roles"] == {}
+    assert store.delete_user(uid)
+    assert not store.delete_user(uid)
+    assert store.count_users() == 0
+
+
+def test_sessions_live_until_revoked_expired_or_a_new_password(store: Store) -> None:
+    alpha = store.ensure_project("alpha")
+    uid = store.create_user("di", "h", project_id=alpha, role="member")
+    owner = store.create_user("ed", "h", is_owner=True)
+    assert uid is not None and owner is not None
+    store.create_session(uid, "s1", "csrf1", NOW, NOW + HOUR)
+    store.create_session(uid, "s2", "csrf2", NOW, NOW + HOUR)
+    store.create_session(owner, "s3", "csrf3", NOW, NOW + HOUR)
+    assert store.session_user("s1", NOW) == {
+        "id": uid,
+        "name": "di",
+        "is_owner": False,
+        "csrf": "csrf1",
+        "roles": {"alpha": (alpha, "member")},
+    }
+    beta = store.ensure_project("beta")
+    owner_session = store.session_user("s3", NOW)
+    assert owner_session is not None
+    assert owner_session["roles"] == {"alpha": (alpha, "admin"), "beta": (beta, "admin")}
+    assert store.session_user("s1", NOW + HOUR) is None  # expired
+    assert store.session_user("nope", NOW) is None
+    store.set_password(uid, "h-new", NOW, keep="s2")
+    assert store.session_user("s1", NOW) is None
+    assert store.session_user("s2", NOW) is not None
+    store.revoke_session("s2", NOW)
+    assert store.session_user("s2", NOW) is None
+    found = store.user_by_name("di")
+    assert found is not None and found["password_hash"] == "h-new"
+
+
+def test_an_invitation_is_used_once_before_it_expires(store: Store) -> None:
+    alpha = store.ensure_project("alpha")
+    owner = store.create_user("owner", "h", is_owner=True)
+    member = store.create_user("fay", "h", project_id=alpha, role="admin")
+    assert owner is not None and member is not None
+    store.create_invitation("t-new", alpha, "viewer", "g@example.com", owner, NOW + HOUR)
+    store.create_invitation("t-old", alpha, "member", None, owner, NOW + HOUR)
+    store.create_invitation("t-late", alpha, "member", None, owner, NOW - 1)
+    assert store.invitation("t-new", NOW) == {
+        "project": "alpha",
+        "role": "viewer",
+        "email": "g@example.com",
+    }
+    assert store.invitation("t-late", NOW) is None
+    with pytest.raises(NameTaken):
+        store.accept_invitation("t-new", NOW, new_user=("FAY", "h"))
+    assert store.invitation("t-new", NOW) is not None  # a refused link stays usable
+    made = store.accept_invitation("t-new", NOW, new_user=("gus", "h"))
+    assert made is not None and store.user_by_name("gus") is not None
+    assert store.accept_invitation("t-new", NOW, new_user=("hal", "h")) is None  # used
+    assert store.user_by_name("hal") is None  # and it made no account
+    assert store.accept_invitation("t-late", NOW, user_id=member) is None
+    assert store.accept_invitation("t-old", NOW, user_id=member) == member
+    roles = {u["name"]: u["roles"] for u in store.list_users(alpha)}
+    assert roles == {"fay": {"alpha": "admin"}, "gus": {"alpha": "viewer"}}  # never demoted
+
+
+def test_failed_logins_are_counted_by_name_and_client_and_cleared(store: Store) -> None:
+    window = 60_000_000
+    store.record_failure("10.0.0.1", "Ida", NOW - 2 * window, window)
+    store.record_failure("10.0.0.1", "ida", NOW, window)  # drops the one past the window
+    store.record_failure("10.0.0.2", "IDA", NOW + 1, window)
+    store.record_failure("10.0.0.1", "jo", NOW + 2, window)
+    assert store.count_failures("10.0.0.1", "ida", NOW - 3 * window) == (2, 2, NOW, NOW)
+    assert store.count_failures("10.0.0.3", "jo", NOW + 1) == (1, 0, NOW + 2, None)
+    store.clear_failures("IDA")
+    assert store.count_failures("10.0.0.1", "ida", 0) == (0, 1, None, NOW + 2)
+
+
+# -- feedback, meta values, prices, deletes -------------------------------------------------
+
+
+def test_feedback_lists_newest_first_with_its_event_and_pages(store: Store) -> None:
+    key = project(store)
+    store.insert_events(rows(1, key, feedback_key="known"))
+    store.insert_feedback(key.project_id, "known", 1.0, None)
+    store.insert_feedback(key.project_id, "early", 0.0, "later")  # its event not here yet
+    newest, older = store.list_feedback(key.project_id)
+    assert (newest["feedback_key"], newest["event"]) == ("early", None)
+    assert older["event"] is not None and older["event"]["feedback_key"] == "known"
+    assert store.list_feedback(key.project_id, 1, before_id=newest["id"]) == [older]
+    assert store.list_feedback(store.ensure_project("other")) == []
+
+
+def test_meta_values_are_set_and_replaced(store: Store) -> None:
+    assert store.get_meta("k") is None
+    store.set_meta("k", "one")
+    store.set_meta("k", "two")
+    assert store.get_meta("k") == "two"
+
+
+def test_a_price_override_reprices_its_model_and_goes(store: Store) -> None:
+    key = project(store)
+    store.insert_events(rows(4, key))  # gpt-4o-mini, usage and no price
+    assert store.unpriced_models(key.project_id) == [{"model": "gpt-4o-mini", "events": 4}]
+    prices: dict[str, float | None] = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
+
+    def cost_of(overrides: list[dict[str, Any]]) -> Any:
+        return lambda body: 0.25 if overrides else None
+
+    assert store.set_price_override(key.project_id, "gpt-4o-mini", 0, prices, cost_of) == 4
+    (override,) = store.price_overrides(key.project_id)
+    assert (override["model"], override["input_per_mtok"]) == ("gpt-4o-mini", 1.0)
+    assert store.price_overrides(key.project_id, "other-model") == []
+    assert store.unpriced_models(key.project_id) == []
+    group = store.stats(key.project_id, EventFilter(), [])["groups"][0]
+    assert group["cost_usd"] == pytest.approx(1.0)
+    assert store.set_price_override(key.project_id, "gpt-4o-mini", 0, None, cost_of) == 4
+    assert store.price_overrides(key.project_id) == []
+
+
+def test_deleted_events_leave_the_list_and_the_stats(store: Store) -> None:
+    key = project(store)
+    batch = rows(6, key)
+    store.insert_events(batch)
+    gone = [batch[0][0], batch[1][0]]
+    assert store.delete_events(key.project_id, ids=gone) == 2
+    assert store.get_event(key.project_id, gone[0]) is None
+    assert store.stats(key.project_id, EventFilter(), [])["groups"][0]["count"] == 4
+    assert store.delete_events(key.project_id, EventFilter(attributes={"user": "u0"})) == 2
+    assert store.delete_events(key.project_id) == 2
+    assert store.list_events(key.project_id, EventFilter())[0] == []
