@@ -62,7 +62,8 @@ def results(patterns: list[str]) -> dict[str, dict[str, str]]:
 def line(label: str, counts: Counter[str]) -> str:
     checked = sum(counts.values())
     caught = sum(counts[s] for s in CAUGHT)
-    rest = ", ".join(f"{counts[s]} {s}" for s in ("survived", "no tests", "suspicious") if counts[s])
+    missed = ("survived", "no tests", "suspicious")
+    rest = ", ".join(f"{counts[s]} {s}" for s in missed if counts[s])
     return f"{label:<34} {100 * caught / checked:5.1f}%  {caught:>4}/{checked:<4} {rest}"
 
 
