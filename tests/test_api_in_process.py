@@ -9,6 +9,7 @@ parameter is checked (the bounds are inclusive; anything else is a 400 naming it
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +43,14 @@ class Api:
         """Events started at those times; their ids."""
         ids = [str(uuid.uuid4()) for _ in started_at]
         events = [
-            make_event(id=i, api="chat", status="ok", started_at=t, output_text=f"answer {n}")
+            make_event(
+                id=i,
+                api="chat",
+                status="ok",
+                started_at=t,
+                output_text=f"answer {n}",
+                feedback_key=i,
+            )
             for n, (i, t) in enumerate(zip(ids, started_at, strict=True))
         ]
         answer = self.http.post(
@@ -192,7 +200,17 @@ def test_limit_is_a_whole_number_from_1_to_1000(api: Api) -> None:
         assert body["error"] == "limit: expected a whole number from 1 to 1000", bad
 
 
-def test_from_and_to_take_iso_times_utc_when_no_zone_is_given(api: Api) -> None:
+@pytest.fixture
+def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone 5h30 ahead of UTC (a server is not always on UTC)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_from_and_to_take_iso_times_utc_when_no_zone_is_given(api: Api, far_from_utc: None) -> None:
     key = api.key()
     early, late = api.send(
         api.key(scopes=("ingest",)), "2026-05-01T10:00:00+00:00", "2026-05-01T14:00:00+00:00"
@@ -230,6 +248,27 @@ def test_has_feedback_is_true_or_false(api: Api) -> None:
     for bad in ("yes", "", "2"):
         body = error(api.get("/api/v1/events", key, has_feedback=bad), 400)
         assert body["error"] == "has_feedback: expected true or false"
+
+
+def test_text_and_feedback_filters_select(api: Api) -> None:
+    key = api.key()
+    ingest = api.key(scopes=("ingest",))
+    first, second = api.send(ingest, *["2026-05-01T12:00:00+00:00"] * 2)
+    answer = api.http.post(
+        "/api/v1/feedback",
+        json={"feedback_key": first, "rating": 0.9},
+        headers={"authorization": f"Bearer {ingest}"},
+    )
+    assert answer.status_code == 200, answer.text
+
+    def ids(**params: str) -> set[str]:
+        return {e["id"] for e in api.get("/api/v1/events", key, **params).json()["events"]}
+
+    assert ids(q="answer 1") == {second}
+    assert ids(has_feedback="true") == ids(has_feedback="1") == {first}
+    assert ids(has_feedback="FALSE") == ids(has_feedback="0") == {second}
+    assert ids(rating_min="0.9") == ids(rating_max="1") == {first}
+    assert ids(rating_max="0.5") == set()
 
 
 def test_sort_and_cursor_are_checked(api: Api) -> None:
