@@ -275,4 +275,47 @@ def test_sort_and_cursor_are_checked(api: Api) -> None:
     key = api.key()
     body = error(api.get("/api/v1/events", key, sort="random"), 400)
     assert body["error"].startswith("sort: expected one of ")
-    error(api.get("/api/v1/events", key, cursor="not-a-cursor"), 400)
+    body = error(api.get("/api/v1/events", key, cursor="not-a-cursor"), 400)
+    assert body["error"] == "not a valid cursor for sort=-started_at: 'not-a-cursor'"
+
+
+@pytest.mark.parametrize("sort", ["-started_at", "started_at", "latency_ms"])
+def test_pages_follow_their_cursor_under_their_sort(api: Api, sort: str) -> None:
+    key = api.key()
+    sent = set(
+        api.send(api.key(scopes=("ingest",)), *[f"2026-05-01T1{i}:00:00Z" for i in range(3)])
+    )
+    seen: list[str] = []
+    params = {"limit": "1", "sort": sort}
+    while True:
+        page = api.get("/api/v1/events", key, **params).json()
+        seen += [e["id"] for e in page["events"]]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+        assert len(seen) <= 3, seen
+    assert sorted(seen) == sorted(sent) and len(seen) == 3
+    # A cursor belongs to the sort it was made under.
+    first = api.get("/api/v1/events", key, limit="1", sort="latency_ms").json()["next_cursor"]
+    body = error(api.get("/api/v1/events", key, cursor=first, sort="started_at"), 400)
+    assert body["error"].startswith("not a valid cursor for sort=started_at")
+
+
+def test_attributes_filter_by_their_key(api: Api) -> None:
+    ingest = api.key(scopes=("ingest",))
+    events = [
+        make_event(
+            id=f"e{team}",
+            api="chat",
+            status="ok",
+            started_at="2026-05-01T12:00:00Z",
+            attributes={"team": team},
+        )
+        for team in ("red", "blue")
+    ]
+    answer = api.http.post(
+        "/api/v1/events", json={"events": events}, headers={"authorization": f"Bearer {ingest}"}
+    )
+    assert answer.status_code == 200, answer.text
+    found = api.get("/api/v1/events", api.key(), **{"attributes.team": "blue"}).json()["events"]
+    assert [e["id"] for e in found] == ["eblue"]
