@@ -8,7 +8,7 @@ PORT ?= 7420
 
 VENDOR = src/llmtap/server/dashboard/static/vendor
 
-.PHONY: setup system-deps run test lint format bench screenshots clean
+.PHONY: setup system-deps run test lint format bench mutation screenshots clean
 
 setup: $(VENV)/.installed $(VENDOR)/.installed
 
@@ -62,6 +62,22 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 bench: setup $(VENV)/.bench-installed
 	$(BIN)/python -m bench
+
+# Mutation testing, not part of CI: mutmut (the `mutation` extra) over sdk/, server/ and store/
+# against the fast tests that [tool.mutmut] in pyproject.toml names, with one worker (a shared
+# machine). MUTANTS bounds a run with mutmut's name patterns (module.function*); results stay
+# in mutants/ and the report prints the score per file and package, and the survivors.
+# PYTHONPATH=src, read from mutants/ where mutmut runs pytest, makes the `llmtap serve`
+# processes the tests start import the mutated code too.
+MUTANTS ?= llmtap.sdk._stats.* llmtap.server.auth.x_confine* llmtap.server.auth.xǁKeyCacheǁ* \
+	llmtap.server.query.x__time* llmtap.server.query.x__rating* llmtap.server.query.x_event_filter*
+$(VENV)/.mutation-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]'
+	touch $@
+
+mutation: setup $(VENV)/.mutation-installed
+	PYTHONPATH=src $(BIN)/mutmut run --max-children 1 $(foreach m,$(MUTANTS),'$(m)')
+	$(BIN)/python scripts/mutation_report.py $(foreach m,$(MUTANTS),'$(m)')
 
 # Screenshots of every dashboard page, with demo traffic, into docs/ (for the README).
 screenshots: setup system-deps
