@@ -22,7 +22,6 @@ from starlette.testclient import TestClient
 from llmtap.server import create_app
 from llmtap.server.auth import create_key, hash_key
 from llmtap.store import SQLiteStore, open_store
-from llmtap.store._admin import list_keys, revoke_key
 from llmtap.wire import make_event
 
 
@@ -168,8 +167,8 @@ def test_a_revoked_key_works_until_the_cache_forgets_it(api: Api) -> None:
     assert api.get("/api/v1/events", key).status_code == 200
     info = api.store.key_by_hash(hash_key(key))
     assert info is not None
-    (row,) = [k for k in list_keys(api.store, info.project_id) if key.startswith(k["prefix"])]
-    assert revoke_key(api.store, info.project_id, row["id"])
+    (row,) = [k for k in api.store.list_keys(info.project_id) if key.startswith(k["prefix"])]
+    assert api.store.revoke_key(info.project_id, row["id"])
     assert api.get("/api/v1/events", key).status_code == 200
     with TestClient(create_app(api.store, admin_token="in-process-admin-token")) as fresh:
         answer = fresh.get("/api/v1/events", headers={"authorization": f"Bearer {key}"})
