@@ -18,7 +18,8 @@ from typing import Any
 
 import yappi
 
-from ._harness import client_pair, fake_provider, llmtap_server
+from ._canned import canned_pair
+from ._harness import llmtap_server
 from .streaming import MESSAGES
 
 # (what, yappi function name, module path fragment): the caller-thread functions worth naming.
@@ -82,8 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=400, help="streams per client")
     args = parser.parse_args()
-    with llmtap_server() as server, fake_provider(chunk_delay=0.0) as base_url:
-        plain, tapped = client_pair(base_url, server)
+    with llmtap_server() as server:
+        plain, tapped = canned_pair(server)
         _streams(plain, 20)
         _streams(tapped, 20)
         for label, client in (("openai.OpenAI", plain), ("llmtap.Client", tapped)):

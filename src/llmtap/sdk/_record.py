@@ -57,13 +57,26 @@ def begin(
         return None
     call = Call(settings, api, provider, kwargs, params, name)
     if kwargs.get("stream") is True and api in _USAGE_ON_REQUEST and settings.stream_usage:
-        options = kwargs.get("stream_options")
-        if not isinstance(options, Mapping):
-            options = {}
+        _ask_for_usage(call, kwargs)
+    return call
+
+
+def _ask_for_usage(call: Call, kwargs: dict[str, Any]) -> None:
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping):
         if options.get("include_usage") is None:
             kwargs["stream_options"] = {**options, "include_usage": True}
             call.hide_usage = True
-    return call
+        return
+    body = kwargs.get("extra_body")
+    body = body if isinstance(body, Mapping) else {}
+    if "stream_options" in body:
+        return  # the caller's own, in the raw body: theirs to read
+    # In the raw body rather than as the stream_options argument: openai checks and converts
+    # its arguments against their types, which for this one costs the caller's thread more
+    # than everything else llmtap does on a stream.
+    kwargs["extra_body"] = {**body, "stream_options": {"include_usage": True}}
+    call.hide_usage = True
 
 
 class Call:
@@ -117,7 +130,9 @@ class Call:
         self.status = "ok"
         self.latency_ms: float | None = None
         self.ttft_ms: float | None = None
-        self.chunks: list[Any] | None = None  # a list once the call turned out to stream
+        # A list once the call turned out to stream: its chunks as openai gave them to the
+        # caller, and the usage chunk llmtap asked for as parsed JSON (see _stream.py).
+        self.chunks: list[Any] | None = None
         self.hide_usage = False  # llmtap asked for the usage chunk; the caller never sees it
         self.done = False
         self.started_at = time.time()
@@ -148,21 +163,6 @@ class Call:
             object.__setattr__(model, "__pydantic_extra__", extra)
         extra[FEEDBACK_KEY_FIELD] = self.feedback_key
 
-    def chunk(self, chunk: Any) -> bool:
-        """Keep one streamed chunk; False when the caller must not see it (the usage chunk
-        llmtap asked for). Runs for every chunk: keep it tiny."""
-        chunks = self.chunks
-        if not chunks:
-            self.ttft_ms = (time.perf_counter() - self.t0) * 1000.0
-        if not self.done:  # once recorded, the event's chunks are final
-            chunks.append(chunk)  # type: ignore[union-attr]
-        if self.hide_usage and not chunk.choices and chunk.usage is not None:
-            return False
-        extra = chunk.__pydantic_extra__
-        if extra is not None:
-            extra[FEEDBACK_KEY_FIELD] = self.feedback_key
-        return True
-
     def ended(self, error: BaseException | None = None, cancelled: bool = False) -> bool:
         """The stream ran out, failed, or was abandoned. False when it had already ended: a
         stream is recorded once, whichever way it ends first."""
@@ -170,6 +170,9 @@ class Call:
             return False
         self.done = True
         self.latency_ms = (time.perf_counter() - self.t0) * 1000.0
+        if self.chunks:
+            # What the event holds from now on, whatever the caller does with the stream.
+            self.chunks = self.chunks[:]
         if error is not None:
             self.failed(error)
         elif cancelled:
