@@ -9,6 +9,7 @@ chunks back together, reading usage, naming the template), runs later on the exp
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Mapping
@@ -130,8 +131,8 @@ class Call:
         self.status = "ok"
         self.latency_ms: float | None = None
         self.ttft_ms: float | None = None
-        # A list once the call turned out to stream: its chunks as openai gave them to the
-        # caller, and the usage chunk llmtap asked for as parsed JSON (see _stream.py).
+        # A list once the call turned out to stream: the raw text of each server-sent event,
+        # parsed on the exporter's thread (see _stream.py).
         self.chunks: list[Any] | None = None
         self.hide_usage = False  # llmtap asked for the usage chunk; the caller never sees it
         self.done = False
@@ -186,7 +187,7 @@ class Call:
         template_chat, template_text, template_params = _template_of(self.prompt, params)
         status, error = self.status, error_info(self.error) if self.error is not None else None
         if self.chunks is not None:
-            response = reassemble(self.api, [_dump(c) for c in self.chunks])
+            response = reassemble(self.api, _parsed(self.chunks))
             if status == "cancelled" and complete(self.api, response):
                 status = "ok"  # the caller stopped reading after the whole answer arrived
         else:
@@ -306,6 +307,19 @@ def _dump(response: Any) -> Any:
     if isinstance(response, pydantic.BaseModel):
         return response.model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
     return _jsonable(response)
+
+
+def _parsed(chunks: list[Any]) -> list[dict[str, Any]]:
+    """A stream's events as JSON objects; what is not one (``[DONE]``) is left out."""
+    out = []
+    for chunk in chunks:
+        try:
+            value = json.loads(chunk) if isinstance(chunk, str) else _dump(chunk)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
 
 
 def _request_json(request: dict[str, Any]) -> dict[str, Any]:

@@ -64,28 +64,60 @@ class _Guard:
 def _watch_stream(tap: Tap, call: Call, stream: Any, generator: Any, events: Any) -> None:
     inner = stream._iterator
     call.chunks = []
-    if call.hide_usage:
-        # openai's generator asks for its server-sent events on its first step, not before:
-        # the usage chunk llmtap asked for is taken out there, before openai parses it.
-        stream._iter_events = functools.partial(events, stream._iter_events, call)
+    # openai's generator asks for its server-sent events on its first step, not before: each
+    # event's raw text is kept there, before openai parses it, and the usage chunk llmtap
+    # asked for is taken out.
+    stream._iter_events = functools.partial(events, stream._iter_events, tap, call)
     stream._iterator = generator(inner, _Guard(tap, call))
     _on_close(tap, call, stream.response, inner)
 
 
-# The caller's loop runs these for every chunk: they keep a reference to it, put the feedback
-# key on it, and no more. Everything else happens once the stream is over, on the exporter's
-# thread (Call.to_event).
+# The caller's loop runs these for every chunk. They keep the event's raw text (a str: no
+# object for the garbage collector to follow) and put the feedback key on the chunk openai
+# built from it, no more. Parsing and putting the chunks together happen once the stream is
+# over, on the exporter's thread (Call.to_event).
+
+
+def _events(events: Callable[[], Iterator[Any]], tap: Tap, call: Call) -> Iterator[Any]:
+    for sse in events():
+        if _kept(tap, call, sse.data):
+            yield sse
+
+
+async def _aevents(
+    events: Callable[[], AsyncIterator[Any]], tap: Tap, call: Call
+) -> AsyncIterator[Any]:
+    async for sse in events():
+        if _kept(tap, call, sse.data):
+            yield sse
+
+
+def _kept(tap: Tap, call: Call, data: str) -> bool:
+    """Keep one event's text; whether openai gets it (not the usage chunk llmtap asked for).
+    The caller pays a substring search per event, and one ``json.loads`` for the usage
+    chunk, instead of openai's parsing and model building for it."""
+    chunks = call.chunks
+    if not chunks:
+        tap.first_chunk(call)
+    chunks.append(data)  # type: ignore[union-attr]
+    # "[]" in the raw text is what makes an event worth parsing here: the usage chunk has
+    # empty choices.
+    return not (call.hide_usage and "[]" in data and _is_usage(data))
+
+
+def _is_usage(data: str) -> bool:
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("choices") == [] and bool(parsed.get("usage"))
 
 
 def _watched(inner: Iterator[Any], guard: _Guard) -> Iterator[Any]:
     tap, call = guard.tap, guard.call
-    chunks, key = call.chunks, call.feedback_key
-    assert chunks is not None
+    key = call.feedback_key
     try:
         for chunk in inner:
-            if not chunks:
-                tap.first_chunk(call)
-            chunks.append(chunk)
             _tag(chunk, key)
             yield chunk
     except GeneratorExit:
@@ -99,13 +131,9 @@ def _watched(inner: Iterator[Any], guard: _Guard) -> Iterator[Any]:
 
 async def _awatched(inner: AsyncIterator[Any], guard: _Guard) -> AsyncIterator[Any]:
     tap, call = guard.tap, guard.call
-    chunks, key = call.chunks, call.feedback_key
-    assert chunks is not None
+    key = call.feedback_key
     try:
         async for chunk in inner:
-            if not chunks:
-                tap.first_chunk(call)
-            chunks.append(chunk)
             _tag(chunk, key)
             yield chunk
     except GeneratorExit:
@@ -126,37 +154,6 @@ def _tag(chunk: Any, key: str) -> None:
             extra[FEEDBACK_KEY_FIELD] = key
     except AttributeError:  # not a pydantic model: nothing to put it on
         pass
-
-
-def _events(events: Callable[[], Iterator[Any]], call: Call) -> Iterator[Any]:
-    for sse in events():
-        # "[]" in the raw text is what makes an event worth parsing here: the usage chunk has
-        # empty choices; the others pass untouched, at the cost of one substring search.
-        if "[]" in sse.data and _took_usage(call, sse.data):
-            continue
-        yield sse
-
-
-async def _aevents(events: Callable[[], AsyncIterator[Any]], call: Call) -> AsyncIterator[Any]:
-    async for sse in events():
-        if "[]" in sse.data and _took_usage(call, sse.data):
-            continue
-        yield sse
-
-
-def _took_usage(call: Call, data: str) -> bool:
-    """Whether ``data`` is the usage chunk llmtap asked for (no choices, a usage); if so it is
-    kept as the event's last chunk, as parsed JSON, and openai never sees it: the caller pays
-    one ``json.loads`` for it, not openai's model construction."""
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return False
-    if not isinstance(parsed, dict) or parsed.get("choices") != [] or not parsed.get("usage"):
-        return False
-    if not call.done and call.chunks is not None:
-        call.chunks.append(parsed)
-    return True
 
 
 def _on_close(tap: Tap, call: Call, response: Any, inner: Any) -> None:
