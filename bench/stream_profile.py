@@ -27,9 +27,12 @@ _WATCHED = (
     ("start", "Tap.begin", "_client.py"),
     ("start", "Tap.returned", "_client.py"),
     ("chunk", "_watched", "_stream.py"),
+    ("chunk", "_events", "_stream.py"),
+    ("chunk", "_kept", "_stream.py"),
+    ("chunk", "_tag", "_stream.py"),
+    # Before issue 21: what ran for each chunk then.
     ("chunk", "_keep", "_stream.py"),
     ("chunk", "Call.chunk", "_record.py"),
-    ("chunk", "_Events.__iter__", "_stream.py"),
     ("end", "Tap.ended", "_client.py"),
     ("end", "_Guard.__del__", "_stream.py"),
     ("openai", "._process_response_data", "_base_client.py"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -120,7 +121,8 @@ class Call:
         self.params = params
         self.name = name
         self.event_id = str(params.event_id) if params.event_id else str(new_id())
-        self.feedback_key = params.feedback_key or new_id().hex
+        # 32 random hex digits, like a uuid's: unguessable, and a third of new_id's cost.
+        self.feedback_key = params.feedback_key or secrets.token_hex(16)
         # The caller may append to its messages list once we return (a chat loop does): keep
         # our own copy of every list argument. The prompt object itself keeps its template.
         prompt = kwargs.get(_PROMPT_ARG.get(api, "input"))
