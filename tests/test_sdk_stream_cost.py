@@ -1,6 +1,6 @@
 """Issue 21: what recording a stream may cost the caller. The usage chunk llmtap asks for is
 read before openai builds a model of it, the request for it costs openai no argument checking,
-and every call, however it ends, leaves the exporter's threads free to run again."""
+and a stream is recorded once, however it ends."""
 
 from __future__ import annotations
 
@@ -79,25 +79,17 @@ def test_a_chunk_that_mentions_empty_lists_is_not_mistaken_for_usage(tapped: Cal
     assert event["usage"]["output_tokens"] > 0
 
 
-def test_every_way_a_call_ends_leaves_nothing_waiting(tapped: Caller) -> None:
-    """The exporter's threads hold back while a call waits for its answer: whatever becomes
-    of a call, it stops counting as waiting (else delivery would slow for good)."""
-    awaiting = tapped.client._llmtap.exporter.awaiting
+def test_every_way_a_stream_ends_is_recorded_once(tapped: Caller) -> None:
+    """openai's own closing of the response (and httpx's again, when openai's byte iterator
+    is collected) is not a cancel; the caller's is."""
     tapped.call("chat.completions.create", model="m", messages=[{"role": "user", "content": "a"}])
     tapped.read(chat_stream(tapped, "read to the end"))
     tapped.read(chat_stream(tapped, "w1 w2 w3 w4 [[chunks:4]]"), limit=1)  # abandoned
     stream = chat_stream(tapped, "never read")
     del stream
     tapped.collect_garbage()
-    with pytest.raises(openai.RateLimitError):
-        tapped.call(
-            "chat.completions.create",
-            model="m",
-            messages=[{"role": "user", "content": "[[status:429]]"}],
-        )
     with pytest.raises(openai.APIError):
         tapped.read(chat_stream(tapped, "w1 w2 w3 [[chunks:3]] [[fail]]"))
     tapped.collect_garbage()
-    assert not awaiting
     statuses = sorted(e["status"] for e in tapped.events())
-    assert statuses == ["cancelled", "cancelled", "error", "error", "ok", "ok"]
+    assert statuses == ["cancelled", "cancelled", "error", "ok", "ok"]

@@ -9,7 +9,6 @@ in the thin shells below (``_record_sync``, ``_record_async``); the logic lives 
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
@@ -56,27 +55,17 @@ class Tap:
             raw = headers.pop(PARAMS_HEADER)
             kwargs["extra_headers"] = headers
         try:
-            call = begin(self.settings, api, self.provider, kwargs, raw)
+            return begin(self.settings, api, self.provider, kwargs, raw)
         except Exception as exc:
             self.internal("begin", exc)
             return None
-        if call is not None:
-            # Until its answer starts to arrive, the exporter's threads stay out of its way.
-            self.exporter.awaiting.add(call)
-        return call
 
     def returned(self, call: Call, result: Any) -> Any:
         try:
             watch(self, call, result)
         except Exception as exc:
             self.internal("recording a response", exc)
-        if call.chunks is None:  # a stream's answer starts with its first chunk
-            self.exporter.awaiting.discard(call)
         return result
-
-    def first_chunk(self, call: Call) -> None:
-        call.ttft_ms = (time.perf_counter() - call.t0) * 1000.0
-        self.exporter.awaiting.discard(call)
 
     def succeeded(self, call: Call, result: Any) -> None:
         try:
@@ -86,7 +75,6 @@ class Tap:
             self.internal("recording a response", exc)
 
     def failed(self, call: Call, error: BaseException) -> None:
-        self.exporter.awaiting.discard(call)
         try:
             call.failed(error)
             self.exporter.submit(call)
@@ -97,7 +85,6 @@ class Tap:
         self, call: Call, error: BaseException | None = None, cancelled: bool = False
     ) -> None:
         """A stream ran out, failed or was abandoned: record it, unless it already was."""
-        self.exporter.awaiting.discard(call)
         try:
             if call.ended(error, cancelled):
                 self.exporter.submit(call)

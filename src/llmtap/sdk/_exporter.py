@@ -48,11 +48,6 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 4.0
 _HOLD_GIL_AT_MOST = 0.001
 _GIL_PAUSE = 0.0001
 _BACKLOG_BATCHES = 10
-# While a call waits for its answer, the exporter's threads wait before their next piece of
-# work, so that they do not hold the GIL the moment the answer arrives; at most this long each
-# time, so that a slow model or many calls in flight never stall delivery.
-_DEFER_AT_MOST = 0.002
-_DEFER_STEP = 0.0002
 # One request carries at most this much; a larger event has its long texts cut.
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024
 _MAX_FIELD_BYTES = 1024 * 1024
@@ -72,9 +67,6 @@ class Exporter:
         """Fresh state: at construction, and in a forked child (whose copies of the parent's
         locks may be held by a thread that does not exist there)."""
         self._queue: deque[Call | FeedbackItem] = deque()
-        # Calls sent and not answered yet (for a stream: no chunk yet); the caller's threads
-        # add and discard (atomic set operations), the exporter's threads only read it.
-        self.awaiting: set[Call] = set()
         self._outbox: deque[Entry] = deque()  # built batches, not yet acknowledged
         self._adopted: deque[Entry] = deque()  # batches a dead process left, being sent
         self._ledger = Ledger()  # what became of every event: see _stats.py
@@ -274,7 +266,6 @@ class Exporter:
             if isinstance(item, FeedbackItem):
                 self._enqueue(KIND_FEEDBACK, _json(item.body), 1)
                 continue
-            self._defer()
             try:
                 event = _event_json(item)
             except Exception as exc:
@@ -301,18 +292,6 @@ class Exporter:
                 held_since = time.perf_counter()
         if events:
             self._enqueue_events(events)
-
-    def _defer(self) -> None:
-        """Wait (a little, see ``_DEFER_AT_MOST``) while a call waits for its answer; not when
-        a flush waits, nor when calls pile up."""
-        deadline = time.perf_counter() + _DEFER_AT_MOST
-        while (
-            self.awaiting
-            and not self._hurry
-            and time.perf_counter() < deadline
-            and len(self._queue) < _BACKLOG_BATCHES * self.settings.batch_size
-        ):
-            time.sleep(_DEFER_STEP)
 
     def _enqueue_events(self, events: list[bytes]) -> None:
         self._enqueue(KIND_EVENTS, b'{"events":[' + b",".join(events) + b"]}", len(events))
@@ -410,7 +389,6 @@ class Exporter:
                 entry = source.popleft()
             except IndexError:  # dropped meanwhile
                 continue
-            self._defer()
             outcome, refused = self._send(entry)
             if outcome == "retry":
                 source.appendleft(entry)

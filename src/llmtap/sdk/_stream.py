@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ def _watch_stream(tap: Tap, call: Call, stream: Any, generator: Any, events: Any
     # openai's generator asks for its server-sent events on its first step, not before: each
     # event's raw text is kept there, before openai parses it, and the usage chunk llmtap
     # asked for is taken out.
-    stream._iter_events = functools.partial(events, stream._iter_events, tap, call)
+    stream._iter_events = functools.partial(events, stream._iter_events, call)
     stream._iterator = generator(inner, _Guard(tap, call))
     _on_close(tap, call, stream.response, inner)
 
@@ -78,27 +79,25 @@ def _watch_stream(tap: Tap, call: Call, stream: Any, generator: Any, events: Any
 # over, on the exporter's thread (Call.to_event).
 
 
-def _events(events: Callable[[], Iterator[Any]], tap: Tap, call: Call) -> Iterator[Any]:
+def _events(events: Callable[[], Iterator[Any]], call: Call) -> Iterator[Any]:
     for sse in events():
-        if _kept(tap, call, sse.data):
+        if _kept(call, sse.data):
             yield sse
 
 
-async def _aevents(
-    events: Callable[[], AsyncIterator[Any]], tap: Tap, call: Call
-) -> AsyncIterator[Any]:
+async def _aevents(events: Callable[[], AsyncIterator[Any]], call: Call) -> AsyncIterator[Any]:
     async for sse in events():
-        if _kept(tap, call, sse.data):
+        if _kept(call, sse.data):
             yield sse
 
 
-def _kept(tap: Tap, call: Call, data: str) -> bool:
+def _kept(call: Call, data: str) -> bool:
     """Keep one event's text; whether openai gets it (not the usage chunk llmtap asked for).
     The caller pays a substring search per event, and one ``json.loads`` for the usage
     chunk, instead of openai's parsing and model building for it."""
     chunks = call.chunks
     if not chunks:
-        tap.first_chunk(call)
+        call.ttft_ms = (time.perf_counter() - call.t0) * 1000.0
     chunks.append(data)  # type: ignore[union-attr]
     # "[]" in the raw text is what makes an event worth parsing here: the usage chunk has
     # empty choices.
