@@ -1,12 +1,16 @@
-"""Issue 3: what llmtap adds to a streamed chat call, and to a plain call next to its peers.
+"""Issues 3 and 21: what llmtap adds to a streamed chat call, and to a plain call next to its
+peers.
 
-Side by side in one run, against the same fake provider (its own process, 8 chunks 2 ms
-apart) with a real llmtap server receiving the events: time to first chunk and time to last
-chunk through ``llmtap.Client`` over the same through ``openai.OpenAI``, in alternating ABBA
-rounds, median of per-round ratios. Then the added wall time per non-streaming call of llmtap
-and of the peers whose packages import here (``langfuse.openai`` with no server, OpenInference's
-OpenAI instrumentor with an OpenTelemetry batch span processor exporting to a dead endpoint), each
-against plain ``openai`` in the same rounds. Peers are optional (``pip install -e '.[bench]'``).
+Side by side in one run, with a real llmtap server receiving the events. Streams: first
+canned ones (no network, ``_canned.py``), for the caller-thread CPU llmtap adds; then from the
+fake provider in its own process, chunks back to back and then 2 ms apart, for the time to
+first and to last chunk through ``llmtap.Client`` over the same through ``openai.OpenAI``. The
+two clients alternate stream by stream (ABBA); each figure is the median over parts of a
+ratio (or difference) of the medians of one-stream samples. Then the added wall time per
+non-streaming call of llmtap and of the peers whose packages import here (``langfuse.openai``
+with no server, OpenInference's OpenAI instrumentor with an OpenTelemetry batch span processor
+exporting to a dead endpoint), each against plain ``openai`` in ABBA rounds. Peers are optional
+(``pip install -e '.[bench]'``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import openai
 
+from ._canned import CHUNKS, canned_pair
 from ._harness import (
     Figure,
     abba,
@@ -33,20 +38,55 @@ from ._harness import (
 MESSAGES = [{"role": "user", "content": "one two three four five six seven [[chunks:6]]"}]
 
 
-def _stream_block(client: openai.OpenAI, n: int) -> tuple[float, float]:
-    """(seconds to first chunk, seconds to last chunk), averaged over n streamed calls."""
-    first = last = 0.0
-    for _ in range(n):
-        t0 = time.perf_counter()
-        stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
-        t_first = None
-        for _chunk in stream:
-            if t_first is None:
-                t_first = time.perf_counter()
-        t_end = time.perf_counter()
-        first += (t_first or t_end) - t0
-        last += t_end - t0
-    return first / n, last / n
+def _one_stream(client: openai.OpenAI) -> tuple[float, float, float, int]:
+    """(seconds to first chunk, seconds to last chunk, caller-thread CPU seconds, chunks seen)
+    of one streamed call. CPU is this thread's alone (``thread_time``): what the caller pays,
+    not what llmtap's background threads spend."""
+    cpu0, t0 = time.thread_time(), time.perf_counter()
+    stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    t_first, chunks = None, 0
+    for _chunk in stream:
+        chunks += 1
+        if t_first is None:
+            t_first = time.perf_counter()
+    t_end = time.perf_counter()
+    return (t_first or t_end) - t0, t_end - t0, time.thread_time() - cpu0, chunks
+
+
+def _streams(base_url: str, server: Any, parts: int, per_part: int) -> dict[str, Any]:
+    """llmtap.Client against openai.OpenAI on one provider, alternating stream by stream
+    (ABBA): per part, the ratios of the medians of time to first and to last chunk, and the
+    difference of the medians of caller-thread CPU. Medians of one-stream samples, taken
+    side by side: a loaded machine only ever adds to a sample, and hits both clients alike."""
+    plain, tapped = client_pair(base_url, server)
+    clients = {"openai": plain, "llmtap": tapped}
+    for client in clients.values():
+        for _ in range(20):
+            _one_stream(client)
+    first, last, cpu, plain_ms = [], [], [], []
+    for _ in range(parts):
+        rows = abba(per_part, clients, lambda client, _n: _one_stream(client), 1)
+        m = {name: [median([r[name][i] for r in rows]) for i in range(3)] for name in clients}
+        first.append(m["llmtap"][0] / m["openai"][0])
+        last.append(m["llmtap"][1] / m["openai"][1])
+        cpu.append((m["llmtap"][2] - m["openai"][2]) * 1e6)
+        plain_ms.append(m["openai"])
+    out = {
+        "streams_per_client": parts * per_part,
+        "chunks_per_stream": rows[0]["openai"][3],
+        "plain_ttfc_ms": round(median([p[0] for p in plain_ms]) * 1e3, 3),
+        "plain_ttlc_ms": round(median([p[1] for p in plain_ms]) * 1e3, 3),
+        "plain_cpu_us": round(median([p[2] for p in plain_ms]) * 1e6, 1),
+        "ttfc_ratio": round(median(first), 4),
+        "ttfc_ratio_spread": spread(first),
+        "ttlc_ratio": round(median(last), 4),
+        "ttlc_ratio_spread": spread(last),
+        "cpu_added_us": round(median(cpu), 1),
+        "cpu_added_us_spread": f"{median(cpu):.1f} ({min(cpu):.1f} to {max(cpu):.1f})",
+        "all_delivered": tapped.flush(30),
+    }
+    tapped.close()
+    return out
 
 
 def _plain_block(client: Any, n: int) -> float:
@@ -94,23 +134,54 @@ def _openinference(base_url: str) -> Any:
     return openai.OpenAI(api_key="sk", base_url=base_url, max_retries=0)
 
 
+def _one_stream_cpu(client: openai.OpenAI) -> float:
+    """Caller-thread CPU seconds of one canned stream, read to its end."""
+    cpu0 = time.thread_time()
+    for _chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
+        pass
+    return time.thread_time() - cpu0
+
+
+def _canned_cpu(server: Any, parts: int, per_part: int) -> dict[str, Any]:
+    """The caller-thread CPU llmtap adds per stream, on canned streams (no network, see
+    ``_canned.py``). The two clients alternate stream by stream (ABBA), so a burst of load
+    hits both alike; per part, the difference of the medians of the two clients' streams.
+    Medians of many one-stream samples: a loaded machine only ever adds to a sample."""
+    plain, tapped = canned_pair(server)
+    clients = {"openai": plain, "llmtap": tapped}
+    for client in clients.values():
+        for _ in range(50):
+            _one_stream_cpu(client)
+    added, plain_us = [], []
+    for _ in range(parts):
+        rows = abba(per_part, clients, lambda client, _n: _one_stream_cpu(client), 1)
+        a = median([r["openai"] for r in rows]) * 1e6
+        added.append(median([r["llmtap"] for r in rows]) * 1e6 - a)
+        plain_us.append(a)
+    out = {
+        "streams_per_client": parts * per_part,
+        "chunks_per_stream": CHUNKS,
+        "plain_cpu_us": round(median(plain_us), 1),
+        "cpu_added_us": round(median(added), 1),
+        "cpu_added_us_spread": f"{median(added):.1f} ({min(added):.1f} to {max(added):.1f})",
+        "all_delivered": tapped.flush(30),
+    }
+    tapped.close()
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     rounds, per_round = (4, 10) if quick else (24, 20)
+    parts, per_part = (3, 40) if quick else (5, 400)
     result: dict[str, Any] = {}
-    with fake_provider(chunk_delay=0.002) as base_url, llmtap_server() as server:
-        plain, tapped = client_pair(base_url, server)
-        _stream_block(plain, 10)
-        _stream_block(tapped, 10)
-        rows = abba(rounds, {"openai": plain, "llmtap": tapped}, _stream_block, per_round)
-        first = [r["llmtap"][0] / r["openai"][0] for r in rows]
-        last = [r["llmtap"][1] / r["openai"][1] for r in rows]
-        result["stream_calls_per_client"] = rounds * per_round
-        result["plain_ttfc_ms"] = round(median([r["openai"][0] for r in rows]) * 1e3, 3)
-        result["plain_ttlc_ms"] = round(median([r["openai"][1] for r in rows]) * 1e3, 3)
-        result["ttfc_ratio"] = round(median(first), 4)
-        result["ttfc_ratio_spread"] = spread(first)
-        result["ttlc_ratio"] = round(median(last), 4)
-        result["ttlc_ratio_spread"] = spread(last)
+    with llmtap_server() as server:
+        result["canned"] = _canned_cpu(server, 5, 100 if quick else 600)
+        # Chunks back to back (a fast or cached model): no gap hides llmtap's work.
+        with fake_provider(chunk_delay=0.0) as base_url:
+            result["back_to_back"] = _streams(base_url, server, parts, per_part)
+        with fake_provider(chunk_delay=0.002) as base_url:
+            result["gaps"] = _streams(base_url, server, parts, per_part)
+            plain, tapped = client_pair(base_url, server)
 
         # Non-streaming, added time per call: llmtap and its peers against plain openai.
         clients: dict[str, Any] = {"openai": plain, "llmtap": tapped}
@@ -141,20 +212,42 @@ def run(quick: bool = False) -> dict[str, Any]:
         result["nonstream_wall_ratio"] = round(median([r["llmtap"] / r["openai"] for r in rows]), 4)
         result["added_us_per_call"] = added
         result["peers_skipped"] = skipped
-        result["all_delivered"] = tapped.flush(30)
+        result["all_delivered"] = tapped.flush(30) and all(
+            result[k]["all_delivered"] for k in ("canned", "back_to_back", "gaps")
+        )
         tapped.close()
     return result
 
 
-def report(r: dict[str, Any]) -> str:
-    lines = [
-        f"Streaming chat.completions.create (8 chunks 2 ms apart), llmtap.Client vs openai.OpenAI "
-        f"({r['stream_calls_per_client']} streams each, ABBA rounds; plain: first chunk "
-        f"{r['plain_ttfc_ms']} ms, last {r['plain_ttlc_ms']} ms)",
-        f"  time to first chunk ratio: {r['ttfc_ratio']}  (rounds: {r['ttfc_ratio_spread']})"
+def _stream_lines(title: str, r: dict[str, Any]) -> list[str]:
+    return [
+        f"Streaming chat.completions.create, {title}, {r['chunks_per_stream']} chunks seen: "
+        f"llmtap.Client vs openai.OpenAI ({r['streams_per_client']} streams each, alternating; "
+        f"plain: first chunk {r['plain_ttfc_ms']} ms, last {r['plain_ttlc_ms']} ms, caller CPU "
+        f"{r['plain_cpu_us']} us)",
+        f"  time to first chunk ratio: {r['ttfc_ratio']}  (parts: {r['ttfc_ratio_spread']})"
         "   target <= 1.02",
-        f"  time to last chunk ratio:  {r['ttlc_ratio']}  (rounds: {r['ttlc_ratio_spread']})"
+        f"  time to last chunk ratio:  {r['ttlc_ratio']}  (parts: {r['ttlc_ratio_spread']})"
         "   target <= 1.03",
+        f"  caller-thread CPU added per stream: {r['cpu_added_us_spread']} us"
+        f"   target <= {_cpu_bound(r)} us",
+    ]
+
+
+def _cpu_bound(r: dict[str, Any]) -> float:
+    """Issue 21: 30 µs per stream and 2 µs per chunk."""
+    return 30.0 + 2.0 * r["chunks_per_stream"]
+
+
+def report(r: dict[str, Any]) -> str:
+    c = r["canned"]
+    lines = [
+        f"Canned streams, no network ({c['chunks_per_stream']} chunks, {c['streams_per_client']}"
+        f" each, alternating; plain openai: {c['plain_cpu_us']} us caller CPU per stream)",
+        f"  caller-thread CPU llmtap adds per stream: {c['cpu_added_us_spread']} us"
+        f"   target <= {_cpu_bound(c)} us",
+        *_stream_lines("chunks back to back", r["back_to_back"]),
+        *_stream_lines("chunks 2 ms apart", r["gaps"]),
         f"Non-streaming, same run (plain call {r['plain_ms_per_call']} ms): wall ratio "
         f"llmtap/openai {r['nonstream_wall_ratio']}   target <= 1.03",
         "  added wall time per call over plain openai (median of rounds):",
@@ -168,7 +261,19 @@ def report(r: dict[str, Any]) -> str:
 
 
 def summary(r: dict[str, Any]) -> list[Figure]:
+    def cpu(title: str, scenario: dict[str, Any]) -> Figure:
+        bound = _cpu_bound(scenario)
+        return figure(
+            f"stream, {title}: caller CPU added", scenario["cpu_added_us"], "<=", bound, " µs"
+        )
+
+    b2b, gaps = r["back_to_back"], r["gaps"]
     return [
-        figure("stream: time to first chunk, llmtap/openai", r["ttfc_ratio"], "<=", 1.02),
-        figure("stream: time to last chunk, llmtap/openai", r["ttlc_ratio"], "<=", 1.03),
+        cpu("canned", r["canned"]),
+        figure("stream, back to back: first chunk, llmtap/openai", b2b["ttfc_ratio"], "<=", 1.02),
+        figure("stream, back to back: last chunk, llmtap/openai", b2b["ttlc_ratio"], "<=", 1.03),
+        cpu("back to back", b2b),
+        figure("stream, 2 ms gaps: first chunk, llmtap/openai", gaps["ttfc_ratio"], "<=", 1.02),
+        figure("stream, 2 ms gaps: last chunk, llmtap/openai", gaps["ttlc_ratio"], "<=", 1.03),
+        cpu("2 ms gaps", gaps),
     ]

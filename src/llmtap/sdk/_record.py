@@ -9,7 +9,9 @@ chunks back together, reading usage, naming the template), runs later on the exp
 
 from __future__ import annotations
 
+import json
 import random
+import secrets
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -60,13 +62,26 @@ def begin(
         return None
     call = Call(settings, api, provider, kwargs, params, name)
     if kwargs.get("stream") is True and api in _USAGE_ON_REQUEST and settings.stream_usage:
-        options = kwargs.get("stream_options")
-        if not isinstance(options, Mapping):
-            options = {}
+        _ask_for_usage(call, kwargs)
+    return call
+
+
+def _ask_for_usage(call: Call, kwargs: dict[str, Any]) -> None:
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping):
         if options.get("include_usage") is None:
             kwargs["stream_options"] = {**options, "include_usage": True}
             call.hide_usage = True
-    return call
+        return
+    body = kwargs.get("extra_body")
+    body = body if isinstance(body, Mapping) else {}
+    if "stream_options" in body:
+        return  # the caller's own, in the raw body: theirs to read
+    # In the raw body rather than as the stream_options argument: openai checks and converts
+    # its arguments against their types, which for this one costs the caller's thread more
+    # than everything else llmtap does on a stream.
+    kwargs["extra_body"] = {**body, "stream_options": {"include_usage": True}}
+    call.hide_usage = True
 
 
 class Call:
@@ -109,7 +124,8 @@ class Call:
         self.params = params
         self.name = name
         self.event_id = str(params.event_id) if params.event_id else str(new_id())
-        self.feedback_key = params.feedback_key or new_id().hex
+        # 32 random hex digits, like a uuid's: unguessable, and a third of new_id's cost.
+        self.feedback_key = params.feedback_key or secrets.token_hex(16)
         # The caller may append to its messages list once we return (a chat loop does): keep
         # our own copy of every list argument. The prompt object itself keeps its template.
         prompt = kwargs.get(_PROMPT_ARG.get(api, "input"))
@@ -120,7 +136,9 @@ class Call:
         self.status = "ok"
         self.latency_ms: float | None = None
         self.ttft_ms: float | None = None
-        self.chunks: list[Any] | None = None  # a list once the call turned out to stream
+        # A list once the call turned out to stream: the raw text of each server-sent event,
+        # parsed on the exporter's thread (see _stream.py).
+        self.chunks: list[Any] | None = None
         self.hide_usage = False  # llmtap asked for the usage chunk; the caller never sees it
         self.done = False
         self.started_at = time.time()
@@ -151,21 +169,6 @@ class Call:
             object.__setattr__(model, "__pydantic_extra__", extra)
         extra[FEEDBACK_KEY_FIELD] = self.feedback_key
 
-    def chunk(self, chunk: Any) -> bool:
-        """Keep one streamed chunk; False when the caller must not see it (the usage chunk
-        llmtap asked for). Runs for every chunk: keep it tiny."""
-        chunks = self.chunks
-        if not chunks:
-            self.ttft_ms = (time.perf_counter() - self.t0) * 1000.0
-        if not self.done:  # once recorded, the event's chunks are final
-            chunks.append(chunk)  # type: ignore[union-attr]
-        if self.hide_usage and not chunk.choices and chunk.usage is not None:
-            return False
-        extra = chunk.__pydantic_extra__
-        if extra is not None:
-            extra[FEEDBACK_KEY_FIELD] = self.feedback_key
-        return True
-
     def ended(self, error: BaseException | None = None, cancelled: bool = False) -> bool:
         """The stream ran out, failed, or was abandoned. False when it had already ended: a
         stream is recorded once, whichever way it ends first."""
@@ -173,6 +176,9 @@ class Call:
             return False
         self.done = True
         self.latency_ms = (time.perf_counter() - self.t0) * 1000.0
+        if self.chunks:
+            # What the event holds from now on, whatever the caller does with the stream.
+            self.chunks = self.chunks[:]
         if error is not None:
             self.failed(error)
         elif cancelled:
@@ -186,7 +192,7 @@ class Call:
         template_chat, template_text, template_params = _template_of(self.prompt, params)
         status, error = self.status, error_info(self.error) if self.error is not None else None
         if self.chunks is not None:
-            response = reassemble(self.api, [_dump(c) for c in self.chunks])
+            response = reassemble(self.api, _parsed(self.chunks))
             if status == "cancelled" and complete(self.api, response):
                 status = "ok"  # the caller stopped reading after the whole answer arrived
         else:
@@ -319,6 +325,19 @@ def _dump(response: Any) -> Any:
     if isinstance(response, pydantic.BaseModel):
         return response.model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
     return _jsonable(response)
+
+
+def _parsed(chunks: list[Any]) -> list[dict[str, Any]]:
+    """A stream's events as JSON objects; what is not one (``[DONE]``) is left out."""
+    out = []
+    for chunk in chunks:
+        try:
+            value = json.loads(chunk) if isinstance(chunk, str) else _dump(chunk)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
 
 
 def _request_json(request: dict[str, Any]) -> dict[str, Any]:

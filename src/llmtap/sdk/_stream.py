@@ -11,14 +11,16 @@ unread to the end (cancelled). The sync and async generators are the only code w
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
 
-from ._record import Call
+from ._record import FEEDBACK_KEY_FIELD, Call
 
 if TYPE_CHECKING:
     from ._client import Tap
@@ -30,9 +32,9 @@ def watch(tap: Tap, call: Call, result: Any) -> Any:
     """Record ``result`` now (a plain response) or once it is done (a stream, a response not
     read yet); ``result`` itself is returned unchanged."""
     if isinstance(result, openai.Stream):
-        _watch_stream(tap, call, result, _watched)
+        _watch_stream(tap, call, result, _watched, _events)
     elif isinstance(result, openai.AsyncStream):
-        _watch_stream(tap, call, result, _awatched)
+        _watch_stream(tap, call, result, _awatched, _aevents)
     elif isinstance(result, LegacyAPIResponse):
         # with_raw_response: the body is read already (or is a stream); parsing it now is what
         # the caller's parse() would do, and openai caches it, so the caller gets the same
@@ -60,28 +62,63 @@ class _Guard:
             self.tap.ended(self.call, cancelled=True)
 
 
-def _watch_stream(tap: Tap, call: Call, stream: Any, generator: Any) -> None:
+def _watch_stream(tap: Tap, call: Call, stream: Any, generator: Any, events: Any) -> None:
     inner = stream._iterator
     call.chunks = []
+    # openai's generator asks for its server-sent events on its first step, not before: each
+    # event's raw text is kept there, before openai parses it, and the usage chunk llmtap
+    # asked for is taken out.
+    stream._iter_events = functools.partial(events, stream._iter_events, call)
     stream._iterator = generator(inner, _Guard(tap, call))
     _on_close(tap, call, stream.response, inner)
 
 
-def _keep(tap: Tap, call: Call, chunk: Any) -> bool:
-    """Record one chunk; whether the caller sees it. Never raises into the caller's loop."""
+# The caller's loop runs these for every chunk. They keep the event's raw text (a str: no
+# object for the garbage collector to follow) and put the feedback key on the chunk openai
+# built from it, no more. Parsing and putting the chunks together happen once the stream is
+# over, on the exporter's thread (Call.to_event).
+
+
+def _events(events: Callable[[], Iterator[Any]], call: Call) -> Iterator[Any]:
+    for sse in events():
+        if _kept(call, sse.data):
+            yield sse
+
+
+async def _aevents(events: Callable[[], AsyncIterator[Any]], call: Call) -> AsyncIterator[Any]:
+    async for sse in events():
+        if _kept(call, sse.data):
+            yield sse
+
+
+def _kept(call: Call, data: str) -> bool:
+    """Keep one event's text; whether openai gets it (not the usage chunk llmtap asked for).
+    The caller pays a substring search per event, and one ``json.loads`` for the usage
+    chunk, instead of openai's parsing and model building for it."""
+    chunks = call.chunks
+    if not chunks:
+        call.ttft_ms = (time.perf_counter() - call.t0) * 1000.0
+    chunks.append(data)  # type: ignore[union-attr]
+    # "[]" in the raw text is what makes an event worth parsing here: the usage chunk has
+    # empty choices.
+    return not (call.hide_usage and "[]" in data and _is_usage(data))
+
+
+def _is_usage(data: str) -> bool:
     try:
-        return call.chunk(chunk)
-    except Exception as exc:
-        tap.internal("recording a chunk", exc)
-        return True
+        parsed = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("choices") == [] and bool(parsed.get("usage"))
 
 
 def _watched(inner: Iterator[Any], guard: _Guard) -> Iterator[Any]:
     tap, call = guard.tap, guard.call
+    key = call.feedback_key
     try:
         for chunk in inner:
-            if _keep(tap, call, chunk):
-                yield chunk
+            _tag(chunk, key)
+            yield chunk
     except GeneratorExit:
         tap.ended(call, cancelled=True)
         raise
@@ -93,10 +130,11 @@ def _watched(inner: Iterator[Any], guard: _Guard) -> Iterator[Any]:
 
 async def _awatched(inner: AsyncIterator[Any], guard: _Guard) -> AsyncIterator[Any]:
     tap, call = guard.tap, guard.call
+    key = call.feedback_key
     try:
         async for chunk in inner:
-            if _keep(tap, call, chunk):
-                yield chunk
+            _tag(chunk, key)
+            yield chunk
     except GeneratorExit:
         tap.ended(call, cancelled=True)
         raise
@@ -106,9 +144,23 @@ async def _awatched(inner: AsyncIterator[Any], guard: _Guard) -> AsyncIterator[A
     tap.ended(call)
 
 
+def _tag(chunk: Any, key: str) -> None:
+    """The feedback key where the caller can read it, on every chunk:
+    ``chunk.model_extra["llmtap_feedback_key"]``. Never raises into the caller's loop."""
+    try:
+        extra = chunk.__pydantic_extra__
+        if extra is not None:
+            extra[FEEDBACK_KEY_FIELD] = key
+    except AttributeError:  # not a pydantic model: nothing to put it on
+        pass
+
+
 def _on_close(tap: Tap, call: Call, response: Any, inner: Any) -> None:
     """Record the stream as cancelled when its HTTP response is closed by anyone but openai's
-    own stream generator (which closes it as the stream runs out or fails, while running)."""
+    own stream generator, while that generator is suspended before its end: not while it runs
+    (it closes the response as the stream runs out or fails), nor once it is over (httpx closes
+    the response again when openai's abandoned byte iterator is collected: the stream's own
+    end, which the watching generator records)."""
     if hasattr(response, "aclose") and hasattr(inner, "ag_running"):
         aclose = response.aclose
 
@@ -116,7 +168,7 @@ def _on_close(tap: Tap, call: Call, response: Any, inner: Any) -> None:
             try:
                 await aclose()
             finally:
-                if not inner.ag_running:
+                if not inner.ag_running and inner.ag_frame is not None:
                     tap.ended(call, cancelled=True)
 
         response.aclose = closed
@@ -127,7 +179,9 @@ def _on_close(tap: Tap, call: Call, response: Any, inner: Any) -> None:
             try:
                 close()
             finally:
-                if not getattr(inner, "gi_running", False):
+                # Not a generator (no gi_frame): every close by another is a cancel.
+                suspended = getattr(inner, "gi_frame", True) is not None
+                if suspended and not getattr(inner, "gi_running", False):
                     tap.ended(call, cancelled=True)
 
         response.close = closed_sync
