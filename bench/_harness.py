@@ -37,7 +37,11 @@ class Figure:
 
 def figure(name: str, value: float, op: str, bound: float, unit: str = "") -> Figure:
     def show(x: float) -> str:
-        return f"{x:,.4g}{unit}" if isinstance(x, float) and abs(x) < 100 else f"{x:,.0f}{unit}"
+        if isinstance(x, float) and abs(x) < 10:
+            return f"{x:.3f}{unit}"
+        if isinstance(x, float) and abs(x) < 100:
+            return f"{x:.1f}{unit}"
+        return f"{x:,.0f}{unit}"
 
     return Figure(name, show(value), f"{op} {show(bound)}", _OPS[op](value, bound))
 

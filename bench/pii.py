@@ -23,7 +23,7 @@ from typing import Any
 from llmtap.pii import ENTITY_TYPES, pseudonym_key, redact_event, redact_text
 from llmtap.pii._engine import find
 
-from ._harness import median
+from ._harness import Figure, figure, median
 from .pii_corpus import generate
 from .pii_corpus2 import generate as generate2
 from .pii_corpus2 import generate_distractors, generate_held_out
@@ -240,3 +240,17 @@ if __name__ == "__main__":
     outcome = run()
     print(report(outcome))
     print("\n".join(outcome["examples_missed_or_false"]))
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    names = r["held_out_names"]
+    return [
+        figure(
+            "PII: distractor sentences left intact (corpus 2)",
+            r["distractors"]["intact"],
+            ">=",
+            0.98,
+        ),
+        figure("PII: names in running text, recall (held out)", names["recall"], ">=", 0.9),
+        figure("PII: names in running text, precision (held out)", names["precision"], ">=", 0.9),
+    ]

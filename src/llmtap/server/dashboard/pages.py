@@ -78,12 +78,10 @@ async def events_page(request: Request) -> Response:
     # One line per event: summaries, not the bodies (which can be megabytes each).
     page = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f, True)
     data = {"project": project["name"], "filters": params, **page}
-    # "Delete N matching events": only under a filter (the page never offers to wipe a project).
+    # "Delete the matching events": only under a filter (the page never offers to wipe a
+    # project), and not counted here: with a text filter a count scans the events (2.6 s on a
+    # million), and every view of a filtered page would pay it. The notice after says how many.
     selecting = {k: v for k, v in params.items() if k not in _LISTING}
-    matching = None
-    if selecting:
-        answer = await run_in_threadpool(ctx.store.stats, project["id"], f, [])
-        matching = sum(g["count"] for g in answer["groups"])
     next_url = None
     if page["next_cursor"]:
         query = dict(request.query_params)
@@ -97,7 +95,6 @@ async def events_page(request: Request) -> Response:
         next_url=next_url,
         attr=request.query_params.get("attr", ""),
         selecting=selecting,
-        matching=matching,
         title="Events",
     )
 
