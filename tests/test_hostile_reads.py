@@ -166,7 +166,9 @@ IMPOSSIBLE = [
 def test_the_impossible_is_refused_naming_the_event(world: World, field: str, value: str) -> None:
     top = field.split(".")[0]
     raw = _raw(**{top: value})
-    eid = json.loads(raw.replace(value, "null"))["id"]
+    # Python's json reads NaN, Infinity and 1e999 (replacing the value by text would also hit
+    # the random id: "-1" is in about one uuid in five).
+    eid = json.loads(raw)["id"]
     body = assert_error_shape(world.post(raw), 400)
     (error,) = body["errors"]
     assert error["id"] == eid and error["error"].startswith(f"{field}: "), error
