@@ -164,7 +164,7 @@ _TABLE = [
     Setting(
         "db",
         "llmtap.db",
-        "Store: a SQLite file path, or a postgresql:// URL.",
+        "Store: a SQLite file path (a postgresql:// URL is refused until that backend lands).",
         str,
         "server",
     ),
