@@ -84,7 +84,14 @@ def serve(
         if admin_token:
             os.environ["LLMTAP_ADMIN_TOKEN"] = admin_token
         uvicorn.run(
-            "llmtap.server.app:app_from_environment", factory=True, workers=workers, **options
+            "llmtap.server.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            # uvicorn kills a worker whose health-check thread has not answered in 5 s, and
+            # with it every request in flight; on a loaded 2-core machine a busy worker can be
+            # that late (seen as four clients cut off at once). Slow is not dead.
+            timeout_worker_healthcheck=30,
+            **options,
         )
     else:
         app = create_app(store, admin_token=admin_token)
