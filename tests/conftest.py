@@ -78,6 +78,9 @@ class Server:
     url: str
     db: Path
     process: subprocess.Popen[bytes]
+    # Its stderr: a file, not a pipe nobody reads while it runs (a server logging many
+    # tracebacks would fill the pipe and hang, and a test would see a mere read timeout).
+    log: Path | None = None
 
     def new_key(
         self,
@@ -120,25 +123,29 @@ def error_message(response: httpx2.Response) -> str:
 def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     db = tmp / "llmtap.db"
-    process = subprocess.Popen(
-        [*LLMTAP, "serve", "--db", str(db), "--port", str(port)],
-        env={**os.environ, "LLMTAP_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    server = Server(f"http://127.0.0.1:{port}", db, process)
+    log = tmp / f"serve-{port}.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [*LLMTAP, "serve", "--db", str(db), "--port", str(port)],
+            env={**os.environ, "LLMTAP_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    server = Server(f"http://127.0.0.1:{port}", db, process, log)
     try:
         wait_for(server.url + "/healthz")
     except TimeoutError:
         process.kill()
-        raise RuntimeError(process.communicate()[1].decode()) from None
+        process.wait()
+        raise RuntimeError(log.read_text()) from None
     return server
 
 
 def stop_server(server: Server) -> str:
     """Stop the server; what it wrote on stderr."""
     server.process.terminate()
-    return server.process.communicate(timeout=10)[1].decode()
+    server.process.wait(timeout=10)
+    return server.log.read_text() if server.log else ""
 
 
 @pytest.fixture(scope="session")

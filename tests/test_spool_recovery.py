@@ -64,7 +64,7 @@ def test_sigterm_with_server_down_then_next_process_delivers(
     # application starts again with the same spool.
     process = subprocess.Popen(
         [*LLMTAP, "serve", "--db", str(project.server.db), "--port", str(port)],
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     second = Server(url, project.server.db, process)
     try:

@@ -7,9 +7,8 @@ import sys
 
 import click
 
+from ..store import ROLES
 from ._options import db_option
-
-ROLES = ("viewer", "member", "admin")
 
 
 @click.group()
