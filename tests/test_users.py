@@ -33,6 +33,7 @@ from .conftest import (
     wait_for,
 )
 from .test_dashboard_http import csrf_of, login
+from .test_server import event
 
 PASSWORD = "a-long-enough-password"
 
@@ -153,6 +154,21 @@ def test_a_viewer_reads_its_project_only_and_manages_nothing(srv: Server) -> Non
                 assert other.status_code == 404, (path, other.text)
         page = viewer.get("/events", params={"project": "alpha"}).text
         assert '<option value="alpha"' in page and "beta" not in page
+        # No delete button a viewer could only be refused by (the owner's page has one).
+        one = event(model="m-vera", chat_id="c-vera")
+        sent = srv.post("/api/v1/events", srv.new_key("alpha"), json={"events": [one]})
+        assert sent.status_code == 200
+        pages = [
+            ("/events", {"project": "alpha", "model": "m-vera"}),
+            (f"/events/{one['id']}", {"project": "alpha"}),
+            ("/chats/c-vera", {"project": "alpha"}),
+        ]
+        for path, params in pages:
+            shown = viewer.get(path, params=params)
+            assert shown.status_code == 200 and 'action="/events/delete"' not in shown.text
+        with login(srv) as owner:
+            for path, params in pages:
+                assert 'action="/events/delete"' in owner.get(path, params=params).text
         settings = viewer.get("/settings")
         csrf = csrf_of(settings.text)
         assert "beta" not in settings.text and "/revoke" not in settings.text
