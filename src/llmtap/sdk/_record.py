@@ -10,6 +10,7 @@ chunks back together, reading usage, naming the template), runs later on the exp
 from __future__ import annotations
 
 import json
+import os
 import random
 import secrets
 import time
@@ -28,8 +29,10 @@ from ._estimate import estimate_usage
 from ._extract import complete, output_and_usage, reassemble, shrink
 from ._templates import TemplateChat, TemplateText
 
-# Not the global generator: sampling must not move the host program's random sequence.
-_sampling = random.SystemRandom()
+# Not the global generator: sampling must not move the host program's random sequence. Seeded
+# anew in a forked child, so workers forked from one parent do not sample in step.
+_sampling = random.Random()
+os.register_at_fork(after_in_child=_sampling.seed)
 
 __all__ = ["FEEDBACK_KEY_FIELD", "PARAMS_HEADER", "Call", "FeedbackItem", "begin", "error_info"]
 
@@ -176,9 +179,6 @@ class Call:
             return False
         self.done = True
         self.latency_ms = (time.perf_counter() - self.t0) * 1000.0
-        if self.chunks:
-            # What the event holds from now on, whatever the caller does with the stream.
-            self.chunks = self.chunks[:]
         if error is not None:
             self.failed(error)
         elif cancelled:
@@ -327,12 +327,13 @@ def _dump(response: Any) -> Any:
     return _jsonable(response)
 
 
-def _parsed(chunks: list[Any]) -> list[dict[str, Any]]:
-    """A stream's events as JSON objects; what is not one (``[DONE]``) is left out."""
+def _parsed(chunks: list[str]) -> list[dict[str, Any]]:
+    """A stream's events (their raw text) as JSON objects; what is not one (``[DONE]``) is
+    left out."""
     out = []
     for chunk in chunks:
         try:
-            value = json.loads(chunk) if isinstance(chunk, str) else _dump(chunk)
+            value = json.loads(chunk)
         except ValueError:
             continue
         if isinstance(value, dict):

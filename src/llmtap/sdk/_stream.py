@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 from openai._legacy_response import LegacyAPIResponse
 
-from ._record import FEEDBACK_KEY_FIELD, Call
+from ._record import Call
 
 if TYPE_CHECKING:
     from ._client import Tap
@@ -68,7 +68,7 @@ def _watch_stream(tap: Tap, call: Call, stream: Any, generator: Any, events: Any
     # openai's generator asks for its server-sent events on its first step, not before: each
     # event's raw text is kept there, before openai parses it, and the usage chunk llmtap
     # asked for is taken out.
-    stream._iter_events = functools.partial(events, stream._iter_events, call)
+    stream._iter_events = functools.partial(events, stream._iter_events, tap, call)
     stream._iterator = generator(inner, _Guard(tap, call))
     _on_close(tap, call, stream.response, inner)
 
@@ -79,29 +79,39 @@ def _watch_stream(tap: Tap, call: Call, stream: Any, generator: Any, events: Any
 # over, on the exporter's thread (Call.to_event).
 
 
-def _events(events: Callable[[], Iterator[Any]], call: Call) -> Iterator[Any]:
+def _events(events: Callable[[], Iterator[Any]], tap: Tap, call: Call) -> Iterator[Any]:
     for sse in events():
-        if _kept(call, sse.data):
+        if _kept(tap, call, sse.data):
             yield sse
 
 
-async def _aevents(events: Callable[[], AsyncIterator[Any]], call: Call) -> AsyncIterator[Any]:
+async def _aevents(
+    events: Callable[[], AsyncIterator[Any]], tap: Tap, call: Call
+) -> AsyncIterator[Any]:
     async for sse in events():
-        if _kept(call, sse.data):
+        if _kept(tap, call, sse.data):
             yield sse
 
 
-def _kept(call: Call, data: str) -> bool:
+def _kept(tap: Tap, call: Call, data: str) -> bool:
     """Keep one event's text; whether openai gets it (not the usage chunk llmtap asked for).
     The caller pays a substring search per event, and one ``json.loads`` for the usage
-    chunk, instead of openai's parsing and model building for it."""
-    chunks = call.chunks
-    if not chunks:
-        call.ttft_ms = (time.perf_counter() - call.t0) * 1000.0
-    chunks.append(data)  # type: ignore[union-attr]
-    # "[]" in the raw text is what makes an event worth parsing here: the usage chunk has
-    # empty choices.
-    return not (call.hide_usage and "[]" in data and _is_usage(data))
+    chunk, instead of openai's parsing and model building for it. Once the stream has ended
+    (and its event gone to the exporter), nothing more is kept; and nothing raises into the
+    caller's loop."""
+    try:
+        if call.done:
+            return True
+        chunks = call.chunks
+        if not chunks:
+            call.ttft_ms = (time.perf_counter() - call.t0) * 1000.0
+        chunks.append(data)  # type: ignore[union-attr]
+        # "[]" in the raw text is what makes an event worth parsing here: the usage chunk has
+        # empty choices.
+        return not (call.hide_usage and "[]" in data and _is_usage(data))
+    except Exception as exc:
+        tap.internal("recording a stream's chunk", exc)
+        return True
 
 
 def _is_usage(data: str) -> bool:
@@ -114,10 +124,9 @@ def _is_usage(data: str) -> bool:
 
 def _watched(inner: Iterator[Any], guard: _Guard) -> Iterator[Any]:
     tap, call = guard.tap, guard.call
-    key = call.feedback_key
     try:
         for chunk in inner:
-            _tag(chunk, key)
+            _tag(chunk, call)
             yield chunk
     except GeneratorExit:
         tap.ended(call, cancelled=True)
@@ -130,10 +139,9 @@ def _watched(inner: Iterator[Any], guard: _Guard) -> Iterator[Any]:
 
 async def _awatched(inner: AsyncIterator[Any], guard: _Guard) -> AsyncIterator[Any]:
     tap, call = guard.tap, guard.call
-    key = call.feedback_key
     try:
         async for chunk in inner:
-            _tag(chunk, key)
+            _tag(chunk, call)
             yield chunk
     except GeneratorExit:
         tap.ended(call, cancelled=True)
@@ -144,13 +152,10 @@ async def _awatched(inner: AsyncIterator[Any], guard: _Guard) -> AsyncIterator[A
     tap.ended(call)
 
 
-def _tag(chunk: Any, key: str) -> None:
-    """The feedback key where the caller can read it, on every chunk:
-    ``chunk.model_extra["llmtap_feedback_key"]``. Never raises into the caller's loop."""
-    try:
-        extra = chunk.__pydantic_extra__
-        if extra is not None:
-            extra[FEEDBACK_KEY_FIELD] = key
+def _tag(chunk: Any, call: Call) -> None:
+    """The feedback key on every chunk (``Call.tag``). Never raises into the caller's loop."""
+    try:  # noqa: SIM105 (per chunk: a bare try costs nothing, contextlib.suppress does)
+        call.tag(chunk)
     except AttributeError:  # not a pydantic model: nothing to put it on
         pass
 
