@@ -91,6 +91,15 @@ class Tap:
         except Exception as exc:
             self.internal("recording a stream", exc)
 
+    def feedback(self, key: str, rating: float | None, better: str | None) -> None:
+        """Queue a feedback; as with calls, llmtap's own trouble never reaches the caller."""
+        try:
+            settings = self.settings
+            item = FeedbackItem(key, rating, better, settings.redact_pii, settings.pii_key)
+            self.exporter.submit(item)
+        except Exception as exc:
+            self.internal("queueing a feedback", exc)
+
     def internal(self, where: str, exc: BaseException) -> None:
         internal_error(where, exc, self.settings.raise_internal_errors)
 
@@ -222,12 +231,7 @@ class _Recording:
             raise ValueError("send_feedback needs a rating, a better_response, or both")
         if rating is not None and not 0 <= rating <= 1:
             raise ValueError(f"rating must be between 0 and 1, got {rating}")
-        settings = self._llmtap.settings
-        self._llmtap.exporter.submit(
-            FeedbackItem(
-                str(feedback_key), rating, better_response, settings.redact_pii, settings.pii_key
-            )
-        )
+        self._llmtap.feedback(str(feedback_key), rating, better_response)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every queued event is delivered, at most ``timeout`` seconds (default:

@@ -403,7 +403,9 @@ class Exporter:
                 failed_at = time.monotonic()
                 continue
             backoff = delay = 0.0
-            if entry.path is not None and entry.body is not None and source is self._outbox:
+            # A spooled batch still holding its body was counted in _cached by _store, from
+            # whichever queue it is sent (halves of a split go back to the adopted one too).
+            if entry.path is not None and entry.body is not None:
                 self._cached = max(self._cached - len(entry.body), 0)
             if outcome == "split":
                 self._split(entry, source)
