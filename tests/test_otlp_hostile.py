@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from tests.conftest import Project
+from tests.conftest import Project, start_server, stop_server
 from tests.test_server import assert_error_shape
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
@@ -198,3 +199,23 @@ def test_hostile_bodies_get_clear_4xx(project: Project) -> None:
         body = assert_error_shape(response, status)
         assert words.lower() in body["error"].lower(), body
     assert project.events() == []
+
+
+def test_field_limit_holds_when_the_event_outgrows_its_body(tmp_path: Path) -> None:
+    """A bytes attribute is stored as hex, twice its size: a body under ``max_field_bytes``
+    can still map to a longer field, which is cut and listed like any other."""
+    server = start_server(tmp_path, {"LLMTAP_MAX_FIELD_BYTES": "2000"})
+    try:
+        project = Project(server.new_key(), server)
+        request = encode_spans(_spans({"_name": "llm", **LEGACY}))
+        blob = request.resource_spans[0].scope_spans[0].spans[0].attributes.add()
+        blob.key, blob.value.bytes_value = "blob", b"\xab" * 1200
+        body = request.SerializeToString()
+        assert len(body) < 2000
+        _answer(_post(project, body))
+        (event,) = project.events()
+        stored = project.event(event["id"])
+        assert len(stored["attributes"]["blob"]) <= 2000
+        assert "attributes.blob" in stored["truncated"]
+    finally:
+        stop_server(server)

@@ -67,8 +67,10 @@ def ingest_traces(
         else:
             items.append(event)
     valid, errors = validate_items(items)
-    limit = max_field_bytes if max_field_bytes is not None and len(body) > max_field_bytes else None
-    result = store_valid(store, key, valid, errors, len(items), limit, redaction, pricer)
+    # Always the walk: unlike a JSON batch, a span's mapped event can be larger than the body
+    # it came in (bytes attributes become hex, twice their size), so the body's size bounds
+    # nothing here.
+    result = store_valid(store, key, valid, errors, len(items), max_field_bytes, redaction, pricer)
     for error in result["errors"]:
         span_id = items[error["index"]]["attributes"].get("otel.span_id", "?")
         refused.append(f"span {span_id}: {error['error']}")
