@@ -50,7 +50,7 @@ async def get_stats(request: Request) -> JSONResponse:
     f = confine(key, event_filter(query, SELECTING, also=("group_by",)))
     group_by = parse_group_by(query.getlist("group_by"))
     answer: dict[str, Any] = await run_in_threadpool(state.store.stats, key.project_id, f, group_by)
-    return JSONResponse(answer)
+    return await json_answer(answer)
 
 
 async def list_templates(request: Request) -> JSONResponse:

@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..errors import ApiError
 from . import admin, analysis, forget, pages, users
 from .auth import AdminAuth, ensure_admin_token, logged_in_user, login_redirect
 from .render import HERE, error_page, wants_json
@@ -25,10 +26,7 @@ def _logged_in(handler: Handler) -> Handler:
     async def guarded(request: Request) -> Response:
         if await logged_in_user(request) is None:
             if wants_json(request) or request.method != "GET":
-                return JSONResponse(
-                    {"ok": False, "error": "log in first", "errors": [], "status": 401},
-                    status_code=401,
-                )
+                raise ApiError(401, "log in first")  # rendered for whoever asked
             return login_redirect(request)
         return await handler(request)
 

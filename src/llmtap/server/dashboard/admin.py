@@ -13,7 +13,7 @@ from ...store import ROLES, Store
 from ..auth import SCOPES, check_scopes, create_key
 from ..errors import ApiError
 from .auth import MIN_PASSWORD, User, check_csrf, require_admin, user_of
-from .render import render
+from .render import render_page
 
 __all__ = [
     "create_key_form",
@@ -56,7 +56,7 @@ async def settings_page(
     data = await run_in_threadpool(_settings_data, request.app.state.store, user)
     projects = data["projects"]
     current = request.query_params.get("project") or (projects[0]["name"] if projects else "")
-    return render(
+    return await render_page(
         request,
         "settings.html",
         data,

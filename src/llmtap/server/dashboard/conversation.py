@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["conversation", "output_messages"]
+__all__ = ["conversation", "output_messages", "pretty_json"]
 
 
-def _raw(value: Any) -> str:
+def pretty_json(value: Any) -> str:
+    """Any value as indented JSON text (what the pages show of a shape they do not know)."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
@@ -40,7 +41,7 @@ def _part(part: Any) -> dict[str, Any]:
     if isinstance(part, str):
         return {"kind": "text", "text": part}
     if not isinstance(part, dict):
-        return {"kind": "text", "text": _raw(part)}
+        return {"kind": "text", "text": pretty_json(part)}
     kind = part.get("type", "")
     if kind in ("text", "input_text", "output_text"):
         return {"kind": "text", "text": _text(part.get("text", ""))}
@@ -57,11 +58,11 @@ def _part(part: Any) -> dict[str, Any]:
         return {"kind": "file", "label": _label(None, part)}
     if kind == "refusal":
         return {"kind": "text", "text": _text(part.get("refusal", ""))}
-    return {"kind": "other", "label": _str(kind) or "part", "text": _raw(part)}
+    return {"kind": "other", "label": _str(kind) or "part", "text": pretty_json(part)}
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else _raw(value)
+    return value if isinstance(value, str) else pretty_json(value)
 
 
 def _bytes(size: Any) -> str:
@@ -81,7 +82,7 @@ def _label(image: Any, part: dict[str, Any]) -> str:
     if isinstance(ref, dict) and "size" in ref:
         return f"{_str(ref.get('media_type', 'binary'))}, {_bytes(ref['size'])}"
     if url:
-        return (url if isinstance(url, str) else _raw(url))[:80]
+        return (url if isinstance(url, str) else pretty_json(url))[:80]
     return _str(part.get("type")) or ""
 
 
@@ -111,9 +112,9 @@ def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _maybe_json(text: Any) -> str:
     if not isinstance(text, str):
-        return _raw(text)
+        return pretty_json(text)
     try:
-        return _raw(json.loads(text))
+        return pretty_json(json.loads(text))
     except (ValueError, RecursionError):  # not JSON, or nested past what the parser takes
         return text
 
@@ -187,13 +188,13 @@ def _received(event: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(response, dict):
         if event.get("output_text"):
             return [_plain("assistant", event["output_text"])]
-        return [_plain("response", _raw(response))] if response is not None else []
+        return [_plain("response", pretty_json(response))] if response is not None else []
     api = event.get("api")
     if api == "chat":
         out = []
         for choice in _list(response.get("choices")):
             if not isinstance(choice, dict):
-                out.append(_plain("choice", _raw(choice)))
+                out.append(_plain("choice", pretty_json(choice)))
                 continue
             message = _message(choice.get("message") or {})
             message["finish_reason"] = _str(choice.get("finish_reason"))
@@ -203,7 +204,7 @@ def _received(event: dict[str, Any]) -> list[dict[str, Any]]:
         return [
             _plain("completion", c.get("text"), finish_reason=_str(c.get("finish_reason")))
             if isinstance(c, dict)
-            else _plain("choice", _raw(c))
+            else _plain("choice", pretty_json(c))
             for c in _list(response.get("choices"))
         ]
     if api == "responses":

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
 from .auth import csrf_token, current_user, set_csrf_cookie
+from .conversation import pretty_json
 
 __all__ = [
     "error_page",
@@ -117,10 +118,6 @@ def highlight_filled(template: str, params: dict[str, Any]) -> Markup:
     return Markup("").join(out)
 
 
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
 def _short_time(value: str | None) -> str:
     return value[:19].replace("T", " ") if value else ""
 
@@ -162,7 +159,7 @@ def page_url(path: str, project: str = "", **params: Any) -> str:
 
 templates.env.globals["url"] = page_url
 templates.env.filters.update(
-    pretty=_pretty,
+    pretty=pretty_json,
     datetime_input=_datetime_input,
     short_time=_short_time,
     num=_num,
