@@ -4,6 +4,7 @@ API."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -78,7 +79,7 @@ def delete(
     if not (ids or filters or everything):
         raise click.UsageError("give --id, a filter, or --all (every event of the project)")
     if not yes:
-        count = sum(_exists(api, i) for i in ids) if ids else _count(api, filters)
+        count = sum(_found(i, api.event) for i in ids) if ids else _count(api, filters)
         if not count:
             click.echo("No event matches: nothing to delete.")
             return
@@ -86,7 +87,7 @@ def delete(
             f"Delete {count} event(s) and their feedback? This cannot be undone.", abort=True
         )
     if ids:
-        deleted = sum(_exists(api, i, delete=True) for i in ids)
+        deleted = sum(_found(i, api.delete_event) for i in ids)
     else:
         deleted = api.delete_events(all=everything, **filters)["deleted"]
     click.echo(f"{deleted} event(s) deleted")
@@ -96,10 +97,10 @@ def _count(api: Api, filters: dict[str, Any]) -> int:
     return sum(group["count"] for group in api.stats(**filters))
 
 
-def _exists(api: Api, event_id: str, delete: bool = False) -> bool:
-    """Whether the project has the event (deleting it, with ``delete``)."""
+def _found(event_id: str, act: Callable[[str], Any]) -> bool:
+    """Whether ``act`` (reading or deleting the event) found it; a 404 is said, not raised."""
     try:
-        api.delete_event(event_id) if delete else api.event(event_id)
+        act(event_id)
     except ApiError as exc:
         if exc.status != 404:
             raise
