@@ -35,13 +35,14 @@ STATS_GROUPINGS = [
 
 
 class World:
-    """A project of its own (its name outside Latin-1), its key, an API client and a
-    logged-in browser."""
+    """A project (by default a new one, its name outside Latin-1), its key, an API client
+    and a logged-in browser."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, name: str | None = None, key: str | None = None) -> None:
+        """A new project, or the project ``name`` whose key is ``key``."""
         self.server = server
-        self.name = f"hostile-проект-✓-{uuid.uuid4().hex[:6]}"
-        self.key = server.new_key(self.name)
+        self.name = name or f"hostile-проект-✓-{uuid.uuid4().hex[:6]}"
+        self.key = key or server.new_key(self.name)
         # Connections are kept for a second at most: the server closes idle ones after five,
         # and a request sent on one just as it closes would fail for no fault of the server.
         limits = httpx2.Limits(keepalive_expiry=1.0)

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from . import _derive
+from . import _derive, _repair
 
 __all__ = ["SQLITE_MIGRATIONS", "migrate_sqlite"]
 
@@ -277,6 +277,13 @@ SQLITE_MIGRATIONS: list[Step] = [
             )""",
             "CREATE INDEX login_failures_by_name ON login_failures (name, at_us)",
             "CREATE INDEX login_failures_by_client ON login_failures (client, at_us)",
+        ),
+    ),
+    (
+        "m009_repair_bounds",
+        (
+            # Values stored before the wire's bounds that no read can show (see _repair).
+            _repair.repair_bounds,
         ),
     ),
 ]
