@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import dashboard, faults, ingest, overhead, pii, query, sdk_memory, streaming
+from . import dashboard, faults, ingest, otlp, overhead, pii, query, sdk_memory, streaming
 from ._harness import Figure, summary_table
 
 BENCHMARKS = {
     "overhead": overhead,
     "streaming": streaming,
     "ingest": ingest,
+    "otlp": otlp,
     "sdk_memory": sdk_memory,
     "faults": faults,
     "pii": pii,

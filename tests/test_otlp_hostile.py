@@ -14,6 +14,7 @@ import httpx2
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -219,3 +220,53 @@ def test_field_limit_holds_when_the_event_outgrows_its_body(tmp_path: Path) -> N
         assert "attributes.blob" in stored["truncated"]
     finally:
         stop_server(server)
+
+
+def _structured(value: Any) -> AnyValue:
+    """A Python value as an OTLP ``AnyValue`` (dicts as key-value lists), as some
+    instrumentations send messages on the operation-details event."""
+    if isinstance(value, dict):
+        pairs = [KeyValue(key=k, value=_structured(v)) for k, v in value.items()]
+        return AnyValue(kvlist_value=KeyValueList(values=pairs))
+    if isinstance(value, list):
+        return AnyValue(array_value=ArrayValue(values=[_structured(v) for v in value]))
+    return AnyValue(string_value=value)
+
+
+def test_field_limit_holds_when_escaping_grows_a_text_sixfold(tmp_path: Path) -> None:
+    """Structured tool-call arguments become JSON text, where each control character takes
+    six bytes: the largest growth from span to event, and still cut at the limit."""
+    server = start_server(tmp_path, {"LLMTAP_MAX_FIELD_BYTES": "20000"})
+    try:
+        project = Project(server.new_key(), server)
+        request = encode_spans(_spans({"_name": "llm", **LEGACY}))
+        span = request.resource_spans[0].scope_spans[0].spans[0]
+        call = {"type": "tool_call", "id": "call_1", "name": "f", "arguments": {"x": "\x01" * 3500}}
+        details = span.events.add(name="gen_ai.client.inference.operation.details")
+        messages = details.attributes.add(key="gen_ai.output.messages")
+        messages.value.CopyFrom(_structured([{"role": "assistant", "parts": [call]}]))
+        body = request.SerializeToString()
+        assert 4 * len(body) + 1024 < 20000 < 6 * len(body)  # a bound of 4x would not walk
+        assert _answer(_post(project, body)).partial_success.rejected_spans == 0
+        (event,) = project.events()
+        stored = project.event(event["id"])
+        (tool_call,) = stored["response"]["choices"][0]["message"]["tool_calls"]
+        assert len(tool_call["function"]["arguments"].encode()) <= 20000
+        assert "response.choices.0.message.tool_calls.0.function.arguments" in stored["truncated"]
+    finally:
+        stop_server(server)
+
+
+def test_text_that_is_not_unicode_refuses_its_span_alone(project: Project) -> None:
+    """A lone surrogate escaped in a JSON attribute parses into text no store can hold."""
+    broken = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "a"}]}])
+    broken = broken.replace('"a"', '"\\ud800"')
+    spans = _spans(
+        {"_name": "root"},
+        {"_name": "good", **LEGACY},
+        {"_name": "broken", **LEGACY, "gen_ai.input.messages": broken},
+    )
+    answer = _answer(_post(project, _body(spans)))
+    assert answer.partial_success.rejected_spans == 1
+    assert "surrogate" in answer.partial_success.error_message
+    assert [e["attributes"]["otel.span_name"] for e in project.events()] == ["good"]

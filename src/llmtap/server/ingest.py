@@ -130,12 +130,15 @@ def validate_batch(body: bytes) -> tuple[list[tuple[int, Event]], list[dict[str,
     return valid, errors, len(payload["events"])
 
 
-def validate_items(items: list[Any]) -> tuple[list[tuple[int, Event]], list[dict[str, Any]]]:
+def validate_items(
+    items: list[Any], check_text: bool = True
+) -> tuple[list[tuple[int, Event]], list[dict[str, Any]]]:
     """(valid events with their index, errors by index): each item of ``items`` (parsed JSON,
-    or event dicts built by the server, as OTLP's mapping does) judged on its own."""
+    or event dicts built by the server, as OTLP's mapping does) judged on its own.
+    ``check_text``: refuse text that is not Unicode here (else ``prepare`` refuses it)."""
     valid, errors = [], []
     for index, item in enumerate(items):
-        problem = not_unicode(item)
+        problem = not_unicode(item) if check_text else None
         if problem is not None:
             errors.append({"index": index, "id": _id_of(item), "error": problem})
             continue

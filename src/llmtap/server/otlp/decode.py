@@ -53,6 +53,9 @@ class Span:
     scope_name: str
     scope_version: str
     events: list[SpanEvent] = field(default_factory=list)
+    # The span's size in protobuf, with its resource's and scope's: what bounds every text
+    # its event can hold (see ``endpoint.ingest_traces``).
+    wire_bytes: int = 0
 
 
 def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
@@ -135,8 +138,10 @@ def spans_of(message: ExportTraceServiceRequest) -> list[Span]:
     out = []
     for resource_spans in message.resource_spans:
         resource = attributes_of(resource_spans.resource.attributes)
+        resource_bytes = resource_spans.resource.ByteSize()
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
+            shared_bytes = resource_bytes + scope.ByteSize()
             pb: PbSpan
             for pb in scope_spans.spans:
                 out.append(
@@ -158,6 +163,7 @@ def spans_of(message: ExportTraceServiceRequest) -> list[Span]:
                             SpanEvent(e.name, e.time_unix_nano, attributes_of(e.attributes))
                             for e in pb.events
                         ],
+                        wire_bytes=shared_bytes + pb.ByteSize(),
                     )
                 )
     return out

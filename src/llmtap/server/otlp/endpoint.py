@@ -29,7 +29,7 @@ from ..errors import ApiError
 from ..ingest import read_body, store_valid, validate_items
 from ..prices import Pricer
 from ..redaction import Redaction
-from .decode import JSON, PROTOBUF, decode, spans_of
+from .decode import JSON, PROTOBUF, Span, decode, spans_of
 from .mapping import event_of
 
 __all__ = ["ingest_traces", "receive_traces"]
@@ -66,11 +66,12 @@ def ingest_traces(
             ignored += 1
         else:
             items.append(event)
-    valid, errors = validate_items(items)
-    # Always the walk: unlike a JSON batch, a span's mapped event can be larger than the body
-    # it came in (bytes attributes become hex, twice their size), so the body's size bounds
-    # nothing here.
-    result = store_valid(store, key, valid, errors, len(items), max_field_bytes, redaction, pricer)
+    # Text that is not Unicode (a lone surrogate escaped in a JSON attribute) is refused per
+    # span when the event is serialised (prepare): no walk of every event for it here.
+    valid, errors = validate_items(items, check_text=False)
+    result = store_valid(
+        store, key, valid, errors, len(items), _limit(spans, max_field_bytes), redaction, pricer
+    )
     for error in result["errors"]:
         span_id = items[error["index"]]["attributes"].get("otel.span_id", "?")
         refused.append(f"span {span_id}: {error['error']}")
@@ -83,6 +84,19 @@ def ingest_traces(
     if ignored:
         return 0, f"{ignored} of {len(spans)} spans are not model calls and were not stored"
     return 0, ""
+
+
+def _limit(spans: list[Span], max_field_bytes: int | None) -> int | None:
+    """``max_field_bytes`` when some span's event may hold a text over it; else None (no
+    walk of every event's texts). A text of an event comes from its span, resource and scope,
+    and grows at most six times on the way (a byte of a control character JSON-escaped as
+    ``\\u0000``; bytes attributes become hex, twice their size), plus the few ids the
+    mapping adds."""
+    if max_field_bytes is None:
+        return None
+    if any(6 * span.wire_bytes + 1024 > max_field_bytes for span in spans):
+        return max_field_bytes
+    return None
 
 
 def _answer(rejected: int, message: str, content_type: str) -> Response:
