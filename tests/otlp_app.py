@@ -3,7 +3,9 @@ a real instrumentation package, the real OTLP exporter, pointed at llmtap. Run b
 tests/test_otlp.py in a process of its own (an instrumentation patches openai for the whole
 process, and the test process records the same calls through llmtap.Client).
 
-    python tests/otlp_app.py openinference|genai protobuf|json PROVIDER_URL LLMTAP_URL KEY
+    python tests/otlp_app.py openinference|genai|anthropic protobuf|json PROVIDER_URL LLMTAP_URL KEY
+
+(``anthropic``: OpenInference's Anthropic instrumentation on the anthropic SDK.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from tests.otlp_calls import run_calls
+from tests.otlp_calls import run_anthropic_calls, run_calls
 
 
 class JsonExporter(SpanExporter):
@@ -52,6 +54,16 @@ def main(argv: list[str]) -> None:
     else:
         exporter = JsonExporter(endpoint, headers)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    if convention == "anthropic":
+        import anthropic
+        from openinference.instrumentation.anthropic import AnthropicInstrumentor
+
+        AnthropicInstrumentor().instrument(tracer_provider=tracer_provider)
+        base_url = provider_url.removesuffix("/v1")  # the SDK adds it
+        client = anthropic.Anthropic(api_key="sk-fake", base_url=base_url, max_retries=0)
+        run_anthropic_calls(client)
+        tracer_provider.shutdown()
+        return
     if convention == "openinference":
         from openinference.instrumentation.openai import OpenAIInstrumentor
     else:

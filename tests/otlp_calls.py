@@ -36,3 +36,35 @@ def run_calls(client: Any) -> None:
     with contextlib.suppress(openai.RateLimitError):
         chat("error", directive="[[status:429]]")
     client.embeddings.create(model="text-embedding-3-small", input="case:embeddings")
+
+
+ANTHROPIC_CASES = ("chat", "stream", "tools", "error")
+ANTHROPIC_MODEL = "claude-3-5-haiku-20241022"
+
+
+def run_anthropic_calls(client: Any) -> None:
+    """The same calls through the ``anthropic`` SDK (its Messages API)."""
+    import anthropic
+
+    def message(case: str, directive: str = "", **kwargs: Any) -> Any:
+        return client.messages.create(
+            model=ANTHROPIC_MODEL,
+            max_tokens=100,
+            system="You answer briefly.",
+            messages=[{"role": "user", "content": f"case:{case} {directive}".strip()}],
+            **kwargs,
+        )
+
+    message("chat", stop_sequences=["END"])
+    with client.messages.stream(
+        model=ANTHROPIC_MODEL,
+        max_tokens=100,
+        system="You answer briefly.",
+        messages=[{"role": "user", "content": "case:stream"}],
+    ) as stream:
+        for _ in stream.text_stream:
+            pass
+    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+    message("tools", "[[tool:get_weather]]", tools=[tool])
+    with contextlib.suppress(anthropic.RateLimitError):
+        message("error", "[[status:429]]")

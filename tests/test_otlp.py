@@ -5,6 +5,7 @@ compared field by field with the same call recorded by ``llmtap.Client``."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 import llmtap
 from llmtap.fake_provider import FakeProvider
 from tests.conftest import Project, tap_config
-from tests.otlp_calls import CASES, run_calls
+from tests.otlp_calls import ANTHROPIC_CASES, CASES, run_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,3 +113,37 @@ def test_instrumented_calls_match_llmtap_client(
         assert theirs["attributes"]["deployment.environment"] == "test"
         assert theirs["cost_usd"] is not None or case == "error"
         assert theirs["latency_ms"] > 0
+
+
+def test_anthropic_calls_through_openinference(provider: FakeProvider, project: Project) -> None:
+    """OpenInference's Anthropic instrumentation on the real anthropic SDK, against the fake
+    provider's Messages API: each call's event as the call was made and answered."""
+    _run_app("anthropic", "protobuf", provider, project)
+    events = [project.event(e["id"]) for e in project.events(limit=50)]
+    by_case = {_case(e): e for e in events}
+    assert sorted(by_case) == sorted(ANTHROPIC_CASES) and len(events) == len(ANTHROPIC_CASES)
+    for case, event in by_case.items():
+        assert (event["api"], event["provider"]) == ("chat", "anthropic"), case
+        assert event["model"].startswith("claude-3-5-haiku"), case
+        system, user = event["request"]["messages"]
+        assert system == {"role": "system", "content": "You answer briefly."}, case
+        assert user["role"] == "user" and user["content"].startswith(f"case:{case}"), case
+        assert event["sdk"]["name"] == "openinference.instrumentation.anthropic"
+        assert event["latency_ms"] > 0
+        if case == "error":
+            assert event["status"] == "error"
+            assert event["error"]["type"] == "RateLimitError"
+            assert event["error"]["status_code"] == 429
+            continue
+        assert event["status"] == "ok" and event["error"] is None, case
+        # The fake counts words: the system's three, and the user's.
+        assert event["usage"]["input_tokens"] == 3 + len(user["content"].split()), case
+        assert event["usage"]["output_tokens"] >= 1, case
+        assert event["cost_usd"] is not None and event["cost_usd"] > 0, case  # Anthropic's prices
+        if case == "tools":
+            (call,) = event["response"]["choices"][0]["message"]["tool_calls"]
+            assert call["function"]["name"] == "get_weather"
+            assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+        else:
+            assert event["output_text"] == "echo: " + user["content"], case
+    assert by_case["chat"]["request"]["stop_sequences"] == ["END"]  # the call's settings

@@ -1,8 +1,9 @@
 """A small OpenAI-compatible HTTP server for tests, benchmarks and ``llmtap demo``.
 
 It answers ``/v1/chat/completions``, ``/v1/completions``, ``/v1/responses`` and
-``/v1/embeddings``, streamed or not, with a reply made from the prompt, so no OpenAI key and
-no network are needed. The last user message steers it with directives:
+``/v1/embeddings``, and Anthropic's ``/v1/messages`` (see ``_fake_anthropic``), streamed or
+not, with a reply made from the prompt, so no provider key and no network are needed. The
+last user message steers it with directives:
 
 - ``[[status:429]]``: answer with that HTTP error (an OpenAI-shaped error body);
 - ``[[delay:0.2]]``: wait that many seconds before answering;
@@ -29,6 +30,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from ._fake_anthropic import AnthropicRoutes
 
 __all__ = ["FakeProvider"]
 
@@ -66,7 +69,7 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body in one segment, and no Nagle: else keep-alive requests stall ~40 ms on
     # delayed ACKs, and benchmarks would measure that instead of the client.
@@ -119,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/completions": self._completion,
             "/responses": self._responses,
             "/embeddings": self._embeddings,
+            "/messages": self._messages,
         }
         handler = routes.get(path)
         if handler is None:
@@ -138,12 +142,14 @@ class _Handler(BaseHTTPRequestHandler):
         reply = reply if "reply" in directives else f"echo: {reply}"
         handler(body, reply, all_text, directives)
 
-    def _stream(self, events: list[Any], directives: dict[str, Any], trailing: int = 0) -> None:
+    def _stream(
+        self, events: list[Any], directives: dict[str, Any], trailing: int = 0, done: bool = True
+    ) -> None:
         """Server-sent events, one HTTP chunk each, ``chunk_delay`` (or ``gap``) apart; the last
         ``trailing`` ones (the usage chunk) right after, as a provider sends what it generates
         no token for. ``[[drop]]`` cuts the connection midway (a broken chunked body);
         ``[[fail]]`` sends an error event midway, as OpenAI does when a stream fails on its
-        side."""
+        side. ``done``: end with OpenAI's ``[DONE]`` (Anthropic's streams end without)."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -170,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
             if index == half and "fail" in directives:
                 break
         else:
-            self._chunk(b"data: [DONE]\n\n")
+            if done:
+                self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
 
     def _chunk(self, data: bytes) -> None:

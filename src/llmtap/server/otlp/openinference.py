@@ -54,13 +54,22 @@ def messages(flat: dict[str, Any]) -> list[dict[str, Any]]:
     for message in by_index.values():
         parts = message.pop("_parts", None)
         if parts and "content" not in message:
-            message["content"] = [
-                {"type": "text", "text": p.get("text")}
-                if p.get("type") == "text"
-                else {"type": "image_url", "image_url": {"url": p.get("image.image.url")}}
-                for _, p in sorted(parts.items())
-            ]
+            message["content"] = _content(parts)
     return ordered_messages(by_index)
+
+
+def _content(parts: dict[int, dict[str, Any]]) -> str | list[dict[str, Any]] | None:
+    """A message's content parts as OpenAI's: one text as a string, images as image parts.
+    A tool use part (Anthropic's) is the message's tool call already."""
+    out = []
+    for _, part in sorted(parts.items()):
+        if part.get("type") == "text":
+            out.append({"type": "text", "text": part.get("text")})
+        elif part.get("type") == "image":
+            out.append({"type": "image_url", "image_url": {"url": part.get("image.image.url")}})
+    if len(out) == 1 and out[0]["type"] == "text":
+        return out[0]["text"]  # type: ignore[no-any-return]
+    return out or None
 
 
 def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
@@ -90,12 +99,22 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
             request["input"] = sent
         if tools:
             request["tools"] = [_parsed(v) for _, v in sorted(tools.items(), key=_index)]
+    elif inputs and "system" in request:
+        # Anthropic's request: the system prompt beside the messages. The flattened messages
+        # have it first, as an OpenAI chat request (what the dashboard shows) does.
+        request = {k: v for k, v in request.items() if k != "system"}
+        request["messages"] = inputs
     event.setdefault("request", {k: v for k, v in request.items() if v is not None})
     response = _json_value(attrs, "output")
-    if isinstance(response, dict):
-        event.setdefault("response", response)
+    finish = attrs.take_str("llm.finish_reason")
+    if isinstance(response, dict) and ("choices" in response or not outputs):
+        event.setdefault("response", response)  # OpenAI's own answer, as the SDK records it
     elif outputs:
-        event.setdefault("response", {"model": model, "choices": _choices(outputs)})
+        # Another provider's answer (Anthropic's content blocks): as OpenAI choices.
+        answer_id = response.get("id") if isinstance(response, dict) else None
+        event.setdefault(
+            "response", {"id": answer_id, "model": model, "choices": _choices(outputs, finish)}
+        )
     if outputs:
         event.setdefault("output_text", message_text(outputs))
     usage = {
@@ -116,7 +135,6 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         event.setdefault("attributes", {}).update(metadata)
     # The vectors are in the response already, and are the bulk of an embedding span.
     attrs.take_prefix("embedding.embeddings.")
-    attrs.take("llm.finish_reason")
     first = [e.time_unix_nano for e in span.events if e.name == _FIRST_TOKEN]
     if first and first[0] >= span.start_unix_nano:
         event.setdefault("ttft_ms", (first[0] - span.start_unix_nano) / 1e6)
@@ -140,8 +158,8 @@ def _json_value(attrs: Attrs, name: str) -> Any:
     return _parsed(value) if mime == "application/json" else value
 
 
-def _choices(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"index": i, "message": m} for i, m in enumerate(outputs)]
+def _choices(outputs: list[dict[str, Any]], finish: str | None = None) -> list[dict[str, Any]]:
+    return [{"index": i, "message": m, "finish_reason": finish} for i, m in enumerate(outputs)]
 
 
 def _template(event: dict[str, Any], attrs: Attrs) -> None:
