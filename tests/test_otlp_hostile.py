@@ -40,7 +40,8 @@ LEGACY = {
 
 def _spans(*specs: dict[str, Any]) -> list[ReadableSpan]:
     """Finished spans, the first the parent of the others; each spec's ``_name``, ``_error``
-    and ``_no_end`` shape the span, its other keys are attributes."""
+    and ``_evaluations`` (attributes of its evaluation events) shape the span, its other keys
+    are attributes."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "hand-made"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -50,6 +51,8 @@ def _spans(*specs: dict[str, Any]) -> list[ReadableSpan]:
         for spec in specs[1:]:
             span = tracer.start_span(spec.get("_name", "child"))
             span.set_attributes({k: v for k, v in spec.items() if not k.startswith("_")})
+            for evaluation in spec.get("_evaluations", ()):
+                span.add_event("gen_ai.evaluation.result", evaluation)
             if spec.get("_error"):
                 span.set_status(Status(StatusCode.ERROR, "boom"))
                 span.record_exception(ValueError("it broke"))
@@ -270,3 +273,38 @@ def test_text_that_is_not_unicode_refuses_its_span_alone(project: Project) -> No
     assert answer.partial_success.rejected_spans == 1
     assert "surrogate" in answer.partial_success.error_message
     assert [e["attributes"]["otel.span_name"] for e in project.events()] == ["good"]
+
+
+def test_evaluations_become_feedback_on_the_call(project: Project) -> None:
+    """``gen_ai.evaluation.result`` events: on the call's span, or on an evaluator's span
+    under it (the call is then the root here), rate that call; a score outside 0..1 rates by
+    its label; what cannot be rated is counted, not stored; a batch sent twice rates once."""
+    judged = {
+        "_name": "judged",
+        **LEGACY,
+        "_evaluations": [
+            {"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": 0.8},
+            {"gen_ai.evaluation.name": "tone", "gen_ai.evaluation.score.value": 4.0},
+        ],
+    }
+    evaluator = {
+        "_name": "evaluator",
+        "_evaluations": [
+            {"gen_ai.evaluation.name": "groundedness", "gen_ai.evaluation.score.label": "FAIL"},
+            {"gen_ai.evaluation.name": "style", "gen_ai.evaluation.score.label": "meh"},
+        ],
+    }
+    body = _body(_spans({"_name": "call", **LEGACY}, judged, evaluator))
+    for _ in range(2):
+        answer = _answer(_post(project, body))
+        assert answer.partial_success.rejected_spans == 0
+        assert "2 evaluations had no rating" in answer.partial_success.error_message
+    events = {e["attributes"]["otel.span_name"]: e for e in project.events()}
+    assert sorted(events) == ["call", "judged"]  # the evaluator's span is no call
+    stats = project.server.get("/api/v1/stats", project.key, group_by="attributes.otel.span_name")
+    ratings = {
+        g["key"]["attributes.otel.span_name"]: (g["ratings"], g["avg_rating"])
+        for g in stats.json()["groups"]
+    }
+    assert ratings["judged"] == (1, 0.8)  # its own; "tone" 4.0 with no label: not rated
+    assert ratings["call"] == (1, 0.0)  # the evaluator's "FAIL"; "meh": not rated

@@ -30,6 +30,7 @@ from ..ingest import read_body, store_valid, validate_items
 from ..prices import Pricer
 from ..redaction import Redaction
 from .decode import JSON, PROTOBUF, Span, decode, spans_of
+from .evaluation import Rating, ratings_of
 from .mapping import event_of
 
 __all__ = ["ingest_traces", "receive_traces"]
@@ -54,7 +55,8 @@ def ingest_traces(
     spans = spans_of(decode(body, content_type))
     items: list[dict[str, Any]] = []
     refused: list[str] = []
-    ignored = 0
+    ratings: list[Rating] = []
+    ignored = unrated = 0
     for span in spans:
         try:
             event = event_of(span, key.project_id)
@@ -66,12 +68,19 @@ def ingest_traces(
             ignored += 1
         else:
             items.append(event)
+        found, missed = ratings_of(span, key.project_id, is_call=event is not None)
+        ratings += found
+        unrated += missed
     # Text that is not Unicode (a lone surrogate escaped in a JSON attribute) is refused per
     # span when the event is serialised (prepare): no walk of every event for it here.
     valid, errors = validate_items(items, check_text=False)
     result = store_valid(
         store, key, valid, errors, len(items), _limit(spans, max_field_bytes), redaction, pricer
     )
+    for rating in ratings:
+        store.insert_feedback(
+            key.project_id, rating.feedback_key, rating.rating, None, rating.feedback_id
+        )
     for error in result["errors"]:
         span_id = items[error["index"]]["attributes"].get("otel.span_id", "?")
         refused.append(f"span {span_id}: {error['error']}")
@@ -81,9 +90,12 @@ def ingest_traces(
             f" (and {len(refused) - _REASONS_SHOWN} more)" if len(refused) > _REASONS_SHOWN else ""
         )
         return len(refused), f"{len(refused)} of {len(spans)} spans rejected: {shown}{more}"
+    notes = []
     if ignored:
-        return 0, f"{ignored} of {len(spans)} spans are not model calls and were not stored"
-    return 0, ""
+        notes.append(f"{ignored} of {len(spans)} spans are not model calls and were not stored")
+    if unrated:
+        notes.append(f"{unrated} evaluations had no rating from 0 to 1 and were not stored")
+    return 0, "; ".join(notes)
 
 
 def _limit(spans: list[Span], max_field_bytes: int | None) -> int | None:

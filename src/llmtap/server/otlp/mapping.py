@@ -27,6 +27,8 @@ def event_of(span: Span, project_id: int) -> dict[str, Any] | None:
         return None
     event = base_event(span, project_id, attrs)
     event["api"] = api
+    # Feedback finds the call by its event id (see ``evaluation``).
+    event["feedback_key"] = event["id"]
     if openinference.KIND in attrs.rest:
         openinference.fill(event, span, attrs)
     genai.fill_current(event, span, attrs)
