@@ -1,0 +1,156 @@
+"""Vercel's AI SDK (``experimental_telemetry``): ``ai.*`` attributes. The provider call is the
+inner span (``ai.generateText.doGenerate``, ``ai.streamText.doStream``, ``ai.embed.doEmbed``
+...); the outer one (``ai.generateText``) wraps it, retries and tool steps included, and is no
+model call of its own. Messages come in the AI SDK's shape (content parts ``text``,
+``tool-call``, ``tool-result``) and become OpenAI chat messages; usage by the names of
+either generation (``promptTokens`` before 5.0, ``inputTokens`` since)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .common import Attrs
+from .decode import Span
+
+__all__ = ["api_of", "fill"]
+
+_CALLS = {
+    "doGenerate": "chat",
+    "doStream": "chat",
+    "doEmbed": "embeddings",
+}
+_SETTINGS = {
+    "temperature": "temperature",
+    "maxOutputTokens": "max_tokens",
+    "maxTokens": "max_tokens",
+    "topP": "top_p",
+    "frequencyPenalty": "frequency_penalty",
+    "presencePenalty": "presence_penalty",
+    "stopSequences": "stop",
+    "seed": "seed",
+}
+
+
+def api_of(attrs: Attrs) -> str | None:
+    """The event's ``api`` for a provider call of the AI SDK; None for its other spans."""
+    operation = attrs.rest.get("ai.operationId")
+    if not isinstance(operation, str) or not operation.startswith("ai."):
+        return None
+    return _CALLS.get(operation.rsplit(".", 1)[-1])
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+    return value
+
+
+def _call(part: dict[str, Any]) -> dict[str, Any]:
+    arguments = part.get("input", part.get("args"))
+    return {
+        "id": part.get("toolCallId"),
+        "type": "function",
+        "function": {
+            "name": part.get("toolName"),
+            "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+        },
+    }
+
+
+def _message(message: Any) -> list[dict[str, Any]]:
+    """An AI SDK message as OpenAI chat messages (tool results are one message each)."""
+    if not isinstance(message, dict):
+        return []
+    role, content = message.get("role", "user"), message.get("content")
+    if isinstance(content, str) or content is None:
+        return [{"role": role, "content": content}]
+    texts, calls, results = [], [], []
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(str(part.get("text", "")))
+        elif kind == "tool-call":
+            calls.append(_call(part))
+        elif kind == "tool-result":
+            result = part.get("output", part.get("result"))
+            text = result if isinstance(result, str) else json.dumps(result)
+            results.append(
+                {"role": "tool", "tool_call_id": part.get("toolCallId"), "content": text}
+            )
+    if results:
+        return results
+    out: dict[str, Any] = {"role": role, "content": "".join(texts) if texts else None}
+    if calls:
+        out["tool_calls"] = calls
+    return [out]
+
+
+def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
+    """Set the event's fields the ``ai.*`` attributes give (where not set already)."""
+    attrs.take("ai.operationId")
+    attrs.take("operation.name")
+    provider = attrs.take_str("ai.model.provider")  # "openai.chat": the library's name first
+    model = attrs.take_str("ai.response.model") or attrs.take_str("ai.model.id")
+    # Its GenAI names say the same ("gen_ai.system": "openai.chat"): the provider is the
+    # first word.
+    if provider and event.get("provider") in (None, provider.lower()):
+        event["provider"] = provider.split(".", 1)[0]
+    if model:
+        event.setdefault("model", model)
+    messages = _json(attrs.take("ai.prompt.messages"))
+    request: dict[str, Any] = {"model": attrs.take_str("ai.model.id") or model}
+    if isinstance(messages, list):
+        request["messages"] = [m for raw in messages for m in _message(raw)]
+    for name, argument in _SETTINGS.items():
+        value = attrs.take(f"ai.settings.{name}")
+        if value is not None:
+            request[argument] = value
+    tools = attrs.take("ai.prompt.tools")
+    if isinstance(tools, list):
+        request["tools"] = [_json(t) for t in tools]
+    # The GenAI names on the same span may have begun the request (model, settings): the
+    # messages are only here.
+    known = event.setdefault("request", {})
+    for name, value in request.items():
+        if value is not None:
+            known.setdefault(name, value)
+    text = attrs.take_str("ai.response.text")
+    calls = _json(attrs.take("ai.response.toolCalls"))
+    finish = attrs.take_str("ai.response.finishReason")
+    if text is not None or isinstance(calls, list):
+        answer: dict[str, Any] = {"role": "assistant", "content": text}
+        if isinstance(calls, list) and calls:
+            answer["tool_calls"] = [_call(c) for c in calls if isinstance(c, dict)]
+        choice = {"index": 0, "message": answer, "finish_reason": finish}
+        response = {"id": attrs.take_str("ai.response.id"), "model": model, "choices": [choice]}
+        event.setdefault("response", response)
+        if text is not None:
+            event.setdefault("output_text", text)
+    usage = {
+        "input_tokens": attrs.take_int("ai.usage.inputTokens"),
+        "output_tokens": attrs.take_int("ai.usage.outputTokens"),
+        "cached_tokens": attrs.take_int("ai.usage.cachedInputTokens"),
+        "reasoning_tokens": attrs.take_int("ai.usage.reasoningTokens"),
+    }
+    usage["input_tokens"] = usage["input_tokens"] or attrs.take_int("ai.usage.promptTokens")
+    usage["output_tokens"] = usage["output_tokens"] or attrs.take_int("ai.usage.completionTokens")
+    total = attrs.take_int("ai.usage.totalTokens")
+    if usage["input_tokens"] is not None and usage["output_tokens"] is not None:
+        total = usage["input_tokens"] + usage["output_tokens"]
+    if any(v is not None for v in usage.values()):
+        usage["total_tokens"] = total
+        event.setdefault("usage", {k: v for k, v in usage.items() if v is not None})
+    first = attrs.take("ai.response.msToFirstChunk")
+    if isinstance(first, int | float) and not isinstance(first, bool) and first >= 0:
+        event.setdefault("ttft_ms", float(first))
+    function = attrs.take_str("ai.telemetry.functionId")
+    metadata = attrs.take_prefix("ai.telemetry.metadata.")
+    extra = {**metadata, **({"function_id": function} if function else {})}
+    if extra:
+        event.setdefault("attributes", {}).update(extra)

@@ -1,0 +1,112 @@
+"""Spans of Vercel's AI SDK, as its telemetry writes them (``ai.*`` beside older GenAI
+names): the provider call becomes an event with its messages, answer, tool calls, usage,
+time to first chunk and metadata; the wrapping ``ai.generateText`` span is no call."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import Project
+from tests.test_otlp_hostile import _answer, _body, _post, _spans
+
+MESSAGES = [
+    {"role": "system", "content": "You answer briefly."},
+    {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "Let me look."},
+            {
+                "type": "tool-call",
+                "toolCallId": "c1",
+                "toolName": "weather",
+                "input": {"q": "Paris"},
+            },
+        ],
+    },
+    {
+        "role": "tool",
+        "content": [
+            {"type": "tool-result", "toolCallId": "c1", "toolName": "weather", "output": "sunny"}
+        ],
+    },
+]
+OUTER = {
+    "_name": "ai.streamText",
+    "ai.operationId": "ai.streamText",
+    "ai.model.id": "gpt-4o-mini",
+    "ai.prompt": json.dumps({"messages": MESSAGES}),
+}
+INNER = {
+    "_name": "ai.streamText.doStream",
+    "ai.operationId": "ai.streamText.doStream",
+    "operation.name": "ai.streamText.doStream my-feature",
+    "ai.model.id": "gpt-4o-mini",
+    "ai.model.provider": "openai.chat",
+    "ai.prompt.messages": json.dumps(MESSAGES),
+    "ai.settings.temperature": 0.3,
+    "ai.settings.maxOutputTokens": 200,
+    "ai.response.text": "It is sunny in Paris.",
+    "ai.response.toolCalls": json.dumps(
+        [{"toolCallType": "function", "toolCallId": "c2", "toolName": "log", "input": {"n": 1}}]
+    ),
+    "ai.response.finishReason": "stop",
+    "ai.response.id": "resp-1",
+    "ai.response.model": "gpt-4o-mini-2024-07-18",
+    "ai.response.msToFirstChunk": 123.5,
+    "ai.usage.inputTokens": 40,
+    "ai.usage.outputTokens": 7,
+    "ai.telemetry.functionId": "my-feature",
+    "ai.telemetry.metadata.user": "u-1",
+    "gen_ai.system": "openai.chat",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.request.temperature": 0.3,
+    "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+    "gen_ai.response.id": "resp-1",
+    "gen_ai.response.finish_reasons": ["stop"],
+    "gen_ai.usage.input_tokens": 40,
+    "gen_ai.usage.output_tokens": 7,
+}
+
+
+def test_ai_sdk_spans(project: Project) -> None:
+    answer = _answer(_post(project, _body(_spans(OUTER, INNER))))
+    assert answer.partial_success.rejected_spans == 0
+    assert "1 of 2 spans are not model calls" in answer.partial_success.error_message
+    (listed,) = project.events()
+    event = project.event(listed["id"])
+    assert (event["api"], event["provider"], event["model"]) == (
+        "chat",
+        "openai",
+        "gpt-4o-mini-2024-07-18",
+    )
+    assert event["request"]["messages"] == [
+        {"role": "system", "content": "You answer briefly."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": "Let me look.",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"q": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    assert (event["request"]["temperature"], event["request"]["max_tokens"]) == (0.3, 200)
+    (choice,) = event["response"]["choices"]
+    assert choice["message"]["content"] == event["output_text"] == "It is sunny in Paris."
+    assert choice["message"]["tool_calls"][0]["function"] == {
+        "name": "log",
+        "arguments": '{"n": 1}',
+    }
+    assert choice["finish_reason"] == "stop" and event["response"]["id"] == "resp-1"
+    assert event["usage"]["input_tokens"] == 40 and event["usage"]["total_tokens"] == 47
+    assert event["ttft_ms"] == 123.5
+    assert event["attributes"]["function_id"] == "my-feature"
+    assert event["attributes"]["user"] == "u-1"
+    assert event["cost_usd"] is not None and event["cost_usd"] > 0
+    assert not any(k.startswith("ai.") for k in event["attributes"])  # all read
