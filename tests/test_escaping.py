@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -235,6 +236,7 @@ def _seed(server: Server, provider: FakeProvider) -> Seeded:
         )
         assert sent.status_code == 200, sent.text
         _through_sdk(seed, kind, provider, project)
+        _context_span(seed, kind, project)
         if kind != "attr":
             name = seed.tagged("project", kind)
             seed.projects.append(name)
@@ -242,6 +244,29 @@ def _seed(server: Server, provider: FakeProvider) -> Seeded:
             assert post_events(other, [event(model=payload("model", kind))]).status_code == 200
     _invite(server, seed)
     return seed
+
+
+def _context_span(seed: Seeded, kind: str, project: Project) -> None:
+    """A step of a chain that is no model call, sent over OTLP (JSON): its name and an
+    attribute hostile, shown on the chain's page."""
+    trace = uuid.uuid4().hex
+    seed.chain_ids.append(trace)
+    span = {
+        "traceId": trace,
+        "spanId": uuid.uuid4().hex[:16],
+        "name": seed.tagged("context_name", kind),
+        "startTimeUnixNano": str(int(time.time() * 1e9)),
+        "endTimeUnixNano": str(int(time.time() * 1e9) + 5_000_000),
+        "attributes": [
+            {
+                "key": seed.tagged("context_key", kind),
+                "value": {"stringValue": seed.tagged("context_value", kind)},
+            }
+        ],
+    }
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    sent = project.server.post("/v1/traces", project.key, json=body)
+    assert sent.status_code == 200 and "kept as context" in sent.text, sent.text
 
 
 def _invite(server: Server, seed: Seeded) -> None:

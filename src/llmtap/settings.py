@@ -209,6 +209,14 @@ _TABLE = [
         "server",
     ),
     Setting(
+        "otlp_context_spans",
+        True,
+        "Keep OTLP spans that are no model call (tools, retrieval, agent steps) as their"
+        " trace's context, shown in the chain view; 0 drops them.",
+        bool,
+        "server",
+    ),
+    Setting(
         "stats_attribute_values",
         1000,
         "Distinct values per attribute key kept in the stats aggregates; past it, stats on"

@@ -144,6 +144,7 @@ def create_app(
     app.state.max_body_bytes = resolve("max_body_bytes", max_body_bytes)
     app.state.max_field_bytes = resolve("max_field_bytes", max_field_bytes)
     app.state.redaction = Redaction(resolve("redact_fields", redact_fields))
+    app.state.otlp_context = resolve("otlp_context_spans", None)
     return app
 
 

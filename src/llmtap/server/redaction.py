@@ -54,6 +54,13 @@ class Redaction:
         redacted = redact_event(data, fields)
         return event.model_copy(update=_models(redacted))
 
+    def attributes(self, attributes: dict[str, Any], project: str) -> dict[str, Any]:
+        """Attributes held apart from an event (an OTLP context span's), redacted as an
+        event's ``attributes`` field is for ``project``."""
+        if "attributes" not in self.fields_for(project):
+            return attributes
+        return redact_value(attributes)  # type: ignore[no-any-return]
+
     def feedback(self, better_response: str | None, project: str) -> str | None:
         if better_response is None or FEEDBACK not in self.fields_for(project):
             return better_response

@@ -258,6 +258,20 @@ class Store(Protocol):
 
     def set_meta(self, key: str, value: str) -> None: ...
 
+    # -- context spans (OTLP steps that are no model call) --------------------------------
+
+    def insert_context(self, project_id: int, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Store context spans ``(trace_id, span_id, parent_span_id, name, kind, started_us,
+        duration_ms, status, attributes_json)``, each once; how many were new."""
+
+    def chain_context(
+        self, project_id: int, chain_id: str, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """The chain's first ``limit`` context spans, in time order."""
+
+    def forget_orphan_context(self, project_id: int) -> int:
+        """Delete context spans whose chain has no event left; how many went."""
+
     # -- delete ----------------------------------------------------------------------------
 
     def delete_events(

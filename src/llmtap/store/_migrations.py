@@ -286,6 +286,27 @@ SQLITE_MIGRATIONS: list[Step] = [
             _repair.repair_bounds,
         ),
     ),
+    (
+        "m010_context_spans",
+        (
+            # A trace's steps that are no model call (see _context); by chain, in time order.
+            """CREATE TABLE context_spans (
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                trace_id TEXT NOT NULL,
+                span_id TEXT NOT NULL,
+                parent_span_id TEXT,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                started_us INTEGER NOT NULL,
+                duration_ms REAL,
+                status TEXT NOT NULL,
+                attributes TEXT NOT NULL,
+                PRIMARY KEY (project_id, trace_id, span_id)
+            )""",
+            "CREATE INDEX context_spans_by_time ON context_spans"
+            " (project_id, trace_id, started_us)",
+        ),
+    ),
 ]
 
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _admin, _delete, _derive, _hist, _queries, _users
+from . import _admin, _context, _delete, _derive, _hist, _queries, _users
 from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS
@@ -176,10 +176,15 @@ class SQLiteStore:
     record_failure = _users.record_failure
     count_failures = _users.count_failures
     clear_failures = _users.clear_failures
-    # -- feedback, meta values, deletes ---------------------------------------------------
+    # -- feedback, meta values -----------------------------------------------------------
     list_feedback = _admin.list_feedback
     get_meta = _admin.get_meta
     set_meta = _admin.set_meta
+    # -- context spans --------------------------------------------------------------------
+    insert_context = _context.insert_context
+    chain_context = _context.chain_context
+    forget_orphan_context = _context.forget_orphan_context
+    # -- delete ---------------------------------------------------------------------------
     delete_events = _delete.delete_events
 
     def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:

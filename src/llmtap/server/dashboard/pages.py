@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -141,16 +142,40 @@ async def _timeline(request: Request, field: str) -> Response:
     }
     views = await run_in_threadpool(lambda: [_view(e) for e in steps])
     kind = "Chat" if field == "chat_id" else "Chain"
+    context: list[dict[str, Any]] = []
+    if kind == "Chain":
+        # The steps between the calls (tools, retrieval, agents) sent over OTLP, in time order
+        # with the calls: an event's started_at and a span's start are the same instants.
+        context = await run_in_threadpool(ctx.store.chain_context, project["id"], value)
+        for span in context:
+            span["started_at"] = _iso(span["started_us"])
+        data["context"] = context
+    rows = sorted(
+        [
+            *(("call", v["event"]["started_at"], v) for v in views),
+            *(("step", c["started_at"], c) for c in context),
+        ],
+        key=lambda row: _instant(row[1]),
+    )
     return await render_page(
         request,
         "timeline.html",
         data,
         projects=projects,
         views=views,
+        rows=rows,
         kind=kind,
         value=value,
         title=f"{kind} {value}",
     )
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
+
+
+def _instant(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 async def chat_page(request: Request) -> Response:

@@ -12,6 +12,7 @@ validation and storing, so a span sent twice (same trace and span id) is stored 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
@@ -29,11 +30,12 @@ from ..errors import ApiError
 from ..ingest import read_body, store_valid, validate_items
 from ..prices import Pricer
 from ..redaction import Redaction
+from .context import context_row
 from .decode import JSON, PROTOBUF, Span, decode, spans_of
 from .evaluation import Rating, ratings_of
 from .mapping import event_of
 
-__all__ = ["ingest_traces", "receive_traces"]
+__all__ = ["Intake", "ingest_traces", "receive_traces"]
 
 log = logging.getLogger("llmtap.server")
 # Parsing and mapping a big batch is CPU work: at most this many at once, so OTLP traffic
@@ -42,20 +44,26 @@ _CONCURRENT = 2
 _REASONS_SHOWN = 5
 
 
+@dataclass(frozen=True)
+class Intake:
+    """How the server takes spans in: the limits, redaction and prices of every event, and
+    whether spans that are no model call are kept as their trace's context."""
+
+    max_field_bytes: int | None = None
+    redaction: Redaction | None = None
+    pricer: Pricer | None = None
+    keep_context: bool = True
+
+
 def ingest_traces(
-    store: Store,
-    key: KeyInfo,
-    body: bytes,
-    content_type: str,
-    max_field_bytes: int | None = None,
-    redaction: Redaction | None = None,
-    pricer: Pricer | None = None,
+    store: Store, key: KeyInfo, body: bytes, content_type: str, intake: Intake = Intake()
 ) -> tuple[int, str]:
     """Decode, map and store one OTLP body: (spans rejected, the message saying why)."""
     spans = spans_of(decode(body, content_type))
     items: list[dict[str, Any]] = []
     refused: list[str] = []
     ratings: list[Rating] = []
+    context: list[tuple[Any, ...]] = []
     ignored = unrated = 0
     for span in spans:
         try:
@@ -64,19 +72,23 @@ def ingest_traces(
             log.warning("cannot map span %s: %r", span.span_id, exc)
             refused.append(f"span {span.span_id}: cannot be mapped: {exc}")
             continue
-        if event is None:
-            ignored += 1
-        else:
+        if event is not None:
             items.append(event)
+        elif intake.keep_context and (row := _context(span, key, intake)) is not None:
+            context.append(row)
+        else:
+            ignored += 1
         found, missed = ratings_of(span, key.project_id, is_call=event is not None)
         ratings += found
         unrated += missed
     # Text that is not Unicode (a lone surrogate escaped in a JSON attribute) is refused per
     # span when the event is serialised (prepare): no walk of every event for it here.
     valid, errors = validate_items(items, check_text=False)
+    limit = _limit(spans, intake.max_field_bytes)
     result = store_valid(
-        store, key, valid, errors, len(items), _limit(spans, max_field_bytes), redaction, pricer
+        store, key, valid, errors, len(items), limit, intake.redaction, intake.pricer
     )
+    store.insert_context(key.project_id, context)
     for rating in ratings:
         store.insert_feedback(
             key.project_id, rating.feedback_key, rating.rating, None, rating.feedback_id
@@ -93,9 +105,17 @@ def ingest_traces(
     notes = []
     if ignored:
         notes.append(f"{ignored} of {len(spans)} spans are not model calls and were not stored")
+    if context:
+        notes.append(f"{len(context)} of {len(spans)} spans are not model calls: kept as context")
     if unrated:
         notes.append(f"{unrated} evaluations had no rating from 0 to 1 and were not stored")
     return 0, "; ".join(notes)
+
+
+def _context(span: Span, key: KeyInfo, intake: Intake) -> tuple[Any, ...] | None:
+    if intake.redaction is not None:
+        span.attributes = intake.redaction.attributes(span.attributes, key.project)
+    return context_row(span, intake.max_field_bytes)
 
 
 def _limit(spans: list[Span], max_field_bytes: int | None) -> int | None:
@@ -136,15 +156,8 @@ async def receive_traces(request: Request) -> Response:
     limiter = getattr(state, "otlp_limiter", None)
     if limiter is None:
         limiter = state.otlp_limiter = anyio.CapacityLimiter(_CONCURRENT)
+    intake = Intake(state.max_field_bytes, state.redaction, state.pricer, state.otlp_context)
     rejected, message = await anyio.to_thread.run_sync(
-        ingest_traces,
-        state.store,
-        key,
-        body,
-        content_type,
-        state.max_field_bytes,
-        state.redaction,
-        state.pricer,
-        limiter=limiter,
+        ingest_traces, state.store, key, body, content_type, intake, limiter=limiter
     )
     return _answer(rejected, message, content_type)

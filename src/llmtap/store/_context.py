@@ -1,0 +1,77 @@
+"""Context spans: the steps of a trace that are not model calls (tool executions, retrieval,
+agent steps, HTTP requests), sent over OTLP beside the calls. They are no events (no stats,
+no cost): rows of their own, read with their chain, so the chain view shows what happened
+between two calls and how long it took.
+
+Plain functions on a store (its ``_reader``/``_write``), in portable SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["chain_context", "forget_orphan_context", "insert_context"]
+
+_COLUMNS = (
+    "project_id, trace_id, span_id, parent_span_id, name, kind, started_us, duration_ms,"
+    " status, attributes"
+)
+
+
+def insert_context(store: Any, project_id: int, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Store context spans, each ``(trace_id, span_id, parent_span_id, name, kind,
+    started_us, duration_ms, status, attributes_json)``; one already stored (same trace and
+    span) is kept as it is. Returns how many were new."""
+    if not rows:
+        return 0
+    cursors = store._write(
+        [
+            (
+                f"INSERT INTO context_spans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (project_id, trace_id, span_id) DO NOTHING",
+                (project_id, *row),
+            )
+            for row in rows
+        ]
+    )
+    return sum(max(cursor.rowcount, 0) for cursor in cursors)
+
+
+def chain_context(
+    store: Any, project_id: int, chain_id: str, limit: int = 500
+) -> list[dict[str, Any]]:
+    """The first ``limit`` context spans of the chain (trace), in time order."""
+    rows = (
+        store._reader()
+        .execute(
+            f"SELECT {_COLUMNS} FROM context_spans WHERE project_id = ? AND trace_id = ?"
+            " ORDER BY started_us, span_id LIMIT ?",
+            (project_id, chain_id, limit),
+        )
+        .fetchall()
+    )
+    names = [c.strip() for c in _COLUMNS.split(",")]
+    out = []
+    for row in rows:
+        span = dict(zip(names[1:], row[1:], strict=True))
+        span["attributes"] = json.loads(span["attributes"])
+        out.append(span)
+    return out
+
+
+def forget_orphan_context(store: Any, project_id: int) -> int:
+    """Delete the project's context spans whose chain has no event left (after a delete):
+    what a forgotten conversation's tools saw goes with it."""
+    (cursor,) = store._write(
+        [
+            (
+                "DELETE FROM context_spans WHERE project_id = ? AND NOT EXISTS (SELECT 1 FROM"
+                " events e WHERE e.project_id = context_spans.project_id"
+                " AND e.chain_id = context_spans.trace_id)",
+                (project_id,),
+            )
+        ]
+    )
+    return max(cursor.rowcount, 0)

@@ -1,0 +1,70 @@
+"""Spans that are no model call (an agent, a tool, a retrieval) are kept as their chain's
+context: the chain page shows them between the calls, in time order; a setting drops them;
+deleting the chain's calls deletes them."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx2
+
+from tests.conftest import Project, Server, start_server, stop_server
+from tests.test_dashboard_http import login
+from tests.test_otlp_hostile import LEGACY, _answer, _body, _post, _spans
+
+AGENT = {"_name": "plan trip", "openinference.span.kind": "AGENT", "input.value": "Paris?"}
+TOOL = {"_name": "get_weather", "openinference.span.kind": "TOOL", "tool.parameters": "{}"}
+HTTP = {"_name": "GET", "http.request.method": "GET", "url.full": "https://example.com/w"}
+
+
+def _project(server: Server) -> tuple[str, Project]:
+    name = f"context-{uuid.uuid4().hex[:8]}"
+    return name, Project(server.new_key(name), server)
+
+
+def _chain_page(name: str, project: Project, chain_id: str) -> str:
+    with login(project.server) as browser:
+        page = browser.get(f"/chains/{chain_id}", params={"project": name})
+    assert page.status_code == 200, page.text[:300]
+    return page.text
+
+
+def test_context_spans_shown_between_calls_and_deleted_with_them(server: Server) -> None:
+    name, project = _project(server)
+    spans = _spans(AGENT, {"_name": "llm", **LEGACY}, TOOL, HTTP)
+    answer = _answer(_post(project, _body(spans)))
+    assert (
+        "3 of 4 spans are not model calls: kept as context" in answer.partial_success.error_message
+    )
+    (call,) = project.events()
+    page = _chain_page(name, project, call["chain_id"])
+    assert "1 calls and 3 steps between them" in page
+    # In time order: the agent (the root, started first), the call, the tool, the request.
+    texts = ("plan trip", "hi there", "get_weather", "https://example.com/w")
+    order = [page.index(text) for text in texts]
+    assert order == sorted(order), order
+    for kind in ("agent", "tool", "http"):
+        assert f'<span class="badge">{kind}</span>' in page
+
+    deleted = httpx2.delete(
+        project.server.url + "/api/v1/events",
+        params={"chain_id": call["chain_id"]},
+        headers={"authorization": f"Bearer {project.key}"},
+    )
+    assert deleted.json()["deleted"] == 1, deleted.text
+    assert "get_weather" not in _chain_page(name, project, call["chain_id"])
+
+
+def test_context_spans_can_be_dropped(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {"LLMTAP_OTLP_CONTEXT_SPANS": "0"})
+    try:
+        name, project = _project(server)
+        spans = _spans(AGENT, {"_name": "llm", **LEGACY}, TOOL)
+        answer = _answer(_post(project, _body(spans)))
+        message = answer.partial_success.error_message
+        assert message == "2 of 3 spans are not model calls and were not stored"
+        (call,) = project.events()
+        assert "steps between them" not in _chain_page(name, project, call["chain_id"])
+    finally:
+        stop_server(server)
