@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,8 @@ def _fix_ids(obj: Any) -> None:
 def value_of(any_value: AnyValue) -> Any:
     """An ``AnyValue`` as a JSON-ready Python value."""
     kind = any_value.WhichOneof("value")
+    if kind == "string_value":  # most attributes: first
+        return any_value.string_value
     if kind is None:
         return None
     if kind == "array_value":
@@ -125,12 +128,8 @@ def value_of(any_value: AnyValue) -> Any:
     return getattr(any_value, kind)
 
 
-def attributes_of(pairs: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    item: KeyValue
-    for item in pairs:
-        out[item.key] = value_of(item.value)
-    return out
+def attributes_of(pairs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {item.key: value_of(item.value) for item in pairs}
 
 
 def spans_of(message: ExportTraceServiceRequest) -> list[Span]:

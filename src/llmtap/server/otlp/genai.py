@@ -26,16 +26,19 @@ _API = {
 _DETAILS = "gen_ai.client.inference.operation.details"
 # gen_ai.request.* -> the request argument it is in an OpenAI call.
 _PARAMS = {
-    "temperature": "temperature",
-    "max_tokens": "max_tokens",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "frequency_penalty": "frequency_penalty",
-    "presence_penalty": "presence_penalty",
-    "stop_sequences": "stop",
-    "seed": "seed",
-    "choice.count": "n",
-    "encoding_formats": "encoding_format",
+    f"gen_ai.request.{name}": argument
+    for name, argument in {
+        "temperature": "temperature",
+        "max_tokens": "max_tokens",
+        "top_p": "top_p",
+        "top_k": "top_k",
+        "frequency_penalty": "frequency_penalty",
+        "presence_penalty": "presence_penalty",
+        "stop_sequences": "stop",
+        "seed": "seed",
+        "choice.count": "n",
+        "encoding_formats": "encoding_format",
+    }.items()
 }
 _INDEXED = re.compile(r"^(\d+)\.(.+)$")
 _TOOL_CALL = re.compile(r"^tool_calls\.(\d+)\.(.+)$")
@@ -133,7 +136,7 @@ def fill_current(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         inputs = text + inputs
     request: dict[str, Any] = {"model": requested}
     for name, argument in _PARAMS.items():
-        value = attrs.take(f"gen_ai.request.{name}")
+        value = attrs.take(name)
         if value is not None:
             request[argument] = value
     if inputs:
