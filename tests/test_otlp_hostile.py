@@ -131,9 +131,14 @@ def test_openinference_template_session_and_metadata(project: Project) -> None:
     assert event["template_revision"]
     assert event["output_text"] == "⚽"
     attributes = event["attributes"]
-    assert attributes["user.id"] == "u-1" and attributes["team"] == "blue"
+    # The end user is the "user" attribute, as the llmtap SDK's users name it: one filter and
+    # one group-by for calls however sent.
+    assert attributes["user"] == "u-1" and "user.id" not in attributes
+    assert attributes["team"] == "blue"
     assert attributes["llm.prompt_template.version"] == "v3"
-    assert project.events(**{"attributes.user.id": "u-1"})
+    assert project.events(**{"attributes.user": "u-1"})
+    stats = project.server.get("/api/v1/stats", project.key, group_by="attributes.user").json()
+    assert [g["key"] for g in stats["groups"]] == [{"attributes.user": "u-1"}]
 
 
 def test_mixed_batch_good_stored_bad_counted_never_5xx(project: Project) -> None:

@@ -155,9 +155,15 @@ def _error(span: Span, attrs: Attrs) -> dict[str, Any] | None:
 
 
 def finish(event: dict[str, Any], span: Span, attrs: Attrs) -> dict[str, Any]:
-    """``event`` with its ``attributes``: the resource's and the span's left unread."""
+    """``event`` with its ``attributes``: the resource's and the span's left unread. The end
+    user (``user.id``, OpenInference's and the current conventions' name; ``enduser.id``, the
+    older one) is the ``user`` attribute, as the llmtap SDK's users set it, so one filter
+    and one group-by find a user's calls however they were sent."""
     extra = {k: v for k, v in span.resource.items() if not k.startswith(_NOISE)}
     extra.update(attrs.rest)
+    user = extra.pop("user.id", None) or extra.pop("enduser.id", None)
+    if user is not None:
+        extra.setdefault("user", user)
     extra["otel.span_name"] = span.name
     extra["otel.span_id"] = span.span_id
     event["attributes"] = {**extra, **event.get("attributes", {})}
