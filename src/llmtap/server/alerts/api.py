@@ -4,7 +4,7 @@ changes and sends tests). The dashboard's alerts page renders ``alerts_answer``.
 
 | method, path | |
 |---|---|
-| ``GET /api/v1/alerts`` | rules, budgets (each with its state per group) and channels |
+| ``GET /api/v1/alerts`` | rules, budgets (each with its state per group), channels, ``firing`` |
 | ``POST /api/v1/alerts`` | a new rule (409 when its name is taken) |
 | ``GET, PUT, DELETE /api/v1/alerts/{name}`` | one rule with its history; replace; remove |
 | ``POST /api/v1/alerts/{name}/test`` | send a test notification to its channels now |
@@ -126,6 +126,8 @@ def _routes_of(kind: str) -> list[Route]:
     async def listing(request: Request) -> JSONResponse:
         key = await _key(request, "read")
         answer = await run_in_threadpool(alerts_answer, request.app.state.store, key.project_id)
+        if kind == "rule":  # the whole picture: rules, budgets, channels, how many fire
+            return await json_answer(answer)
         return await json_answer({_PLURAL[kind]: answer[_PLURAL[kind]]})
 
     async def create(request: Request) -> JSONResponse:
