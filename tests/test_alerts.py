@@ -395,3 +395,53 @@ def test_send_a_test_reaches_the_channels_now(alerting: Server, hook: Webhook) -
         }
     ]
     _ = uuid
+
+
+def test_the_dashboard_shows_rules_budgets_history_and_a_banner_and_sends_tests(
+    alerting: Server, hook: Webhook
+) -> None:
+    from .test_dashboard_http import csrf_of, login
+
+    name = f"dash-{uuid.uuid4().hex[:6]}"
+    project = Project(alerting.new_key(name), alerting)
+    with login(alerting) as browser:
+        page = browser.get("/alerts", params={"project": name})
+        assert page.status_code == 200 and "No rules yet." in page.text
+        for body in (
+            {"kind": "webhook", "name": "ops", "url": hook.url, "secret": SECRET},
+            {"name": "busy", "measure": "requests", "window": "1h", "threshold": 2},
+            {"kind": "budget", "name": "wallet", "limit_usd": 5},
+        ):
+            made = browser.post(
+                "/alerts/new",
+                data={"csrf_token": csrf_of(page.text), "project": name, "body": json.dumps(body)},
+            )
+            assert made.status_code == 303, made.text
+        bad = browser.post(
+            "/alerts/new",
+            data={"csrf_token": csrf_of(page.text), "project": name, "body": '{"name": "x"}'},
+        )
+        assert bad.status_code == 400 and "measure" in bad.text
+        forged = browser.post("/alerts/new", data={"project": name, "body": "{}"})
+        assert forged.status_code == 403
+        send(project, [event(started_at=ago(minutes=10)) for _ in range(3)])
+        wait_until(lambda: events_of(hook, "busy", "firing"))
+        overview = browser.get("/", params={"project": name})
+        assert "1 alert(s) firing:" in overview.text and "busy" in overview.text
+        page = browser.get("/alerts", params={"project": name})
+        assert 'class="state firing">firing' in page.text and "wallet" in page.text
+        charts = json.loads(page.text.split('id="alert-charts">')[1].split("</script>")[0])
+        assert charts[0]["threshold"] == 2 and sum(charts[0]["v"]) == 3
+        tested = browser.post(
+            f"/alerts/test?project={name}",
+            data={
+                "csrf_token": csrf_of(page.text),
+                "project": name,
+                "kind": "rule",
+                "name": "busy",
+            },
+        )
+        assert tested.status_code == 200 and "Test of busy: ops: sent" in tested.text
+        assert [b["event"] for b in verified(hook)].count("test") == 1
+        as_json = browser.get("/alerts", params={"project": name, "format": "json"}).json()
+        assert {h["event"] for h in as_json["history"]} >= {"firing", "sent"}
