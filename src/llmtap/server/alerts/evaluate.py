@@ -85,13 +85,27 @@ def _key(group: dict[str, Any]) -> str:
     return json.dumps(group, sort_keys=True)
 
 
-def _groups(
-    store: Store, project_id: int, watch: Rule | Budget, start: int, end: int
-) -> dict[str, dict[str, Any]]:
-    """The stats of the window [start, end) (whole minutes: aggregates only), by group key."""
-    f = EventFilter(from_us=start * 1_000_000, to_us=end * 1_000_000, **watch.event_filter())
-    answer = store.stats(project_id, f, [watch.group_by] if watch.group_by else [])
-    return {_key(g["key"]): g for g in answer["groups"]}
+class _Stats:
+    """The stats one cycle reads, each asked of the store once: rules that differ only in
+    their measure, threshold or severity share their windows' answers."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._answers: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+
+    def groups(
+        self, project_id: int, watch: Rule | Budget, start: int, end: int
+    ) -> dict[str, dict[str, Any]]:
+        """The stats of [start, end) (whole minutes: aggregates only), by group key."""
+        key = (project_id, _key(watch.filters), watch.group_by, start, end)
+        found = self._answers.get(key)
+        if found is None:
+            f = EventFilter(
+                from_us=start * 1_000_000, to_us=end * 1_000_000, **watch.event_filter()
+            )
+            answer = self.store.stats(project_id, f, [watch.group_by] if watch.group_by else [])
+            found = self._answers[key] = {_key(g["key"]): g for g in answer["groups"]}
+        return found
 
 
 class Evaluator:
@@ -151,24 +165,25 @@ class Evaluator:
         for item in items:
             if item["kind"] == "channel":
                 channels.setdefault(item["project_id"], []).append(item["body"])
-        previous = {
-            (s["project_id"], s["kind"], s["name"], _key(s["group"])): s
-            for s in self.store.alert_states()
-        }
+        previous: dict[tuple[Any, ...], Any] = {}
+        for s in self.store.alert_states():
+            # By rule, then group: a rule's known groups are found without a scan of all.
+            previous.setdefault((s["project_id"], s["kind"], s["name"]), {})[_key(s["group"])] = s
         states: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         notes: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         evaluated = 0
+        stats = _Stats(self.store)
         for item in items:
             if item["kind"] == "channel" or not item["body"].get("enabled", True):
                 continue
             try:
                 if item["kind"] == "rule":
                     watch: Rule | Budget = Rule.model_validate(item["body"])
-                    changes = self._rule(item, watch, now, previous)  # type: ignore[arg-type]
+                    changes = self._rule(item, watch, now, previous, stats)  # type: ignore[arg-type]
                 else:
                     watch = Budget.model_validate(item["body"])
-                    changes = self._budget(item, watch, now, previous)  # type: ignore[arg-type]
+                    changes = self._budget(item, watch, now, previous, stats)  # type: ignore[arg-type]
             except Exception:  # one broken rule must not stop the others
                 log.exception("alert %r of project %s failed", item["name"], item["project"])
                 continue
@@ -193,17 +208,23 @@ class Evaluator:
     # -- rules -----------------------------------------------------------------------------
 
     def _rule(
-        self, item: dict[str, Any], rule: Rule, now: int, previous: dict[tuple[Any, ...], Any]
+        self,
+        item: dict[str, Any],
+        rule: Rule,
+        now: int,
+        previous: dict[tuple[Any, ...], Any],
+        stats: _Stats,
     ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
         end = now - now % 60
         start = end - rule.window
-        current = _groups(self.store, item["project_id"], rule, start, end)
+        current = stats.groups(item["project_id"], rule, start, end)
         base: dict[str, dict[str, Any]] = {}
         if rule.compare is not None:
             shift = rule.window if rule.compare == "previous_window" else _WEEK
-            base = _groups(self.store, item["project_id"], rule, start - shift, end - shift)
+            base = stats.groups(item["project_id"], rule, start - shift, end - shift)
         ident = (item["project_id"], "rule", item["name"])
-        keys = set(current) | {k[3] for k in previous if k[:3] == ident}
+        known = previous.get(ident, {})
+        keys = set(current) | set(known)
         if not rule.group_by:
             keys.add(_key({}))  # an ungrouped rule has its one state, events or not
         out = []
@@ -223,7 +244,7 @@ class Evaluator:
                 and events >= rule.min_events
                 and (value > rule.threshold if rule.op == "above" else value < rule.threshold)
             )
-            old = previous.get((*ident, key))
+            old = known.get(key)
             state, since = (old["state"], old["since_us"] // 1_000_000) if old else ("ok", now)
             new_state = state
             held = now - since >= rule.cooldown
@@ -272,13 +293,19 @@ class Evaluator:
     # -- budgets ---------------------------------------------------------------------------
 
     def _budget(
-        self, item: dict[str, Any], budget: Budget, now: int, previous: dict[tuple[Any, ...], Any]
+        self,
+        item: dict[str, Any],
+        budget: Budget,
+        now: int,
+        previous: dict[tuple[Any, ...], Any],
+        stats: _Stats,
     ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
         name, start, period_end = period_of(budget.period, now)
         end = now - now % 60
-        current = _groups(self.store, item["project_id"], budget, start, end) if end > start else {}
+        current = stats.groups(item["project_id"], budget, start, end) if end > start else {}
         ident = (item["project_id"], "budget", item["name"])
-        keys = set(current) | {k[3] for k in previous if k[:3] == ident}
+        known = previous.get(ident, {})
+        keys = set(current) | set(known)
         if not budget.group_by:
             keys.add(_key({}))
         out = []
@@ -287,7 +314,7 @@ class Evaluator:
             spent = (group or {}).get("cost_usd") or 0.0
             elapsed = max(end - start, 60)
             forecast = spent * (period_end - start) / elapsed
-            old = previous.get((*ident, key))
+            old = known.get(key)
             extra = old["extra"] if old else {}
             notified = list(extra.get("notified", [])) if extra.get("period") == name else []
             state = old["state"] if old else "ok"
