@@ -222,14 +222,8 @@ class Evaluator:
         if rule.compare is not None:
             shift = rule.window if rule.compare == "previous_window" else _WEEK
             base = stats.groups(item["project_id"], rule, start - shift, end - shift)
-        ident = (item["project_id"], "rule", item["name"])
-        known = previous.get(ident, {})
-        keys = set(current) | set(known)
-        if not rule.group_by:
-            keys.add(_key({}))  # an ungrouped rule has its one state, events or not
         out = []
-        for key in sorted(keys):
-            group = current.get(key)
+        for key, group, old in _each_group(item, rule, previous, current):
             events = group["count"] if group else 0
             value = measure_of(rule.measure, group) if group else None
             if value is None and group is None and rule.measure in _ADDITIVE:
@@ -244,7 +238,6 @@ class Evaluator:
                 and events >= rule.min_events
                 and (value > rule.threshold if rule.op == "above" else value < rule.threshold)
             )
-            old = known.get(key)
             state, since = (old["state"], old["since_us"] // 1_000_000) if old else ("ok", now)
             new_state = state
             held = now - since >= rule.cooldown
@@ -252,41 +245,17 @@ class Evaluator:
                 new_state = "firing"
             elif not breach and state == "firing" and held:
                 new_state = "resolved"
-            if new_state != state:
-                since = now
-            record = {
-                "project_id": item["project_id"],
-                "kind": "rule",
-                "name": item["name"],
-                "group": json.loads(key),
-                "state": new_state,
-                "value": value,
-                "threshold": rule.threshold,
-                "events": events,
-                "since_us": since * 1_000_000,
-                "evaluated_us": now * 1_000_000,
-                "extra": {"window": [start, end]},
-            }
+            change = _Change(item, rule, key, now, start, end, value, rule.threshold, events)
+            record = change.record(new_state, since if new_state == state else now, {})
             note = None
             if new_state != state:
-                note = {
-                    "project_id": item["project_id"],
-                    "project": item["project"],
-                    "kind": "rule",
-                    "name": item["name"],
-                    "event": new_state,
-                    "severity": rule.severity,
-                    "measure": rule.measure,
-                    "op": rule.op,
-                    "compare": rule.compare,
-                    "group": record["group"],
-                    "value": value,
-                    "threshold": rule.threshold,
-                    "events": events,
-                    "window": {"from": _iso(start), "to": _iso(end), "seconds": rule.window},
-                    "link": dashboard_link(item["project"], rule, record["group"], start, end),
-                    "at": _iso(now),
-                }
+                note = change.note(
+                    new_state,
+                    severity=rule.severity,
+                    measure=rule.measure,
+                    op=rule.op,
+                    compare=rule.compare,
+                )
             out.append((record, note))
         return out
 
@@ -303,18 +272,10 @@ class Evaluator:
         name, start, period_end = period_of(budget.period, now)
         end = now - now % 60
         current = stats.groups(item["project_id"], budget, start, end) if end > start else {}
-        ident = (item["project_id"], "budget", item["name"])
-        known = previous.get(ident, {})
-        keys = set(current) | set(known)
-        if not budget.group_by:
-            keys.add(_key({}))
         out = []
-        for key in sorted(keys):
-            group = current.get(key)
+        for key, group, old in _each_group(item, budget, previous, current):
             spent = (group or {}).get("cost_usd") or 0.0
-            elapsed = max(end - start, 60)
-            forecast = spent * (period_end - start) / elapsed
-            old = known.get(key)
+            forecast = spent * (period_end - start) / max(end - start, 60)
             extra = old["extra"] if old else {}
             notified = list(extra.get("notified", [])) if extra.get("period") == name else []
             state = old["state"] if old else "ok"
@@ -327,42 +288,89 @@ class Evaluator:
                 notified = sorted({*notified, *fresh})
             elif state == "firing" and not crossed:  # a new period (or a lowered spend)
                 event, state, since = "resolved", "resolved", now
-            record = {
-                "project_id": item["project_id"],
-                "kind": "budget",
-                "name": item["name"],
-                "group": json.loads(key),
-                "state": state,
-                "value": spent,
-                "threshold": budget.limit_usd,
-                "events": (group or {}).get("count", 0),
-                "since_us": since * 1_000_000,
-                "evaluated_us": now * 1_000_000,
-                "extra": {"period": name, "notified": notified, "forecast": forecast},
-            }
+            events = (group or {}).get("count", 0)
+            change = _Change(item, budget, key, now, start, end, spent, budget.limit_usd, events)
+            extra = {"period": name, "notified": notified, "forecast": forecast}
             note = None
             if event is not None:
-                note = {
-                    "project_id": item["project_id"],
-                    "project": item["project"],
-                    "kind": "budget",
-                    "name": item["name"],
-                    "event": event,
-                    "severity": "warning",
-                    "group": record["group"],
-                    "value": spent,
-                    "threshold": budget.limit_usd,
-                    "fraction": max(fresh) if fresh else None,
-                    "forecast": forecast,
-                    "period": budget.period,
-                    "period_name": name,
-                    "events": record["events"],
-                    "window": {"from": _iso(start), "to": _iso(end), "seconds": end - start},
-                    "link": dashboard_link(item["project"], budget, record["group"], start, end),
-                    "at": _iso(now),
-                }
-            out.append((record, note))
+                note = change.note(
+                    event,
+                    severity="warning",
+                    fraction=max(fresh) if fresh else None,
+                    forecast=forecast,
+                    period=budget.period,
+                    period_name=name,
+                )
+            out.append((change.record(state, since, extra), note))
         return out
+
+
+def _each_group(
+    item: dict[str, Any],
+    watch: Rule | Budget,
+    previous: dict[tuple[Any, ...], Any],
+    current: dict[str, dict[str, Any]],
+) -> list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]]:
+    """(key, this window's stats, last state) of each group seen now or before; an
+    ungrouped watch has its one group, events or not."""
+    known = previous.get((item["project_id"], item["kind"], item["name"]), {})
+    keys = set(current) | set(known)
+    if not watch.group_by:
+        keys.add(_key({}))
+    return [(key, current.get(key), known.get(key)) for key in sorted(keys)]
+
+
+class _Change:
+    """One group's outcome in a cycle: its state record, and its notification."""
+
+    def __init__(
+        self,
+        item: dict[str, Any],
+        watch: Rule | Budget,
+        key: str,
+        now: int,
+        start: int,
+        end: int,
+        value: float | None,
+        threshold: float,
+        events: int,
+    ) -> None:
+        self.item, self.watch, self.group = item, watch, json.loads(key)
+        self.now, self.start, self.end = now, start, end
+        self.value, self.threshold, self.events = value, threshold, events
+
+    def record(self, state: str, since: int, extra: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "project_id": self.item["project_id"],
+            "kind": self.item["kind"],
+            "name": self.item["name"],
+            "group": self.group,
+            "state": state,
+            "value": self.value,
+            "threshold": self.threshold,
+            "events": self.events,
+            "since_us": since * 1_000_000,
+            "evaluated_us": self.now * 1_000_000,
+            "extra": extra or {"window": [self.start, self.end]},
+        }
+
+    def note(self, event: str, **more: Any) -> dict[str, Any]:
+        item, start, end = self.item, self.start, self.end
+        return {
+            "project_id": item["project_id"],
+            "project": item["project"],
+            "kind": item["kind"],
+            "name": item["name"],
+            "event": event,
+            "group": self.group,
+            "value": self.value,
+            "threshold": self.threshold,
+            "events": self.events,
+            "window": {"from": _iso(start), "to": _iso(end), "seconds": end - start},
+            "link": dashboard_link(item["project"], self.watch, self.group, start, end),
+            "at": _iso(self.now),
+            **more,
+        }
 
 
 def chosen(channels: list[dict[str, Any]], watch: Rule | Budget) -> list[dict[str, Any]]:
