@@ -451,3 +451,36 @@ def test_the_dashboard_shows_rules_budgets_history_and_a_banner_and_sends_tests(
         assert [b["event"] for b in verified(hook)].count("test") == 1
         as_json = browser.get("/alerts", params={"project": name, "format": "json"}).json()
         assert {h["event"] for h in as_json["history"]} >= {"firing", "sent"}
+
+
+def test_the_alerts_page_in_chromium(alerting: Server, hook: Webhook) -> None:
+    """Charts drawn (uPlot, under the page's CSP), a test sent from the button, a banner."""
+    from .browser import chromium, log_in
+    from .conftest import ADMIN_TOKEN
+
+    name = f"chromium-{uuid.uuid4().hex[:6]}"
+    project = Project(alerting.new_key(name), alerting)
+    create(project, "/api/v1/alert-channels", {"kind": "webhook", "name": "ops", "url": hook.url})
+    create(
+        project,
+        "/api/v1/alerts",
+        {"name": "busy", "measure": "requests", "window": "1h", "threshold": 1},
+    )
+    send(project, [event(started_at=ago(minutes=m)) for m in (3, 5, 9)])
+    wait_until(lambda: events_of(hook, "busy", "firing"))
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        log_in(page, alerting.url, ADMIN_TOKEN, f"/?project={name}")
+        assert "busy" in page.locator(".banner").inner_text()
+        page.click(".banner a")
+        page.wait_for_url("**/alerts?**")
+        page.wait_for_selector(".alert-chart canvas")
+        assert page.locator(".alert-chart canvas").count() >= 1
+        assert page.locator("td .state.firing").first.inner_text() == "firing"
+        page.click("form.inline button:has-text('Send a test')")
+        page.wait_for_selector(".notice")
+        assert "Test of busy: ops: sent" in page.locator(".notice").inner_text()
+        assert [b["event"] for b in hook.bodies()].count("test") == 1
+        assert not errors, errors
