@@ -178,12 +178,13 @@ class Evaluator:
             if item["kind"] == "channel" or not item["body"].get("enabled", True):
                 continue
             try:
+                watch: Rule | Budget
                 if item["kind"] == "rule":
-                    watch: Rule | Budget = Rule.model_validate(item["body"])
-                    changes = self._rule(item, watch, now, previous, stats)  # type: ignore[arg-type]
+                    watch = rule = Rule.model_validate(item["body"])
+                    changes = self._rule(item, rule, now, previous, stats)
                 else:
-                    watch = Budget.model_validate(item["body"])
-                    changes = self._budget(item, watch, now, previous, stats)  # type: ignore[arg-type]
+                    watch = budget = Budget.model_validate(item["body"])
+                    changes = self._budget(item, budget, now, previous, stats)
             except Exception:  # one broken rule must not stop the others
                 log.exception("alert %r of project %s failed", item["name"], item["project"])
                 continue
