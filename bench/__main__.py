@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import dashboard, faults, ingest, otlp, overhead, pii, query, sdk_memory, streaming
+from . import alerts, dashboard, faults, ingest, otlp, overhead, pii, query, sdk_memory, streaming
 from ._harness import Figure, summary_table
 
 BENCHMARKS = {
@@ -23,6 +23,7 @@ BENCHMARKS = {
     "pii": pii,
     "query": query,
     "dashboard": dashboard,
+    "alerts": alerts,
 }
 
 

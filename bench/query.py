@@ -28,7 +28,7 @@ import httpx2
 
 from llmtap.server.auth import create_key
 from llmtap.server.prices import cost
-from llmtap.store import event_row, open_store
+from llmtap.store import Store, event_row, open_store
 from llmtap.wire import Event, template_revision
 
 from ._harness import Figure, _wait, figure, free_port
@@ -60,10 +60,12 @@ def _cost(model: str, month: int, input_tokens: int, output_tokens: int) -> floa
     )
 
 
-def generate(path: Path, n: int) -> float:
-    """Fill a store at ``path`` with ``n`` events; seconds it took."""
+def generate(path: Path, n: int, store: Store | None = None) -> float:
+    """Fill a store at ``path`` (or ``store``, left open) with ``n`` events; seconds it
+    took."""
     rng = random.Random(1)
-    store = open_store(str(path))
+    mine = store is None
+    store = open_store(str(path)) if store is None else store
     project_id = store.ensure_project("bench")
     started = time.perf_counter()
     batch: list[tuple[Any, ...]] = []
@@ -117,7 +119,8 @@ def generate(path: Path, n: int) -> float:
             store.insert_events(batch)
             batch.clear()
     store.insert_events(batch)
-    store.close()
+    if mine:
+        store.close()
     return time.perf_counter() - started
 
 

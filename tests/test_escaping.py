@@ -243,6 +243,7 @@ def _seed(server: Server, provider: FakeProvider) -> Seeded:
             other = Project(server.new_key(name), server)
             assert post_events(other, [event(model=payload("model", kind))]).status_code == 200
     _invite(server, seed)
+    _alerts(Project(server.new_key(main), server), seed)
     return seed
 
 
@@ -267,6 +268,41 @@ def _context_span(seed: Seeded, kind: str, project: Project) -> None:
     body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
     sent = project.server.post("/v1/traces", project.key, json=body)
     assert sent.status_code == 200 and "kept as context" in sent.text, sent.text
+
+
+def _alerts(project: Project, seed: Seeded) -> None:
+    """Alert rules, budgets and channels of the main project, every text of them hostile."""
+    for kind in KINDS:
+        items = [
+            (
+                "/api/v1/alerts",
+                {
+                    "name": seed.tagged("rule_name", kind),
+                    "description": seed.tagged("rule_description", kind),
+                    "measure": "requests",
+                    "window": 3600,
+                    "threshold": 0,
+                    "filters": {"attributes.team": seed.tagged("rule_filter", kind)},
+                },
+            ),
+            (
+                "/api/v1/budgets",
+                {"name": seed.tagged("budget_name", kind), "limit_usd": 1, "group_by": "model"},
+            ),
+            (
+                "/api/v1/alert-channels",
+                {
+                    "kind": "email",
+                    "name": seed.tagged("channel_name", kind),
+                    "host": "smtp.example.com",
+                    "sender": "llmtap@example.com",
+                    "to": ["oncall@example.com"],
+                },
+            ),
+        ]
+        for path, body in items:
+            made = project.server.post(path, project.key, json=body)
+            assert made.status_code == 201, made.text
 
 
 def _invite(server: Server, seed: Seeded) -> None:

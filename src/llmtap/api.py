@@ -319,3 +319,44 @@ class Api:
         ``{"ok": true, "deleted": N}``."""
         params = _params({**filters, "all": all or None})
         return self._answer(self._http.delete("/api/v1/events", params=params))  # type: ignore[no-any-return]
+
+    # -- alerts and budgets ------------------------------------------------------------------
+
+    _ALERT_PATHS = {"rule": "/api/v1/alerts", "budget": "/api/v1/budgets"}
+
+    def _alert_path(self, kind: str) -> str:
+        return self._ALERT_PATHS.get(kind, "/api/v1/alert-channels")
+
+    def alerts(self) -> dict[str, Any]:
+        """Rules and budgets with their state per group, the channels (secrets masked), and
+        ``firing``: how many fire."""
+        return self._get("/api/v1/alerts")  # type: ignore[no-any-return]
+
+    def create_alert(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """A new rule, budget (``"kind": "budget"``) or channel (``"kind": "webhook"`` or
+        ``"email"``); ``ApiError`` 400 naming a bad field, 409 when the name is taken."""
+        path = self._alert_path(str(item.get("kind", "rule")))
+        return self._answer(self._http.post(path, json=dict(item)))  # type: ignore[no-any-return]
+
+    def delete_alert(self, name: str, kind: str = "rule") -> dict[str, Any]:
+        from urllib.parse import quote
+
+        path = f"{self._alert_path(kind)}/{quote(name, safe='')}"
+        return self._answer(self._http.delete(path))  # type: ignore[no-any-return]
+
+    def test_alert(self, name: str, kind: str = "rule") -> dict[str, Any]:
+        """Send a test notification of a rule or budget to its channels now: each outcome."""
+        from urllib.parse import quote
+
+        path = f"{self._alert_path(kind)}/{quote(name, safe='')}/test"
+        return self._answer(self._http.post(path))  # type: ignore[no-any-return]
+
+    def export_alerts(self) -> dict[str, Any]:
+        """Rules and budgets as one document ``{"rules": [...], "budgets": [...]}``."""
+        return self._get("/api/v1/alerts/export")  # type: ignore[no-any-return]
+
+    def import_alerts(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Store the rules and budgets of an exported document (replacing those of the same
+        names); nothing is stored when one is invalid."""
+        answer = self._http.post("/api/v1/alerts/import", json=dict(document))
+        return self._answer(answer)  # type: ignore[no-any-return]

@@ -256,6 +256,45 @@ _TABLE = [
         int,
         "server",
     ),
+    # -- server: alerts and budgets ----------------------------------------------------------
+    Setting(
+        "alert_interval",
+        60.0,
+        "Seconds between evaluations of the alert rules and budgets (one server process"
+        " evaluates at a time); 0: this server does not evaluate.",
+        float,
+        "server",
+    ),
+    Setting(
+        "alert_allow_networks",
+        "",
+        "Networks a webhook may reach besides public addresses, comma-separated (e.g."
+        " 10.0.0.0/8,127.0.0.0/8), or * for any; loopback and private hosts are refused"
+        " otherwise.",
+        str,
+        "server",
+    ),
+    Setting(
+        "alert_timeout",
+        10.0,
+        "Seconds one webhook or SMTP delivery attempt may take.",
+        float,
+        "server",
+    ),
+    Setting(
+        "alert_retry_delay",
+        5.0,
+        "Seconds before a failed notification is tried again (doubling, 4 attempts).",
+        float,
+        "server",
+    ),
+    Setting(
+        "public_url",
+        None,
+        "The dashboard's address, for links in notifications; default: http://HOST:PORT.",
+        str,
+        "server",
+    ),
     Setting(
         "max_form_bytes",
         16 * 1024,

@@ -3,9 +3,12 @@ the dashboard everywhere else."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -14,6 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._version import __version__
 from ..settings import resolve
 from ..store import Store
+from .alerts.api import alert_routes
+from .alerts.evaluate import Evaluator
+from .alerts.notify import Notifier
 from .auth import KeyCache
 from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
 from .delete import delete_event, delete_events
@@ -105,13 +111,28 @@ def create_app(
     max_form_bytes: int | None = None,
     redact_fields: dict[str, Any] | None = None,
     admin_token: str | None = None,
+    alert_interval: float | None = None,
 ) -> Starlette:
     """The server over ``store``. ``admin_token`` (else ``LLMTAP_ADMIN_TOKEN``) guards the
     dashboard; with neither and none stored, one is made: call ``ensure_admin_token`` first
     to learn it."""
     ensure_admin_token(store, resolve("admin_token", admin_token))
     errors = Errors(error_page)
+    notifier = Notifier(store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The alert evaluator: a thread of its own (it reads stats, it never runs on the
+        # event loop); it evaluates only while this process holds the database's lease.
+        evaluator = Evaluator(store, alert_interval, notifier)
+        evaluator.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(evaluator.close)
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/healthz", healthz),
             Route("/api/v1/events", receive_events, methods=["POST"]),
@@ -129,6 +150,7 @@ def create_app(
             Route("/api/v1/prices", list_prices, methods=["GET"]),
             Route("/api/v1/prices", set_price, methods=["POST"]),
             Route("/api/v1/prices", delete_price, methods=["DELETE"]),
+            *alert_routes(),
             *dashboard_routes(),
         ],
         exception_handlers=errors.handlers,
@@ -145,6 +167,7 @@ def create_app(
     app.state.max_field_bytes = resolve("max_field_bytes", max_field_bytes)
     app.state.redaction = Redaction(resolve("redact_fields", redact_fields))
     app.state.otlp_context = resolve("otlp_context_spans", None)
+    app.state.notifier = notifier
     return app
 
 

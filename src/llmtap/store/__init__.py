@@ -280,6 +280,45 @@ class Store(Protocol):
         """Delete the events ``f`` selects (only ids in ``ids``, when given) with their
         feedback and their share of stats and indexes; how many went."""
 
+    # -- alerts and budgets (``kind``: rule, budget or channel) -----------------------------
+
+    def alert_items(self, project_id: int, kind: str) -> list[dict[str, Any]]:
+        """The project's items of ``kind`` by name: ``{"name", "body", "created_at",
+        "updated_at"}``, ``body`` the JSON document as stored."""
+
+    def every_alert_item(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
+        """Every project's items of ``kinds``: ``{"project_id", "project", "kind", "name",
+        "body"}``."""
+
+    def put_alert_item(
+        self, project_id: int, kind: str, name: str, body: dict[str, Any], create: bool = False
+    ) -> bool:
+        """Store an item; ``create``: only when the name is free (False when taken), else
+        replace the one of that name (its state is kept)."""
+
+    def delete_alert_item(self, project_id: int, kind: str, name: str) -> bool:
+        """Remove an item with its states and history; False when there is none."""
+
+    def alert_states(self, project_id: int | None = None) -> list[dict[str, Any]]:
+        """Each rule's and budget's state per group (of one project, or of all)."""
+
+    def record_alerts(
+        self, states: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Save states and add history entries (each with its ``project_id``), at once."""
+
+    def alert_history(
+        self, project_id: int, kind: str | None = None, name: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """History entries (state changes, notification attempts), newest first."""
+
+    def take_lease(self, name: str, holder: str, now_us: int, ttl_us: int) -> bool:
+        """Hold the lease ``name`` until ``now_us + ttl_us``; False while another holder's
+        has not expired."""
+
+    def drop_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` has it."""
+
 
 def open_store(db: str) -> Store:
     """The store at ``db``: a SQLite file path (created if missing), migrated to the newest

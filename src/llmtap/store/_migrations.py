@@ -307,6 +307,58 @@ SQLITE_MIGRATIONS: list[Step] = [
             " (project_id, trace_id, started_us)",
         ),
     ),
+    (
+        "m011_alerts",
+        (
+            # Rules, budgets and notification channels: one JSON document each, by name.
+            """CREATE TABLE alert_items (
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                kind TEXT NOT NULL CHECK (kind IN ('rule', 'budget', 'channel')),
+                name TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_us INTEGER NOT NULL,
+                updated_us INTEGER NOT NULL,
+                PRIMARY KEY (project_id, kind, name)
+            )""",
+            # One row per rule (or budget) and group (its key as JSON, '{}' without a
+            # group-by): ok, firing or resolved, since when, the last value.
+            """CREATE TABLE alert_states (
+                project_id INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                group_key TEXT NOT NULL,
+                state TEXT NOT NULL,
+                value REAL,
+                threshold REAL,
+                events INTEGER,
+                since_us INTEGER NOT NULL,
+                evaluated_us INTEGER NOT NULL,
+                extra TEXT NOT NULL,
+                PRIMARY KEY (project_id, kind, name, group_key)
+            )""",
+            # State changes and every notification attempt, per rule.
+            """CREATE TABLE alert_history (
+                id INTEGER PRIMARY KEY,
+                project_id INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                group_key TEXT NOT NULL,
+                at_us INTEGER NOT NULL,
+                event TEXT NOT NULL,
+                detail TEXT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX alert_history_by_rule"
+            " ON alert_history (project_id, kind, name, at_us, id)",
+            # Who evaluates (one process at a time) and until when (project 0: all).
+            """CREATE TABLE alert_lease (
+                project_id INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                holder TEXT NOT NULL,
+                expires_us INTEGER NOT NULL,
+                PRIMARY KEY (project_id, name)
+            )""",
+        ),
+    ),
 ]
 
 

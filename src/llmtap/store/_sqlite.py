@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _admin, _context, _delete, _derive, _hist, _queries, _users
+from . import _admin, _alerts, _context, _delete, _derive, _hist, _queries, _users
 from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS
@@ -186,6 +186,16 @@ class SQLiteStore:
     forget_orphan_context = _context.forget_orphan_context
     # -- delete ---------------------------------------------------------------------------
     delete_events = _delete.delete_events
+    # -- alerts and budgets ----------------------------------------------------------------
+    alert_items = _alerts.alert_items
+    every_alert_item = _alerts.every_alert_item
+    put_alert_item = _alerts.put_alert_item
+    delete_alert_item = _alerts.delete_alert_item
+    alert_states = _alerts.alert_states
+    record_alerts = _alerts.record_alerts
+    alert_history = _alerts.alert_history
+    take_lease = _alerts.take_lease
+    drop_lease = _alerts.drop_lease
 
     def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:
         """``derive_delay``: at most how long committed events wait to be derived when no

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from ...store import EventFilter
 from ..errors import ApiError
+from .alerts import firing
 from .pages import Context
 from .render import render_page
 
@@ -100,7 +101,9 @@ async def overview_page(request: Request) -> Response:
         for field, answer in zip(BREAKDOWNS, by_field, strict=True)
     }
     totals = total["groups"][0] if total["groups"] else None
+    alerting = await run_in_threadpool(firing, ctx.store, project["id"])
     data = {
+        "firing": alerting,
         "project": project["name"],
         "range": range_name,
         "bucket": bucket,

@@ -1,0 +1,252 @@
+"""Notifications: what an alert says, and its delivery to webhooks (a generic JSON body or
+Slack's, signed when the channel has a secret) and to e-mail over SMTP (STARTTLS, login).
+
+Delivery runs on a pool of threads of its own, never on the evaluator's: a webhook that hangs
+costs its own thread ``alert_timeout`` seconds per attempt, and the next evaluation runs on
+time. Each delivery is tried up to ``ATTEMPTS`` times, waiting ``alert_retry_delay`` seconds,
+then twice that, and so on, each wait spread by a random part (as logfire's exporter does), so
+receivers that come back are not hit by every server at once. Every attempt, good or bad, is
+kept in the rule's history.
+
+The webhook's signature: ``X-Llmtap-Signature: sha256=<hex>``, the HMAC-SHA256 of the body's
+bytes with the channel's secret as the key (verify it before trusting the body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import random
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+
+from ...settings import resolve
+from ...store import Store
+
+__all__ = [
+    "ATTEMPTS",
+    "Notifier",
+    "check_webhook_host",
+    "deliver",
+    "signature",
+    "summary",
+]
+
+log = logging.getLogger("llmtap.alerts")
+ATTEMPTS = 4
+SIGNATURE_HEADER = "X-Llmtap-Signature"
+_EMOJI = {"firing": "🔴", "resolved": "✅", "budget": "💰", "test": "🧪"}
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The value of ``X-Llmtap-Signature`` for ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+    """The networks ``alert_allow_networks`` adds to public addresses; None: any address."""
+    raw = str(resolve("alert_allow_networks") or "")
+    if raw.strip() == "*":
+        return None
+    return [
+        ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip()
+    ]
+
+
+def check_webhook_host(url: str) -> None:
+    """Refuse (ValueError, saying why) a webhook URL whose host is, or resolves to, an
+    address that is not public (loopback, private, link-local: this server's own pages, a
+    cloud's metadata service) unless ``alert_allow_networks`` lets it."""
+    allowed = _allowed_networks()
+    if allowed is None:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"the webhook's host {host!r} does not resolve: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if address.is_global or any(address in net for net in allowed):
+            continue
+        raise ValueError(
+            f"the webhook's host {host!r} is {address}, not a public address: allow its network"
+            " with LLMTAP_ALERT_ALLOW_NETWORKS (for example 127.0.0.0/8) to reach it"
+        )
+
+
+def summary(note: dict[str, Any]) -> str:
+    """One line a person reads: what happened, the value against the threshold, the window."""
+    group = ", ".join(f"{k}={v}" for k, v in (note.get("group") or {}).items())
+    where = f" [{group}]" if group else ""
+    head = f"{_EMOJI.get(note['event'], '')} {note['event'].upper()}: {note['name']}{where}"
+    if note["kind"] == "budget":
+        return (
+            f"{head}: ${note['value']:.2f} spent of ${note['threshold']:.2f} this {note['period']}"
+            f" ({100 * note['value'] / note['threshold']:.0f}%), forecast"
+            f" ${note['forecast']:.2f} at the period's end"
+        )
+    unit = "% change of " if note.get("compare") else ""
+    value = "no value" if note["value"] is None else f"{note['value']:.4g}"
+    return (
+        f"{head}: {unit}{note['measure']} {value} {note['op']} threshold {note['threshold']:.4g}"
+        f" over {note['window']['from']} to {note['window']['to']} ({note['events']} events)"
+    )
+
+
+def _public(note: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in note.items() if k != "project_id"}  # an internal id
+
+
+def _webhook(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> str:
+    if channel.get("format") == "slack":
+        text = f"{summary(note)}\n<{note['link']}|the events behind it>"
+        payload: dict[str, Any] = {"text": text}
+    else:
+        payload = {**_public(note), "text": summary(note)}
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    headers = {"content-type": "application/json", "user-agent": "llmtap-alerts"}
+    if channel.get("secret"):
+        headers[SIGNATURE_HEADER] = signature(channel["secret"], body)
+    check_webhook_host(channel["url"])
+    # No redirects: a public URL must not bounce the request to a refused address.
+    response = httpx2.post(
+        channel["url"], content=body, headers=headers, timeout=timeout, follow_redirects=False
+    )
+    if response.status_code >= 300:
+        raise RuntimeError(f"the webhook answered {response.status_code}")
+    return f"the webhook answered {response.status_code}"
+
+
+def _email(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> str:
+    message = EmailMessage()
+    message["Subject"] = summary(note)[:200]
+    message["From"] = channel["sender"]
+    message["To"] = ", ".join(channel["to"])
+    lines = [summary(note), "", f"The events behind it: {note['link']}", ""]
+    lines += [f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in _public(note).items()]
+    message.set_content("\n".join(lines))
+    with smtplib.SMTP(channel["host"], channel["port"], timeout=timeout) as smtp:
+        smtp.ehlo()
+        if channel.get("starttls", True):
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if channel.get("username"):
+            smtp.login(channel["username"], channel.get("password") or "")
+        refused = smtp.send_message(message)
+    if refused:
+        raise RuntimeError(f"the SMTP server refused {', '.join(refused)}")
+    return f"mail accepted for {', '.join(channel['to'])}"
+
+
+def deliver(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> str:
+    """Send ``note`` through ``channel`` once; what the receiver said, or an exception."""
+    if channel["kind"] == "webhook":
+        return _webhook(channel, note, timeout)
+    return _email(channel, note, timeout)
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, httpx2.TimeoutException):
+        return "timed out"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        said = exc.smtp_error
+        text = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+        return f"the SMTP server answered {exc.smtp_code}: {text}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Notifier:
+    """Delivers notifications on threads of its own, with retries, recording each attempt
+    through ``record`` (a history entry); ``sleep`` waits between attempts and returns True
+    when the notifier is closing (so shutdown does not wait out a backoff)."""
+
+    def __init__(
+        self,
+        store: Store,
+        timeout: float | None = None,
+        retry_delay: float | None = None,
+        threads: int = 4,
+    ) -> None:
+        self._store = store
+        self.timeout = float(resolve("alert_timeout", timeout))
+        self.retry_delay = float(resolve("alert_retry_delay", retry_delay))
+        self._closing = threading.Event()
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="llmtap-notify")
+
+    def send(self, note: dict[str, Any], channels: list[dict[str, Any]]) -> None:
+        """Deliver ``note`` to each channel, in the background."""
+        for channel in channels:
+            if not self._closing.is_set():
+                self._pool.submit(self._attempts, note, channel)
+
+    def send_now(
+        self, note: dict[str, Any], channels: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Deliver ``note`` once to each channel, now (a test notification); each outcome."""
+        return [self._attempt(note, channel, 1) for channel in channels]
+
+    def close(self) -> None:
+        self._closing.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _attempts(self, note: dict[str, Any], channel: dict[str, Any]) -> None:
+        delay = self.retry_delay
+        for attempt in range(1, ATTEMPTS + 1):
+            if self._attempt(note, channel, attempt)["ok"] or attempt == ATTEMPTS:
+                return
+            if self._closing.wait(delay * (1 + random.random())):
+                return
+            delay *= 2
+
+    def _attempt(
+        self, note: dict[str, Any], channel: dict[str, Any], attempt: int
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            said, ok = deliver(channel, note, self.timeout), True
+        except Exception as exc:  # a receiver's failure is recorded, never raised
+            said, ok = _failure(exc), False
+        outcome = {
+            "channel": channel["name"],
+            "ok": ok,
+            "attempt": attempt,
+            "of": ATTEMPTS if note["event"] != "test" else 1,
+            "said": said[:500],
+            "seconds": round(time.monotonic() - started, 3),
+            "notification": note["event"],
+        }
+        try:
+            self._store.record_alerts(
+                [],
+                [
+                    {
+                        "project_id": note["project_id"],
+                        "kind": note["kind"],
+                        "name": note["name"],
+                        "group": note.get("group") or {},
+                        "at_us": int(time.time() * 1_000_000),
+                        "event": "sent" if ok else "failed",
+                        "detail": outcome,
+                    }
+                ],
+            )
+        except Exception:  # the database is down: the next attempt will tell
+            log.exception("cannot record a notification attempt")
+        return outcome
+
+
+Sender = Callable[[dict[str, Any], list[dict[str, Any]]], None]
