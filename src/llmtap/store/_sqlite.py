@@ -28,7 +28,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ DERIVE_DELAY = 1.0
 # memory stays bounded.
 _DERIVE_AT_MOST = 3 * DERIVE_EVENTS
 _BODY = len(EVENT_COLUMNS) - 1
-_MAX_SEQ = "SELECT ifnull(max(seq), 0) FROM events"
+_MAX_SEQ = "SELECT COALESCE(max(seq), 0) FROM events"
 
 # An event committed and not derived yet: its seq, its row, its facts. A row that came with
 # its facts is kept without its body; one that came without (read back from the file, after
@@ -241,6 +241,22 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 raise
         return cursors
+
+    @contextlib.contextmanager
+    def _transaction(self, project_id: int) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the writer, every stored event derived first (what the
+        modules that adjust the derived tables need: ``_delete``, repricing). One writer
+        at a time, whatever the project."""
+        with self._write_lock:
+            self._derive()
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self._deriver.close()
@@ -448,7 +464,8 @@ class SQLiteStore:
                 )
                 stored = cur.rowcount == 1
                 if stored:
-                    _derive.after_feedback(conn, project_id, feedback_key, rating)
+                    through = _derive.derived_through(conn)
+                    _derive.after_feedback(conn, project_id, feedback_key, rating, through)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
