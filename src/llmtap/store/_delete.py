@@ -158,7 +158,7 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
     _derive.set_derived_through(conn, last)
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('deleted_epoch', '1') ON CONFLICT (key)"
-        " DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+        " DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)"
     )
     return len(rows)
 

@@ -24,8 +24,10 @@ the attributes index), so they stay exact, only slower. The attributes index its
 from __future__ import annotations
 
 import json
+import logging
 import operator
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -42,9 +44,11 @@ __all__ = [
     "MAX_ATTRIBUTE_KEYS",
     "Derived",
     "IdCache",
+    "add_feedback",
     "after_feedback",
     "attribute_text",
     "backfill",
+    "derive_each",
     "derive_events",
     "derived_through",
     "event_keys",
@@ -62,7 +66,10 @@ LEVELS = (60, 3600, 86400)
 MAX_ATTRIBUTE_KEYS = 64
 MAX_VALUE_CHARS = 200  # longer attribute values are indexed but not aggregated
 
+log = logging.getLogger("llmtap.store")
+
 _COL = {name: i for i, name in enumerate(EVENT_COLUMNS)}
+_BODY = len(EVENT_COLUMNS) - 1
 # The dimensions of an aggregate row, in agg_dims' column order ('' stands for NULL).
 DIMS = ("environment", "model", "prompt_template_name", "template_revision", "status")
 
@@ -306,7 +313,7 @@ def write(conn: sqlite3.Connection, rows: Derived) -> None:
         conn,
         "INSERT INTO event_attrs (project_id, key, value, seq)",
         rows.attributes,
-        "ON CONFLICT (project_id, key, value, seq) DO NOTHING",
+        "ON CONFLICT DO NOTHING",
     )
     dialect_of(conn).index_texts(conn, rows.texts)
     insert_many(
@@ -526,6 +533,58 @@ def event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[AggK
         )
     ]
     return _agg_keys(project_id, started_us, dims_id, attr_ids)
+
+
+def derive_each(
+    conn: sqlite3.Connection,
+    todo: Sequence[tuple[int, Sequence[Any], Facts | None]],
+    ids: IdCache | None = None,
+) -> None:
+    """Derive events (seq, events-table row, facts: None to parse them from the row's body)
+    in ``conn``'s transaction. An event whose derivation fails is logged and left out of the
+    derived tables; the others are derived."""
+    conn.execute("SAVEPOINT derive")
+    try:
+        fresh = [
+            (seq, row, facts or facts_of_body(json.loads(row[_BODY]))) for seq, row, facts in todo
+        ]
+        derive_events(conn, fresh, ids)
+        conn.execute("RELEASE derive")
+        return
+    except Exception:
+        conn.execute("ROLLBACK TO derive")
+        conn.execute("RELEASE derive")
+        if ids is not None:
+            ids.clear()  # it may hold ids of rows rolled back
+        if len(todo) == 1:
+            log.exception("event seq %s could not be derived; it is left out of stats", todo[0][0])
+            return
+    for one in todo:  # find the one that fails, keep the others
+        derive_each(conn, [one], ids)
+
+
+def add_feedback(
+    conn: sqlite3.Connection,
+    project_id: int,
+    feedback_key: str,
+    rating: float | None,
+    better: str | None,
+    feedback_id: str | None,
+    through: int | None,
+) -> bool:
+    """Store a feedback and count its rating (see ``after_feedback``), in ``conn``'s
+    transaction; False when one with this ``feedback_id`` is stored already."""
+    cur = conn.execute(
+        "INSERT INTO feedback (project_id, feedback_key, rating, better_response,"
+        " created_us, feedback_id) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (project_id, feedback_id) WHERE feedback_id IS NOT NULL"
+        " DO NOTHING",
+        (project_id, feedback_key, rating, better, int(time.time() * 1_000_000), feedback_id),
+    )
+    stored = cur.rowcount == 1
+    if stored:
+        after_feedback(conn, project_id, feedback_key, rating, through)
+    return stored
 
 
 def after_feedback(

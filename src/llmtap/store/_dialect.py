@@ -42,6 +42,17 @@ class Dialect:
         query = " ".join(f'"{w}"' for w in words)
         return f"{alias}.seq IN (SELECT rowid FROM events_text WHERE events_text MATCH ?)", [query]
 
+    def attr_match(self, alias: str) -> str:
+        """The condition selecting the events (``alias``) with an attribute (parameters:
+        project, key, value)."""
+        return (
+            f"{alias}.seq IN (SELECT seq FROM event_attrs WHERE project_id = ? AND key = ?"
+            " AND value = ?)"
+        )
+
+    def attr_params(self, project_id: int, key: str, value: str) -> list[Any]:
+        return [project_id, key, value]
+
     def index_texts(self, conn: Any, rows: list[tuple[int, int, str]]) -> None:
         """Add events' searchable texts (project_id, seq, text) to the index."""
         insert_many(conn, "INSERT INTO events_text (rowid, text)", [(s, t) for _, s, t in rows])

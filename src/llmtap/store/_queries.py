@@ -68,11 +68,8 @@ def event_where(
         where.append(f"{a}.started_us < ?")
         params.append(f.to_us)
     for key, value in f.attributes.items():
-        where.append(
-            f"{a}.seq IN (SELECT seq FROM event_attrs WHERE project_id = ? AND key = ?"
-            " AND value = ?)"
-        )
-        params.extend([project_id, key, value])
+        where.append(dialect.attr_match(a))
+        params.extend(dialect.attr_params(project_id, key, value))
     if f.q is not None and (match := dialect.text_match(a, project_id, f.q)) is not None:
         where.append(match[0])
         params.extend(match[1])

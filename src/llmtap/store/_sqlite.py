@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import sqlite3
 import sys
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS
 from ._delete import deleted_epoch
-from ._facts import Facts, facts_of_body
+from ._facts import Facts
 from ._migrations import migrate_sqlite
 
 __all__ = ["DERIVE_DELAY", "DERIVE_EVENTS", "SQLiteStore"]
@@ -388,7 +386,7 @@ class SQLiteStore:
             if len(todo) < last - done:  # another process's, or what a crash left
                 todo += self._stored_underived(conn, done, {item[0] for item in todo})
             if todo:
-                self._derive_rows(conn, todo)
+                _derive.derive_each(conn, todo, self._ids)
             if last != done:
                 _derive.set_derived_through(conn, last)
             conn.execute("COMMIT")
@@ -400,27 +398,6 @@ class SQLiteStore:
         self._underived = [item for item in self._underived if item[0] > last]
         if self._checkpointer is not None:
             self._checkpointer.committed()
-
-    def _derive_rows(self, conn: sqlite3.Connection, todo: list[_Underived]) -> None:
-        conn.execute("SAVEPOINT derive")
-        try:
-            fresh = [
-                (seq, row, facts or facts_of_body(json.loads(row[_BODY])))
-                for seq, row, facts in todo
-            ]
-            _derive.derive_events(conn, fresh, self._ids)
-            conn.execute("RELEASE derive")
-            return
-        except Exception:
-            conn.execute("ROLLBACK TO derive")
-            conn.execute("RELEASE derive")
-            if len(todo) == 1:
-                log.exception(
-                    "event seq %s could not be derived; it is left out of stats", todo[0][0]
-                )
-                return
-        for one in todo:  # find the one that fails, keep the others
-            self._derive_rows(conn, [one])
 
     @staticmethod
     def _stored_underived(
@@ -448,24 +425,10 @@ class SQLiteStore:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = conn.execute(
-                    "INSERT INTO feedback (project_id, feedback_key, rating, better_response,"
-                    " created_us, feedback_id) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (project_id, feedback_id) WHERE feedback_id IS NOT NULL"
-                    " DO NOTHING",
-                    (
-                        project_id,
-                        feedback_key,
-                        rating,
-                        better,
-                        int(time.time() * 1_000_000),
-                        feedback_id,
-                    ),
+                through = _derive.derived_through(conn)
+                stored = _derive.add_feedback(
+                    conn, project_id, feedback_key, rating, better, feedback_id, through
                 )
-                stored = cur.rowcount == 1
-                if stored:
-                    through = _derive.derived_through(conn)
-                    _derive.after_feedback(conn, project_id, feedback_key, rating, through)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -1,0 +1,202 @@
+"""The PostgreSQL store: several ``llmtap serve`` processes on one database, coordinated by
+the database alone.
+
+The methods are the same plain functions as SQLite's (``_queries``, ``_admin``, ``_users``,
+``_delete``), run through the adaptor of ``_pg``: ``_reader()`` and ``_write(statements)``
+mean what they mean on SQLite, and ``?`` placeholders work. What differs is here and in
+``_pg_text`` (the text index), ``_pg_migrations`` (the schema).
+
+Ingest: a batch is copied (``COPY``) into a temporary table, then moved into ``events`` with
+``INSERT ... ON CONFLICT DO NOTHING``, which skips ids already stored, by whichever process,
+and derived (aggregates, indexes, templates: ``_derive``) in the same transaction. So the
+aggregates count exactly the committed events, whatever process is killed when: there is no
+watermark to catch up with, and ``catch_up`` has nothing to do. Everything that changes a
+project's derived rows (ingest, feedback, repricing, deletes) holds a transaction-scoped
+advisory lock on the project, so two processes never interleave their read-modify-writes of
+the same aggregate rows (and cannot deadlock on them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from . import _admin, _delete, _derive, _queries, _users
+from ._common import EVENT_COLUMNS, StoreUnavailable
+from ._pg import PgConn, PooledReader, Result, connect, hide_password, mask_url, open_pool
+from ._pg_migrations import migrate_postgres
+
+__all__ = ["PostgresStore"]
+
+_COLUMNS = ", ".join(EVENT_COLUMNS)
+_PROJECT = EVENT_COLUMNS.index("project_id")
+_ID = EVENT_COLUMNS.index("id")
+# A batch lands here first (COPY), then moves into events; emptied at each commit.
+_INCOMING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS incoming ON COMMIT DELETE ROWS AS"
+    f" SELECT {_COLUMNS} FROM events WITH NO DATA"
+)
+_MOVE = (
+    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming"
+    # One order for every writer: two batches sharing ids wait for each other, never deadlock.
+    " ORDER BY project_id, id ON CONFLICT (project_id, id) DO NOTHING RETURNING seq, project_id, id"
+)
+# The first key of the projects' advisory locks (the second is the project's id).
+_PROJECT_LOCK = 7420
+# Connections per process: the server's worker threads share them.
+POOL_SIZE = 16
+
+
+class PostgresStore:
+    """The store on a PostgreSQL database (``postgresql://user:password@host/db``),
+    migrated to the newest schema when opened. Raises ``StoreUnavailable`` when the server
+    cannot be reached."""
+
+    backend = "postgresql"
+
+    # -- events: reading -------------------------------------------------------------------
+    get_event = _queries.get_event
+    list_events = _queries.list_events
+    iter_events = _queries.iter_events
+    # -- stats and templates ---------------------------------------------------------------
+    stats = _queries.stats
+    stats_many = _queries.stats_many
+    templates = _queries.templates
+    # -- prices ----------------------------------------------------------------------------
+    price_overrides = _queries.price_overrides
+    unpriced_models = _queries.unpriced_models
+    set_price_override = _queries.set_price_override
+    # -- projects and keys -----------------------------------------------------------------
+    ensure_project = _admin.ensure_project
+    project_id = _admin.project_id
+    list_projects = _admin.list_projects
+    create_key = _admin.create_key
+    key_by_hash = _admin.key_by_hash
+    list_keys = _admin.list_keys
+    set_key_scopes = _admin.set_key_scopes
+    revoke_key = _admin.revoke_key
+    # -- users, sessions, invitations, failed logins ---------------------------------------
+    count_users = _users.count_users
+    create_user = _users.create_user
+    user_by_name = _users.user_by_name
+    set_password = _users.set_password
+    delete_user = _users.delete_user
+    list_users = _users.list_users
+    set_role = _users.set_role
+    remove_member = _users.remove_member
+    create_session = _users.create_session
+    session_user = _users.session_user
+    revoke_session = _users.revoke_session
+    create_invitation = _users.create_invitation
+    invitation = _users.invitation
+    accept_invitation = _users.accept_invitation
+    record_failure = _users.record_failure
+    count_failures = _users.count_failures
+    clear_failures = _users.clear_failures
+    # -- feedback, meta values, deletes ----------------------------------------------------
+    list_feedback = _admin.list_feedback
+    get_meta = _admin.get_meta
+    set_meta = _admin.set_meta
+    delete_events = _delete.delete_events
+
+    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
+        self._url = url
+        try:
+            with connect(url) as conn:
+                self.applied_migrations = migrate_postgres(conn)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(
+                f"cannot open the PostgreSQL store {mask_url(url)}: "
+                + hide_password(str(e).strip().splitlines()[0], url)
+            ) from None
+        self._pool = open_pool(url, pool_size)
+        self._readers = PooledReader(self._pool)
+        self._ids = _derive.IdCache()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({mask_url(self._url)!r})"
+
+    # -- connections -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; the server gone (down, restarting) is ``StoreUnavailable``."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as e:
+            self._ids.clear()  # a transaction may have rolled back with ids in it
+            message = hide_password(
+                str(e).strip().splitlines()[0] if str(e) else repr(e), self._url
+            )
+            raise StoreUnavailable(f"the PostgreSQL store is unavailable: {message}") from None
+
+    def _reader(self) -> PooledReader:
+        return self._readers
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[Result]:
+        with self._connection() as raw, raw.transaction():
+            conn = PgConn(raw)
+            return [conn.execute(sql, params) for sql, params in statements]
+
+    @contextlib.contextmanager
+    def _transaction(self, project_id: int) -> Iterator[PgConn]:
+        """A write transaction holding the project's lock (see the module's docstring)."""
+        with self._connection() as raw, raw.transaction():
+            conn = PgConn(raw)
+            self._lock(conn, [project_id])
+            yield conn
+
+    @staticmethod
+    def _lock(conn: PgConn, project_ids: Iterable[int]) -> None:
+        for project_id in sorted(set(project_ids)):  # one order: no deadlock
+            conn.execute("SELECT pg_advisory_xact_lock(?, ?)", (_PROJECT_LOCK, project_id % 2**31))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def catch_up(self) -> None:
+        """Nothing to do: events are derived in the transaction that stores them."""
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Store event rows (see ``event_row``); an id already stored in the project, by any
+        process, is skipped. Returns how many were new. Durable when it returns."""
+        if not rows:
+            return 0
+        with self._connection() as raw, raw.transaction():
+            cur = raw.cursor()
+            cur.execute(_INCOMING)
+            with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn = PgConn(raw)
+            self._lock(conn, (row[_PROJECT] for row in rows))
+            seqs = {(p, i): seq for seq, p, i in cur.execute(_MOVE).fetchall()}
+            todo = []
+            for row in rows:
+                seq = seqs.pop((row[_PROJECT], row[_ID]), None)
+                if seq is not None:
+                    todo.append((seq, row, getattr(row, "facts", None)))
+            if todo:
+                _derive.derive_each(conn, todo, self._ids)
+        return len(todo)
+
+    def insert_feedback(
+        self,
+        project_id: int,
+        feedback_key: str,
+        rating: float | None,
+        better: str | None,
+        feedback_id: str | None = None,
+    ) -> bool:
+        """Store a feedback; False when one with this ``feedback_id`` is stored already."""
+        with self._transaction(project_id) as conn:
+            return _derive.add_feedback(
+                conn, project_id, feedback_key, rating, better, feedback_id, None
+            )
