@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
@@ -43,6 +43,9 @@ import llmtap  # noqa: E402
 from llmtap.fake_provider import FakeProvider  # noqa: E402
 from llmtap.server.auth import create_key  # noqa: E402
 from llmtap.store import open_store  # noqa: E402
+
+if TYPE_CHECKING:  # a plugin (below): imported by pytest, so its asserts are rewritten
+    from ._postgres import Postgres
 
 LLMTAP = [sys.executable, "-m", "llmtap.cli"]
 ADMIN_TOKEN = "test-admin-token"
@@ -76,7 +79,7 @@ def wait_for(url: str, timeout: float = 15.0) -> None:
 @dataclass
 class Server:
     url: str
-    db: Path
+    db: str  # a SQLite file's path, or a PostgreSQL URL
     process: subprocess.Popen[bytes]
     # Its stderr: a file, not a pipe nobody reads while it runs (a server logging many
     # tracebacks would fill the pipe and hang, and a test would see a mere read timeout).
@@ -91,7 +94,7 @@ class Server:
     ) -> str:
         """A key of ``project`` (a new one by default). The suite's keys may do everything
         unless a test asks for less (tests/test_scopes.py does)."""
-        store = open_store(str(self.db))
+        store = open_store(self.db)
         try:
             project = project or f"p-{uuid.uuid4().hex[:8]}"
             return create_key(store, project, environment, scopes, env_only)
@@ -120,13 +123,14 @@ def error_message(response: httpx2.Response) -> str:
     return html.unescape(match.group(1))
 
 
-def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:
+def start_server(tmp: Path, env: dict[str, str] | None = None, db: str | None = None) -> Server:
+    """A real ``llmtap serve`` on ``db`` (a SQLite file in ``tmp`` by default)."""
     port = free_port()
-    db = tmp / "llmtap.db"
+    db = db or str(tmp / "llmtap.db")
     log = tmp / f"serve-{port}.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            [*LLMTAP, "serve", "--db", str(db), "--port", str(port)],
+            [*LLMTAP, "serve", "--db", db, "--port", str(port)],
             env={**os.environ, "LLMTAP_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -149,10 +153,35 @@ def stop_server(server: Server) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(tmp_path_factory.mktemp("server"))
     yield srv
     stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server(
+    tmp_path_factory: pytest.TempPathFactory, postgres: Postgres
+) -> Iterator[Server]:
+    """A real ``llmtap serve`` on a database of the suite's PostgreSQL server."""
+    srv = start_server(tmp_path_factory.mktemp("pg-server"), db=postgres.fresh_database())
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def server(sqlite_server: Server) -> Server:
+    """The suite's server, on SQLite. A module whose tests should hold on every store backend
+    takes ``server_on_each_backend`` as its ``server`` (see there)."""
+    return sqlite_server
+
+
+def server_on_each_backend(request: pytest.FixtureRequest) -> Server:
+    """The server of each store backend in turn. A module makes it its ``server`` with
+    ``server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(...)``:
+    every test there (and its ``project``, ``client``) runs as ``test_x[sqlite]`` and
+    ``test_x[postgresql]``."""
+    return request.getfixturevalue(f"{request.param}_server")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
