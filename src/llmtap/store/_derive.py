@@ -37,7 +37,7 @@ from ._bulk import insert_many
 from ._common import EVENT_COLUMNS
 from ._dialect import dialect_of
 from ._facts import Facts, attribute_text, facts_of_body, has_usage, searchable_text
-from ._sql import chunks, marks, new_id
+from ._sql import Conn, chunks, marks, new_id
 
 __all__ = [
     "LEVELS",
@@ -100,14 +100,14 @@ _DIMS_ID = (
 AggKey = tuple[int, int, int, int, int]  # project_id, level, attr_id, bucket, dims_id
 
 
-def derived_through(conn: sqlite3.Connection) -> int:
+def derived_through(conn: Conn) -> int:
     """The watermark: every event up to this seq is counted in the derived tables, and none
     after it."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'derived_seq'").fetchone()
     return int(row[0]) if row else 0
 
 
-def set_derived_through(conn: sqlite3.Connection, seq: int) -> None:
+def set_derived_through(conn: Conn, seq: int) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('derived_seq', ?)"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -170,7 +170,7 @@ class _Acc:
             )
         return params
 
-    def flush(self, conn: sqlite3.Connection) -> None:
+    def flush(self, conn: Conn) -> None:
         if self.rows:
             insert_many(conn, _AGG_INSERT, self.params(), _AGG_ADD)
             self.rows.clear()
@@ -191,7 +191,7 @@ class IdCache:
 
 
 def _dims_ids(
-    conn: sqlite3.Connection, wanted: set[tuple[Any, ...]], cache: dict[tuple[Any, ...], int]
+    conn: Conn, wanted: set[tuple[Any, ...]], cache: dict[tuple[Any, ...], int]
 ) -> dict[tuple[Any, ...], int]:
     """agg_dims ids of (project_id, *DIMS) tuples, made when new. ``cache`` keeps the ids
     found committed (rows of agg_dims are never changed or deleted), so a known combination
@@ -217,7 +217,7 @@ def _dims_ids(
 
 
 def _attr_ids(
-    conn: sqlite3.Connection,
+    conn: Conn,
     wanted: set[tuple[int, str, str]],
     cache: dict[tuple[int, str, str], int],
 ) -> dict[Any, int]:
@@ -298,7 +298,7 @@ class Derived(NamedTuple):
 
 
 def derive_events(
-    conn: sqlite3.Connection,
+    conn: Conn,
     fresh: Sequence[tuple[int, Sequence[Any], Facts]],
     ids: IdCache | None = None,
 ) -> None:
@@ -307,7 +307,7 @@ def derive_events(
     write(conn, plan(conn, fresh, ids))
 
 
-def write(conn: sqlite3.Connection, rows: Derived) -> None:
+def write(conn: Conn, rows: Derived) -> None:
     insert_many(conn, _AGG_INSERT, rows.aggregates, _AGG_ADD)
     insert_many(
         conn,
@@ -334,7 +334,7 @@ def write(conn: sqlite3.Connection, rows: Derived) -> None:
 
 
 def plan(
-    conn: sqlite3.Connection,
+    conn: Conn,
     fresh: Sequence[tuple[int, Sequence[Any], Facts]],
     ids: IdCache | None = None,
 ) -> Derived:
@@ -465,7 +465,7 @@ class _Group:
 
 
 def _aggregate(
-    conn: sqlite3.Connection,
+    conn: Conn,
     groups: dict[tuple[Any, ...], _Group],
     ids: IdCache,
 ) -> list[tuple[Any, ...]]:
@@ -495,7 +495,7 @@ def _aggregate(
 
 
 def ratings(
-    conn: sqlite3.Connection, keys: list[tuple[int, str | None]]
+    conn: Conn, keys: list[tuple[int, str | None]]
 ) -> dict[tuple[int, str], tuple[float, int]]:
     """Ratings already stored for feedback keys (feedback may arrive before its event)."""
     by_project: dict[int, set[str]] = {}
@@ -515,7 +515,7 @@ def ratings(
     return out
 
 
-def event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[AggKey]:
+def event_keys(conn: Conn, project_id: int, seq: int) -> list[AggKey]:
     """The aggregate rows a stored event counts in."""
     row = conn.execute(
         f"SELECT started_us, {', '.join(DIMS)} FROM events WHERE project_id = ? AND seq = ?",
@@ -536,7 +536,7 @@ def event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[AggK
 
 
 def derive_each(
-    conn: sqlite3.Connection,
+    conn: Conn,
     todo: Sequence[tuple[int, Sequence[Any], Facts | None]],
     ids: IdCache | None = None,
 ) -> None:
@@ -564,7 +564,7 @@ def derive_each(
 
 
 def add_feedback(
-    conn: sqlite3.Connection,
+    conn: Conn,
     project_id: int,
     feedback_key: str,
     rating: float | None,
@@ -588,7 +588,7 @@ def add_feedback(
 
 
 def after_feedback(
-    conn: sqlite3.Connection,
+    conn: Conn,
     project_id: int,
     feedback_key: str,
     rating: float | None,
@@ -611,7 +611,7 @@ def after_feedback(
 
 
 def reprice(
-    conn: sqlite3.Connection,
+    conn: Conn,
     project_id: int,
     model: str,
     cost_of: Callable[[dict[str, Any]], float | None],

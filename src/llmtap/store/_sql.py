@@ -4,9 +4,9 @@ differs): lists of values as placeholders, and the id of a new row."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["IN_CHUNK", "chunks", "marks", "new_id"]
+__all__ = ["IN_CHUNK", "Conn", "chunks", "marks", "new_id"]
 
 T = TypeVar("T")
 
@@ -33,3 +33,12 @@ def new_id(conn: Any, insert: str, params: Sequence[Any], select: str) -> int:
     if not row:
         row = conn.execute(select, params).fetchall()
     return int(row[0][0])
+
+
+class Conn(Protocol):
+    """What the portable modules use of a connection: SQLite's, or the PostgreSQL adaptor
+    (``_pg.PgConn``) in a transaction."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any: ...
