@@ -24,10 +24,18 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool
 
-from ._common import mask_url
 from ._pg_text import POSTGRES
 
-__all__ = ["PgConn", "Result", "mask_url", "open_pool", "translate"]
+__all__ = [
+    "PgConn",
+    "PooledReader",
+    "Result",
+    "connect",
+    "hide_password",
+    "open_pool",
+    "param",
+    "translate",
+]
 
 
 def hide_password(text: str, url: str) -> str:
@@ -62,8 +70,20 @@ def translate(sql: str) -> str:
     return "".join(out)
 
 
-def _param(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value
+# PostgreSQL's text cannot hold NUL, which SQLite's can (an event's ids, model, attributes
+# may carry one: hostile or broken clients). It is stored, and looked for, as U+FFFD, the
+# same way in both directions, so a lookup by the original text still finds it. Bodies are
+# JSON, where NUL is escaped already: they are stored exactly.
+_NUL = "\x00"
+
+
+def param(value: Any) -> Any:
+    """A parameter as PostgreSQL takes it: booleans as 0/1, NUL in text as U+FFFD."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and _NUL in value:
+        return value.replace(_NUL, "\ufffd")
+    return value
 
 
 class _NumericLoader(Loader):
@@ -106,7 +126,7 @@ class Result:
 def _run(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> Result:
     try:
         if params:
-            cur = conn.execute(translate(sql), [_param(p) for p in params])  # type: ignore[arg-type]
+            cur = conn.execute(translate(sql), [param(p) for p in params])  # type: ignore[arg-type]
         else:  # no placeholder to fill: psycopg takes the text as it is, % included
             cur = conn.execute(sql)  # type: ignore[arg-type]
     except psycopg.IntegrityError as e:

@@ -46,15 +46,20 @@ def tokens(text: str) -> list[str]:
     return list(out)
 
 
+# A body as jsonb, for the summary columns. jsonb cannot hold NUL (\u0000 in the JSON text):
+# it becomes U+FFFD, as NUL does everywhere on PostgreSQL (see ``_pg.param``).
+_JSONB = "CAST(replace(e.body, '\\u0000', '\\ufffd') AS jsonb)"
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     summary = (
-        "(e.body::jsonb - ARRAY['request', 'response', 'template_chat', 'template_text',"
+        f"({_JSONB} - ARRAY['request', 'response', 'template_chat', 'template_text',"
         " 'template_params', 'attributes', 'output_text', 'error'])::text,"
-        f" substr(e.body::jsonb ->> 'output_text', 1, {SUMMARY_CHARS}),"
-        " e.body::jsonb #>> '{error,type}',"
-        f" substr(e.body::jsonb #>> '{{error,message}}', 1, {SUMMARY_CHARS}),"
-        " e.body::jsonb #> '{error,status_code}'"
+        f" substr({_JSONB} ->> 'output_text', 1, {SUMMARY_CHARS}),"
+        f" {_JSONB} #>> '{{error,type}}',"
+        f" substr({_JSONB} #>> '{{error,message}}', 1, {SUMMARY_CHARS}),"
+        f" {_JSONB} #> '{{error,status_code}}'"
     )
 
     def text_match(self, alias: str, project_id: int, text: str) -> tuple[str, list[Any]] | None:

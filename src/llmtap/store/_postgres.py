@@ -26,8 +26,16 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from . import _admin, _delete, _derive, _queries, _users
-from ._common import EVENT_COLUMNS, StoreUnavailable
-from ._pg import PgConn, PooledReader, Result, connect, hide_password, mask_url, open_pool
+from ._common import EVENT_COLUMNS, StoreUnavailable, mask_url
+from ._pg import (
+    PgConn,
+    PooledReader,
+    Result,
+    connect,
+    hide_password,
+    open_pool,
+    param,
+)
 from ._pg_migrations import migrate_postgres
 
 __all__ = ["PostgresStore"]
@@ -174,13 +182,13 @@ class PostgresStore:
             cur.execute(_INCOMING)
             with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row([param(v) for v in row])
             conn = PgConn(raw)
             self._lock(conn, (row[_PROJECT] for row in rows))
             seqs = {(p, i): seq for seq, p, i in cur.execute(_MOVE).fetchall()}
             todo = []
             for row in rows:
-                seq = seqs.pop((row[_PROJECT], row[_ID]), None)
+                seq = seqs.pop((row[_PROJECT], param(row[_ID])), None)
                 if seq is not None:
                     todo.append((seq, row, getattr(row, "facts", None)))
             if todo:
