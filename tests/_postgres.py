@@ -30,6 +30,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -130,9 +131,14 @@ class Postgres:
         self._numbers = itertools.count()
         self._prefix = f"llmtap_test_{os.getpid()}"
         self._template: str | None = None
-        self._dropping: queue.Queue[str | None] = queue.Queue()
-        self._dropper_thread = threading.Thread(target=self._dropper, daemon=True)
-        self._dropper_thread.start()
+        # Databases are made ahead and dropped behind, on a thread of their own: a property
+        # test that takes a database per example (hundreds) waits for neither.
+        self._work: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._ready: queue.Queue[str] = queue.Queue()
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._worker = threading.Thread(target=self._background, daemon=True)
+        self._worker.start()
 
     def url_of(self, database: str) -> str:
         parts = urlsplit(self.url)
@@ -141,8 +147,15 @@ class Postgres:
     def admin(self, sql: str) -> None:
         import psycopg
 
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+        with self._lock:  # one connection, shared by the test's thread and the worker
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.url, autocommit=True)
+            self._conn.execute(sql)
+
+    def _make(self) -> str:
+        name = f"{self._prefix}_{next(self._numbers)}"
+        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+        return name
 
     def fresh_database(self) -> str:
         """The URL of a new database with llmtap's schema, empty."""
@@ -154,27 +167,41 @@ class Postgres:
             self.admin(f'CREATE DATABASE "{template}"')
             open_store(self.url_of(template)).close()
             self._template = template
-        name = f"{self._prefix}_{next(self._numbers)}"
-        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+        try:
+            name = self._ready.get_nowait()
+        except queue.Empty:
+            name = self._make()
+        self._work.put(("make", ""))
         return self.url_of(name)
 
     def drop(self, url: str) -> None:
-        """Drop the database, on a thread of its own: a test that made hundreds (a property
-        test, a database per example) does not wait for them at its end."""
-        self._dropping.put(urlsplit(url).path.lstrip("/"))
+        self._work.put(("drop", urlsplit(url).path.lstrip("/")))
 
-    def _dropper(self) -> None:
-        while (name := self._dropping.get()) is not None:
-            with contextlib.suppress(Exception):  # the session's end removes it anyway
-                self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    def _background(self) -> None:
+        while (job := self._work.get()) is not None:
+            action, name = job
+            with contextlib.suppress(Exception):  # a test's own call says what is wrong
+                if action == "drop":
+                    self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                elif self._ready.qsize() < 2:
+                    self._ready.put(self._make())
 
     def close(self) -> None:
-        self._dropping.put(None)
-        self._dropper_thread.join(120)
+        if self.cluster is not None:  # removed whole: what is queued need not be done
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._work.get_nowait()
+        self._work.put(None)
+        self._worker.join(120)
+        if self.cluster is None:
+            while not self._ready.empty():
+                self.admin(f'DROP DATABASE IF EXISTS "{self._ready.get()}" WITH (FORCE)')
+            if self._template is not None:
+                self.admin(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
+        if self._conn is not None:
+            self._conn.close()
         if self.cluster is not None:
             self.cluster.remove()
-        elif self._template is not None:
-            self.admin(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
