@@ -282,3 +282,60 @@ def test_a_store_reopened_reads_what_another_wrote(postgres: Postgres, database:
     finally:
         one.close()
         two.close()
+
+
+def test_kill_9_of_a_server_mid_batch_leaves_the_aggregates_exact(
+    tmp_path: Path, database: str
+) -> None:
+    """Events and what is derived from them commit together: a process killed mid-batch
+    leaves both or neither, never events missing from the stats (or counted twice)."""
+    (tmp_path / "a").mkdir()
+    srv = start_server(tmp_path / "a", db=database)
+    key = srv.new_key()
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def flood(worker: int) -> None:
+        while not stop.is_set():
+            batch = [event(model=f"m{(worker + i) % 3}", latency_ms=5.0 + i) for i in range(200)]
+            try:
+                answer = srv.post("/api/v1/events", key, json={"events": batch}, timeout=30)
+            except Exception:  # the server was killed under this request
+                return
+            if answer.status_code == 200:
+                acknowledged.extend(e["id"] for e in batch)
+
+    threads = [threading.Thread(target=flood, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    srv.process.kill()  # kill -9, batches in flight
+    srv.process.wait()
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert len(acknowledged) >= 400
+    store = open_store(database)
+    try:
+        project = store.key_by_hash(_hash(key))
+        assert project is not None
+        pid = project.project_id
+        stored: dict[str, int] = {}
+        ids = set()
+        for e in store.iter_events(pid, EventFilter()):
+            stored[e["model"]] = stored.get(e["model"], 0) + 1
+            ids.add(e["id"])
+        assert set(acknowledged) <= ids  # nothing acknowledged is lost
+        stats = store.stats(pid, EventFilter(), ["model"])
+        assert {g["key"]["model"]: g["count"] for g in stats["groups"]} == stored
+        assert sum(stored.values()) == len(ids)
+    finally:
+        store.close()
+
+
+def _hash(key: str) -> str:
+    from llmtap.server.auth import hash_key
+
+    return hash_key(key)
