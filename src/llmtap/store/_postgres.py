@@ -19,13 +19,14 @@ the same aggregate rows (and cannot deadlock on them).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from . import _admin, _delete, _derive, _queries, _users
+from . import _derive
 from ._common import EVENT_COLUMNS, StoreUnavailable, mask_url
 from ._pg import (
     PgConn,
@@ -37,6 +38,7 @@ from ._pg import (
     param,
 )
 from ._pg_migrations import migrate_postgres
+from ._sqlite import SQLiteStore
 
 __all__ = ["PostgresStore"]
 
@@ -62,54 +64,13 @@ POOL_SIZE = 16
 class PostgresStore:
     """The store on a PostgreSQL database (``postgresql://user:password@host/db``),
     migrated to the newest schema when opened. Raises ``StoreUnavailable`` when the server
-    cannot be reached."""
+    cannot be reached.
+
+    Its methods are SQLite's, but for the connections, ingest and feedback defined here:
+    every method ``SQLiteStore`` takes from a module of plain functions is this store's too
+    (``_adopt``), so a module added to SQLite's store runs here unchanged."""
 
     backend = "postgresql"
-
-    # -- events: reading -------------------------------------------------------------------
-    get_event = _queries.get_event
-    list_events = _queries.list_events
-    iter_events = _queries.iter_events
-    # -- stats and templates ---------------------------------------------------------------
-    stats = _queries.stats
-    stats_many = _queries.stats_many
-    templates = _queries.templates
-    # -- prices ----------------------------------------------------------------------------
-    price_overrides = _queries.price_overrides
-    unpriced_models = _queries.unpriced_models
-    set_price_override = _queries.set_price_override
-    # -- projects and keys -----------------------------------------------------------------
-    ensure_project = _admin.ensure_project
-    project_id = _admin.project_id
-    list_projects = _admin.list_projects
-    create_key = _admin.create_key
-    key_by_hash = _admin.key_by_hash
-    list_keys = _admin.list_keys
-    set_key_scopes = _admin.set_key_scopes
-    revoke_key = _admin.revoke_key
-    # -- users, sessions, invitations, failed logins ---------------------------------------
-    count_users = _users.count_users
-    create_user = _users.create_user
-    user_by_name = _users.user_by_name
-    set_password = _users.set_password
-    delete_user = _users.delete_user
-    list_users = _users.list_users
-    set_role = _users.set_role
-    remove_member = _users.remove_member
-    create_session = _users.create_session
-    session_user = _users.session_user
-    revoke_session = _users.revoke_session
-    create_invitation = _users.create_invitation
-    invitation = _users.invitation
-    accept_invitation = _users.accept_invitation
-    record_failure = _users.record_failure
-    count_failures = _users.count_failures
-    clear_failures = _users.clear_failures
-    # -- feedback, meta values, deletes ----------------------------------------------------
-    list_feedback = _admin.list_feedback
-    get_meta = _admin.get_meta
-    set_meta = _admin.set_meta
-    delete_events = _delete.delete_events
 
     def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
         self._url = url
@@ -208,3 +169,18 @@ class PostgresStore:
             return _derive.add_feedback(
                 conn, project_id, feedback_key, rating, better, feedback_id, None
             )
+
+
+def _adopt(cls: type) -> None:
+    """Give ``cls`` every method ``SQLiteStore`` assigns from a portable module (a plain
+    function defined outside ``_sqlite``), unless ``cls`` defines its own."""
+    for name, member in vars(SQLiteStore).items():
+        if (
+            inspect.isfunction(member)
+            and member.__module__ != SQLiteStore.__module__
+            and name not in vars(cls)
+        ):
+            setattr(cls, name, member)
+
+
+_adopt(PostgresStore)
