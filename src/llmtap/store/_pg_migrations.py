@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from ._migrations import apply_step
 from ._pg import PgConn
 
 __all__ = ["PG_MIGRATIONS", "migrate_postgres"]
@@ -300,16 +301,7 @@ def migrate_postgres(
         )
         applied = {row[0] for row in pg.execute("SELECT name FROM _llmtap_migrations")}
         for name, statements in steps:
-            if name in applied:
-                continue
-            for statement in statements:
-                if callable(statement):
-                    statement(pg)
-                else:
-                    pg.execute(statement)
-            pg.execute(
-                "INSERT INTO _llmtap_migrations (name, applied_at) VALUES (?, ?)",
-                (name, now().isoformat()),
-            )
-            done.append(name)
+            if name not in applied:
+                apply_step(pg, name, statements, now)
+                done.append(name)
     return done
