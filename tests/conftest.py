@@ -79,7 +79,7 @@ def wait_for(url: str, timeout: float = 15.0) -> None:
 @dataclass
 class Server:
     url: str
-    db: str  # a SQLite file's path, or a PostgreSQL URL
+    db: Path | str  # a SQLite file's path, or a PostgreSQL URL
     process: subprocess.Popen[bytes]
     # Its stderr: a file, not a pipe nobody reads while it runs (a server logging many
     # tracebacks would fill the pipe and hang, and a test would see a mere read timeout).
@@ -94,7 +94,7 @@ class Server:
     ) -> str:
         """A key of ``project`` (a new one by default). The suite's keys may do everything
         unless a test asks for less (tests/test_scopes.py does)."""
-        store = open_store(self.db)
+        store = open_store(str(self.db))
         try:
             project = project or f"p-{uuid.uuid4().hex[:8]}"
             return create_key(store, project, environment, scopes, env_only)
@@ -126,16 +126,16 @@ def error_message(response: httpx2.Response) -> str:
 def start_server(tmp: Path, env: dict[str, str] | None = None, db: str | None = None) -> Server:
     """A real ``llmtap serve`` on ``db`` (a SQLite file in ``tmp`` by default)."""
     port = free_port()
-    db = db or str(tmp / "llmtap.db")
+    where: Path | str = db or tmp / "llmtap.db"
     log = tmp / f"serve-{port}.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            [*LLMTAP, "serve", "--db", db, "--port", str(port)],
+            [*LLMTAP, "serve", "--db", str(where), "--port", str(port)],
             env={**os.environ, "LLMTAP_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-    server = Server(f"http://127.0.0.1:{port}", db, process, log)
+    server = Server(f"http://127.0.0.1:{port}", where, process, log)
     try:
         wait_for(server.url + "/healthz")
     except TimeoutError:
