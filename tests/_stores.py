@@ -17,18 +17,22 @@ import pytest
 
 from llmtap.store import SQLiteStore, Store, open_store
 
-# PostgreSQL joins here: "postgresql", given a server (LLMTAP_TEST_POSTGRES_URL), each
-# ``fresh_db`` a database of its own on it, dropped when the test ends.
-STORE_BACKENDS = ["sqlite"]
+from ._postgres import Postgres
+
+# PostgreSQL: the suite's server (tests/_postgres.py), each ``fresh_db`` a database of its
+# own on it, dropped when the test ends.
+STORE_BACKENDS = ["sqlite", "postgresql"]
 
 
 class StoreBackend:
     """One backend, for one test: where fresh databases are, and the stores opened on them
     (every one still open is closed when the test ends)."""
 
-    def __init__(self, name: str, tmp: Path) -> None:
+    def __init__(self, name: str, tmp: Path, postgres: Postgres | None = None) -> None:
         self.name = name
         self._tmp = tmp
+        self._postgres = postgres
+        self._databases: list[str] = []
         self._numbers = itertools.count()
         self._open: list[Store] = []
 
@@ -36,12 +40,16 @@ class StoreBackend:
         """A new, empty database, as ``open_store`` takes it."""
         if self.name == "sqlite":
             return str(self._tmp / f"store-{next(self._numbers)}.db")
-        raise NotImplementedError(self.name)
+        assert self._postgres is not None
+        url = self._postgres.fresh_database()
+        self._databases.append(url)
+        return url
 
     def open(self, db: str, derive_delay: float | None = None) -> Store:
         """A store on ``db`` (one more, when one is open on it already: what another server
         process is). ``derive_delay``: how long stored events may wait to be derived, for a
         test that wants them waiting; the backend's default when None."""
+        # PostgreSQL derives in the transaction that stores the events: nothing waits.
         if derive_delay is not None and self.name == "sqlite":
             store: Store = SQLiteStore(db, derive_delay=derive_delay)
         else:
@@ -61,11 +69,15 @@ class StoreBackend:
     def close_all(self) -> None:
         while self._open:
             self._open.pop().close()
+        if self._postgres is not None:
+            while self._databases:
+                self._postgres.drop(self._databases.pop())
 
 
 @pytest.fixture(params=STORE_BACKENDS)
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
-    backend = StoreBackend(request.param, tmp_path)
+    postgres = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    backend = StoreBackend(request.param, tmp_path, postgres)
     try:
         yield backend
     finally:

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
@@ -44,6 +44,9 @@ from llmtap.fake_provider import FakeProvider  # noqa: E402
 from llmtap.server.auth import create_key  # noqa: E402
 from llmtap.store import open_store  # noqa: E402
 
+if TYPE_CHECKING:  # a plugin (below): imported by pytest, so its asserts are rewritten
+    from ._postgres import Postgres
+
 LLMTAP = [sys.executable, "-m", "llmtap.cli"]
 ADMIN_TOKEN = "test-admin-token"
 # The dashboard's first admin (the owner) in the suite's servers: made with ADMIN_TOKEN by the
@@ -52,7 +55,7 @@ ADMIN_USER, ADMIN_PASSWORD = "admin", "test-admin-password"
 
 # ``tapped``: each SDK test against both the sync and the async client; ``store`` and
 # ``store_backend``: each store test against every store backend (tests/_stores.py).
-pytest_plugins = ["tests._clients", "tests._stores"]
+pytest_plugins = ["tests._clients", "tests._postgres", "tests._stores"]
 
 
 def free_port() -> int:
@@ -76,7 +79,7 @@ def wait_for(url: str, timeout: float = 15.0) -> None:
 @dataclass
 class Server:
     url: str
-    db: Path
+    db: Path | str  # a SQLite file's path, or a PostgreSQL URL
     process: subprocess.Popen[bytes]
     # Its stderr: a file, not a pipe nobody reads while it runs (a server logging many
     # tracebacks would fill the pipe and hang, and a test would see a mere read timeout).
@@ -120,18 +123,19 @@ def error_message(response: httpx2.Response) -> str:
     return html.unescape(match.group(1))
 
 
-def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:
+def start_server(tmp: Path, env: dict[str, str] | None = None, db: str | None = None) -> Server:
+    """A real ``llmtap serve`` on ``db`` (a SQLite file in ``tmp`` by default)."""
     port = free_port()
-    db = tmp / "llmtap.db"
+    where: Path | str = db or tmp / "llmtap.db"
     log = tmp / f"serve-{port}.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            [*LLMTAP, "serve", "--db", str(db), "--port", str(port)],
+            [*LLMTAP, "serve", "--db", str(where), "--port", str(port)],
             env={**os.environ, "LLMTAP_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-    server = Server(f"http://127.0.0.1:{port}", db, process, log)
+    server = Server(f"http://127.0.0.1:{port}", where, process, log)
     try:
         wait_for(server.url + "/healthz")
     except TimeoutError:
@@ -149,10 +153,35 @@ def stop_server(server: Server) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(tmp_path_factory.mktemp("server"))
     yield srv
     stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server(
+    tmp_path_factory: pytest.TempPathFactory, postgres: Postgres
+) -> Iterator[Server]:
+    """A real ``llmtap serve`` on a database of the suite's PostgreSQL server."""
+    srv = start_server(tmp_path_factory.mktemp("pg-server"), db=postgres.fresh_database())
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def server(sqlite_server: Server) -> Server:
+    """The suite's server, on SQLite. A module whose tests should hold on every store backend
+    takes ``server_on_each_backend`` as its ``server`` (see there)."""
+    return sqlite_server
+
+
+def server_on_each_backend(request: pytest.FixtureRequest) -> Server:
+    """The server of each store backend in turn. A module makes it its ``server`` with
+    ``server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(...)``:
+    every test there (and its ``project``, ``client``) runs as ``test_x[sqlite]`` and
+    ``test_x[postgresql]``."""
+    return request.getfixturevalue(f"{request.param}_server")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,15 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
+from ._stores import STORE_BACKENDS
 from .browser import chromium, log_in
-from .conftest import ADMIN_TOKEN, LLMTAP, Project, Server
+from .conftest import ADMIN_TOKEN, LLMTAP, Project, Server, server_on_each_backend
 from .test_server import event, post_events
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 XSS_PROMPT = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 XSS_NAME = "<b data-injected>bold-name</b>"

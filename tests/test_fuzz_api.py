@@ -14,7 +14,13 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 
 from llmtap.server.openapi import openapi_document
 
-from .conftest import Server
+from ._stores import STORE_BACKENDS
+from .conftest import Server, server_on_each_backend
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 schema.config.generation.update(

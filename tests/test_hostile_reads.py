@@ -18,9 +18,15 @@ from hypothesis import strategies as st
 
 from llmtap.wire import MAX_TOKENS
 
-from .conftest import Server
+from ._stores import STORE_BACKENDS
+from .conftest import Server, server_on_each_backend
 from .test_dashboard_http import login
 from .test_server import assert_error_shape, event
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 STATS_GROUPINGS = [
     "",

@@ -18,8 +18,14 @@ from llmtap.store._common import EVENT_COLUMNS
 from llmtap.store._migrations import SQLITE_MIGRATIONS, migrate_sqlite
 from llmtap.wire import Event
 
-from .conftest import LLMTAP, Project
+from ._stores import STORE_BACKENDS
+from .conftest import LLMTAP, Project, server_on_each_backend
 from .test_server import T0, event, post_events
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 
 def feed(project: Project) -> list[dict[str, Any]]:

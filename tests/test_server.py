@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from .conftest import Project, Server, start_server, stop_server
+from ._stores import STORE_BACKENDS
+from .conftest import Project, Server, server_on_each_backend, start_server, stop_server
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -17,8 +17,14 @@ from hypothesis import strategies as st
 
 from llmtap.store import _hist
 
-from .conftest import Project, Server
+from ._stores import STORE_BACKENDS
+from .conftest import Project, Server, server_on_each_backend
 from .test_server import event
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 import llmtap
-from llmtap.store import SQLiteStore, Store, open_store
+from llmtap.store import SQLiteStore, Store, StoreUnavailable, describe_db, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(llmtap.__file__).resolve().parent
@@ -164,7 +165,31 @@ def test_the_import_walk_sees_every_spelling(source: str, module: str, bad: bool
     assert any(_private_store_module(n) for n in names) == bad, names
 
 
-@pytest.mark.parametrize("url", ["postgresql://localhost/llmtap", "postgres://u@h/db"])
-def test_a_postgresql_url_is_refused_clearly_until_that_backend_exists(url: str) -> None:
-    with pytest.raises(NotImplementedError, match="PostgreSQL support is not there yet"):
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_postgresql_server_that_is_down_is_one_clear_error_without_the_password(
+    scheme: str,
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"{scheme}://llmtap:s3cret-pw@127.0.0.1:{port}/llmtap"
+    with pytest.raises(StoreUnavailable) as caught:
         open_store(url)
+    message = str(caught.value)
+    assert "s3cret-pw" not in message
+    assert f"{scheme}://llmtap:***@127.0.0.1:{port}/llmtap" in message
+    assert "refused" in message.lower()
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("db", "shown"),
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgres://u:p%40ss@h/db?sslmode=require", "postgres://u:***@h/db?sslmode=require"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("/tmp/x:pw@y.db", "/tmp/x:pw@y.db"),  # a file path is not a URL
+    ],
+)
+def test_describe_db_masks_a_url_password(db: str, shown: str) -> None:
+    assert describe_db(db) == shown

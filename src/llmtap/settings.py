@@ -164,7 +164,8 @@ _TABLE = [
     Setting(
         "db",
         "llmtap.db",
-        "Store: a SQLite file path (a postgresql:// URL is refused until that backend lands).",
+        "Store: a SQLite file path, or a postgresql:// URL (several servers on one database;"
+        " needs the postgres extra).",
         str,
         "server",
     ),

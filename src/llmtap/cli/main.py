@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .._version import __version__
@@ -17,7 +19,19 @@ from .stats import stats
 from .users import users
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            from ..store import StoreUnavailable
+
+            if isinstance(e, StoreUnavailable):  # PostgreSQL down: one line, exit 1
+                raise click.ClickException(str(e)) from None
+            raise
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="llmtap")
 def main() -> None:
     """llmtap: a self-hosted monitor for LLM calls."""

@@ -50,7 +50,7 @@ def serve(
     from ..server._gc import tune_gc
     from ..server._protocol import uvicorn_limits
     from ..server.dashboard import ensure_admin_token
-    from ..store import open_store
+    from ..store import describe_db, open_store
 
     store = open_store(db)  # created and migrated once, before any worker starts
     # Beyond loopback, the dashboard must be closed from the first second: by its users'
@@ -63,7 +63,7 @@ def serve(
             "default 127.0.0.1"
         )
     new_token = ensure_admin_token(store, admin_token)
-    click.echo(f"llmtap {store.backend} store: {db}", err=True)
+    click.echo(f"llmtap {store.backend} store: {describe_db(db)}", err=True)
     if new_token:
         click.echo(
             f"dashboard admin token (shown once, only its hash is kept): {new_token}", err=True

@@ -17,6 +17,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..store import StoreUnavailable
+
 __all__ = ["ApiError", "Errors", "error_response", "wants_html"]
 
 log = logging.getLogger("llmtap.server")
@@ -86,7 +88,20 @@ class Errors:
             log.info("client went away during %s %s", request.method, request.url.path)
             return error_response(400, "the client disconnected before its request body was read")
 
-        return {ApiError: api_error, HTTPException: http_error, ClientDisconnect: client_gone}
+        async def unavailable(request: Request, exc: Exception) -> Response:
+            # The database is down or restarting (PostgreSQL): nothing was stored, and a
+            # client may send again (the SDK keeps the batch spooled and retries on 503).
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            response = self.respond(request, 503, str(exc))
+            response.headers["retry-after"] = "1"
+            return response
+
+        return {
+            ApiError: api_error,
+            HTTPException: http_error,
+            ClientDisconnect: client_gone,
+            StoreUnavailable: unavailable,
+        }
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """``app``, with an :class:`ApiError` a middleware raises answered, and any other

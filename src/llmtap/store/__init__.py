@@ -13,7 +13,7 @@ with the same signature; the store tests run against each backend (``store`` fix
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ._common import (
     ROLES,
@@ -22,9 +22,11 @@ from ._common import (
     KeyInfo,
     NameTaken,
     SessionUser,
+    StoreUnavailable,
     UserRecord,
     decode_cursor,
     event_row,
+    mask_url,
     search_words,
     to_us,
 )
@@ -42,8 +44,10 @@ __all__ = [
     "SQLiteStore",
     "SessionUser",
     "Store",
+    "StoreUnavailable",
     "UserRecord",
     "decode_cursor",
+    "describe_db",
     "event_row",
     "open_store",
     "search_words",
@@ -320,9 +324,28 @@ class Store(Protocol):
         """Give the lease up, if ``holder`` has it."""
 
 
+def _is_url(db: str) -> bool:
+    return db.startswith(("postgres://", "postgresql://"))
+
+
 def open_store(db: str) -> Store:
-    """The store at ``db``: a SQLite file path (created if missing), migrated to the newest
-    schema."""
-    if db.startswith(("postgres://", "postgresql://")):
-        raise NotImplementedError("PostgreSQL support is not there yet; use a SQLite path")
+    """The store at ``db``, migrated to the newest schema: a SQLite file path (created if
+    missing), or a ``postgresql://`` (``postgres://``) URL (needs the ``postgres`` extra:
+    ``pip install 'llmtap[server,postgres]'``). Raises ``StoreUnavailable`` when the
+    PostgreSQL server cannot be reached."""
+    if _is_url(db):
+        try:
+            from ._postgres import PostgresStore
+        except ImportError as e:
+            raise StoreUnavailable(
+                f"a PostgreSQL store needs psycopg: pip install 'llmtap[server,postgres]' ({e})"
+            ) from None
+        # Its portable methods are adopted from SQLiteStore when the module loads (see
+        # _postgres): the contract test checks them, a type checker cannot see them.
+        return cast(Store, PostgresStore(db))
     return SQLiteStore(db)
+
+
+def describe_db(db: str) -> str:
+    """``db`` as it may be printed or logged: a URL's password masked."""
+    return mask_url(db) if _is_url(db) else db

@@ -77,7 +77,7 @@ def create_key(
     """A new API key of ``project`` (made if missing), stored by its hash; its id."""
     project_id = ensure_project(store, project)
     now = datetime.now(timezone.utc).isoformat()
-    (cur,) = store._write(
+    store._write(
         [
             (
                 "INSERT INTO api_keys (project_id, environment, key_hash, prefix, created_at,"
@@ -86,7 +86,8 @@ def create_key(
             )
         ]
     )
-    return int(cur.lastrowid or 0)
+    row = store._reader().execute("SELECT id FROM api_keys WHERE key_hash = ?", (key_hash,))
+    return int(row.fetchone()[0])
 
 
 def key_by_hash(store: SQLiteStore, key_hash: str) -> KeyInfo | None:

@@ -11,9 +11,10 @@ once per hundred rows; alone it is also a little faster (26 against 34 µs per e
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
+
+from ._sql import Conn
 
 __all__ = ["ROWS_PER_STATEMENT", "insert_many"]
 
@@ -22,9 +23,7 @@ __all__ = ["ROWS_PER_STATEMENT", "insert_many"]
 ROWS_PER_STATEMENT = 100
 
 
-def insert_many(
-    conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], tail: str = ""
-) -> None:
+def insert_many(conn: Conn, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
     """``{head} VALUES (?, ...), (?, ...) {tail}`` for ``rows``, a hundred rows a statement.
     ``head`` is ``INSERT ... INTO table (columns)``; ``tail`` an optional ``ON CONFLICT``
     clause. Rows go in in order."""

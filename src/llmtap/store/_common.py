@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
+from urllib.parse import urlsplit, urlunsplit
 
 from ..wire import Event
 from ._facts import Facts, facts_of_event
@@ -22,10 +23,12 @@ __all__ = [
     "KeyInfo",
     "NameTaken",
     "SessionUser",
+    "StoreUnavailable",
     "UserRecord",
     "decode_cursor",
     "encode_cursor",
     "event_row",
+    "mask_url",
     "search_words",
     "to_us",
 ]
@@ -80,6 +83,24 @@ class KeyInfo:
 
 # A user's role in a project, weakest first.
 ROLES = ("viewer", "member", "admin")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: what may be printed or logged."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:  # not even a URL: nothing of it can be trusted to print
+        return "postgresql://***"
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached (a PostgreSQL server down or restarting): what was
+    asked was not done, and may be asked again. The message never holds a password."""
 
 
 class NameTaken(ValueError):

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import _derive, _hist
 from ._common import EventFilter
+from ._dialect import dialect_of
 from ._facts import has_usage, searchable_text
 from ._queries import event_where
+from ._sql import chunks, marks
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
@@ -49,7 +51,7 @@ _COLUMNS = (
 _AGG_VALUES = (
     "n, errors, input_tokens, output_tokens, cost, priced, lat, ttft, rating_sum, rating_n"
 )
-_LAST_SEQ = "SELECT ifnull(max(seq), 0) FROM events"
+_LAST_SEQ = "SELECT COALESCE(max(seq), 0) FROM events"
 _AGG_KEY = "project_id = ? AND level = ? AND attr_id = ? AND bucket = ? AND dims_id = ?"
 
 
@@ -69,15 +71,24 @@ def select_chunk(
 ) -> list[int]:
     """The seqs of up to ``CHUNK`` events of the project that ``f`` selects (and whose id is
     in ``ids``, when given), stored at or before seq ``through``."""
-    where, params = event_where(project_id, f)
-    if ids is not None:
-        where += " AND e.id IN (SELECT value FROM json_each(?))"
-        params.append(json.dumps(list(ids)))
-    rows = conn.execute(
-        f"SELECT e.seq FROM events e WHERE {where} AND e.seq <= ? ORDER BY e.seq LIMIT ?",
-        [*params, through, CHUNK],
-    ).fetchall()
-    return [row[0] for row in rows]
+    where, params = event_where(project_id, f, dialect=dialect_of(conn))
+    if ids is None:
+        rows = conn.execute(
+            f"SELECT e.seq FROM events e WHERE {where} AND e.seq <= ? ORDER BY e.seq LIMIT ?",
+            [*params, through, CHUNK],
+        ).fetchall()
+        return [row[0] for row in rows]
+    seqs: list[int] = []
+    for chunk in chunks(sorted(set(ids))):
+        seqs += [
+            row[0]
+            for row in conn.execute(
+                f"SELECT e.seq FROM events e WHERE {where} AND e.id IN ({marks(chunk)})"
+                " AND e.seq <= ?",
+                [*params, *chunk, through],
+            )
+        ]
+    return sorted(seqs)[:CHUNK]
 
 
 def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
@@ -86,9 +97,8 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
     many were deleted."""
     # "+project_id": look the seqs up by rowid; the planner would rather walk the project.
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM events WHERE +project_id = ?"
-        " AND seq IN (SELECT value FROM json_each(?))",
-        (project_id, json.dumps(seqs)),
+        f"SELECT {_COLUMNS} FROM events WHERE +project_id = ? AND seq IN ({marks(seqs)})",
+        (project_id, *seqs),
     ).fetchall()
     if not rows:
         return 0
@@ -96,6 +106,7 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
     minus: dict[_derive.AggKey, list[Any]] = {}
     unpriced: dict[str, int] = {}
     revisions: set[tuple[str, str]] = set()
+    texts: list[tuple[int, int, str]] = []
     for seq, _, status, in_t, out_t, cost, lat, ttft, fk, model, name, revision, body in rows:
         parsed = json.loads(body)
         text = searchable_text(parsed)
@@ -119,20 +130,23 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
             else:
                 minus[key] = [a + b for a, b in zip(total, share, strict=True)]
         if text:
-            # The text index has no copy of the text: deleting a row takes the very text that
-            # was indexed, which the body gives again (as derivation read it).
-            conn.execute(
-                "INSERT INTO events_text (events_text, rowid, text) VALUES ('delete', ?, ?)",
-                (seq, text),
-            )
+            # The text index may have no copy of the text (SQLite's is contentless): the
+            # body gives the very text that was indexed again (as derivation read it).
+            texts.append((project_id, seq, text))
         if cost is None and model and has_usage(parsed):
             unpriced[model] = unpriced.get(model, 0) + 1
         if name is not None and revision is not None:
             revisions.add((name, revision))
+    dialect_of(conn).unindex_texts(conn, texts)
     _subtract(conn, minus)
-    gone = json.dumps([row[0] for row in rows])
-    conn.execute("DELETE FROM event_attrs WHERE seq IN (SELECT value FROM json_each(?))", (gone,))
-    conn.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (gone,))
+    gone = [row[0] for row in rows]
+    conn.execute(
+        f"DELETE FROM event_attrs WHERE project_id = ? AND seq IN ({marks(gone)})",
+        (project_id, *gone),
+    )
+    conn.execute(
+        f"DELETE FROM events WHERE project_id = ? AND seq IN ({marks(gone)})", (project_id, *gone)
+    )
     conn.executemany(
         "UPDATE unpriced SET events = events - ? WHERE project_id = ? AND model = ?",
         [(n, project_id, model) for model, n in unpriced.items()],
@@ -144,7 +158,7 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
     _derive.set_derived_through(conn, last)
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('deleted_epoch', '1') ON CONFLICT (key)"
-        " DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+        " DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)"
     )
     return len(rows)
 
@@ -206,12 +220,13 @@ def _retime_templates(
 
 
 def _drop_feedback(conn: sqlite3.Connection, project_id: int, keys: set[str]) -> None:
-    conn.execute(
-        "DELETE FROM feedback WHERE project_id = ? AND feedback_key IN"
-        " (SELECT value FROM json_each(?)) AND NOT EXISTS (SELECT 1 FROM events e"
-        " WHERE e.project_id = feedback.project_id AND e.feedback_key = feedback.feedback_key)",
-        (project_id, json.dumps(sorted(keys))),
-    )
+    for chunk in chunks(sorted(keys)):
+        conn.execute(
+            f"DELETE FROM feedback WHERE project_id = ? AND feedback_key IN ({marks(chunk)})"
+            " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.project_id = feedback.project_id"
+            " AND e.feedback_key = feedback.feedback_key)",
+            (project_id, *chunk),
+        )
 
 
 def delete_events(
@@ -232,18 +247,11 @@ def delete_events(
     deleted = 0
     through: int | None = None
     while True:
-        with store._write_lock:
-            store._derive()  # every event it may delete is counted once, and only once
-            conn = store._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if through is None:
-                    (through,) = conn.execute(_LAST_SEQ).fetchone()
-                seqs = select_chunk(conn, project_id, f, ids, through)
-                deleted += forget(conn, project_id, seqs) if seqs else 0
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        # Every stored event derived first: each it may delete is counted once, and only once.
+        with store._transaction(project_id) as conn:
+            if through is None:
+                (through,) = conn.execute(_LAST_SEQ).fetchone()
+            seqs = select_chunk(conn, project_id, f, ids, through)
+            deleted += forget(conn, project_id, seqs) if seqs else 0
         if len(seqs) < CHUNK:
             return deleted

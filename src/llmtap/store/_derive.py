@@ -24,8 +24,10 @@ the attributes index), so they stay exact, only slower. The attributes index its
 from __future__ import annotations
 
 import json
+import logging
 import operator
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -33,16 +35,20 @@ from ..settings import resolve
 from . import _hist
 from ._bulk import insert_many
 from ._common import EVENT_COLUMNS
+from ._dialect import dialect_of
 from ._facts import Facts, attribute_text, facts_of_body, has_usage, searchable_text
+from ._sql import Conn, chunks, marks, new_id
 
 __all__ = [
     "LEVELS",
     "MAX_ATTRIBUTE_KEYS",
     "Derived",
     "IdCache",
+    "add_feedback",
     "after_feedback",
     "attribute_text",
     "backfill",
+    "derive_each",
     "derive_events",
     "derived_through",
     "event_keys",
@@ -60,7 +66,10 @@ LEVELS = (60, 3600, 86400)
 MAX_ATTRIBUTE_KEYS = 64
 MAX_VALUE_CHARS = 200  # longer attribute values are indexed but not aggregated
 
+log = logging.getLogger("llmtap.store")
+
 _COL = {name: i for i, name in enumerate(EVENT_COLUMNS)}
+_BODY = len(EVENT_COLUMNS) - 1
 # The dimensions of an aggregate row, in agg_dims' column order ('' stands for NULL).
 DIMS = ("environment", "model", "prompt_template_name", "template_revision", "status")
 
@@ -70,18 +79,18 @@ _AGG_INSERT = (
 )
 _AGG_ADD = """
 ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
-    n = n + excluded.n,
-    errors = errors + excluded.errors,
-    input_tokens = input_tokens + excluded.input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens,
-    cost = cost + excluded.cost,
-    priced = priced + excluded.priced,
-    lat = CASE WHEN excluded.lat IS NULL THEN lat WHEN lat IS NULL THEN excluded.lat
-               ELSE llmtap_hist_add(lat, excluded.lat) END,
-    ttft = CASE WHEN excluded.ttft IS NULL THEN ttft WHEN ttft IS NULL THEN excluded.ttft
-                ELSE llmtap_hist_add(ttft, excluded.ttft) END,
-    rating_sum = rating_sum + excluded.rating_sum,
-    rating_n = rating_n + excluded.rating_n
+    n = agg.n + excluded.n,
+    errors = agg.errors + excluded.errors,
+    input_tokens = agg.input_tokens + excluded.input_tokens,
+    output_tokens = agg.output_tokens + excluded.output_tokens,
+    cost = agg.cost + excluded.cost,
+    priced = agg.priced + excluded.priced,
+    lat = CASE WHEN excluded.lat IS NULL THEN agg.lat WHEN agg.lat IS NULL THEN excluded.lat
+               ELSE llmtap_hist_add(agg.lat, excluded.lat) END,
+    ttft = CASE WHEN excluded.ttft IS NULL THEN agg.ttft WHEN agg.ttft IS NULL THEN excluded.ttft
+                ELSE llmtap_hist_add(agg.ttft, excluded.ttft) END,
+    rating_sum = agg.rating_sum + excluded.rating_sum,
+    rating_n = agg.rating_n + excluded.rating_n
 """
 
 _DIMS_ID = (
@@ -91,14 +100,14 @@ _DIMS_ID = (
 AggKey = tuple[int, int, int, int, int]  # project_id, level, attr_id, bucket, dims_id
 
 
-def derived_through(conn: sqlite3.Connection) -> int:
+def derived_through(conn: Conn) -> int:
     """The watermark: every event up to this seq is counted in the derived tables, and none
     after it."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'derived_seq'").fetchone()
     return int(row[0]) if row else 0
 
 
-def set_derived_through(conn: sqlite3.Connection, seq: int) -> None:
+def set_derived_through(conn: Conn, seq: int) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('derived_seq', ?)"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -161,7 +170,7 @@ class _Acc:
             )
         return params
 
-    def flush(self, conn: sqlite3.Connection) -> None:
+    def flush(self, conn: Conn) -> None:
         if self.rows:
             insert_many(conn, _AGG_INSERT, self.params(), _AGG_ADD)
             self.rows.clear()
@@ -182,7 +191,7 @@ class IdCache:
 
 
 def _dims_ids(
-    conn: sqlite3.Connection, wanted: set[tuple[Any, ...]], cache: dict[tuple[Any, ...], int]
+    conn: Conn, wanted: set[tuple[Any, ...]], cache: dict[tuple[Any, ...], int]
 ) -> dict[tuple[Any, ...], int]:
     """agg_dims ids of (project_id, *DIMS) tuples, made when new. ``cache`` keeps the ids
     found committed (rows of agg_dims are never changed or deleted), so a known combination
@@ -198,16 +207,17 @@ def _dims_ids(
         if row is not None:
             ids[dims] = cache[dims] = row[0]
             continue
-        cur = conn.execute(
+        ids[dims] = new_id(
+            conn,
             f"INSERT INTO agg_dims (project_id, {', '.join(DIMS)}) VALUES (?, ?, ?, ?, ?, ?)",
             stored,
+            _DIMS_ID,
         )
-        ids[dims] = int(cur.lastrowid or 0)
     return ids
 
 
 def _attr_ids(
-    conn: sqlite3.Connection,
+    conn: Conn,
     wanted: set[tuple[int, str, str]],
     cache: dict[tuple[int, str, str], int],
 ) -> dict[Any, int]:
@@ -252,15 +262,16 @@ def _attr_ids(
                 (project_id, key),
             )
             continue
-        cur = conn.execute(
+        ids[project_id, key, value] = new_id(
+            conn,
             "INSERT INTO attr_values (project_id, key, value) VALUES (?, ?, ?)",
             (project_id, key, value),
+            "SELECT id FROM attr_values WHERE project_id = ? AND key = ? AND value = ?",
         )
         conn.execute(
             "UPDATE attr_keys SET n_values = n_values + 1 WHERE project_id = ? AND key = ?",
             (project_id, key),
         )
-        ids[project_id, key, value] = int(cur.lastrowid or 0)
     return ids
 
 
@@ -281,13 +292,13 @@ class Derived(NamedTuple):
 
     aggregates: list[tuple[Any, ...]]
     attributes: list[tuple[Any, ...]]
-    texts: list[tuple[int, str]]
+    texts: list[tuple[int, int, str]]  # project_id, seq, text
     unpriced: list[tuple[int, str, int]]
     templates: list[tuple[Any, ...]]
 
 
 def derive_events(
-    conn: sqlite3.Connection,
+    conn: Conn,
     fresh: Sequence[tuple[int, Sequence[Any], Facts]],
     ids: IdCache | None = None,
 ) -> None:
@@ -296,29 +307,34 @@ def derive_events(
     write(conn, plan(conn, fresh, ids))
 
 
-def write(conn: sqlite3.Connection, rows: Derived) -> None:
+def write(conn: Conn, rows: Derived) -> None:
     insert_many(conn, _AGG_INSERT, rows.aggregates, _AGG_ADD)
     insert_many(
-        conn, "INSERT OR IGNORE INTO event_attrs (project_id, key, value, seq)", rows.attributes
+        conn,
+        "INSERT INTO event_attrs (project_id, key, value, seq)",
+        rows.attributes,
+        "ON CONFLICT DO NOTHING",
     )
-    insert_many(conn, "INSERT INTO events_text (rowid, text)", rows.texts)
+    dialect_of(conn).index_texts(conn, rows.texts)
     insert_many(
         conn,
         "INSERT INTO unpriced (project_id, model, events)",
         rows.unpriced,
-        "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
+        "ON CONFLICT (project_id, model) DO UPDATE SET events = unpriced.events + excluded.events",
     )
     insert_many(
         conn,
         "INSERT INTO templates (project_id, name, revision, kind, template, first_us, last_us)",
         rows.templates,
-        "ON CONFLICT (project_id, name, revision) DO UPDATE SET"
-        " first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
+        "ON CONFLICT (project_id, name, revision) DO UPDATE SET first_us = CASE WHEN"
+        " excluded.first_us < templates.first_us THEN excluded.first_us ELSE templates.first_us"
+        " END, last_us = CASE WHEN excluded.last_us > templates.last_us THEN excluded.last_us"
+        " ELSE templates.last_us END",
     )
 
 
 def plan(
-    conn: sqlite3.Connection,
+    conn: Conn,
     fresh: Sequence[tuple[int, Sequence[Any], Facts]],
     ids: IdCache | None = None,
 ) -> Derived:
@@ -343,7 +359,7 @@ def plan(
     rated = ratings(conn, [(r[p_col], r[fk_col]) for _, r, _ in fresh])
     groups: dict[tuple[Any, ...], _Group] = {}
     attr_rows: list[tuple[Any, ...]] = []
-    text_rows: list[tuple[int, str]] = []
+    text_rows: list[tuple[int, int, str]] = []
     spans: dict[tuple[int, str, str], list[Any]] = {}
     unpriced: dict[tuple[int, str], int] = {}
     for seq, r, facts in fresh:
@@ -367,7 +383,7 @@ def plan(
         if pairs:
             attr_rows.extend((project_id, k, v, seq) for k, v in pairs)
         if facts.text:
-            text_rows.append((seq, facts.text))
+            text_rows.append((project_id, seq, facts.text))
         model = r[model_col]
         if cost is None and model and facts.has_usage:
             unpriced[project_id, model] = unpriced.get((project_id, model), 0) + 1
@@ -449,7 +465,7 @@ class _Group:
 
 
 def _aggregate(
-    conn: sqlite3.Connection,
+    conn: Conn,
     groups: dict[tuple[Any, ...], _Group],
     ids: IdCache,
 ) -> list[tuple[Any, ...]]:
@@ -479,7 +495,7 @@ def _aggregate(
 
 
 def ratings(
-    conn: sqlite3.Connection, keys: list[tuple[int, str | None]]
+    conn: Conn, keys: list[tuple[int, str | None]]
 ) -> dict[tuple[int, str], tuple[float, int]]:
     """Ratings already stored for feedback keys (feedback may arrive before its event)."""
     by_project: dict[int, set[str]] = {}
@@ -488,20 +504,22 @@ def ratings(
             by_project.setdefault(project_id, set()).add(key)
     out = {}
     for project_id, wanted in by_project.items():
-        for key, total, n in conn.execute(
-            "SELECT feedback_key, sum(rating), count(rating) FROM feedback WHERE project_id = ?"
-            " AND feedback_key IN (SELECT value FROM json_each(?)) GROUP BY feedback_key",
-            (project_id, json.dumps(sorted(wanted))),
-        ):
-            if n:
-                out[project_id, key] = (float(total), int(n))
+        for chunk in chunks(sorted(wanted)):
+            for key, total, n in conn.execute(
+                "SELECT feedback_key, sum(rating), count(rating) FROM feedback WHERE"
+                f" project_id = ? AND feedback_key IN ({marks(chunk)}) GROUP BY feedback_key",
+                (project_id, *chunk),
+            ):
+                if n:
+                    out[project_id, key] = (float(total), int(n))
     return out
 
 
-def event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[AggKey]:
+def event_keys(conn: Conn, project_id: int, seq: int) -> list[AggKey]:
     """The aggregate rows a stored event counts in."""
     row = conn.execute(
-        f"SELECT started_us, {', '.join(DIMS)} FROM events WHERE seq = ?", (seq,)
+        f"SELECT started_us, {', '.join(DIMS)} FROM events WHERE project_id = ? AND seq = ?",
+        (project_id, seq),
     ).fetchone()
     started_us, *dims = row
     stored = tuple("" if v is None else v for v in dims)
@@ -517,25 +535,83 @@ def event_keys(conn: sqlite3.Connection, project_id: int, seq: int) -> list[AggK
     return _agg_keys(project_id, started_us, dims_id, attr_ids)
 
 
+def derive_each(
+    conn: Conn,
+    todo: Sequence[tuple[int, Sequence[Any], Facts | None]],
+    ids: IdCache | None = None,
+) -> None:
+    """Derive events (seq, events-table row, facts: None to parse them from the row's body)
+    in ``conn``'s transaction. An event whose derivation fails is logged and left out of the
+    derived tables; the others are derived."""
+    conn.execute("SAVEPOINT derive")
+    try:
+        fresh = [
+            (seq, row, facts or facts_of_body(json.loads(row[_BODY]))) for seq, row, facts in todo
+        ]
+        derive_events(conn, fresh, ids)
+        conn.execute("RELEASE derive")
+        return
+    except Exception:
+        conn.execute("ROLLBACK TO derive")
+        conn.execute("RELEASE derive")
+        if ids is not None:
+            ids.clear()  # it may hold ids of rows rolled back
+        if len(todo) == 1:
+            log.exception("event seq %s could not be derived; it is left out of stats", todo[0][0])
+            return
+    for one in todo:  # find the one that fails, keep the others
+        derive_each(conn, [one], ids)
+
+
+def add_feedback(
+    conn: Conn,
+    project_id: int,
+    feedback_key: str,
+    rating: float | None,
+    better: str | None,
+    feedback_id: str | None,
+    through: int | None,
+) -> bool:
+    """Store a feedback and count its rating (see ``after_feedback``), in ``conn``'s
+    transaction; False when one with this ``feedback_id`` is stored already."""
+    cur = conn.execute(
+        "INSERT INTO feedback (project_id, feedback_key, rating, better_response,"
+        " created_us, feedback_id) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (project_id, feedback_id) WHERE feedback_id IS NOT NULL"
+        " DO NOTHING",
+        (project_id, feedback_key, rating, better, int(time.time() * 1_000_000), feedback_id),
+    )
+    stored = cur.rowcount == 1
+    if stored:
+        after_feedback(conn, project_id, feedback_key, rating, through)
+    return stored
+
+
 def after_feedback(
-    conn: sqlite3.Connection, project_id: int, feedback_key: str, rating: float | None
+    conn: Conn,
+    project_id: int,
+    feedback_key: str,
+    rating: float | None,
+    through: int | None = None,
 ) -> None:
     """Count a rating in the aggregates of the event(s) it rates. A rating for an event not
-    derived yet (not stored, or stored after the watermark) is counted when the event is
-    (see ``ratings``)."""
+    derived yet (not stored, or stored after the watermark ``through``: None when every
+    stored event is derived) is counted when the event is (see ``ratings``)."""
     if rating is None:
         return
     acc = _Acc()
-    for (seq,) in conn.execute(
-        "SELECT seq FROM events WHERE project_id = ? AND feedback_key = ? AND seq <= ?",
-        (project_id, feedback_key, derived_through(conn)),
-    ).fetchall():
+    sql = "SELECT seq FROM events WHERE project_id = ? AND feedback_key = ?"
+    params: tuple[Any, ...] = (project_id, feedback_key)
+    if through is not None:
+        sql += " AND seq <= ?"
+        params += (through,)
+    for (seq,) in conn.execute(sql, params).fetchall():
         acc.add(event_keys(conn, project_id, seq), rating_sum=rating, rating_n=1)
     acc.flush(conn)
 
 
 def reprice(
-    conn: sqlite3.Connection,
+    conn: Conn,
     project_id: int,
     model: str,
     cost_of: Callable[[dict[str, Any]], float | None],
@@ -561,12 +637,16 @@ def reprice(
             cost=(new or 0.0) - (old or 0.0),
             priced=int(new is not None) - int(old is not None),
         )
-    conn.executemany("UPDATE events SET cost_usd = ? WHERE seq = ?", changed)
+    conn.executemany(
+        "UPDATE events SET cost_usd = ? WHERE project_id = ? AND seq = ?",
+        [(cost, project_id, seq) for cost, seq in changed],
+    )
     acc.flush(conn)
     if unpriced_delta:
         conn.execute(
             "INSERT INTO unpriced (project_id, model, events) VALUES (?, ?, ?) "
-            "ON CONFLICT (project_id, model) DO UPDATE SET events = events + excluded.events",
+            "ON CONFLICT (project_id, model) DO UPDATE SET events = unpriced.events"
+            " + excluded.events",
             (project_id, model, unpriced_delta),
         )
         conn.execute("DELETE FROM unpriced WHERE events <= 0")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from . import _derive, _repair
 
-__all__ = ["SQLITE_MIGRATIONS", "migrate_sqlite"]
+__all__ = ["SQLITE_MIGRATIONS", "apply_step", "migrate_sqlite"]
 
 # A step is SQL statements, or Python functions run on the connection (for data that SQL alone
 # cannot derive), in order, in one transaction.
@@ -362,6 +363,22 @@ SQLITE_MIGRATIONS: list[Step] = [
 ]
 
 
+def apply_step(
+    conn: Any, name: str, statements: tuple[Any, ...], now: Callable[[], datetime]
+) -> None:
+    """Run a step's statements (SQL, or functions of the connection) and record it, in the
+    caller's transaction (either backend's)."""
+    for statement in statements:
+        if callable(statement):
+            statement(conn)
+        else:
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO _llmtap_migrations (name, applied_at) VALUES (?, ?)",
+        (name, now().isoformat()),
+    )
+
+
 def migrate_sqlite(
     conn: sqlite3.Connection,
     steps: list[Step] = SQLITE_MIGRATIONS,
@@ -385,15 +402,7 @@ def migrate_sqlite(
             if conn.execute("SELECT 1 FROM _llmtap_migrations WHERE name = ?", (name,)).fetchone():
                 conn.execute("ROLLBACK")
                 continue
-            for statement in statements:
-                if callable(statement):
-                    statement(conn)
-                else:
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT INTO _llmtap_migrations (name, applied_at) VALUES (?, ?)",
-                (name, now().isoformat()),
-            )
+            apply_step(conn, name, statements, now)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

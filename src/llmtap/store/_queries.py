@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import _derive, _stats
-from ._common import EventFilter, decode_cursor, encode_cursor, search_words
+from ._common import EventFilter, decode_cursor, encode_cursor
+from ._dialect import SQLITE, SUMMARY_CHARS, Dialect, dialect_of
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
@@ -24,7 +25,6 @@ __all__ = [
     "PAGE_BYTES",
     "SUMMARY_CHARS",
     "event_where",
-    "fts_query",
     "get_event",
     "iter_events",
     "list_events",
@@ -40,35 +40,18 @@ _LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd
 # A page of events stops, with a cursor, once its events' stored bodies pass this many bytes
 # (one event at least): events can be tens of megabytes each, and a page is held in memory.
 PAGE_BYTES = 8 * 1024 * 1024
-# An event in a summary keeps this much of its output and error message.
-SUMMARY_CHARS = 500
-# An event as a list shows it: without what can be large, cut by SQLite, so only this reaches
-# Python. The error and output are put back, cut, by ``_summary_out``.
-_SUMMARY = (
-    "json_remove(e.body, '$.request', '$.response', '$.template_chat', '$.template_text',"
-    " '$.template_params', '$.attributes', '$.output_text', '$.error'),"
-    f" substr(json_extract(e.body, '$.output_text'), 1, {SUMMARY_CHARS}),"
-    " json_extract(e.body, '$.error.type'),"
-    f" substr(json_extract(e.body, '$.error.message'), 1, {SUMMARY_CHARS}),"
-    " json_extract(e.body, '$.error.status_code')"
-)
 
 # What each sort orders by; NULL latency or cost sorts lowest.
 _SORT_KEYS = {
     "started_at": "e.started_us",
-    "latency_ms": "ifnull(e.latency_ms, -1)",
-    "cost_usd": "ifnull(e.cost_usd, -1)",
+    "latency_ms": "COALESCE(e.latency_ms, -1)",
+    "cost_usd": "COALESCE(e.cost_usd, -1)",
 }
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 query matching events that contain every word of ``text`` (quoted, so no
-    character in it is FTS syntax); None when it has no word."""
-    words = search_words(text)
-    return " ".join(f'"{w}"' for w in words) if words else None
-
-
-def event_where(project_id: int, f: EventFilter, alias: str = "e") -> tuple[str, list[Any]]:
+def event_where(
+    project_id: int, f: EventFilter, alias: str = "e", dialect: Dialect = SQLITE
+) -> tuple[str, list[Any]]:
     """The WHERE clause (without the word) selecting the events ``f`` asks for, cursor aside."""
     a = alias
     where = [f"{a}.project_id = ?"]
@@ -85,14 +68,11 @@ def event_where(project_id: int, f: EventFilter, alias: str = "e") -> tuple[str,
         where.append(f"{a}.started_us < ?")
         params.append(f.to_us)
     for key, value in f.attributes.items():
-        where.append(
-            f"{a}.seq IN (SELECT seq FROM event_attrs WHERE project_id = ? AND key = ?"
-            " AND value = ?)"
-        )
-        params.extend([project_id, key, value])
-    if f.q is not None and (match := fts_query(f.q)) is not None:
-        where.append(f"{a}.seq IN (SELECT rowid FROM events_text WHERE events_text MATCH ?)")
-        params.append(match)
+        where.append(dialect.attr_match(a))
+        params.extend(dialect.attr_params(project_id, key, value))
+    if f.q is not None and (match := dialect.text_match(a, project_id, f.q)) is not None:
+        where.append(match[0])
+        params.extend(match[1])
     feedback = f"SELECT 1 FROM feedback fb WHERE fb.project_id = {a}.project_id AND fb.feedback_key = {a}.feedback_key"  # noqa: E501
     if f.has_feedback is not None:
         where.append(f"{'' if f.has_feedback else 'NOT '}EXISTS ({feedback})")
@@ -188,7 +168,9 @@ def list_events(
     ``summary``, events come without request, response, template and attributes, their
     output and error message cut to ``SUMMARY_CHARS`` (marked ``"summary": true``): what
     a list shows, at a fraction of the memory."""
-    where, params = event_where(project_id, f)
+    conn = _derived(store) if f.attributes or f.q else store._reader()
+    dialect = dialect_of(conn)
+    where, params = event_where(project_id, f, dialect=dialect)
     descending = f.sort.startswith("-")
     sort_key = _SORT_KEYS[f.sort.lstrip("-")]
     if f.cursor is not None:
@@ -196,11 +178,10 @@ def list_events(
         params.extend(f.cursor)
     order = "DESC" if descending else "ASC"
     sql = (
-        f"SELECT e.seq, {sort_key}, {_SUMMARY if summary else 'e.body'},"
+        f"SELECT e.seq, {sort_key}, {dialect.summary if summary else 'e.body'},"
         " e.environment, e.template_revision, e.cost_usd"
         f" FROM events e WHERE {where} ORDER BY {sort_key} {order}, e.seq {order} LIMIT ?"
     )
-    conn = _derived(store) if f.attributes or f.q else store._reader()
     rows: list[Any] = []
     size, more = 0, False
     found = conn.execute(sql, [*params, f.limit + 1])
@@ -318,40 +299,38 @@ def set_price_override(
     """Store (or, with ``prices`` None, remove) a price override, then price that model's
     stored events again with ``cost_of(overrides of the model)``, all in one transaction.
     Returns how many events changed cost."""
-    with store._write_lock:
-        store._derive()  # repricing adjusts the aggregates events are counted in
-        conn = store._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if prices is None:
-                conn.execute(
-                    "DELETE FROM price_overrides WHERE project_id = ? AND model = ?"
-                    " AND since_us = ?",
-                    (project_id, model, since_us),
-                )
-            else:
-                conn.execute(
-                    "INSERT OR REPLACE INTO price_overrides (project_id, model, since_us,"
-                    " input_per_mtok, output_per_mtok, cached_per_mtok, reasoning_per_mtok,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        project_id,
-                        model,
-                        since_us,
-                        prices["input_per_mtok"],
-                        prices["output_per_mtok"],
-                        prices.get("cached_per_mtok"),
-                        prices.get("reasoning_per_mtok"),
-                        datetime.now(timezone.utc).isoformat(),
-                    ),
-                )
-            changed = _derive.reprice(
-                conn, project_id, model, cost_of(_overrides(conn, project_id, model))
+    # Every stored event derived first: repricing adjusts the aggregates events count in.
+    with store._transaction(project_id) as conn:
+        if prices is None:
+            conn.execute(
+                "DELETE FROM price_overrides WHERE project_id = ? AND model = ? AND since_us = ?",
+                (project_id, model, since_us),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        else:
+            conn.execute(
+                "INSERT INTO price_overrides (project_id, model, since_us,"
+                " input_per_mtok, output_per_mtok, cached_per_mtok, reasoning_per_mtok,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (project_id, model, since_us) DO UPDATE SET"
+                " input_per_mtok = excluded.input_per_mtok,"
+                " output_per_mtok = excluded.output_per_mtok,"
+                " cached_per_mtok = excluded.cached_per_mtok,"
+                " reasoning_per_mtok = excluded.reasoning_per_mtok,"
+                " created_at = excluded.created_at",
+                (
+                    project_id,
+                    model,
+                    since_us,
+                    prices["input_per_mtok"],
+                    prices["output_per_mtok"],
+                    prices.get("cached_per_mtok"),
+                    prices.get("reasoning_per_mtok"),
+                    datetime.now(timezone.utc).isoformat(),
+                ),
+            )
+        changed = _derive.reprice(
+            conn, project_id, model, cost_of(_overrides(conn, project_id, model))
+        )
     return changed
 
 

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import sqlite3
 import sys
 import threading
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS
 from ._delete import deleted_epoch
-from ._facts import Facts, facts_of_body
+from ._facts import Facts
 from ._migrations import migrate_sqlite
 
 __all__ = ["DERIVE_DELAY", "DERIVE_EVENTS", "SQLiteStore"]
@@ -61,7 +59,7 @@ DERIVE_DELAY = 1.0
 # memory stays bounded.
 _DERIVE_AT_MOST = 3 * DERIVE_EVENTS
 _BODY = len(EVENT_COLUMNS) - 1
-_MAX_SEQ = "SELECT ifnull(max(seq), 0) FROM events"
+_MAX_SEQ = "SELECT COALESCE(max(seq), 0) FROM events"
 
 # An event committed and not derived yet: its seq, its row, its facts. A row that came with
 # its facts is kept without its body; one that came without (read back from the file, after
@@ -257,6 +255,22 @@ class SQLiteStore:
                 raise
         return cursors
 
+    @contextlib.contextmanager
+    def _transaction(self, project_id: int) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the writer, every stored event derived first (what the
+        modules that adjust the derived tables need: ``_delete``, repricing). One writer
+        at a time, whatever the project."""
+        with self._write_lock:
+            self._derive()
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
     def close(self) -> None:
         self._deriver.close()
         self.catch_up()
@@ -387,7 +401,7 @@ class SQLiteStore:
             if len(todo) < last - done:  # another process's, or what a crash left
                 todo += self._stored_underived(conn, done, {item[0] for item in todo})
             if todo:
-                self._derive_rows(conn, todo)
+                _derive.derive_each(conn, todo, self._ids)
             if last != done:
                 _derive.set_derived_through(conn, last)
             conn.execute("COMMIT")
@@ -399,27 +413,6 @@ class SQLiteStore:
         self._underived = [item for item in self._underived if item[0] > last]
         if self._checkpointer is not None:
             self._checkpointer.committed()
-
-    def _derive_rows(self, conn: sqlite3.Connection, todo: list[_Underived]) -> None:
-        conn.execute("SAVEPOINT derive")
-        try:
-            fresh = [
-                (seq, row, facts or facts_of_body(json.loads(row[_BODY])))
-                for seq, row, facts in todo
-            ]
-            _derive.derive_events(conn, fresh, self._ids)
-            conn.execute("RELEASE derive")
-            return
-        except Exception:
-            conn.execute("ROLLBACK TO derive")
-            conn.execute("RELEASE derive")
-            if len(todo) == 1:
-                log.exception(
-                    "event seq %s could not be derived; it is left out of stats", todo[0][0]
-                )
-                return
-        for one in todo:  # find the one that fails, keep the others
-            self._derive_rows(conn, [one])
 
     @staticmethod
     def _stored_underived(
@@ -447,23 +440,10 @@ class SQLiteStore:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = conn.execute(
-                    "INSERT INTO feedback (project_id, feedback_key, rating, better_response,"
-                    " created_us, feedback_id) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (project_id, feedback_id) WHERE feedback_id IS NOT NULL"
-                    " DO NOTHING",
-                    (
-                        project_id,
-                        feedback_key,
-                        rating,
-                        better,
-                        int(time.time() * 1_000_000),
-                        feedback_id,
-                    ),
+                through = _derive.derived_through(conn)
+                stored = _derive.add_feedback(
+                    conn, project_id, feedback_key, rating, better, feedback_id, through
                 )
-                stored = cur.rowcount == 1
-                if stored:
-                    _derive.after_feedback(conn, project_id, feedback_key, rating)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

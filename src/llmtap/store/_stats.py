@@ -250,9 +250,10 @@ def _from_events(
     groups: dict[tuple[Any, ...], _Group],
     exact: bool,
 ) -> None:
+    from ._dialect import dialect_of
     from ._queries import event_where
 
-    where, params = event_where(project_id, f)
+    where, params = event_where(project_id, f, dialect=dialect_of(conn))
     joins, attr_cols, join_params = [], [], []
     for i, field_name in enumerate(keyer.group_by):
         if field_name.startswith("attributes."):

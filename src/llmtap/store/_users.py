@@ -83,7 +83,10 @@ def create_user(
         cur, *_ = store._write(statements)
     except sqlite3.IntegrityError:
         raise NameTaken(f"the name {name!r} is taken") from None
-    return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None
+    if cur.rowcount != 1:
+        return None
+    found = user_by_name(store, name)
+    return None if found is None else int(found["id"])
 
 
 def user_by_name(store: SQLiteStore, name: str) -> UserRecord | None:
@@ -107,8 +110,8 @@ def set_password(
             ("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)),
             (
                 "UPDATE sessions SET revoked_us = ? WHERE user_id = ? AND revoked_us IS NULL"
-                " AND id_hash IS NOT ?",
-                (now_us, user_id, keep),
+                " AND (CAST(? AS TEXT) IS NULL OR id_hash <> ?)",
+                (now_us, user_id, keep, keep),
             ),
         ]
     )

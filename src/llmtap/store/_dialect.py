@@ -1,0 +1,73 @@
+"""What SQL differs between backends, behind one small interface: the text index (``q=``) and
+the summary columns of the events list. Everything else the store modules write is portable
+SQL (``?`` placeholders, ``ON CONFLICT``, ``COALESCE``), run on SQLite's connection or on the
+PostgreSQL adaptor (``_pg``) alike. A connection tells its dialect with a ``dialect``
+attribute; SQLite's own connection has none, so SQLite is the default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._bulk import insert_many
+from ._common import search_words
+
+__all__ = ["SUMMARY_CHARS", "Dialect", "dialect_of"]
+
+# An event in a summary keeps this much of its output and error message.
+SUMMARY_CHARS = 500
+
+
+class Dialect:
+    """SQLite's: an FTS5 table ``events_text`` whose rowid is the event's seq, contentless."""
+
+    name = "sqlite"
+    # An event as a list shows it: without what can be large, cut by the database, so only
+    # this reaches Python (body, output, error type, message, status code).
+    summary = (
+        "json_remove(e.body, '$.request', '$.response', '$.template_chat', '$.template_text',"
+        " '$.template_params', '$.attributes', '$.output_text', '$.error'),"
+        f" substr(json_extract(e.body, '$.output_text'), 1, {SUMMARY_CHARS}),"
+        " json_extract(e.body, '$.error.type'),"
+        f" substr(json_extract(e.body, '$.error.message'), 1, {SUMMARY_CHARS}),"
+        " json_extract(e.body, '$.error.status_code')"
+    )
+
+    def text_match(self, alias: str, project_id: int, text: str) -> tuple[str, list[Any]] | None:
+        """The condition selecting the events (``alias``) that contain every word of
+        ``text``; None when it has no word (it selects nothing out)."""
+        words = search_words(text)
+        if not words:
+            return None
+        # Each word quoted: no character of it is FTS syntax.
+        query = " ".join(f'"{w}"' for w in words)
+        return f"{alias}.seq IN (SELECT rowid FROM events_text WHERE events_text MATCH ?)", [query]
+
+    def attr_match(self, alias: str) -> str:
+        """The condition selecting the events (``alias``) with an attribute (parameters:
+        project, key, value)."""
+        return (
+            f"{alias}.seq IN (SELECT seq FROM event_attrs WHERE project_id = ? AND key = ?"
+            " AND value = ?)"
+        )
+
+    def attr_params(self, project_id: int, key: str, value: str) -> list[Any]:
+        return [project_id, key, value]
+
+    def index_texts(self, conn: Any, rows: list[tuple[int, int, str]]) -> None:
+        """Add events' searchable texts (project_id, seq, text) to the index."""
+        insert_many(conn, "INSERT INTO events_text (rowid, text)", [(s, t) for _, s, t in rows])
+
+    def unindex_texts(self, conn: Any, rows: list[tuple[int, int, str]]) -> None:
+        """Take events' texts out of the index: the very text indexed (contentless FTS5)."""
+        for _, seq, text in rows:
+            conn.execute(
+                "INSERT INTO events_text (events_text, rowid, text) VALUES ('delete', ?, ?)",
+                (seq, text),
+            )
+
+
+SQLITE = Dialect()
+
+
+def dialect_of(conn: Any) -> Dialect:
+    return getattr(conn, "dialect", SQLITE)  # type: ignore[no-any-return]

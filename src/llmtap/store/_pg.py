@@ -1,0 +1,201 @@
+"""The PostgreSQL connection layer: a psycopg 3 pool, and an adaptor through which the store
+modules written for SQLite (``?`` placeholders, ``conn.execute(sql, params)``, cursors with
+``fetchone``/``fetchall``/``rowcount``) run unchanged on PostgreSQL.
+
+Parameters are bound on the client (psycopg's ``ClientCursor``): like SQLite, a ``?`` whose
+type PostgreSQL cannot infer (``? IS NULL``, ``SELECT ?, ?`` feeding an ``INSERT``) just
+works, where server-side binding would refuse it. Python booleans go in as 0/1 (booleans are
+INTEGER columns, as in SQLite), and ``sum()`` of an integer column (``numeric`` in
+PostgreSQL) comes back as an ``int``, not a ``Decimal``.
+
+psycopg is imported here only, and this module only when a ``postgresql://`` URL is opened:
+SQLite users do not need it installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg_pool import ConnectionPool
+
+from ._pg_text import POSTGRES
+
+__all__ = [
+    "PgConn",
+    "PooledReader",
+    "Result",
+    "connect",
+    "hide_password",
+    "open_pool",
+    "param",
+    "translate",
+]
+
+
+def hide_password(text: str, url: str) -> str:
+    """``text`` (an error message, say) with the password of ``url`` masked wherever it
+    appears."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """SQLite's ``?`` placeholders as psycopg's ``%s``, and ``%`` escaped, outside quoted
+    strings and identifiers. Cached: the store's statements are a few hundred strings."""
+    out = []
+    quote = ""
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        if ch == "%":
+            out.append("%%")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+# PostgreSQL's text cannot hold NUL, which SQLite's can (an event's ids, model, attributes
+# may carry one: hostile or broken clients). It is stored, and looked for, as U+FFFD, the
+# same way in both directions, so a lookup by the original text still finds it. Bodies are
+# JSON, where NUL is escaped already: they are stored exactly.
+_NUL = "\x00"
+
+
+def param(value: Any) -> Any:
+    """A parameter as PostgreSQL takes it: booleans as 0/1, NUL in text as U+FFFD."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and _NUL in value:
+        return value.replace(_NUL, "\ufffd")
+    return value
+
+
+class _NumericLoader(Loader):
+    """``numeric`` (what ``sum()`` of a BIGINT column gives) as an ``int`` when whole."""
+
+    def load(self, data: Any) -> Any:
+        text = bytes(data).decode()
+        if "." in text or "N" in text or "e" in text:
+            return float(text)
+        return int(text)
+
+
+class Result:
+    """A statement's rows, read whole (the connection went back to the pool), with the
+    cursor methods the store modules use."""
+
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self._rows = rows
+        self._next = 0
+        self.rowcount = rowcount
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._next = self._rows[self._next :], len(self._rows)
+        return rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def close(self) -> None:
+        self._next = len(self._rows)
+
+
+def _run(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> Result:
+    try:
+        if params:
+            cur = conn.execute(translate(sql), [param(p) for p in params])  # type: ignore[arg-type]
+        else:  # no placeholder to fill: psycopg takes the text as it is, % included
+            cur = conn.execute(sql)  # type: ignore[arg-type]
+    except psycopg.IntegrityError as e:
+        raise IntegrityError(str(e)) from e
+    rows = cur.fetchall() if cur.description is not None else []
+    return Result(rows, cur.rowcount)
+
+
+class IntegrityError(sqlite3.IntegrityError):
+    """A unique or foreign key violation on PostgreSQL, as the portable modules catch it
+    (``except sqlite3.IntegrityError``): they were written for SQLite, and run on both."""
+
+
+class PgConn:
+    """One pooled connection, in a transaction the caller holds, as the store modules use
+    SQLite's: ``execute``, ``executemany``, ``dialect``."""
+
+    dialect = POSTGRES
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        return _run(self.raw, sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        for row in rows:
+            _run(self.raw, sql, row)
+
+
+class PooledReader:
+    """What ``store._reader()`` gives on PostgreSQL: each statement on a connection borrowed
+    from the pool for its duration (autocommit), its rows read whole."""
+
+    dialect = POSTGRES
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        with self._pool.connection() as conn:
+            return _run(conn, sql, params)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_loader("numeric", _NumericLoader)
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    """One connection outside the pool (migrations), set up as the pool's are."""
+    conn = psycopg.connect(
+        url, autocommit=True, cursor_factory=psycopg.ClientCursor, connect_timeout=10
+    )
+    _configure(conn)
+    return conn
+
+
+def open_pool(url: str, max_size: int) -> ConnectionPool[Any]:
+    """A pool of autocommit connections to ``url``. Each connection is checked before it is
+    lent, so after a restart of the server the broken ones are replaced, not handed out."""
+    return ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True, "cursor_factory": psycopg.ClientCursor, "connect_timeout": 5},
+        configure=_configure,
+        check=ConnectionPool.check_connection,
+        # A request waits this long for a connection (the server down: it then answers 503).
+        timeout=10,
+        name="llmtap",
+        open=True,
+    )

@@ -1,0 +1,106 @@
+"""PostgreSQL's dialect (see ``_dialect``): the text index for ``q=`` and the summary columns.
+
+SQLite's FTS5 index (``unicode61``, diacritics removed) splits text into runs of letters and
+digits, case-folded; a query matches events holding every word. PostgreSQL's own parsers split
+differently (``a.b`` is one host name, ``a-b`` three tokens), so the tokens are made here, the
+same way for the text and the query, and stored as a ``tsvector`` of plain lexemes
+(no parser of its own) under a GIN index; a query is the AND of its tokens (``@@``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from ._bulk import insert_many
+from ._common import search_words
+from ._dialect import SUMMARY_CHARS, Dialect
+
+__all__ = ["POSTGRES", "PostgresDialect", "tokens"]
+
+_TOKEN = re.compile(r"[^\W_]+")
+# PostgreSQL's limits: a lexeme under 2 KiB, a tsvector under 1 MiB. Longer tokens are not
+# searchable (nobody types them); a text past the budget is indexed up to it.
+_MAX_TOKEN_BYTES = 512
+_MAX_TSVECTOR_BYTES = 900_000
+
+
+def tokens(text: str) -> list[str]:
+    """The distinct searchable tokens of ``text``: letters and digits, lower case, without
+    diacritics, in order of first appearance."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    out: dict[str, None] = {}
+    size = 0
+    for token in _TOKEN.findall(folded):
+        if token in out:
+            continue
+        n = len(token.encode())
+        if n > _MAX_TOKEN_BYTES:
+            continue
+        size += n + 8
+        if size > _MAX_TSVECTOR_BYTES:
+            break
+        out[token] = None
+    return list(out)
+
+
+# A body as jsonb, for the summary columns. jsonb cannot hold NUL (\u0000 in the JSON text):
+# it becomes U+FFFD, as NUL does everywhere on PostgreSQL (see ``_pg.param``).
+_JSONB = "CAST(replace(e.body, '\\u0000', '\\ufffd') AS jsonb)"
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    summary = (
+        f"({_JSONB} - ARRAY['request', 'response', 'template_chat', 'template_text',"
+        " 'template_params', 'attributes', 'output_text', 'error'])::text,"
+        f" substr({_JSONB} ->> 'output_text', 1, {SUMMARY_CHARS}),"
+        f" {_JSONB} #>> '{{error,type}}',"
+        f" substr({_JSONB} #>> '{{error,message}}', 1, {SUMMARY_CHARS}),"
+        f" {_JSONB} #> '{{error,status_code}}'"
+    )
+
+    def text_match(self, alias: str, project_id: int, text: str) -> tuple[str, list[Any]] | None:
+        words = search_words(text)
+        if not words:
+            return None
+        wanted = tokens(" ".join(words))
+        if not wanted:
+            return "1 = 0", []
+        query = " & ".join(f"'{t}'" for t in wanted)  # tokens hold no quote
+        return (
+            f"{alias}.seq IN (SELECT seq FROM events_text WHERE project_id = ?"
+            " AND tsv @@ CAST(? AS tsquery))",
+            [project_id, query],
+        )
+
+    def attr_match(self, alias: str) -> str:
+        # Looked up by hashes (values can pass what a B-tree entry holds), then compared.
+        return (
+            f"{alias}.seq IN (SELECT seq FROM event_attrs WHERE project_id = ?"
+            " AND md5(key) = md5(?) AND md5(value) = md5(?) AND key = ? AND value = ?)"
+        )
+
+    def attr_params(self, project_id: int, key: str, value: str) -> list[Any]:
+        return [project_id, key, value, key, value]
+
+    def index_texts(self, conn: Any, rows: list[tuple[int, int, str]]) -> None:
+        found = [(p, s, t) for p, s, text in rows if (t := tokens(text))]
+        insert_many(
+            conn,
+            "INSERT INTO events_text (project_id, seq, tsv)",
+            # A tsvector literal of plain lexemes: 'a' 'b' (tokens hold no quote).
+            [(p, s, " ".join(f"'{x}'" for x in t)) for p, s, t in found],
+            "ON CONFLICT DO NOTHING",
+        )
+
+    def unindex_texts(self, conn: Any, rows: list[tuple[int, int, str]]) -> None:
+        for project_id, seq, _ in rows:
+            conn.execute(
+                "DELETE FROM events_text WHERE project_id = ? AND seq = ?", (project_id, seq)
+            )
+
+
+POSTGRES = PostgresDialect()

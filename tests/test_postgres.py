@@ -1,0 +1,341 @@
+"""What only the PostgreSQL backend has: its SQL histogram functions, a schema ready to be
+sharded by project, migrations applied once by processes starting together, passwords never
+shown, several ``llmtap serve`` processes on one database, and a server restarted under them.
+Everything else it does is checked by the suite run on both backends (``store``, ``server``)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmtap.store import EventFilter, _hist, open_store
+
+from ._postgres import Postgres
+from .conftest import LLMTAP, Server, free_port, start_server, stop_server
+from .test_server import event
+
+# Tables that are small and read everywhere: Citus would replicate them to every node
+# (reference tables), so they need no distribution column in their keys.
+REFERENCE_TABLES = {
+    "_llmtap_migrations",
+    "meta",
+    "projects",
+    "api_keys",
+    "users",
+    "memberships",
+    "invitations",
+    "sessions",
+    "login_failures",
+}
+
+
+def _blank(postgres: Postgres) -> str:
+    """A new database without llmtap's schema (``fresh_database`` gives a migrated one)."""
+    name = f"blank_{uuid.uuid4().hex[:12]}"
+    postgres.admin(f'CREATE DATABASE "{name}"')
+    return postgres.url_of(name)
+
+
+@pytest.fixture
+def database(postgres: Postgres) -> Any:
+    url = postgres.fresh_database()
+    yield url
+    postgres.drop(url)
+
+
+histograms = st.lists(st.floats(min_value=0, max_value=1e9, allow_nan=False), max_size=30).map(
+    _hist.histogram
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=histograms, b=histograms)
+def test_sql_histogram_sum_is_pythons(postgres: Postgres, a: int, b: int) -> None:
+    """``llmtap_hist_add`` and ``llmtap_hist_sum`` in plpgsql merge the stored blobs as
+    ``_hist`` does in Python (big-integer addition)."""
+    url = _shared_database(postgres)
+    with psycopg.connect(url, autocommit=True) as conn:
+        blobs = [_hist.encode(a), _hist.encode(b), _hist.encode(a)]
+        (added,) = conn.execute(
+            "SELECT llmtap_hist_add(%s::bytea, %s::bytea)", blobs[:2]
+        ).fetchone()  # type: ignore[misc]
+        (summed,) = conn.execute(
+            "SELECT llmtap_hist_sum(x) FROM unnest(%s::bytea[]) x", (blobs,)
+        ).fetchone()  # type: ignore[misc]
+    assert _hist.decode(added) == a + b
+    assert _hist.decode(summed) == 2 * a + b
+
+
+_SHARED: dict[int, str] = {}
+
+
+def _shared_database(postgres: Postgres) -> str:
+    """One migrated database for the examples of a property (made once per session)."""
+    if id(postgres) not in _SHARED:
+        _SHARED[id(postgres)] = postgres.fresh_database()
+    return _SHARED[id(postgres)]
+
+
+def test_every_key_of_project_data_holds_the_project(database: str) -> None:
+    """Sharding by project (Citus) needs the distribution column in every primary key and
+    unique index of the distributed tables: all but the small reference tables."""
+    with psycopg.connect(database) as conn:
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        }
+        assert {"events", "agg", "feedback", "event_attrs", "templates"} <= tables
+        unique = conn.execute(
+            "SELECT t.relname, i.relname, pg_get_indexdef(i.oid)"
+            " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace"
+            " WHERE n.nspname = 'public' AND x.indisunique"
+        ).fetchall()
+    missing = [
+        f"{table}.{index}: {definition}"
+        for table, index, definition in unique
+        if table not in REFERENCE_TABLES and "project_id" not in definition.split("(", 1)[1]
+    ]
+    assert len(unique) > 10
+    assert missing == []
+    # Every table is named: a new one must be placed on one side or the other.
+    assert tables - REFERENCE_TABLES <= {
+        "events",
+        "feedback",
+        "event_attrs",
+        "events_text",
+        "agg_dims",
+        "attr_keys",
+        "attr_values",
+        "agg",
+        "templates",
+        "price_overrides",
+        "unpriced",
+    }
+
+
+def test_processes_starting_together_migrate_once(postgres: Postgres) -> None:
+    url = _blank(postgres)
+    start = threading.Barrier(4)
+
+    def open_one(_: int) -> list[str]:
+        start.wait()
+        store = open_store(url)
+        try:
+            return store.applied_migrations
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        applied = list(pool.map(open_one, range(4)))
+    assert sorted(applied, key=len)[-1] == ["pg001_initial"]
+    assert sum(1 for a in applied if a) == 1  # one opener applied it, the others found it
+    postgres.drop(url)
+
+
+def _password_url(url: str, password: str) -> str:
+    # The suite's cluster trusts loopback: any password is accepted, and must never show.
+    return url.replace("postgres@", f"postgres:{password}@", 1)
+
+
+def test_serve_never_shows_the_password(tmp_path: Path, database: str) -> None:
+    password = "pw-" + uuid.uuid4().hex
+    srv = start_server(tmp_path, db=_password_url(database, password))
+    try:
+        key = srv.new_key()
+        assert srv.post("/api/v1/events", key, json={"events": [event()]}).status_code == 200
+    finally:
+        log = stop_server(srv)
+    assert "llmtap postgresql store: postgresql://postgres:***@" in log
+    assert password not in log
+
+
+def test_serve_with_postgresql_down_is_one_clear_line(tmp_path: Path) -> None:
+    password = "pw-" + uuid.uuid4().hex
+    url = f"postgresql://llmtap:{password}@127.0.0.1:{free_port()}/llmtap"
+    done = subprocess.run(
+        [*LLMTAP, "serve", "--db", url, "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "cannot open the PostgreSQL store postgresql://llmtap:***@127.0.0.1" in lines[0]
+    assert password not in done.stderr + done.stdout
+    keys = subprocess.run(
+        [*LLMTAP, "keys", "create", "--project", "p", "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert keys.returncode != 0 and len(keys.stderr.strip().splitlines()) == 1
+    assert password not in keys.stderr + keys.stdout
+
+
+def _stats(server: Server, key: str) -> dict[str, Any]:
+    answer = server.get("/api/v1/stats", key, group_by="model")
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def test_two_servers_on_one_database_store_a_batch_posted_to_both_once(
+    tmp_path: Path, database: str
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = start_server(tmp_path / "a", db=database)
+    b = start_server(tmp_path / "b", db=database)
+    try:
+        key = a.new_key()
+        batches = [
+            [event(model=f"m{i % 3}", latency_ms=10.0 + i) for i in range(50)] for _ in range(8)
+        ]
+        start = threading.Barrier(16)
+
+        def post(job: tuple[Server, list[dict[str, Any]]]) -> int:
+            srv, batch = job
+            start.wait()
+            return srv.post("/api/v1/events", key, json={"events": batch}, timeout=60).status_code
+
+        # Each batch to both servers at once, every batch at the same time.
+        jobs = [(srv, batch) for batch in batches for srv in (a, b)]
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(post, jobs)) == {200}
+        for srv in (a, b):
+            stats = _stats(srv, key)
+            counts = {g["key"]["model"]: g["count"] for g in stats["groups"]}
+            assert counts == {"m0": 8 * 17, "m1": 8 * 17, "m2": 8 * 16}
+            listed = srv.get("/api/v1/events", key, limit=500).json()["events"]
+            assert len(listed) == 400
+            assert len({e["id"] for e in listed}) == 400
+    finally:
+        stop_server(a)
+        stop_server(b)
+
+
+def test_ingest_answers_503_while_postgresql_restarts_and_recovers(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    if postgres.cluster is None:
+        pytest.fail("this test stops and starts the server: it needs the suite's own cluster")
+    url = postgres.fresh_database()
+    srv = start_server(tmp_path, db=url)
+    try:
+        key = srv.new_key()
+        first = event()
+        assert srv.post("/api/v1/events", key, json={"events": [first]}).status_code == 200
+        postgres.cluster.stop()
+        try:
+            down = srv.post("/api/v1/events", key, json={"events": [event()]}, timeout=60)
+            assert down.status_code == 503, down.text
+            assert down.json()["ok"] is False and down.json()["status"] == 503
+            assert srv.get("/healthz", key).status_code == 200  # the process itself lives
+        finally:
+            postgres.cluster.start()
+        # The pool replaces its broken connections: ingest works again, nothing was lost.
+        again = event()
+        deadline = time.monotonic() + 30
+        while True:
+            answer = srv.post("/api/v1/events", key, json={"events": [again]}, timeout=30)
+            if answer.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert answer.status_code == 200, answer.text
+        ids = {e["id"] for e in srv.get("/api/v1/events", key).json()["events"]}
+        assert {first["id"], again["id"]} <= ids
+    finally:
+        stop_server(srv)
+        postgres.drop(url)
+
+
+def test_a_store_reopened_reads_what_another_wrote(postgres: Postgres, database: str) -> None:
+    """No state lives in a process: a second store on the database sees the first's events
+    in its stats, templates and searches at once."""
+    from llmtap.store import event_row
+    from llmtap.wire import Event
+
+    one = open_store(database)
+    two = open_store(database)
+    try:
+        project = one.ensure_project("p")
+        body = event(request={"messages": [{"role": "user", "content": "Zebra crossing"}]})
+        row = event_row(Event.model_validate(body), project, "dev", None, None, 1)
+        assert one.insert_events([row]) == 1
+        assert two.insert_events([row]) == 0
+        found, _ = two.list_events(project, EventFilter(q="zebra"))
+        assert [e["id"] for e in found] == [body["id"]]
+        assert two.stats(project, EventFilter(), [])["groups"][0]["count"] == 1
+    finally:
+        one.close()
+        two.close()
+
+
+def test_kill_9_of_a_server_mid_batch_leaves_the_aggregates_exact(
+    tmp_path: Path, database: str
+) -> None:
+    """Events and what is derived from them commit together: a process killed mid-batch
+    leaves both or neither, never events missing from the stats (or counted twice)."""
+    (tmp_path / "a").mkdir()
+    srv = start_server(tmp_path / "a", db=database)
+    key = srv.new_key()
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def flood(worker: int) -> None:
+        while not stop.is_set():
+            batch = [event(model=f"m{(worker + i) % 3}", latency_ms=5.0 + i) for i in range(200)]
+            try:
+                answer = srv.post("/api/v1/events", key, json={"events": batch}, timeout=30)
+            except Exception:  # the server was killed under this request
+                return
+            if answer.status_code == 200:
+                acknowledged.extend(e["id"] for e in batch)
+
+    threads = [threading.Thread(target=flood, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    srv.process.kill()  # kill -9, batches in flight
+    srv.process.wait()
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert len(acknowledged) >= 400
+    store = open_store(database)
+    try:
+        project = store.key_by_hash(_hash(key))
+        assert project is not None
+        pid = project.project_id
+        stored: dict[str, int] = {}
+        ids = set()
+        for e in store.iter_events(pid, EventFilter()):
+            stored[e["model"]] = stored.get(e["model"], 0) + 1
+            ids.add(e["id"])
+        assert set(acknowledged) <= ids  # nothing acknowledged is lost
+        stats = store.stats(pid, EventFilter(), ["model"])
+        assert {g["key"]["model"]: g["count"] for g in stats["groups"]} == stored
+        assert sum(stored.values()) == len(ids)
+    finally:
+        store.close()
+
+
+def _hash(key: str) -> str:
+    from llmtap.server.auth import hash_key
+
+    return hash_key(key)
