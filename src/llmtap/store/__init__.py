@@ -266,6 +266,69 @@ class Store(Protocol):
         """Delete the events ``f`` selects (only ids in ``ids``, when given) with their
         feedback and their share of stats and indexes; how many went."""
 
+    # -- boards and their share links --------------------------------------------------------
+
+    def list_boards(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's boards (no specs), by name."""
+
+    def list_board_templates(self) -> list[dict[str, Any]]:
+        """Boards marked as templates, of every project, with their specs and ``project``."""
+
+    def board(self, project_id: int, board_id: str) -> dict[str, Any] | None:
+        """One board with its ``spec``; None when the project has no such board."""
+
+    def create_board(
+        self,
+        project_id: int,
+        board_id: str,
+        name: str,
+        spec: dict[str, Any],
+        owner: str | None,
+        is_template: bool = False,
+    ) -> bool:
+        """A new board, its version 1 saved; False when ``board_id`` is taken."""
+
+    def update_board(
+        self,
+        project_id: int,
+        board_id: str,
+        name: str,
+        spec: dict[str, Any],
+        is_template: bool,
+        saved_by: str | None,
+    ) -> int | None:
+        """Save a board as a new version (its number); None when there is no such board."""
+
+    def board_versions(self, project_id: int, board_id: str) -> list[dict[str, Any]]:
+        """A board's versions, newest first, without their specs."""
+
+    def board_version(
+        self, project_id: int, board_id: str, version: int
+    ) -> dict[str, Any] | None: ...
+
+    def delete_board(self, project_id: int, board_id: str) -> bool:
+        """Remove a board, its versions and its links; False when there is none."""
+
+    def create_share(
+        self,
+        project_id: int,
+        share_id: str,
+        board_id: str,
+        token_hash: str,
+        created_by: str | None,
+        expires_us: int | None,
+        allow_bodies: bool,
+    ) -> None:
+        """A read-only link to a board, stored by its token's hash."""
+
+    def share_by_hash(self, token_hash: str, now_us: int) -> dict[str, Any] | None:
+        """The live link with this hash (``project_id``, ``board_id``...), its use noted."""
+
+    def list_shares(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's links with their board's name, revoked ones included."""
+
+    def revoke_share(self, project_id: int, share_id: str) -> bool: ...
+
 
 def open_store(db: str) -> Store:
     """The store at ``db``: a SQLite file path (created if missing), migrated to the newest

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _admin, _delete, _derive, _hist, _queries, _users
+from . import _admin, _boards, _delete, _derive, _hist, _queries, _users
 from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS
@@ -181,6 +181,19 @@ class SQLiteStore:
     get_meta = _admin.get_meta
     set_meta = _admin.set_meta
     delete_events = _delete.delete_events
+
+    list_boards = _boards.list_boards
+    list_board_templates = _boards.list_board_templates
+    board = _boards.board
+    create_board = _boards.create_board
+    update_board = _boards.update_board
+    board_versions = _boards.board_versions
+    board_version = _boards.board_version
+    delete_board = _boards.delete_board
+    create_share = _boards.create_share
+    share_by_hash = _boards.share_by_hash
+    list_shares = _boards.list_shares
+    revoke_share = _boards.revoke_share
 
     def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:
         """``derive_delay``: at most how long committed events wait to be derived when no
