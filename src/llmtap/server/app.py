@@ -15,6 +15,7 @@ from .._version import __version__
 from ..settings import resolve
 from ..store import Store
 from .auth import KeyCache
+from .boards import board_routes
 from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
 from .delete import delete_event, delete_events
 from .errors import ApiError, Errors
@@ -129,6 +130,7 @@ def create_app(
             Route("/api/v1/prices", list_prices, methods=["GET"]),
             Route("/api/v1/prices", set_price, methods=["POST"]),
             Route("/api/v1/prices", delete_price, methods=["DELETE"]),
+            *board_routes(),
             *dashboard_routes(),
         ],
         exception_handlers=errors.handlers,

@@ -329,6 +329,9 @@ class Store(Protocol):
 
     def revoke_share(self, project_id: int, share_id: str) -> bool: ...
 
+    def attribute_keys(self, project_id: int) -> list[dict[str, Any]]:
+        """The attribute keys seen in the project, each with its number of distinct values."""
+
 
 def open_store(db: str) -> Store:
     """The store at ``db``: a SQLite file path (created if missing), migrated to the newest

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
 
 __all__ = [
+    "attribute_keys",
     "board",
     "board_version",
     "board_versions",
@@ -290,3 +291,12 @@ def revoke_share(store: SQLiteStore, project_id: int, share_id: str) -> bool:
         ]
     )
     return cursor.rowcount == 1
+
+
+def attribute_keys(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
+    """The attribute keys seen in the project, each with how many distinct values it has."""
+    store.catch_up()
+    rows = store._reader().execute(
+        "SELECT key, n_values FROM attr_keys WHERE project_id = ? ORDER BY key", (project_id,)
+    )
+    return [{"key": key, "values": n} for key, n in rows]

@@ -194,6 +194,7 @@ class SQLiteStore:
     share_by_hash = _boards.share_by_hash
     list_shares = _boards.list_shares
     revoke_share = _boards.revoke_share
+    attribute_keys = _boards.attribute_keys
 
     def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:
         """``derive_delay``: at most how long committed events wait to be derived when no

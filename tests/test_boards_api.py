@@ -1,0 +1,192 @@
+"""``/api/v1/boards`` against a real server: the life of a board (template, save, versions,
+restore, duplicate, delete), its panels' data equal to ``/api/v1/stats`` for the same query,
+scopes and projects kept apart, and hostile boards answered 4xx, never 500 (hypothesis)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .conftest import Project, Server
+from .test_server import assert_error_shape, event, post_events
+
+BOARDS = "/api/v1/boards"
+
+
+def call(project: Project, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    return httpx2.request(
+        method,
+        project.server.url + path,
+        params=params,
+        headers={"authorization": f"Bearer {project.key}"},
+        content=None if body is None else json.dumps(body),
+    )
+
+
+def ok(response: httpx2.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def _seed(project: Project) -> None:
+    now = datetime.now(timezone.utc)
+    events = [
+        event(
+            model=model,
+            started_at=(now - timedelta(minutes=i * 7)).isoformat(),
+            latency_ms=100.0 + 37 * i,
+            status="error" if i % 5 == 0 else "ok",
+            prompt_template_name=f"t{i % 2}",
+            usage={"input_tokens": 10 + i, "output_tokens": 3},
+            attributes={"system_prompt": f"variant {i % 3}", "audience": "kids"},
+        )
+        for i, model in enumerate(["gpt-4o-mini", "gpt-4o", "o3"] * 7)
+    ]
+    ok(post_events(project, events))
+
+
+def test_a_board_from_a_template_is_saved_versioned_restored_and_deleted(project: Project) -> None:
+    listing = ok(call(project, "GET", BOARDS))
+    assert listing["boards"] == []
+    assert {"openai-monitor", "prompt-experiments"} <= {t["id"] for t in listing["templates"]}
+    board = ok(call(project, "POST", BOARDS, {"template": "openai-monitor"}), 201)
+    assert (board["name"], board["version"]) == ("OpenAI monitor", 1)
+    spec = board["spec"]
+    spec["panels"].append({"id": "mine", "measures": ["requests"], "group_by": "attributes.x"})
+    saved = ok(call(project, "PUT", f"{BOARDS}/{board['id']}", {"name": "Mine", "spec": spec}))
+    assert (saved["name"], saved["version"], saved["spec"]["panels"][-1]["id"]) == (
+        "Mine",
+        2,
+        "mine",
+    )
+    versions = ok(call(project, "GET", f"{BOARDS}/{board['id']}/versions"))["versions"]
+    assert [v["version"] for v in versions] == [2, 1]
+    first = ok(call(project, "GET", f"{BOARDS}/{board['id']}/versions/1"))
+    assert first["name"] == "OpenAI monitor"
+    restored = ok(call(project, "POST", f"{BOARDS}/{board['id']}/restore", {"version": 1}))
+    assert (restored["name"], restored["version"]) == ("OpenAI monitor", 3)
+    assert restored["spec"] == board["spec"] | {"panels": board["spec"]["panels"][:-1]}
+    copy = ok(call(project, "POST", f"{BOARDS}/{board['id']}/duplicate", {}), 201)
+    assert copy["name"] == "Copy of OpenAI monitor" and copy["id"] != board["id"]
+    assert len(ok(call(project, "GET", BOARDS))["boards"]) == 2
+    ok(call(project, "DELETE", f"{BOARDS}/{board['id']}"))
+    assert_error_shape(call(project, "GET", f"{BOARDS}/{board['id']}"), 404)
+    assert_error_shape(call(project, "POST", BOARDS, {"template": "nope"}), 400)
+
+
+def test_panel_data_equal_the_stats_api_for_the_same_query(project: Project) -> None:
+    _seed(project)
+    experiments = ok(call(project, "POST", BOARDS, {"template": "prompt-experiments"}), 201)
+    monitor = ok(call(project, "POST", BOARDS, {"template": "openai-monitor"}), 201)
+    compared = 0
+    for board in (experiments, monitor):
+        data = ok(call(project, "GET", f"{BOARDS}/{board['id']}/data"))
+        assert [p["id"] for p in data["panels"]] == [p["id"] for p in board["spec"]["panels"]]
+        for panel in data["panels"]:
+            stats = ok(project.server.get("/api/v1/stats", project.key, **panel["query"]))
+            assert panel["stats"] == stats, panel["id"]
+            compared += 1
+            assert sum(g["count"] for g in stats["groups"]) == 21, panel["id"]
+    assert compared == 14
+    by_variant = next(
+        p
+        for p in ok(call(project, "GET", f"{BOARDS}/{experiments['id']}/data"))["panels"]
+        if p["id"] == "variants"
+    )
+    assert {g["key"]["attributes.system_prompt"] for g in by_variant["stats"]["groups"]} == {
+        "variant 0",
+        "variant 1",
+        "variant 2",
+    }
+    number = next(p for p in data["panels"] if p["id"] == "total")
+    assert number["previous"] is not None and number["stats"]["groups"][0]["count"] == 21
+
+
+def test_the_pickers_list_what_exists_with_counts(project: Project) -> None:
+    _seed(project)
+    fields = ok(call(project, "GET", f"{BOARDS}/fields"))
+    assert {v["value"]: v["count"] for v in fields["model"]} == {
+        "gpt-4o-mini": 7,
+        "gpt-4o": 7,
+        "o3": 7,
+    }
+    assert {a["key"] for a in fields["attributes"]} == {"system_prompt", "audience"}
+    values = ok(call(project, "GET", f"{BOARDS}/fields", key="system_prompt"))["values"]
+    assert sorted(v["count"] for v in values) == [7, 7, 7]
+
+
+def test_scopes_and_projects_are_kept_apart(server: Server, project: Project) -> None:
+    board = ok(call(project, "POST", BOARDS, {"template": "openai-monitor"}), 201)
+    other = Project(server.new_key(), server)
+    for path in ("", "/data", "/versions", "/shares"):
+        assert_error_shape(call(other, "GET", f"{BOARDS}/{board['id']}{path}"), 404)
+    assert_error_shape(call(other, "PUT", f"{BOARDS}/{board['id']}", {"name": "x"}), 404)
+    assert_error_shape(call(other, "DELETE", f"{BOARDS}/{board['id']}"), 404)
+    reader = Project(server.new_key(scopes=("read",)), server)
+    assert_error_shape(call(reader, "POST", BOARDS, {"name": "x"}), 403)
+    ingest = Project(server.new_key(scopes=("ingest",)), server)
+    assert_error_shape(call(ingest, "GET", BOARDS), 403)
+    assert_error_shape(httpx2.get(server.url + BOARDS), 401)
+
+
+def _bad_boards() -> st.SearchStrategy[Any]:
+    text = st.text(max_size=30) | st.sampled_from(["<script>x</script>", "attributes.", "from"])
+    scalar = st.none() | st.booleans() | st.integers() | st.floats() | text
+    anything = st.recursive(
+        scalar,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+        max_leaves=12,
+    )
+    panel = st.fixed_dictionaries(
+        {},
+        optional={
+            "id": anything,
+            "measures": st.lists(st.sampled_from(["requests", "cost", "nope"]) | anything),
+            "group_by": st.sampled_from(["model", "attributes.", "attributes.k", "day"]) | anything,
+            "view": st.sampled_from(["line", "scatter", "number", "pie"]) | anything,
+            "filters": st.dictionaries(text, text | anything, max_size=3),
+            "time_range": st.fixed_dictionaries(
+                {}, optional={"last": text, "from": text, "to": text}
+            )
+            | anything,
+            "width": anything,
+            "bucket": st.sampled_from(["auto", "week", "minute"]) | anything,
+        },
+    )
+    spec = st.fixed_dictionaries(
+        {},
+        optional={
+            "panels": st.lists(panel, max_size=3) | anything,
+            "filters": st.dictionaries(text, text | anything, max_size=3),
+            "time_range": anything,
+            "bucket": anything,
+        },
+    )
+    return anything | st.fixed_dictionaries(
+        {"name": text | anything}, optional={"spec": spec, "is_template": anything}
+    )
+
+
+@pytest.fixture(scope="module")
+def hostile_project(server: Server) -> Project:
+    return Project(server.new_key(), server)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=_bad_boards())
+def test_hostile_boards_answer_4xx_never_500(hostile_project: Project, body: Any) -> None:
+    for method, path in (("POST", BOARDS), ("POST", f"{BOARDS}/preview")):
+        response = call(hostile_project, method, path, body)
+        assert response.status_code < 500, response.text
+        if response.status_code >= 400:
+            assert_error_shape(response, response.status_code)
