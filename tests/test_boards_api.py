@@ -34,7 +34,7 @@ def ok(response: httpx2.Response, status: int = 200) -> Any:
     return response.json()
 
 
-def _seed(project: Project) -> None:
+def seed_variants(project: Project) -> None:
     now = datetime.now(timezone.utc)
     events = [
         event(
@@ -81,7 +81,7 @@ def test_a_board_from_a_template_is_saved_versioned_restored_and_deleted(project
 
 
 def test_panel_data_equal_the_stats_api_for_the_same_query(project: Project) -> None:
-    _seed(project)
+    seed_variants(project)
     experiments = ok(call(project, "POST", BOARDS, {"template": "prompt-experiments"}), 201)
     monitor = ok(call(project, "POST", BOARDS, {"template": "openai-monitor"}), 201)
     compared = 0
@@ -109,7 +109,7 @@ def test_panel_data_equal_the_stats_api_for_the_same_query(project: Project) -> 
 
 
 def test_the_pickers_list_what_exists_with_counts(project: Project) -> None:
-    _seed(project)
+    seed_variants(project)
     fields = ok(call(project, "GET", f"{BOARDS}/fields"))
     assert {v["value"]: v["count"] for v in fields["model"]} == {
         "gpt-4o-mini": 7,

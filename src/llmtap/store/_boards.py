@@ -38,6 +38,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def _iso_us(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
+
+
 def _summary(row: Any) -> dict[str, Any]:
     board_id, name, owner, is_template, version, created_at, updated_at = row
     return {
@@ -275,6 +279,8 @@ def list_shares(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
     for row in rows:
         share = dict(zip(keys, row, strict=True))
         share["allow_bodies"] = bool(share["allow_bodies"])
+        expires = share.pop("expires_us")
+        share["expires_at"] = None if expires is None else _iso_us(expires)
         out.append(share)
     return out
 

@@ -36,7 +36,7 @@ from .builtin import BUILTIN
 from .data import board_data
 from .spec import BoardIn, Spec, parse_board
 
-__all__ = ["Access", "access", "board_routes", "read_board"]
+__all__ = ["Access", "access", "board_routes", "create_board", "read_board", "templates_offered"]
 
 _MAX_BODY = 1_000_000  # a board's JSON; far above any real one (40 panels)
 _WRITER_ROLES = ("member", "admin")
@@ -54,9 +54,10 @@ class Access:
     environment: str | None  # an env_only key's: its panels read only that environment
 
 
-async def access(request: Request, write: bool) -> Access:
+async def access(request: Request, write: bool, form: bool = False) -> Access:
     """The caller's project and rights: by key when the request carries one, else by the
-    dashboard session (``?project=``); a 401, 403 or 404 otherwise."""
+    dashboard session (``?project=``); a 401, 403 or 404 otherwise. ``form``: a dashboard form
+    whose CSRF token was checked already (not the header)."""
     state = request.app.state
     if "authorization" in request.headers:
         key = await run_in_threadpool(
@@ -85,7 +86,7 @@ async def access(request: Request, write: bool) -> Access:
         if not may_write:
             raise ApiError(403, f"changing boards of {project['name']!r} needs a member role")
         sent = request.headers.get("x-csrf-token", "")
-        if not hmac.compare_digest(sent.encode(), user.csrf.encode()):
+        if not form and not hmac.compare_digest(sent.encode(), user.csrf.encode()):
             raise ApiError(403, "CSRF check failed: reload the page and try again")
     return Access(project["id"], project["name"], user.name, may_write, None)
 
@@ -123,7 +124,7 @@ def _template(store: Store, name: str) -> dict[str, Any]:
     raise ApiError(400, f"template: no template {name!r}", [{"known": list(BUILTIN)}])
 
 
-def _templates(store: Store) -> list[dict[str, Any]]:
+def templates_offered(store: Store) -> list[dict[str, Any]]:
     offered = [{"id": k, "name": v["name"], "builtin": True} for k, v in BUILTIN.items()]
     offered += [
         {"id": f"{t['project']}/{t['id']}", "name": t["name"], "builtin": False}
@@ -132,7 +133,7 @@ def _templates(store: Store) -> list[dict[str, Any]]:
     return offered
 
 
-def _create(store: Store, a: Access, data: Any) -> dict[str, Any]:
+def create_board(store: Store, a: Access, data: Any) -> dict[str, Any]:
     if isinstance(data, dict) and "template" in data:
         name = data.get("template")
         if not isinstance(name, str) or set(data) - {"template", "name"}:
@@ -220,11 +221,11 @@ async def boards(request: Request) -> Response:
     if request.method == "POST":
         data = await _json_body(request)
         a = await access(request, True)
-        created = await run_in_threadpool(_create, request.app.state.store, a, data)
+        created = await run_in_threadpool(create_board, request.app.state.store, a, data)
         return JSONResponse(created, status_code=201)
 
     def listing(store: Store, a: Access) -> dict[str, Any]:
-        return {"boards": store.list_boards(a.project_id), "templates": _templates(store)}
+        return {"boards": store.list_boards(a.project_id), "templates": templates_offered(store)}
 
     return await _run(request, False, listing)
 
@@ -313,7 +314,7 @@ async def duplicate(request: Request) -> Response:
     def work(store: Store, a: Access) -> dict[str, Any]:
         old = read_board(store, a.project_id, board_id)
         name = data.get("name", f"Copy of {old['name']}"[:200])
-        return _create(store, a, {"name": name, "spec": old["spec"]})
+        return create_board(store, a, {"name": name, "spec": old["spec"]})
 
     a = await access(request, True)
     created = await run_in_threadpool(work, request.app.state.store, a)

@@ -1,0 +1,135 @@
+"""Boards in real Chromium against a real ``llmtap serve``: from a template, a panel grouped by
+an attribute picked from the list, save, reload, drill down, restore; publish, open the link
+with no session, tamper with it, revoke it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .browser import chromium, log_in
+from .conftest import ADMIN_TOKEN, Project, Server
+from .test_boards_api import seed_variants
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+def _watch(page: Any) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+def _drawn(page: Any) -> None:
+    page.wait_for_selector("#board-app[data-drawn]", timeout=20_000)
+
+
+def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None:
+    name = f"boards-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    seed_variants(project)
+    other_name = f"other-{uuid.uuid4().hex[:6]}"
+    seed_variants(Project(server.new_key(other_name), server))
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = _watch(page)
+    page.on("dialog", lambda dialog: dialog.accept())
+    log_in(page, server.url, ADMIN_TOKEN, f"/boards?project={name}")
+
+    # From the template, one click.
+    page.click("button[data-template=openai-monitor]")
+    page.wait_for_url(re.compile(r"/boards/[0-9a-f]+\?project="))
+    board_url = page.url
+    _drawn(page)
+    assert page.locator("#board-title").inner_text() == "OpenAI monitor"
+    assert page.locator("section.panel").count() == 10
+
+    # A panel grouped by an attribute picked from the list of what exists.
+    page.click("#add-panel")
+    editor = page.locator("#panel-editor")
+    editor.locator("select[name=group_by] option", has_text="attribute system_prompt").wait_for(
+        state="attached"
+    )
+    editor.locator("input[name=title]").fill("By variant")
+    editor.locator("select[name=view]").select_option("table")
+    editor.locator("select[name=group_by]").select_option("attributes.system_prompt")
+    variant_rows = page.locator("section.panel", has_text="By variant").locator("tbody tr")
+    variant_rows.nth(2).wait_for()
+    assert sorted(variant_rows.all_inner_texts())[0].startswith("variant 0")
+    page.click("#save-board")
+    page.wait_for_selector("#board-status:has-text('saved as version 2')")
+
+    page.reload()
+    _drawn(page)
+    assert page.locator("#board-version").inner_text() == "2"
+    variant_rows.nth(2).wait_for()
+    assert variant_rows.count() == 3
+
+    # Drill down: the row's events, and only they.
+    page.locator("section.panel", has_text="By variant").locator(
+        "tr[data-drill='variant 1']"
+    ).click()
+    page.wait_for_url("**/events?**")
+    assert "attributes.system_prompt=variant+1" in page.url
+    assert page.locator("table.events tbody tr").count() == 7
+    listed = project.events(**{"attributes.system_prompt": "variant 1"})
+    assert len(listed) == 7
+
+    # Restore version 1: the panel is gone again, as version 3.
+    page.goto(board_url)
+    _drawn(page)
+    page.click("#show-versions")
+    page.locator("#versions tr[data-version='1'] button", has_text="restore").click()
+    page.wait_for_load_state()
+    _drawn(page)
+    assert page.locator("#board-version").inner_text() == "3"
+    assert page.locator("section.panel", has_text="By variant").count() == 0
+
+    # Publish, then open the link with no session.
+    page.click("#publish-board")
+    link = page.locator("#share-link").inner_text()
+    assert "/b/" in link
+    stranger = browser.new_context()
+    anon = stranger.new_page()
+    anon_errors = _watch(anon)
+    anon.goto(link)
+    _drawn(anon)
+    assert anon.locator("#board-title").inner_text() == "OpenAI monitor"
+    assert anon.locator("section.panel").count() == 10
+    assert anon.locator("#save-board").count() == 0
+    assert name not in anon.content()  # nothing says which project
+
+    # Tampered links reach nothing: another token, another project, another board.
+    token = link.rsplit("/b/", 1)[1]
+    for tampered, status in (
+        (link[:-2] + ("AA" if not link.endswith("AA") else "BB"), 404),
+        (f"{link}?project={other_name}", 400),
+        (f"{link}/data?board=x", 400),
+        (server.url + "/b/" + token.upper(), 404),
+    ):
+        response = anon.goto(tampered)
+        assert response.status == status, tampered
+    assert anon.goto(server.url + "/boards").url.startswith(server.url + "/login")
+
+    # Listed in the settings with its maker and last use; revoked there, it answers 404.
+    page.goto(server.url + "/settings")
+    row = page.locator("table.links tr", has_text="OpenAI monitor")
+    assert "admin" in row.inner_text() and "never" not in row.locator("td").nth(4).inner_text()
+    row.locator("button", has_text="Revoke").click()
+    page.wait_for_load_state()
+    assert "revoked" in page.locator("table.links tr", has_text="OpenAI monitor").inner_text()
+    assert anon.goto(link).status == 404
+    assert anon.goto(link + "/data").status == 404
+    stranger.close()
+    context.close()
+    assert not errors, errors
+    assert not anon_errors, anon_errors
