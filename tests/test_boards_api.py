@@ -5,6 +5,7 @@ scopes and projects kept apart, and hostile boards answered 4xx, never 500 (hypo
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -190,3 +191,42 @@ def test_hostile_boards_answer_4xx_never_500(hostile_project: Project, body: Any
         assert response.status_code < 500, response.text
         if response.status_code >= 400:
             assert_error_shape(response, response.status_code)
+
+
+def test_a_published_board_shows_that_board_only_until_revoked_or_expired(
+    server: Server, project: Project
+) -> None:
+    seed_variants(project)
+    other = Project(server.new_key(), server)
+    seed_variants(other)
+    mine = ok(call(project, "POST", BOARDS, {"template": "prompt-experiments"}), 201)
+    theirs = ok(call(other, "POST", BOARDS, {"template": "openai-monitor"}), 201)
+    link = ok(call(project, "POST", f"{BOARDS}/{mine['id']}/shares", {}), 201)
+    url = server.url + link["url"]
+    data = ok(httpx2.get(url + "/data"))
+    assert [p["id"] for p in data["panels"]] == [p["id"] for p in mine["spec"]["panels"]]
+    assert sum(g["count"] for g in data["panels"][0]["stats"]["groups"]) == 21
+    # No edit of the request reaches other data: parameters are refused, other paths 404.
+    for params in ({"project": "x"}, {"board_id": theirs["id"]}, {"model": "o3"}):
+        assert_error_shape(httpx2.get(url + "/data", params=params), 400)
+    for path in (link["url"] + "x", link["url"][:-1], f"/b/{theirs['id']}", "/b/"):
+        assert httpx2.get(server.url + path + "/data").status_code == 404, path
+    assert httpx2.get(url, headers={"accept": "text/html"}).status_code == 200
+    # Neither the key nor a session: the board API stays shut to a link's holder.
+    assert_error_shape(httpx2.get(server.url + f"{BOARDS}/{mine['id']}/data"), 401)
+    listed = ok(call(project, "GET", f"{BOARDS}/{mine['id']}/shares"))["shares"]
+    assert [s["id"] for s in listed] == [link["id"]] and listed[0]["last_used_at"]
+    assert "token" not in listed[0] and link["token"] not in json.dumps(listed)
+    # Another project cannot revoke it; its own can, and then it is gone.
+    assert_error_shape(call(other, "DELETE", f"{BOARDS}/{mine['id']}/shares/{link['id']}"), 404)
+    ok(call(project, "DELETE", f"{BOARDS}/{mine['id']}/shares/{link['id']}"))
+    assert_error_shape(httpx2.get(url + "/data"), 404)
+    assert httpx2.get(url).status_code == 404
+    short = ok(
+        call(project, "POST", f"{BOARDS}/{mine['id']}/shares", {"expires_in_days": 1e-5}), 201
+    )
+    assert httpx2.get(server.url + short["url"] + "/data").status_code in (200, 404)
+    time.sleep(1.5)  # 1e-5 days is 0.86 s
+    assert httpx2.get(server.url + short["url"] + "/data").status_code == 404
+    for bad in ({"expires_in_days": 0}, {"expires_in_days": "1"}, {"allow_bodies": 1}, []):
+        assert_error_shape(call(project, "POST", f"{BOARDS}/{mine['id']}/shares", bad), 400)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from .browser import chromium, log_in
 from .conftest import ADMIN_TOKEN, Project, Server
 from .test_boards_api import seed_variants
+from .test_server import event, post_events
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +135,36 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
     context.close()
     assert not errors, errors
     assert not anon_errors, anon_errors
+
+
+XSS = '<img src=x onerror="window.__xss = 1"><b data-injected>bold</b>'
+
+
+def test_markup_in_boards_panels_and_attributes_shows_as_text(browser: Any, server: Server) -> None:
+    name = f"boards-xss-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    now = datetime.now(timezone.utc).isoformat()
+    post_events(project, [event(started_at=now, attributes={"k": XSS}, model=XSS)])
+    panels = [
+        {"title": XSS, "measures": ["requests"], "view": view, "group_by": group}
+        for view, group in (("table", "attributes.k"), ("bars", "model"), ("line", "model"))
+    ]
+    made = server.post(
+        "/api/v1/boards", project.key, json={"name": XSS, "spec": {"panels": panels}}
+    )
+    assert made.status_code == 201, made.text
+    link = server.post(f"/api/v1/boards/{made.json()['id']}/shares", project.key, json={})
+    context = browser.new_context()
+    page = context.new_page()
+    errors = _watch(page)
+    log_in(page, server.url, ADMIN_TOKEN, f"/boards/{made.json()['id']}?project={name}")
+    for url in (page.url, server.url + link.json()["url"]):
+        page.goto(url)
+        _drawn(page)
+        assert page.locator("[data-injected]").count() == 0
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("#board-title").inner_text() == XSS
+        assert page.locator("section.panel h3").all_text_contents() == [XSS] * 3
+        assert XSS in page.locator("section.panel").first.text_content()
+    context.close()
+    assert not errors, errors
