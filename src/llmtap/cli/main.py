@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
+from .boards import boards
 from .demo import demo
 from .events import events
 from .export import export
@@ -31,3 +32,4 @@ main.add_command(export)
 main.add_command(prices)
 main.add_command(demo)
 main.add_command(settings)
+main.add_command(boards)

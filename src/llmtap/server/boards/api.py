@@ -5,6 +5,7 @@ change) and for the dashboard's editor (the session: any role reads, ``member`` 
     GET    /api/v1/boards                      the project's boards and the templates offered
     POST   /api/v1/boards                      a new board: {"name", "spec"} or {"template"}
     POST   /api/v1/boards/preview              data of an unsaved spec (the editor's preview)
+    POST   /api/v1/boards/validate             checks a board, stores nothing (import)
     GET    /api/v1/boards/fields               what exists to pick: models, templates, keys...
     GET    /api/v1/boards/{id}                 one board; PUT saves it, DELETE removes it
     GET    /api/v1/boards/{id}/data            its panels' data
@@ -232,14 +233,20 @@ async def boards(request: Request) -> Response:
 
 async def preview(request: Request) -> Response:
     data = await _json_body(request)
-    spec = parse_board(data).spec if isinstance(data, dict) and "name" in data else None
-    if spec is None:
-        spec = parse_board({"name": "preview", "spec": data}).spec
+    a = await access(request, False)
+    spec = parse_board(data).spec
 
-    def work(store: Store, a: Access) -> dict[str, Any]:
+    def work(store: Store) -> dict[str, Any]:
         return board_data(store, a.project_id, spec, a.environment)
 
-    return await _run(request, False, work)
+    return await json_answer(await run_in_threadpool(work, request.app.state.store))
+
+
+async def validate(request: Request) -> Response:
+    data = await _json_body(request)
+    await access(request, False)
+    parse_board(data)  # a 400 naming the field, when it is not a board
+    return JSONResponse({"ok": True})
 
 
 async def fields(request: Request) -> Response:
@@ -357,6 +364,7 @@ def board_routes() -> list[Route]:
     return [
         Route(base, boards, methods=["GET", "POST"]),
         Route(base + "/preview", preview, methods=["POST"]),
+        Route(base + "/validate", validate, methods=["POST"]),
         Route(base + "/fields", fields, methods=["GET"]),
         Route(one, one_board, methods=["GET", "PUT", "DELETE"]),
         Route(one + "/data", data_of, methods=["GET"]),
