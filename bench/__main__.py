@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import dashboard, faults, ingest, overhead, pii, query, sdk_memory, streaming
+from . import boards, dashboard, faults, ingest, overhead, pii, query, sdk_memory, streaming
 from ._harness import Figure, summary_table
 
 BENCHMARKS = {
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "pii": pii,
     "query": query,
     "dashboard": dashboard,
+    "boards": boards,
 }
 
 
