@@ -54,6 +54,9 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
     _drawn(page)
     assert page.locator("#board-title").inner_text() == "OpenAI monitor"
     assert page.locator("section.panel").count() == 10
+    # The four panels over time are charts (uPlot, vendored by `make setup`).
+    if page.evaluate("typeof window.uPlot") == "function":
+        assert page.locator("section.panel .uplot").count() == 4
 
     # A panel grouped by an attribute picked from the list of what exists.
     page.click("#add-panel")

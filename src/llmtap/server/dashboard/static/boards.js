@@ -49,7 +49,11 @@ document.addEventListener("DOMContentLoaded", () => {
     choices.measures[measure].reduce((v, k) => (v == null ? null : v[k]), group);
   const groupOf = (panel, group) => (panel.group_by ? group.key[panel.group_by] : null);
   const label = (v) => (v === null || v === undefined ? "(none)" : String(v));
-  const fmt = (v) => (v == null ? "–" : Math.abs(v) < 10 && !Number.isInteger(v) ? v.toFixed(4) : Math.round(v).toLocaleString());
+  const fmt = (v, measure) => {
+    if (v == null) return "–";
+    if (measure === "error_rate") return (100 * v).toFixed(1) + "%";
+    return Math.abs(v) < 10 && !Number.isInteger(v) ? v.toFixed(4) : Math.round(v).toLocaleString();
+  };
   const seconds = (iso) => Math.floor(Date.parse(iso) / 1000);
   const bucketSeconds = { minute: 60, hour: 3600, day: 86400 };
 
@@ -72,7 +76,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const now = data.stats.groups[0] || {};
     const m = panel.measures[0];
     const value = measureOf(now, m);
-    box.append(el("div", { class: "number", text: fmt(value) }));
+    box.append(el("div", { class: "number", text: fmt(value, m) }));
     const before = data.previous && data.previous.groups[0] ? measureOf(data.previous.groups[0], m) : null;
     if (value != null && before) {
       const change = (100 * (value - before)) / before;
@@ -93,9 +97,9 @@ document.addEventListener("DOMContentLoaded", () => {
         if (bars && i === 0) {
           const bar = el("span");
           bar.style.width = (100 * (measureOf(g, m) || 0)) / top + "%";
-          return el("td", { class: "bar", title: fmt(measureOf(g, m)) }, bar);
+          return el("td", { class: "bar", title: fmt(measureOf(g, m), m) }, bar);
         }
-        return el("td", { text: fmt(measureOf(g, m)) });
+        return el("td", { text: fmt(measureOf(g, m), m) });
       });
       const row = el("tr", { "data-drill": label(value) }, el("td", { class: "clip", text: label(value) }), ...cells);
       row.addEventListener("click", () => drill(data, panel, value, null));
@@ -105,7 +109,7 @@ document.addEventListener("DOMContentLoaded", () => {
     box.append(groups.length ? table : el("p", { class: "dim", text: "No events in this range." }));
   }
 
-  function drawPlot(box, panel, data) {
+  function drawPlot(box, panel, data, now) {
     const groups = data.stats.groups;
     if (!groups.length || !window.uPlot) {
       box.append(el("p", { class: "dim", text: "No events in this range." }));
@@ -135,9 +139,13 @@ document.addEventListener("DOMContentLoaded", () => {
         }
       }
     }
+    const bucketSize = bucketSeconds[(data.query.group_by || "").split(",")[0]] || 0;
+    const span = [data.query.from ? seconds(data.query.from) : xs[0],
+      Math.max(seconds(data.query.to || now), xs[xs.length - 1] + bucketSize)];
     const plot = new uPlot({
       width, height: 200, legend: { show: true },
-      scales: { x: { time: panel.view !== "scatter" } },
+      // Over time, the range asked for: a lone point must not leave uPlot to pick years.
+      scales: { x: panel.view === "scatter" ? { time: false } : { time: true, range: () => span } },
       cursor: { points: { size: 7 } },
       series: [{ label: panel.view === "scatter" ? panel.measures[0] : "time" }, ...series],
       axes: [{}, { size: 60 }],
@@ -158,7 +166,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const tool = (text, act) => el("button", { type: "button", text, onclick: (e) => { e.stopPropagation(); act(); } });
       box.append(el("span", { class: "tools" },
         tool("edit", () => openEditor(i)),
-        tool("⧉", () => { spec.panels.splice(i + 1, 0, { ...structuredClone(panel), id: Math.random().toString(16).slice(2, 10) }); touch(); }),
+        tool("copy", () => { spec.panels.splice(i + 1, 0, { ...structuredClone(panel), id: Math.random().toString(16).slice(2, 10) }); touch(); }),
         tool("↑", () => { if (i > 0) { spec.panels.splice(i - 1, 0, spec.panels.splice(i, 1)[0]); touch(); } }),
         tool("↓", () => { if (i < spec.panels.length - 1) { spec.panels.splice(i + 1, 0, spec.panels.splice(i, 1)[0]); touch(); } }),
         tool("↔", () => { panel.width = ((panel.width || 1) % 3) + 1; touch(); }),
@@ -191,7 +199,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const d = data.panels[i];
       if (panel.view === "number") drawNumber(box, panel, d);
       else if (panel.view === "table" || panel.view === "bars") drawTable(box, panel, d, panel.view === "bars");
-      else drawPlot(box, panel, d);
+      else drawPlot(box, panel, d, data.now);
     });
     app.dataset.drawn = String(spec.panels.length);
   }
