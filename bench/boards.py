@@ -4,23 +4,17 @@ and real Chromium's time from navigation until every panel has drawn."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from typing import Any
 
 import httpx2
 
-from llmtap.server.auth import create_key
-from llmtap.store import open_store
-
 from . import query
-from ._harness import Figure, _wait, figure, free_port
-from .dashboard import PASSWORD, TOKEN, USER, _login
+from ._harness import Figure, figure
+from .dashboard import PASSWORD, USER, _login, serving
 
 _RANGE = {"from": query.START.isoformat(), "to": (query.START + timedelta(days=30)).isoformat()}
 PANELS = [
@@ -77,20 +71,8 @@ def _browser_ms(url: str, board_path: str, rounds: int) -> list[float] | None:
 
 def run(quick: bool = False) -> dict[str, Any]:
     n = 50_000 if quick else 1_000_000
-    db, _ = query.cached_store(n)
-    store = open_store(str(db))
-    key = create_key(store, "bench", "prod", ("read", "admin"))
-    store.close()
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "llmtap.cli", "serve", "--db", str(db), "--port", str(port)],
-        env={**os.environ, "LLMTAP_ADMIN_TOKEN": TOKEN},
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     rounds = 5 if quick else 20
-    try:
-        _wait(url + "/healthz", timeout=120)
+    with serving(n, ("read", "admin")) as (url, key):
         api = httpx2.Client(base_url=url, timeout=120, headers={"authorization": f"Bearer {key}"})
         spec = {"time_range": _RANGE, "panels": PANELS}
         made = api.post("/api/v1/boards", json={"name": "bench board", "spec": spec})
@@ -106,9 +88,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         with httpx2.Client(base_url=url, timeout=120) as page:
             _login(page)  # makes the bench's user on a fresh store
         browser_ms = _browser_ms(url, f"/boards/{board_id}?project=bench", 3 if quick else 10)
-    finally:
-        server.terminate()
-        server.wait()
     return {
         "events": n,
         "panels": len(PANELS),
