@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import Project, Server
+from .test_dashboard_http import csrf_of, login
 from .test_server import assert_error_shape, event, post_events
 
 BOARDS = "/api/v1/boards"
@@ -230,3 +232,37 @@ def test_a_published_board_shows_that_board_only_until_revoked_or_expired(
     assert httpx2.get(server.url + short["url"] + "/data").status_code == 404
     for bad in ({"expires_in_days": 0}, {"expires_in_days": "1"}, {"allow_bodies": 1}, []):
         assert_error_shape(call(project, "POST", f"{BOARDS}/{mine['id']}/shares", bad), 400)
+
+
+def test_the_dashboard_session_reads_and_writes_with_its_csrf_token(server: Server) -> None:
+    name = f"session-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    board = ok(call(project, "POST", BOARDS, {"template": "openai-monitor"}), 201)
+    with login(server) as browser:
+        assert_error_shape(browser.get(BOARDS, params={"project": "no-such-project"}), 404)
+        csrf = csrf_of(browser.get("/settings").text)
+        path, here = f"{BOARDS}/{board['id']}", {"project": name}
+        assert browser.get(path, params=here).json()["name"] == "OpenAI monitor"
+        body = json.dumps({"name": "Renamed", "spec": board["spec"]})
+        assert_error_shape(browser.put(path, params=here, content=body), 403)
+        forged = browser.put(path, params=here, content=body, headers={"x-csrf-token": "x"})
+        assert_error_shape(forged, 403)
+        saved = browser.put(path, params=here, content=body, headers={"x-csrf-token": csrf})
+        assert saved.status_code == 200 and saved.json()["version"] == 2, saved.text
+
+
+def test_an_environment_only_key_sees_its_environment_in_every_panel(server: Server) -> None:
+    name = f"envs-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(timezone.utc).isoformat()
+    for env, count in (("prod", 3), ("dev", 5)):
+        sender = Project(server.new_key(name, env), server)
+        ok(post_events(sender, [event(started_at=now) for _ in range(count)]))
+    admin = Project(server.new_key(name, "prod"), server)
+    board = ok(call(admin, "POST", BOARDS, {"template": "openai-monitor"}), 201)
+    prod_only = Project(server.new_key(name, "prod", scopes=("read",), env_only=True), server)
+    everything = ok(call(admin, "GET", f"{BOARDS}/{board['id']}/data"))["panels"][0]
+    confined = ok(call(prod_only, "GET", f"{BOARDS}/{board['id']}/data"))["panels"][0]
+    assert everything["stats"]["groups"][0]["count"] == 8
+    assert confined["stats"]["groups"][0]["count"] == 3
+    fields = ok(call(prod_only, "GET", f"{BOARDS}/fields"))
+    assert [e["value"] for e in fields["environment"]] == ["prod"]
