@@ -44,7 +44,8 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     errors = _watch(page)
-    page.on("dialog", lambda dialog: dialog.accept())
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
     log_in(page, server.url, ADMIN_TOKEN, f"/boards?project={name}")
 
     # From the template, one click.
@@ -99,6 +100,16 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
     assert page.locator("#board-version").inner_text() == "3"
     assert page.locator("section.panel", has_text="By variant").count() == 0
 
+    # A board-wide filter picked from the list: every panel follows it (unsaved).
+    page.locator("#board-filters select[name=filter_field]").select_option("model")
+    page.locator("#board-filters select[name=filter_value] option[value=o3]").wait_for(
+        state="attached"
+    )
+    page.locator("#board-filters select[name=filter_value]").select_option("o3")
+    page.locator("#board-filters button", has_text="add filter").click()
+    page.wait_for_selector("section.panel[data-panel=total] .number:text-is('7')")
+    assert page.locator("#board-status").inner_text() == "unsaved changes"
+
     # Publish, then open the link with no session.
     page.click("#publish-board")
     link = page.locator("#share-link").inner_text()
@@ -127,6 +138,7 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
 
     # Listed in the settings with its maker and last use; revoked there, it answers 404.
     page.goto(server.url + "/settings")
+    assert "beforeunload" in dialogs  # the unsaved filter asked before leaving
     row = page.locator("table.links tr", has_text="OpenAI monitor")
     assert "admin" in row.inner_text() and "never" not in row.locator("td").nth(4).inner_text()
     row.locator("button", has_text="Revoke").click()

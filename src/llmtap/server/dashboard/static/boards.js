@@ -12,7 +12,6 @@ document.addEventListener("DOMContentLoaded", () => {
   const colours = ["#3b5bdb", "#c92a2a", "#2b8a3e", "#e67700", "#862e9c", "#0b7285"];
   let spec = structuredClone(board.spec);
   let dirty = false;
-  let editing = null; // index of the panel in the editor
   let fields = null; // what the project holds, for the pickers
 
   const $ = (id) => document.getElementById(id);
@@ -170,7 +169,7 @@ document.addEventListener("DOMContentLoaded", () => {
         tool("↑", () => { if (i > 0) { spec.panels.splice(i - 1, 0, spec.panels.splice(i, 1)[0]); touch(); } }),
         tool("↓", () => { if (i < spec.panels.length - 1) { spec.panels.splice(i + 1, 0, spec.panels.splice(i, 1)[0]); touch(); } }),
         tool("↔", () => { panel.width = ((panel.width || 1) % 3) + 1; touch(); }),
-        tool("✕", () => { spec.panels.splice(i, 1); editing = null; touch(); })));
+        tool("✕", () => { spec.panels.splice(i, 1); $("panel-editor").hidden = true; touch(); })));
     }
     box.append(el("h3", { text: panel.title || panel.measures.join(", ") }));
     return box;
@@ -213,15 +212,39 @@ document.addEventListener("DOMContentLoaded", () => {
     return fields;
   }
 
+  // Filters picked from what exists: a field, then one of its values (with counts). Changes
+  // `owner.filters` and calls `changed`. Its own element (not a form), so the panel form's
+  // change handler does not see its selects.
+  function filterPicker(owner, changed) {
+    const f = fields;
+    const names = [...choices.group_bys, ...f.attributes.map((a) => `attributes.${a.key}`)];
+    const which = select("filter_field", [["", "(field)"], ...names.map((x) => [x, x])], "");
+    const value = el("select", { name: "filter_value" });
+    which.addEventListener("change", async () => {
+      const name = which.value;
+      let values = [];
+      if (name.startsWith("attributes.")) values = (await api("GET", "/api/v1/boards/fields", undefined, { key: name.slice(11) })).values;
+      else if (name) values = f[name] || [];
+      value.replaceChildren(...values.filter((v) => v.value != null).map((v) => option(String(v.value), `${v.value} (${v.count})`)));
+    });
+    const add = () => {
+      if (!which.value || !value.value) return;
+      owner.filters = { ...(owner.filters || {}), [which.value]: value.value };
+      changed();
+    };
+    return el("div", { class: "filter-picker" },
+      el("label", {}, "filter ", which, value, el("button", { type: "button", text: "add filter", onclick: add })),
+      el("ul", { class: "filters-list" }, ...Object.entries(owner.filters || {}).map(([k, v]) =>
+        el("li", {}, `${k} = ${v} `, el("button", { type: "button", text: "remove", onclick: () => { delete owner.filters[k]; changed(); } })))));
+  }
+
   async function openEditor(i) {
-    editing = i;
     const panel = spec.panels[i];
     const f = await loadFields();
     const box = $("panel-editor");
     box.hidden = false;
     const groupOptions = [["", "(no group)"], ...choices.group_bys.map((g) => [g, `${g} (${(f[g] || []).length} values)`]),
       ...f.attributes.map((a) => [`attributes.${a.key}`, `attribute ${a.key} (${a.values} values)`])];
-    const filterFields = [...choices.group_bys, ...f.attributes.map((a) => `attributes.${a.key}`)];
     const form = el("form", {},
       el("h3", { text: "Panel" }),
       el("label", {}, "title ", el("input", { name: "title", value: panel.title || "", maxlength: "200" })),
@@ -230,37 +253,18 @@ document.addEventListener("DOMContentLoaded", () => {
       el("label", {}, "view ", select("view", choices.views.map((v) => [v, v]), panel.view)),
       el("label", {}, "group by ", select("group_by", groupOptions, panel.group_by || "")),
       el("label", {}, "range ", select("range", [["", "the board's"], ...choices.ranges.map((r) => [r, r])], panel.time_range ? panel.time_range.last : "")),
-      el("label", {}, "bucket ", select("bucket", [["", "the board's"], ...choices.buckets.map((b) => [b, b])], panel.bucket || "")),
-      el("label", {}, "filter ", select("filter_field", [["", "(field)"], ...filterFields.map((x) => [x, x])], ""),
-        el("select", { name: "filter_value" }), el("button", { type: "button", text: "add filter", onclick: addFilter })),
-      el("ul", { class: "filters-list" }, ...Object.entries(panel.filters || {}).map(([k, v]) =>
-        el("li", {}, `${k} = ${v} `, el("button", { type: "button", text: "remove", onclick: () => { delete panel.filters[k]; touch(); openEditor(i); } })))),
-      el("button", { type: "button", text: "Close", onclick: () => { box.hidden = true; editing = null; } }));
+      el("label", {}, "bucket ", select("bucket", [["", "the board's"], ...choices.buckets.map((b) => [b, b])], panel.bucket || "")));
     // By name through form.elements: a form's own properties (title...) hide its fields.
     const field = (name) => form.elements.namedItem(name);
-    form.addEventListener("change", (event) => {
-      if (event.target.name === "filter_field") return fillValues();
-      if (event.target.name === "filter_value") return;
+    form.addEventListener("change", () => {
       const measures = [...field("measures").selectedOptions].map((o) => o.value);
       Object.assign(panel, { title: field("title").value, measures: measures.length ? measures : panel.measures, view: field("view").value });
       for (const k of ["group_by", "bucket"]) { if (field(k).value) panel[k] = field(k).value; else delete panel[k]; }
       if (field("range").value) panel.time_range = { last: field("range").value }; else delete panel.time_range;
       touch();
     });
-    async function fillValues() {
-      const name = field("filter_field").value;
-      let values = [];
-      if (name.startsWith("attributes.")) values = (await api("GET", "/api/v1/boards/fields", undefined, { key: name.slice(11) })).values;
-      else if (name) values = f[name] || [];
-      field("filter_value").replaceChildren(...values.filter((v) => v.value != null).map((v) => option(String(v.value), `${v.value} (${v.count})`)));
-    }
-    function addFilter() {
-      if (!field("filter_field").value || !field("filter_value").value) return;
-      panel.filters = { ...(panel.filters || {}), [field("filter_field").value]: field("filter_value").value };
-      touch();
-      openEditor(i);
-    }
-    box.replaceChildren(form);
+    box.replaceChildren(form, filterPicker(panel, () => { touch(); openEditor(i); }),
+      el("button", { type: "button", text: "Close", onclick: () => { box.hidden = true; } }));
   }
 
   // -- the board's tools --------------------------------------------------------------------
@@ -268,6 +272,11 @@ document.addEventListener("DOMContentLoaded", () => {
     const range = $("board-range");
     range.replaceChildren(...choices.ranges.map((r) => option(r, r, spec.time_range.last === r)));
     range.addEventListener("change", () => { spec.time_range = { last: range.value }; touch(); });
+    const boardFilters = async () => {
+      await loadFields();
+      $("board-filters").replaceChildren(filterPicker(spec, () => { touch(); boardFilters(); }));
+    };
+    boardFilters();
     $("board-name").addEventListener("input", () => { dirty = true; status("unsaved changes"); });
     $("board-template").addEventListener("change", () => { dirty = true; status("unsaved changes"); });
     $("add-panel").addEventListener("click", () => {
