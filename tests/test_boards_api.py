@@ -266,3 +266,19 @@ def test_an_environment_only_key_sees_its_environment_in_every_panel(server: Ser
     assert confined["stats"]["groups"][0]["count"] == 3
     fields = ok(call(prod_only, "GET", f"{BOARDS}/fields"))
     assert [e["value"] for e in fields["environment"]] == ["prod"]
+
+
+def test_a_board_marked_as_a_template_is_offered_to_other_projects(server: Server) -> None:
+    owner, other = Project(server.new_key(), server), Project(server.new_key(), server)
+    spec = {"panels": [{"id": "p", "title": "Only mine", "measures": ["cost"], "view": "number"}]}
+    board = ok(call(owner, "POST", BOARDS, {"name": "Shared shape", "spec": spec}), 201)
+    template = f"board:{board['id']}"
+    assert template not in {t["id"] for t in ok(call(other, "GET", BOARDS))["templates"]}
+    marked = {"name": board["name"], "spec": board["spec"], "is_template": True}
+    ok(call(owner, "PUT", f"{BOARDS}/{board['id']}", marked))
+    offered = {t["id"]: t for t in ok(call(other, "GET", BOARDS))["templates"]}
+    assert offered[template] == {"id": template, "name": "Shared shape", "builtin": False}
+    copy = ok(call(other, "POST", BOARDS, {"template": template}), 201)
+    assert (copy["name"], copy["spec"]["panels"][0]["title"]) == ("Shared shape", "Only mine")
+    assert not copy["is_template"] and copy["id"] != board["id"]
+    assert_error_shape(call(other, "GET", f"{BOARDS}/{board['id']}"), 404)  # still theirs

@@ -116,19 +116,21 @@ def _spec(board: dict[str, Any]) -> Spec:
 
 
 def _template(store: Store, name: str) -> dict[str, Any]:
-    """A built-in template by name, or a board marked as a template (``project/id``)."""
+    """A built-in template by name, or a board marked as a template (``board:ID``)."""
     if name in BUILTIN:
         return BUILTIN[name]
     for t in store.list_board_templates():
-        if f"{t['project']}/{t['id']}" == name:
+        if f"board:{t['id']}" == name:
             return {"name": t["name"], "spec": t["spec"]}
     raise ApiError(400, f"template: no template {name!r}", [{"known": list(BUILTIN)}])
 
 
 def templates_offered(store: Store) -> list[dict[str, Any]]:
+    """The built-in templates and the boards marked as templates, by id and name (not their
+    project's name: a template is shared, the project it lives in is not)."""
     offered = [{"id": k, "name": v["name"], "builtin": True} for k, v in BUILTIN.items()]
     offered += [
-        {"id": f"{t['project']}/{t['id']}", "name": t["name"], "builtin": False}
+        {"id": f"board:{t['id']}", "name": t["name"], "builtin": False}
         for t in store.list_board_templates()
     ]
     return offered
