@@ -9,6 +9,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 import pytest
@@ -282,3 +283,43 @@ def test_a_board_marked_as_a_template_is_offered_to_other_projects(server: Serve
     assert (copy["name"], copy["spec"]["panels"][0]["title"]) == ("Shared shape", "Only mine")
     assert not copy["is_template"] and copy["id"] != board["id"]
     assert_error_shape(call(other, "GET", f"{BOARDS}/{board['id']}"), 404)  # still theirs
+
+
+HOSTILE_IDS = ["x" * 5000, "../../etc", "%00", "é", "<script>", "' OR 1=1 --", "1e9", "-1", " "]
+
+
+def test_hostile_paths_and_bodies_answer_4xx(server: Server, project: Project) -> None:
+    board = ok(call(project, "POST", BOARDS, {"template": "openai-monitor"}), 201)
+    one = f"{BOARDS}/{board['id']}"
+    tried = 0
+    cases: list[tuple[str, str, Any]] = []
+    for bad in HOSTILE_IDS:
+        quoted = quote(bad, safe="")
+        cases += [
+            ("GET", f"{BOARDS}/{quoted}", None),
+            ("PUT", f"{BOARDS}/{quoted}", {"name": "x"}),
+            ("DELETE", f"{BOARDS}/{quoted}", None),
+            ("GET", f"{one}/versions/{quoted}", None),
+            ("POST", f"{one}/restore", {"version": bad}),
+            ("DELETE", f"{one}/shares/{quoted}", None),
+            ("GET", f"/b/{quoted}", None),
+            ("GET", f"/b/{quoted}/data", None),
+            ("GET", f"{BOARDS}/fields?key={quoted}", None),
+        ]
+    for body in ("{", "[]", '"x"', "null", "1" * 2_000_000):
+        for method, path in (("POST", BOARDS), ("PUT", one), ("POST", f"{one}/shares")):
+            cases.append((method, path, body))
+    for method, path, body in cases:
+        content = body if isinstance(body, str) or body is None else json.dumps(body)
+        response = httpx2.request(
+            method,
+            server.url + path,
+            headers={"authorization": f"Bearer {project.key}"},
+            content=content,
+        )
+        tried += 1
+        # Any key is a fine question for the pickers (it has no values); the rest is refused.
+        lowest = 200 if "/fields?" in path else 400
+        assert lowest <= response.status_code < 500, (method, path[:80], response.text[:200])
+    assert tried == len(HOSTILE_IDS) * 9 + 15
+    assert ok(call(project, "GET", one))["version"] == 1  # and nothing changed
