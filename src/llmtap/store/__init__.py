@@ -5,7 +5,8 @@ else: they get a store from ``open_store`` and import only the names below, neve
 module of this package (a test walks the sources). The SDK never imports the store.
 
 A backend is a class whose methods are thin: each is a plain function of a module by concern
-(``_queries``, ``_admin``, ``_users``, ``_delete`` for SQLite) on the backend's connections.
+(``_queries``, ``_admin``, ``_users``, ``_delete``, ``_boards`` for SQLite) on the backend's
+connections.
 ``tests/test_store_contract.py`` checks that every backend has every member of ``Store``
 with the same signature; the store tests run against each backend (``store`` fixture).
 """
