@@ -310,11 +310,13 @@ SQLITE_MIGRATIONS: list[Step] = [
                 PRIMARY KEY (project_id, board_id, version)
             )""",
             # Read-only links: only the token's hash, so a copy of the database opens none.
+            # A token is 192 random bits: its hash is unique without a global unique index
+            # (every unique index of a project's table holds project_id, for sharding).
             """CREATE TABLE board_shares (
                 project_id INTEGER NOT NULL,
                 id TEXT NOT NULL,
                 board_id TEXT NOT NULL,
-                token_hash TEXT NOT NULL UNIQUE,
+                token_hash TEXT NOT NULL,
                 created_by TEXT,
                 created_at TEXT NOT NULL,
                 expires_us INTEGER,
@@ -323,6 +325,7 @@ SQLITE_MIGRATIONS: list[Step] = [
                 allow_bodies INTEGER NOT NULL DEFAULT 0,
                 PRIMARY KEY (project_id, id)
             )""",
+            "CREATE INDEX board_shares_by_token ON board_shares (token_hash)",
         ),
     ),
 ]

@@ -143,10 +143,11 @@ def create_board(store: Store, a: Access, data: Any) -> dict[str, Any]:
             raise ApiError(400, "template: give {'template': NAME} and optionally a 'name'")
         data = {**_template(store, name), **({"name": data["name"]} if "name" in data else {})}
     board = parse_board(data)
-    board_id = uuid.uuid4().hex[:12]
     spec = board.spec.model_dump(by_alias=True, exclude_none=True)
-    store.create_board(a.project_id, board_id, board.name, spec, a.who, board.is_template)
-    return read_board(store, a.project_id, board_id)
+    while True:  # 48 random bits: a taken id is next to impossible, and then another is drawn
+        board_id = uuid.uuid4().hex[:12]
+        if store.create_board(a.project_id, board_id, board.name, spec, a.who, board.is_template):
+            return read_board(store, a.project_id, board_id)
 
 
 def _save(store: Store, a: Access, board_id: str, board: BoardIn) -> dict[str, Any]:
