@@ -97,7 +97,7 @@ def test_panel_data_equal_the_stats_api_for_the_same_query(project: Project) -> 
             assert panel["stats"] == stats, panel["id"]
             compared += 1
             assert sum(g["count"] for g in stats["groups"]) == 21, panel["id"]
-    assert compared == 14
+    assert compared == 15
     by_variant = next(
         p
         for p in ok(call(project, "GET", f"{BOARDS}/{experiments['id']}/data"))["panels"]
@@ -323,3 +323,25 @@ def test_hostile_paths_and_bodies_answer_4xx(server: Server, project: Project) -
         assert lowest <= response.status_code < 500, (method, path[:80], response.text[:200])
     assert tried == len(HOSTILE_IDS) * 9 + 15
     assert ok(call(project, "GET", one))["version"] == 1  # and nothing changed
+
+
+def test_the_stats_answer_a_latency_histogram_from_aggregates_and_from_events(
+    project: Project,
+) -> None:
+    now = datetime.now(timezone.utc).isoformat()
+    latencies = [5.0, 10.0, 11.0, 30.0, 400.0, 40_000.0, None]
+    ok(post_events(project, [event(started_at=now, latency_ms=ms) for ms in latencies]))
+    wanted = {"le_10": 2, "le_25": 1, "le_50": 1, "le_500": 1, "over_30000": 1}
+    for extra, source in (({}, "aggregates"), ({"has_feedback": "false"}, "events")):
+        stats = ok(project.server.get("/api/v1/stats", project.key, **extra))
+        assert stats["source"] == source
+        bars = stats["groups"][0]["latency_histogram_ms"]
+        assert {k: n for k, n in bars.items() if n} == wanted, source
+        assert next(iter(bars)) == "le_10" and len(bars) == 12
+    board = {
+        "name": "h",
+        "spec": {"panels": [{"measures": ["requests"], "view": "histogram", "group_by": "model"}]},
+    }
+    data = ok(call(project, "POST", f"{BOARDS}/preview", board))["panels"][0]
+    assert "group_by" not in data["query"]  # one histogram of the panel's events
+    assert data["stats"]["groups"][0]["latency_histogram_ms"] == bars

@@ -54,7 +54,10 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
     board_url = page.url
     _drawn(page)
     assert page.locator("#board-title").inner_text() == "OpenAI monitor"
-    assert page.locator("section.panel").count() == 10
+    assert page.locator("section.panel").count() == 11
+    histogram = page.locator("section.panel[data-panel=latency-hist] tr[data-bin]")
+    assert histogram.count() == 12
+    assert sum(int(t.split()[-1]) for t in histogram.all_inner_texts()) == 21
     # The four panels over time are charts (uPlot, vendored by `make setup`).
     if page.evaluate("typeof window.uPlot") == "function":
         assert page.locator("section.panel .uplot").count() == 4
@@ -120,7 +123,7 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
     anon.goto(link)
     _drawn(anon)
     assert anon.locator("#board-title").inner_text() == "OpenAI monitor"
-    assert anon.locator("section.panel").count() == 10
+    assert anon.locator("section.panel").count() == 11
     assert anon.locator("#save-board").count() == 0
     assert name not in anon.content()  # nothing says which project
 

@@ -28,13 +28,14 @@ BUILTIN: dict[str, dict[str, Any]] = {
                 _panel("cost", "Cost (USD)", ["cost"], "area", group_by="model"),
                 _panel("tokens", "Tokens", ["input_tokens", "output_tokens"], "area", width=2),
                 _panel("latency", "Latency (ms)", ["latency_p50", "latency_p95"], "line"),
+                _panel("latency-hist", "Latency histogram", ["requests"], "histogram"),
                 _panel(
                     "by-model",
                     "By model",
                     ["requests", "cost", "latency_p95"],
                     "table",
                     group_by="model",
-                    width=3,
+                    width=2,
                 ),
                 _panel(
                     "by-template",

@@ -11,7 +11,7 @@ from typing import Any
 
 from ...store import EventFilter, Store
 from ..query import SELECTING, event_filter
-from .spec import RANGES, TIME_VIEWS, Panel, Spec
+from .spec import RANGES, TIME_VIEWS, TOTAL_VIEWS, Panel, Spec
 
 __all__ = ["board_data", "panel_query"]
 
@@ -53,7 +53,7 @@ def panel_query(spec: Spec, panel: Panel, now: float) -> dict[str, str]:
         size = _BUCKET_SECONDS[bucket]
         params["from"] = _iso(start // size * size)
     group_by = [bucket] if panel.view in TIME_VIEWS else []
-    if panel.group_by and panel.view != "number":
+    if panel.group_by and panel.view not in TOTAL_VIEWS:
         group_by.append(panel.group_by)
     if group_by:
         params["group_by"] = ",".join(group_by)

@@ -32,6 +32,8 @@ __all__ = [
     "GROUP_BYS",
     "MEASURES",
     "RANGES",
+    "TIME_VIEWS",
+    "TOTAL_VIEWS",
     "VIEWS",
     "BoardIn",
     "Panel",
@@ -58,7 +60,9 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "avg_rating": ("avg_rating",),
     "feedback_count": ("ratings",),
 }
-VIEWS = ("line", "area", "bars", "table", "number", "scatter")
+VIEWS = ("line", "area", "bars", "table", "number", "scatter", "histogram")
+# Views of one total: a group-by does not apply (a number, the latency histogram).
+TOTAL_VIEWS = ("number", "histogram")
 # Views drawn over time (their query is grouped by the time bucket too).
 TIME_VIEWS = ("line", "area")
 BUCKETS = ("auto", *TIME_GROUPS)

@@ -84,6 +84,21 @@ document.addEventListener("DOMContentLoaded", () => {
     box.addEventListener("click", () => drill(data, panel, null, null));
   }
 
+  // The latency histogram of the panel's events: a bar per latency range.
+  function drawHistogram(box, panel, data) {
+    const bins = (data.stats.groups[0] || {}).latency_histogram_ms || {};
+    const top = Math.max(1, ...Object.values(bins));
+    const table = el("table", { class: "bars" }, el("tbody", {}, ...Object.entries(bins).map(([k, n]) => {
+      const bar = el("span");
+      bar.style.width = (100 * n) / top + "%";
+      const [side, ms] = k.split("_");
+      return el("tr", { "data-bin": k }, el("td", { text: `${side === "le" ? "≤" : ">"} ${Number(ms).toLocaleString()} ms` }),
+        el("td", { class: "bar" }, bar), el("td", { text: n.toLocaleString() }));
+    })));
+    table.addEventListener("click", () => drill(data, panel, null, null));
+    box.append(table);
+  }
+
   function drawTable(box, panel, data, bars) {
     const groups = data.stats.groups;
     const top = Math.max(1, ...groups.map((g) => measureOf(g, panel.measures[0]) || 0));
@@ -197,6 +212,7 @@ document.addEventListener("DOMContentLoaded", () => {
       panels.append(box);
       const d = data.panels[i];
       if (panel.view === "number") drawNumber(box, panel, d);
+      else if (panel.view === "histogram") drawHistogram(box, panel, d);
       else if (panel.view === "table" || panel.view === "bars") drawTable(box, panel, d, panel.view === "bars");
       else drawPlot(box, panel, d, data.now);
     });
