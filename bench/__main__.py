@@ -10,7 +10,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import alerts, dashboard, faults, ingest, otlp, overhead, pii, query, sdk_memory, streaming
+from . import (
+    alerts,
+    boards,
+    dashboard,
+    faults,
+    ingest,
+    otlp,
+    overhead,
+    pii,
+    query,
+    sdk_memory,
+    streaming,
+)
 from ._harness import Figure, summary_table
 
 BENCHMARKS = {
@@ -24,6 +36,7 @@ BENCHMARKS = {
     "query": query,
     "dashboard": dashboard,
     "alerts": alerts,
+    "boards": boards,
 }
 
 

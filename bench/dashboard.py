@@ -10,7 +10,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2
@@ -56,11 +57,13 @@ def _weight(http: httpx2.Client, path: str) -> int:
     return total
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    n = 50_000 if quick else 1_000_000
-    db, _ = query.cached_store(n)  # the query benchmark's store, made whole when missing
+@contextmanager
+def serving(n: int, scopes: tuple[str, ...] = ("ingest", "read")) -> Iterator[tuple[str, str]]:
+    """(url, key): a real ``llmtap serve`` on the query benchmark's store of ``n`` events
+    (generated whole when missing), and a key of its project with ``scopes``."""
+    db, _ = query.cached_store(n)
     store = open_store(str(db))
-    create_key(store, "bench", "prod", ("ingest", "read"))
+    key = create_key(store, "bench", "prod", scopes)
     store.close()
     port = free_port()
     server = subprocess.Popen(
@@ -71,6 +74,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url + "/healthz", timeout=120)
+        yield url, key
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    n = 50_000 if quick else 1_000_000
+    with serving(n) as (url, _):
         http = httpx2.Client(base_url=url, timeout=120, headers={"accept": "text/html"})
         _login(http)
         events = http.get("/events?project=bench&format=json").json()["events"]
@@ -97,9 +109,6 @@ def run(quick: bool = False) -> dict[str, Any]:
             _time(http, path, 1)  # warm the page cache
         timings = {name: _time(http, path, rounds) for name, path in pages.items()}
         weight = _weight(http, pages["overview, 30 days"])
-    finally:
-        server.terminate()
-        server.wait()
     return {
         "events": n,
         "pages_ms": {
@@ -107,7 +116,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             for name, t in timings.items()
         },
         "overview_weight_bytes": weight,
-        "db": str(Path(db).name),
+        "db": f"events-{n}.db",
     }
 
 

@@ -51,6 +51,12 @@ def main(out: Path) -> None:
                 page.locator("a[href*='/chats/']").first.click()
                 page.wait_for_load_state()
                 page.screenshot(path=str(out / "chat.png"), full_page=True)
+                # A board made from the "OpenAI monitor" template, every panel drawn.
+                made = server.post("/api/v1/boards", key, json={"template": "openai-monitor"})
+                page.goto(server.url + f"/boards/{made.json()['id']}?project=demo")
+                page.wait_for_selector("#board-app[data-drawn]")
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(out / "boards.png"), full_page=True)
         finally:
             stop_server(server)
 

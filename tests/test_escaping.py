@@ -55,6 +55,8 @@ class Seeded:
     chat_ids: list[str] = field(default_factory=list)
     chain_ids: list[str] = field(default_factory=list)
     invite_tokens: list[str] = field(default_factory=list)
+    board_ids: list[str] = field(default_factory=list)
+    share_tokens: list[str] = field(default_factory=list)
     fields: set[str] = field(default_factory=set)
     # Payloads no page can show: an event id with a slash (the `</script>` one) has no page of
     # its own, and elsewhere it is only in links (quoted). Still checked for leaks everywhere.
@@ -244,6 +246,7 @@ def _seed(server: Server, provider: FakeProvider) -> Seeded:
             assert post_events(other, [event(model=payload("model", kind))]).status_code == 200
     _invite(server, seed)
     _alerts(Project(server.new_key(main), server), seed)
+    _boards(server, seed)
     return seed
 
 
@@ -303,6 +306,28 @@ def _alerts(project: Project, seed: Seeded) -> None:
         for path, body in items:
             made = project.server.post(path, project.key, json=body)
             assert made.status_code == 201, made.text
+
+
+def _boards(server: Server, seed: Seeded) -> None:
+    """A board of each kind in the main project, published: its name is on the boards list,
+    its page and the published one; its panels (drawn by the page's script from JSON) carry
+    payloads in their title, filter and group-by, checked for leaks wherever they are."""
+    key = server.new_key(seed.projects[0])
+    for kind in KINDS:
+        panel = {
+            "title": payload("panel_title", kind),
+            "measures": ["requests", "cost"],
+            "view": "table",
+            "group_by": "attributes." + payload("attr_key", kind),
+            "filters": {"model": payload("model", kind)},
+        }
+        board = {"name": seed.tagged("board_name", kind), "spec": {"panels": [panel]}}
+        made = server.post("/api/v1/boards", key, json=board)
+        assert made.status_code == 201, made.text
+        seed.board_ids.append(made.json()["id"])
+        link = server.post(f"/api/v1/boards/{made.json()['id']}/shares", key, json={})
+        assert link.status_code == 201, link.text
+        seed.share_tokens.append(link.json()["token"])
 
 
 def _invite(server: Server, seed: Seeded) -> None:
@@ -384,7 +409,9 @@ def _path_values(seed: Seeded) -> dict[str, list[str]]:
         "event_id": [*seed.event_ids, missing],
         "name": [*seed.template_names, missing],
         "value": [*seed.chat_ids, *seed.chain_ids, missing],
-        "token": [*seed.invite_tokens, missing],
+        "token": [*seed.invite_tokens, *seed.share_tokens, missing],
+        "board_id": [*seed.board_ids, missing],
+        "version": ["1", missing],
     }
 
 

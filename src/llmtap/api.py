@@ -301,6 +301,27 @@ class Api:
         }
         return self._answer(self._http.post("/api/v1/prices", json=body))  # type: ignore[no-any-return]
 
+    def boards(self, project: str | None = None) -> dict[str, Any]:
+        """The project's boards (without their panels) and the templates offered.
+        ``project``: checked to be the key's (``ApiError`` 404 otherwise)."""
+        return self._get("/api/v1/boards", _params({"project": project}))  # type: ignore[no-any-return]
+
+    def board(self, board_id: str, project: str | None = None) -> dict[str, Any]:
+        """One board with its ``spec``."""
+        from urllib.parse import quote
+
+        path = f"/api/v1/boards/{quote(board_id, safe='')}"
+        return self._get(path, _params({"project": project}))  # type: ignore[no-any-return]
+
+    def check_board(self, board: Mapping[str, Any]) -> None:
+        """Raise ``ApiError`` (400, naming the field) unless ``board`` (``name``, ``spec``,
+        ``is_template``) is a valid board; stores nothing."""
+        self._answer(self._http.post("/api/v1/boards/validate", json=board))
+
+    def create_board(self, board: Mapping[str, Any]) -> dict[str, Any]:
+        """A new board from ``{"name", "spec", "is_template"}`` or ``{"template": NAME}``."""
+        return self._answer(self._http.post("/api/v1/boards", json=board))  # type: ignore[no-any-return]
+
     def delete_price(self, model: str, since: datetime | str | None = None) -> dict[str, Any]:
         params = _params({"model": model, "since": since})
         return self._answer(self._http.delete("/api/v1/prices", params=params))  # type: ignore[no-any-return]

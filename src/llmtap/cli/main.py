@@ -8,6 +8,7 @@ import click
 
 from .._version import __version__
 from .alerts import alerts
+from .boards import boards
 from .demo import demo
 from .events import events
 from .export import export
@@ -47,3 +48,4 @@ main.add_command(prices)
 main.add_command(demo)
 main.add_command(settings)
 main.add_command(alerts)
+main.add_command(boards)

@@ -21,6 +21,7 @@ from .alerts.api import alert_routes
 from .alerts.evaluate import Evaluator
 from .alerts.notify import Notifier
 from .auth import KeyCache
+from .boards import board_routes
 from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
 from .delete import delete_event, delete_events
 from .errors import ApiError, Errors
@@ -151,6 +152,7 @@ def create_app(
             Route("/api/v1/prices", set_price, methods=["POST"]),
             Route("/api/v1/prices", delete_price, methods=["DELETE"]),
             *alert_routes(),
+            *board_routes(),
             *dashboard_routes(),
         ],
         exception_handlers=errors.handlers,

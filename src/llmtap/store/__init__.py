@@ -5,7 +5,8 @@ else: they get a store from ``open_store`` and import only the names below, neve
 module of this package (a test walks the sources). The SDK never imports the store.
 
 A backend is a class whose methods are thin: each is a plain function of a module by concern
-(``_queries``, ``_admin``, ``_users``, ``_delete`` for SQLite) on the backend's connections.
+(``_queries``, ``_admin``, ``_users``, ``_delete``, ``_boards`` for SQLite) on the backend's
+connections.
 ``tests/test_store_contract.py`` checks that every backend has every member of ``Store``
 with the same signature; the store tests run against each backend (``store`` fixture).
 """
@@ -322,6 +323,72 @@ class Store(Protocol):
 
     def drop_lease(self, name: str, holder: str) -> None:
         """Give the lease up, if ``holder`` has it."""
+
+    # -- boards and their share links --------------------------------------------------------
+
+    def list_boards(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's boards (no specs), by name."""
+
+    def list_board_templates(self) -> list[dict[str, Any]]:
+        """Boards marked as templates, of every project, with their specs and ``project``."""
+
+    def board(self, project_id: int, board_id: str) -> dict[str, Any] | None:
+        """One board with its ``spec``; None when the project has no such board."""
+
+    def create_board(
+        self,
+        project_id: int,
+        board_id: str,
+        name: str,
+        spec: dict[str, Any],
+        owner: str | None,
+        is_template: bool = False,
+    ) -> bool:
+        """A new board, its version 1 saved; False when ``board_id`` is taken."""
+
+    def update_board(
+        self,
+        project_id: int,
+        board_id: str,
+        name: str,
+        spec: dict[str, Any],
+        is_template: bool,
+        saved_by: str | None,
+    ) -> int | None:
+        """Save a board as a new version (its number); None when there is no such board."""
+
+    def board_versions(self, project_id: int, board_id: str) -> list[dict[str, Any]]:
+        """A board's versions, newest first, without their specs."""
+
+    def board_version(
+        self, project_id: int, board_id: str, version: int
+    ) -> dict[str, Any] | None: ...
+
+    def delete_board(self, project_id: int, board_id: str) -> bool:
+        """Remove a board, its versions and its links; False when there is none."""
+
+    def create_share(
+        self,
+        project_id: int,
+        share_id: str,
+        board_id: str,
+        token_hash: str,
+        created_by: str | None,
+        expires_us: int | None,
+        allow_bodies: bool,
+    ) -> None:
+        """A read-only link to a board, stored by its token's hash."""
+
+    def share_by_hash(self, token_hash: str, now_us: int) -> dict[str, Any] | None:
+        """The live link with this hash (``project_id``, ``board_id``...), its use noted."""
+
+    def list_shares(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's links with their board's name, revoked ones included."""
+
+    def revoke_share(self, project_id: int, share_id: str) -> bool: ...
+
+    def attribute_keys(self, project_id: int) -> list[dict[str, Any]]:
+        """The attribute keys seen in the project, each with its number of distinct values."""
 
 
 def _is_url(db: str) -> bool:

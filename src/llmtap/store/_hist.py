@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "GAMMA",
     "bucket_of",
+    "coarse_counts",
     "decode",
     "encode",
     "exact_percentile",
@@ -126,6 +127,20 @@ def percentiles(h: int, qs: Iterable[float]) -> list[float | None]:
             if seen >= rank:
                 out.append(value_of(bucket))
                 break
+    return out
+
+
+def coarse_counts(h: int, edges: Sequence[float]) -> list[int]:
+    """How many values of ``h`` fall at or under each of ``edges`` (ascending) and above the
+    previous one, then how many past the last: a histogram of a few bars. An edge stands for
+    the end of its bucket, so a value within 5% over it may count under it."""
+    counts = _counts(h) if h else array("I")
+    out, start = [], 0
+    for edge in edges:
+        end = bucket_of(edge) + 1
+        out.append(sum(counts[start:end]))
+        start = end
+    out.append(sum(counts[start:]))
     return out
 
 

@@ -360,6 +360,55 @@ SQLITE_MIGRATIONS: list[Step] = [
             )""",
         ),
     ),
+    (
+        "m012_boards",
+        (
+            # A board: a named grid of panels of one project, its spec a JSON document (parsed
+            # and checked in Python, see server/boards/spec.py). Ids are random text made by
+            # the server, so a new board needs no id back from the database.
+            """CREATE TABLE boards (
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                owner TEXT,
+                is_template INTEGER NOT NULL DEFAULT 0,
+                version INTEGER NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX boards_templates ON boards (is_template, project_id)",
+            # Every save appends one; a restore is a save of an old one.
+            """CREATE TABLE board_versions (
+                project_id INTEGER NOT NULL,
+                board_id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                saved_by TEXT,
+                saved_at TEXT NOT NULL,
+                PRIMARY KEY (project_id, board_id, version)
+            )""",
+            # Read-only links: only the token's hash, so a copy of the database opens none.
+            # A token is 192 random bits: its hash is unique without a global unique index
+            # (every unique index of a project's table holds project_id, for sharding).
+            """CREATE TABLE board_shares (
+                project_id INTEGER NOT NULL,
+                id TEXT NOT NULL,
+                board_id TEXT NOT NULL,
+                token_hash TEXT NOT NULL,
+                created_by TEXT,
+                created_at TEXT NOT NULL,
+                expires_us INTEGER,
+                revoked_at TEXT,
+                last_used_at TEXT,
+                allow_bodies INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX board_shares_by_token ON board_shares (token_hash)",
+        ),
+    ),
 ]
 
 

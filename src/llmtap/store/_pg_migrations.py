@@ -351,6 +351,49 @@ PG_MIGRATIONS: list[Step] = [
             )""",
         ),
     ),
+    (
+        # SQLite's m012_boards.
+        "pg004_boards",
+        (
+            """CREATE TABLE boards (
+                project_id BIGINT NOT NULL REFERENCES projects(id),
+                id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                owner TEXT,
+                is_template BIGINT NOT NULL DEFAULT 0,
+                version BIGINT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX boards_templates ON boards (is_template, project_id)",
+            """CREATE TABLE board_versions (
+                project_id BIGINT NOT NULL,
+                board_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                saved_by TEXT,
+                saved_at TEXT NOT NULL,
+                PRIMARY KEY (project_id, board_id, version)
+            )""",
+            """CREATE TABLE board_shares (
+                project_id BIGINT NOT NULL,
+                id TEXT NOT NULL,
+                board_id TEXT NOT NULL,
+                token_hash TEXT NOT NULL,
+                created_by TEXT,
+                created_at TEXT NOT NULL,
+                expires_us BIGINT,
+                revoked_at TEXT,
+                last_used_at TEXT,
+                allow_bodies BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX board_shares_by_token ON board_shares (token_hash)",
+        ),
+    ),
 ]
 
 

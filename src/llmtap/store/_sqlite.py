@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _admin, _alerts, _context, _delete, _derive, _hist, _queries, _users
+from . import _admin, _alerts, _boards, _context, _delete, _derive, _hist, _queries, _users
 from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS
@@ -194,6 +194,20 @@ class SQLiteStore:
     alert_history = _alerts.alert_history
     take_lease = _alerts.take_lease
     drop_lease = _alerts.drop_lease
+
+    list_boards = _boards.list_boards
+    list_board_templates = _boards.list_board_templates
+    board = _boards.board
+    create_board = _boards.create_board
+    update_board = _boards.update_board
+    board_versions = _boards.board_versions
+    board_version = _boards.board_version
+    delete_board = _boards.delete_board
+    create_share = _boards.create_share
+    share_by_hash = _boards.share_by_hash
+    list_shares = _boards.list_shares
+    revoke_share = _boards.revoke_share
+    attribute_keys = _boards.attribute_keys
 
     def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:
         """``derive_delay``: at most how long committed events wait to be derived when no

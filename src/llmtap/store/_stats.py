@@ -11,6 +11,7 @@ exact percentiles; the answer says which (``"source"``).
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from . import _hist
 from ._common import EventFilter
 from ._derive import DIMS, LEVELS
 
-__all__ = ["GROUPS", "TIME_GROUPS", "stats"]
+__all__ = ["GROUPS", "LATENCY_EDGES_MS", "TIME_GROUPS", "stats"]
 
 TIME_GROUPS = {"minute": 0, "hour": 1, "day": 2}
 GROUPS = (*DIMS, *TIME_GROUPS)  # and "attributes.KEY"
@@ -29,6 +30,9 @@ _NO_AGG = ("chat_id", "chain_id", "q", "has_feedback", "rating_min", "rating_max
 
 
 _LATENCY_QS = (0.5, 0.9, 0.95, 0.99)
+# The bars of a group's latency histogram (ms): at or under each edge, then past the last.
+LATENCY_EDGES_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+_HISTOGRAM_KEYS = (*(f"le_{e}" for e in LATENCY_EDGES_MS), f"over_{LATENCY_EDGES_MS[-1]}")
 
 
 @dataclass
@@ -68,9 +72,13 @@ class _Group:
         if self.lat_values is not None and self.ttft_values is not None:
             lat = [_hist.exact_percentile(self.lat_values, q) for q in _LATENCY_QS]
             ttft = [_hist.exact_percentile(self.ttft_values, q) for q in (0.5, 0.95)]
+            bars = [0] * len(_HISTOGRAM_KEYS)
+            for value in self.lat_values:
+                bars[bisect.bisect_left(LATENCY_EDGES_MS, value)] += 1
         else:
             lat = _hist.percentiles(self.lat, _LATENCY_QS)
             ttft = _hist.percentiles(self.ttft, (0.5, 0.95))
+            bars = _hist.coarse_counts(self.lat, LATENCY_EDGES_MS)
         return {
             "key": key,
             "count": self.n,
@@ -82,6 +90,7 @@ class _Group:
             "cost_usd": round(self.cost, 10) if self.priced else None,
             "unpriced_events": self.n - self.priced,
             "latency_ms": dict(zip(("p50", "p90", "p95", "p99"), lat, strict=True)),
+            "latency_histogram_ms": dict(zip(_HISTOGRAM_KEYS, bars, strict=True)),
             "ttft_ms": dict(zip(("p50", "p95"), ttft, strict=True)),
             "avg_rating": self.rating_sum / self.rating_n if self.rating_n else None,
             "ratings": self.rating_n,

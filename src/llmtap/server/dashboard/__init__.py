@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ApiError
-from . import admin, alerts, analysis, forget, pages, users
+from . import admin, alerts, analysis, boards, forget, pages, users
 from .auth import AdminAuth, ensure_admin_token, logged_in_user, login_redirect
 from .render import HERE, error_page, wants_json
 
@@ -59,6 +59,13 @@ def dashboard_routes() -> list[BaseRoute]:
         _form("/alerts/new", alerts.alert_form),
         _form("/alerts/test", alerts.alert_test_form),
         _form("/alerts/delete", alerts.alert_delete_form),
+        Route("/boards", _logged_in(boards.boards_page)),
+        _form("/boards/new", boards.new_board_form),
+        Route("/boards/{board_id}", _logged_in(boards.board_page)),
+        _form("/boards/{board_id}", boards.board_form),
+        # Published boards: no session, the token is the only key.
+        Route("/b/{token}", boards.shared_board_page),
+        Route("/b/{token}/data", boards.shared_board_data),
         Route("/settings", _logged_in(admin.settings_page), methods=["GET"]),
         _form("/settings/keys", admin.create_key_form),
         _form("/settings/keys/{key_id:int}/scopes", admin.key_scopes_form),
@@ -68,5 +75,6 @@ def dashboard_routes() -> list[BaseRoute]:
         _form("/settings/members/{user_id:int}/role", users.set_role),
         _form("/settings/members/{user_id:int}/remove", users.remove_member),
         _form("/settings/users/{user_id:int}/delete", users.delete_user),
+        _form("/settings/links/{share_id}/revoke", admin.revoke_link_form),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -21,6 +21,7 @@ __all__ = [
     "managed_project",
     "path_id",
     "revoke_key_form",
+    "revoke_link_form",
     "settings_page",
 ]
 
@@ -36,6 +37,7 @@ def _settings_data(store: Store, user: User) -> dict[str, Any]:
         project["role"] = "admin" if user.is_owner else user.role(project["name"])
         project["keys"] = store.list_keys(project["id"]) if manages else []
         project["members"] = store.list_users(project["id"]) if manages else []
+        project["links"] = store.list_shares(project["id"]) if manages else []
         projects.append(project)
     return {
         "me": {"id": user.id, "name": user.name, "is_owner": user.is_owner},
@@ -101,6 +103,16 @@ async def revoke_key_form(request: Request) -> Response:
     key_id = path_id(request, "key_id")
     if not await run_in_threadpool(store.revoke_key, pid, key_id):
         raise ApiError(404, "no such active key in that project")
+    return RedirectResponse("/settings", status_code=303)
+
+
+async def revoke_link_form(request: Request) -> Response:
+    """Revoke a published board's link: it answers 404 from now on."""
+    form = await check_csrf(request)
+    pid = await managed_project(request, form)
+    share_id = request.path_params["share_id"]
+    if not await run_in_threadpool(request.app.state.store.revoke_share, pid, share_id):
+        raise ApiError(404, "no such live link in that project")
     return RedirectResponse("/settings", status_code=303)
 
 

@@ -1,0 +1,149 @@
+"""The boards pages: the list (new from a template, duplicate, delete), a board (its panels
+drawn by ``static/boards.js`` from ``/api/v1/boards/{id}/data``, and its editor), and a
+published board at ``/b/{token}``, read-only, for anyone with the link.
+
+A published board's page and data name nothing but the token: the board and project come from
+the link's row, never from the request, so no edit of the URL reaches other data."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from ...store import Store
+from ..auth import hash_key
+from ..boards.api import access, create_board, read_board, templates_offered
+from ..boards.data import board_data
+from ..boards.spec import BUCKETS, GROUP_BYS, MEASURES, RANGES, VIEWS, parse_board
+from ..errors import ApiError
+from .auth import check_csrf
+from .pages import Context
+from .render import page_url, render_page
+
+__all__ = [
+    "board_form",
+    "board_page",
+    "boards_page",
+    "new_board_form",
+    "shared_board_data",
+    "shared_board_page",
+]
+
+# What the editor's pickers offer besides what the project holds (fetched from the API).
+_CHOICES = {
+    "measures": {name: list(path) for name, path in MEASURES.items()},
+    "views": list(VIEWS),
+    "buckets": list(BUCKETS),
+    "group_bys": list(GROUP_BYS),
+    "ranges": list(RANGES),
+}
+
+
+async def boards_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    a = await access(request, False)
+
+    def work(store: Store) -> dict[str, Any]:
+        return {
+            "project": project["name"],
+            "boards": store.list_boards(project["id"]),
+            "templates": templates_offered(store),
+            "may_write": a.may_write,
+        }
+
+    data = await run_in_threadpool(work, ctx.store)
+    return await render_page(request, "boards.html", data, projects=projects, title="Boards")
+
+
+async def board_page(request: Request) -> Response:
+    ctx = Context(request)
+    project, projects = await ctx.project()
+    a = await access(request, False)
+    board = await run_in_threadpool(
+        read_board, ctx.store, project["id"], request.path_params["board_id"]
+    )
+    data = {"project": project["name"], "board": board, "may_write": a.may_write}
+    return await render_page(
+        request,
+        "board.html",
+        data,
+        projects=projects,
+        choices=_CHOICES,
+        shared=None,
+        title=board["name"],
+    )
+
+
+async def new_board_form(request: Request) -> Response:
+    """A new board, blank or from a template; then its page."""
+    form = await check_csrf(request)
+    a = await access(request, True, form=True)
+    template = str(form.get("template") or "")
+    data: dict[str, Any] = (
+        {"template": template} if template else {"name": str(form.get("name") or "New board")}
+    )
+    board = await run_in_threadpool(create_board, request.app.state.store, a, data)
+    return RedirectResponse(page_url(f"/boards/{board['id']}", a.project), status_code=303)
+
+
+async def board_form(request: Request) -> Response:
+    """Duplicate or delete a board (``action``), then the list (or the copy)."""
+    form = await check_csrf(request)
+    a = await access(request, True, form=True)
+    board_id = request.path_params["board_id"]
+    store = request.app.state.store
+    action = form.get("action")
+    if action == "delete":
+        if not await run_in_threadpool(store.delete_board, a.project_id, board_id):
+            raise ApiError(404, f"no board {board_id!r}")
+        return RedirectResponse(page_url("/boards", a.project), status_code=303)
+    if action != "duplicate":
+        raise ApiError(400, "action: duplicate or delete")
+
+    def copy() -> dict[str, Any]:
+        old = read_board(store, a.project_id, board_id)
+        return create_board(store, a, {"name": f"Copy of {old['name']}"[:200], "spec": old["spec"]})
+
+    board = await run_in_threadpool(copy)
+    return RedirectResponse(page_url(f"/boards/{board['id']}", a.project), status_code=303)
+
+
+def _shared(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(link, board) of the token in the path; a 404 for any token that does not open one
+    now (unknown, revoked, expired, its board deleted), all alike."""
+    if request.query_params:
+        raise ApiError(400, "a published board takes no query parameters")
+    store = request.app.state.store
+    token = request.path_params["token"]
+    link = store.share_by_hash(hash_key(token), int(time.time() * 1_000_000))
+    board = None if link is None else store.board(link["project_id"], link["board_id"])
+    if link is None or board is None:
+        raise ApiError(404, "no such board: the link is wrong, revoked or expired")
+    return link, board
+
+
+async def shared_board_page(request: Request) -> Response:
+    _, board = await run_in_threadpool(_shared, request)
+    data = {"project": "", "board": board, "may_write": False}
+    return await render_page(
+        request,
+        "board.html",
+        data,
+        choices=_CHOICES,
+        shared=request.url.path,
+        title=board["name"],
+    )
+
+
+async def shared_board_data(request: Request) -> Response:
+    def work() -> dict[str, Any]:
+        link, board = _shared(request)
+        spec = parse_board({"name": board["name"], "spec": board["spec"]}).spec
+        return board_data(request.app.state.store, link["project_id"], spec)
+
+    return JSONResponse(await run_in_threadpool(work))

@@ -1,0 +1,188 @@
+"""Boards in real Chromium against a real ``llmtap serve``: from a template, a panel grouped by
+an attribute picked from the list, save, reload, drill down, restore; publish, open the link
+with no session, tamper with it, revoke it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from .browser import chromium, log_in
+from .conftest import ADMIN_TOKEN, Project, Server
+from .test_boards_api import seed_variants
+from .test_server import event, post_events
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+def _watch(page: Any) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+def _drawn(page: Any) -> None:
+    page.wait_for_selector("#board-app[data-drawn]", timeout=20_000)
+
+
+def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None:
+    name = f"boards-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    seed_variants(project)
+    other_name = f"other-{uuid.uuid4().hex[:6]}"
+    seed_variants(Project(server.new_key(other_name), server))
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = _watch(page)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
+    log_in(page, server.url, ADMIN_TOKEN, f"/boards?project={name}")
+
+    # From the template, one click.
+    page.click("button[data-template=openai-monitor]")
+    page.wait_for_url(re.compile(r"/boards/[0-9a-f]+\?project="))
+    board_url = page.url
+    _drawn(page)
+    assert page.locator("#board-title").inner_text() == "OpenAI monitor"
+    assert page.locator("section.panel").count() == 11
+    histogram = page.locator("section.panel[data-panel=latency-hist] tr[data-bin]")
+    assert histogram.count() == 12
+    assert sum(int(t.split()[-1]) for t in histogram.all_inner_texts()) == 21
+    # The four panels over time are charts (uPlot, vendored by `make setup`).
+    if page.evaluate("typeof window.uPlot") == "function":
+        assert page.locator("section.panel .uplot").count() == 4
+
+    # A panel grouped by an attribute picked from the list of what exists.
+    page.click("#add-panel")
+    editor = page.locator("#panel-editor")
+    editor.locator("select[name=group_by] option", has_text="attribute system_prompt").wait_for(
+        state="attached"
+    )
+    editor.locator("input[name=title]").fill("By variant")
+    editor.locator("select[name=view]").select_option("table")
+    editor.locator("select[name=group_by]").select_option("attributes.system_prompt")
+    variant_rows = page.locator("section.panel", has_text="By variant").locator("tbody tr")
+    variant_rows.nth(2).wait_for()
+    assert sorted(variant_rows.all_inner_texts())[0].startswith("variant 0")
+    page.click("#save-board")
+    page.wait_for_selector("#board-status:has-text('saved as version 2')")
+
+    page.reload()
+    _drawn(page)
+    assert page.locator("#board-version").inner_text() == "2"
+    variant_rows.nth(2).wait_for()
+    assert variant_rows.count() == 3
+
+    # Drill down: the row's events, and only they.
+    page.locator("section.panel", has_text="By variant").locator(
+        "tr[data-drill='variant 1']"
+    ).click()
+    page.wait_for_url("**/events?**")
+    assert "attributes.system_prompt=variant+1" in page.url
+    assert page.locator("table.events tbody tr").count() == 7
+    listed = project.events(**{"attributes.system_prompt": "variant 1"})
+    assert len(listed) == 7
+
+    # Restore version 1: the panel is gone again, as version 3.
+    page.goto(board_url)
+    _drawn(page)
+    page.click("#show-versions")
+    page.locator("#versions tr[data-version='1'] button", has_text="restore").click()
+    page.wait_for_load_state()
+    _drawn(page)
+    assert page.locator("#board-version").inner_text() == "3"
+    assert page.locator("section.panel", has_text="By variant").count() == 0
+
+    # A board-wide filter picked from the list: every panel follows it (unsaved).
+    page.locator("#board-filters select[name=filter_field]").select_option("model")
+    page.locator("#board-filters select[name=filter_value] option[value=o3]").wait_for(
+        state="attached"
+    )
+    page.locator("#board-filters select[name=filter_value]").select_option("o3")
+    page.locator("#board-filters button", has_text="add filter").click()
+    page.wait_for_selector("section.panel[data-panel=total] .number:text-is('7')")
+    assert page.locator("#board-status").inner_text() == "unsaved changes"
+
+    # Publish, then open the link with no session.
+    page.click("#publish-board")
+    link = page.locator("#share-link").inner_text()
+    assert "/b/" in link
+    stranger = browser.new_context()
+    anon = stranger.new_page()
+    anon_errors = _watch(anon)
+    anon.goto(link)
+    _drawn(anon)
+    assert anon.locator("#board-title").inner_text() == "OpenAI monitor"
+    assert anon.locator("section.panel").count() == 11
+    assert anon.locator("#save-board").count() == 0
+    assert name not in anon.content()  # nothing says which project
+
+    # Tampered links reach nothing: another token, another project, another board.
+    token = link.rsplit("/b/", 1)[1]
+    for tampered, status in (
+        (link[:-2] + ("AA" if not link.endswith("AA") else "BB"), 404),
+        (f"{link}?project={other_name}", 400),
+        (f"{link}/data?board=x", 400),
+        (server.url + "/b/" + token.upper(), 404),
+    ):
+        response = anon.goto(tampered)
+        assert response.status == status, tampered
+    assert anon.goto(server.url + "/boards").url.startswith(server.url + "/login")
+
+    # Listed in the settings with its maker and last use; revoked there, it answers 404.
+    page.goto(server.url + "/settings")
+    assert "beforeunload" in dialogs  # the unsaved filter asked before leaving
+    row = page.locator("table.links tr", has_text="OpenAI monitor")
+    assert "admin" in row.inner_text() and "never" not in row.locator("td").nth(4).inner_text()
+    row.locator("button", has_text="Revoke").click()
+    page.wait_for_load_state()
+    assert "revoked" in page.locator("table.links tr", has_text="OpenAI monitor").inner_text()
+    assert anon.goto(link).status == 404
+    assert anon.goto(link + "/data").status == 404
+    stranger.close()
+    context.close()
+    assert not errors, errors
+    assert not anon_errors, anon_errors
+
+
+XSS = '<img src=x onerror="window.__xss = 1"><b data-injected>bold</b>'
+
+
+def test_markup_in_boards_panels_and_attributes_shows_as_text(browser: Any, server: Server) -> None:
+    name = f"boards-xss-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    now = datetime.now(timezone.utc).isoformat()
+    post_events(project, [event(started_at=now, attributes={"k": XSS}, model=XSS)])
+    panels = [
+        {"title": XSS, "measures": ["requests"], "view": view, "group_by": group}
+        for view, group in (("table", "attributes.k"), ("bars", "model"), ("line", "model"))
+    ]
+    made = server.post(
+        "/api/v1/boards", project.key, json={"name": XSS, "spec": {"panels": panels}}
+    )
+    assert made.status_code == 201, made.text
+    link = server.post(f"/api/v1/boards/{made.json()['id']}/shares", project.key, json={})
+    context = browser.new_context()
+    page = context.new_page()
+    errors = _watch(page)
+    log_in(page, server.url, ADMIN_TOKEN, f"/boards/{made.json()['id']}?project={name}")
+    for url in (page.url, server.url + link.json()["url"]):
+        page.goto(url)
+        _drawn(page)
+        assert page.locator("[data-injected]").count() == 0
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("#board-title").inner_text() == XSS
+        assert page.locator("section.panel h3").all_text_contents() == [XSS] * 3
+        assert XSS in page.locator("section.panel").first.text_content()
+    context.close()
+    assert not errors, errors
