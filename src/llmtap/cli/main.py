@@ -13,6 +13,7 @@ from .prices import prices
 from .serve import serve
 from .settings_cmd import settings
 from .stats import stats
+from .testsets import test, testsets
 from .users import users
 
 
@@ -31,3 +32,5 @@ main.add_command(export)
 main.add_command(prices)
 main.add_command(demo)
 main.add_command(settings)
+main.add_command(testsets)
+main.add_command(test)

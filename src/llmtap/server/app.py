@@ -25,6 +25,7 @@ from .prices import Pricer, delete_price, list_prices, set_price
 from .query import get_event, list_events
 from .redaction import Redaction
 from .stats import get_stats, list_templates
+from .testsets import testset_routes
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -129,6 +130,7 @@ def create_app(
             Route("/api/v1/prices", list_prices, methods=["GET"]),
             Route("/api/v1/prices", set_price, methods=["POST"]),
             Route("/api/v1/prices", delete_price, methods=["DELETE"]),
+            *testset_routes(),
             *dashboard_routes(),
         ],
         exception_handlers=errors.handlers,

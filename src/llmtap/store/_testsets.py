@@ -47,6 +47,8 @@ CASE_DATA = (
     "model",
     "settings",
     "rating",
+    "original_latency_ms",
+    "original_cost_usd",
 )
 _RESULT_COLUMNS = (
     "output",

@@ -1,0 +1,350 @@
+"""Prompt tests from production, end to end (issue 15): real calls and feedback through the
+SDK, a test set made from them by ``llmtap testsets``, revisions run by ``llmtap test`` (a
+subprocess, with the caller's OPENAI_* settings) against the loopback fake provider, scripted
+so that one revision improves on production and another regresses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import llmtap
+from llmtap.fake_provider import FakeProvider
+
+from .conftest import LLMTAP, Project, tap_config
+
+SPORTS = ("soccer", "tennis", "golf", "chess")
+
+
+def cli(
+    project: Project, provider: FakeProvider, *args: str, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "LLMTAP_URL": project.server.url,
+        "LLMTAP_API_KEY": project.key,
+        "OPENAI_API_KEY": "sk-fake",
+        "OPENAI_BASE_URL": provider.base_url,
+        "LLMTAP_FLUSH_INTERVAL": "0.05",
+    }
+    return subprocess.run(
+        [*LLMTAP, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def _production(project: Project, provider: FakeProvider, tag: str) -> str:
+    """Four production calls of template ``sport-emoji-TAG`` with their feedback: two rated
+    well, one rated badly with a better response, one rated badly without."""
+    provider.script(
+        {
+            f"{tag} Emoji for soccer": "⚽",
+            f"{tag} Emoji for tennis": "🎾",
+            f"{tag} Emoji for golf": "🏌",
+            f"{tag} Emoji for chess": "pawn",
+        }
+    )
+    name = f"sport-emoji-{tag}"
+    template = [
+        {"role": "system", "content": f"Give one emoji. {tag}"},
+        {"role": "user", "content": "Emoji for {sport}"},
+    ]
+    feedback = {
+        "soccer": {"rating": 1.0},
+        "tennis": {"rating": 0.9},
+        "golf": {"rating": 0.1, "better_response": "⛳"},
+        "chess": {"rating": 0.0},
+    }
+    client = llmtap.Client(
+        api_key="sk-fake", base_url=provider.base_url, llmtap=tap_config(project)
+    )
+    try:
+        for sport in SPORTS:
+            answer = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=llmtap.TemplateChat(template, {"sport": sport}),
+                temperature=0,
+                llmtap={"prompt_template_name": name},
+            )
+            key = answer.model_extra["llmtap_feedback_key"]
+            client.send_feedback(feedback_key=key, **feedback[sport])
+        assert client.flush(10)
+    finally:
+        client.close()
+    return name
+
+
+def _revision(tmp: Path, tag: str, answers: dict[str, str]) -> Path:
+    """A new template revision in a file, and the fake provider's answers to it."""
+    marker = f"rev-{uuid.uuid4().hex[:6]}-{tag}"
+    path = tmp / f"{marker}.json"
+    template = [
+        {"role": "system", "content": f"Answer with one emoji only. {marker}"},
+        {"role": "user", "content": "Emoji for {sport}"},
+    ]
+    path.write_text(json.dumps(template))
+    return path, {f"{marker} Emoji for {sport}": reply for sport, reply in answers.items()}
+
+
+def _run_id(stderr: str) -> str:
+    return next(line.split()[1] for line in stderr.splitlines() if line.startswith("run "))
+
+
+def test_feedback_becomes_a_test_set_and_gates_two_revisions(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    template_name = _production(project, provider, tag)
+    made = cli(
+        project,
+        provider,
+        "testsets",
+        "create",
+        f"emoji-{tag}",
+        "--from-feedback",
+        "--template",
+        template_name,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "added 4 case(s)" in made.stdout
+    again = cli(project, provider, "testsets", "create", f"emoji-{tag}", "--from-feedback")
+    assert again.returncode == 1 and "409" in again.stderr  # one set per name
+    listed = cli(project, provider, "testsets", "list")
+    assert f"emoji-{tag}" in listed.stdout and "normalized" in listed.stdout
+
+    better, answers = _revision(
+        tmp_path, tag, {"soccer": "⚽", "tennis": "🎾.", "golf": "⛳", "chess": "♟️"}
+    )
+    provider.script(answers)
+    junit = tmp_path / "better.xml"
+    good = cli(
+        project,
+        provider,
+        "test",
+        f"emoji-{tag}",
+        "--template",
+        str(better),
+        "--model",
+        "gpt-4o-mini",
+        "--min-pass",
+        "0.9",
+        "--max-regressions",
+        "0",
+        "--junit",
+        str(junit),
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "pass rate 100.0% (baseline, original outputs: 50.0%)" in good.stdout
+    assert "0 regression(s), 2 fixed" in good.stdout and "estimated cost $" in good.stderr
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "4" and suite.get("failures") == "0"
+    good_run = _run_id(good.stderr)
+    # Every call of the run was recorded, tagged with it, under the template it filled.
+    recorded = project.events(
+        **{"attributes.llmtap_run": good_run, "attributes.llmtap_role": "case"}
+    )
+    assert len(recorded) == 4
+    assert {e["prompt_template_name"] for e in recorded} == {template_name}
+
+    worse, answers = _revision(
+        tmp_path, tag, {"soccer": "⚽", "tennis": "a tennis ball", "golf": "🏌", "chess": "pawn"}
+    )
+    provider.script(answers)
+    junit = tmp_path / "worse.xml"
+    bad = cli(
+        project,
+        provider,
+        "test",
+        f"emoji-{tag}",
+        "--template",
+        str(worse),
+        "--model",
+        "gpt-4o-mini",
+        "--max-regressions",
+        "0",
+        "--junit",
+        str(junit),
+    )
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "1 regression(s), more than --max-regressions 0" in bad.stderr
+    assert "pass rate 25.0%" in bad.stdout
+    # Regressions come first: the tennis case, that passed in production.
+    first = bad.stdout.splitlines()[2].split()
+    assert first[1] == "regression"
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "3"
+    failures = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert "passed before" in (failures[0].find("failure").get("message") or "")  # type: ignore[union-attr]
+
+    # The two runs compared through the API: the worse one against the better one.
+    bad_run = _run_id(bad.stderr)
+    view = project.server.get(f"/api/v1/runs/{bad_run}", project.key, baseline=good_run).json()
+    assert view["baseline"]["run"] == good_run and view["baseline"]["pass_rate"] == 1.0
+    assert [row["change"] for row in view["cases"]] == [
+        "regression",
+        "regression",
+        "regression",
+        "passing",
+    ]
+    old = {row["case"]["template_params"]["sport"]: row["old"]["output"] for row in view["cases"]}
+    assert old["golf"] == "⛳"
+
+
+def _case(sport: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "prompt_template_name": "plain",
+        "template_params": {"sport": sport},
+        "input": [{"role": "user", "content": f"Emoji for {sport}"}],
+        "output": "?",
+        "rating": 0.0,
+        **extra,
+    }
+
+
+def _import(
+    project: Project, provider: FakeProvider, tmp: Path, name: str, lines: list[dict[str, Any]]
+) -> None:
+    path = tmp / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = cli(project, provider, "testsets", "import", name, str(path))
+    assert done.returncode == 0, done.stderr
+    assert f"added {len(lines)} case(s)" in done.stdout
+
+
+def test_bad_cases_get_their_own_errors_and_the_run_finishes(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"faults-{tag}"
+    _import(
+        project,
+        provider,
+        tmp_path,
+        name,
+        [
+            _case("soccer"),
+            _case("[[status:500]]"),  # the provider fails
+            {**_case("tennis"), "template_params": {}},  # cannot fill {sport}
+            _case("[[delay:5]]"),  # slower than --timeout
+        ],
+    )
+    template = tmp_path / "t.txt"
+    template.write_text(f"{tag} Emoji for {{sport}}")  # a text template
+    provider.script({f"{tag} Emoji for soccer": "⚽"})
+    started = time.monotonic()
+    done = cli(
+        project,
+        provider,
+        "test",
+        name,
+        "--template",
+        str(template),
+        "--model",
+        "gpt-4o-mini",
+        "--timeout",
+        "1",
+        "--evaluator",
+        "judge:must be an emoji",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr  # no threshold asked
+    assert time.monotonic() - started < 60
+    run = project.server.get(f"/api/v1/runs/{_run_id(done.stderr)}", project.key, raw="1").json()
+    assert run["status"] == "finished" and len(run["results"]) == 4
+    errors = [r["error"] or "" for r in run["results"]]
+    assert any("provider: InternalServerError" in e for e in errors), errors
+    assert any("cannot fill the template: the case has no parameter sport" in e for e in errors)
+    assert any("provider: APITimeoutError" in e for e in errors), errors
+    # The judge answered the fake provider's echo, not a verdict: that case's error, kept
+    # with the judge's prompt and answer.
+    judged = next(r for r in run["results"] if r["output"] == "⚽")
+    verdict = judged["scores"]["judge:must be an emoji"]
+    assert verdict["score"] is None and "not a verdict" in verdict["reason"]
+    assert "must be an emoji" in verdict["detail"]["prompt"] and verdict["detail"]["answer"]
+    assert judged["passed"] is False and "judge" in judged["error"]
+
+
+def test_the_cost_cap_stops_the_run(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"cap-{tag}"
+    _import(
+        project,
+        provider,
+        tmp_path,
+        name,
+        [_case(s, model="priced") for s in ("a", "b", "c", "d", "e", "f")],
+    )
+    # $1 a token, in and out: each case costs dollars, at the project's own price.
+    price = {"model": "priced", "input_per_mtok": 1_000_000, "output_per_mtok": 1_000_000}
+    assert project.server.post("/api/v1/prices", project.key, json=price).status_code == 200
+    done = cli(project, provider, "test", name, "--concurrency", "1", "--max-cost", "60")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "stopped at its cost cap" in done.stderr and "estimated cost $" in done.stderr
+    run = project.server.get(f"/api/v1/runs/{_run_id(done.stderr)}", project.key, raw="1").json()
+    assert run["status"] == "stopped"
+    assert 1 <= len(run["results"]) < 6
+    assert sum(r["cost_usd"] for r in run["results"]) <= 60
+
+
+def test_a_killed_run_resumes_without_calling_a_case_twice(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"resume-{tag}"
+    cases = [_case(f"{tag}-{i} [[delay:0.3]]") for i in range(12)]
+    _import(project, provider, tmp_path, name, cases)
+    env = {
+        **os.environ,
+        "LLMTAP_URL": project.server.url,
+        "LLMTAP_API_KEY": project.key,
+        "OPENAI_API_KEY": "sk-fake",
+        "OPENAI_BASE_URL": provider.base_url,
+        "LLMTAP_FLUSH_INTERVAL": "0.05",
+    }
+    process = subprocess.Popen(
+        [*LLMTAP, "test", name, "--model", "gpt-4o-mini", "--concurrency", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    run_id = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = project.server.get("/api/v1/runs", project.key).json()["runs"]
+        mine = [r for r in runs if r["config"].get("concurrency") == 2 and r["status"] == "running"]
+        if mine:
+            run_id = mine[0]["id"]
+            done = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()
+            if len(done["results"]) >= 2:
+                break
+        time.sleep(0.1)
+    assert run_id is not None
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    before = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()["results"]
+    assert 2 <= len(before) < 12
+    resumed = cli(project, provider, "test", name, "--model", "gpt-4o-mini", "--resume", run_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    run = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()
+    assert run["status"] == "finished" and len(run["results"]) == 12
+    calls: dict[str, int] = {}
+    for request in provider.requests:
+        for message in request["body"].get("messages") or []:
+            if tag in str(message.get("content")):
+                key = str(message["content"])
+                calls[key] = calls.get(key, 0) + 1
+    # A case with a result stored before the kill is never called again; only a call cut off
+    # in flight by the kill (at most one per worker) may be made twice.
+    again = [k for k, n in calls.items() if n > 1]
+    assert len(calls) == 12 and len(again) <= 2, calls
+    stored_before = {r["case_id"] for r in before}
+    by_case = {r["case_id"]: r for r in run["results"]}
+    assert all(by_case[c]["output"] for c in stored_before)
