@@ -10,6 +10,7 @@ from .events import events
 from .export import export
 from .keys import keys
 from .prices import prices
+from .replay import replay
 from .serve import serve
 from .settings_cmd import settings
 from .stats import stats
@@ -34,3 +35,4 @@ main.add_command(demo)
 main.add_command(settings)
 main.add_command(testsets)
 main.add_command(test)
+main.add_command(replay)

@@ -25,7 +25,7 @@ from ._options import api_key_option, url_option
 from ._output import table
 from ._query import api_errors_reported
 
-__all__ = ["test", "testsets"]
+__all__ = ["revision_template", "template_file", "test", "testsets"]
 
 
 def _api(url: str, api_key: str | None) -> TestsApi:
@@ -151,7 +151,7 @@ def delete(url: str, api_key: str | None, name: str) -> None:
     click.echo(f"deleted {name}")
 
 
-def _template_file(path: Path) -> list[dict[str, Any]] | str:
+def template_file(path: Path) -> list[dict[str, Any]] | str:
     """A JSON list of chat messages, or else the file's text as a text template."""
     text = path.read_text(encoding="utf-8")
     try:
@@ -163,7 +163,7 @@ def _template_file(path: Path) -> list[dict[str, Any]] | str:
     raise click.BadParameter("a JSON template is a list of chat messages", param_hint="--template")
 
 
-def _revision(api: TestsApi, revision: str) -> list[dict[str, Any]] | str:
+def revision_template(api: TestsApi, revision: str) -> list[dict[str, Any]] | str:
     for template in api.templates():
         for found in template["revisions"]:
             if found["revision"] == revision or found["revision"].startswith(revision):
@@ -177,7 +177,7 @@ def _revision(api: TestsApi, revision: str) -> list[dict[str, Any]] | str:
 @click.argument("set_name", metavar="SET")
 @click.option(
     "--template",
-    "template_file",
+    "template_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A new template: a JSON list of chat messages with {param} placeholders, or plain text.",
 )
@@ -206,7 +206,7 @@ def test(
     url: str,
     api_key: str | None,
     set_name: str,
-    template_file: Path | None,
+    template_path: Path | None,
     revision: str | None,
     model: str | None,
     evaluators: tuple[str, ...],
@@ -223,7 +223,7 @@ def test(
     """Run test SET through a template (--template FILE or --revision REV) and a model."""
     from ..evals.evaluators import parse_evaluator
 
-    if template_file and revision:
+    if template_path and revision:
         raise click.UsageError("give --template or --revision, not both")
     for spec in evaluators:
         try:
@@ -231,13 +231,13 @@ def test(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--evaluator") from None
     with _api(url, api_key) as api:
-        template = _template_file(template_file) if template_file else None
+        template = template_file(template_path) if template_path else None
         if revision:
-            template = _revision(api, revision)
+            template = revision_template(api, revision)
         options = RunOptions(
             model=model,
             template=template,
-            template_label=str(template_file) if template_file else revision,
+            template_label=str(template_path) if template_path else revision,
             evaluators=list(evaluators) or None,
             concurrency=concurrency,
             max_cost_usd=max_cost,

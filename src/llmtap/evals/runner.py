@@ -33,7 +33,7 @@ from .api import TestsApi
 from .evaluators import Context, Evaluator, Score, parse_evaluator
 from .results import compare
 
-__all__ = ["RunOptions", "Runner", "estimate_tokens"]
+__all__ = ["Pricing", "RunOptions", "Runner", "call_model", "estimate_tokens", "prepare"]
 
 # Results are sent when this many wait, or this often.
 _BATCH = 100
@@ -108,6 +108,44 @@ class _Call:
     estimate: float | None = None
 
 
+def prepare(case: dict[str, Any], options: RunOptions, pricing: Pricing) -> _Call:
+    """The call ``case`` makes under ``options`` (the template filled with the case's
+    parameters), or why it cannot be made; with its estimated cost."""
+    call = _Call(case, options.model or case.get("model"))
+    template = options.template if options.template is not None else case.get("template")
+    params = case.get("template_params") or {}
+    if call.model is None:
+        call.error = "no model: the case has none, give one (--model)"
+        return call
+    try:
+        if template is None:  # imported without its template: the prompt as it was
+            if case.get("input") is None:
+                raise ValueError("the case has neither a template nor an input")
+            call.prompt = case["input"]
+        else:
+            missing = sorted(placeholders(template) - set(params))
+            if missing:
+                raise ValueError(f"the case has no parameter {', '.join(missing)}")
+            call.prompt = (
+                TemplateText(template, params)
+                if isinstance(template, str)
+                else TemplateChat(template, params)
+            )
+    except (ValueError, TypeError, AttributeError) as exc:
+        call.error = f"cannot fill the template: {exc}"
+        return call
+    expected = case.get("expected") or case.get("original_output") or ""
+    usage = {
+        "input_tokens": estimate_tokens(call.prompt),
+        "output_tokens": max(16, estimate_tokens(expected)),
+    }
+    try:
+        call.estimate = pricing(call.model, usage)
+    except Exception:  # a model name the price library chokes on: unknown, not fatal
+        call.estimate = None
+    return call
+
+
 class Runner:
     """Runs test sets of the project ``api`` reads, calling models with ``provider`` (the
     arguments of ``openai.AsyncOpenAI``: ``api_key``, ``base_url``...) through
@@ -125,43 +163,7 @@ class Runner:
     def plan(self, testset: dict[str, Any], options: RunOptions) -> list[_Call]:
         """Each case's call, or why it cannot be made, with its estimated cost."""
         pricing = Pricing(self.api.prices().get("overrides", []))
-        return [self._prepare(case, options, pricing) for case in testset["cases"]]
-
-    @staticmethod
-    def _prepare(case: dict[str, Any], options: RunOptions, pricing: Pricing) -> _Call:
-        call = _Call(case, options.model or case.get("model"))
-        template = options.template if options.template is not None else case.get("template")
-        params = case.get("template_params") or {}
-        if call.model is None:
-            call.error = "no model: the case has none, give one (--model)"
-            return call
-        try:
-            if template is None:  # imported without its template: the prompt as it was
-                if case.get("input") is None:
-                    raise ValueError("the case has neither a template nor an input")
-                call.prompt = case["input"]
-            else:
-                missing = sorted(placeholders(template) - set(params))
-                if missing:
-                    raise ValueError(f"the case has no parameter {', '.join(missing)}")
-                call.prompt = (
-                    TemplateText(template, params)
-                    if isinstance(template, str)
-                    else TemplateChat(template, params)
-                )
-        except (ValueError, TypeError, AttributeError) as exc:
-            call.error = f"cannot fill the template: {exc}"
-            return call
-        expected = case.get("expected") or case.get("original_output") or ""
-        usage = {
-            "input_tokens": estimate_tokens(call.prompt),
-            "output_tokens": max(16, estimate_tokens(expected)),
-        }
-        try:
-            call.estimate = pricing(call.model, usage)
-        except Exception:  # a model name the price library chokes on: unknown, not fatal
-            call.estimate = None
-        return call
+        return [prepare(case, options, pricing) for case in testset["cases"]]
 
     # -- running ---------------------------------------------------------------------------
 
@@ -340,30 +342,39 @@ class Runner:
                 "llmtap_role": "case",
             },
         }
-        settings = case.get("settings") or {}
-        extra = {"extra_body": settings} if settings else {}
-        started = time.perf_counter()
-        if isinstance(call.prompt, str):
-            answer = await client.completions.create(
-                model=call.model, prompt=call.prompt, llmtap=tap, **extra
+        return await call_model(client, call, tap)
+
+
+async def call_model(
+    client: Any, call: _Call, tap: dict[str, Any]
+) -> tuple[str, float, dict[str, int]]:
+    """Make ``call`` through ``client`` (an ``llmtap.AsyncClient``), recorded with ``tap``
+    (its ``llmtap=`` parameters): the output text, the latency in ms, the usage."""
+    case = call.case
+    settings = case.get("settings") or {}
+    extra = {"extra_body": settings} if settings else {}
+    started = time.perf_counter()
+    if isinstance(call.prompt, str):
+        answer = await client.completions.create(
+            model=call.model, prompt=call.prompt, llmtap=tap, **extra
+        )
+        output = answer.choices[0].text if answer.choices else ""
+    else:
+        answer = await client.chat.completions.create(
+            model=call.model, messages=call.prompt, llmtap=tap, **extra
+        )
+        message = answer.choices[0].message if answer.choices else None
+        output = (message.content if message else None) or ""
+        if message is not None and not output and message.tool_calls:
+            output = json.dumps(
+                [
+                    {"name": c.function.name, "arguments": c.function.arguments}
+                    for c in message.tool_calls
+                    if getattr(c, "function", None)
+                ]
             )
-            output = answer.choices[0].text if answer.choices else ""
-        else:
-            answer = await client.chat.completions.create(
-                model=call.model, messages=call.prompt, llmtap=tap, **extra
-            )
-            message = answer.choices[0].message if answer.choices else None
-            output = (message.content if message else None) or ""
-            if message is not None and not output and message.tool_calls:
-                output = json.dumps(
-                    [
-                        {"name": c.function.name, "arguments": c.function.arguments}
-                        for c in message.tool_calls
-                        if getattr(c, "function", None)
-                    ]
-                )
-        latency = (time.perf_counter() - started) * 1000
-        return output, latency, _usage(answer.usage)
+    latency = (time.perf_counter() - started) * 1000
+    return output, latency, _usage(answer.usage)
 
 
 def _named(evaluators: list[Evaluator], scores: list[Score]) -> dict[str, Any]:

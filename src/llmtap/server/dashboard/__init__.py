@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ApiError
-from . import admin, analysis, forget, pages, users
+from . import admin, analysis, forget, pages, tests_pages, users
 from .auth import AdminAuth, ensure_admin_token, logged_in_user, login_redirect
 from .render import HERE, error_page, wants_json
 
@@ -55,6 +55,9 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/chats/{value:text}", _logged_in(pages.chat_page)),
         Route("/chains/{value:text}", _logged_in(pages.chain_page)),
         Route("/feedback", _logged_in(pages.feedback_page)),
+        Route("/testsets", _logged_in(tests_pages.testsets_page)),
+        Route("/testsets/{testset_id:int}", _logged_in(tests_pages.testset_page)),
+        Route("/runs/{run_id}", _logged_in(tests_pages.run_page)),
         Route("/settings", _logged_in(admin.settings_page), methods=["GET"]),
         _form("/settings/keys", admin.create_key_form),
         _form("/settings/keys/{key_id:int}/scopes", admin.key_scopes_form),
