@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from selectolax.lexbor import LexborHTMLParser
+
 import llmtap
 from llmtap.fake_provider import FakeProvider
 
-from .conftest import LLMTAP, Project, tap_config
+from .conftest import LLMTAP, Project, Server, tap_config
+from .test_dashboard_http import login
 
 SPORTS = ("soccer", "tennis", "golf", "chess")
 
@@ -97,9 +100,11 @@ def _run_id(stderr: str) -> str:
 
 
 def test_feedback_becomes_a_test_set_and_gates_two_revisions(
-    project: Project, provider: FakeProvider, tmp_path: Path
+    server: Server, provider: FakeProvider, tmp_path: Path
 ) -> None:
     tag = uuid.uuid4().hex[:8]
+    project_name = f"prompts-{tag}"
+    project = Project(server.new_key(project_name), server)
     template_name = _production(project, provider, tag)
     made = cli(
         project,
@@ -194,6 +199,57 @@ def test_feedback_becomes_a_test_set_and_gates_two_revisions(
     ]
     old = {row["case"]["template_params"]["sport"]: row["old"]["output"] for row in view["cases"]}
     assert old["golf"] == "⛳"
+    _pages(server, project_name, view, good_run, bad_run)
+    _replay(project, provider, tmp_path, tag)
+
+
+def _pages(server: Server, name: str, view: dict[str, Any], good: str, bad: str) -> None:
+    """The set, the run and the comparison of two runs, as a logged-in user sees them."""
+    testset_id = view["testset"]["id"]
+    with login(server) as browser:
+        listed = browser.get("/testsets", params={"project": name})
+        assert listed.status_code == 200 and view["testset"]["name"] in listed.text
+        page = browser.get(f"/testsets/{testset_id}", params={"project": name})
+        assert page.status_code == 200
+        assert good in page.text and bad in page.text and "must differ" in page.text
+        compared = browser.get(f"/runs/{bad}", params={"project": name, "baseline": good})
+        assert compared.status_code == 200
+        rows = LexborHTMLParser(compared.text).css("table.events tbody tr")
+        assert [r.css_first("td:nth-child(2)").text() for r in rows] == [
+            "regression",
+            "regression",
+            "regression",
+            "passing",
+        ]
+        as_json = browser.get(f"/runs/{bad}", params={"project": name, "format": "json"})
+        assert as_json.json()["baseline"]["run"] is None  # the original outputs
+        assert as_json.json()["summary"]["regressions"] == 1
+        elsewhere = browser.get(f"/runs/{bad}", params={"project": name, "baseline": "nope"})
+        assert elsewhere.status_code == 404
+
+
+def _replay(project: Project, provider: FakeProvider, tmp: Path, tag: str) -> None:
+    """The event page shows the replay command; the command reruns the call with another
+    template, recorded as a child of the original, both answers side by side."""
+    original = next(
+        e
+        for e in project.events(prompt_template_name=f"sport-emoji-{tag}")
+        if "llmtap_run" not in (e.get("attributes") or {})
+    )
+    with login(project.server) as browser:
+        page = browser.get(f"/events/{original['id']}", params={"project": f"prompts-{tag}"})
+    assert f"llmtap replay {original['id']} --model gpt-4o-mini" in page.text
+    template, answers = _revision(tmp, tag, {s: f"replayed {s}" for s in SPORTS})
+    provider.script(answers)
+    done = cli(project, provider, "replay", original["id"], "--template", str(template))
+    assert done.returncode == 0, done.stderr
+    assert "replayed" in done.stdout and original["output_text"] in done.stdout
+    children = [
+        e
+        for e in project.events(prompt_template_name=f"sport-emoji-{tag}")
+        if e.get("parent_event_id") == original["id"]
+    ]
+    assert len(children) == 1 and children[0]["output_text"].startswith("replayed")
 
 
 def _case(sport: str, **extra: Any) -> dict[str, Any]:
