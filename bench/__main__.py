@@ -10,7 +10,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import dashboard, faults, ingest, overhead, pii, query, sdk_memory, streaming
+from . import (
+    dashboard,
+    faults,
+    ingest,
+    overhead,
+    pii,
+    prompt_tests,
+    query,
+    sdk_memory,
+    streaming,
+)
 from ._harness import Figure, summary_table
 
 BENCHMARKS = {
@@ -22,6 +32,7 @@ BENCHMARKS = {
     "pii": pii,
     "query": query,
     "dashboard": dashboard,
+    "prompt_tests": prompt_tests,
 }
 
 

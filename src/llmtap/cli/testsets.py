@@ -260,7 +260,14 @@ def test(
         run_id = resume or runner.start(testset, options, calls)
         click.echo(f"run {run_id}", err=True)
         with click.progressbar(length=len(calls), label="testing", file=sys.stderr) as bar:
-            outcome = runner.run(testset, options, calls, run_id, progress=lambda *_: bar.update(1))
+            outcome = runner.run(
+                testset,
+                options,
+                calls,
+                run_id,
+                progress=lambda *_: bar.update(1),
+                resume=resume is not None,
+            )
         view = api.run_view(run_id, baseline) if baseline else outcome
     _report(testset, view, outcome["status"])
     if junit:

@@ -192,9 +192,11 @@ class Runner:
         calls: list[_Call],
         run_id: str,
         progress: Progress | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
-        """Run (or resume) ``run_id``; its view against the original outputs."""
-        return asyncio.run(self.arun(testset, options, calls, run_id, progress))
+        """Run ``run_id`` (``resume``: one interrupted before); its view against the original
+        outputs."""
+        return asyncio.run(self.arun(testset, options, calls, run_id, progress, resume))
 
     async def arun(
         self,
@@ -203,6 +205,7 @@ class Runner:
         calls: list[_Call],
         run_id: str,
         progress: Progress | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
         import llmtap
 
@@ -210,7 +213,7 @@ class Runner:
         stored = await asyncio.to_thread(self.api.run, run_id)
         done = {r["case_id"] for r in stored["results"]}
         todo = [c for c in calls if c.case["id"] not in done]
-        recorded = await asyncio.to_thread(self._recorded, run_id)
+        recorded = await asyncio.to_thread(self._recorded, run_id) if resume else {}
         await asyncio.to_thread(self.api.set_run_status, run_id, "running")
         client = llmtap.AsyncClient(
             **self.provider,
