@@ -21,7 +21,7 @@ import llmtap
 from llmtap.fake_provider import FakeProvider
 
 from .conftest import LLMTAP, Project, Server, tap_config
-from .test_dashboard_http import login
+from .test_dashboard_http import csrf_of, login
 
 SPORTS = ("soccer", "tennis", "golf", "chess")
 
@@ -404,3 +404,68 @@ def test_a_killed_run_resumes_without_calling_a_case_twice(
     stored_before = {r["case_id"] for r in before}
     by_case = {r["case_id"]: r for r in run["results"]}
     assert all(by_case[c]["output"] for c in stored_before)
+
+
+def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: FakeProvider) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"forms-{tag}"
+    project = Project(server.new_key(name), server)
+    template_name = _production(project, provider, tag)
+    with login(server) as browser:
+        page = browser.get("/feedback", params={"project": name})
+        assert 'action="/testsets"' in page.text
+        form = {"csrf_token": csrf_of(page.text), "project": name}
+        made = browser.post(
+            "/testsets",
+            data={**form, "source": "feedback", "name": "from feedback", "template": template_name},
+        )
+        assert made.status_code == 303, made.text
+        testset_id = int(made.headers["location"].split("?")[0].rsplit("/", 1)[1])
+        again = browser.post(
+            "/testsets", data={**form, "source": "feedback", "name": "from feedback"}
+        )
+        assert again.status_code == 409
+        stored = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
+        assert len(stored["cases"]) == 4 and stored["version"] == 1
+        first, second = stored["cases"][0]["id"], stored["cases"][1]["id"]
+        edited = browser.post(
+            f"/testsets/{testset_id}/cases/{first}",
+            data={**form, "expected": "🥅", "tags": " goal, sports ,", "action": "save"},
+        )
+        assert edited.status_code == 303, edited.text
+        removed = browser.post(
+            f"/testsets/{testset_id}/cases/{second}", data={**form, "action": "delete"}
+        )
+        assert removed.status_code == 303, removed.text
+        stored = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
+        assert [c["id"] for c in stored["cases"]][:1] == [first] and len(stored["cases"]) == 3
+        case = stored["cases"][0]
+        assert case["expected"] == "🥅" and case["expected_kind"] == "better"
+        assert case["tags"] == ["goal", "sports"] and stored["version"] == 3
+        # From the events page's filters: the same four calls, without feedback needed.
+        events = browser.get(
+            "/events", params={"project": name, "prompt_template_name": template_name}
+        )
+        assert "Make test set" in events.text
+        by_filter = browser.post(
+            "/testsets",
+            data={
+                **form,
+                "source": "events",
+                "name": "from events",
+                "prompt_template_name": template_name,
+            },
+        )
+        assert by_filter.status_code == 303, by_filter.text
+        sets = {
+            s["name"]: s
+            for s in project.server.get("/api/v1/testsets", project.key).json()["testsets"]
+        }
+        assert sets["from events"]["case_count"] == 4
+        gone = browser.post(f"/testsets/{testset_id}/delete", data=form)
+        assert gone.status_code == 303
+        assert project.server.get(f"/api/v1/testsets/{testset_id}", project.key).status_code == 404
+        missing = browser.post(
+            f"/testsets/{testset_id}/cases/{first}", data={**form, "action": "delete"}
+        )
+        assert missing.status_code == 404

@@ -27,7 +27,15 @@ from .errors import ApiError
 from .ingest import not_unicode, parse_json, read_body
 from .query import SELECTING, event_filter, json_answer
 
-__all__ = ["build_cases", "run_view", "testset_routes"]
+__all__ = [
+    "Source",
+    "add_cases_to",
+    "build_cases",
+    "change_case",
+    "remove_case",
+    "run_view",
+    "testset_routes",
+]
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_EVALUATORS = 20
@@ -44,7 +52,7 @@ def _validated(model: type[BaseModel], payload: Any, what: str) -> Any:
         raise ApiError(400, f"invalid {what}", errors) from None
 
 
-class _Source(BaseModel):
+class Source(BaseModel):
     """Where new cases come from."""
 
     model_config = ConfigDict(extra="forbid")
@@ -59,7 +67,7 @@ class _Source(BaseModel):
     cases: list[CaseIn] = Field(default_factory=list, max_length=MAX_CASES)
 
 
-class _NewSet(_Source):
+class _NewSet(Source):
     name: str = Field(min_length=1, max_length=200)
     evaluators: list[str] | None = Field(None, max_length=_MAX_EVALUATORS)
 
@@ -105,7 +113,7 @@ class _RunStatus(BaseModel):
     summary: dict[str, Any] | None = None
 
 
-def _feedback_cases(store: Store, project_id: int, src: _Source) -> list[dict[str, Any]]:
+def _feedback_cases(store: Store, project_id: int, src: Source) -> list[dict[str, Any]]:
     """A case per rated event (its newest feedback), of one template when asked, of the
     chosen feedback when asked."""
     wanted = set(src.feedback_ids) if src.feedback_ids is not None else None
@@ -130,7 +138,7 @@ def _feedback_cases(store: Store, project_id: int, src: _Source) -> list[dict[st
     return list(cases.values())
 
 
-def build_cases(store: Store, key: Any, src: _Source) -> list[dict[str, Any]]:
+def build_cases(store: Store, key: Any, src: Source) -> list[dict[str, Any]]:
     """The cases ``src`` selects, for ``key``'s project."""
     if src.source == "feedback":
         return _feedback_cases(store, key.project_id, src)
@@ -147,7 +155,9 @@ def build_cases(store: Store, key: Any, src: _Source) -> list[dict[str, Any]]:
     return [c.case(src.threshold) for c in src.cases]
 
 
-def _add(store: Store, project_id: int, testset_id: int, cases: list[dict[str, Any]]) -> Any:
+def add_cases_to(
+    store: Store, project_id: int, testset_id: int, cases: list[dict[str, Any]]
+) -> Any:
     problem = not_unicode(cases)
     if problem:
         raise ApiError(400, f"invalid cases: {problem}")
@@ -161,8 +171,8 @@ def _add(store: Store, project_id: int, testset_id: int, cases: list[dict[str, A
     }
 
 
-async def _payload(request: Request) -> tuple[_Source | None, list[dict[str, Any]]]:
-    """Cases to add: JSON lines (the feedback download, say) as they are, or a ``_Source``."""
+async def _payload(request: Request) -> tuple[Source | None, list[dict[str, Any]]]:
+    """Cases to add: JSON lines (the feedback download, say) as they are, or a ``Source``."""
     state = request.app.state
     body = await read_body(request, state.max_body_bytes)
     kind = request.headers.get("content-type", "").split(";")[0].strip()
@@ -172,7 +182,7 @@ async def _payload(request: Request) -> tuple[_Source | None, list[dict[str, Any
             raise ApiError(400, f"{len(problems)} line(s) are not test cases", problems[:100])
         return None, cases
     payload = await run_in_threadpool(parse_json, body)
-    return _validated(_Source, payload, "cases"), []
+    return _validated(Source, payload, "cases"), []
 
 
 def _jsonl(body: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -226,7 +236,7 @@ async def create_testset(request: Request) -> JSONResponse:
             testset_id = state.store.create_testset(key.project_id, new.name, evaluators)
         except NameTaken as exc:
             raise ApiError(409, str(exc)) from None
-        added = _add(state.store, key.project_id, testset_id, cases)
+        added = add_cases_to(state.store, key.project_id, testset_id, cases)
         return {"ok": True, "testset": state.store.get_testset(key.project_id, testset_id), **added}
 
     return JSONResponse(await run_in_threadpool(make), status_code=201)
@@ -267,52 +277,57 @@ async def add_cases(request: Request) -> JSONResponse:
     def add() -> dict[str, Any]:
         _set_or_404(state.store, key.project_id, testset_id)
         cases = ready if src is None else build_cases(state.store, key, src)
-        return {"ok": True, **_add(state.store, key.project_id, testset_id, cases)}
+        return {"ok": True, **add_cases_to(state.store, key.project_id, testset_id, cases)}
 
     return JSONResponse(await run_in_threadpool(add))
+
+
+def change_case(
+    store: Store, project_id: int, testset_id: int, case_id: int, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Edit a case's ``expected`` (then expected as given, unless ``expected_kind`` says
+    otherwise) and ``tags``; the case as it is now. A 404 when the set has no such case."""
+    found = _set_or_404(store, project_id, testset_id)
+    case = next((c for c in found["cases"] if c["id"] == case_id), None)
+    if case is None:
+        raise ApiError(404, f"no case {case_id} in test set {testset_id}")
+    edit: _CaseEdit = _validated(_CaseEdit, fields, "case edit")
+    given = edit.model_dump(exclude_unset=True)
+    expected = given.get("expected", case["expected"])
+    kind = given.get("expected_kind") or ("better" if "expected" in given else None)
+    tags = given.get("tags", case["tags"])
+    problem = not_unicode([expected, tags])
+    if problem:
+        raise ApiError(400, f"invalid case edit: {problem}")
+    store.update_case(project_id, case_id, expected, kind or case["expected_kind"], tags)
+    updated = _set_or_404(store, project_id, testset_id)
+    return next(c for c in updated["cases"] if c["id"] == case_id)  # type: ignore[no-any-return]
+
+
+def remove_case(store: Store, project_id: int, testset_id: int, case_id: int) -> None:
+    """Remove a case of a set; a 404 when the set has no such case."""
+    found = _set_or_404(store, project_id, testset_id)
+    if not any(c["id"] == case_id for c in found["cases"]):
+        raise ApiError(404, f"no case {case_id} in test set {testset_id}")
+    store.delete_case(project_id, case_id)
 
 
 async def edit_case(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request, "admin")
     payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
-    edit: _CaseEdit = _validated(_CaseEdit, payload, "case edit")
     testset_id, case_id = _path_id(request, "testset_id"), _path_id(request, "case_id")
-
-    def change() -> dict[str, Any]:
-        found = _set_or_404(state.store, key.project_id, testset_id)
-        case = next((c for c in found["cases"] if c["id"] == case_id), None)
-        if case is None:
-            raise ApiError(404, f"no case {case_id} in test set {testset_id}")
-        fields = edit.model_dump(exclude_unset=True)
-        expected = fields.get("expected", case["expected"])
-        kind = fields.get("expected_kind") or ("better" if "expected" in fields else None)
-        tags = fields.get("tags", case["tags"])
-        problem = not_unicode([expected, tags])
-        if problem:
-            raise ApiError(400, f"invalid case edit: {problem}")
-        state.store.update_case(
-            key.project_id, case_id, expected, kind or case["expected_kind"], tags
-        )
-        updated = _set_or_404(state.store, key.project_id, testset_id)
-        return {"ok": True, "case": next(c for c in updated["cases"] if c["id"] == case_id)}
-
-    return JSONResponse(await run_in_threadpool(change))
+    case = await run_in_threadpool(
+        change_case, state.store, key.project_id, testset_id, case_id, payload
+    )
+    return JSONResponse({"ok": True, "case": case})
 
 
 async def delete_case(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request, "admin")
     testset_id, case_id = _path_id(request, "testset_id"), _path_id(request, "case_id")
-
-    def remove() -> bool:
-        found = _set_or_404(state.store, key.project_id, testset_id)
-        if not any(c["id"] == case_id for c in found["cases"]):
-            return False
-        return bool(state.store.delete_case(key.project_id, case_id))
-
-    if not await run_in_threadpool(remove):
-        raise ApiError(404, f"no case {case_id} in test set {testset_id}")
+    await run_in_threadpool(remove_case, state.store, key.project_id, testset_id, case_id)
     return JSONResponse({"ok": True, "deleted": 1})
 
 
