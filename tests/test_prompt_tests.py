@@ -19,8 +19,9 @@ from selectolax.lexbor import LexborHTMLParser
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
+from llmtap.store import open_store
 
-from .conftest import LLMTAP, Project, Server, tap_config
+from .conftest import LLMTAP, Project, Server, start_server, stop_server, tap_config
 from .test_dashboard_http import csrf_of, login
 
 SPORTS = ("soccer", "tennis", "golf", "chess")
@@ -469,3 +470,77 @@ def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: Fa
             f"/testsets/{testset_id}/cases/{first}", data={**form, "action": "delete"}
         )
         assert missing.status_code == 404
+
+
+SECRET = "sk-provider-secret-" + uuid.uuid4().hex
+
+
+def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
+    tmp_path: Path, provider: FakeProvider
+) -> None:
+    """With a provider configured at start, the event page replays and the set page runs;
+    the provider key is in no page, no answer and not in the database."""
+    server = start_server(
+        tmp_path,
+        {"LLMTAP_PROVIDER_API_KEY": SECRET, "LLMTAP_PROVIDER_BASE_URL": provider.base_url},
+    )
+    try:
+        tag = uuid.uuid4().hex[:8]
+        name = f"served-{tag}"
+        project = Project(server.new_key(name), server)
+        template_name = _production(project, provider, tag)
+        original = project.events(prompt_template_name=template_name)[0]
+        made = server.post(
+            "/api/v1/testsets",
+            project.key,
+            json={"name": "served", "source": "feedback", "template": template_name},
+        )
+        testset_id = made.json()["testset"]["id"]
+        provider.script({f"{tag} Emoji for": "🏅"})  # whatever the sport, now
+        with login(server) as browser:
+            page = browser.get(f"/events/{original['id']}", params={"project": name})
+            assert "/replay" in page.text and "llmtap replay" not in page.text
+            form = {"csrf_token": csrf_of(page.text), "project": name}
+            replayed = browser.post(
+                f"/events/{original['id']}/replay", data={**form, "model": "gpt-4o-mini"}
+            )
+            assert replayed.status_code == 200, replayed.text
+            assert "🏅" in replayed.text and original["output_text"] in replayed.text
+            ran = browser.post(f"/testsets/{testset_id}/run", data={**form, "model": "gpt-4o-mini"})
+            assert ran.status_code == 303, ran.text
+            deadline, runs = time.monotonic() + 60, []
+            while time.monotonic() < deadline:
+                runs = server.get("/api/v1/runs", project.key).json()["runs"]
+                if runs and runs[0]["status"] == "finished":
+                    break
+                time.sleep(0.2)
+            assert runs and runs[0]["status"] == "finished", runs
+            # The replay is an event linked to the original; the run's calls are recorded.
+            children = [
+                e
+                for e in project.events(environment="dashboard")
+                if e.get("parent_event_id") == original["id"]
+            ]
+            assert len(children) == 1 and children[0]["output_text"] == "🏅"
+            view = server.get(f"/api/v1/runs/{runs[0]['id']}", project.key).json()
+            assert view["summary"]["done"] == 4
+            shown = [
+                browser.get(p, params={"project": name}).text
+                for p in ("/settings", f"/testsets/{testset_id}", f"/runs/{runs[0]['id']}")
+            ]
+            assert not any(SECRET in text for text in shown)
+        # The jobs' keys were revoked when they ended.
+        store = open_store(str(server.db))
+        try:
+            pid = store.project_id(name)
+            assert pid is not None
+            jobs = [k for k in store.list_keys(pid) if k["environment"] == "dashboard"]
+            assert len(jobs) == 2 and all(k["revoked_at"] for k in jobs), jobs
+        finally:
+            store.close()
+    finally:
+        log = stop_server(server)
+    assert SECRET not in log
+    for path in tmp_path.iterdir():
+        if path.name.startswith("llmtap.db"):
+            assert SECRET.encode() not in path.read_bytes(), path

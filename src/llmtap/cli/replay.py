@@ -6,6 +6,8 @@ by side."""
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ __all__ = ["replay"]
 )
 @click.option("--revision", help="Another revision of a template (its id, or a prefix).")
 @click.option("--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the new call as JSON.")
 @api_errors_reported
 def replay(
     url: str,
@@ -43,6 +46,7 @@ def replay(
     template_path: Path | None,
     revision: str | None,
     timeout: float,
+    as_json: bool,
 ) -> None:
     """Rerun the call EVENT_ID and show both answers side by side."""
     import llmtap
@@ -56,7 +60,9 @@ def replay(
     call = prepare(case, RunOptions(model=model, template=template), Pricing([]))
     if call.error:
         raise click.ClickException(call.error)
+    new_id = str(uuid.uuid4())
     tap = {
+        "event_id": new_id,
         "parent_event_id": event["id"],
         "chain_id": event.get("chain_id"),
         "prompt_template_name": event.get("prompt_template_name"),
@@ -71,6 +77,10 @@ def replay(
             await client.aclose()
 
     output, latency, _ = asyncio.run(once())
+    if as_json:
+        answer = {"event_id": new_id, "model": call.model, "latency_ms": latency, "output": output}
+        click.echo(json.dumps(answer, ensure_ascii=False))
+        return
     rows = [
         ["model", str(event.get("model") or ""), str(call.model)],
         ["latency ms", f"{event.get('latency_ms') or 0:.0f}", f"{latency:.0f}"],

@@ -16,6 +16,7 @@ from ..settings import resolve
 from ..store import Store
 from .auth import KeyCache
 from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
+from .dashboard.launch import Provider
 from .delete import delete_event, delete_events
 from .errors import ApiError, Errors
 from .ingest import receive_events, receive_feedback
@@ -146,6 +147,8 @@ def create_app(
     app.state.max_body_bytes = resolve("max_body_bytes", max_body_bytes)
     app.state.max_field_bytes = resolve("max_field_bytes", max_field_bytes)
     app.state.redaction = Redaction(resolve("redact_fields", redact_fields))
+    # The model provider the dashboard's replays and test runs use; its key is never stored.
+    app.state.provider = Provider.from_environment()
     return app
 
 

@@ -25,8 +25,10 @@ from .pages import Context
 from .render import render_page
 
 __all__ = [
+    "back_to",
     "case_form",
     "delete_testset_form",
+    "may_change_tests",
     "new_testset_form",
     "run_page",
     "testset_page",
@@ -61,7 +63,13 @@ async def testset_page(request: Request) -> Response:
     user = user_of(request)
     may_change = user.is_owner or user.role(project["name"]) in ("member", "admin")
     return await render_page(
-        request, "testset.html", data, projects=projects, title=title, may_change=may_change
+        request,
+        "testset.html",
+        data,
+        projects=projects,
+        title=title,
+        may_change=may_change,
+        provider_ready=request.app.state.provider.configured,
     )
 
 
@@ -83,7 +91,7 @@ async def run_page(request: Request) -> Response:
     )
 
 
-async def _changing(request: Request, form: Any) -> tuple[str, int]:
+async def may_change_tests(request: Request, form: Any) -> tuple[str, int]:
     """(project name, id) of the project the form names, once its user may change its test
     sets (a member or admin of it, or the owner: else 403) and it exists (else 404)."""
     project = str(form.get("project") or "")
@@ -96,7 +104,7 @@ async def _changing(request: Request, form: Any) -> tuple[str, int]:
     return project, pid
 
 
-def _back(path: str, project: str) -> RedirectResponse:
+def back_to(path: str, project: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?{urlencode({'project': project})}", status_code=303)
 
 
@@ -105,7 +113,7 @@ async def new_testset_form(request: Request) -> Response:
     ``template`` when given) or from the events the other fields select (the events list's
     filters)."""
     form = await check_csrf(request)
-    project, pid = await _changing(request, form)
+    project, pid = await may_change_tests(request, form)
     name = str(form.get("name") or "").strip()
     fields = {k: v for k, v in form.items() if k not in _NOT_FILTER and isinstance(v, str) and v}
     try:
@@ -134,14 +142,14 @@ async def new_testset_form(request: Request) -> Response:
         return testset_id
 
     testset_id = await run_in_threadpool(make)
-    return _back(f"/testsets/{testset_id}", project)
+    return back_to(f"/testsets/{testset_id}", project)
 
 
 async def case_form(request: Request) -> Response:
     """``POST /testsets/{id}/cases/{case_id}``: save its ``expected`` and ``tags`` (commas
     between), or remove it (``action=delete``)."""
     form = await check_csrf(request)
-    project, pid = await _changing(request, form)
+    project, pid = await may_change_tests(request, form)
     testset_id = int(request.path_params["testset_id"])
     case_id = int(request.path_params["case_id"])
     if testset_id >= 2**63 or case_id >= 2**63:
@@ -153,15 +161,15 @@ async def case_form(request: Request) -> Response:
         tags = [t.strip() for t in str(form.get("tags") or "").split(",") if t.strip()]
         fields = {"expected": str(form.get("expected") or "") or None, "tags": tags}
         await run_in_threadpool(change_case, store, pid, testset_id, case_id, fields)
-    return _back(f"/testsets/{testset_id}", project)
+    return back_to(f"/testsets/{testset_id}", project)
 
 
 async def delete_testset_form(request: Request) -> Response:
     """``POST /testsets/{id}/delete``: the set, its cases, runs and results."""
     form = await check_csrf(request)
-    project, pid = await _changing(request, form)
+    project, pid = await may_change_tests(request, form)
     testset_id = int(request.path_params["testset_id"])
     store = request.app.state.store
     if testset_id >= 2**63 or not await run_in_threadpool(store.delete_testset, pid, testset_id):
         raise ApiError(404, f"no test set {testset_id} in project {project!r}")
-    return _back("/testsets", project)
+    return back_to("/testsets", project)
