@@ -200,6 +200,15 @@ def test_feedback_becomes_a_test_set_and_gates_two_revisions(
     ]
     old = {row["case"]["template_params"]["sport"]: row["old"]["output"] for row in view["cases"]}
     assert old["golf"] == "⛳"
+    # The production revision itself (--revision, a prefix of its id), the case's model:
+    # production's answers again, so no change from the baseline.
+    revisions = project.server.get("/api/v1/templates", project.key).json()["templates"]
+    # The runs' calls were recorded under the template's name too: production's is the oldest.
+    revision = next(t for t in revisions if t["name"] == template_name)["revisions"][-1]
+    same = cli(project, provider, "test", f"emoji-{tag}", "--revision", revision["revision"][:8])
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "pass rate 50.0% (baseline, original outputs: 50.0%)" in same.stdout
+    assert "0 regression(s), 0 fixed" in same.stdout
     _pages(server, project_name, view, good_run, bad_run)
     _replay(project, provider, tmp_path, tag)
 
@@ -388,20 +397,31 @@ def test_a_killed_run_resumes_without_calling_a_case_twice(
     process.communicate(timeout=30)
     before = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()["results"]
     assert 2 <= len(before) < 12
+    # What reached the server before the kill: results, and the calls' recorded events.
+    recorded = project.events(**{"attributes.llmtap_run": run_id, "attributes.llmtap_role": "case"})
+    reached = {r["case_id"] for r in before} | {
+        int(e["attributes"]["llmtap_case"]) for e in recorded
+    }
     resumed = cli(project, provider, "test", name, "--model", "gpt-4o-mini", "--resume", run_id)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     run = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()
     assert run["status"] == "finished" and len(run["results"]) == 12
-    calls: dict[str, int] = {}
+    cases = project.server.get(f"/api/v1/testsets/{run['testset_id']}", project.key).json()
+    prompt = {c["id"]: "Emoji for " + c["template_params"]["sport"] for c in cases["cases"]}
+    calls = {case_id: 0 for case_id in prompt}
     for request in provider.requests:
         for message in request["body"].get("messages") or []:
-            if tag in str(message.get("content")):
-                key = str(message["content"])
-                calls[key] = calls.get(key, 0) + 1
-    # A case with a result stored before the kill is never called again; only a call cut off
-    # in flight by the kill (at most one per worker) may be made twice.
-    again = [k for k, n in calls.items() if n > 1]
-    assert len(calls) == 12 and len(again) <= 2, calls
+            for case_id, text in prompt.items():
+                if message.get("content") == text:
+                    calls[case_id] += 1
+    # A case whose result or recorded call reached the server is never called again; only
+    # those cut off by the kill (in flight, or not delivered yet) are called twice.
+    assert all(calls[c] == 1 for c in reached), (calls, reached)
+    assert all(1 <= n <= 2 for n in calls.values()), calls
+    print(
+        f"\nresume: {len(before)} results and {len(recorded)} recorded calls before the kill, "
+        f"{sum(n > 1 for n in calls.values())} of 12 cases called twice"
+    )
     stored_before = {r["case_id"] for r in before}
     by_case = {r["case_id"]: r for r in run["results"]}
     assert all(by_case[c]["output"] for c in stored_before)

@@ -44,6 +44,14 @@ _FEEDBACK_PAGE = 500
 Id = Annotated[int, Field(ge=0, lt=2**63)]
 
 
+async def _admin_body(request: Request, model: type[BaseModel], what: str) -> tuple[Any, Any]:
+    """(the key, the body as ``model``) of a request that changes the project (``admin``)."""
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
+    return key, _validated(model, payload, what)
+
+
 def _validated(model: type[BaseModel], payload: Any, what: str) -> Any:
     try:
         return model.model_validate(payload)
@@ -222,9 +230,7 @@ async def list_testsets(request: Request) -> JSONResponse:
 
 async def create_testset(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
-    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
-    new: _NewSet = _validated(_NewSet, payload, "test set")
+    key, new = await _admin_body(request, _NewSet, "test set")
     evaluators = new.evaluators
     if evaluators is None:  # from feedback: compare with what was expected, no judge, no cost
         evaluators = ["normalized"]
@@ -366,9 +372,7 @@ async def list_runs(request: Request) -> JSONResponse:
 
 async def create_run(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
-    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
-    new: _NewRun = _validated(_NewRun, payload, "run")
+    key, new = await _admin_body(request, _NewRun, "run")
     problem = not_unicode(new.config)
     if problem:
         raise ApiError(400, f"invalid run: {problem}")
@@ -398,9 +402,7 @@ async def get_run(request: Request) -> JSONResponse:
 
 async def add_results(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
-    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
-    results: _Results = _validated(_Results, payload, "results")
+    key, results = await _admin_body(request, _Results, "results")
     rows = [r.model_dump() for r in results.results]
     problem = not_unicode(rows)
     if problem:
@@ -424,9 +426,7 @@ async def add_results(request: Request) -> JSONResponse:
 
 async def set_run_status(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
-    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
-    change: _RunStatus = _validated(_RunStatus, payload, "run status")
+    key, change = await _admin_body(request, _RunStatus, "run status")
     problem = not_unicode(change.summary)
     if problem:
         raise ApiError(400, f"invalid run status: {problem}")

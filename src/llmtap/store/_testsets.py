@@ -217,6 +217,19 @@ def add_cases(
     return [i for i, cur in enumerate(cursors[:-1]) if cur.rowcount != 1]
 
 
+def _testset_of(store: SQLiteStore, project_id: int, case_id: int) -> int | None:
+    """The set a case is in; None when the project has no such case."""
+    row = (
+        store._reader()
+        .execute(
+            "SELECT testset_id FROM testcases WHERE project_id = ? AND id = ?",
+            (project_id, case_id),
+        )
+        .fetchone()
+    )
+    return None if row is None else int(row[0])
+
+
 def update_case(
     store: SQLiteStore,
     project_id: int,
@@ -226,15 +239,8 @@ def update_case(
     tags: list[str],
 ) -> bool:
     """Change a case's expected output and tags; False when the project has no such case."""
-    row = (
-        store._reader()
-        .execute(
-            "SELECT testset_id FROM testcases WHERE project_id = ? AND id = ?",
-            (project_id, case_id),
-        )
-        .fetchone()
-    )
-    if row is None:
+    testset_id = _testset_of(store, project_id, case_id)
+    if testset_id is None:
         return False
     cur, _ = store._write(
         [
@@ -243,7 +249,7 @@ def update_case(
                 " WHERE project_id = ? AND id = ?",
                 (expected, expected_kind, _dumps(tags), project_id, case_id),
             ),
-            _bump(row[0], project_id),
+            _bump(testset_id, project_id),
         ]
     )
     return bool(cur.rowcount == 1)
@@ -251,15 +257,8 @@ def update_case(
 
 def delete_case(store: SQLiteStore, project_id: int, case_id: int) -> bool:
     """Remove a case with its results; False when the project has no such case."""
-    row = (
-        store._reader()
-        .execute(
-            "SELECT testset_id FROM testcases WHERE project_id = ? AND id = ?",
-            (project_id, case_id),
-        )
-        .fetchone()
-    )
-    if row is None:
+    testset_id = _testset_of(store, project_id, case_id)
+    if testset_id is None:
         return False
     _, cur, _ = store._write(
         [
@@ -268,7 +267,7 @@ def delete_case(store: SQLiteStore, project_id: int, case_id: int) -> bool:
                 (project_id, case_id),
             ),
             ("DELETE FROM testcases WHERE project_id = ? AND id = ?", (project_id, case_id)),
-            _bump(row[0], project_id),
+            _bump(testset_id, project_id),
         ]
     )
     return bool(cur.rowcount == 1)
