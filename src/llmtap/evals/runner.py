@@ -12,7 +12,8 @@ take the spend past it. A case that cannot run (a parameter its template lacks, 
 error or timeout, a judge answering nonsense) gets its own error; the run goes on. A run
 interrupted is resumed by its id: cases with a result are skipped, and a case whose call was
 recorded but whose result was not is scored from that recorded event, never called (billed)
-again.
+again; only a call the interruption cut off, or whose event had not reached the server yet,
+is made again.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ __all__ = ["Pricing", "RunOptions", "Runner", "call_model", "estimate_tokens", "
 
 # Results are sent when this many wait, or this often.
 _BATCH = 100
-_SEND_EVERY = 1.0
+_SEND_EVERY = 0.25
 _RUN_NAMESPACE = uuid.UUID("6f1c1d0e-4c1b-4d8e-9a57-1a7e5f0c2b11")
 Progress = Callable[[int, int, dict[str, Any]], None]
 
