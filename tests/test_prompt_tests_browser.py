@@ -79,7 +79,6 @@ def test_sets_runs_and_a_replay_in_chromium(
     page.wait_for_url(f"**baseline={runs[0]}**")
     changes = page.locator("table.events tbody tr td:nth-child(2)").all_inner_texts()
     assert changes == ["regression", "regression", "regression", "passing"]
-    page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
 
     # Replay the production call of soccer with another model, from its page.
     provider.script({f"{tag} Emoji for soccer": "🥅"})

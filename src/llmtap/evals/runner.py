@@ -308,6 +308,8 @@ class Runner:
                 output, latency, usage = await self._call(client, call, run_id, event_id)
             except openai.APIError as exc:
                 return {**result, "error": f"provider: {type(exc).__name__}: {exc}"[:2000]}
+            except Exception as exc:  # a case's odd input the SDK refuses: its error alone
+                return {**result, "error": f"cannot call: {type(exc).__name__}: {exc}"[:2000]}
             cost = pricing(call.model or "", usage) if usage else None
             result.update(latency_ms=latency, cost_usd=cost)
         extras: list[float] = []
