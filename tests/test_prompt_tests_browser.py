@@ -13,7 +13,7 @@ import pytest
 
 from llmtap.fake_provider import FakeProvider
 
-from .browser import chromium, log_in
+from .browser import chromium, log_in, new_page
 from .conftest import ADMIN_TOKEN, Project, Server, start_server, stop_server
 from .test_prompt_tests import _production, _revision, _run_id, cli
 
@@ -31,14 +31,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider) -> 
 
 @pytest.fixture
 def page(served: Server) -> Iterator[Any]:
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium() as browser, new_page(browser) as page:
         yield page
-        context.close()
-    assert not errors, errors
 
 
 def test_sets_runs_and_a_replay_in_chromium(
