@@ -570,3 +570,23 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
     for path in tmp_path.iterdir():
         if path.name.startswith("llmtap.db"):
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_usage_errors_exit_2_before_a_run_starts(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    name = f"usage-{uuid.uuid4().hex[:8]}"
+    _import(project, provider, tmp_path, name, [_case("soccer", model="gpt-4o-mini")])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env.update(LLMTAP_URL=project.server.url, LLMTAP_API_KEY=project.key)
+    no_key = subprocess.run(
+        [*LLMTAP, "test", name], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert no_key.returncode == 2 and "OPENAI_API_KEY" in no_key.stderr, no_key.stderr
+    bad = cli(project, provider, "test", name, "--evaluator", "regex:(")
+    assert bad.returncode == 2 and "--evaluator" in bad.stderr
+    both = cli(project, provider, "test", name, "--revision", "x", "--template", __file__)
+    assert both.returncode == 2
+    missing = cli(project, provider, "test", "no such set")
+    assert missing.returncode == 1 and "no test set named" in missing.stderr
+    assert project.server.get("/api/v1/runs", project.key).json()["runs"] == []

@@ -257,6 +257,7 @@ def test(
         )
         if max_cost is not None and unpriced:
             raise click.ClickException("--max-cost needs a price for every model called")
+        _provider_is_set()
         run_id = resume or runner.start(testset, options, calls)
         click.echo(f"run {run_id}", err=True)
         with click.progressbar(length=len(calls), label="testing", file=sys.stderr) as bar:
@@ -275,6 +276,16 @@ def test(
     missed = _missed(view["summary"], outcome["status"], min_pass, max_regressions)
     if missed:
         raise click.ClickException("; ".join(missed))
+
+
+def _provider_is_set() -> None:
+    """A usage error, before a run starts, when the caller's provider settings are missing."""
+    import openai
+
+    try:
+        openai.AsyncOpenAI()
+    except openai.OpenAIError as exc:
+        raise click.UsageError(f"the model provider: {exc} (OPENAI_API_KEY)") from None
 
 
 def _score_text(result: dict[str, Any] | None) -> str:
