@@ -19,6 +19,7 @@ from . import (
     otlp,
     overhead,
     pii,
+    prompt_tests,
     query,
     sdk_memory,
     streaming,
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "dashboard": dashboard,
     "alerts": alerts,
     "boards": boards,
+    "prompt_tests": prompt_tests,
 }
 
 

@@ -34,6 +34,18 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+@contextmanager
+def new_page(browser: Any) -> Iterator[Any]:
+    """A page in a context of its own (1280x900); the test fails if a script on it threw."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
 def log_in(page: Any, base_url: str, token: str, path: str = "/events") -> None:
     """Log in as the server's first admin: made with ``token`` while no user exists, then with
     its password (a ``token`` other than the suite's stands for a wrong password)."""

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from ._stores import STORE_BACKENDS
-from .browser import chromium, log_in
+from .browser import chromium, log_in, new_page
 from .conftest import ADMIN_TOKEN, LLMTAP, Project, Server, server_on_each_backend
 from .test_server import event, post_events
 
@@ -68,13 +68,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, server: Server) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, errors
+    with new_page(browser) as page:
+        yield page
 
 
 def test_login_is_required(page: Any, server: Server) -> None:

@@ -57,6 +57,8 @@ class Seeded:
     invite_tokens: list[str] = field(default_factory=list)
     board_ids: list[str] = field(default_factory=list)
     share_tokens: list[str] = field(default_factory=list)
+    testset_ids: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
     fields: set[str] = field(default_factory=set)
     # Payloads no page can show: an event id with a slash (the `</script>` one) has no page of
     # its own, and elsewhere it is only in links (quoted). Still checked for leaks everywhere.
@@ -219,6 +221,61 @@ def _through_sdk(seed: Seeded, kind: str, provider: FakeProvider, project: Proje
         client.close()
 
 
+def _prompt_tests(seed: Seeded, kind: str, project: Project) -> None:
+    """A test set made from the project's (hostile) feedback, a case imported as JSON lines,
+    and a run whose results hold hostile outputs, errors and a judge's prompt and answer."""
+
+    def p(name: str) -> str:
+        return seed.tagged(name, kind)
+
+    server = project.server
+    made = server.post(
+        "/api/v1/testsets",
+        project.key,
+        json={"name": p("testset_name"), "source": "feedback", "evaluators": ["normalized"]},
+    )
+    assert made.status_code == 201, made.text
+    testset = made.json()["testset"]
+    line = {
+        "tags": [p("case_tag")],
+        "expected": p("case_expected"),
+        "template_params": {"q": p("case_param")},
+        "output": p("case_original"),
+        "prompt_template_name": p("case_template_name"),
+    }
+    added = server.post(
+        f"/api/v1/testsets/{testset['id']}/cases",
+        project.key,
+        headers={"content-type": "application/x-ndjson"},
+        content=json.dumps(line) + "\n",
+    )
+    assert added.status_code == 200 and added.json()["added"] == 1, added.text
+    cases = server.get(f"/api/v1/testsets/{testset['id']}", project.key).json()["cases"]
+    run_id = f"run-{kind}-{uuid.uuid4().hex[:6]}"
+    config = {"model": p("run_model"), "template_label": p("run_template_label")}
+    run = {"id": run_id, "testset": testset["id"], "config": config}
+    assert server.post("/api/v1/runs", project.key, json=run).status_code == 201
+    score = {
+        "score": 0.5,
+        "reason": p("score_reason"),
+        "detail": {"prompt": p("judge_prompt"), "answer": p("judge_answer")},
+    }
+    results = [
+        {
+            "case_id": case["id"],
+            "output": p("run_output"),
+            "error": p("run_error"),
+            "scores": {"judge": score},
+            "passed": False,
+        }
+        for case in cases
+    ]
+    sent = server.post(f"/api/v1/runs/{run_id}/results", project.key, json={"results": results})
+    assert sent.status_code == 200, sent.text
+    seed.testset_ids.append(str(testset["id"]))
+    seed.run_ids.append(run_id)
+
+
 def _seed(server: Server, provider: FakeProvider) -> Seeded:
     seed = Seeded()
     main = seed.tagged("project", "attr")
@@ -239,6 +296,7 @@ def _seed(server: Server, provider: FakeProvider) -> Seeded:
         assert sent.status_code == 200, sent.text
         _through_sdk(seed, kind, provider, project)
         _context_span(seed, kind, project)
+        _prompt_tests(seed, kind, project)
         if kind != "attr":
             name = seed.tagged("project", kind)
             seed.projects.append(name)
@@ -412,6 +470,8 @@ def _path_values(seed: Seeded) -> dict[str, list[str]]:
         "token": [*seed.invite_tokens, *seed.share_tokens, missing],
         "board_id": [*seed.board_ids, missing],
         "version": ["1", missing],
+        "testset_id": [*seed.testset_ids, "9223372036854775808"],
+        "run_id": [*seed.run_ids, missing],
     }
 
 
@@ -460,6 +520,7 @@ def _queries(seed: Seeded) -> list[dict[str, str]]:
             "a",
             "b",
             "project",
+            "baseline",
         )
     }
     variants = [{name: value} for name, value in echo.items()]

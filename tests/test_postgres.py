@@ -132,6 +132,10 @@ def test_every_key_of_project_data_holds_the_project(database: str) -> None:
         "boards",
         "board_versions",
         "board_shares",
+        "testsets",
+        "testcases",
+        "testruns",
+        "testresults",
     }
 
 

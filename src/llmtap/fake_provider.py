@@ -16,6 +16,11 @@ last user message steers it with directives:
   midway by closing the connection; ``[[fail]]``: send an error event midway through a stream;
 - ``[[nousage]]``: report no token usage.
 
+Scripted answers stage a change of behaviour without touching prompts: ``script({"Emoji for
+soccer": "⚽"})`` (or ``--script FILE.json``) answers any prompt containing that text with
+that reply (the first match in the order given, over the whole prompt); a later call may
+change the script, so a test can make a new template revision answer worse than the old.
+
 Run it alone with ``python -m llmtap.fake_provider --port 8001``.
 """
 
@@ -138,6 +143,9 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
         directives["fail_event"] = {
             "error": {"message": "fake provider failed midway", "type": "server_error"}
         }
+        scripted = next((r for text, r in self.server.script if text in all_text), None)
+        if scripted is not None and "reply" not in directives:
+            directives["reply"] = scripted
         reply = directives.get("reply") or _DIRECTIVE.sub("", directive_text).strip()
         reply = reply if "reply" in directives else f"echo: {reply}"
         handler(body, reply, all_text, directives)
@@ -475,6 +483,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     requests: list[dict[str, Any]]
     chunk_delay: float
+    script: list[tuple[str, str]]
 
 
 class FakeProvider:
@@ -484,11 +493,24 @@ class FakeProvider:
     ...     client = openai.OpenAI(base_url=provider.base_url, api_key="sk-fake")
     """
 
-    def __init__(self, port: int = 0, chunk_delay: float = 0.0) -> None:
+    def __init__(
+        self, port: int = 0, chunk_delay: float = 0.0, script: dict[str, str] | None = None
+    ) -> None:
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.requests = []
         self._server.chunk_delay = chunk_delay
+        self._server.script = []
+        self.script(script or {})
         self._thread: threading.Thread | None = None
+
+    def script(self, answers: dict[str, str], replace: bool = False) -> None:
+        """Answer prompts containing each key with its value (see the module's doc); these
+        come before what was scripted earlier, unless ``replace``."""
+        # One assignment: the handler threads read the list while a test changes it.
+        self._server.script = [
+            *answers.items(),
+            *([] if replace else self._server.script),
+        ]
 
     @property
     def port(self) -> int:
@@ -523,8 +545,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--script", help="a JSON file: {prompt text: reply}")
     args = parser.parse_args()
-    provider = FakeProvider(args.port, args.chunk_delay)
+    script = None
+    if args.script:
+        with open(args.script, encoding="utf-8") as file:
+            script = json.load(file)
+    provider = FakeProvider(args.port, args.chunk_delay, script)
     print(provider.base_url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         provider._server.serve_forever()

@@ -297,6 +297,22 @@ _TABLE = [
         "server",
     ),
     Setting(
+        "provider_api_key",
+        None,
+        "Model provider key the dashboard's replays and test runs call with (through"
+        " llmtap test and llmtap replay); read at start, never stored or shown. Unset: the"
+        " pages show the command to run instead.",
+        str,
+        "server",
+    ),
+    Setting(
+        "provider_base_url",
+        None,
+        "OpenAI-compatible address of that provider (default: OpenAI's).",
+        str,
+        "server",
+    ),
+    Setting(
         "max_form_bytes",
         16 * 1024,
         "Largest dashboard form (log in, settings) the server reads, in bytes (413 past it,"

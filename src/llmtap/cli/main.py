@@ -14,9 +14,11 @@ from .events import events
 from .export import export
 from .keys import keys
 from .prices import prices
+from .replay import replay
 from .serve import serve
 from .settings_cmd import settings
 from .stats import stats
+from .testsets import test, testsets
 from .users import users
 
 
@@ -49,3 +51,6 @@ main.add_command(demo)
 main.add_command(settings)
 main.add_command(alerts)
 main.add_command(boards)
+main.add_command(testsets)
+main.add_command(test)
+main.add_command(replay)

@@ -11,7 +11,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CHAT_HISTORY_ROLE", "TemplateChat", "TemplateText", "fill", "fill_chat"]
+__all__ = [
+    "CHAT_HISTORY_ROLE",
+    "TemplateChat",
+    "TemplateText",
+    "fill",
+    "fill_chat",
+    "placeholders",
+]
 
 CHAT_HISTORY_ROLE = "chat_history"
 # Only {name} placeholders whose name is a given parameter are filled; any other brace (JSON in a
@@ -27,6 +34,22 @@ def fill(template: str, params: Mapping[str, Any]) -> str:
         return str(params[name]) if name in params else match.group(0)
 
     return _PLACEHOLDER.sub(replace, template)
+
+
+def placeholders(template: str | Iterable[Mapping[str, Any]]) -> set[str]:
+    """The parameter names a text or chat template's ``{name}`` placeholders ask for (a chat
+    history message's included): what a call must give for the template to fill."""
+    if isinstance(template, str):
+        return set(_PLACEHOLDER.findall(template))
+    names: set[str] = set()
+    for message in template:
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [content]
+        for part in parts:
+            text = part.get("text") if isinstance(part, Mapping) else part
+            if isinstance(text, str):
+                names.update(_PLACEHOLDER.findall(text))
+    return names
 
 
 def _fill_content(content: Any, params: Mapping[str, Any]) -> Any:

@@ -23,6 +23,7 @@ from .alerts.notify import Notifier
 from .auth import KeyCache
 from .boards import board_routes
 from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
+from .dashboard.launch import Provider
 from .delete import delete_event, delete_events
 from .errors import ApiError, Errors
 from .ingest import receive_events, receive_feedback
@@ -32,6 +33,7 @@ from .prices import Pricer, delete_price, list_prices, set_price
 from .query import get_event, list_events
 from .redaction import Redaction
 from .stats import get_stats, list_templates
+from .testsets import testset_routes
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -153,6 +155,7 @@ def create_app(
             Route("/api/v1/prices", delete_price, methods=["DELETE"]),
             *alert_routes(),
             *board_routes(),
+            *testset_routes(),
             *dashboard_routes(),
         ],
         exception_handlers=errors.handlers,
@@ -170,6 +173,8 @@ def create_app(
     app.state.redaction = Redaction(resolve("redact_fields", redact_fields))
     app.state.otlp_context = resolve("otlp_context_spans", None)
     app.state.notifier = notifier
+    # The model provider the dashboard's replays and test runs use; its key is never stored.
+    app.state.provider = Provider.from_environment()
     return app
 
 

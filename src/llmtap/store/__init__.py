@@ -390,6 +390,59 @@ class Store(Protocol):
     def attribute_keys(self, project_id: int) -> list[dict[str, Any]]:
         """The attribute keys seen in the project, each with its number of distinct values."""
 
+    # -- prompt tests (issue 15): test sets, cases, runs, results --------------------------
+
+    def create_testset(self, project_id: int, name: str, evaluators: list[str]) -> int:
+        """A new, empty test set; its id. Raises ``NameTaken`` when the name is used."""
+
+    def list_testsets(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's test sets, newest first, each with its ``case_count``."""
+
+    def get_testset(self, project_id: int, testset_id: int) -> dict[str, Any] | None:
+        """A test set with its ``cases``; None when the project has no such set."""
+
+    def delete_testset(self, project_id: int, testset_id: int) -> bool:
+        """Remove a set with its cases, runs and results; False when there is none."""
+
+    def add_cases(
+        self, project_id: int, testset_id: int, cases: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """Add cases to a set (its next version); the indexes of those refused because the
+        set has a case of their ``event_id`` already."""
+
+    def update_case(
+        self,
+        project_id: int,
+        case_id: int,
+        expected: str | None,
+        expected_kind: str,
+        tags: list[str],
+    ) -> bool:
+        """Change a case's expected output and tags; False when there is no such case."""
+
+    def delete_case(self, project_id: int, case_id: int) -> bool:
+        """Remove a case with its results; False when there is no such case."""
+
+    def create_run(
+        self, project_id: int, run_id: str, testset_id: int, config: dict[str, Any]
+    ) -> bool:
+        """Start a run of a set (at its current version); False when there is no such set or
+        the id is taken."""
+
+    def list_runs(self, project_id: int, testset_id: int | None = None) -> list[dict[str, Any]]:
+        """Runs (of one set, when given), newest first, without their results."""
+
+    def get_run(self, project_id: int, run_id: str) -> dict[str, Any] | None:
+        """A run with its ``results``; None when the project has no such run."""
+
+    def add_results(self, project_id: int, run_id: str, results: Sequence[dict[str, Any]]) -> int:
+        """Store per-case results of a run; a case's first result stays. How many were new."""
+
+    def finish_run(
+        self, project_id: int, run_id: str, status: str, summary: dict[str, Any] | None
+    ) -> bool:
+        """Set a run's status and summary; False when there is no such run."""
+
 
 def _is_url(db: str) -> bool:
     return db.startswith(("postgres://", "postgresql://"))

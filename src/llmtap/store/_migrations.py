@@ -409,6 +409,71 @@ SQLITE_MIGRATIONS: list[Step] = [
             "CREATE INDEX board_shares_by_token ON board_shares (token_hash)",
         ),
     ),
+    (
+        "m013_testsets",
+        (
+            # Prompt tests (issue 15): sets of cases made from events, runs of a set against a
+            # template revision or model, and each case's result in a run. JSON documents are
+            # TEXT, parsed in Python, so the PostgreSQL store keeps the same SQL.
+            """CREATE TABLE testsets (
+                id INTEGER PRIMARY KEY,
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                name TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                evaluators TEXT NOT NULL,
+                created_us INTEGER NOT NULL,
+                updated_us INTEGER NOT NULL,
+                UNIQUE (project_id, name),
+                UNIQUE (project_id, id)
+            )""",
+            # One production call is a case once per set: event_id is unique in its set (cases
+            # imported without an event id are not compared).
+            """CREATE TABLE testcases (
+                id INTEGER PRIMARY KEY,
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                testset_id INTEGER NOT NULL,
+                event_id TEXT,
+                data TEXT NOT NULL,
+                original_output TEXT,
+                expected TEXT,
+                expected_kind TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                created_us INTEGER NOT NULL,
+                UNIQUE (project_id, testset_id, event_id),
+                UNIQUE (project_id, id)
+            )""",
+            """CREATE TABLE testruns (
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                id TEXT NOT NULL,
+                testset_id INTEGER NOT NULL,
+                testset_version INTEGER NOT NULL,
+                config TEXT NOT NULL,
+                status TEXT NOT NULL,
+                summary TEXT,
+                created_us INTEGER NOT NULL,
+                finished_us INTEGER,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX testruns_by_set ON testruns (project_id, testset_id, created_us)",
+            # A result per run and case, never two: a resumed run skips what is stored.
+            """CREATE TABLE testresults (
+                project_id INTEGER NOT NULL REFERENCES projects(id),
+                run_id TEXT NOT NULL,
+                case_id INTEGER NOT NULL,
+                scores TEXT NOT NULL,
+                output TEXT,
+                passed INTEGER,
+                baseline_passed INTEGER,
+                cost_usd REAL,
+                latency_ms REAL,
+                error TEXT,
+                event_id TEXT,
+                created_us INTEGER NOT NULL,
+                PRIMARY KEY (project_id, run_id, case_id)
+            )""",
+            "CREATE INDEX testresults_by_case ON testresults (project_id, case_id)",
+        ),
+    ),
 ]
 
 

@@ -30,7 +30,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _admin, _alerts, _boards, _context, _delete, _derive, _hist, _queries, _users
+from . import (
+    _admin,
+    _alerts,
+    _boards,
+    _context,
+    _delete,
+    _derive,
+    _hist,
+    _queries,
+    _testsets,
+    _users,
+)
 from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
 from ._common import EVENT_COLUMNS
@@ -208,6 +219,19 @@ class SQLiteStore:
     list_shares = _boards.list_shares
     revoke_share = _boards.revoke_share
     attribute_keys = _boards.attribute_keys
+
+    create_testset = _testsets.create_testset
+    list_testsets = _testsets.list_testsets
+    get_testset = _testsets.get_testset
+    delete_testset = _testsets.delete_testset
+    add_cases = _testsets.add_cases
+    update_case = _testsets.update_case
+    delete_case = _testsets.delete_case
+    create_run = _testsets.create_run
+    list_runs = _testsets.list_runs
+    get_run = _testsets.get_run
+    add_results = _testsets.add_results
+    finish_run = _testsets.finish_run
 
     def __init__(self, path: str | Path, derive_delay: float = DERIVE_DELAY) -> None:
         """``derive_delay``: at most how long committed events wait to be derived when no

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ApiError
-from . import admin, alerts, analysis, boards, forget, pages, users
+from . import admin, alerts, analysis, boards, forget, launch, pages, tests_pages, users
 from .auth import AdminAuth, ensure_admin_token, logged_in_user, login_redirect
 from .render import HERE, error_page, wants_json
 
@@ -51,6 +51,7 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/templates/{name:text}", _logged_in(analysis.template_page)),
         Route("/events", _logged_in(pages.events_page)),
         _form("/events/delete", forget.delete_form),
+        _form("/events/{event_id:text}/replay", launch.replay_form),
         Route("/events/{event_id:text}", _logged_in(pages.event_page)),
         Route("/chats/{value:text}", _logged_in(pages.chat_page)),
         Route("/chains/{value:text}", _logged_in(pages.chain_page)),
@@ -66,6 +67,13 @@ def dashboard_routes() -> list[BaseRoute]:
         # Published boards: no session, the token is the only key.
         Route("/b/{token}", boards.shared_board_page),
         Route("/b/{token}/data", boards.shared_board_data),
+        Route("/testsets", _logged_in(tests_pages.testsets_page), methods=["GET"]),
+        _form("/testsets", tests_pages.new_testset_form),
+        _form("/testsets/{testset_id:int}/delete", tests_pages.delete_testset_form),
+        _form("/testsets/{testset_id:int}/run", launch.run_form),
+        _form("/testsets/{testset_id:int}/cases/{case_id:int}", tests_pages.case_form),
+        Route("/testsets/{testset_id:int}", _logged_in(tests_pages.testset_page)),
+        Route("/runs/{run_id}", _logged_in(tests_pages.run_page)),
         Route("/settings", _logged_in(admin.settings_page), methods=["GET"]),
         _form("/settings/keys", admin.create_key_form),
         _form("/settings/keys/{key_id:int}/scopes", admin.key_scopes_form),

@@ -118,7 +118,13 @@ async def event_page(request: Request) -> Response:
     data = {"project": project["name"], "event": event, "related": related}
     view = await run_in_threadpool(_view, event)
     return await render_page(
-        request, "event.html", data, projects=projects, **view, title=f"Event {event_id[:8]}"
+        request,
+        "event.html",
+        data,
+        projects=projects,
+        **view,
+        title=f"Event {event_id[:8]}",
+        provider_ready=request.app.state.provider.configured,
     )
 
 

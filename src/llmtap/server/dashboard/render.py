@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -166,4 +167,6 @@ templates.env.filters.update(
     cost=_cost,
     placeholders=highlight_placeholders,
     filled=highlight_filled,
+    # A command line to copy (the replay of an event): ids and names quoted for a shell.
+    shell=shlex.quote,
 )

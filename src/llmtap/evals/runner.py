@@ -1,0 +1,423 @@
+"""The runner: a test set through a template revision and a model, case by case.
+
+Each case's parameters fill the chosen template (a new one, or the case's own); the call goes
+through ``llmtap.AsyncClient`` (so it is recorded, tagged ``llmtap_run`` and ``llmtap_case``,
+under an event id derived from the run and the case), at most ``concurrency`` at a time; the
+evaluators score the output, and the original output with those of them that cost nothing
+(the baseline). Results reach the server in batches as they come.
+
+Before the first call the run's cost is estimated (prompt and expected output, in tokens, at
+the prices the server prices events with); with ``max_cost_usd`` no case starts that could
+take the spend past it. A case that cannot run (a parameter its template lacks, a provider
+error or timeout, a judge answering nonsense) gets its own error; the run goes on. A run
+interrupted is resumed by its id: cases with a result are skipped, and a case whose call was
+recorded but whose result was not is scored from that recorded event, never called (billed)
+again; only a call the interruption cut off, or whose event had not reached the server yet,
+is made again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import openai
+
+from ..sdk._templates import TemplateChat, TemplateText, placeholders
+from .api import TestsApi
+from .evaluators import Context, Evaluator, Score, parse_evaluator
+from .results import compare
+
+__all__ = ["Pricing", "RunOptions", "Runner", "call_model", "estimate_tokens", "prepare"]
+
+# Results are sent when this many wait, or this often.
+_BATCH = 100
+_SEND_EVERY = 0.25
+_RUN_NAMESPACE = uuid.UUID("6f1c1d0e-4c1b-4d8e-9a57-1a7e5f0c2b11")
+Progress = Callable[[int, int, dict[str, Any]], None]
+
+
+@dataclass
+class RunOptions:
+    """How to run a set. ``template``: a JSON list of chat messages or a text template (None:
+    each case's own); ``model``: None keeps each case's."""
+
+    model: str | None = None
+    template: list[dict[str, Any]] | str | None = None
+    template_label: str | None = None  # the file or revision it came from, for the record
+    evaluators: list[str] | None = None
+    concurrency: int = 8
+    max_cost_usd: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    judge_model: str | None = None
+    timeout: float = 60.0
+    max_retries: int = 2
+
+
+def estimate_tokens(value: Any) -> int:
+    """A rough token count of text or JSON (four characters a token), for the estimate only."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return max(1, len(text) // 4)
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    if usage is None:
+        return {}
+    prompt = getattr(usage, "prompt_tokens", None) or 0
+    details = getattr(usage, "prompt_tokens_details", None)
+    out_details = getattr(usage, "completion_tokens_details", None)
+    return {
+        "input_tokens": prompt,
+        "output_tokens": getattr(usage, "completion_tokens", None) or 0,
+        "cached_tokens": getattr(details, "cached_tokens", None) or 0,
+        "reasoning_tokens": getattr(out_details, "reasoning_tokens", None) or 0,
+    }
+
+
+class Pricing:
+    """Prices as the server prices events: the project's overrides, else genai-prices."""
+
+    def __init__(self, overrides: list[dict[str, Any]]) -> None:
+        self._overrides = [
+            {**o, "since_us": _since_us(o.get("since"))} for o in overrides if o.get("model")
+        ]
+
+    def __call__(self, model: str, usage: dict[str, int]) -> float | None:
+        from ..server.prices import cost
+
+        return cost(model, None, usage, datetime.now(timezone.utc), self._overrides)
+
+
+def _since_us(since: str | None) -> int:
+    if not since:
+        return 0
+    return int(datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() * 1_000_000)
+
+
+@dataclass
+class _Call:
+    case: dict[str, Any]
+    model: str | None = None
+    prompt: Any = None  # chat messages (TemplateChat) or a prompt (TemplateText)
+    error: str | None = None
+    estimate: float | None = None
+
+
+def prepare(case: dict[str, Any], options: RunOptions, pricing: Pricing) -> _Call:
+    """The call ``case`` makes under ``options`` (the template filled with the case's
+    parameters), or why it cannot be made; with its estimated cost."""
+    call = _Call(case, options.model or case.get("model"))
+    template = options.template if options.template is not None else case.get("template")
+    params = case.get("template_params") or {}
+    if call.model is None:
+        call.error = "no model: the case has none, give one (--model)"
+        return call
+    try:
+        if template is None:  # imported without its template: the prompt as it was
+            if case.get("input") is None:
+                raise ValueError("the case has neither a template nor an input")
+            call.prompt = case["input"]
+        else:
+            missing = sorted(placeholders(template) - set(params))
+            if missing:
+                raise ValueError(f"the case has no parameter {', '.join(missing)}")
+            call.prompt = (
+                TemplateText(template, params)
+                if isinstance(template, str)
+                else TemplateChat(template, params)
+            )
+    except (ValueError, TypeError, AttributeError) as exc:
+        call.error = f"cannot fill the template: {exc}"
+        return call
+    expected = case.get("expected") or case.get("original_output") or ""
+    usage = {
+        "input_tokens": estimate_tokens(call.prompt),
+        "output_tokens": max(16, estimate_tokens(expected)),
+    }
+    try:
+        call.estimate = pricing(call.model, usage)
+    except Exception:  # a model name the price library chokes on: unknown, not fatal
+        call.estimate = None
+    return call
+
+
+class Runner:
+    """Runs test sets of the project ``api`` reads, calling models with ``provider`` (the
+    arguments of ``openai.AsyncOpenAI``: ``api_key``, ``base_url``...) through
+    ``llmtap.AsyncClient`` configured with ``llmtap`` (its ``Config``, as a dict)."""
+
+    def __init__(
+        self, api: TestsApi, provider: dict[str, Any], llmtap: dict[str, Any] | None = None
+    ) -> None:
+        self.api = api
+        self.provider = provider
+        self.llmtap = llmtap or {}
+
+    # -- planning --------------------------------------------------------------------------
+
+    def plan(self, testset: dict[str, Any], options: RunOptions) -> list[_Call]:
+        """Each case's call, or why it cannot be made, with its estimated cost."""
+        pricing = Pricing(self.api.prices().get("overrides", []))
+        return [prepare(case, options, pricing) for case in testset["cases"]]
+
+    # -- running ---------------------------------------------------------------------------
+
+    def start(self, testset: dict[str, Any], options: RunOptions, calls: list[_Call]) -> str:
+        """Record a new run of ``testset``; its id."""
+        run_id = uuid.uuid4().hex[:12]
+        known = [c.estimate for c in calls if c.estimate is not None]
+        config = {
+            "model": options.model,
+            "template": options.template,
+            "template_label": options.template_label,
+            "evaluators": options.evaluators or testset["evaluators"],
+            "concurrency": options.concurrency,
+            "max_cost_usd": options.max_cost_usd,
+            "settings": options.settings,
+            "estimate_usd": sum(known) if known else None,
+            "unpriced_cases": sum(1 for c in calls if c.estimate is None and c.error is None),
+        }
+        self.api.create_run(run_id, testset["id"], config)
+        return run_id
+
+    def run(
+        self,
+        testset: dict[str, Any],
+        options: RunOptions,
+        calls: list[_Call],
+        run_id: str,
+        progress: Progress | None = None,
+        resume: bool = False,
+    ) -> dict[str, Any]:
+        """Run ``run_id`` (``resume``: one interrupted before); its view against the original
+        outputs."""
+        return asyncio.run(self.arun(testset, options, calls, run_id, progress, resume))
+
+    async def arun(
+        self,
+        testset: dict[str, Any],
+        options: RunOptions,
+        calls: list[_Call],
+        run_id: str,
+        progress: Progress | None = None,
+        resume: bool = False,
+    ) -> dict[str, Any]:
+        import llmtap
+
+        evaluators = [parse_evaluator(s) for s in options.evaluators or testset["evaluators"]]
+        stored = await asyncio.to_thread(self.api.run, run_id)
+        done = {r["case_id"] for r in stored["results"]}
+        todo = [c for c in calls if c.case["id"] not in done]
+        recorded = await asyncio.to_thread(self._recorded, run_id) if resume else {}
+        await asyncio.to_thread(self.api.set_run_status, run_id, "running")
+        client = llmtap.AsyncClient(
+            **self.provider,
+            timeout=options.timeout,
+            max_retries=options.max_retries,
+            llmtap=self.llmtap,
+        )
+        pricing = Pricing(await asyncio.to_thread(lambda: self.api.prices().get("overrides", [])))
+        state = _State(len(calls), len(done), options.max_cost_usd)
+        ctx = Context(
+            client=client,
+            judge_model=options.judge_model or options.model or "gpt-4o-mini",
+            tags={"llmtap_run": run_id},
+        )
+        queue: asyncio.Queue[_Call] = asyncio.Queue()
+        for call in todo:
+            queue.put_nowait(call)
+
+        async def worker() -> None:
+            while not queue.empty() and not state.stopped:
+                call = queue.get_nowait()
+                estimate = call.estimate or 0.0
+                if not state.reserve(estimate):
+                    return
+                result = await self._case(client, ctx, evaluators, call, run_id, recorded, pricing)
+                state.settle(estimate, result.get("cost_usd") or 0.0)
+                state.pending.append(result)
+                state.done += 1
+                if progress:
+                    progress(state.done, state.total, result)
+
+        sender = asyncio.create_task(self._send(run_id, state))
+        try:
+            await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+        finally:
+            state.finished = True
+            await sender
+            await client.aclose()
+        status = "stopped" if state.stopped else "finished"
+        run = await asyncio.to_thread(self.api.run, run_id)
+        view = compare(testset, run)
+        summary = {**view["summary"], "spent_usd": state.spent, "baseline": view["baseline"]}
+        await asyncio.to_thread(self.api.set_run_status, run_id, status, summary)
+        return {"run_id": run_id, "status": status, **view}
+
+    def _recorded(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The run's calls the server has recorded, by case id: a resumed run scores these
+        rather than calling (and paying for) them again."""
+        found = {}
+        for event in self.api.events(attributes={"llmtap_run": run_id, "llmtap_role": "case"}):
+            case = (event.get("attributes") or {}).get("llmtap_case")
+            if event.get("status") == "ok" and case is not None:
+                found[str(case)] = event
+        return found
+
+    async def _send(self, run_id: str, state: _State) -> None:
+        """Send waiting results in batches until the run ends, then the rest."""
+        while True:
+            finished = state.finished
+            if state.pending and (finished or len(state.pending) >= _BATCH or state.due()):
+                batch, state.pending = state.pending, []
+                await asyncio.to_thread(self.api.add_results, run_id, batch)
+                state.sent_at = time.monotonic()
+            if finished and not state.pending:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _case(
+        self,
+        client: Any,
+        ctx: Context,
+        evaluators: list[Evaluator],
+        call: _Call,
+        run_id: str,
+        recorded: dict[str, dict[str, Any]],
+        pricing: Pricing,
+    ) -> dict[str, Any]:
+        """The case's result: its call (or its recorded event), scores, cost (with the
+        evaluators' own calls), latency, error."""
+        case = call.case
+        event_id = str(uuid.uuid5(_RUN_NAMESPACE, f"{run_id}/{case['id']}"))
+        result: dict[str, Any] = {"case_id": case["id"], "event_id": event_id, "scores": {}}
+        if call.error:
+            return {**result, "error": call.error, "passed": False}
+        before = recorded.get(str(case["id"]))
+        if before is not None:  # called before an interruption: score what came back
+            output = before.get("output_text") or ""
+            result.update(latency_ms=before.get("latency_ms"), cost_usd=before.get("cost_usd"))
+        else:
+            try:
+                output, latency, usage = await self._call(client, call, run_id, event_id)
+            except openai.APIError as exc:
+                return {**result, "error": f"provider: {type(exc).__name__}: {exc}"[:2000]}
+            except Exception as exc:  # a case's odd input the SDK refuses: its error alone
+                return {**result, "error": f"cannot call: {type(exc).__name__}: {exc}"[:2000]}
+            cost = pricing(call.model or "", usage) if usage else None
+            result.update(latency_ms=latency, cost_usd=cost)
+        extras: list[float] = []
+
+        def charge(model: str, usage: Any) -> None:
+            extra = pricing(model, _usage(usage))
+            if extra is not None:
+                extras.append(extra)
+
+        case_ctx = replace(ctx, on_usage=charge, tags={**ctx.tags, "llmtap_case": case["id"]})
+        scores = [await ev(case_ctx, case, output) for ev in evaluators]
+        result.update(output=output, scores=_named(evaluators, scores), passed=_passed(scores))
+        free = [ev for ev in evaluators if ev.name not in ("judge", "embeddings")]
+        original = case.get("original_output")
+        if free and original is not None:
+            baseline = [await ev(case_ctx, case, original) for ev in free]
+            result["baseline_passed"] = _passed(baseline)
+        if extras:  # the judge's and the embeddings' calls
+            result["cost_usd"] = (result["cost_usd"] or 0.0) + sum(extras)
+        pairs = zip(evaluators, scores, strict=True)
+        errors = [f"{ev.spec}: {score.error}" for ev, score in pairs if score.error]
+        if errors:
+            result["error"] = "; ".join(errors)[:2000]
+        return result
+
+    async def _call(
+        self, client: Any, call: _Call, run_id: str, event_id: str
+    ) -> tuple[str, float, dict[str, int]]:
+        case = call.case
+        tap = {
+            "event_id": event_id,
+            "prompt_template_name": case.get("prompt_template_name"),
+            "attributes": {
+                "llmtap_run": run_id,
+                "llmtap_case": str(case["id"]),
+                "llmtap_role": "case",
+            },
+        }
+        return await call_model(client, call, tap)
+
+
+async def call_model(
+    client: Any, call: _Call, tap: dict[str, Any]
+) -> tuple[str, float, dict[str, int]]:
+    """Make ``call`` through ``client`` (an ``llmtap.AsyncClient``), recorded with ``tap``
+    (its ``llmtap=`` parameters): the output text, the latency in ms, the usage."""
+    case = call.case
+    settings = case.get("settings") or {}
+    extra = {"extra_body": settings} if settings else {}
+    started = time.perf_counter()
+    if isinstance(call.prompt, str):
+        answer = await client.completions.create(
+            model=call.model, prompt=call.prompt, llmtap=tap, **extra
+        )
+        output = answer.choices[0].text if answer.choices else ""
+    else:
+        answer = await client.chat.completions.create(
+            model=call.model, messages=call.prompt, llmtap=tap, **extra
+        )
+        message = answer.choices[0].message if answer.choices else None
+        output = (message.content if message else None) or ""
+        if message is not None and not output and message.tool_calls:
+            output = json.dumps(
+                [
+                    {"name": c.function.name, "arguments": c.function.arguments}
+                    for c in message.tool_calls
+                    if getattr(c, "function", None)
+                ]
+            )
+    latency = (time.perf_counter() - started) * 1000
+    return output, latency, _usage(answer.usage)
+
+
+def _named(evaluators: list[Evaluator], scores: list[Score]) -> dict[str, Any]:
+    return {ev.spec[:200]: s.as_dict() for ev, s in zip(evaluators, scores, strict=True)}
+
+
+def _passed(scores: list[Score]) -> bool | None:
+    """A case passes when every evaluator that applies passes (and one applies)."""
+    applied = [s for s in scores if s.score is not None or s.error]
+    if not applied:
+        return None
+    return all(s.passed for s in applied)
+
+
+class _State:
+    """Counts and spend of a run in progress; the cost cap's bookkeeping."""
+
+    def __init__(self, total: int, done: int, cap: float | None) -> None:
+        self.total, self.done, self.cap = total, done, cap
+        self.spent = 0.0
+        self.reserved = 0.0
+        self.stopped = False
+        self.finished = False
+        self.pending: list[dict[str, Any]] = []
+        self.sent_at = time.monotonic()
+
+    def reserve(self, estimate: float) -> bool:
+        """Whether a case estimated at ``estimate`` may start; stops the run when not."""
+        if self.cap is not None and self.spent + self.reserved + estimate > self.cap:
+            self.stopped = True
+            return False
+        self.reserved += estimate
+        return True
+
+    def settle(self, estimate: float, actual: float) -> None:
+        self.reserved -= estimate
+        self.spent += actual
+
+    def due(self) -> bool:
+        return time.monotonic() - self.sent_at >= _SEND_EVERY

@@ -1,0 +1,457 @@
+"""``/api/v1/testsets`` and ``/api/v1/runs``: prompt tests (issue 15).
+
+A key with ``read`` lists and reads its project's sets and runs; changing them (making a set,
+adding, editing and removing cases, recording a run's results) needs ``admin``. Cases come
+from the project's feedback, from an events filter, or from JSON lines (the dashboard's
+feedback download imports as it is); a case of an event the set has already is refused and
+named in the answer. The runner (``llmtap test``) runs on the caller's side, with the
+caller's provider key, and records its results here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, CaseIn, case_from_event, cases_from_jsonl
+from ..evals.results import compare
+from ..store import NameTaken, Store
+from .auth import confine
+from .errors import ApiError
+from .ingest import not_unicode, parse_json, read_body
+from .query import SELECTING, event_filter, json_answer
+
+__all__ = [
+    "Source",
+    "add_cases_to",
+    "build_cases",
+    "change_case",
+    "remove_case",
+    "run_view",
+    "testset_routes",
+]
+
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_EVALUATORS = 20
+_FEEDBACK_PAGE = 500
+# A row id as both stores keep it (a bigger number would overflow the database's integer).
+Id = Annotated[int, Field(ge=0, lt=2**63)]
+
+
+async def _admin_body(request: Request, model: type[BaseModel], what: str) -> tuple[Any, Any]:
+    """(the key, the body as ``model``) of a request that changes the project (``admin``)."""
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
+    return key, _validated(model, payload, what)
+
+
+def _validated(model: type[BaseModel], payload: Any, what: str) -> Any:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(map(str, e["loc"])), "error": e["msg"]} for e in exc.errors()]
+        raise ApiError(400, f"invalid {what}", errors) from None
+
+
+class Source(BaseModel):
+    """Where new cases come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["feedback", "events", "cases"] = "cases"
+    # feedback: all of it, or these feedback ids; of one template, when given.
+    feedback_ids: list[Id] | None = Field(None, max_length=MAX_CASES)
+    template: str | None = Field(None, max_length=1000)
+    # events: the events list's filters, as its query string would give them.
+    filter: dict[str, str] = Field(default_factory=dict, max_length=40)
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0, le=1)
+    cases: list[CaseIn] = Field(default_factory=list, max_length=MAX_CASES)
+
+
+class _NewSet(Source):
+    name: str = Field(min_length=1, max_length=200)
+    evaluators: list[str] | None = Field(None, max_length=_MAX_EVALUATORS)
+
+
+class _CaseEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expected: str | None = Field(None, max_length=1_000_000)
+    expected_kind: Literal["better", "output", "differ", "none"] | None = None
+    tags: list[str] | None = Field(None, max_length=50)
+
+
+class _NewRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=_RUN_ID.pattern)
+    testset: Id
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: Id
+    output: str | None = Field(None, max_length=1_000_000)
+    scores: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=_MAX_EVALUATORS)
+    passed: bool | None = None
+    baseline_passed: bool | None = None
+    cost_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+    error: str | None = Field(None, max_length=10_000)
+    event_id: str | None = Field(None, max_length=1000)
+
+
+class _Results(BaseModel):
+    results: list[_Result] = Field(max_length=MAX_CASES)
+
+
+class _RunStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["running", "finished", "stopped", "failed"]
+    summary: dict[str, Any] | None = None
+
+
+def _feedback_cases(store: Store, project_id: int, src: Source) -> list[dict[str, Any]]:
+    """A case per rated event (its newest feedback), of one template when asked, of the
+    chosen feedback when asked."""
+    wanted = set(src.feedback_ids) if src.feedback_ids is not None else None
+    cases: dict[str, dict[str, Any]] = {}
+    before = None
+    while len(cases) < MAX_CASES:
+        page = store.list_feedback(project_id, _FEEDBACK_PAGE, before)
+        if not page:
+            break
+        before = page[-1]["id"]
+        for item in page:  # newest first: an event's first feedback here is its newest
+            event = item["event"]
+            if event is None or event.get("id") in cases:
+                continue
+            if wanted is not None and item["id"] not in wanted:
+                continue
+            if src.template is not None and event.get("prompt_template_name") != src.template:
+                continue
+            cases[event["id"]] = case_from_event(
+                event, item["rating"], item["better_response"], src.threshold
+            )
+    return list(cases.values())
+
+
+def build_cases(store: Store, key: Any, src: Source) -> list[dict[str, Any]]:
+    """The cases ``src`` selects, for ``key``'s project."""
+    if src.source == "feedback":
+        return _feedback_cases(store, key.project_id, src)
+    if src.source == "events":
+        f = confine(key, event_filter(src.filter, SELECTING))
+        cases = []
+        for summary in store.iter_events(key.project_id, f):
+            event = store.get_event(key.project_id, summary["id"])
+            if event is not None:
+                cases.append(case_from_event(event, threshold=src.threshold))
+            if len(cases) >= MAX_CASES:
+                break
+        return cases
+    return [c.case(src.threshold) for c in src.cases]
+
+
+def add_cases_to(
+    store: Store, project_id: int, testset_id: int, cases: list[dict[str, Any]]
+) -> Any:
+    problem = not_unicode(cases)
+    if problem:
+        raise ApiError(400, f"invalid cases: {problem}")
+    refused = store.add_cases(project_id, testset_id, cases) if cases else []
+    return {
+        "added": len(cases) - len(refused),
+        "duplicates": [
+            {"index": i, "event_id": cases[i]["event_id"], "error": "the set has this event"}
+            for i in refused
+        ],
+    }
+
+
+async def _payload(request: Request) -> tuple[Source | None, list[dict[str, Any]]]:
+    """Cases to add: JSON lines (the feedback download, say) as they are, or a ``Source``."""
+    state = request.app.state
+    body = await read_body(request, state.max_body_bytes)
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind in ("application/x-ndjson", "application/jsonl", "text/plain"):
+        cases, problems = await run_in_threadpool(_jsonl, body)
+        if problems:
+            raise ApiError(400, f"{len(problems)} line(s) are not test cases", problems[:100])
+        return None, cases
+    payload = await run_in_threadpool(parse_json, body)
+    return _validated(Source, payload, "cases"), []
+
+
+def _jsonl(body: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise ApiError(400, "JSON lines must be UTF-8 text") from None
+    lines = text.splitlines()
+    if len(lines) > MAX_CASES:
+        raise ApiError(400, f"{len(lines)} lines: {MAX_CASES} cases at most per request")
+    return cases_from_jsonl(lines)
+
+
+def _path_id(request: Request, name: str) -> int:
+    value = int(request.path_params[name])
+    if value >= 2**63:
+        raise ApiError(404, f"no {name.removesuffix('_id')} {value}")
+    return value
+
+
+def _set_or_404(store: Store, project_id: int, testset_id: int) -> dict[str, Any]:
+    found = store.get_testset(project_id, testset_id)
+    if found is None:
+        raise ApiError(404, f"no test set {testset_id} in this project")
+    return found
+
+
+async def list_testsets(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    found = await run_in_threadpool(state.store.list_testsets, key.project_id)
+    name = request.query_params.get("name")
+    if name is not None:
+        found = [s for s in found if s["name"] == name]
+    return await json_answer({"testsets": found})
+
+
+async def create_testset(request: Request) -> JSONResponse:
+    state = request.app.state
+    key, new = await _admin_body(request, _NewSet, "test set")
+    evaluators = new.evaluators
+    if evaluators is None:  # from feedback: compare with what was expected, no judge, no cost
+        evaluators = ["normalized"]
+    _check_evaluators(evaluators)
+
+    def make() -> dict[str, Any]:
+        cases = build_cases(state.store, key, new)
+        try:
+            testset_id = state.store.create_testset(key.project_id, new.name, evaluators)
+        except NameTaken as exc:
+            raise ApiError(409, str(exc)) from None
+        added = add_cases_to(state.store, key.project_id, testset_id, cases)
+        return {"ok": True, "testset": state.store.get_testset(key.project_id, testset_id), **added}
+
+    return JSONResponse(await run_in_threadpool(make), status_code=201)
+
+
+def _check_evaluators(specs: list[str]) -> None:
+    from ..evals.evaluators import EVALUATORS
+
+    unknown = [s for s in specs if s.partition(":")[0] not in (*EVALUATORS, "normalised")]
+    if unknown or any(len(s) > 10_000 for s in specs):
+        raise ApiError(400, f"unknown evaluator(s): {', '.join(unknown)[:200]}")
+
+
+async def get_testset(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    testset_id = _path_id(request, "testset_id")
+    return await json_answer(
+        await run_in_threadpool(_set_or_404, state.store, key.project_id, testset_id)
+    )
+
+
+async def delete_testset(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    testset_id = _path_id(request, "testset_id")
+    if not await run_in_threadpool(state.store.delete_testset, key.project_id, testset_id):
+        raise ApiError(404, f"no test set {testset_id} in this project")
+    return JSONResponse({"ok": True, "deleted": 1})
+
+
+async def add_cases(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    testset_id = _path_id(request, "testset_id")
+    src, ready = await _payload(request)
+
+    def add() -> dict[str, Any]:
+        _set_or_404(state.store, key.project_id, testset_id)
+        cases = ready if src is None else build_cases(state.store, key, src)
+        return {"ok": True, **add_cases_to(state.store, key.project_id, testset_id, cases)}
+
+    return JSONResponse(await run_in_threadpool(add))
+
+
+def change_case(
+    store: Store, project_id: int, testset_id: int, case_id: int, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Edit a case's ``expected`` (then expected as given, unless ``expected_kind`` says
+    otherwise) and ``tags``; the case as it is now. A 404 when the set has no such case."""
+    found = _set_or_404(store, project_id, testset_id)
+    case = next((c for c in found["cases"] if c["id"] == case_id), None)
+    if case is None:
+        raise ApiError(404, f"no case {case_id} in test set {testset_id}")
+    edit: _CaseEdit = _validated(_CaseEdit, fields, "case edit")
+    given = edit.model_dump(exclude_unset=True)
+    expected = given.get("expected", case["expected"])
+    kind = given.get("expected_kind") or ("better" if "expected" in given else None)
+    tags = given.get("tags", case["tags"])
+    problem = not_unicode([expected, tags])
+    if problem:
+        raise ApiError(400, f"invalid case edit: {problem}")
+    store.update_case(project_id, case_id, expected, kind or case["expected_kind"], tags)
+    updated = _set_or_404(store, project_id, testset_id)
+    return next(c for c in updated["cases"] if c["id"] == case_id)  # type: ignore[no-any-return]
+
+
+def remove_case(store: Store, project_id: int, testset_id: int, case_id: int) -> None:
+    """Remove a case of a set; a 404 when the set has no such case."""
+    found = _set_or_404(store, project_id, testset_id)
+    if not any(c["id"] == case_id for c in found["cases"]):
+        raise ApiError(404, f"no case {case_id} in test set {testset_id}")
+    store.delete_case(project_id, case_id)
+
+
+async def edit_case(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
+    testset_id, case_id = _path_id(request, "testset_id"), _path_id(request, "case_id")
+    case = await run_in_threadpool(
+        change_case, state.store, key.project_id, testset_id, case_id, payload
+    )
+    return JSONResponse({"ok": True, "case": case})
+
+
+async def delete_case(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    testset_id, case_id = _path_id(request, "testset_id"), _path_id(request, "case_id")
+    await run_in_threadpool(remove_case, state.store, key.project_id, testset_id, case_id)
+    return JSONResponse({"ok": True, "deleted": 1})
+
+
+# -- runs --------------------------------------------------------------------------------
+
+
+def run_view(
+    store: Store, project_id: int, run_id: str, baseline_id: str | None = None
+) -> dict[str, Any]:
+    """A run with its set, compared with its baseline (another run of the set, or the
+    original outputs): what ``GET /api/v1/runs/{id}`` answers and the run page shows."""
+    run = store.get_run(project_id, run_id)
+    if run is None:
+        raise ApiError(404, f"no run {run_id!r} in this project")
+    testset = _set_or_404(store, project_id, run["testset_id"])
+    baseline = None
+    if baseline_id:
+        baseline = store.get_run(project_id, baseline_id)
+        if baseline is None or baseline["testset_id"] != run["testset_id"]:
+            raise ApiError(404, f"no run {baseline_id!r} of the same test set to compare with")
+    compared = compare(testset, run, baseline)
+    meta = {k: v for k, v in testset.items() if k != "cases"}
+    return {"run": {k: v for k, v in run.items() if k != "results"}, "testset": meta, **compared}
+
+
+async def list_runs(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    raw = request.query_params.get("testset")
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) < 19):
+        raise ApiError(400, "testset: expected a test set's id")
+    testset_id = int(raw) if raw is not None else None
+    runs = await run_in_threadpool(state.store.list_runs, key.project_id, testset_id)
+    return await json_answer({"runs": runs})
+
+
+async def create_run(request: Request) -> JSONResponse:
+    state = request.app.state
+    key, new = await _admin_body(request, _NewRun, "run")
+    problem = not_unicode(new.config)
+    if problem:
+        raise ApiError(400, f"invalid run: {problem}")
+
+    def make() -> dict[str, Any]:
+        _set_or_404(state.store, key.project_id, new.testset)
+        if not state.store.create_run(key.project_id, new.id, new.testset, new.config):
+            raise ApiError(409, f"the project has a run {new.id!r} already")
+        return {"ok": True, "run": state.store.get_run(key.project_id, new.id)}
+
+    return JSONResponse(await run_in_threadpool(make), status_code=201)
+
+
+async def get_run(request: Request) -> JSONResponse:
+    state = request.app.state
+    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    run_id = request.path_params["run_id"]
+    baseline = request.query_params.get("baseline")
+    if request.query_params.get("raw") in ("1", "true"):
+        run = await run_in_threadpool(state.store.get_run, key.project_id, run_id)
+        if run is None:
+            raise ApiError(404, f"no run {run_id!r} in this project")
+        return await json_answer(run)
+    view = await run_in_threadpool(run_view, state.store, key.project_id, run_id, baseline)
+    return await json_answer(view)
+
+
+async def add_results(request: Request) -> JSONResponse:
+    state = request.app.state
+    key, results = await _admin_body(request, _Results, "results")
+    rows = [r.model_dump() for r in results.results]
+    problem = not_unicode(rows)
+    if problem:
+        raise ApiError(400, f"invalid results: {problem}")
+    run_id = request.path_params["run_id"]
+
+    def store_them() -> int:
+        run = state.store.get_run(key.project_id, run_id)
+        if run is None:
+            raise ApiError(404, f"no run {run_id!r} in this project")
+        testset = _set_or_404(state.store, key.project_id, run["testset_id"])
+        known = {c["id"] for c in testset["cases"]}
+        strangers = [r["case_id"] for r in rows if r["case_id"] not in known]
+        if strangers:
+            raise ApiError(400, f"case(s) not in the run's test set: {strangers[:20]}")
+        return int(state.store.add_results(key.project_id, run_id, rows))
+
+    stored = await run_in_threadpool(store_them)
+    return JSONResponse({"ok": True, "stored": stored, "duplicates": len(rows) - stored})
+
+
+async def set_run_status(request: Request) -> JSONResponse:
+    state = request.app.state
+    key, change = await _admin_body(request, _RunStatus, "run status")
+    problem = not_unicode(change.summary)
+    if problem:
+        raise ApiError(400, f"invalid run status: {problem}")
+    run_id = request.path_params["run_id"]
+    done = await run_in_threadpool(
+        state.store.finish_run, key.project_id, run_id, change.status, change.summary
+    )
+    if not done:
+        raise ApiError(404, f"no run {run_id!r} in this project")
+    return JSONResponse({"ok": True})
+
+
+def testset_routes() -> list[Route]:
+    cases = "/api/v1/testsets/{testset_id:int}/cases"
+    return [
+        Route("/api/v1/testsets", list_testsets, methods=["GET"]),
+        Route("/api/v1/testsets", create_testset, methods=["POST"]),
+        Route("/api/v1/testsets/{testset_id:int}", get_testset, methods=["GET"]),
+        Route("/api/v1/testsets/{testset_id:int}", delete_testset, methods=["DELETE"]),
+        Route(cases, add_cases, methods=["POST"]),
+        Route(cases + "/{case_id:int}", edit_case, methods=["PATCH"]),
+        Route(cases + "/{case_id:int}", delete_case, methods=["DELETE"]),
+        Route("/api/v1/runs", list_runs, methods=["GET"]),
+        Route("/api/v1/runs", create_run, methods=["POST"]),
+        Route("/api/v1/runs/{run_id}", get_run, methods=["GET"]),
+        Route("/api/v1/runs/{run_id}", set_run_status, methods=["PATCH"]),
+        Route("/api/v1/runs/{run_id}/results", add_results, methods=["POST"]),
+    ]

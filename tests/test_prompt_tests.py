@@ -1,0 +1,592 @@
+"""Prompt tests from production, end to end (issue 15): real calls and feedback through the
+SDK, a test set made from them by ``llmtap testsets``, revisions run by ``llmtap test`` (a
+subprocess, with the caller's OPENAI_* settings) against the loopback fake provider, scripted
+so that one revision improves on production and another regresses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from selectolax.lexbor import LexborHTMLParser
+
+import llmtap
+from llmtap.fake_provider import FakeProvider
+from llmtap.store import open_store
+
+from .conftest import LLMTAP, Project, Server, start_server, stop_server, tap_config
+from .test_dashboard_http import csrf_of, login
+
+SPORTS = ("soccer", "tennis", "golf", "chess")
+
+
+def cli(
+    project: Project, provider: FakeProvider, *args: str, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "LLMTAP_URL": project.server.url,
+        "LLMTAP_API_KEY": project.key,
+        "OPENAI_API_KEY": "sk-fake",
+        "OPENAI_BASE_URL": provider.base_url,
+        "LLMTAP_FLUSH_INTERVAL": "0.05",
+    }
+    return subprocess.run(
+        [*LLMTAP, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def _production(project: Project, provider: FakeProvider, tag: str) -> str:
+    """Four production calls of template ``sport-emoji-TAG`` with their feedback: two rated
+    well, one rated badly with a better response, one rated badly without."""
+    provider.script(
+        {
+            f"{tag} Emoji for soccer": "⚽",
+            f"{tag} Emoji for tennis": "🎾",
+            f"{tag} Emoji for golf": "🏌",
+            f"{tag} Emoji for chess": "pawn",
+        }
+    )
+    name = f"sport-emoji-{tag}"
+    template = [
+        {"role": "system", "content": f"Give one emoji. {tag}"},
+        {"role": "user", "content": "Emoji for {sport}"},
+    ]
+    feedback = {
+        "soccer": {"rating": 1.0},
+        "tennis": {"rating": 0.9},
+        "golf": {"rating": 0.1, "better_response": "⛳"},
+        "chess": {"rating": 0.0},
+    }
+    client = llmtap.Client(
+        api_key="sk-fake", base_url=provider.base_url, llmtap=tap_config(project)
+    )
+    try:
+        for sport in SPORTS:
+            answer = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=llmtap.TemplateChat(template, {"sport": sport}),
+                temperature=0,
+                llmtap={"prompt_template_name": name},
+            )
+            key = answer.model_extra["llmtap_feedback_key"]
+            client.send_feedback(feedback_key=key, **feedback[sport])
+        assert client.flush(10)
+    finally:
+        client.close()
+    return name
+
+
+def _revision(tmp: Path, tag: str, answers: dict[str, str]) -> Path:
+    """A new template revision in a file, and the fake provider's answers to it."""
+    marker = f"rev-{uuid.uuid4().hex[:6]}-{tag}"
+    path = tmp / f"{marker}.json"
+    template = [
+        {"role": "system", "content": f"Answer with one emoji only. {marker}"},
+        {"role": "user", "content": "Emoji for {sport}"},
+    ]
+    path.write_text(json.dumps(template))
+    return path, {f"{marker} Emoji for {sport}": reply for sport, reply in answers.items()}
+
+
+def _run_id(stderr: str) -> str:
+    return next(line.split()[1] for line in stderr.splitlines() if line.startswith("run "))
+
+
+def test_feedback_becomes_a_test_set_and_gates_two_revisions(
+    server: Server, provider: FakeProvider, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    project_name = f"prompts-{tag}"
+    project = Project(server.new_key(project_name), server)
+    template_name = _production(project, provider, tag)
+    made = cli(
+        project,
+        provider,
+        "testsets",
+        "create",
+        f"emoji-{tag}",
+        "--from-feedback",
+        "--template",
+        template_name,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "added 4 case(s)" in made.stdout
+    again = cli(project, provider, "testsets", "create", f"emoji-{tag}", "--from-feedback")
+    assert again.returncode == 1 and "409" in again.stderr  # one set per name
+    listed = cli(project, provider, "testsets", "list")
+    assert f"emoji-{tag}" in listed.stdout and "normalized" in listed.stdout
+
+    better, answers = _revision(
+        tmp_path, tag, {"soccer": "⚽", "tennis": "🎾.", "golf": "⛳", "chess": "♟️"}
+    )
+    provider.script(answers)
+    junit = tmp_path / "better.xml"
+    good = cli(
+        project,
+        provider,
+        "test",
+        f"emoji-{tag}",
+        "--template",
+        str(better),
+        "--model",
+        "gpt-4o-mini",
+        "--min-pass",
+        "0.9",
+        "--max-regressions",
+        "0",
+        "--junit",
+        str(junit),
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "pass rate 100.0% (baseline, original outputs: 50.0%)" in good.stdout
+    assert "0 regression(s), 2 fixed" in good.stdout and "estimated cost $" in good.stderr
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "4" and suite.get("failures") == "0"
+    good_run = _run_id(good.stderr)
+    # Every call of the run was recorded, tagged with it, under the template it filled.
+    recorded = project.events(
+        **{"attributes.llmtap_run": good_run, "attributes.llmtap_role": "case"}
+    )
+    assert len(recorded) == 4
+    assert {e["prompt_template_name"] for e in recorded} == {template_name}
+
+    worse, answers = _revision(
+        tmp_path, tag, {"soccer": "⚽", "tennis": "a tennis ball", "golf": "🏌", "chess": "pawn"}
+    )
+    provider.script(answers)
+    junit = tmp_path / "worse.xml"
+    bad = cli(
+        project,
+        provider,
+        "test",
+        f"emoji-{tag}",
+        "--template",
+        str(worse),
+        "--model",
+        "gpt-4o-mini",
+        "--max-regressions",
+        "0",
+        "--junit",
+        str(junit),
+    )
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "1 regression(s), more than --max-regressions 0" in bad.stderr
+    assert "pass rate 25.0%" in bad.stdout
+    # Regressions come first: the tennis case, that passed in production.
+    first = bad.stdout.splitlines()[2].split()
+    assert first[1] == "regression"
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "3"
+    failures = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert "passed before" in (failures[0].find("failure").get("message") or "")  # type: ignore[union-attr]
+
+    # The two runs compared through the API: the worse one against the better one.
+    bad_run = _run_id(bad.stderr)
+    view = project.server.get(f"/api/v1/runs/{bad_run}", project.key, baseline=good_run).json()
+    assert view["baseline"]["run"] == good_run and view["baseline"]["pass_rate"] == 1.0
+    assert [row["change"] for row in view["cases"]] == [
+        "regression",
+        "regression",
+        "regression",
+        "passing",
+    ]
+    old = {row["case"]["template_params"]["sport"]: row["old"]["output"] for row in view["cases"]}
+    assert old["golf"] == "⛳"
+    # The production revision itself (--revision, a prefix of its id), the case's model:
+    # production's answers again, so no change from the baseline.
+    revisions = project.server.get("/api/v1/templates", project.key).json()["templates"]
+    # The runs' calls were recorded under the template's name too: production's is the oldest.
+    revision = next(t for t in revisions if t["name"] == template_name)["revisions"][-1]
+    same = cli(project, provider, "test", f"emoji-{tag}", "--revision", revision["revision"][:8])
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "pass rate 50.0% (baseline, original outputs: 50.0%)" in same.stdout
+    assert "0 regression(s), 0 fixed" in same.stdout
+    _pages(server, project_name, view, good_run, bad_run)
+    _replay(project, provider, tmp_path, tag)
+
+
+def _pages(server: Server, name: str, view: dict[str, Any], good: str, bad: str) -> None:
+    """The set, the run and the comparison of two runs, as a logged-in user sees them."""
+    testset_id = view["testset"]["id"]
+    with login(server) as browser:
+        listed = browser.get("/testsets", params={"project": name})
+        assert listed.status_code == 200 and view["testset"]["name"] in listed.text
+        page = browser.get(f"/testsets/{testset_id}", params={"project": name})
+        assert page.status_code == 200
+        assert good in page.text and bad in page.text and "must differ" in page.text
+        compared = browser.get(f"/runs/{bad}", params={"project": name, "baseline": good})
+        assert compared.status_code == 200
+        rows = LexborHTMLParser(compared.text).css("table.events tbody tr")
+        assert [r.css_first("td:nth-child(2)").text() for r in rows] == [
+            "regression",
+            "regression",
+            "regression",
+            "passing",
+        ]
+        as_json = browser.get(f"/runs/{bad}", params={"project": name, "format": "json"})
+        assert as_json.json()["baseline"]["run"] is None  # the original outputs
+        assert as_json.json()["summary"]["regressions"] == 1
+        elsewhere = browser.get(f"/runs/{bad}", params={"project": name, "baseline": "nope"})
+        assert elsewhere.status_code == 404
+
+
+def _replay(project: Project, provider: FakeProvider, tmp: Path, tag: str) -> None:
+    """The event page shows the replay command; the command reruns the call with another
+    template, recorded as a child of the original, both answers side by side."""
+    original = next(
+        e
+        for e in project.events(prompt_template_name=f"sport-emoji-{tag}")
+        if "llmtap_run" not in (e.get("attributes") or {})
+    )
+    with login(project.server) as browser:
+        page = browser.get(f"/events/{original['id']}", params={"project": f"prompts-{tag}"})
+    assert f"llmtap replay {original['id']} --model gpt-4o-mini" in page.text
+    template, answers = _revision(tmp, tag, {s: f"replayed {s}" for s in SPORTS})
+    provider.script(answers)
+    done = cli(project, provider, "replay", original["id"], "--template", str(template))
+    assert done.returncode == 0, done.stderr
+    assert "replayed" in done.stdout and original["output_text"] in done.stdout
+    children = [
+        e
+        for e in project.events(prompt_template_name=f"sport-emoji-{tag}")
+        if e.get("parent_event_id") == original["id"]
+    ]
+    assert len(children) == 1 and children[0]["output_text"].startswith("replayed")
+
+
+def _case(sport: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "prompt_template_name": "plain",
+        "template_params": {"sport": sport},
+        "input": [{"role": "user", "content": f"Emoji for {sport}"}],
+        "output": "?",
+        "rating": 0.0,
+        **extra,
+    }
+
+
+def _import(
+    project: Project, provider: FakeProvider, tmp: Path, name: str, lines: list[dict[str, Any]]
+) -> None:
+    path = tmp / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = cli(project, provider, "testsets", "import", name, str(path))
+    assert done.returncode == 0, done.stderr
+    assert f"added {len(lines)} case(s)" in done.stdout
+
+
+def test_bad_cases_get_their_own_errors_and_the_run_finishes(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"faults-{tag}"
+    _import(
+        project,
+        provider,
+        tmp_path,
+        name,
+        [
+            _case("soccer"),
+            _case("[[status:500]]"),  # the provider fails
+            {**_case("tennis"), "template_params": {}},  # cannot fill {sport}
+            _case("[[delay:5]]"),  # slower than --timeout
+        ],
+    )
+    template = tmp_path / "t.txt"
+    template.write_text(f"{tag} Emoji for {{sport}}")  # a text template
+    provider.script({f"{tag} Emoji for soccer": "⚽"})
+    started = time.monotonic()
+    done = cli(
+        project,
+        provider,
+        "test",
+        name,
+        "--template",
+        str(template),
+        "--model",
+        "gpt-4o-mini",
+        "--timeout",
+        "1",
+        "--evaluator",
+        "judge:must be an emoji",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr  # no threshold asked
+    assert time.monotonic() - started < 60
+    run = project.server.get(f"/api/v1/runs/{_run_id(done.stderr)}", project.key, raw="1").json()
+    assert run["status"] == "finished" and len(run["results"]) == 4
+    errors = [r["error"] or "" for r in run["results"]]
+    assert any("provider: InternalServerError" in e for e in errors), errors
+    assert any("cannot fill the template: the case has no parameter sport" in e for e in errors)
+    assert any("provider: APITimeoutError" in e for e in errors), errors
+    # The judge answered the fake provider's echo, not a verdict: that case's error, kept
+    # with the judge's prompt and answer.
+    judged = next(r for r in run["results"] if r["output"] == "⚽")
+    verdict = judged["scores"]["judge:must be an emoji"]
+    assert verdict["score"] is None and "not a verdict" in verdict["reason"]
+    assert "must be an emoji" in verdict["detail"]["prompt"] and verdict["detail"]["answer"]
+    assert judged["passed"] is False and "judge" in judged["error"]
+
+
+def test_the_cost_cap_stops_the_run(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"cap-{tag}"
+    _import(
+        project,
+        provider,
+        tmp_path,
+        name,
+        [_case(s, model="priced") for s in ("a", "b", "c", "d", "e", "f")],
+    )
+    # $1 a token, in and out: each case costs dollars, at the project's own price.
+    price = {"model": "priced", "input_per_mtok": 1_000_000, "output_per_mtok": 1_000_000}
+    assert project.server.post("/api/v1/prices", project.key, json=price).status_code == 200
+    done = cli(project, provider, "test", name, "--concurrency", "1", "--max-cost", "60")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "stopped at its cost cap" in done.stderr and "estimated cost $" in done.stderr
+    run = project.server.get(f"/api/v1/runs/{_run_id(done.stderr)}", project.key, raw="1").json()
+    assert run["status"] == "stopped"
+    assert 1 <= len(run["results"]) < 6
+    assert sum(r["cost_usd"] for r in run["results"]) <= 60
+
+
+def test_a_killed_run_resumes_without_calling_a_case_twice(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"resume-{tag}"
+    cases = [_case(f"{tag}-{i} [[delay:0.3]]") for i in range(12)]
+    _import(project, provider, tmp_path, name, cases)
+    env = {
+        **os.environ,
+        "LLMTAP_URL": project.server.url,
+        "LLMTAP_API_KEY": project.key,
+        "OPENAI_API_KEY": "sk-fake",
+        "OPENAI_BASE_URL": provider.base_url,
+        "LLMTAP_FLUSH_INTERVAL": "0.05",
+    }
+    process = subprocess.Popen(
+        [*LLMTAP, "test", name, "--model", "gpt-4o-mini", "--concurrency", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    run_id = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = project.server.get("/api/v1/runs", project.key).json()["runs"]
+        mine = [r for r in runs if r["config"].get("concurrency") == 2 and r["status"] == "running"]
+        if mine:
+            run_id = mine[0]["id"]
+            done = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()
+            if len(done["results"]) >= 2:
+                break
+        time.sleep(0.1)
+    assert run_id is not None
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    before = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()["results"]
+    assert 2 <= len(before) < 12
+    # What reached the server before the kill: results, and the calls' recorded events.
+    recorded = project.events(**{"attributes.llmtap_run": run_id, "attributes.llmtap_role": "case"})
+    reached = {r["case_id"] for r in before} | {
+        int(e["attributes"]["llmtap_case"]) for e in recorded
+    }
+    resumed = cli(project, provider, "test", name, "--model", "gpt-4o-mini", "--resume", run_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    run = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()
+    assert run["status"] == "finished" and len(run["results"]) == 12
+    cases = project.server.get(f"/api/v1/testsets/{run['testset_id']}", project.key).json()
+    prompt = {c["id"]: "Emoji for " + c["template_params"]["sport"] for c in cases["cases"]}
+    calls = {case_id: 0 for case_id in prompt}
+    for request in provider.requests:
+        for message in request["body"].get("messages") or []:
+            for case_id, text in prompt.items():
+                if message.get("content") == text:
+                    calls[case_id] += 1
+    # A case whose result or recorded call reached the server is never called again; only
+    # those cut off by the kill (in flight, or not delivered yet) are called twice.
+    assert all(calls[c] == 1 for c in reached), (calls, reached)
+    assert all(1 <= n <= 2 for n in calls.values()), calls
+    print(
+        f"\nresume: {len(before)} results and {len(recorded)} recorded calls before the kill, "
+        f"{sum(n > 1 for n in calls.values())} of 12 cases called twice"
+    )
+    stored_before = {r["case_id"] for r in before}
+    by_case = {r["case_id"]: r for r in run["results"]}
+    assert all(by_case[c]["output"] for c in stored_before)
+
+
+def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: FakeProvider) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"forms-{tag}"
+    project = Project(server.new_key(name), server)
+    template_name = _production(project, provider, tag)
+    with login(server) as browser:
+        page = browser.get("/feedback", params={"project": name})
+        assert 'action="/testsets"' in page.text
+        form = {"csrf_token": csrf_of(page.text), "project": name}
+        made = browser.post(
+            "/testsets",
+            data={**form, "source": "feedback", "name": "from feedback", "template": template_name},
+        )
+        assert made.status_code == 303, made.text
+        testset_id = int(made.headers["location"].split("?")[0].rsplit("/", 1)[1])
+        again = browser.post(
+            "/testsets", data={**form, "source": "feedback", "name": "from feedback"}
+        )
+        assert again.status_code == 409
+        stored = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
+        assert len(stored["cases"]) == 4 and stored["version"] == 1
+        first, second = stored["cases"][0]["id"], stored["cases"][1]["id"]
+        edited = browser.post(
+            f"/testsets/{testset_id}/cases/{first}",
+            data={**form, "expected": "🥅", "tags": " goal, sports ,", "action": "save"},
+        )
+        assert edited.status_code == 303, edited.text
+        removed = browser.post(
+            f"/testsets/{testset_id}/cases/{second}", data={**form, "action": "delete"}
+        )
+        assert removed.status_code == 303, removed.text
+        stored = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
+        assert [c["id"] for c in stored["cases"]][:1] == [first] and len(stored["cases"]) == 3
+        case = stored["cases"][0]
+        assert case["expected"] == "🥅" and case["expected_kind"] == "better"
+        assert case["tags"] == ["goal", "sports"] and stored["version"] == 3
+        # From the events page's filters: the same four calls, without feedback needed.
+        events = browser.get(
+            "/events", params={"project": name, "prompt_template_name": template_name}
+        )
+        assert "Make test set" in events.text
+        by_filter = browser.post(
+            "/testsets",
+            data={
+                **form,
+                "source": "events",
+                "name": "from events",
+                "prompt_template_name": template_name,
+            },
+        )
+        assert by_filter.status_code == 303, by_filter.text
+        sets = {
+            s["name"]: s
+            for s in project.server.get("/api/v1/testsets", project.key).json()["testsets"]
+        }
+        assert sets["from events"]["case_count"] == 4
+        gone = browser.post(f"/testsets/{testset_id}/delete", data=form)
+        assert gone.status_code == 303
+        assert project.server.get(f"/api/v1/testsets/{testset_id}", project.key).status_code == 404
+        missing = browser.post(
+            f"/testsets/{testset_id}/cases/{first}", data={**form, "action": "delete"}
+        )
+        assert missing.status_code == 404
+
+
+SECRET = "sk-provider-secret-" + uuid.uuid4().hex
+
+
+def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
+    tmp_path: Path, provider: FakeProvider
+) -> None:
+    """With a provider configured at start, the event page replays and the set page runs;
+    the provider key is in no page, no answer and not in the database."""
+    server = start_server(
+        tmp_path,
+        {"LLMTAP_PROVIDER_API_KEY": SECRET, "LLMTAP_PROVIDER_BASE_URL": provider.base_url},
+    )
+    try:
+        tag = uuid.uuid4().hex[:8]
+        name = f"served-{tag}"
+        project = Project(server.new_key(name), server)
+        template_name = _production(project, provider, tag)
+        original = project.events(prompt_template_name=template_name)[0]
+        made = server.post(
+            "/api/v1/testsets",
+            project.key,
+            json={"name": "served", "source": "feedback", "template": template_name},
+        )
+        testset_id = made.json()["testset"]["id"]
+        provider.script({f"{tag} Emoji for": "🏅"})  # whatever the sport, now
+        with login(server) as browser:
+            page = browser.get(f"/events/{original['id']}", params={"project": name})
+            assert "/replay" in page.text and "llmtap replay" not in page.text
+            form = {"csrf_token": csrf_of(page.text), "project": name}
+            replayed = browser.post(
+                f"/events/{original['id']}/replay", data={**form, "model": "gpt-4o-mini"}
+            )
+            assert replayed.status_code == 200, replayed.text
+            assert "🏅" in replayed.text and original["output_text"] in replayed.text
+            ran = browser.post(f"/testsets/{testset_id}/run", data={**form, "model": "gpt-4o-mini"})
+            assert ran.status_code == 303, ran.text
+            deadline, runs = time.monotonic() + 60, []
+            while time.monotonic() < deadline:
+                runs = server.get("/api/v1/runs", project.key).json()["runs"]
+                if runs and runs[0]["status"] == "finished":
+                    break
+                time.sleep(0.2)
+            assert runs and runs[0]["status"] == "finished", runs
+            # The replay is an event linked to the original; the run's calls are recorded.
+            children = [
+                e
+                for e in project.events(environment="dashboard")
+                if e.get("parent_event_id") == original["id"]
+            ]
+            assert len(children) == 1 and children[0]["output_text"] == "🏅"
+            view = server.get(f"/api/v1/runs/{runs[0]['id']}", project.key).json()
+            assert view["summary"]["done"] == 4
+            shown = [
+                browser.get(p, params={"project": name}).text
+                for p in ("/settings", f"/testsets/{testset_id}", f"/runs/{runs[0]['id']}")
+            ]
+            assert not any(SECRET in text for text in shown)
+        # The jobs' keys were revoked when they ended (the run's, once its process exits,
+        # a moment after it stored its status).
+        store = open_store(str(server.db))
+        try:
+            pid = store.project_id(name)
+            assert pid is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                jobs = [k for k in store.list_keys(pid) if k["environment"] == "dashboard"]
+                if all(k["revoked_at"] for k in jobs):
+                    break
+                time.sleep(0.1)
+            assert len(jobs) == 2 and all(k["revoked_at"] for k in jobs), jobs
+        finally:
+            store.close()
+    finally:
+        log = stop_server(server)
+    assert SECRET not in log
+    for path in tmp_path.iterdir():
+        if path.name.startswith("llmtap.db"):
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_usage_errors_exit_2_before_a_run_starts(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    name = f"usage-{uuid.uuid4().hex[:8]}"
+    _import(project, provider, tmp_path, name, [_case("soccer", model="gpt-4o-mini")])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env.update(LLMTAP_URL=project.server.url, LLMTAP_API_KEY=project.key)
+    no_key = subprocess.run(
+        [*LLMTAP, "test", name], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert no_key.returncode == 2 and "OPENAI_API_KEY" in no_key.stderr, no_key.stderr
+    bad = cli(project, provider, "test", name, "--evaluator", "regex:(")
+    assert bad.returncode == 2 and "--evaluator" in bad.stderr
+    both = cli(project, provider, "test", name, "--revision", "x", "--template", __file__)
+    assert both.returncode == 2
+    missing = cli(project, provider, "test", "no such set")
+    assert missing.returncode == 1 and "no test set named" in missing.stderr
+    assert project.server.get("/api/v1/runs", project.key).json()["runs"] == []

@@ -1,0 +1,196 @@
+"""Hostile input to the test-set and run endpoints, against a real ``llmtap serve``: whatever
+is sent (JSON of any shape, JSON lines of any text, ids past the database's integers, lone
+surrogates, deep nesting), the answer is a 4xx in the one error shape, or a success; never a
+5xx, and the server goes on serving. Keys without the scope are refused."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .conftest import Project, Server
+
+_SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+# Text the JSON parser lets through that is not Unicode, and shapes near the real ones.
+_ODD_TEXT = st.one_of(
+    st.text(max_size=30), st.just("\ud800"), st.just("x" * 2000), st.just("{sport}")
+)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    _ODD_TEXT,
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELDS = [
+    "name",
+    "source",
+    "evaluators",
+    "feedback_ids",
+    "template",
+    "filter",
+    "threshold",
+    "cases",
+    "template_params",
+    "tags",
+    "expected",
+    "expected_kind",
+    "rating",
+    "input",
+    "output",
+    "event_id",
+    "id",
+    "testset",
+    "config",
+    "results",
+    "case_id",
+    "scores",
+    "status",
+    "summary",
+    "cost_usd",
+]
+_BODIES = st.one_of(_JSON, st.dictionaries(st.sampled_from(_FIELDS), _JSON, max_size=6))
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.sent = 0
+        self.under_500 = 0
+
+
+TALLY = Tally()
+
+
+def _check(response: httpx2.Response) -> None:
+    TALLY.sent += 1
+    assert response.status_code < 500, response.text
+    TALLY.under_500 += 1
+    if response.status_code >= 400:
+        body = response.json()
+        assert body["ok"] is False and body["status"] == response.status_code, body
+        assert isinstance(body["error"], str) and isinstance(body["errors"], list)
+
+
+def _raw(value: Any) -> bytes:
+    # allow_nan: NaN and Infinity are what a hostile client may send too.
+    return json.dumps(value, allow_nan=True).encode("utf-8", "surrogatepass")
+
+
+def _target(project: Project) -> tuple[int, int, str]:
+    """A set with a case, and a run of it, to aim at."""
+    server = project.server
+    name = f"target-{uuid.uuid4().hex[:6]}"
+    made = server.post("/api/v1/testsets", project.key, json={"name": name, "source": "cases"})
+    testset_id = made.json()["testset"]["id"]
+    line = json.dumps({"output": "x", "rating": 1.0, "template_params": {"a": 1}}) + "\n"
+    server.post(
+        f"/api/v1/testsets/{testset_id}/cases",
+        project.key,
+        headers={"content-type": "application/x-ndjson"},
+        content=line,
+    )
+    case_id = server.get(f"/api/v1/testsets/{testset_id}", project.key).json()["cases"][0]["id"]
+    run_id = f"r{uuid.uuid4().hex[:8]}"
+    run = {"id": run_id, "testset": testset_id, "config": {}}
+    assert server.post("/api/v1/runs", project.key, json=run).status_code == 201
+    return testset_id, case_id, run_id
+
+
+def test_hostile_json_bodies_get_a_4xx(project: Project) -> None:
+    testset_id, case_id, run_id = _target(project)
+    headers = {"authorization": f"Bearer {project.key}", "content-type": "application/json"}
+    targets = [
+        ("POST", "/api/v1/testsets"),
+        ("POST", f"/api/v1/testsets/{testset_id}/cases"),
+        ("PATCH", f"/api/v1/testsets/{testset_id}/cases/{case_id}"),
+        ("POST", "/api/v1/runs"),
+        ("POST", f"/api/v1/runs/{run_id}/results"),
+        ("PATCH", f"/api/v1/runs/{run_id}"),
+    ]
+    with httpx2.Client(base_url=project.server.url, headers=headers, timeout=30) as http:
+
+        @_SETTINGS
+        @given(body=_BODIES, target=st.sampled_from(targets))
+        def hostile(body: Any, target: tuple[str, str]) -> None:
+            method, path = target
+            _check(http.request(method, path, content=_raw(body)))
+
+        hostile()
+        # Cases named by their own id, and results of cases the set does not have.
+        sent = {"results": [{"case_id": 2**63 - 1, "output": "x"}]}
+        _check(http.post(f"/api/v1/runs/{run_id}/results", content=_raw(sent)))
+        for path in (f"/api/v1/testsets/{2**64}", f"/api/v1/testsets/{testset_id}/cases/{2**64}"):
+            _check(http.get(path))
+            _check(http.delete(path))
+    assert project.server.get("/healthz", project.key).status_code == 200
+
+
+def test_hostile_json_lines_get_a_4xx(project: Project) -> None:
+    testset_id, _, _ = _target(project)
+    headers = {
+        "authorization": f"Bearer {project.key}",
+        "content-type": "application/x-ndjson",
+    }
+    lines = st.one_of(
+        _JSON.map(lambda v: _raw(v).decode("utf-8", "surrogatepass")),
+        st.text(max_size=40),
+        st.builds(
+            lambda d: json.dumps(d),
+            st.fixed_dictionaries({}, optional={f: _JSON for f in _FIELDS[8:18]}),
+        ),
+    )
+    with httpx2.Client(base_url=project.server.url, headers=headers, timeout=30) as http:
+
+        @_SETTINGS
+        @given(body=st.lists(lines, min_size=1, max_size=5), garbage=st.binary(max_size=20))
+        def hostile(body: list[str], garbage: bytes) -> None:
+            text = "\n".join(body).encode("utf-8", "surrogatepass") + garbage
+            _check(http.post(f"/api/v1/testsets/{testset_id}/cases", content=text))
+
+        hostile()
+        deep = "[" * 100_000 + "]" * 100_000
+        _check(http.post(f"/api/v1/testsets/{testset_id}/cases", content=deep.encode()))
+    print(f"\nhostile test-set input: {TALLY.sent} requests, {TALLY.under_500} answered < 500")
+
+
+def test_each_scope_does_what_it_may(server: Server) -> None:
+    name = f"scopes-{uuid.uuid4().hex[:6]}"
+    admin = Project(server.new_key(name), server)
+    testset_id, case_id, run_id = _target(admin)
+    reader, ingest = (
+        server.new_key(name, scopes=("read",)),
+        server.new_key(name, scopes=("ingest",)),
+    )
+    stranger = server.new_key(scopes=("read", "admin"))
+    found = server.get(f"/api/v1/testsets/{testset_id}", reader)
+    assert found.status_code == 200 and found.json()["cases"][0]["id"] == case_id
+    assert server.get(f"/api/v1/runs/{run_id}", reader).status_code == 200
+    refused = server.post("/api/v1/testsets", reader, json={"name": "x"})
+    assert refused.status_code == 403 and "'admin'" in refused.json()["error"]
+    assert server.get("/api/v1/testsets", ingest).status_code == 403
+    # Another project's key sees nothing of this one, as if it did not exist.
+    assert server.get(f"/api/v1/testsets/{testset_id}", stranger).status_code == 404
+    assert server.get(f"/api/v1/runs/{run_id}", stranger).status_code == 404
+    gone = httpx2.delete(
+        f"{server.url}/api/v1/testsets/{testset_id}",
+        headers={"authorization": f"Bearer {stranger}"},
+    )
+    assert gone.status_code == 404
+    assert server.get(f"/api/v1/testsets/{testset_id}", reader).status_code == 200
