@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
 from tests.conftest import Project
 from tests.test_otlp_hostile import _answer, _body, _post, _spans
 
@@ -110,3 +112,40 @@ def test_ai_sdk_spans(project: Project) -> None:
     assert event["attributes"]["user"] == "u-1"
     assert event["cost_usd"] is not None and event["cost_usd"] > 0
     assert not any(k.startswith("ai.") for k in event["attributes"])  # all read
+
+
+def test_older_per_message_events(project: Project) -> None:
+    """The older GenAI conventions' message events (``gen_ai.user.message``, ``gen_ai.choice``)
+    on the span: as attributes, or as a JSON body in ``gen_ai.event.content``."""
+    (span,) = _spans({"_name": "chat gpt-4o-mini", "gen_ai.system": "openai",
+                      "gen_ai.request.model": "gpt-4o-mini"})  # fmt: skip
+    request = encode_spans([span])
+    pb = request.resource_spans[0].scope_spans[0].spans[0]
+    for name, attributes in (
+        ("gen_ai.system.message", {"content": "Be brief."}),
+        ("gen_ai.user.message", {"gen_ai.event.content": json.dumps({"content": "Hi?"})}),
+        (
+            "gen_ai.choice",
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": json.dumps({"role": "assistant", "content": "Hello."}),
+            },
+        ),
+    ):
+        added = pb.events.add(name=name, time_unix_nano=pb.start_time_unix_nano)
+        for key, value in attributes.items():
+            kv = added.attributes.add(key=key)
+            if isinstance(value, int):
+                kv.value.int_value = value
+            else:
+                kv.value.string_value = value
+    _answer(_post(project, request.SerializeToString()))
+    (listed,) = project.events()
+    event = project.event(listed["id"])
+    assert event["request"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi?"},
+    ]
+    assert event["output_text"] == "Hello."
+    assert event["response"]["choices"][0]["finish_reason"] == "stop"

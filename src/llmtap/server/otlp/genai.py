@@ -203,6 +203,62 @@ def _indexed(flat: dict[str, Any]) -> list[dict[str, Any]]:
     return ordered_messages(by_index)
 
 
+_MESSAGE_EVENT = re.compile(r"^gen_ai\.(system|user|assistant|tool)\.message$")
+
+
+def _json_dict(value: Any) -> dict[str, Any] | None:
+    """``value`` as a dict: itself, or parsed when it is a JSON object's text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def _event_body(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A message event's fields: its attributes, or the JSON body some SDKs put in
+    ``gen_ai.event.content`` when they turn a log event into a span event."""
+    return _json_dict(attributes.get("gen_ai.event.content")) or attributes
+
+
+def _event_message(role: str, body: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": body.get("role") or role, "content": body.get("content")}
+    calls = body.get("tool_calls")
+    if isinstance(calls, str):
+        try:
+            calls = json.loads(calls)
+        except (ValueError, RecursionError):
+            calls = None
+    if isinstance(calls, list) and calls:
+        message["tool_calls"] = calls
+    if role == "tool" and body.get("id"):
+        message["tool_call_id"] = body["id"]
+    return message
+
+
+def _message_events(span: Span) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The older conventions' per-message events on the span (``gen_ai.user.message``...,
+    ``gen_ai.choice``): (the prompt's messages, the answer's choices)."""
+    inputs: list[dict[str, Any]] = []
+    choices: list[dict[str, Any]] = []
+    for span_event in span.events:
+        found = _MESSAGE_EVENT.match(span_event.name)
+        body = _event_body(span_event.attributes)
+        if found:
+            inputs.append(_event_message(found.group(1), body))
+        elif span_event.name == "gen_ai.choice":
+            message = _json_dict(body.get("message")) or body
+            choices.append(
+                {
+                    "index": body.get("index", len(choices)),
+                    "message": _event_message("assistant", message),
+                    "finish_reason": body.get("finish_reason"),
+                }
+            )
+    return inputs, choices
+
+
 def fill_legacy(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
     """Set the event's fields the older GenAI (and OpenLLMetry) names give."""
     system = attrs.take_str("gen_ai.system")
@@ -211,6 +267,14 @@ def fill_legacy(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
     attrs.take("llm.request.type")
     inputs = _indexed(attrs.take_prefix("gen_ai.prompt."))
     outputs = _indexed(attrs.take_prefix("gen_ai.completion."))
+    if not inputs and not outputs:
+        inputs, choices = _message_events(span)
+        if inputs:
+            event.setdefault("request", {}).setdefault("messages", inputs)
+        if choices:
+            messages = [c["message"] for c in choices]
+            event.setdefault("response", {"model": event.get("model"), "choices": choices})
+            event.setdefault("output_text", message_text(messages))
     if inputs:
         request = event.setdefault("request", {})
         request.setdefault("messages", inputs)
