@@ -1,6 +1,7 @@
-"""Spans of Vercel's AI SDK, as its telemetry writes them (``ai.*`` beside older GenAI
-names): the provider call becomes an event with its messages, answer, tool calls, usage,
-time to first chunk and metadata; the wrapping ``ai.generateText`` span is no call."""
+"""Conventions past the main three: Vercel's AI SDK, as its telemetry writes them (``ai.*``
+beside older GenAI names: the provider call becomes an event with its messages, answer, tool
+calls, usage, time to first chunk and metadata; the wrapping ``ai.generateText`` span is no
+call), and the older GenAI conventions' per-message span events."""
 
 from __future__ import annotations
 
