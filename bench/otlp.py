@@ -8,12 +8,14 @@ as JSON strings in ``gen_ai.input.messages``/``gen_ai.output.messages``, usage, 
 parameters, ``gen_ai.conversation.id``), in OTLP protobuf requests of 512 spans, built with
 the official ``opentelemetry-proto`` classes before the clock starts. Native rounds post
 batches of 100 (the SDK's batch size) as JSON. Served rounds of the two alternate on one
-server, so both see the machine in the same state.
+server, so both see the machine in the same state; the figure is the median of each pair's
+ratio.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from datetime import datetime
 from typing import Any
 
@@ -103,7 +105,7 @@ def _all_taken(answer: bytes) -> bool:
 
 def run(quick: bool = False) -> dict[str, Any]:
     n = SPANS_PER_REQUEST * (25 if quick else 100)  # a multiple of both batch sizes
-    rounds = 1 if quick else 3
+    rounds = 2 if quick else 5
     native: list[float] = []
     otlp: list[float] = []
     with llmtap_server() as server:
@@ -134,7 +136,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         "spans_per_request": SPANS_PER_REQUEST,
         "native_events_per_s": native,
         "otlp_spans_per_s": otlp,
-        "ratio": max(otlp) / max(native),
+        # Each OTLP round ran right after its native round: the median of the pairs' ratios
+        # is what survives a machine whose load changes between rounds.
+        "ratio": statistics.median(o / n for o, n in zip(otlp, native, strict=True)),
+        "ratio_of_bests": max(otlp) / max(native),
     }
 
 
@@ -151,7 +156,8 @@ def report(result: dict[str, Any]) -> str:
             f"  native: best {max(native):,.0f} events/s (rounds: "
             + ", ".join(f"{v:,.0f}" for v in native)
             + ")",
-            f"  OTLP / native: {result['ratio']:.2f}  (target: >= {TARGET})",
+            f"  OTLP / native, median of the rounds' pairs: {result['ratio']:.2f}"
+            f" (target: >= {TARGET}); of the bests: {result['ratio_of_bests']:.2f}",
         ]
     )
 
