@@ -7,11 +7,13 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -64,11 +66,12 @@ class Webhook:
 
 
 class Mailbox:
-    """An SMTP server on loopback that takes mail from ``user``/``password`` only."""
+    """An SMTP server on loopback that takes mail from ``user``/``password`` only; with
+    ``tls`` (a certificate and its key), only after STARTTLS, as a real relay does."""
 
     user, password = "alerts", "s3cret"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.messages: list[EmailMessage] = []
         box = self
 
@@ -89,12 +92,19 @@ class Mailbox:
             return AuthResult(success=ok)
 
         self.port = free_port()
+        context = None
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
         self._controller = Controller(
             Handler(),
             hostname="127.0.0.1",
             port=self.port,
             authenticator=authenticator,
-            auth_require_tls=False,  # loopback, no certificate: STARTTLS is off in the channel
+            # Without a certificate (loopback tests), STARTTLS is off in the channel.
+            auth_require_tls=tls is not None,
+            require_starttls=tls is not None,
+            tls_context=context,
         )
         self._controller.start()
 

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import sqlite3
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -484,3 +485,61 @@ def test_the_alerts_page_in_chromium(alerting: Server, hook: Webhook) -> None:
         assert "Test of busy: ops: sent" in page.locator(".notice").inner_text()
         assert [b["event"] for b in hook.bodies()].count("test") == 1
         assert not errors, errors
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost (and its key), made by openssl."""
+    cert, key = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_mail_goes_over_starttls_to_a_relay_whose_certificate_is_checked(tmp_path: Path) -> None:
+    """A relay that takes a login only after STARTTLS: mail reaches it when the server trusts
+    its certificate (here through SSL_CERT_FILE, as a private CA is trusted), and is refused,
+    the failure recorded, when the server does not."""
+    cert, key = _certificate(tmp_path)
+    relay = Mailbox(tls=(cert, key))
+    channel = {
+        "kind": "email",
+        "name": "mail",
+        "host": "localhost",
+        "port": relay.port,
+        "starttls": True,
+        "username": Mailbox.user,
+        "password": Mailbox.password,
+        "sender": "llmtap@example.com",
+        "to": ["oncall@example.com"],
+    }
+    rule = {"name": "t", "measure": "cost", "window": "1d", "threshold": 5}
+    try:
+        for trusted in (True, False):
+            folder = tmp_path / f"trusted-{trusted}"
+            folder.mkdir()
+            env = {**FAST, "LLMTAP_ALERT_RETRY_DELAY": "0.1"}
+            if trusted:
+                env["SSL_CERT_FILE"] = str(cert)
+            server = start_server(folder, env)
+            try:
+                project = Project(server.new_key(), server)
+                create(project, "/api/v1/alert-channels", channel)
+                create(project, "/api/v1/alerts", rule)
+                answer = project.server.post("/api/v1/alerts/t/test", project.key)
+                assert answer.status_code == 200, answer.text
+                if trusted:
+                    assert answer.json()["ok"], answer.text
+                    mail = wait_until(lambda: relay.messages, what="the mail over TLS")[0]
+                    assert "t" in mail["Subject"]
+                else:
+                    assert not answer.json()["ok"], answer.text
+                    assert "certificate" in answer.text.lower(), answer.text
+            finally:
+                stop_server(server)
+        assert len(relay.messages) == 1  # the untrusted server's mail never reached it
+    finally:
+        relay.close()
