@@ -285,6 +285,23 @@ class Store(Protocol):
         """Delete the events ``f`` selects (only ids in ``ids``, when given) with their
         feedback and their share of stats and indexes; how many went."""
 
+    # -- retention -------------------------------------------------------------------------
+
+    def retention_days(self, project_id: int) -> int | None:
+        """The project's own retention in days (0: forever); None: the server's setting."""
+
+    def set_retention_days(self, project_id: int, days: int | None) -> None:
+        """Set the project's own retention (0: forever); None: the server's setting again."""
+
+    def oldest_event_us(self, project_id: int) -> int | None:
+        """When the project's oldest stored event started; None when it has none."""
+
+    def purge_before(
+        self, project_id: int, before_us: int, keep_aggregates: bool = True
+    ) -> int:
+        """Delete the events started before ``before_us`` (in bounded chunks) with their
+        feedback and index rows, and their share of the stats unless ``keep_aggregates``."""
+
     # -- alerts and budgets (``kind``: rule, budget or channel) -----------------------------
 
     def alert_items(self, project_id: int, kind: str) -> list[dict[str, Any]]:

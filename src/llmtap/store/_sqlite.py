@@ -39,6 +39,7 @@ from . import (
     _derive,
     _hist,
     _queries,
+    _retention,
     _testsets,
     _users,
 )
@@ -195,6 +196,11 @@ class SQLiteStore:
     forget_orphan_context = _context.forget_orphan_context
     # -- delete ---------------------------------------------------------------------------
     delete_events = _delete.delete_events
+    # -- retention ------------------------------------------------------------------------
+    retention_days = _retention.retention_days
+    set_retention_days = _retention.set_retention_days
+    oldest_event_us = _retention.oldest_event_us
+    purge_before = _retention.purge_before
     # -- alerts and budgets ----------------------------------------------------------------
     alert_items = _alerts.alert_items
     every_alert_item = _alerts.every_alert_item
