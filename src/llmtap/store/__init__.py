@@ -296,9 +296,7 @@ class Store(Protocol):
     def oldest_event_us(self, project_id: int) -> int | None:
         """When the project's oldest stored event started; None when it has none."""
 
-    def purge_before(
-        self, project_id: int, before_us: int, keep_aggregates: bool = True
-    ) -> int:
+    def purge_before(self, project_id: int, before_us: int, keep_aggregates: bool = True) -> int:
         """Delete the events started before ``before_us`` (in bounded chunks) with their
         feedback and index rows, and their share of the stats unless ``keep_aggregates``."""
 
