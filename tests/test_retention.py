@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ._stores import STORE_BACKENDS
 from .conftest import Project, Server, error_message, start_server, stop_server
 from .test_dashboard_http import csrf_of, login
 from .test_server import event, post_events
@@ -23,6 +24,18 @@ def purging(tmp_path: Path) -> Iterator[Server]:
     srv = start_server(
         tmp_path, env={"LLMTAP_RETENTION_DAYS": "30", "LLMTAP_RETENTION_INTERVAL": "0.5"}
     )
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def purging_on_each_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """``purging``, on each store backend."""
+    db = None
+    if request.param == "postgresql":
+        db = request.getfixturevalue("postgres").fresh_database()
+    env = {"LLMTAP_RETENTION_DAYS": "30", "LLMTAP_RETENTION_INTERVAL": "0.5"}
+    srv = start_server(tmp_path, env=env, db=db)
     yield srv
     stop_server(srv)
 
@@ -53,8 +66,9 @@ def set_retention(server: Server, project: str, days: str) -> int:
 
 
 def test_old_events_are_purged_the_stats_stay_and_a_project_setting_wins(
-    purging: Server,
+    purging_on_each_backend: Server,
 ) -> None:
+    purging = purging_on_each_backend
     a = Project(purging.new_key("keep-30"), purging)
     b = Project(purging.new_key("keep-5"), purging)
     assert set_retention(purging, "keep-5", "5") == 303
