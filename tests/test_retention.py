@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from llmtap.server.retention import NEXT_PURGE, Purger
+from llmtap.store import KeyInfo, Store
+
 from ._stores import STORE_BACKENDS
 from .conftest import Project, Server, error_message, start_server, stop_server
 from .test_dashboard_http import csrf_of, login
+from .test_retention_store import cut, dated
 from .test_server import event, post_events
 
 
@@ -113,3 +117,19 @@ def test_with_stats_not_kept_purged_events_leave_the_stats(tmp_path: Path) -> No
         assert server.get("/api/v1/stats", project.key).json()["groups"][0]["count"] == 1
     finally:
         stop_server(server)
+
+
+def test_one_process_purges_at_a_time_and_tells_when_next(store: Store) -> None:
+    """Two servers' purgers on one database: the lease's holder purges, the other waits; the
+    time of the next purge is in the store for any process's dashboard."""
+    pid = store.ensure_project("p")
+    store.insert_events(dated(KeyInfo(1, pid, "p", "dev"), [0, 40]))
+    now = cut(60)  # 60 days after the first event, 20 after the second
+    first = Purger(store, days=30, interval=60, clock=lambda: now / 1_000_000)
+    second = Purger(store, days=30, interval=60, clock=lambda: now / 1_000_000)
+    assert first.run_once() == {"p": 1}
+    assert second.run_once() is None
+    assert store.get_meta(NEXT_PURGE) == str(now + 60_000_000)
+    first.close()  # gives the lease up: the other takes over
+    assert second.run_once() == {}
+    second.close()

@@ -10,15 +10,13 @@ is kept in the store, so the dashboard of any process can show it.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from ..settings import resolve
 from ..store import Store
+from ._schedule import LeasedJob
 
 __all__ = ["LEASE", "NEXT_PURGE", "Purger", "retention_of"]
 
@@ -34,9 +32,12 @@ def retention_of(store: Store, project_id: int, default_days: int) -> int:
     return default_days if own is None else own
 
 
-class Purger:
+class Purger(LeasedJob):
     """Purges every ``interval`` seconds on a thread of its own while it holds the lease.
     ``clock`` (seconds since the epoch) is injectable, for tests."""
+
+    lease = LEASE
+    thread_name = "llmtap-retention"
 
     def __init__(
         self,
@@ -46,36 +47,9 @@ class Purger:
         keep_stats: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store = store
+        super().__init__(store, float(resolve("retention_interval", interval)), clock)
         self.days = int(resolve("retention_days", days))
-        self.interval = float(resolve("retention_interval", interval))
         self.keep_stats = bool(resolve("retention_keep_stats", keep_stats))
-        self.clock = clock
-        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self.interval > 0:
-            self._thread = threading.Thread(target=self._run, name="llmtap-retention", daemon=True)
-            self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
-        try:
-            self.store.drop_lease(LEASE, self.holder)
-        except Exception:  # the store may be closing too: the lease then simply expires
-            log.warning("could not give the retention purge's lease up", exc_info=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a bad turn (the disk, a bug) must not end the schedule
-                log.exception("retention purge failed; retrying at the next interval")
-            self._stop.wait(self.interval)
 
     def run_once(self) -> dict[str, Any] | None:
         """One purge, if this process holds the lease: how many events went, by project
@@ -83,7 +57,7 @@ class Purger:
         now_us = int(self.clock() * 1_000_000)
         # A purge of a large backlog may outlast one interval: the lease outlives it.
         ttl = int(max(3 * self.interval, 600.0) * 1_000_000)
-        if not self.store.take_lease(LEASE, self.holder, now_us, ttl):
+        if not self.holds_lease(now_us, ttl):
             return None
         purged: dict[str, Any] = {}
         for project in self.store.list_projects():
