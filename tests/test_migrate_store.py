@@ -148,3 +148,10 @@ def test_an_unreachable_target_is_one_line_without_its_password(tmp_path: Path) 
     assert result.returncode != 0
     assert "sekrit-pw-42" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_source_file_is_a_usage_error_and_makes_nothing(tmp_path: Path) -> None:
+    result = migrate(str(tmp_path / "typo.db"), str(tmp_path / "b.db"))
+    assert result.returncode == 2
+    assert "no SQLite file" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ either way), resumable, verified."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -28,6 +29,9 @@ def migrate_store(source: str, target: str, batch_size: int, progress: bool) -> 
 
     if source == target:
         raise click.UsageError("--from and --to name the same store")
+    if not source.startswith(("postgres://", "postgresql://")) and not Path(source).is_file():
+        # Opening it would make an empty store there, and copy nothing.
+        raise click.UsageError(f"--from: no SQLite file {source}")
     src = open_store(source)
     try:
         dst = open_store(target)
