@@ -100,6 +100,17 @@ def test_sqlite_to_postgresql_and_back_keeps_every_answer(
     rerun = migrate(url, back)
     assert rerun.returncode == 1
     assert "events: 122 rows in the target, 120 in the source" in rerun.stderr
+    # PostgreSQL's identities were moved past the ids copied: new rows take new ids.
+    pg: Store = open_store(url)
+    try:
+        pid = pg.project_id("p")
+        assert pid is not None
+        assert pg.insert_events(dated(KeyInfo(1, pid, "p", "dev"), [3])) == 1
+        assert pg.insert_feedback(pid, "fk-3-0", 1.0, None, "f2")
+        pg.create_key("p", "dev", "k" * 64, "lt_new", ["read"])
+        assert pg.stats(pid, EventFilter(), [])["groups"][0]["count"] == 121
+    finally:
+        pg.close()
 
 
 def test_a_copy_killed_midway_resumes_and_loses_nothing(tmp_path: Path) -> None:
