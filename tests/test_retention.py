@@ -17,6 +17,7 @@ from llmtap.store import KeyInfo, Store
 
 from ._stores import STORE_BACKENDS
 from .conftest import Project, Server, error_message, start_server, stop_server
+from .test_cli import llmtap_cli
 from .test_dashboard_http import csrf_of, login
 from .test_retention_store import cut, dated
 from .test_server import event, post_events
@@ -133,3 +134,21 @@ def test_one_process_purges_at_a_time_and_tells_when_next(store: Store) -> None:
     first.close()  # gives the lease up: the other takes over
     assert second.run_once() == {}
     second.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--retention-days", "-1"], {}),
+        (["--retention-days", "ten"], {}),
+        ([], {"LLMTAP_RETENTION_DAYS": "-5"}),
+        ([], {"LLMTAP_RETENTION_DAYS": "1e3"}),
+    ],
+)
+def test_a_bad_retention_stops_serve_with_a_usage_error(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    result = llmtap_cli("serve", "--db", str(tmp_path / "x.db"), *args, **env)
+    assert result.returncode == 2
+    assert "retention-days" in result.stderr
+    assert "Traceback" not in result.stderr
