@@ -166,3 +166,18 @@ def test_a_missing_source_file_is_a_usage_error_and_makes_nothing(tmp_path: Path
     assert result.returncode == 2
     assert "no SQLite file" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_every_foreign_key_points_at_a_table_copied_first(tmp_path: Path) -> None:
+    """A copy writes ``projects`` and ``users`` first, then the rest by name: a table whose
+    rows point at another table must be placed first too (``_copy._FIRST``)."""
+    store = open_store(str(tmp_path / "s.db"))
+    try:
+        order = [t["name"] for t in store.tables()]
+    finally:
+        store.close()
+    assert order[:2] == ["projects", "users"]
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        for name in order:
+            for fk in conn.execute(f"PRAGMA foreign_key_list({name})"):
+                assert order.index(fk[2]) < order.index(name), (name, fk[2])
