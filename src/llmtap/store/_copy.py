@@ -30,7 +30,11 @@ __all__ = ["copy_progress", "count_rows", "finish_copy", "read_rows", "tables", 
 _FIRST = ("projects", "users")
 _SKIPPED_TABLES = {"_llmtap_migrations", "events_text", "alert_lease"}
 _PROGRESS = "migrate_store:"
-_META_FILTER = f" WHERE key NOT IN ('derived_seq', 'deleted_epoch') AND key NOT LIKE '{_PROGRESS}%'"
+# Not LIKE: "_" is one of its wildcards.
+_META_FILTER = (
+    " WHERE key NOT IN ('derived_seq', 'deleted_epoch')"
+    f" AND substr(key, 1, {len(_PROGRESS)}) <> '{_PROGRESS}'"
+)
 
 
 def _ident(name: str) -> str:
