@@ -257,6 +257,29 @@ _TABLE = [
         int,
         "server",
     ),
+    # -- server: retention --------------------------------------------------------------------
+    Setting(
+        "retention_days",
+        0,
+        "Days raw events are kept (a project's own setting wins); 0: forever.",
+        int,
+        "server",
+    ),
+    Setting(
+        "retention_keep_stats",
+        True,
+        "Stats outlive the raw events retention purges; 0: purged events leave the stats too.",
+        bool,
+        "server",
+    ),
+    Setting(
+        "retention_interval",
+        3600.0,
+        "Seconds between retention purges (one server process purges at a time); 0: this"
+        " server does not purge.",
+        float,
+        "server",
+    ),
     # -- server: alerts and budgets ----------------------------------------------------------
     Setting(
         "alert_interval",

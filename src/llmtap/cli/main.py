@@ -13,6 +13,7 @@ from .demo import demo
 from .events import events
 from .export import export
 from .keys import keys
+from .migrate import migrate_store
 from .prices import prices
 from .replay import replay
 from .serve import serve
@@ -46,6 +47,7 @@ main.add_command(users)
 main.add_command(events)
 main.add_command(stats)
 main.add_command(export)
+main.add_command(migrate_store)
 main.add_command(prices)
 main.add_command(demo)
 main.add_command(settings)

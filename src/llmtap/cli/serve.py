@@ -26,6 +26,7 @@ def _loopback(host: str) -> bool:
 @setting_option("--port", name="port", type=int)
 @setting_option("--workers", name="workers", type=int)
 @setting_option("--admin-token", name="admin_token")
+@setting_option("--retention-days", name="retention_days", type=click.IntRange(min=0))
 @click.option(
     "--log-level",
     default="warning",
@@ -33,7 +34,13 @@ def _loopback(host: str) -> bool:
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 def serve(
-    db: str, host: str, port: int, workers: int, admin_token: str | None, log_level: str
+    db: str,
+    host: str,
+    port: int,
+    workers: int,
+    admin_token: str | None,
+    retention_days: int,
+    log_level: str,
 ) -> None:
     """Run the llmtap server: ingest and query API, and the dashboard."""
     from ..server.dashboard.auth import MIN_TOKEN
@@ -83,6 +90,7 @@ def serve(
         os.environ["LLMTAP_DB"] = db  # each worker opens the store itself
         if admin_token:
             os.environ["LLMTAP_ADMIN_TOKEN"] = admin_token
+        os.environ["LLMTAP_RETENTION_DAYS"] = str(retention_days)
         uvicorn.run(
             "llmtap.server.app:app_from_environment",
             factory=True,
@@ -94,6 +102,6 @@ def serve(
             **options,
         )
     else:
-        app = create_app(store, admin_token=admin_token)
+        app = create_app(store, admin_token=admin_token, retention_days=retention_days)
         tune_gc()
         uvicorn.run(app, **options)

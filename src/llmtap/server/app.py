@@ -32,6 +32,7 @@ from .otlp import receive_traces
 from .prices import Pricer, delete_price, list_prices, set_price
 from .query import get_event, list_events
 from .redaction import Redaction
+from .retention import Purger
 from .stats import get_stats, list_templates
 from .testsets import testset_routes
 
@@ -115,6 +116,7 @@ def create_app(
     redact_fields: dict[str, Any] | None = None,
     admin_token: str | None = None,
     alert_interval: float | None = None,
+    retention_days: int | None = None,
 ) -> Starlette:
     """The server over ``store``. ``admin_token`` (else ``LLMTAP_ADMIN_TOKEN``) guards the
     dashboard; with neither and none stored, one is made: call ``ensure_admin_token`` first
@@ -129,9 +131,13 @@ def create_app(
         # event loop); it evaluates only while this process holds the database's lease.
         evaluator = Evaluator(store, alert_interval, notifier)
         evaluator.start()
+        # The retention purge likewise: its own thread, while it holds its lease.
+        purger = Purger(store, retention_days)
+        purger.start()
         try:
             yield
         finally:
+            await run_in_threadpool(purger.close)
             await run_in_threadpool(evaluator.close)
 
     app = Starlette(
@@ -173,6 +179,7 @@ def create_app(
     app.state.redaction = Redaction(resolve("redact_fields", redact_fields))
     app.state.otlp_context = resolve("otlp_context_spans", None)
     app.state.notifier = notifier
+    app.state.retention_days = resolve("retention_days", retention_days)
     # The model provider the dashboard's replays and test runs use; its key is never stored.
     app.state.provider = Provider.from_environment()
     return app

@@ -285,6 +285,46 @@ class Store(Protocol):
         """Delete the events ``f`` selects (only ids in ``ids``, when given) with their
         feedback and their share of stats and indexes; how many went."""
 
+    # -- retention -------------------------------------------------------------------------
+
+    def retention_days(self, project_id: int) -> int | None:
+        """The project's own retention in days (0: forever); None: the server's setting."""
+
+    def set_retention_days(self, project_id: int, days: int | None) -> None:
+        """Set the project's own retention (0: forever); None: the server's setting again."""
+
+    def oldest_event_us(self, project_id: int) -> int | None:
+        """When the project's oldest stored event started; None when it has none."""
+
+    def purge_before(self, project_id: int, before_us: int, keep_aggregates: bool = True) -> int:
+        """Delete the events started before ``before_us`` (in bounded chunks) with their
+        feedback and index rows, and their share of the stats unless ``keep_aggregates``."""
+
+    # -- a logical dump and load (``llmtap migrate-store``) ----------------------------------
+
+    def tables(self) -> list[dict[str, Any]]:
+        """The tables a copy moves, parents first: ``{"name", "columns", "key"}``."""
+
+    def count_rows(self, table: str) -> int:
+        """How many rows of ``table`` a copy moves."""
+
+    def read_rows(
+        self, table: dict[str, Any], after: list[Any] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` rows of ``table`` whose key is past ``after``, in key order."""
+
+    def copy_progress(self, table: str) -> dict[str, Any] | None:
+        """How far a copy into this store got with ``table``: ``{"after", "done"}``."""
+
+    def write_rows(
+        self, table: dict[str, Any], rows: list[tuple[Any, ...]], done: bool = False
+    ) -> None:
+        """Add rows read from another store (those there already skipped) and record the
+        copy's progress, in one transaction."""
+
+    def finish_copy(self) -> None:
+        """After a copy: new ids start past the ids copied."""
+
     # -- alerts and budgets (``kind``: rule, budget or channel) -----------------------------
 
     def alert_items(self, project_id: int, kind: str) -> list[dict[str, Any]]:

@@ -37,7 +37,14 @@ from ._sql import chunks, marks
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
 
-__all__ = ["CHUNK", "delete_events", "deleted_epoch", "forget", "select_chunk"]
+__all__ = [
+    "CHUNK",
+    "delete_events",
+    "delete_in_chunks",
+    "deleted_epoch",
+    "forget",
+    "select_chunk",
+]
 
 # Events deleted per transaction: ~10 index and aggregate rows each. A chunk of 500 held the
 # write lock 0.2 s (median; 0.35 s at most) on a 2-core machine under a load of 7, so ingest and
@@ -91,10 +98,16 @@ def select_chunk(
     return sorted(seqs)[:CHUNK]
 
 
-def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
+def forget(
+    conn: sqlite3.Connection, project_id: int, seqs: list[int], aggregates: bool = True
+) -> int:
     """Delete the events ``seqs`` of the project and their share of the derived tables, in
     ``conn``'s transaction. Every event must be derived (the caller derived first). Returns how
-    many were deleted."""
+    many were deleted.
+
+    ``aggregates`` False (retention keeping a year of stats past 30 days of raw events): the
+    rows, their index rows and their feedback go, and what they added to the aggregates,
+    templates and unpriced tally stays."""
     # "+project_id": look the seqs up by rowid; the planner would rather walk the project.
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM events WHERE +project_id = ? AND seq IN ({marks(seqs)})",
@@ -102,7 +115,7 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
     ).fetchall()
     if not rows:
         return 0
-    ratings = _derive.ratings(conn, [(project_id, row[8]) for row in rows])
+    ratings = _derive.ratings(conn, [(project_id, row[8]) for row in rows]) if aggregates else {}
     minus: dict[_derive.AggKey, list[Any]] = {}
     unpriced: dict[str, int] = {}
     revisions: set[tuple[str, str]] = set()
@@ -123,7 +136,7 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
             rating_sum,
             rating_n,
         ]
-        for key in _derive.event_keys(conn, project_id, seq):
+        for key in _derive.event_keys(conn, project_id, seq) if aggregates else ():
             total = minus.get(key)
             if total is None:
                 minus[key] = share.copy()
@@ -138,7 +151,7 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
         if name is not None and revision is not None:
             revisions.add((name, revision))
     dialect_of(conn).unindex_texts(conn, texts)
-    _subtract(conn, minus)
+    _subtract(conn, minus)  # nothing, when the aggregates stay
     gone = [row[0] for row in rows]
     conn.execute(
         f"DELETE FROM event_attrs WHERE project_id = ? AND seq IN ({marks(gone)})",
@@ -147,12 +160,13 @@ def forget(conn: sqlite3.Connection, project_id: int, seqs: list[int]) -> int:
     conn.execute(
         f"DELETE FROM events WHERE project_id = ? AND seq IN ({marks(gone)})", (project_id, *gone)
     )
-    conn.executemany(
-        "UPDATE unpriced SET events = events - ? WHERE project_id = ? AND model = ?",
-        [(n, project_id, model) for model, n in unpriced.items()],
-    )
-    conn.execute("DELETE FROM unpriced WHERE events <= 0")
-    _retime_templates(conn, project_id, revisions)
+    if aggregates:
+        conn.executemany(
+            "UPDATE unpriced SET events = events - ? WHERE project_id = ? AND model = ?",
+            [(n, project_id, model) for model, n in unpriced.items()],
+        )
+        conn.execute("DELETE FROM unpriced WHERE events <= 0")
+        _retime_templates(conn, project_id, revisions)
     _drop_feedback(conn, project_id, {row[8] for row in rows if row[8] is not None})
     (last,) = conn.execute(_LAST_SEQ).fetchone()
     _derive.set_derived_through(conn, last)
@@ -243,7 +257,17 @@ def delete_events(
     ingest waits at most one chunk. It takes the events stored when it began; one that
     arrives meanwhile may go too if it matches, having taken the seq of one deleted (see
     the module's docstring), never one that does not match."""
-    f = f or EventFilter()
+    return delete_in_chunks(store, project_id, f or EventFilter(), ids)
+
+
+def delete_in_chunks(
+    store: SQLiteStore,
+    project_id: int,
+    f: EventFilter,
+    ids: Sequence[str] | None = None,
+    aggregates: bool = True,
+) -> int:
+    """``delete_events``, and retention's purge (``aggregates`` as ``forget`` takes it)."""
     deleted = 0
     through: int | None = None
     while True:
@@ -252,6 +276,6 @@ def delete_events(
             if through is None:
                 (through,) = conn.execute(_LAST_SEQ).fetchone()
             seqs = select_chunk(conn, project_id, f, ids, through)
-            deleted += forget(conn, project_id, seqs) if seqs else 0
+            deleted += forget(conn, project_id, seqs, aggregates) if seqs else 0
         if len(seqs) < CHUNK:
             return deleted

@@ -35,10 +35,12 @@ from . import (
     _alerts,
     _boards,
     _context,
+    _copy,
     _delete,
     _derive,
     _hist,
     _queries,
+    _retention,
     _testsets,
     _users,
 )
@@ -195,6 +197,18 @@ class SQLiteStore:
     forget_orphan_context = _context.forget_orphan_context
     # -- delete ---------------------------------------------------------------------------
     delete_events = _delete.delete_events
+    # -- retention ------------------------------------------------------------------------
+    retention_days = _retention.retention_days
+    set_retention_days = _retention.set_retention_days
+    oldest_event_us = _retention.oldest_event_us
+    purge_before = _retention.purge_before
+    # -- a logical dump and load ----------------------------------------------------------
+    tables = _copy.tables
+    count_rows = _copy.count_rows
+    read_rows = _copy.read_rows
+    copy_progress = _copy.copy_progress
+    write_rows = _copy.write_rows
+    finish_copy = _copy.finish_copy
     # -- alerts and budgets ----------------------------------------------------------------
     alert_items = _alerts.alert_items
     every_alert_item = _alerts.every_alert_item

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
-import uuid
 from calendar import monthrange
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -32,6 +29,7 @@ from typing import Any
 
 from ...settings import resolve
 from ...store import EventFilter, Store
+from .._schedule import LeasedJob
 from ..dashboard.render import page_url
 from .notify import Notifier
 from .rules import Budget, Rule, measure_of
@@ -108,9 +106,12 @@ class _Stats:
         return found
 
 
-class Evaluator:
+class Evaluator(LeasedJob):
     """Evaluates every ``interval`` seconds on a thread of its own while it holds the lease.
     ``clock`` (seconds since the epoch) is injectable, for tests and benchmarks."""
+
+    lease = LEASE
+    thread_name = "llmtap-alerts"
 
     def __init__(
         self,
@@ -119,46 +120,19 @@ class Evaluator:
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store = store
-        self.interval = float(resolve("alert_interval", interval))
+        super().__init__(store, float(resolve("alert_interval", interval)), clock)
         self.notifier = notifier or Notifier(store)
-        self.clock = clock
-        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # -- the schedule ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self.interval > 0:
-            self._thread = threading.Thread(target=self._run, name="llmtap-alerts", daemon=True)
-            self._thread.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-        try:
-            self.store.drop_lease(LEASE, self.holder)
-        except Exception:  # the store may be closing too: the lease then simply expires
-            log.warning("could not give the alert evaluator's lease up", exc_info=True)
+        super().close()
         self.notifier.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.run_once()
-            except Exception:  # a bad cycle (the disk, a bug) must not end the schedule
-                log.exception("alert evaluation failed; retrying at the next interval")
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def run_once(self) -> int | None:
         """One cycle, if this process holds the lease: how many rules and budgets were
         evaluated (None: another process evaluates)."""
         now = int(self.clock())
         ttl = int(max(3 * self.interval, 5.0) * 1_000_000)
-        if not self.store.take_lease(LEASE, self.holder, now * 1_000_000, ttl):
+        if not self.holds_lease(now * 1_000_000, ttl):
             return None
         items = self.store.every_alert_item(["rule", "budget", "channel"])
         channels: dict[int, list[dict[str, Any]]] = {}

@@ -84,5 +84,6 @@ def dashboard_routes() -> list[BaseRoute]:
         _form("/settings/members/{user_id:int}/remove", users.remove_member),
         _form("/settings/users/{user_id:int}/delete", users.delete_user),
         _form("/settings/links/{share_id}/revoke", admin.revoke_link_form),
+        _form("/settings/retention", admin.retention_form),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -3,15 +3,19 @@ it), one's own account; and the key forms."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ...settings import resolve
 from ...store import ROLES, Store
 from ..auth import SCOPES, check_scopes, create_key
 from ..errors import ApiError
+from ..retention import NEXT_PURGE, retention_of
 from .auth import MIN_PASSWORD, User, check_csrf, require_admin, user_of
 from .render import render_page
 
@@ -20,13 +24,20 @@ __all__ = [
     "key_scopes_form",
     "managed_project",
     "path_id",
+    "retention_form",
     "revoke_key_form",
     "revoke_link_form",
     "settings_page",
 ]
 
 
-def _settings_data(store: Store, user: User) -> dict[str, Any]:
+def _iso_us(value: int | str | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(int(value) / 1_000_000, timezone.utc).isoformat()
+
+
+def _settings_data(store: Store, user: User, default_days: int) -> dict[str, Any]:
     """What this user may see of the settings: their projects with their role, and (where they
     manage) keys and members; every user for the owner."""
     projects = []
@@ -38,6 +49,13 @@ def _settings_data(store: Store, user: User) -> dict[str, Any]:
         project["keys"] = store.list_keys(project["id"]) if manages else []
         project["members"] = store.list_users(project["id"]) if manages else []
         project["links"] = store.list_shares(project["id"]) if manages else []
+        if manages:
+            own = store.retention_days(project["id"])
+            project["retention"] = {
+                "own": own,
+                "days": retention_of(store, project["id"], default_days),
+                "oldest": _iso_us(store.oldest_event_us(project["id"])),
+            }
         projects.append(project)
     return {
         "me": {"id": user.id, "name": user.name, "is_owner": user.is_owner},
@@ -45,6 +63,11 @@ def _settings_data(store: Store, user: User) -> dict[str, Any]:
         "users": store.list_users() if user.is_owner else [],
         "scopes": SCOPES,
         "roles": ROLES,
+        "retention": {
+            "default_days": default_days,
+            "keep_stats": resolve("retention_keep_stats"),
+            "next_purge": _iso_us(store.get_meta(NEXT_PURGE)),
+        },
     }
 
 
@@ -55,7 +78,9 @@ async def settings_page(
     notice: str | None = None,
 ) -> Response:
     user = user_of(request)
-    data = await run_in_threadpool(_settings_data, request.app.state.store, user)
+    data = await run_in_threadpool(
+        _settings_data, request.app.state.store, user, request.app.state.retention_days
+    )
     projects = data["projects"]
     current = request.query_params.get("project") or (projects[0]["name"] if projects else "")
     return await render_page(
@@ -125,6 +150,20 @@ async def key_scopes_form(request: Request) -> Response:
     key_id = path_id(request, "key_id")
     if not await run_in_threadpool(store.set_key_scopes, pid, key_id, scopes, env_only):
         raise ApiError(404, "no such active key in that project")
+    return RedirectResponse("/settings", status_code=303)
+
+
+async def retention_form(request: Request) -> Response:
+    """A project's own retention in days (0: forever), or empty: the server's setting."""
+    form = await check_csrf(request)
+    pid = await managed_project(request, form)
+    raw = str(form.get("days") or "").strip()
+    days: int | None = None
+    if raw:
+        if not re.fullmatch(r"[0-9]{1,6}", raw):  # not isdigit(): it takes other scripts' digits
+            raise ApiError(400, "retention: a whole number of days (0: forever), at most 999999")
+        days = int(raw)
+    await run_in_threadpool(request.app.state.store.set_retention_days, pid, days)
     return RedirectResponse("/settings", status_code=303)
 
 

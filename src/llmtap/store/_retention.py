@@ -1,0 +1,63 @@
+"""Retention: how long a project's raw events are kept, and the purge that drops older ones.
+
+A project's own number of days is a meta value (``retention_days:<project id>``), so it needs
+no table of its own and moves with ``migrate-store``; none means the server's setting. The
+purge deletes through ``_delete`` in its bounded chunks (ingest waits one chunk at most), so
+an event either counts in the stats and is listed, or (aggregates not kept) neither; with
+the aggregates kept, the raw rows, their index rows and feedback go and the stats stay.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._common import EventFilter
+from ._delete import delete_in_chunks
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteStore
+
+__all__ = ["oldest_event_us", "purge_before", "retention_days", "set_retention_days"]
+
+
+def _key(project_id: int) -> str:
+    return f"retention_days:{project_id}"
+
+
+def retention_days(store: SQLiteStore, project_id: int) -> int | None:
+    """The project's own retention in days (0: forever), or None: the server's setting."""
+    value = store.get_meta(_key(project_id))
+    return None if value is None else int(value)
+
+
+def set_retention_days(store: SQLiteStore, project_id: int, days: int | None) -> None:
+    """Give the project its own retention (0: forever), or (None) the server's again."""
+    if days is None:
+        store._write([("DELETE FROM meta WHERE key = ?", (_key(project_id),))])
+    elif days < 0:
+        raise ValueError("retention days must be 0 (forever) or more")
+    else:
+        store.set_meta(_key(project_id), str(days))
+
+
+def oldest_event_us(store: SQLiteStore, project_id: int) -> int | None:
+    """When the project's oldest stored event started (None: it has none)."""
+    row = (
+        store._reader()
+        .execute("SELECT min(started_us) FROM events WHERE project_id = ?", (project_id,))
+        .fetchone()
+    )
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def purge_before(
+    store: SQLiteStore, project_id: int, before_us: int, keep_aggregates: bool = True
+) -> int:
+    """Delete the project's events that started before ``before_us``, with their feedback and
+    index rows; their share of the stats too unless ``keep_aggregates``. Returns how many."""
+    purged = delete_in_chunks(
+        store, project_id, EventFilter(to_us=before_us), aggregates=not keep_aggregates
+    )
+    if purged:
+        store.forget_orphan_context(project_id)
+    return purged
