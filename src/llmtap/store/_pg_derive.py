@@ -26,7 +26,8 @@ from collections.abc import Iterable
 
 from . import _derive
 from ._common import EVENT_COLUMNS
-from ._pg import PgConn, PooledReader
+from ._facts import Facts
+from ._pg import PgConn
 
 __all__ = ["CHUNK", "EVERY_SEQ", "derive_chunk", "lock_data", "lock_derive", "queued"]
 
@@ -64,18 +65,25 @@ def lock_derive(conn: PgConn, project_id: int) -> None:
     _lock(conn, _DERIVE_LOCK, [project_id], "pg_advisory_xact_lock")
 
 
-def queued(reader: PooledReader) -> dict[int, int]:
+def queued(conn: PgConn) -> dict[int, int]:
     """The projects with events waiting to be derived, and the highest seq waiting."""
-    return dict(reader.execute("SELECT project_id, max(seq) FROM derive_queue GROUP BY project_id"))
+    return dict(conn.execute("SELECT project_id, max(seq) FROM derive_queue GROUP BY project_id"))
 
 
 def derive_chunk(
-    conn: PgConn, project_id: int, through: int, ids: _derive.IdCache, limit: int = CHUNK
+    conn: PgConn,
+    project_id: int,
+    through: int,
+    ids: _derive.IdCache,
+    known: dict[tuple[int, int], Facts],
+    limit: int = CHUNK,
 ) -> int:
     """Derive up to ``limit`` queued events of the project (those up to seq ``through``) in
-    ``conn``'s transaction, which holds the project's derive lock. Returns how many it took:
-    fewer than ``limit`` when none is left."""
+    ``conn``'s transaction, which holds the project's derive lock. ``known``: facts of
+    events by (project, seq), taken out as used (the others' are parsed from their body).
+    Returns how many it took: fewer than ``limit`` when none is left."""
     rows = conn.execute(_TAKE, (project_id, project_id, through, limit, project_id)).fetchall()
     if rows:
-        _derive.derive_each(conn, [(row[0], row[1:], None) for row in rows], ids)
+        todo = [(row[0], row[1:], known.pop((project_id, row[0]), None)) for row in rows]
+        _derive.derive_each(conn, todo, ids)
     return len(rows)
