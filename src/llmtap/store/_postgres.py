@@ -58,7 +58,8 @@ _INCOMING = (
 _MOVE = (
     f"WITH moved AS (INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming"
     # One order for every writer: two batches sharing ids wait for each other, never deadlock.
-    " ORDER BY project_id, id ON CONFLICT (project_id, id) DO NOTHING RETURNING seq, project_id, id),"
+    " ORDER BY project_id, id ON CONFLICT (project_id, id) DO NOTHING"
+    " RETURNING seq, project_id, id),"
     " queued AS (INSERT INTO derive_queue (project_id, seq) SELECT project_id, seq FROM moved)"
     " SELECT seq, project_id, id FROM moved"
 )
