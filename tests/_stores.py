@@ -49,11 +49,14 @@ class StoreBackend:
         """A store on ``db`` (one more, when one is open on it already: what another server
         process is). ``derive_delay``: how long stored events may wait to be derived, for a
         test that wants them waiting; the backend's default when None."""
-        # PostgreSQL derives in the transaction that stores the events: nothing waits.
-        if derive_delay is not None and self.name == "sqlite":
-            store: Store = SQLiteStore(db, derive_delay=derive_delay)
+        if derive_delay is None:
+            store: Store = open_store(db)
+        elif self.name == "sqlite":
+            store = SQLiteStore(db, derive_delay=derive_delay)
         else:
-            store = open_store(db)
+            from llmtap.store._postgres import PostgresStore  # psycopg: PostgreSQL runs only
+
+            store = PostgresStore(db, derive_delay=derive_delay)
         self._open.append(store)
         return store
 

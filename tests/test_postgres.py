@@ -136,6 +136,7 @@ def test_every_key_of_project_data_holds_the_project(database: str) -> None:
         "testcases",
         "testruns",
         "testresults",
+        "derive_queue",
     }
 
 
@@ -300,8 +301,9 @@ def test_a_store_reopened_reads_what_another_wrote(postgres: Postgres, database:
 def test_kill_9_of_a_server_mid_batch_leaves_the_aggregates_exact(
     tmp_path: Path, database: str
 ) -> None:
-    """Events and what is derived from them commit together: a process killed mid-batch
-    leaves both or neither, never events missing from the stats (or counted twice)."""
+    """Events and their place in the derive queue commit together, and a chunk's derived
+    rows with its removal from the queue: a process killed mid-batch, or mid-derivation,
+    leaves no event missing from the stats (or counted twice)."""
     (tmp_path / "a").mkdir()
     srv = start_server(tmp_path / "a", db=database)
     key = srv.new_key()

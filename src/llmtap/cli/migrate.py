@@ -40,6 +40,7 @@ def migrate_store(source: str, target: str, batch_size: int, progress: bool) -> 
         raise
     try:
         click.echo(f"copying {describe_db(source)} to {describe_db(target)}", err=True)
+        src.catch_up()  # every stored event counted in the aggregates that are copied
         mismatches = _copy(src, dst, batch_size, progress)
     finally:
         dst.close()

@@ -28,7 +28,9 @@ __all__ = ["copy_progress", "count_rows", "finish_copy", "read_rows", "tables", 
 
 # Copied first, in this order: every foreign key of the schema points at one of them.
 _FIRST = ("projects", "users")
-_SKIPPED_TABLES = {"_llmtap_migrations", "events_text", "alert_lease"}
+# Derivation's own state is not copied: the source derives everything first (``catch_up``),
+# so PostgreSQL's queue of events to derive is empty, and SQLite keeps a watermark instead.
+_SKIPPED_TABLES = {"_llmtap_migrations", "events_text", "alert_lease", "derive_queue"}
 _PROGRESS = "migrate_store:"
 # Not LIKE: "_" is one of its wildcards.
 _META_FILTER = (

@@ -454,6 +454,18 @@ PG_MIGRATIONS: list[Step] = [
             "CREATE INDEX testresults_by_case ON testresults (project_id, case_id)",
         ),
     ),
+    (
+        # PostgreSQL only: the events stored and not derived yet (see ``_pg_derive``). SQLite
+        # needs no such table: its seqs are given in commit order, so a watermark does.
+        "pg006_derive_queue",
+        (
+            """CREATE TABLE derive_queue (
+                project_id BIGINT NOT NULL,
+                seq BIGINT NOT NULL,
+                PRIMARY KEY (project_id, seq)
+            )""",
+        ),
+    ),
 ]
 
 

@@ -29,8 +29,10 @@ _MAX_TSVECTOR_BYTES = 900_000
 def tokens(text: str) -> list[str]:
     """The distinct searchable tokens of ``text``: letters and digits, lower case, without
     diacritics, in order of first appearance."""
-    folded = unicodedata.normalize("NFKD", text.lower())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    folded = text.lower()
+    if not folded.isascii():  # ASCII has no diacritic to take off: most texts skip this walk
+        folded = unicodedata.normalize("NFKD", folded)
+        folded = "".join(c for c in folded if not unicodedata.combining(c))
     out: dict[str, None] = {}
     size = 0
     for token in _TOKEN.findall(folded):

@@ -4,30 +4,33 @@ the database alone.
 The methods are the same plain functions as SQLite's (``_queries``, ``_admin``, ``_users``,
 ``_delete``), run through the adaptor of ``_pg``: ``_reader()`` and ``_write(statements)``
 mean what they mean on SQLite, and ``?`` placeholders work. What differs is here and in
-``_pg_text`` (the text index), ``_pg_migrations`` (the schema).
+``_pg_text`` (the text index), ``_pg_migrations`` (the schema), ``_pg_derive`` (derivation).
 
 Ingest: a batch is copied (``COPY``) into a temporary table, then moved into ``events`` with
 ``INSERT ... ON CONFLICT DO NOTHING``, which skips ids already stored, by whichever process,
-and derived (aggregates, indexes, templates: ``_derive``) in the same transaction. So the
-aggregates count exactly the committed events, whatever process is killed when: there is no
-watermark to catch up with, and ``catch_up`` has nothing to do. Everything that changes a
-project's derived rows (ingest, feedback, repricing, deletes) holds a transaction-scoped
-advisory lock on the project, so two processes never interleave their read-modify-writes of
-the same aggregate rows (and cannot deadlock on them).
+and the new events are queued for derivation in the same statement. Deriving them
+(aggregates, indexes, templates: ``_derive``) follows after the commit, in chunks of
+thousands, on a thread of each process, as on SQLite: upserting the aggregate rows of every
+batch in its own transaction, under the project's lock, made 60% of ingest's time and let
+one process ingest a project at a time (see ``_pg_derive``, and BENCHMARKS.md). Reads that
+use the derived tables catch up first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from . import _derive
+from . import _derive, _pg_derive
 from ._common import EVENT_COLUMNS, StoreUnavailable, mask_url
+from ._facts import Facts
 from ._pg import (
     PgConn,
     PooledReader,
@@ -38,9 +41,11 @@ from ._pg import (
     param,
 )
 from ._pg_migrations import migrate_postgres
-from ._sqlite import SQLiteStore
+from ._sqlite import DERIVE_DELAY, DERIVE_EVENTS, SQLiteStore, _Deriver
 
 __all__ = ["PostgresStore"]
+
+log = logging.getLogger("llmtap.store")
 
 _COLUMNS = ", ".join(EVENT_COLUMNS)
 _PROJECT = EVENT_COLUMNS.index("project_id")
@@ -51,12 +56,17 @@ _INCOMING = (
     f" SELECT {_COLUMNS} FROM events WITH NO DATA"
 )
 _MOVE = (
-    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming"
+    f"WITH moved AS (INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming"
     # One order for every writer: two batches sharing ids wait for each other, never deadlock.
-    " ORDER BY project_id, id ON CONFLICT (project_id, id) DO NOTHING RETURNING seq, project_id, id"
+    " ORDER BY project_id, id ON CONFLICT (project_id, id) DO NOTHING"
+    " RETURNING seq, project_id, id),"
+    " queued AS (INSERT INTO derive_queue (project_id, seq) SELECT project_id, seq FROM moved)"
+    " SELECT seq, project_id, id FROM moved"
 )
-# The first key of the projects' advisory locks (the second is the project's id).
-_PROJECT_LOCK = 7420
+# Past this many events stored by this process and not derived (derivation falling behind),
+# ingest derives before it answers: the queue, and the wait of a read that catches up, stay
+# bounded.
+_DERIVE_AT_MOST = 3 * DERIVE_EVENTS
 # Connections per process: the server's worker threads share them.
 POOL_SIZE = 16
 
@@ -72,8 +82,13 @@ class PostgresStore:
 
     backend = "postgresql"
 
-    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, pool_size: int = POOL_SIZE, derive_delay: float = DERIVE_DELAY
+    ) -> None:
+        """``derive_delay``: at most how long stored events wait to be derived when no read
+        asks for them (see ``_pg_derive``)."""
         self._url = url
+        self.derive_delay = derive_delay
         try:
             with connect(url) as conn:
                 self.applied_migrations = migrate_postgres(conn)
@@ -85,6 +100,16 @@ class PostgresStore:
         self._pool = open_pool(url, pool_size)
         self._readers = PooledReader(self._pool)
         self._ids = _derive.IdCache()
+        self._stored = 0  # events this process stored since it last derived
+        # The facts of the events this process stored and has not derived, by (project, seq):
+        # the deriver need not parse their bodies again (a fifth of its time). Those another
+        # process derives stay, until there are too many (``insert_events``).
+        self._facts: dict[tuple[int, int], Facts] = {}
+        self._stored_lock = threading.Lock()
+        # One thread of the process derives at a time; the others wait here, not holding a
+        # pooled connection while they wait for the project's derive lock.
+        self._deriving = threading.Lock()
+        self._deriver = _Deriver(self, self.catch_up)
 
     def __repr__(self) -> str:
         return f"PostgresStore({mask_url(self._url)!r})"
@@ -114,22 +139,55 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _transaction(self, project_id: int) -> Iterator[PgConn]:
-        """A write transaction holding the project's lock (see the module's docstring)."""
+        """A write transaction on the project in which every event stored is derived, and
+        no other is stored: what the modules that adjust the derived tables need (feedback,
+        ``_delete``, repricing). See ``_pg_derive``."""
         with self._connection() as raw, raw.transaction():
             conn = PgConn(raw)
-            self._lock(conn, [project_id])
-            yield conn
+            _pg_derive.lock_data(conn, [project_id])
+            _pg_derive.lock_derive(conn, project_id)
+            try:
+                while self._derive_chunk(conn, project_id, _pg_derive.EVERY_SEQ):
+                    pass
+                yield conn
+            except BaseException:
+                self._ids.clear()  # it may hold ids of rows rolled back
+                raise
 
-    @staticmethod
-    def _lock(conn: PgConn, project_ids: Iterable[int]) -> None:
-        for project_id in sorted(set(project_ids)):  # one order: no deadlock
-            conn.execute("SELECT pg_advisory_xact_lock(?, ?)", (_PROJECT_LOCK, project_id % 2**31))
+    def _derive_chunk(self, conn: PgConn, project_id: int, through: int) -> bool:
+        """Derive a chunk of the project's queue; False when nothing is left."""
+        taken = _pg_derive.derive_chunk(conn, project_id, through, self._ids, self._facts)
+        return taken == _pg_derive.CHUNK
 
     def close(self) -> None:
+        self._deriver.close()
+        try:
+            self.catch_up()
+        except StoreUnavailable as e:  # what waits is derived by the next process to open
+            log.warning("events left to derive at close: %s", e)
         self._pool.close()
 
     def catch_up(self) -> None:
-        """Nothing to do: events are derived in the transaction that stores them."""
+        """Derive every event stored so far, by this process or another: the queue as it is
+        now, project by project, a chunk a transaction. Cheap (one query) when it is empty."""
+        with self._connection() as raw:  # PostgreSQL down: StoreUnavailable, as elsewhere
+            waiting = _pg_derive.queued(PgConn(raw))
+        if not waiting:
+            return
+        with self._deriving:
+            for project_id, through in sorted(waiting.items()):
+                more = True
+                while more:
+                    with self._connection() as raw, raw.transaction():
+                        conn = PgConn(raw)
+                        _pg_derive.lock_derive(conn, project_id)
+                        try:
+                            more = self._derive_chunk(conn, project_id, through)
+                        except BaseException:
+                            self._ids.clear()
+                            raise
+            with self._stored_lock:
+                self._stored = 0
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -144,17 +202,25 @@ class PostgresStore:
             with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row([param(v) for v in row])
-            conn = PgConn(raw)
-            self._lock(conn, (row[_PROJECT] for row in rows))
-            seqs = {(p, i): seq for seq, p, i in cur.execute(_MOVE).fetchall()}
-            todo = []
+            _pg_derive.lock_data(PgConn(raw), (row[_PROJECT] for row in rows), shared=True)
+            moved = cur.execute(_MOVE).fetchall()
+        stored = len(moved)
+        with self._stored_lock:
+            self._stored += stored
+            waiting = self._stored
+            if len(self._facts) > 2 * _DERIVE_AT_MOST:
+                self._facts.clear()
+            seqs = {(p, i): seq for seq, p, i in moved}
             for row in rows:
-                seq = seqs.pop((row[_PROJECT], param(row[_ID])), None)
-                if seq is not None:
-                    todo.append((seq, row, getattr(row, "facts", None)))
-            if todo:
-                _derive.derive_each(conn, todo, self._ids)
-        return len(todo)
+                seq = seqs.get((row[_PROJECT], param(row[_ID])))
+                facts = getattr(row, "facts", None)
+                if seq is not None and facts is not None:
+                    self._facts[row[_PROJECT], seq] = facts
+        if waiting >= _DERIVE_AT_MOST:
+            self.catch_up()
+        elif waiting >= DERIVE_EVENTS:
+            self._deriver.wake()
+        return stored
 
     def insert_feedback(
         self,

@@ -26,7 +26,7 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from . import (
 )
 from ._bulk import insert_many
 from ._checkpoint import WAL_AUTOCHECKPOINT_PAGES, Checkpointer
-from ._common import EVENT_COLUMNS
+from ._common import EVENT_COLUMNS, StoreUnavailable
 from ._delete import deleted_epoch
 from ._facts import Facts
 from ._migrations import migrate_sqlite
@@ -275,7 +275,7 @@ class SQLiteStore:
         self._checkpointer = Checkpointer(self._connect) if self.path != ":memory:" else None
         # What a crash left underived (or another process: it derives it too, later) first.
         self.catch_up()
-        self._deriver = _Deriver(self)
+        self._deriver = _Deriver(self, self._derive_waiting)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -466,6 +466,12 @@ class SQLiteStore:
         if self._checkpointer is not None:
             self._checkpointer.committed()
 
+    def _derive_waiting(self) -> None:
+        """The deriver's turn: what this process committed, if anything waits."""
+        if self._underived:
+            with self._write_lock:
+                self._derive()
+
     @staticmethod
     def _stored_underived(
         conn: sqlite3.Connection, after: int, known: set[int]
@@ -504,11 +510,13 @@ class SQLiteStore:
 
 
 class _Deriver:
-    """The thread that derives (see ``_derive``): every ``derive_delay`` seconds, or at once
-    when ``DERIVE_EVENTS`` wait."""
+    """The thread that derives (see ``_derive``): ``work`` every ``store.derive_delay``
+    seconds, or at once when woken (``DERIVE_EVENTS`` wait). The PostgreSQL store runs one
+    too."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Any, work: Callable[[], None]) -> None:
         self._store = store
+        self._work = work
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="llmtap-derive", daemon=True)
@@ -523,14 +531,12 @@ class _Deriver:
         self._thread.join(30)
 
     def _run(self) -> None:
-        store = self._store
         while not self._stopping:
-            self._wake.wait(store.derive_delay)
+            self._wake.wait(self._store.derive_delay)
             self._wake.clear()
-            if not store._underived:
-                continue
             try:
-                with store._write_lock:
-                    store._derive()
+                self._work()
+            except StoreUnavailable as e:  # PostgreSQL restarting, say: no traceback each turn
+                log.warning("deriving stats and indexes failed (%s); retrying", e)
             except Exception:  # a full disk, say: the events wait, and the next turn retries
                 log.exception("deriving stats and indexes failed; retrying")
