@@ -219,18 +219,29 @@ def _from_aggregates(
     bucket = f"a.bucket - a.bucket % {LEVELS[TIME_GROUPS[time_group]]}" if time_group else "0"
     dims = [f"d.{d}" if d in keyer.group_by else "NULL" for d in DIMS]
     wanted_attr = any(g.startswith("attributes.") for g in keyer.group_by)
-    attr = "v.value" if attr_key is not None and wanted_attr else "NULL"
-    keys = [bucket, *dims, attr]
+    wanted_attr = wanted_attr and attr_key is not None
+    keys = [bucket, *dims]
+    # Grouped by what varies only (a constant key would make SQLite sort every row, blobs
+    # and all), an attribute by its value's id, first: rows come in that order (agg's key).
+    group = [str(i + 1) for i, k in enumerate(keys) if k not in ("0", "NULL")]
+    if wanted_attr:
+        keys.append("min(v.value)")
+        group.insert(0, "a.attr_id")
+    else:
+        keys.append("NULL")
     sql = (
         f"SELECT {', '.join(keys)}, sum(a.n), sum(a.errors), sum(a.input_tokens),"
         " sum(a.output_tokens), sum(a.cost), sum(a.priced), llmtap_hist_sum(a.lat),"
         " llmtap_hist_sum(a.ttft), sum(a.rating_sum), sum(a.rating_n)"
         f" FROM agg a JOIN agg_dims d ON d.id = a.dims_id {join_attr}"
-        f" WHERE {' AND '.join(where)} GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
+        f" WHERE {' AND '.join(where)}" + (f" GROUP BY {', '.join(group)}" if group else "")
+        # No grouping: one row, of NULLs when nothing matched (skipped below).
     )
     n_dims = len(DIMS)
     decode = _hist.decode
     for row in conn.execute(sql, params):
+        if row[2 + n_dims] is None:
+            continue
         attrs = (row[1 + n_dims],) if wanted_attr else ()
         key = keyer.key(row[0], row[1 : 1 + n_dims], attrs)
         g = groups.get(key)
