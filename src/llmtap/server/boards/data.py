@@ -12,16 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from ...store import EventFilter, Store
+from ...store import BUCKET_SECONDS, EventFilter, Store, bucket_start
 from ..query import SELECTING, event_filter
-from .spec import RANGES, TIME_VIEWS, TOTAL_VIEWS, Panel, Spec
+from .spec import ALIASES, RANGES, TIME_VIEWS, TOTAL_VIEWS, Panel, Spec
 
 __all__ = ["board_data", "panel_query"]
+
+# A store call answering some of a board's queries: (query index, answer) pairs.
+_Call = Callable[[], list[tuple[int, Any]]]
 
 # The store calls of a board run at once on these threads. One pool for the process, so its
 # threads (and the store's reader connection each keeps, with its warm page cache) last.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="llmtap-board")
-_BUCKET_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 def _iso(second: float) -> str:
@@ -56,11 +58,10 @@ def panel_query(spec: Spec, panel: Panel, now: float) -> dict[str, str]:
         params.update(tr.dump())  # as given
     elif start is not None:
         # Whole buckets, so the first point is not a sliver of one.
-        size = _BUCKET_SECONDS[bucket]
-        params["from"] = _iso(start // size * size)
+        params["from"] = _iso(bucket_start(bucket, int(start)))
     group_by = [bucket] if panel.view in TIME_VIEWS else []
     if panel.group_by and panel.view not in TOTAL_VIEWS:
-        group_by.append(panel.group_by)
+        group_by.append(ALIASES.get(panel.group_by, panel.group_by))
     if group_by:
         params["group_by"] = ",".join(group_by)
     return params
@@ -75,22 +76,23 @@ def _filter(params: dict[str, str], environment: str | None) -> EventFilter:
 
 def _stats_batched(
     store: Store, project_id: int, queries: list[dict[str, str]], environment: str | None
-) -> list[Callable[[], list[tuple[int, dict[str, Any]]]]]:
+) -> list[_Call]:
     """Store calls that together answer every query, each yielding (query index, stats
     answer) pairs, asking the store as few times as it can: queries that select the same
     events share one ``stats_many`` pass per time bucket (a board's panels mostly do). A
     grouping by an attribute is asked alone: in a shared pass it would leave out, for every
-    other grouping, the events without that attribute."""
-    calls: list[Callable[[], list[tuple[int, dict[str, Any]]]]] = []
+    other grouping, the events without that attribute; so is one by ``api``, which only the
+    events have (it would turn the whole pass into a read of the events)."""
+    calls: list[_Call] = []
     batches: dict[tuple[tuple[str, str], ...], dict[str | None, list[int]]] = {}
     for i, params in enumerate(queries):
         group_by = [g for g in params.get("group_by", "").split(",") if g]
-        if any(g.startswith("attributes.") for g in group_by):
+        if any(g.startswith("attributes.") or g == "api" for g in group_by):
             f = _filter(params, environment)
             calls.append(functools.partial(_one, store, project_id, i, f, group_by))
             continue
         selecting = tuple(sorted((k, v) for k, v in params.items() if k != "group_by"))
-        bucket = next((g for g in group_by if g in _BUCKET_SECONDS), None)
+        bucket = next((g for g in group_by if g in BUCKET_SECONDS), None)
         batches.setdefault(selecting, {}).setdefault(bucket, []).append(i)
     for selecting, by_bucket in batches.items():
         # Groupings without a time bucket ride along with the first batch that has one.

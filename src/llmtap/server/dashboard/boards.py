@@ -18,7 +18,7 @@ from ...store import Store
 from ..auth import hash_key
 from ..boards.api import access, create_board, read_board, templates_offered
 from ..boards.data import board_data
-from ..boards.spec import BUCKETS, GROUP_BYS, MEASURES, RANGES, VIEWS, parse_board
+from ..boards.spec import ALIASES, BUCKETS, GROUP_BYS, MEASURES, RANGES, VIEWS, parse_board
 from ..errors import ApiError
 from .auth import check_csrf
 from .pages import Context
@@ -39,6 +39,7 @@ _CHOICES = {
     "views": list(VIEWS),
     "buckets": list(BUCKETS),
     "group_bys": list(GROUP_BYS),
+    "aliases": ALIASES,
     "ranges": list(RANGES),
 }
 

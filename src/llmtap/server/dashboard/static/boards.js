@@ -46,7 +46,9 @@ document.addEventListener("DOMContentLoaded", () => {
   // -- values -------------------------------------------------------------------------------
   const measureOf = (group, measure) =>
     choices.measures[measure].reduce((v, k) => (v == null ? null : v[k]), group);
-  const groupOf = (panel, group) => (panel.group_by ? group.key[panel.group_by] : null);
+  // The field a panel groups by, as its query names it ("user" is attributes.user).
+  const groupField = (panel) => panel.group_by && (choices.aliases[panel.group_by] || panel.group_by);
+  const groupOf = (panel, group) => (panel.group_by ? group.key[groupField(panel)] : null);
   const label = (v) => (v === null || v === undefined ? "(none)" : String(v));
   const fmt = (v, measure) => {
     if (v == null) return "–";
@@ -54,7 +56,7 @@ document.addEventListener("DOMContentLoaded", () => {
     return Math.abs(v) < 10 && !Number.isInteger(v) ? v.toFixed(4) : Math.round(v).toLocaleString();
   };
   const seconds = (iso) => Math.floor(Date.parse(iso) / 1000);
-  const bucketSeconds = { minute: 60, hour: 3600, day: 86400 };
+  const bucketSeconds = { minute: 60, hour: 3600, day: 86400, week: 604800 };
 
   // The events page with the panel's filters, and the clicked bucket or group, filled in.
   function drill(panelData, panel, group, bucketStart) {
@@ -66,7 +68,7 @@ document.addEventListener("DOMContentLoaded", () => {
       params.from = new Date(bucketStart * 1000).toISOString();
       params.to = new Date((bucketStart + bucketSeconds[bucket]) * 1000).toISOString();
     }
-    if (group != null && panel.group_by) params[panel.group_by] = String(group);
+    if (group != null && panel.group_by) params[groupField(panel)] = String(group);
     window.location.href = withProject("/events", params);
   }
 
