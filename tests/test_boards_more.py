@@ -8,12 +8,13 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import httpx2
 import pytest
 
 from ._stores import STORE_BACKENDS
 from .conftest import Project, server_on_each_backend
 from .test_boards_api import BOARDS, call, ok
-from .test_server import event, post_events
+from .test_server import assert_error_shape, event, post_events
 
 # Every test here runs on a server of each store backend.
 server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
@@ -102,3 +103,85 @@ def test_a_week_bucket_and_api_grouping_on_the_stats_api(project: Project) -> No
     assert sum(g["count"] for g in answer["groups"]) == len(events)
     bad = project.server.get("/api/v1/stats", project.key, group_by="week,day")
     assert bad.status_code == 400 and "week" in bad.json()["error"]
+
+
+def test_a_published_link_shows_the_events_behind_a_panel_only_when_allowed(
+    project: Project,
+) -> None:
+    day = datetime(2026, 9, 2, tzinfo=timezone.utc)
+    events = [
+        event(
+            model=model,
+            started_at=(day + timedelta(days=i % 2, hours=i)).isoformat(),
+            output_text=f"<b>answer {i}</b> of {model}",
+            attributes={"team": "red"},
+        )
+        for i, model in enumerate(["gpt-4o", "o3"] * 3)
+    ]
+    ok(post_events(project, events))
+    panels = [
+        {"id": "models", "measures": ["requests"], "view": "table", "group_by": "model"},
+        {"id": "daily", "measures": ["requests"], "view": "line"},
+        {"id": "total", "measures": ["requests"], "view": "number"},
+        {
+            "id": "red",
+            "measures": ["requests"],
+            "view": "bars",
+            "group_by": "attributes.team",
+            "filters": {"attributes.team": "red"},
+        },
+    ]
+    time_range = {"from": day.isoformat(), "to": (day + timedelta(days=3)).isoformat()}
+    spec = {"time_range": time_range, "bucket": "day", "panels": panels}
+    board = ok(call(project, "POST", BOARDS, {"name": "drill", "spec": spec}), 201)
+    shares = f"{BOARDS}/{board['id']}/shares"
+    closed = ok(call(project, "POST", shares, {}), 201)
+    opened = ok(call(project, "POST", shares, {"allow_bodies": True}), 201)
+    base = project.server.url
+
+    def get(link: dict[str, Any], **params: str) -> Any:
+        return httpx2.get(base + link["url"] + "/events", params=params)
+
+    # Not allowed: nothing, as for a link that does not exist; the page offers no click.
+    assert_error_shape(get(closed, panel="models"), 404)
+    assert 'data-bodies="0"' in httpx2.get(base + closed["url"]).text
+    assert 'data-bodies="1"' in httpx2.get(base + opened["url"]).text
+
+    page = get(opened, panel="models", group="o3")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    shown = {i for i in range(6) if f"answer {i}</b>" in page.text.replace("&lt;/b&gt;", "</b>")}
+    assert shown == {1, 3, 5}  # o3's, and only them
+    assert "<b>answer" not in page.text and "&lt;b&gt;answer 1" in page.text  # escaped
+    first_day = get(opened, panel="daily", bucket=str(int(day.timestamp()) + 3600))
+    assert first_day.status_code == 200
+    assert "answer 0" in first_day.text and "answer 1" not in first_day.text
+    assert "answer 4" in first_day.text and "answer 5" not in first_day.text
+    every = get(opened, panel="total")
+    assert all(f"answer {i}" in every.text for i in range(6))
+
+    # The request only narrows the board's own query: everything else is refused, < 500.
+    hostile: list[tuple[dict[str, str], int]] = [
+        ({"panel": "models", "model": "gpt-4o"}, 400),
+        ({"panel": "models", "project": "x"}, 400),
+        ({"panel": "models", "attributes.team": "blue"}, 400),
+        ({"panel": "nope"}, 404),
+        ({}, 404),
+        ({"panel": "daily", "group": "o3"}, 400),  # not grouped
+        ({"panel": "models", "bucket": "1"}, 400),  # not over time
+        ({"panel": "daily", "bucket": "-1"}, 400),
+        ({"panel": "daily", "bucket": "1e9"}, 400),
+        ({"panel": "daily", "bucket": "9" * 40}, 400),
+        ({"panel": "daily", "bucket": "١٢"}, 400),
+        ({"panel": "red", "group": "blue"}, 400),  # outside the panel's filter
+        ({"panel": "models", "group": "x" * 1001}, 400),
+        ({"panel": "models", "group": "<script>alert(1)</script>"}, 200),
+    ]
+    for params, status in hostile:
+        answer = get(opened, **params)
+        assert answer.status_code == status, (params, answer.text)
+    twice = httpx2.get(base + opened["url"] + "/events?panel=models&panel=total")
+    assert_error_shape(twice, 400)
+    escaped = get(opened, panel="models", group="<script>alert(1)</script>").text
+    assert "<script>alert(1)" not in escaped and "&lt;script&gt;alert(1)" in escaped
+    ok(call(project, "DELETE", f"{shares}/{opened['id']}"))
+    assert_error_shape(get(opened, panel="models"), 404)

@@ -13,10 +13,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ...store import BUCKET_SECONDS, EventFilter, Store, bucket_start
+from ..errors import ApiError
 from ..query import SELECTING, event_filter
 from .spec import ALIASES, RANGES, TIME_VIEWS, TOTAL_VIEWS, Panel, Spec
 
-__all__ = ["board_data", "panel_query"]
+__all__ = ["board_data", "drill_filter", "panel_query"]
 
 # A store call answering some of a board's queries: (query index, answer) pairs.
 _Call = Callable[[], list[tuple[int, Any]]]
@@ -65,6 +66,38 @@ def panel_query(spec: Spec, panel: Panel, now: float) -> dict[str, str]:
     if group_by:
         params["group_by"] = ",".join(group_by)
     return params
+
+
+def drill_filter(
+    spec: Spec, panel: Panel, now: float, group: str | None, bucket: int | None
+) -> EventFilter:
+    """The events behind a panel's point, bar or row: the panel's own query (at ``now``),
+    narrowed to one value of its group-by and/or one of its time buckets (the one holding
+    second ``bucket``), never widened: a published link's drill-down reaches no other events."""
+    params = panel_query(spec, panel, now)
+    group_by = params.get("group_by", "").split(",")
+    f = _filter(params, None)
+    if group is not None:
+        field = next((g for g in group_by if g and g not in BUCKET_SECONDS), None)
+        if field is None:
+            raise ApiError(400, "group: this panel has no group-by")
+        key = field.removeprefix("attributes.")
+        held = f.attributes.get(key) if field.startswith("attributes.") else getattr(f, field)
+        if held is not None and held != group:  # outside the panel's own filter
+            raise ApiError(400, "group: not a group of this panel")
+        if field.startswith("attributes."):
+            f.attributes = {**f.attributes, key: group}
+        else:
+            setattr(f, field, group)
+    if bucket is not None:
+        size_of = next((g for g in group_by if g in BUCKET_SECONDS), None)
+        if size_of is None:
+            raise ApiError(400, "bucket: this panel is not drawn over time")
+        lo = bucket_start(size_of, bucket) * 1_000_000
+        hi = lo + BUCKET_SECONDS[size_of] * 1_000_000
+        f.from_us = lo if f.from_us is None else max(f.from_us, lo)
+        f.to_us = hi if f.to_us is None else min(f.to_us, hi)
+    return f
 
 
 def _filter(params: dict[str, str], environment: str | None) -> EventFilter:

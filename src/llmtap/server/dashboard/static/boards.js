@@ -58,9 +58,18 @@ document.addEventListener("DOMContentLoaded", () => {
   const seconds = (iso) => Math.floor(Date.parse(iso) / 1000);
   const bucketSeconds = { minute: 60, hour: 3600, day: 86400, week: 604800 };
 
-  // The events page with the panel's filters, and the clicked bucket or group, filled in.
+  // The events page with the panel's filters, and the clicked bucket or group, filled in. On a
+  // published link, its read-only list of them, when the maker allowed it (the server takes
+  // only the panel, group and bucket: every filter comes from the board).
   function drill(panelData, panel, group, bucketStart) {
-    if (shared) return;
+    if (shared) {
+      if (app.dataset.bodies !== "1") return;
+      const q = { panel: panel.id };
+      if (group != null && panel.group_by) q.group = String(group);
+      if (bucketStart != null) q.bucket = String(bucketStart);
+      window.location.href = shared + "/events?" + new URLSearchParams(q).toString();
+      return;
+    }
     const params = { ...panelData.query };
     delete params.group_by;
     const bucket = (panelData.query.group_by || "").split(",").find((g) => g in bucketSeconds);
@@ -327,8 +336,10 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     $("publish-board").addEventListener("click", async () => {
       const days = $("publish-days").value;
+      const body = days ? { expires_in_days: Number(days) } : {};
+      if ($("publish-bodies").checked) body.allow_bodies = true;
       try {
-        const link = await api("POST", `/api/v1/boards/${board.id}/shares`, days ? { expires_in_days: Number(days) } : {});
+        const link = await api("POST", `/api/v1/boards/${board.id}/shares`, body);
         const url = new URL(link.url, window.location.href).toString();
         $("publish-result").hidden = false;
         $("publish-result").replaceChildren("Read-only link (shown once): ", el("code", { id: "share-link", "data-copy": "", text: url }));
