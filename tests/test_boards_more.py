@@ -10,9 +10,11 @@ from typing import Any
 
 import httpx2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ._stores import STORE_BACKENDS
-from .conftest import Project, server_on_each_backend
+from .conftest import Project, Server, server_on_each_backend
 from .test_boards_api import BOARDS, call, ok
 from .test_server import assert_error_shape, event, post_events
 
@@ -171,6 +173,10 @@ def test_a_published_link_shows_the_events_behind_a_panel_only_when_allowed(
         ({"panel": "daily", "bucket": "-1"}, 400),
         ({"panel": "daily", "bucket": "1e9"}, 400),
         ({"panel": "daily", "bucket": "9" * 40}, 400),
+        ({"panel": "daily", "bucket": "999999999999"}, 400),  # past the year 9999
+        ({"panel": "daily", "bucket": "253399622400"}, 200),  # 9999-12-01
+        ({"panel": "daily", "bucket": "0" * 5000 + "1"}, 400),
+        ({"panel": "daily", "bucket": ""}, 400),
         ({"panel": "daily", "bucket": "١٢"}, 400),
         ({"panel": "red", "group": "blue"}, 400),  # outside the panel's filter
         ({"panel": "models", "group": "x" * 1001}, 400),
@@ -185,3 +191,46 @@ def test_a_published_link_shows_the_events_behind_a_panel_only_when_allowed(
     assert "<script>alert(1)" not in escaped and "&lt;script&gt;alert(1)" in escaped
     ok(call(project, "DELETE", f"{shares}/{opened['id']}"))
     assert_error_shape(get(opened, panel="models"), 404)
+
+
+@pytest.fixture(scope="module")
+def drill_link(server: Server) -> str:
+    """A link with events allowed to a board of a panel of each kind (its own project)."""
+    project = Project(server.new_key(), server)
+    ok(post_events(project, _events()))
+    panels = [
+        {"id": "weekly", "measures": ["requests"], "view": "area", "bucket": "week"},
+        {"id": "users", "measures": ["requests"], "view": "bars", "group_by": "user"},
+        {"id": "apis", "measures": ["requests"], "view": "line", "group_by": "api"},
+        {"id": "n", "measures": ["requests"], "view": "number"},
+    ]
+    spec = {"time_range": {"last": "all"}, "panels": panels}
+    board = ok(call(project, "POST", BOARDS, {"name": "fuzz", "spec": spec}), 201)
+    link = ok(call(project, "POST", f"{BOARDS}/{board['id']}/shares", {"allow_bodies": True}), 201)
+    return server.url + link["url"] + "/events"
+
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+_DRILL_QUERIES = st.lists(
+    st.tuples(
+        st.sampled_from(["panel", "group", "bucket", "from", "to", "project", "attributes.user"])
+        | _TEXT,
+        st.sampled_from(["weekly", "users", "apis", "n", "ana", "chat", "0", "1788000000"])
+        | _TEXT
+        | st.integers(-(2**70), 2**70).map(str),
+    ),
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=_DRILL_QUERIES)
+def test_hostile_drill_down_queries_answer_4xx_never_500(
+    drill_link: str, query: list[tuple[str, str]]
+) -> None:
+    response = httpx2.get(drill_link, params=query, headers={"accept": "text/html"})
+    assert response.status_code in (200, 400, 404), (query, response.text[:300])

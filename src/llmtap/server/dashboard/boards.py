@@ -155,11 +155,16 @@ def _iso_us(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, timezone.utc).isoformat()
 
 
+# Seconds since 1970 of the year 10000: a later bucket is no date (and no event's).
+_LAST_SECOND = 253_402_300_800
+
+
 def _drill_bucket(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
-        raise ApiError(400, "bucket: a time in seconds since 1970")
+    ok = value.isascii() and value.isdigit() and len(value) <= 20
+    if not ok or int(value) >= _LAST_SECOND - 604_800:  # a week's room for the bucket's end
+        raise ApiError(400, "bucket: a time in seconds since 1970, before the year 10000")
     return int(value)
 
 
