@@ -369,7 +369,9 @@ def _alerts(project: Project, seed: Seeded) -> None:
 def _boards(server: Server, seed: Seeded) -> None:
     """A board of each kind in the main project, published: its name is on the boards list,
     its page and the published one; its panels (drawn by the page's script from JSON) carry
-    payloads in their title, filter and group-by, checked for leaks wherever they are."""
+    payloads in their title, filter and group-by, checked for leaks wherever they are. The
+    links allow the events behind a panel: panel ``drill`` (by model, all time) lists the
+    hostile events' summaries."""
     key = server.new_key(seed.projects[0])
     for kind in KINDS:
         panel = {
@@ -379,11 +381,20 @@ def _boards(server: Server, seed: Seeded) -> None:
             "group_by": "attributes." + payload("attr_key", kind),
             "filters": {"model": payload("model", kind)},
         }
-        board = {"name": seed.tagged("board_name", kind), "spec": {"panels": [panel]}}
+        drill = {
+            "id": "drill",
+            "measures": ["requests"],
+            "view": "table",
+            "group_by": "model",
+            "time_range": {"last": "all"},
+        }
+        board = {"name": seed.tagged("board_name", kind), "spec": {"panels": [panel, drill]}}
         made = server.post("/api/v1/boards", key, json=board)
         assert made.status_code == 201, made.text
         seed.board_ids.append(made.json()["id"])
-        link = server.post(f"/api/v1/boards/{made.json()['id']}/shares", key, json={})
+        link = server.post(
+            f"/api/v1/boards/{made.json()['id']}/shares", key, json={"allow_bodies": True}
+        )
         assert link.status_code == 201, link.text
         seed.share_tokens.append(link.json()["token"])
 
@@ -585,6 +596,13 @@ def test_every_page_shows_every_payload_escaped(
     with httpx2.Client(base_url=server.url, headers={"accept": "text/html"}) as stranger:
         for route, path in _urls(paths, seed):
             walk.fetch(stranger, route, path, {})
+        # A published board's drill-down takes only its own parameters: the events behind
+        # the panel, and behind a group named by a payload.
+        drills = [{"panel": "drill"}]
+        drills += [{"panel": "drill", "group": payload("model", k)} for k in KINDS]
+        for token, query in itertools.product(seed.share_tokens, drills):
+            walk.fetch(stranger, "/b/{token}/events", f"/b/{quote(token)}/events", query)
+    assert ("/b/{token}/events", "model") in walk.combos, "the drill-down showed no event"
     assert not walk.leaks, "\n".join(walk.leaks[:40])
     missing = sorted(
         f"{name} ({kind})"

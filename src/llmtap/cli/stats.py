@@ -30,7 +30,7 @@ def _fmt(value: Any, digits: int = 0) -> str:
     multiple=True,
     metavar="FIELD",
     help="model, prompt_template_name, template_revision, environment, status, "
-    "attributes.KEY, minute, hour or day; repeat or separate with commas.",
+    "attributes.KEY, minute, hour, day or week; repeat or separate with commas.",
 )
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")

@@ -2,8 +2,9 @@
 query functions (the dashboard renders the same answers).
 
 ``group_by`` is a comma-separated list (or repeated) of ``model``, ``prompt_template_name``,
-``template_revision``, ``environment``, ``status``, ``attributes.KEY``, and one time bucket of
-``minute``, ``hour``, ``day``; the other parameters filter as on the events list.
+``template_revision``, ``environment``, ``status``, ``api``, ``attributes.KEY``, and one time
+bucket of ``minute``, ``hour``, ``day``, ``week`` (from Monday, UTC); the other parameters
+filter as on the events list.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def parse_group_by(values: list[str]) -> list[str]:
     if len(set(fields)) != len(fields):
         raise ApiError(400, "group_by: a field is named twice")
     if sum(f in TIME_GROUPS for f in fields) > 1:
-        raise ApiError(400, "group_by: one time bucket at most (minute, hour or day)")
+        raise ApiError(400, "group_by: one time bucket at most (minute, hour, day or week)")
     return fields
 
 

@@ -32,9 +32,10 @@ from ._common import (
     to_us,
 )
 from ._sqlite import SQLiteStore
-from ._stats import GROUPS, TIME_GROUPS
+from ._stats import BUCKET_SECONDS, GROUPS, TIME_GROUPS, bucket_start
 
 __all__ = [
+    "BUCKET_SECONDS",
     "GROUPS",
     "ROLES",
     "TIME_GROUPS",
@@ -47,6 +48,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "UserRecord",
+    "bucket_start",
     "decode_cursor",
     "describe_db",
     "event_row",

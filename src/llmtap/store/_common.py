@@ -156,6 +156,7 @@ class EventFilter:
     rating_min: float | None = None  # some feedback rating >= this
     rating_max: float | None = None  # some feedback rating <= this
     sort: str = "-started_at"  # one of SORTS; "-" is descending
+    api: str | None = None  # chat, completion, responses, embeddings
 
     # Columns compared for equality, named as in the API.
     EQUALS = (
@@ -166,6 +167,7 @@ class EventFilter:
         "environment",
         "chat_id",
         "chain_id",
+        "api",
     )
     SORTS = ("-started_at", "started_at", "-latency_ms", "latency_ms", "-cost_usd", "cost_usd")
 

@@ -12,6 +12,8 @@ Stored, it is two bytes of the lowest bucket used, then the packed counts from t
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from array import array
 from collections.abc import Iterable, Sequence
@@ -92,14 +94,22 @@ class HistSum:
     query can sum them in SQLite and hand Python one row per group."""
 
     def __init__(self) -> None:
-        self.h = 0
+        # Packed counts summed per lowest bucket (the blob's 2-byte head), shifted into
+        # place once at the end: most rows share a few heads, and adding the short unshifted
+        # integers is a third cheaper than decoding each (this runs once per stored row).
+        self.by_low: dict[bytes, int] = {}
 
     def step(self, blob: bytes | None, /) -> None:
         if blob:
-            self.h += decode(blob)
+            head = blob[:2]
+            by_low = self.by_low
+            by_low[head] = by_low.get(head, 0) + int.from_bytes(blob[2:], "little")
 
     def finalize(self) -> bytes | None:
-        return encode(self.h)
+        h = 0
+        for head, packed in self.by_low.items():
+            h += packed << (int.from_bytes(head, "little") * _BITS)
+        return encode(h)
 
 
 def _counts(h: int) -> array[int]:
@@ -116,18 +126,10 @@ def percentiles(h: int, qs: Iterable[float]) -> list[float | None]:
     qs = list(qs)
     if not h:
         return [None for _ in qs]
-    counts = _counts(h)
-    total = sum(counts)
-    out: list[float | None] = []
-    for q in qs:
-        rank = max(1, math.ceil(q * total))
-        seen = 0
-        for bucket, n in enumerate(counts):
-            seen += n
-            if seen >= rank:
-                out.append(value_of(bucket))
-                break
-    return out
+    # Running totals once, then each rank found by bisection.
+    running = list(itertools.accumulate(_counts(h)))
+    total = running[-1]
+    return [value_of(bisect.bisect_left(running, max(1, math.ceil(q * total)))) for q in qs]
 
 
 def coarse_counts(h: int, edges: Sequence[float]) -> list[int]:

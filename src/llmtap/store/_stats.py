@@ -5,7 +5,8 @@ with the number of buckets it reads, not the number of events.
 A time range is cut into whole days, whole hours at its ends and whole minutes at theirs,
 each read at its own level; the seconds before the first whole minute and after the last are
 read from the events. A query the aggregates cannot answer (a chat or chain id, text search,
-feedback filters, or more than one attribute key) is computed from the events instead, with
+feedback filters, more than one attribute key, or the ``api``, which the aggregates do not
+keep) is computed from the events instead, with
 exact percentiles; the answer says which (``"source"``).
 """
 
@@ -22,11 +23,17 @@ from . import _hist
 from ._common import EventFilter
 from ._derive import DIMS, LEVELS
 
-__all__ = ["GROUPS", "LATENCY_EDGES_MS", "TIME_GROUPS", "stats"]
+__all__ = ["BUCKET_SECONDS", "GROUPS", "LATENCY_EDGES_MS", "TIME_GROUPS", "bucket_start", "stats"]
 
-TIME_GROUPS = {"minute": 0, "hour": 1, "day": 2}
-GROUPS = (*DIMS, *TIME_GROUPS)  # and "attributes.KEY"
-_NO_AGG = ("chat_id", "chain_id", "q", "has_feedback", "rating_min", "rating_max")
+# A time bucket -> the aggregate level it is read from, and its length in seconds. Weeks start
+# on Monday (ISO 8601): an epoch second plus three days is a whole number of weeks after one.
+TIME_GROUPS = {"minute": 0, "hour": 1, "day": 2, "week": 2}
+BUCKET_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+_BUCKET_SHIFT = {"week": 3 * 86400}
+# The dimensions a row of events has: the aggregates' and the API (events only).
+_EVENT_DIMS = (*DIMS, "api")
+GROUPS = (*_EVENT_DIMS, *TIME_GROUPS)  # and "attributes.KEY"
+_NO_AGG = ("chat_id", "chain_id", "api", "q", "has_feedback", "rating_min", "rating_max")
 
 
 _LATENCY_QS = (0.5, 0.9, 0.95, 0.99)
@@ -106,7 +113,7 @@ def _attr_keys(f: EventFilter, group_by: Sequence[str]) -> set[str]:
 def _aggregates_can_answer(
     conn: sqlite3.Connection, project_id: int, f: EventFilter, group_by: Sequence[str]
 ) -> bool:
-    if any(getattr(f, name) is not None for name in _NO_AGG):
+    if any(getattr(f, name) is not None for name in _NO_AGG) or "api" in group_by:
         return False
     keys = _attr_keys(f, group_by)
     if len(keys) > 1:
@@ -150,6 +157,16 @@ def _iso(second: int) -> str:
     return datetime.fromtimestamp(second, timezone.utc).isoformat()
 
 
+def bucket_start(bucket: str, second: int) -> int:
+    """The first second of the time ``bucket`` (minute, hour, day, week) holding ``second``."""
+    return second - (second + _BUCKET_SHIFT.get(bucket, 0)) % BUCKET_SECONDS[bucket]
+
+
+def _bucket_sql(bucket: str, column: str) -> str:
+    """:func:`bucket_start` in SQL (for a ``column`` of epoch seconds, positive)."""
+    return f"{column} - ({column} + {_BUCKET_SHIFT.get(bucket, 0)}) % {BUCKET_SECONDS[bucket]}"
+
+
 class _Keyer:
     """Turns a row's dimensions into the group key the query asks for."""
 
@@ -161,13 +178,12 @@ class _Keyer:
         attr_i = 0
         for g in self.group_by:
             if g in TIME_GROUPS:
-                size = LEVELS[TIME_GROUPS[g]]
-                out.append(second - second % size)
+                out.append(bucket_start(g, second))
             elif g.startswith("attributes."):
                 out.append(attrs[attr_i])
                 attr_i += 1
             else:
-                value = dims[DIMS.index(g)]
+                value = dims[_EVENT_DIMS.index(g)]
                 out.append(None if value == "" else value)
         return tuple(out)
 
@@ -216,21 +232,32 @@ def _from_aggregates(
     # attribute value), histograms included (llmtap_hist_sum): Python sees one row per group,
     # not one per stored aggregate.
     time_group = next((g for g in keyer.group_by if g in TIME_GROUPS), None)
-    bucket = f"a.bucket - a.bucket % {LEVELS[TIME_GROUPS[time_group]]}" if time_group else "0"
+    bucket = _bucket_sql(time_group, "a.bucket") if time_group else "0"
     dims = [f"d.{d}" if d in keyer.group_by else "NULL" for d in DIMS]
     wanted_attr = any(g.startswith("attributes.") for g in keyer.group_by)
-    attr = "v.value" if attr_key is not None and wanted_attr else "NULL"
-    keys = [bucket, *dims, attr]
+    wanted_attr = wanted_attr and attr_key is not None
+    keys = [bucket, *dims]
+    # Grouped by what varies only (a constant key would make SQLite sort every row, blobs
+    # and all), an attribute by its value's id, first: rows come in that order (agg's key).
+    group = [str(i + 1) for i, k in enumerate(keys) if k not in ("0", "NULL")]
+    if wanted_attr:
+        keys.append("min(v.value)")
+        group.insert(0, "a.attr_id")
+    else:
+        keys.append("NULL")
     sql = (
         f"SELECT {', '.join(keys)}, sum(a.n), sum(a.errors), sum(a.input_tokens),"
         " sum(a.output_tokens), sum(a.cost), sum(a.priced), llmtap_hist_sum(a.lat),"
         " llmtap_hist_sum(a.ttft), sum(a.rating_sum), sum(a.rating_n)"
         f" FROM agg a JOIN agg_dims d ON d.id = a.dims_id {join_attr}"
-        f" WHERE {' AND '.join(where)} GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
+        f" WHERE {' AND '.join(where)}" + (f" GROUP BY {', '.join(group)}" if group else "")
+        # No grouping: one row, of NULLs when nothing matched (skipped below).
     )
     n_dims = len(DIMS)
     decode = _hist.decode
     for row in conn.execute(sql, params):
+        if row[2 + n_dims] is None:
+            continue
         attrs = (row[1 + n_dims],) if wanted_attr else ()
         key = keyer.key(row[0], row[1 : 1 + n_dims], attrs)
         g = groups.get(key)
@@ -273,7 +300,7 @@ def _from_events(
             join_params.append(field_name.removeprefix("attributes."))
             attr_cols.append(f", g{i}.value")
     sql = (
-        f"SELECT e.started_us, {', '.join('e.' + d for d in DIMS)}{''.join(attr_cols)},"
+        f"SELECT e.started_us, {', '.join('e.' + d for d in _EVENT_DIMS)}{''.join(attr_cols)},"
         " e.input_tokens, e.output_tokens, e.cost_usd, e.latency_ms, e.ttft_ms,"
         " (SELECT sum(rating) FROM feedback fb WHERE fb.project_id = e.project_id"
         "  AND fb.feedback_key = e.feedback_key),"
@@ -281,7 +308,7 @@ def _from_events(
         "  AND fb.feedback_key = e.feedback_key)"
         f" FROM events e {' '.join(joins)} WHERE {where}"
     )
-    n_dims = len(DIMS)
+    n_dims = len(_EVENT_DIMS)
     n_attrs = len(attr_cols)
     status_i = DIMS.index("status")
     for row in conn.execute(sql, [*join_params, *params]):

@@ -5,17 +5,26 @@ repeat it."""
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from ...store import EventFilter, Store
+from ...store import BUCKET_SECONDS, EventFilter, Store, bucket_start
+from ..errors import ApiError
 from ..query import SELECTING, event_filter
-from .spec import RANGES, TIME_VIEWS, TOTAL_VIEWS, Panel, Spec
+from .spec import ALIASES, RANGES, TIME_VIEWS, TOTAL_VIEWS, Panel, Spec
 
-__all__ = ["board_data", "panel_query"]
+__all__ = ["board_data", "drill_filter", "panel_query"]
 
-_BUCKET_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+# A store call answering some of a board's queries: (query index, answer) pairs.
+_Call = Callable[[], list[tuple[int, Any]]]
+
+# The store calls of a board run at once on these threads. One pool for the process, so its
+# threads (and the store's reader connection each keeps, with its warm page cache) last.
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="llmtap-board")
 
 
 def _iso(second: float) -> str:
@@ -50,14 +59,45 @@ def panel_query(spec: Spec, panel: Panel, now: float) -> dict[str, str]:
         params.update(tr.dump())  # as given
     elif start is not None:
         # Whole buckets, so the first point is not a sliver of one.
-        size = _BUCKET_SECONDS[bucket]
-        params["from"] = _iso(start // size * size)
+        params["from"] = _iso(bucket_start(bucket, int(start)))
     group_by = [bucket] if panel.view in TIME_VIEWS else []
     if panel.group_by and panel.view not in TOTAL_VIEWS:
-        group_by.append(panel.group_by)
+        group_by.append(ALIASES.get(panel.group_by, panel.group_by))
     if group_by:
         params["group_by"] = ",".join(group_by)
     return params
+
+
+def drill_filter(
+    spec: Spec, panel: Panel, now: float, group: str | None, bucket: int | None
+) -> EventFilter:
+    """The events behind a panel's point, bar or row: the panel's own query (at ``now``),
+    narrowed to one value of its group-by and/or one of its time buckets (the one holding
+    second ``bucket``), never widened: a published link's drill-down reaches no other events."""
+    params = panel_query(spec, panel, now)
+    group_by = params.get("group_by", "").split(",")
+    f = _filter(params, None)
+    if group is not None:
+        field = next((g for g in group_by if g and g not in BUCKET_SECONDS), None)
+        if field is None:
+            raise ApiError(400, "group: this panel has no group-by")
+        key = field.removeprefix("attributes.")
+        held = f.attributes.get(key) if field.startswith("attributes.") else getattr(f, field)
+        if held is not None and held != group:  # outside the panel's own filter
+            raise ApiError(400, "group: not a group of this panel")
+        if field.startswith("attributes."):
+            f.attributes = {**f.attributes, key: group}
+        else:
+            setattr(f, field, group)
+    if bucket is not None:
+        size_of = next((g for g in group_by if g in BUCKET_SECONDS), None)
+        if size_of is None:
+            raise ApiError(400, "bucket: this panel is not drawn over time")
+        lo = bucket_start(size_of, bucket) * 1_000_000
+        hi = lo + BUCKET_SECONDS[size_of] * 1_000_000
+        f.from_us = lo if f.from_us is None else max(f.from_us, lo)
+        f.to_us = hi if f.to_us is None else min(f.to_us, hi)
+    return f
 
 
 def _filter(params: dict[str, str], environment: str | None) -> EventFilter:
@@ -69,20 +109,23 @@ def _filter(params: dict[str, str], environment: str | None) -> EventFilter:
 
 def _stats_batched(
     store: Store, project_id: int, queries: list[dict[str, str]], environment: str | None
-) -> list[dict[str, Any]]:
-    """The stats answer to each query, asking the store as few times as it can: queries
-    that select the same events share one ``stats_many`` pass per time bucket (a board's
-    panels mostly do). A grouping by an attribute is asked alone: in a shared pass it would
-    leave out, for every other grouping, the events without that attribute."""
-    answers: list[dict[str, Any] | None] = [None] * len(queries)
+) -> list[_Call]:
+    """Store calls that together answer every query, each yielding (query index, stats
+    answer) pairs, asking the store as few times as it can: queries that select the same
+    events share one ``stats_many`` pass per time bucket (a board's panels mostly do). A
+    grouping by an attribute is asked alone: in a shared pass it would leave out, for every
+    other grouping, the events without that attribute; so is one by ``api``, which only the
+    events have (it would turn the whole pass into a read of the events)."""
+    calls: list[_Call] = []
     batches: dict[tuple[tuple[str, str], ...], dict[str | None, list[int]]] = {}
     for i, params in enumerate(queries):
         group_by = [g for g in params.get("group_by", "").split(",") if g]
-        if any(g.startswith("attributes.") for g in group_by):
-            answers[i] = store.stats(project_id, _filter(params, environment), group_by)
+        if any(g.startswith("attributes.") or g == "api" for g in group_by):
+            f = _filter(params, environment)
+            calls.append(functools.partial(_one, store, project_id, i, f, group_by))
             continue
         selecting = tuple(sorted((k, v) for k, v in params.items() if k != "group_by"))
-        bucket = next((g for g in group_by if g in _BUCKET_SECONDS), None)
+        bucket = next((g for g in group_by if g in BUCKET_SECONDS), None)
         batches.setdefault(selecting, {}).setdefault(bucket, []).append(i)
     for selecting, by_bucket in batches.items():
         # Groupings without a time bucket ride along with the first batch that has one.
@@ -92,9 +135,31 @@ def _stats_batched(
         f = _filter(dict(selecting), environment)
         for run in runs:
             groupings = [[g for g in queries[i].get("group_by", "").split(",") if g] for i in run]
-            for i, answer in zip(run, store.stats_many(project_id, f, groupings), strict=True):
-                answers[i] = answer
-    return [a for a in answers if a is not None]
+            calls.append(functools.partial(_many, store, project_id, run, f, groupings))
+    return calls
+
+
+def _one(
+    store: Store, project_id: int, i: int, f: EventFilter, group_by: list[str]
+) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, store.stats(project_id, f, group_by))]
+
+
+def _many(
+    store: Store, project_id: int, run: list[int], f: EventFilter, groupings: list[list[str]]
+) -> list[tuple[int, dict[str, Any]]]:
+    return list(zip(run, store.stats_many(project_id, f, groupings), strict=True))
+
+
+def _previous(
+    store: Store, project_id: int, i: int, f: EventFilter, now: float
+) -> list[tuple[int, dict[str, Any] | None]]:
+    """A number's previous period: as long as ``f``'s, just before it (None for all time)."""
+    if f.from_us is None:
+        return [(i, None)]
+    end_us = f.to_us if f.to_us is not None else int(now * 1_000_000)
+    before = EventFilter(**{**f.__dict__, "from_us": 2 * f.from_us - end_us, "to_us": f.from_us})
+    return [(i, store.stats(project_id, before, []))]
 
 
 def board_data(
@@ -105,15 +170,19 @@ def board_data(
     before)."""
     now = time.time()
     queries = [panel_query(spec, p, now) for p in spec.panels]
-    answers = _stats_batched(store, project_id, queries, environment)
-    panels = []
-    for panel, params, answer in zip(spec.panels, queries, answers, strict=True):
-        previous = None
-        f = _filter(params, environment)
-        if panel.view == "number" and f.from_us is not None:
-            end_us = f.to_us if f.to_us is not None else int(now * 1_000_000)
-            span = end_us - f.from_us
-            before = EventFilter(**{**f.__dict__, "from_us": f.from_us - span, "to_us": f.from_us})
-            previous = store.stats(project_id, before, [])
-        panels.append({"id": panel.id, "query": params, "stats": answer, "previous": previous})
+    calls = _stats_batched(store, project_id, queries, environment)
+    for i, panel in enumerate(spec.panels):
+        if panel.view == "number":  # its previous period, under index -1 - i
+            f = _filter(queries[i], environment)
+            calls.append(functools.partial(_previous, store, project_id, -1 - i, f, now))
+    # The calls are independent reads, each on its worker's own connection: concurrently,
+    # a board waits for its slowest call, not their sum (SQLite releases the GIL while it
+    # reads; the histogram merging in between takes it).
+    answers: dict[int, Any] = {}
+    for pairs in _POOL.map(lambda call: call(), calls):
+        answers.update(pairs)
+    panels = [
+        {"id": panel.id, "query": params, "stats": answers[i], "previous": answers.get(-1 - i)}
+        for i, (panel, params) in enumerate(zip(spec.panels, queries, strict=True))
+    ]
     return {"now": _iso(now), "panels": panels}

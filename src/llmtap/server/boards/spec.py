@@ -6,7 +6,7 @@ A board::
     {"name": "OpenAI monitor",
      "spec": {"filters": {"environment": "prod"},      # as /api/v1/events takes them
               "time_range": {"last": "7d"},            # or {"from": ISO, "to": ISO}
-              "bucket": "auto",                        # auto, minute, hour, day
+              "bucket": "auto",                        # auto, minute, hour, day, week
               "panels": [{"id": "p1", "title": "Requests", "measures": ["requests"],
                           "group_by": "model", "view": "line", "width": 2,
                           "filters": {}, "time_range": null, "bucket": null}]}}
@@ -28,6 +28,7 @@ from ..errors import ApiError
 from ..query import SELECTING, event_filter
 
 __all__ = [
+    "ALIASES",
     "BUCKETS",
     "GROUP_BYS",
     "MEASURES",
@@ -66,7 +67,9 @@ TOTAL_VIEWS = ("number", "histogram")
 # Views drawn over time (their query is grouped by the time bucket too).
 TIME_VIEWS = ("line", "area")
 BUCKETS = ("auto", *TIME_GROUPS)
-GROUP_BYS = tuple(g for g in GROUPS if g not in TIME_GROUPS)  # and "attributes.KEY"
+# "user" is the attribute llmtap names so (``attributes.user``): a panel's query says that.
+ALIASES = {"user": "attributes.user"}
+GROUP_BYS = (*(g for g in GROUPS if g not in TIME_GROUPS), *ALIASES)  # and "attributes.KEY"
 # Relative ranges: seconds (None: all time).
 RANGES: dict[str, int | None] = {
     "1h": 3600,

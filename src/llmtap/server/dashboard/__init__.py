@@ -67,6 +67,7 @@ def dashboard_routes() -> list[BaseRoute]:
         # Published boards: no session, the token is the only key.
         Route("/b/{token}", boards.shared_board_page),
         Route("/b/{token}/data", boards.shared_board_data),
+        Route("/b/{token}/events", boards.shared_board_events),
         Route("/testsets", _logged_in(tests_pages.testsets_page), methods=["GET"]),
         _form("/testsets", tests_pages.new_testset_form),
         _form("/testsets/{testset_id:int}/delete", tests_pages.delete_testset_form),

@@ -1,6 +1,7 @@
 """The boards pages: the list (new from a template, duplicate, delete), a board (its panels
 drawn by ``static/boards.js`` from ``/api/v1/boards/{id}/data``, and its editor), and a
-published board at ``/b/{token}``, read-only, for anyone with the link.
+published board at ``/b/{token}``, read-only, for anyone with the link (and, when its maker
+allowed it, the summaries of the events behind a panel's point, bar or row: ``/b/{token}/events``).
 
 A published board's page and data name nothing but the token: the board and project come from
 the link's row, never from the request, so no edit of the URL reaches other data."""
@@ -8,6 +9,7 @@ the link's row, never from the request, so no edit of the URL reaches other data
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -17,8 +19,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from ...store import Store
 from ..auth import hash_key
 from ..boards.api import access, create_board, read_board, templates_offered
-from ..boards.data import board_data
-from ..boards.spec import BUCKETS, GROUP_BYS, MEASURES, RANGES, VIEWS, parse_board
+from ..boards.data import board_data, drill_filter
+from ..boards.spec import ALIASES, BUCKETS, GROUP_BYS, MEASURES, RANGES, VIEWS, parse_board
 from ..errors import ApiError
 from .auth import check_csrf
 from .pages import Context
@@ -30,6 +32,7 @@ __all__ = [
     "boards_page",
     "new_board_form",
     "shared_board_data",
+    "shared_board_events",
     "shared_board_page",
 ]
 
@@ -39,6 +42,7 @@ _CHOICES = {
     "views": list(VIEWS),
     "buckets": list(BUCKETS),
     "group_bys": list(GROUP_BYS),
+    "aliases": ALIASES,
     "ranges": list(RANGES),
 }
 
@@ -113,11 +117,17 @@ async def board_form(request: Request) -> Response:
     return RedirectResponse(page_url(f"/boards/{board['id']}", a.project), status_code=303)
 
 
-def _shared(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+# The newest events a published drill-down shows.
+_DRILL_EVENTS = 100
+
+
+def _shared(request: Request, takes: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """(link, board) of the token in the path; a 404 for any token that does not open one
-    now (unknown, revoked, expired, its board deleted), all alike."""
-    if request.query_params:
-        raise ApiError(400, "a published board takes no query parameters")
+    now (unknown, revoked, expired, its board deleted), all alike. The query string may
+    hold only ``takes``, once each."""
+    query = request.query_params
+    if any(k not in takes or len(query.getlist(k)) > 1 for k in query):
+        raise ApiError(400, f"a published board takes {', '.join(takes) or 'no'} query parameters")
     store = request.app.state.store
     token = request.path_params["token"]
     link = store.share_by_hash(hash_key(token), int(time.time() * 1_000_000))
@@ -128,7 +138,7 @@ def _shared(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 async def shared_board_page(request: Request) -> Response:
-    _, board = await run_in_threadpool(_shared, request)
+    link, board = await run_in_threadpool(_shared, request)
     data = {"project": "", "board": board, "may_write": False}
     return await render_page(
         request,
@@ -136,8 +146,62 @@ async def shared_board_page(request: Request) -> Response:
         data,
         choices=_CHOICES,
         shared=request.url.path,
+        bodies=link["allow_bodies"],
         title=board["name"],
     )
+
+
+def _iso_us(us: int) -> str:
+    return datetime.fromtimestamp(us / 1_000_000, timezone.utc).isoformat()
+
+
+# Seconds since 1970 of the year 10000: a later bucket is no date (and no event's).
+_LAST_SECOND = 253_402_300_800
+
+
+def _drill_bucket(value: str | None) -> int | None:
+    if value is None:
+        return None
+    ok = value.isascii() and value.isdigit() and len(value) <= 20
+    if not ok or int(value) >= _LAST_SECOND - 604_800:  # a week's room for the bucket's end
+        raise ApiError(400, "bucket: a time in seconds since 1970, before the year 10000")
+    return int(value)
+
+
+async def shared_board_events(request: Request) -> Response:
+    """The summaries of the events behind one panel's point, bar or row (``panel``, and the
+    ``group`` value and/or ``bucket`` second clicked), the newest first; only where the link's
+    maker allowed it (404 otherwise, as for a link that does not exist). Every filter comes
+    from the board: the request only narrows it (see ``drill_filter``)."""
+
+    def work() -> dict[str, Any]:
+        link, board = _shared(request, ("panel", "group", "bucket"))
+        if not link["allow_bodies"]:
+            raise ApiError(404, "this link shows the board's panels only, not their events")
+        spec = parse_board({"name": board["name"], "spec": board["spec"]}).spec
+        query = request.query_params
+        panel = next((p for p in spec.panels if p.id == query.get("panel")), None)
+        if panel is None:
+            raise ApiError(404, "no such panel on this board")
+        group = query.get("group")
+        if group is not None and len(group) > 1000:
+            raise ApiError(400, "group: 1000 characters at most")
+        f = drill_filter(spec, panel, time.time(), group, _drill_bucket(query.get("bucket")))
+        f.limit = _DRILL_EVENTS
+        events, _ = request.app.state.store.list_events(link["project_id"], f, summary=True)
+        return {
+            "board": board,
+            "panel": panel.model_dump(),
+            "group": group,
+            "from": None if f.from_us is None else _iso_us(f.from_us),
+            "to": None if f.to_us is None else _iso_us(f.to_us),
+            "events": events,
+            "limit": _DRILL_EVENTS,
+            "back": "/b/" + request.path_params["token"],
+        }
+
+    data = await run_in_threadpool(work)
+    return await render_page(request, "shared_events.html", data, title=data["board"]["name"])
 
 
 async def shared_board_data(request: Request) -> Response:

@@ -46,7 +46,9 @@ document.addEventListener("DOMContentLoaded", () => {
   // -- values -------------------------------------------------------------------------------
   const measureOf = (group, measure) =>
     choices.measures[measure].reduce((v, k) => (v == null ? null : v[k]), group);
-  const groupOf = (panel, group) => (panel.group_by ? group.key[panel.group_by] : null);
+  // The field a panel groups by, as its query names it ("user" is attributes.user).
+  const groupField = (panel) => panel.group_by && (choices.aliases[panel.group_by] || panel.group_by);
+  const groupOf = (panel, group) => (panel.group_by ? group.key[groupField(panel)] : null);
   const label = (v) => (v === null || v === undefined ? "(none)" : String(v));
   const fmt = (v, measure) => {
     if (v == null) return "–";
@@ -54,11 +56,20 @@ document.addEventListener("DOMContentLoaded", () => {
     return Math.abs(v) < 10 && !Number.isInteger(v) ? v.toFixed(4) : Math.round(v).toLocaleString();
   };
   const seconds = (iso) => Math.floor(Date.parse(iso) / 1000);
-  const bucketSeconds = { minute: 60, hour: 3600, day: 86400 };
+  const bucketSeconds = { minute: 60, hour: 3600, day: 86400, week: 604800 };
 
-  // The events page with the panel's filters, and the clicked bucket or group, filled in.
+  // The events page with the panel's filters, and the clicked bucket or group, filled in. On a
+  // published link, its read-only list of them, when the maker allowed it (the server takes
+  // only the panel, group and bucket: every filter comes from the board).
   function drill(panelData, panel, group, bucketStart) {
-    if (shared) return;
+    if (shared) {
+      if (app.dataset.bodies !== "1") return;
+      const q = { panel: panel.id };
+      if (group != null && panel.group_by) q.group = String(group);
+      if (bucketStart != null) q.bucket = String(bucketStart);
+      window.location.href = shared + "/events?" + new URLSearchParams(q).toString();
+      return;
+    }
     const params = { ...panelData.query };
     delete params.group_by;
     const bucket = (panelData.query.group_by || "").split(",").find((g) => g in bucketSeconds);
@@ -66,7 +77,7 @@ document.addEventListener("DOMContentLoaded", () => {
       params.from = new Date(bucketStart * 1000).toISOString();
       params.to = new Date((bucketStart + bucketSeconds[bucket]) * 1000).toISOString();
     }
-    if (group != null && panel.group_by) params[panel.group_by] = String(group);
+    if (group != null && panel.group_by) params[groupField(panel)] = String(group);
     window.location.href = withProject("/events", params);
   }
 
@@ -325,8 +336,10 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     $("publish-board").addEventListener("click", async () => {
       const days = $("publish-days").value;
+      const body = days ? { expires_in_days: Number(days) } : {};
+      if ($("publish-bodies").checked) body.allow_bodies = true;
       try {
-        const link = await api("POST", `/api/v1/boards/${board.id}/shares`, days ? { expires_in_days: Number(days) } : {});
+        const link = await api("POST", `/api/v1/boards/${board.id}/shares`, body);
         const url = new URL(link.url, window.location.href).toString();
         $("publish-result").hidden = false;
         $("publish-result").replaceChildren("Read-only link (shown once): ", el("code", { id: "share-link", "data-copy": "", text: url }));
