@@ -97,8 +97,10 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
     page.goto(board_url)
     _drawn(page)
     page.click("#show-versions")
-    page.locator("#versions tr[data-version='1'] button", has_text="restore").click()
-    page.wait_for_load_state()
+    # The button posts the restore, then reloads the page: wait for that reload, not for the
+    # page already loaded.
+    with page.expect_navigation():
+        page.locator("#versions tr[data-version='1'] button", has_text="restore").click()
     _drawn(page)
     assert page.locator("#board-version").inner_text() == "3"
     assert page.locator("section.panel", has_text="By variant").count() == 0
