@@ -52,6 +52,7 @@ __all__ = [
     "decode_cursor",
     "describe_db",
     "event_row",
+    "is_url",
     "open_store",
     "search_words",
     "to_us",
@@ -276,9 +277,6 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]:
         """The chain's first ``limit`` context spans, in time order."""
 
-    def forget_orphan_context(self, project_id: int) -> int:
-        """Delete context spans whose chain has no event left; how many went."""
-
     # -- delete ----------------------------------------------------------------------------
 
     def delete_events(
@@ -486,7 +484,8 @@ class Store(Protocol):
         """Set a run's status and summary; False when there is no such run."""
 
 
-def _is_url(db: str) -> bool:
+def is_url(db: str) -> bool:
+    """Whether ``db`` names a PostgreSQL server (else it is a SQLite file's path)."""
     return db.startswith(("postgres://", "postgresql://"))
 
 
@@ -495,7 +494,7 @@ def open_store(db: str) -> Store:
     missing), or a ``postgresql://`` (``postgres://``) URL (needs the ``postgres`` extra:
     ``pip install 'llmtap[server,postgres]'``). Raises ``StoreUnavailable`` when the
     PostgreSQL server cannot be reached."""
-    if _is_url(db):
+    if is_url(db):
         try:
             from ._postgres import PostgresStore
         except ImportError as e:
@@ -510,4 +509,4 @@ def open_store(db: str) -> Store:
 
 def describe_db(db: str) -> str:
     """``db`` as it may be printed or logged: a URL's password masked."""
-    return mask_url(db) if _is_url(db) else db
+    return mask_url(db) if is_url(db) else db

@@ -27,7 +27,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _derive, _hist
+from . import _context, _derive, _hist
 from ._common import EventFilter
 from ._dialect import dialect_of
 from ._facts import has_usage, searchable_text
@@ -278,4 +278,7 @@ def delete_in_chunks(
             seqs = select_chunk(conn, project_id, f, ids, through)
             deleted += forget(conn, project_id, seqs, aggregates) if seqs else 0
         if len(seqs) < CHUNK:
+            if deleted:
+                # What the tools of a forgotten chain saw (OTLP context spans) goes with it.
+                _context.forget_orphan_context(store, project_id)
             return deleted

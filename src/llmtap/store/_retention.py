@@ -55,9 +55,6 @@ def purge_before(
 ) -> int:
     """Delete the project's events that started before ``before_us``, with their feedback and
     index rows; their share of the stats too unless ``keep_aggregates``. Returns how many."""
-    purged = delete_in_chunks(
+    return delete_in_chunks(
         store, project_id, EventFilter(to_us=before_us), aggregates=not keep_aggregates
     )
-    if purged:
-        store.forget_orphan_context(project_id)
-    return purged

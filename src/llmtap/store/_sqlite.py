@@ -194,7 +194,6 @@ class SQLiteStore:
     # -- context spans --------------------------------------------------------------------
     insert_context = _context.insert_context
     chain_context = _context.chain_context
-    forget_orphan_context = _context.forget_orphan_context
     # -- delete ---------------------------------------------------------------------------
     delete_events = _delete.delete_events
     # -- retention ------------------------------------------------------------------------
