@@ -25,11 +25,11 @@ def migrate_store(source: str, target: str, batch_size: int, progress: bool) -> 
     boards, alerts, users, ...) into another, in batches. Run it again after an
     interruption: it resumes where the target got to. Counts are verified per table at the
     end; a mismatch exits 1. Stop the servers writing to the source first."""
-    from ..store import describe_db, open_store
+    from ..store import describe_db, is_url, open_store
 
     if source == target:
         raise click.UsageError("--from and --to name the same store")
-    if not source.startswith(("postgres://", "postgresql://")) and not Path(source).is_file():
+    if not is_url(source) and not Path(source).is_file():
         # Opening it would make an empty store there, and copy nothing.
         raise click.UsageError(f"--from: no SQLite file {source}")
     src = open_store(source)
