@@ -132,8 +132,8 @@ def test_api_client(project: Project) -> None:
         assert err.value.status == 404
         rows = api.events().rows()
         assert len(rows) == 7 and rows[0]["attributes"].startswith("{")
-    pytest.importorskip("pandas")
-    assert len(llmtap.Api(project.server.url, project.key).events().to_pandas()) == 7
+        frame = api.events().to_pandas()
+    assert len(frame) == 7 and set(frame["id"]) == {r["id"] for r in rows}
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
