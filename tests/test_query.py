@@ -210,10 +210,13 @@ def test_upgrade_derives_from_stored_events(tmp_path: Path) -> None:
                 template_text="hi",
             )
         )
-        row = event_row(e, 1, "prod", "rev1", None, 0)
+        # The first schema's columns: those later steps add are left out.
+        first = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        row = dict(zip(EVENT_COLUMNS, event_row(e, 1, "prod", "rev1", None, 0), strict=True))
+        row = {k: v for k, v in row.items() if k in first}
         conn.execute(
-            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(row))})",
-            row,
+            f"INSERT INTO events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
         )
     conn.close()
     store = open_store(str(db))

@@ -32,10 +32,11 @@ from ._common import (
     to_us,
 )
 from ._sqlite import SQLiteStore
-from ._stats import BUCKET_SECONDS, GROUPS, TIME_GROUPS, bucket_start
+from ._stats import BUCKET_SECONDS, EVENTS_ONLY_GROUPS, GROUPS, TIME_GROUPS, bucket_start
 
 __all__ = [
     "BUCKET_SECONDS",
+    "EVENTS_ONLY_GROUPS",
     "GROUPS",
     "ROLES",
     "TIME_GROUPS",

@@ -56,6 +56,7 @@ EVENT_COLUMNS = (
     "parent_event_id",
     "feedback_key",
     "received_us",
+    "sdk",
     "body",
 )
 
@@ -157,6 +158,7 @@ class EventFilter:
     rating_max: float | None = None  # some feedback rating <= this
     sort: str = "-started_at"  # one of SORTS; "-" is descending
     api: str | None = None  # chat, completion, responses, embeddings
+    sdk: str | None = None  # the name of what sent the event: llmtap's SDK, an instrumentation
 
     # Columns compared for equality, named as in the API.
     EQUALS = (
@@ -168,6 +170,7 @@ class EventFilter:
         "chat_id",
         "chain_id",
         "api",
+        "sdk",
     )
     SORTS = ("-started_at", "started_at", "-latency_ms", "latency_ms", "-cost_usd", "cost_usd")
 
@@ -215,6 +218,7 @@ def event_row(
             event.parent_event_id,
             event.feedback_key,
             received_us,
+            event.sdk.name if event.sdk else None,
             # The validated event's JSON, from pydantic's Rust serializer: the body the API
             # serves.
             event.model_dump_json(),

@@ -656,7 +656,9 @@ def reprice(
 def backfill(conn: sqlite3.Connection) -> None:
     """Migration step: derive for the events stored before the aggregates existed."""
     install(conn)
-    columns = ", ".join(EVENT_COLUMNS)
+    # Columns later steps add are not there yet: read them as NULL, keeping the row's shape.
+    have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    columns = ", ".join(c if c in have else "NULL" for c in EVENT_COLUMNS)
     last = 0
     while True:
         chunk = conn.execute(

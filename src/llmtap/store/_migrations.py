@@ -474,6 +474,16 @@ SQLITE_MIGRATIONS: list[Step] = [
             "CREATE INDEX testresults_by_case ON testresults (project_id, case_id)",
         ),
     ),
+    (
+        # What sent each event (llmtap's SDK, or an OpenTelemetry instrumentation's scope), as
+        # a column the events list filters by and the stats group by; read back from the
+        # stored bodies of the events already kept.
+        "m014_event_sdk",
+        (
+            "ALTER TABLE events ADD COLUMN sdk TEXT",
+            "UPDATE events SET sdk = json_extract(body, '$.sdk.name')",
+        ),
+    ),
 ]
 
 

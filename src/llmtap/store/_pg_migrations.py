@@ -466,6 +466,16 @@ PG_MIGRATIONS: list[Step] = [
             )""",
         ),
     ),
+    (
+        "pg007_event_sdk",
+        (
+            "ALTER TABLE events ADD COLUMN sdk TEXT",
+            # The json type (jsonb refuses it) still cannot hand out a text holding an escaped
+            # NUL, which a hostile sender's body may: such a body leaves the column empty.
+            r"""UPDATE events SET sdk = body::json #>> '{sdk,name}'
+                WHERE body NOT LIKE '%\u0000%'""",
+        ),
+    ),
 ]
 
 

@@ -23,17 +23,35 @@ from . import _hist
 from ._common import EventFilter
 from ._derive import DIMS, LEVELS
 
-__all__ = ["BUCKET_SECONDS", "GROUPS", "LATENCY_EDGES_MS", "TIME_GROUPS", "bucket_start", "stats"]
+__all__ = [
+    "BUCKET_SECONDS",
+    "EVENTS_ONLY_GROUPS",
+    "GROUPS",
+    "LATENCY_EDGES_MS",
+    "TIME_GROUPS",
+    "bucket_start",
+    "stats",
+]
 
 # A time bucket -> the aggregate level it is read from, and its length in seconds. Weeks start
 # on Monday (ISO 8601): an epoch second plus three days is a whole number of weeks after one.
 TIME_GROUPS = {"minute": 0, "hour": 1, "day": 2, "week": 2}
 BUCKET_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 _BUCKET_SHIFT = {"week": 3 * 86400}
-# The dimensions a row of events has: the aggregates' and the API (events only).
-_EVENT_DIMS = (*DIMS, "api")
+# The dimensions a row of events has: the aggregates', and two only the events keep (the API
+# called, and what sent the event), so a filter or grouping by them reads the events.
+EVENTS_ONLY_GROUPS = ("api", "sdk")
+_EVENT_DIMS = (*DIMS, *EVENTS_ONLY_GROUPS)
 GROUPS = (*_EVENT_DIMS, *TIME_GROUPS)  # and "attributes.KEY"
-_NO_AGG = ("chat_id", "chain_id", "api", "q", "has_feedback", "rating_min", "rating_max")
+_NO_AGG = (
+    "chat_id",
+    "chain_id",
+    *EVENTS_ONLY_GROUPS,
+    "q",
+    "has_feedback",
+    "rating_min",
+    "rating_max",
+)
 
 
 _LATENCY_QS = (0.5, 0.9, 0.95, 0.99)
@@ -113,7 +131,9 @@ def _attr_keys(f: EventFilter, group_by: Sequence[str]) -> set[str]:
 def _aggregates_can_answer(
     conn: sqlite3.Connection, project_id: int, f: EventFilter, group_by: Sequence[str]
 ) -> bool:
-    if any(getattr(f, name) is not None for name in _NO_AGG) or "api" in group_by:
+    if any(getattr(f, name) is not None for name in _NO_AGG) or any(
+        g in EVENTS_ONLY_GROUPS for g in group_by
+    ):
         return False
     keys = _attr_keys(f, group_by)
     if len(keys) > 1:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from ...store import BUCKET_SECONDS, EventFilter, Store, bucket_start
+from ...store import BUCKET_SECONDS, EVENTS_ONLY_GROUPS, EventFilter, Store, bucket_start
 from ..errors import ApiError
 from ..query import SELECTING, event_filter
 from .spec import ALIASES, RANGES, TIME_VIEWS, TOTAL_VIEWS, Panel, Spec
@@ -114,13 +114,13 @@ def _stats_batched(
     answer) pairs, asking the store as few times as it can: queries that select the same
     events share one ``stats_many`` pass per time bucket (a board's panels mostly do). A
     grouping by an attribute is asked alone: in a shared pass it would leave out, for every
-    other grouping, the events without that attribute; so is one by ``api``, which only the
-    events have (it would turn the whole pass into a read of the events)."""
+    other grouping, the events without that attribute; so is one by ``api`` or ``sdk``, which
+    only the events have (it would turn the whole pass into a read of the events)."""
     calls: list[_Call] = []
     batches: dict[tuple[tuple[str, str], ...], dict[str | None, list[int]]] = {}
     for i, params in enumerate(queries):
         group_by = [g for g in params.get("group_by", "").split(",") if g]
-        if any(g.startswith("attributes.") or g == "api" for g in group_by):
+        if any(g.startswith("attributes.") or g in EVENTS_ONLY_GROUPS for g in group_by):
             f = _filter(params, environment)
             calls.append(functools.partial(_one, store, project_id, i, f, group_by))
             continue
