@@ -25,7 +25,7 @@ from .boards import board_routes
 from .dashboard import AdminAuth, dashboard_routes, ensure_admin_token, error_page
 from .dashboard.launch import Provider
 from .delete import delete_event, delete_events
-from .errors import ApiError, Errors
+from .errors import API_PREFIXES, ApiError, Errors
 from .ingest import receive_events, receive_feedback
 from .openapi import serve_openapi
 from .otlp import receive_traces
@@ -82,7 +82,7 @@ class FormLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(("/api/", "/v1/")):
+        if scope["type"] != "http" or scope["path"].startswith(API_PREFIXES):
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes

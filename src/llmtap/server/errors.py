@@ -25,7 +25,9 @@ log = logging.getLogger("llmtap.server")
 
 # Renders an error as an HTML page: (request, status, message) -> response.
 ErrorPage = Callable[[Request, int, str], Response]
-_JSON_ONLY = ("/api/", "/v1/", "/healthz")
+# Paths of the API (llmtap's own and OTLP's): JSON answers only, their own body limits.
+API_PREFIXES = ("/api/", "/v1/")
+_JSON_ONLY = (*API_PREFIXES, "/healthz")
 
 
 class ApiError(Exception):
