@@ -42,6 +42,7 @@ __all__ = [
     "check_instant",
     "make_event",
     "new_id",
+    "parse_instant",
     "template_of",
     "template_revision",
     "truncate_strings",
@@ -81,6 +82,16 @@ def _tokens() -> Any:
 
 def _duration() -> Any:
     return Field(None, ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 time as an aware datetime: ``Z`` read as UTC (Python 3.10's
+    ``fromisoformat`` does not), and a time without a zone taken as UTC. ValueError when it is
+    not one; OverflowError when it falls outside the years 1 to 9999 in UTC."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
 
 
 def check_instant(value: datetime, name: str) -> datetime:

@@ -30,6 +30,7 @@ from typing import Any
 import openai
 
 from ..sdk._templates import TemplateChat, TemplateText, placeholders
+from ..wire import parse_instant
 from .api import TestsApi
 from .evaluators import Context, Evaluator, Score, parse_evaluator
 from .results import compare
@@ -97,7 +98,7 @@ class Pricing:
 def _since_us(since: str | None) -> int:
     if not since:
         return 0
-    return int(datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() * 1_000_000)
+    return int(parse_instant(since).timestamp() * 1_000_000)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..store import Store, to_us
-from ..wire import MAX_PRICE_PER_MTOK, Event, check_instant
+from ..wire import MAX_PRICE_PER_MTOK, Event, check_instant, parse_instant
 from .errors import ApiError
 
 __all__ = ["PriceOverride", "Pricer", "library_cost", "override_cost"]
@@ -215,7 +215,7 @@ class Pricer:
 
 def _body_cost(overrides: list[dict[str, Any]]) -> Any:
     def cost_of(body: dict[str, Any]) -> float | None:
-        started = datetime.fromisoformat(body["started_at"].replace("Z", "+00:00"))
+        started = parse_instant(body["started_at"])
         return cost(body.get("model"), body.get("provider"), body.get("usage"), started, overrides)
 
     return cost_of
@@ -292,9 +292,7 @@ async def delete_price(request: Request) -> JSONResponse:
         raise ApiError(400, "model: required")
     since = request.query_params.get("since")
     try:
-        since_us = _since_us(
-            datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
-        )
+        since_us = _since_us(parse_instant(since) if since else None)
     except (ValueError, OverflowError):  # not a time, or one before year 1 in UTC
         raise ApiError(400, f"since: expected an ISO 8601 time, got {since!r}") from None
     overrides = await run_in_threadpool(state.store.price_overrides, key.project_id)

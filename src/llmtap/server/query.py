@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -11,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..store import EventFilter, Store, decode_cursor, to_us
-from ..wire import MAX_ATTRIBUTE_FILTERS
+from ..wire import MAX_ATTRIBUTE_FILTERS, parse_instant
 from .auth import confine
 from .errors import ApiError
 
@@ -52,11 +51,9 @@ _BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 def _time(name: str, value: str) -> int:
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = parse_instant(value)
     except ValueError:
         raise ApiError(400, f"{name}: expected an ISO 8601 time, got {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
     try:
         return to_us(moment)
     except OverflowError:  # year 1 with a positive offset, say: before year 1 in UTC

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...store import EventFilter
+from ...wire import parse_instant
 from ..errors import ApiError
 from ..query import event_filter, query_event, query_events
 from .auth import user_of
@@ -161,7 +162,7 @@ async def _timeline(request: Request, field: str) -> Response:
             *(("call", v["event"]["started_at"], v) for v in views),
             *(("step", c["started_at"], c) for c in context),
         ],
-        key=lambda row: _instant(row[1]),
+        key=lambda row: parse_instant(row[1]),
     )
     return await render_page(
         request,
@@ -178,10 +179,6 @@ async def _timeline(request: Request, field: str) -> Response:
 
 def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
-
-
-def _instant(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 async def chat_page(request: Request) -> Response:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
+from ...wire import parse_instant
 from .auth import csrf_token, current_user, set_csrf_cookie
 from .conversation import pretty_json
 
@@ -134,9 +135,7 @@ def _datetime_input(value: str | None) -> str:
     if not value:
         return ""
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = parse_instant(value).astimezone(timezone.utc).replace(tzinfo=None)
     except (ValueError, OverflowError):  # not a time, or before year 1 or after 9999 in UTC
         return ""
     return moment.isoformat(timespec="seconds")
