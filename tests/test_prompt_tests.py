@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+import httpx2
 from selectolax.lexbor import LexborHTMLParser
 
 import llmtap
@@ -413,6 +414,42 @@ def test_a_killed_run_resumes_without_calling_a_case_twice(
     assert calls == [1] * 6 + [2] + [1] * 5, calls
     # The run finished: its journal is gone.
     assert not list((tmp_path / "cache" / "llmtap" / "runs").glob("*.jsonl"))
+
+
+def test_deleting_an_event_through_the_api_deletes_its_cases(
+    project: Project, provider: FakeProvider
+) -> None:
+    """A user's erasure reaches the test cases copied from their calls."""
+    tag = uuid.uuid4().hex[:8]
+    template_name = _production(project, provider, tag)
+    made = cli(
+        project,
+        provider,
+        "testsets",
+        "create",
+        f"erase-{tag}",
+        "--from-feedback",
+        "--template",
+        template_name,
+    )
+    assert made.returncode == 0, made.stderr
+    sets = project.server.get("/api/v1/testsets", project.key, name=f"erase-{tag}").json()
+    set_id = sets["testsets"][0]["id"]
+    before = project.server.get(f"/api/v1/testsets/{set_id}", project.key).json()
+    golf = next(c for c in before["cases"] if c["template_params"]["sport"] == "golf")
+    gone = httpx2.delete(
+        f"{project.server.url}/api/v1/events/{golf['event_id']}",
+        headers={"authorization": f"Bearer {project.key}"},
+    )
+    assert gone.status_code == 200, gone.text
+    after = project.server.get(f"/api/v1/testsets/{set_id}", project.key).json()
+    assert sorted(c["template_params"]["sport"] for c in after["cases"]) == [
+        "chess",
+        "soccer",
+        "tennis",
+    ]
+    assert after["version"] == before["version"] + 1
+    assert "⛳" not in json.dumps(after, ensure_ascii=False)  # the better response went too
 
 
 def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: FakeProvider) -> None:

@@ -474,6 +474,14 @@ SQLITE_MIGRATIONS: list[Step] = [
             "CREATE INDEX testresults_by_case ON testresults (project_id, case_id)",
         ),
     ),
+    (
+        "m014_testcases_by_event",
+        (
+            # Deleting events deletes the cases copied from them (a user's erasure reaches the
+            # copies): each delete chunk finds its events' cases by this index.
+            "CREATE INDEX testcases_by_event ON testcases (project_id, event_id)",
+        ),
+    ),
 ]
 
 

@@ -466,6 +466,11 @@ PG_MIGRATIONS: list[Step] = [
             )""",
         ),
     ),
+    (
+        # SQLite's m014_testcases_by_event.
+        "pg007_testcases_by_event",
+        ("CREATE INDEX testcases_by_event ON testcases (project_id, event_id)",),
+    ),
 ]
 
 
