@@ -363,9 +363,9 @@ def test_the_cost_cap_stops_the_run(
 def test_a_killed_run_resumes_without_calling_a_case_twice(
     project: Project, provider: FakeProvider, tmp_path: Path
 ) -> None:
-    """Killed right after six answers came back (none of them on the server yet: results go in
-    batches and the calls' events are sent every 30 s here) while the seventh call is in
-    flight: the resume pays for none of the six again, only for the one cut off."""
+    """Killed right after six answers came back (their results usually not on the server yet:
+    results go in batches, and the calls' events are sent every 30 s here) while the seventh
+    call is in flight: the resume pays for none of the six again, only for the one cut off."""
     tag = uuid.uuid4().hex[:8]
     name = f"resume-{tag}"
     sports = [f"{tag}-{i}" + (" [[delay:3]]" if i == 6 else "") for i in range(12)]
@@ -399,7 +399,10 @@ def test_a_killed_run_resumes_without_calling_a_case_twice(
     assert asked(sports[6]) == 1, stderr
     run_id = _run_id(stderr)
     before = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()["results"]
-    assert len(before) < 6  # most answers were known to the runner alone
+    # Usually most of the six answers are known to the runner alone (results go every 0.25 s);
+    # on a loaded machine all six may have been sent: then the resume skips them, and the
+    # counts below hold all the same.
+    assert len(before) <= 6
     resumed = subprocess.run(
         [*command, "--resume", run_id], capture_output=True, text=True, timeout=90, env=env
     )
