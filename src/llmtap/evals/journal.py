@@ -6,7 +6,8 @@ in between has paid for answers nothing on the server knows of. So the runner ap
 answer here first, one line per case, before it does anything else with it; a resumed run reads
 the journal and scores those answers instead of calling (and paying for) the cases again. Only
 a call that never brought an answer back (cut off in flight) leaves no answer here and is made
-again; its ``started`` line says so.
+again. (One line per answer, none before the call: a write per case, on the event loop, is
+a few microseconds.)
 
 One file per server, key and run, in the user's cache folder next to the SDK's spool (its
 folder readable by its owner only: outputs may be private). Lines are appended with one
@@ -49,34 +50,27 @@ class Journal:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.write(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
 
-    def started(self, case_id: Any) -> None:
-        """Case ``case_id``'s call is about to be made."""
-        self._append({"case": str(case_id), "started": True})
-
     def answered(self, case_id: Any, output: str, latency_ms: float, usage: dict[str, int]) -> None:
         """Case ``case_id``'s call came back with ``output``."""
         entry = {"case": str(case_id), "output": output, "latency_ms": latency_ms, "usage": usage}
         self._append(entry)
 
-    def read(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
-        """The answers journalled, by case id, and the cases started without one (cut off)."""
+    def read(self) -> dict[str, dict[str, Any]]:
+        """The answers journalled, by case id."""
         answers: dict[str, dict[str, Any]] = {}
-        started: set[str] = set()
         try:
             text = self.path.read_bytes().decode("utf-8", "replace")
         except FileNotFoundError:
-            return answers, started
+            return answers
         for line in text.splitlines():
             try:
                 entry = json.loads(line)
                 case = str(entry["case"])
             except (ValueError, KeyError, TypeError):
                 continue  # torn by a crash mid-write
-            if "output" in entry and isinstance(entry["output"], str):
+            if isinstance(entry.get("output"), str):
                 answers[case] = entry
-            else:
-                started.add(case)
-        return answers, started - set(answers)
+        return answers
 
     def close(self, remove: bool = False) -> None:
         """Close the file; ``remove``: the run is over, the journal is not needed any more."""

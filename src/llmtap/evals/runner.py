@@ -227,7 +227,7 @@ class Runner:
         recorded: dict[str, dict[str, Any]] = {}
         if resume:
             recorded = await asyncio.to_thread(self._recorded, run_id)
-            answers, _ = await asyncio.to_thread(journal.read)
+            answers = await asyncio.to_thread(journal.read)
             recorded.update(answers)  # the journal knows the usage too: preferred
         await asyncio.to_thread(self.api.set_run_status, run_id, "running")
         client = llmtap.AsyncClient(
@@ -329,10 +329,9 @@ class Runner:
             result.update(latency_ms=before.get("latency_ms"), cost_usd=before.get("cost_usd"))
         else:
             try:
-                # Written before the call, and its answer the moment it is back: a resume
-                # tells a call cut off in flight from one that was answered (and paid for).
-                journal.started(case["id"])
                 output, latency, usage = await self._call(client, call, run_id, event_id)
+                # Journalled the moment it is back, before anything else can be cut off: a
+                # resume scores it rather than paying for it again.
                 journal.answered(case["id"], output, latency, usage)
             except openai.APIError as exc:
                 return {**result, "error": f"provider: {type(exc).__name__}: {exc}"[:2000]}
