@@ -419,6 +419,39 @@ def test_a_killed_run_resumes_without_calling_a_case_twice(
     assert not list((tmp_path / "cache" / "llmtap" / "runs").glob("*.jsonl"))
 
 
+def test_a_run_goes_on_when_its_journal_cannot_be_kept(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A cache folder that cannot be written (here a file where the folder would be): the run
+    finishes, saying a resume may call again what was answered."""
+    tag = uuid.uuid4().hex[:8]
+    name = f"nojournal-{tag}"
+    _import(project, provider, tmp_path, name, [_case(f"{tag}-{i}") for i in range(3)])
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    env = {
+        **os.environ,
+        "LLMTAP_URL": project.server.url,
+        "LLMTAP_API_KEY": project.key,
+        "OPENAI_API_KEY": "sk-fake",
+        "OPENAI_BASE_URL": provider.base_url,
+        "LLMTAP_FLUSH_INTERVAL": "0.05",
+        "XDG_CACHE_HOME": str(blocked),
+    }
+    done = subprocess.run(
+        [*LLMTAP, "test", name, "--model", "gpt-4o-mini"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cannot keep the run's journal" in done.stderr
+    run = project.server.get(f"/api/v1/runs/{_run_id(done.stderr)}", project.key, raw="1").json()
+    assert run["status"] == "finished" and all(r["output"] for r in run["results"])
+    assert len(run["results"]) == 3
+
+
 def test_deleting_an_event_through_the_api_deletes_its_cases(
     project: Project, provider: FakeProvider
 ) -> None:

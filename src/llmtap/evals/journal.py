@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..sdk._log import log
 from ..sdk._spool import _private_dir, default_dir
 
 __all__ = ["Journal"]
@@ -43,12 +44,24 @@ class Journal:
         self.path = base / f"{server}-{safe}.jsonl"
         self._fd: int | None = None
         self._base = base
+        self._broken = False
 
     def _append(self, entry: dict[str, Any]) -> None:
-        if self._fd is None:
-            _private_dir(self._base)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        if self._broken:
+            return
+        try:
+            if self._fd is None:
+                _private_dir(self._base)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.write(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        except OSError as exc:  # a read-only or full cache folder: the run goes on, unjournalled
+            self._broken = True
+            log.warning(
+                "llmtap: cannot keep the run's journal in %s (%s): a resume after an"
+                " interruption may call again what was answered",
+                self._base,
+                exc,
+            )
 
     def answered(self, case_id: Any, output: str, latency_ms: float, usage: dict[str, int]) -> None:
         """Case ``case_id``'s call came back with ``output``."""
@@ -60,7 +73,7 @@ class Journal:
         answers: dict[str, dict[str, Any]] = {}
         try:
             text = self.path.read_bytes().decode("utf-8", "replace")
-        except FileNotFoundError:
+        except OSError:  # none was kept (or its folder is not usable): nothing to reuse
             return answers
         for line in text.splitlines():
             try:
@@ -78,5 +91,5 @@ class Journal:
             os.close(self._fd)
             self._fd = None
         if remove:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # none was made, or its folder is not usable
                 self.path.unlink()
