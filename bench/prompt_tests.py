@@ -3,10 +3,12 @@ against the same 1,000 calls made directly with ``openai.AsyncOpenAI`` at the sa
 concurrency; and the runner's peak memory.
 
 The fake provider and ``llmtap serve`` run in processes of their own; a client process makes
-the direct calls and the runs in ABBA order (each run a new run of the set: the test set read,
-each call through ``llmtap.AsyncClient`` and recorded, results sent in batches, the summary
-stored). Its peak resident memory (``VmHWM``) is read at the end, beside its size after the
-imports and a warm-up.
+the direct calls and the runs, the order turned each round (each run a new run of the set: the
+test set read, each call through ``llmtap.AsyncClient`` and recorded, results sent in batches,
+the summary stored). A third variant runs the same with the calls' recording turned off
+(``enabled=False``): the runner's own work (planning, scoring, results, journal) apart from
+the SDK's recording and the server's ingest of 1,000 events. Its peak resident memory
+(``VmHWM``) is read at the end, beside its size after the imports and a warm-up.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ provider, url, key, testset_id, rounds, concurrency = sys.argv[1:7]
 rounds, concurrency = int(rounds), int(concurrency)
 api = TestsApi(url, key)
 testset = api.testset(int(testset_id))
-runner = Runner(api, {"api_key": "sk-bench", "base_url": provider}, {"url": url, "api_key": key})
+provider_args = {"api_key": "sk-bench", "base_url": provider}
+runner = Runner(api, provider_args, {"url": url, "api_key": key})
+quiet = Runner(api, provider_args, {"url": url, "api_key": key, "enabled": False})
 options = RunOptions(model="gpt-4o-mini", concurrency=concurrency, max_retries=0)
 
 async def direct():
@@ -53,21 +57,27 @@ async def direct():
     await asyncio.gather(*(one(c) for c in testset["cases"]))
     await client.close()
 
-def run_once():
-    calls = runner.plan(testset, options)
-    run_id = runner.start(testset, options, calls)
-    outcome = runner.run(testset, options, calls, run_id)
+def run_once(which):
+    calls = which.plan(testset, options)
+    run_id = which.start(testset, options, calls)
+    outcome = which.run(testset, options, calls, run_id)
     assert outcome["summary"]["done"] == len(testset["cases"]), outcome["summary"]
 
 asyncio.run(direct())  # warm-up: imports, connections
+run_once(quiet)  # and the runner's imports (the price library)
 baseline = rss("VmRSS")
 times = []
+variants = ["direct", "runner", "unrecorded"]
 for i in range(rounds):
-    order = ["direct", "runner"] if i % 4 in (0, 3) else ["runner", "direct"]
+    order = variants[i % 3:] + variants[:i % 3]
+    order = order if i % 2 == 0 else order[::-1]
     row = {}
     for name in order:
         started = time.perf_counter()
-        asyncio.run(direct()) if name == "direct" else run_once()
+        if name == "direct":
+            asyncio.run(direct())
+        else:
+            run_once(runner if name == "runner" else quiet)
         row[name] = time.perf_counter() - started
     times.append(row)
 print(json.dumps({"times": times, "baseline_mib": baseline, "peak_mib": rss("VmHWM")}))
@@ -105,7 +115,7 @@ def _cases(n: int) -> list[dict[str, Any]]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    cases, rounds, concurrency = (200, 2, 16) if quick else (1000, 4, 16)
+    cases, rounds, concurrency = (200, 2, 16) if quick else (1000, 6, 16)
     with fake_provider() as provider, llmtap_server() as server:
         key = _admin_key(str(server.db))
         made = httpx2.post(
@@ -126,7 +136,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         )
     measured = json.loads(child.stdout.strip().splitlines()[-1])
     ratios = [t["runner"] / t["direct"] for t in measured["times"]]
+    unrecorded = [t["unrecorded"] / t["direct"] for t in measured["times"]]
     return {
+        "unrecorded_ratio": median(unrecorded),
+        "unrecorded_spread": spread(unrecorded),
+        "load": os.getloadavg(),
         "cases": cases,
         "concurrency": concurrency,
         "rounds": measured["times"],
@@ -143,8 +157,9 @@ def report(result: dict[str, Any]) -> str:
     return (
         f"prompt tests: {result['cases']} cases at concurrency {result['concurrency']}: "
         f"runner {result['runner_s']:.2f} s, direct openai.AsyncOpenAI {result['direct_s']:.2f} s"
-        f" (median of {len(result['rounds'])} ABBA rounds); runner / direct "
-        f"{result['ratio_spread']}; client process peak RSS {result['peak_mib']:.0f} MiB "
+        f" (median of {len(result['rounds'])} rounds, order turned); runner / direct "
+        f"{result['ratio_spread']}; with recording off {result['unrecorded_spread']}; "
+        f"load {result['load'][0]:.1f}; client process peak RSS {result['peak_mib']:.0f} MiB "
         f"({result['baseline_mib']:.0f} MiB after imports and a warm-up)"
     )
 

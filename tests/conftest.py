@@ -55,7 +55,7 @@ ADMIN_USER, ADMIN_PASSWORD = "admin", "test-admin-password"
 
 # ``tapped``: each SDK test against both the sync and the async client; ``store`` and
 # ``store_backend``: each store test against every store backend (tests/_stores.py).
-pytest_plugins = ["tests._clients", "tests._postgres", "tests._stores"]
+pytest_plugins = ["pytester", "tests._clients", "tests._postgres", "tests._stores"]
 
 
 def free_port() -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmtap.store import NameTaken, Store
+from llmtap.store import EventFilter, KeyInfo, NameTaken, Store
+
+from .test_retention_store import cut, dated
 
 
 def _case(event_id: str | None, expected: str = "⚽") -> dict[str, object]:
@@ -72,3 +74,50 @@ def test_a_run_keeps_one_result_per_case(store: Store) -> None:
     assert [r["id"] for r in store.list_runs(project, sid)] == ["r1"]
     assert store.delete_testset(project, sid)
     assert store.get_run(project, "r1") is None and store.list_runs(project) == []
+
+
+def test_deleting_events_deletes_the_cases_copied_from_them(store: Store) -> None:
+    """An erasure (the API's and dashboard's delete) and retention's purge reach the copies:
+    a case goes with its event, with its results, and its set becomes a new version; a case
+    of another event, one imported without an event id, and another project's stay."""
+    pid, other = store.ensure_project("p"), store.ensure_project("other")
+    store.insert_events(dated(KeyInfo(1, pid, "p", "dev"), [0, 1, 2, 10]))
+    events = sorted(store.list_events(pid, EventFilter(limit=10))[0], key=lambda e: e["started_at"])
+    ev0, ev1, ev2, ev3 = (e["id"] for e in events)
+    first = store.create_testset(pid, "first", [])
+    second = store.create_testset(pid, "second", [])
+    store.add_cases(pid, first, [_case(ev0), _case(ev1), _case(ev3), _case(None)])
+    store.add_cases(pid, second, [_case(ev1), _case(ev2)])
+    foreign = store.create_testset(other, "first", [])
+    store.add_cases(other, foreign, [_case(ev0), _case(ev1)])  # the same ids, elsewhere
+
+    def cases(project: int, sid: int) -> list[str | None]:
+        found = store.get_testset(project, sid)
+        assert found is not None
+        return [c["event_id"] for c in found["cases"]]
+
+    found = store.get_testset(pid, first)
+    assert found is not None
+    by_event = {c["event_id"]: c["id"] for c in found["cases"]}
+    assert store.create_run(pid, "r1", first, {})
+    results = [{"case_id": cid, "output": "x", "passed": True} for cid in by_event.values()]
+    assert store.add_results(pid, "r1", results) == 4
+    version = found["version"]
+
+    assert store.delete_events(pid, ids=[ev1]) == 1
+    assert cases(pid, first) == [ev0, ev3, None]
+    assert cases(pid, second) == [ev2]
+    found = store.get_testset(pid, first)
+    assert found is not None and found["version"] == version + 1
+    run = store.get_run(pid, "r1")
+    assert run is not None
+    assert {r["case_id"] for r in run["results"]} == {by_event[e] for e in (ev0, ev3, None)}
+
+    # Retention, keeping the stats: ev0 and ev2 are past it; ev0's case goes.
+    assert store.purge_before(pid, cut(5), keep_aggregates=True) == 2
+    assert cases(pid, first) == [ev3, None]
+    assert cases(pid, second) == []
+    run = store.get_run(pid, "r1")
+    assert run is not None
+    assert {r["case_id"] for r in run["results"]} == {by_event[ev3], by_event[None]}
+    assert cases(other, foreign) == [ev0, ev1]

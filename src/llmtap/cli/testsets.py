@@ -20,6 +20,7 @@ import click
 
 from ..evals.api import TestsApi
 from ..evals.cases import DEFAULT_THRESHOLD
+from ..evals.results import missed_thresholds
 from ..evals.runner import Runner, RunOptions
 from ._options import api_key_option, url_option
 from ._output import table
@@ -273,7 +274,7 @@ def test(
     _report(testset, view, outcome["status"])
     if junit:
         junit.write_bytes(junit_xml(testset, view))
-    missed = _missed(view["summary"], outcome["status"], min_pass, max_regressions)
+    missed = missed_thresholds(view["summary"], outcome["status"], min_pass, max_regressions)
     if missed:
         raise click.ClickException("; ".join(missed))
 
@@ -336,21 +337,6 @@ def _report(testset: dict[str, Any], view: dict[str, Any], status: str) -> None:
     means = ", ".join(f"{k} {v:.2f}" for k, v in new["mean_scores"].items())
     if means:
         click.echo(f"mean scores: {means}")
-
-
-def _missed(
-    summary: dict[str, Any], status: str, min_pass: float | None, max_regressions: int | None
-) -> list[str]:
-    missed = []
-    if status == "stopped":
-        missed.append("the run stopped at its cost cap (--max-cost)")
-    rate = summary.get("pass_rate") or 0.0
-    if min_pass is not None and rate < min_pass:
-        missed.append(f"pass rate {rate:.1%} is under --min-pass {min_pass:.1%}")
-    regressions = summary.get("regressions", 0)
-    if max_regressions is not None and regressions > max_regressions:
-        missed.append(f"{regressions} regression(s), more than --max-regressions {max_regressions}")
-    return missed
 
 
 # Characters XML 1.0 cannot hold (control characters, lone surrogates): a model's output may

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["compare", "percentile", "summarize"]
+__all__ = ["compare", "missed_thresholds", "percentile", "summarize"]
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -106,3 +106,20 @@ def compare(
         "changes": counts,
         "cases": rows,
     }
+
+
+def missed_thresholds(
+    summary: Mapping[str, Any], status: str, min_pass: float | None, max_regressions: int | None
+) -> list[str]:
+    """Why a run fails a release gate (``llmtap test``, the pytest plugin): stopped at its
+    cost cap, a pass rate under ``min_pass``, more regressions than ``max_regressions``."""
+    missed = []
+    if status == "stopped":
+        missed.append("the run stopped at its cost cap (--max-cost)")
+    rate = summary.get("pass_rate") or 0.0
+    if min_pass is not None and rate < min_pass:
+        missed.append(f"pass rate {rate:.1%} is under --min-pass {min_pass:.1%}")
+    regressions = summary.get("regressions", 0)
+    if max_regressions is not None and regressions > max_regressions:
+        missed.append(f"{regressions} regression(s), more than --max-regressions {max_regressions}")
+    return missed

@@ -10,10 +10,12 @@ Before the first call the run's cost is estimated (prompt and expected output, i
 the prices the server prices events with); with ``max_cost_usd`` no case starts that could
 take the spend past it. A case that cannot run (a parameter its template lacks, a provider
 error or timeout, a judge answering nonsense) gets its own error; the run goes on. A run
-interrupted is resumed by its id: cases with a result are skipped, and a case whose call was
-recorded but whose result was not is scored from that recorded event, never called (billed)
-again; only a call the interruption cut off, or whose event had not reached the server yet,
-is made again.
+interrupted is resumed by its id: cases with a result are skipped, and a case whose call came
+back but whose result was not stored is scored from what came back, never called (billed)
+again: from the run's local journal (``journal``: each answer is written there the moment it
+comes back), else from the call's event recorded on the server (a resume on another machine).
+Only a call that the interruption cut off in flight, before its answer came back, is made
+again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..sdk._templates import TemplateChat, TemplateText, placeholders
 from ..wire import parse_instant
 from .api import TestsApi
 from .evaluators import Context, Evaluator, Score, parse_evaluator
+from .journal import Journal
 from .results import compare
 
 __all__ = ["Pricing", "RunOptions", "Runner", "call_model", "estimate_tokens", "prepare"]
@@ -59,6 +62,7 @@ class RunOptions:
     judge_model: str | None = None
     timeout: float = 60.0
     max_retries: int = 2
+    journal_dir: str | None = None  # where the run's journal is kept (default: the user's cache)
 
 
 def estimate_tokens(value: Any) -> int:
@@ -215,7 +219,17 @@ class Runner:
         stored = await asyncio.to_thread(self.api.run, run_id)
         done = {r["case_id"] for r in stored["results"]}
         todo = [c for c in calls if c.case["id"] not in done]
-        recorded = await asyncio.to_thread(self._recorded, run_id) if resume else {}
+        journal = Journal(
+            str(self.llmtap.get("url") or ""),
+            self.llmtap.get("api_key"),
+            run_id,
+            options.journal_dir,
+        )
+        recorded: dict[str, dict[str, Any]] = {}
+        if resume:
+            recorded = await asyncio.to_thread(self._recorded, run_id)
+            answers = await asyncio.to_thread(journal.read)
+            recorded.update(answers)  # the journal knows the usage too: preferred
         await asyncio.to_thread(self.api.set_run_status, run_id, "running")
         client = llmtap.AsyncClient(
             **self.provider,
@@ -240,7 +254,9 @@ class Runner:
                 estimate = call.estimate or 0.0
                 if not state.reserve(estimate):
                     return
-                result = await self._case(client, ctx, evaluators, call, run_id, recorded, pricing)
+                result = await self._case(
+                    client, ctx, evaluators, call, run_id, recorded, pricing, journal
+                )
                 state.settle(estimate, result.get("cost_usd") or 0.0)
                 state.pending.append(result)
                 state.done += 1
@@ -255,6 +271,8 @@ class Runner:
             await sender
             await client.aclose()
         status = "stopped" if state.stopped else "finished"
+        # Every answer is in a stored result now; a stopped run may still be resumed.
+        journal.close(remove=status == "finished")
         run = await asyncio.to_thread(self.api.run, run_id)
         view = compare(testset, run)
         summary = {**view["summary"], "spent_usd": state.spent, "baseline": view["baseline"]}
@@ -292,6 +310,7 @@ class Runner:
         run_id: str,
         recorded: dict[str, dict[str, Any]],
         pricing: Pricing,
+        journal: Journal,
     ) -> dict[str, Any]:
         """The case's result: its call (or its recorded event), scores, cost (with the
         evaluators' own calls), latency, error."""
@@ -301,12 +320,20 @@ class Runner:
         if call.error:
             return {**result, "error": call.error, "passed": False}
         before = recorded.get(str(case["id"]))
-        if before is not None:  # called before an interruption: score what came back
+        if before is not None and "usage" in before:  # journalled before an interruption
+            output = before["output"]
+            usage = before["usage"] or {}
+            cost = pricing(call.model or "", usage) if usage else None
+            result.update(latency_ms=before.get("latency_ms"), cost_usd=cost)
+        elif before is not None:  # its event reached the server before an interruption
             output = before.get("output_text") or ""
             result.update(latency_ms=before.get("latency_ms"), cost_usd=before.get("cost_usd"))
         else:
             try:
                 output, latency, usage = await self._call(client, call, run_id, event_id)
+                # Journalled the moment it is back, before anything else can be cut off: a
+                # resume scores it rather than paying for it again.
+                journal.answered(case["id"], output, latency, usage)
             except openai.APIError as exc:
                 return {**result, "error": f"provider: {type(exc).__name__}: {exc}"[:2000]}
             except Exception as exc:  # a case's odd input the SDK refuses: its error alone

@@ -18,6 +18,9 @@ file instead (see ``SQLiteStore._derive``).
 
 Feedback: a deleted event's ratings and better responses go with it, unless another stored
 event carries the same feedback key (then they are that event's too, and stay).
+
+Test cases: those copied from a deleted event go with it, with their results (see
+``_testsets.forget_cases``), whether the aggregates stay or not.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _derive, _hist
+from . import _context, _derive, _hist, _testsets
 from ._common import EventFilter
 from ._dialect import dialect_of
 from ._facts import has_usage, searchable_text
@@ -153,6 +156,13 @@ def forget(
     dialect_of(conn).unindex_texts(conn, texts)
     _subtract(conn, minus)  # nothing, when the aggregates stay
     gone = [row[0] for row in rows]
+    # The test cases copied from these events go too (see ``_testsets``): an erasure (or
+    # retention) that left the copies would keep what it was asked to remove.
+    event_ids = conn.execute(
+        f"SELECT id FROM events WHERE +project_id = ? AND seq IN ({marks(gone)})",
+        (project_id, *gone),
+    ).fetchall()
+    _testsets.forget_cases(conn, project_id, [row[0] for row in event_ids])
     conn.execute(
         f"DELETE FROM event_attrs WHERE project_id = ? AND seq IN ({marks(gone)})",
         (project_id, *gone),

@@ -484,6 +484,14 @@ SQLITE_MIGRATIONS: list[Step] = [
             "UPDATE events SET sdk = json_extract(body, '$.sdk.name')",
         ),
     ),
+    (
+        "m015_testcases_by_event",
+        (
+            # Deleting events deletes the cases copied from them (a user's erasure reaches the
+            # copies): each delete chunk finds its events' cases by this index.
+            "CREATE INDEX testcases_by_event ON testcases (project_id, event_id)",
+        ),
+    ),
 ]
 
 

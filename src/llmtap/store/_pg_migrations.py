@@ -473,8 +473,13 @@ PG_MIGRATIONS: list[Step] = [
             # The json type (jsonb refuses it) still cannot hand out a text holding an escaped
             # NUL, which a hostile sender's body may: such a body leaves the column empty.
             r"""UPDATE events SET sdk = body::json #>> '{sdk,name}'
-                WHERE body NOT LIKE '%\u0000%'""",
+                WHERE body NOT LIKE '%\\u0000%'""",
         ),
+    ),
+    (
+        # SQLite's m015_testcases_by_event.
+        "pg008_testcases_by_event",
+        ("CREATE INDEX testcases_by_event ON testcases (project_id, event_id)",),
     ),
 ]
 

@@ -7,6 +7,11 @@ this module unchanged. JSON documents are TEXT, parsed here.
 
 A case's ``event_id`` is unique in its set (the same production call is not a case twice);
 a result is unique per run and case, so a resumed run never stores (or bills) a case twice.
+
+A case is a copy of its event (parameters, output, feedback): when the event is deleted (the
+API, the dashboard, retention), the copies go with it, in the same transaction
+(``forget_cases``, called by ``_delete.forget``), with their results in every run, and each
+set they were in becomes a new version. A case imported without an event id stays.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._common import NameTaken
+from ._sql import chunks, marks
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
@@ -30,6 +36,7 @@ __all__ = [
     "delete_case",
     "delete_testset",
     "finish_run",
+    "forget_cases",
     "get_run",
     "get_testset",
     "list_runs",
@@ -215,6 +222,38 @@ def add_cases(
     ]
     cursors = store._write([*statements, _bump(testset_id, project_id)])
     return [i for i, cur in enumerate(cursors[:-1]) if cur.rowcount != 1]
+
+
+def forget_cases(conn: Any, project_id: int, event_ids: Sequence[str]) -> int:
+    """Delete the cases copied from events ``event_ids`` with their results, each set that
+    had one a new version, in ``conn``'s transaction; how many cases went."""
+    gone = 0
+    now = _now_us()
+    for chunk in chunks(sorted(set(event_ids))):
+        rows = conn.execute(
+            "SELECT id, testset_id FROM testcases WHERE project_id = ?"
+            f" AND event_id IN ({marks(chunk)})",
+            (project_id, *chunk),
+        ).fetchall()
+        if not rows:
+            continue
+        cases = [row[0] for row in rows]
+        sets = sorted({row[1] for row in rows})
+        conn.execute(
+            f"DELETE FROM testresults WHERE project_id = ? AND case_id IN ({marks(cases)})",
+            (project_id, *cases),
+        )
+        conn.execute(
+            f"DELETE FROM testcases WHERE project_id = ? AND id IN ({marks(cases)})",
+            (project_id, *cases),
+        )
+        conn.execute(
+            "UPDATE testsets SET version = version + 1, updated_us = ?"
+            f" WHERE project_id = ? AND id IN ({marks(sets)})",
+            (now, project_id, *sets),
+        )
+        gone += len(cases)
+    return gone
 
 
 def _testset_of(store: SQLiteStore, project_id: int, case_id: int) -> int | None:
