@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from . import _derive, _repair
+from . import _derive, _measures, _repair
 
 __all__ = ["SQLITE_MIGRATIONS", "apply_step", "migrate_sqlite"]
 
@@ -472,6 +472,15 @@ SQLITE_MIGRATIONS: list[Step] = [
                 PRIMARY KEY (project_id, run_id, case_id)
             )""",
             "CREATE INDEX testresults_by_case ON testresults (project_id, case_id)",
+        ),
+    ),
+    (
+        "m014_agg_measures",
+        (
+            # Boards' cached and reasoning tokens, alerts' share of low ratings (issues 14,
+            # 16): three sums more per aggregate row, filled from the events derived so far.
+            _derive.add_measure_columns,
+            _measures.backfill_sqlite,
         ),
     ),
 ]

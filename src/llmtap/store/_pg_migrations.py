@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from . import _measures
 from ._migrations import apply_step
 from ._pg import PgConn
 
@@ -464,6 +465,17 @@ PG_MIGRATIONS: list[Step] = [
                 seq BIGINT NOT NULL,
                 PRIMARY KEY (project_id, seq)
             )""",
+        ),
+    ),
+    (
+        "pg007_agg_measures",
+        (
+            # The twin of m014_agg_measures: the events still queued are derived later, by
+            # code that fills these columns.
+            "ALTER TABLE agg ADD COLUMN cached_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE agg ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE agg ADD COLUMN rating_low BIGINT NOT NULL DEFAULT 0",
+            _measures.backfill_postgres,
         ),
     ),
 ]
