@@ -483,6 +483,30 @@ SQLITE_MIGRATIONS: list[Step] = [
             _measures.backfill_sqlite,
         ),
     ),
+    (
+        "m015_alert_outbox",
+        (
+            # Notifications to send (issue 16), written with the state change that makes
+            # them, so a process that dies before sending leaves them for the next (see
+            # server/alerts/notify.py): one row per notification and channel.
+            """CREATE TABLE alert_outbox (
+                project_id INTEGER NOT NULL,
+                id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                note TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_us INTEGER NOT NULL,
+                claimed_until_us INTEGER NOT NULL,
+                created_us INTEGER NOT NULL,
+                done_us INTEGER,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX alert_outbox_due ON alert_outbox (state, next_us)",
+        ),
+    ),
 ]
 
 

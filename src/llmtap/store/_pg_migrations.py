@@ -478,6 +478,28 @@ PG_MIGRATIONS: list[Step] = [
             _measures.backfill_postgres,
         ),
     ),
+    (
+        # SQLite's m015_alert_outbox.
+        "pg008_alert_outbox",
+        (
+            """CREATE TABLE alert_outbox (
+                project_id BIGINT NOT NULL,
+                id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                note TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts BIGINT NOT NULL,
+                next_us BIGINT NOT NULL,
+                claimed_until_us BIGINT NOT NULL,
+                created_us BIGINT NOT NULL,
+                done_us BIGINT,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX alert_outbox_due ON alert_outbox (state, next_us)",
+        ),
+    ),
 ]
 
 
