@@ -25,8 +25,9 @@ from .conftest import free_port
 class Webhook:
     """Records what is POSTed; answers ``status``, or holds the request ``hang`` seconds."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.host = host
         self.status = 200
         self.hang = 0.0
         self._lock = threading.Lock()
@@ -47,14 +48,14 @@ class Webhook:
                 pass
 
         self.port = port or free_port()
-        self._http = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._http = ThreadingHTTPServer((host, self.port), Handler)
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     def bodies(self) -> list[dict[str, Any]]:
         with self._lock:

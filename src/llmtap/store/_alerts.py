@@ -247,12 +247,16 @@ def claim_notifications(
             )
         ]
     )
-    due = store._reader().execute(
-        "SELECT project_id, id, kind, name, channel, note, attempts FROM alert_outbox"
-        " WHERE state = 'pending' AND next_us <= ? AND claimed_until_us < ?"
-        " ORDER BY next_us LIMIT ?",
-        (now_us, now_us, limit),
-    ).fetchall()
+    due = (
+        store._reader()
+        .execute(
+            "SELECT project_id, id, kind, name, channel, note, attempts FROM alert_outbox"
+            " WHERE state = 'pending' AND next_us <= ? AND claimed_until_us < ?"
+            " ORDER BY next_us LIMIT ?",
+            (now_us, now_us, limit),
+        )
+        .fetchall()
+    )
     if not due:
         return []
     cursors = store._write(

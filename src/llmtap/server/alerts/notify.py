@@ -38,7 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
@@ -49,6 +49,7 @@ __all__ = [
     "ATTEMPTS",
     "Notifier",
     "check_webhook_host",
+    "checked_address",
     "deliver",
     "signature",
     "summary",
@@ -75,26 +76,48 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] |
     ]
 
 
-def check_webhook_host(url: str) -> None:
-    """Refuse (ValueError, saying why) a webhook URL whose host is, or resolves to, an
-    address that is not public (loopback, private, link-local: this server's own pages, a
-    cloud's metadata service) unless ``alert_allow_networks`` lets it."""
+def checked_address(url: str) -> str | None:
+    """The address to connect to for a webhook URL: its host resolved once, every address
+    checked. Refuses (ValueError, saying why) a host that is, or resolves to, an address that
+    is not public (loopback, private, link-local: this server's own pages, a cloud's metadata
+    service) unless ``alert_allow_networks`` lets it. None when every address is allowed
+    (``*``): then nothing is checked, and the host is connected to as it resolves then."""
     allowed = _allowed_networks()
     if allowed is None:
-        return
+        return None
     host = urlsplit(url).hostname or ""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
         raise ValueError(f"the webhook's host {host!r} does not resolve: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
         if address.is_global or any(address in net for net in allowed):
             continue
         raise ValueError(
             f"the webhook's host {host!r} is {address}, not a public address: allow its network"
             " with LLMTAP_ALERT_ALLOW_NETWORKS (for example 127.0.0.0/8) to reach it"
         )
+    if not addresses:
+        raise ValueError(f"the webhook's host {host!r} does not resolve")
+    return str(addresses[0])
+
+
+def check_webhook_host(url: str) -> None:
+    """Refuse (ValueError) a webhook URL ``checked_address`` refuses."""
+    checked_address(url)
+
+
+def _pinned(url: str, address: str) -> tuple[str, str, dict[str, Any]]:
+    """(URL, Host header, request extensions) that reach ``address`` for ``url``: the same
+    request, Host and TLS server name (certificate checked against it) the URL's host, so a
+    resolver that answers differently a second time (a DNS rebind) is never asked again."""
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    ip = f"[{address}]" if ":" in address else address
+    netloc = (f"{userinfo}@" if userinfo else "") + ip + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), hostport, extensions
 
 
 def summary(note: dict[str, Any]) -> str:
@@ -130,11 +153,14 @@ def _webhook(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> s
     headers = {"content-type": "application/json", "user-agent": "llmtap-alerts"}
     if channel.get("secret"):
         headers[SIGNATURE_HEADER] = signature(channel["secret"], body)
-    check_webhook_host(channel["url"])
+    url = channel["url"]
+    extensions: dict[str, Any] = {}
+    address = checked_address(url)
+    if address is not None:  # connect to the address checked, not to a second lookup's
+        url, headers["host"], extensions = _pinned(url, address)
     # No redirects: a public URL must not bounce the request to a refused address.
-    response = httpx2.post(
-        channel["url"], content=body, headers=headers, timeout=timeout, follow_redirects=False
-    )
+    with httpx2.Client(timeout=timeout, follow_redirects=False) as client:
+        response = client.post(url, content=body, headers=headers, extensions=extensions)
     if response.status_code >= 300:
         raise RuntimeError(f"the webhook answered {response.status_code}")
     return f"the webhook answered {response.status_code}"

@@ -1,0 +1,63 @@
+"""A webhook's host is resolved once: the addresses checked are the one connected to (issue
+16), so a DNS rebind between the check and the connection (the name first answering an
+allowed address, then a refused one) cannot send a notification where it is refused.
+
+The resolver is the far edge here and the one thing stood in for: ``socket.getaddrinfo``
+answers the name ``hook.test`` as a rebinding DNS server would (127.0.0.1, allowed, the
+first time; 127.0.0.2, refused, after), every other name as the system does. Two real
+receivers listen on the same port of those two addresses; the delivery is llmtap's own."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from llmtap.server.alerts import evaluate
+from llmtap.server.alerts.notify import deliver
+
+from ._receivers import Webhook
+
+NAME = "hook.test"
+
+
+@pytest.fixture
+def rebinding(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The lookups of ``NAME``; its answers: 127.0.0.1 first, then 127.0.0.2."""
+    lookups: list[str] = []
+    system = socket.getaddrinfo
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == NAME:
+            lookups.append(host)
+            return system("127.0.0.1" if len(lookups) == 1 else "127.0.0.2", *args, **kwargs)
+        return system(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    monkeypatch.setenv("LLMTAP_ALERT_ALLOW_NETWORKS", "127.0.0.1/32")
+    yield lookups
+
+
+def test_the_connection_goes_to_the_address_checked_not_a_rebound_one(
+    rebinding: list[str],
+) -> None:
+    allowed = Webhook()
+    refused = Webhook(allowed.port, host="127.0.0.2")
+    try:
+        channel = {"kind": "webhook", "name": "ops", "url": f"http://{NAME}:{allowed.port}/h"}
+        rule = {"name": "r", "measure": "requests", "threshold": 1}
+        note = evaluate.test_note("p", 1, "rule", rule)
+        assert deliver(channel, note, 5.0) == "the webhook answered 200"
+        assert rebinding == [NAME]  # one lookup: the check's
+        assert refused.received == []
+        ((headers, _),) = allowed.received
+        assert headers["host"] == f"{NAME}:{allowed.port}"  # the URL's host, as sent
+        # The name now answers the refused address: the check, the one lookup, refuses it.
+        with pytest.raises(ValueError, match=r"127\.0\.0\.2"):
+            deliver(channel, note, 5.0)
+        assert rebinding == [NAME, NAME] and refused.received == []
+    finally:
+        allowed.close()
+        refused.close()
