@@ -10,7 +10,9 @@ receivers listen on the same port of those two addresses; the delivery is llmtap
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,3 +63,28 @@ def test_the_connection_goes_to_the_address_checked_not_a_rebound_one(
     finally:
         allowed.close()
         refused.close()
+
+
+def test_over_https_the_address_checked_is_reached_under_the_urls_name(
+    rebinding: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TLS server name stays the URL's host: the receiver's certificate (for ``NAME``
+    only, trusted as a private CA is, through SSL_CERT_FILE) is checked against it, though
+    the connection goes to an address."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={NAME}",
+         "-addext", f"subjectAltName=DNS:{NAME}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    allowed = Webhook(tls=(cert, key))
+    try:
+        channel = {"kind": "webhook", "name": "ops", "url": f"https://{NAME}:{allowed.port}/h"}
+        rule = {"name": "r", "measure": "requests", "threshold": 1}
+        note = evaluate.test_note("p", 1, "rule", rule)
+        assert deliver(channel, note, 5.0) == "the webhook answered 200"
+        assert rebinding == [NAME] and len(allowed.received) == 1
+    finally:
+        allowed.close()
