@@ -25,8 +25,12 @@ from .conftest import free_port
 class Webhook:
     """Records what is POSTed; answers ``status``, or holds the request ``hang`` seconds."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.host = host
+        self.scheme = "https" if tls else "http"
         self.status = 200
         self.hang = 0.0
         self._lock = threading.Lock()
@@ -47,14 +51,18 @@ class Webhook:
                 pass
 
         self.port = port or free_port()
-        self._http = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._http = ThreadingHTTPServer((host, self.port), Handler)
+        if tls is not None:  # HTTPS with this certificate (and key)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._http.socket = context.wrap_socket(self._http.socket, server_side=True)
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{self.scheme}://{self.host}:{self.port}/hook"
 
     def bodies(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -8,6 +8,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+
 from llmtap.server.alerts.evaluate import Evaluator
 from llmtap.server.alerts.rules import validated
 from llmtap.store import Store, event_row
@@ -162,3 +164,44 @@ def test_two_evaluators_on_one_database_one_evaluates(store_backend: Any) -> Non
         assert eb.run_once() == 0
     finally:
         eb.close()
+
+
+def test_a_share_of_low_ratings_fires_and_resolves_as_ratings_come(store: Store) -> None:
+    pid = store.ensure_project("p")
+    rule = {"measure": "low_rating_share", "window": "1h", "threshold": 40, "cooldown": 0}
+    put(store, pid, "rule", {**rule, "name": "unhappy"})
+    put(
+        store,
+        pid,
+        "rule",
+        {"name": "cache", "measure": "cached_tokens", "window": "1h", "threshold": 50},
+    )
+    for i in range(4):
+        store_events(
+            store,
+            pid,
+            T0 - timedelta(minutes=10),
+            1,
+            feedback_key=f"k{i}",
+            usage={"input_tokens": 100, "cached_tokens": 25},
+        )
+    clock = Clock(T0)
+    evaluator = Evaluator(store, interval=60, clock=clock)
+    try:
+        for key, rating in [("k0", 0.9), ("k1", 0.8), ("k2", 0.3)]:
+            store.insert_feedback(pid, key, rating, None)
+        evaluator.run_once()
+        got = {s["name"]: (s["state"], s["value"]) for s in store.alert_states(pid)}
+        assert got == {"unhappy": ("ok", pytest.approx(100 / 3)), "cache": ("firing", 100.0)}
+        store.insert_feedback(pid, "k3", 0.1, None)  # 2 of 4 low: 50 %
+        clock.at = T0 + timedelta(minutes=1)
+        evaluator.run_once()
+        assert {s["name"]: s["value"] for s in store.alert_states(pid)}["unhappy"] == 50.0
+        # Both low ones rated again, high: 2 of 6 low, 33 %.
+        store.insert_feedback(pid, "k2", 1.0, None)
+        store.insert_feedback(pid, "k3", 1.0, None)
+        clock.at = T0 + timedelta(minutes=2)
+        evaluator.run_once()
+        assert events(store, pid, "unhappy") == ["firing", "resolved"]
+    finally:
+        evaluator.close()

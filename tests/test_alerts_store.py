@@ -78,3 +78,41 @@ def test_one_holder_of_the_lease_until_it_expires(store_backend: StoreBackend) -
     assert not a.take_lease("evaluator", "a", 153 * S, 30 * S)
     b.drop_lease("evaluator", "b")
     assert a.take_lease("evaluator", "a", 154 * S, 30 * S)
+
+
+def test_a_notification_is_claimed_by_one_caller_until_its_claim_runs_out(
+    store_backend: StoreBackend,
+) -> None:
+    """The outbox: saved with its state, handed to one caller at a time (two stores on one
+    database: two processes), handed again only when due and unclaimed, never once sent."""
+    db = store_backend.fresh_db()
+    a, b = store_backend.open(db), store_backend.open(db)
+    pid = a.ensure_project("p")
+    state = {
+        "project_id": pid,
+        "kind": "rule",
+        "name": "r",
+        "group": {},
+        "state": "firing",
+        "value": 1.0,
+        "threshold": 0.0,
+        "events": 1,
+        "since_us": 0,
+        "evaluated_us": 0,
+    }
+    note = {"event": "firing", "id": "n1"}
+    row = {"project_id": pid, "id": "o1", "kind": "rule", "name": "r", "channel": "ops"}
+    a.record_alerts([state], [], [{**row, "note": note, "at_us": 5}])
+    assert [s["state"] for s in b.alert_states(pid)] == ["firing"]
+    (claimed,) = a.claim_notifications(1_000, 2_000)
+    assert claimed == {**row, "note": note, "attempts": 0}
+    assert b.claim_notifications(1_500, 9_000) == []  # a's claim holds until 2,000
+    entry = {"project_id": pid, "kind": "rule", "name": "r", "at_us": 1_600, "event": "failed"}
+    a.finish_notification(pid, "o1", "pending", 1, 3_000, 4_000, entry)
+    assert b.claim_notifications(2_500, 9_000) == []  # not due before 3,000
+    assert b.claim_notifications(3_500, 9_000) == []  # a still holds it until 4,000
+    (again,) = b.claim_notifications(4_500, 9_000)  # a died: b takes it over
+    assert again["attempts"] == 1
+    b.finish_notification(pid, "o1", "sent", 2, 4_600, 0, {**entry, "event": "sent"})
+    assert a.claim_notifications(10**12, 10**12 + 1) == []
+    assert [h["event"] for h in a.alert_history(pid, name="r")] == ["sent", "failed"]

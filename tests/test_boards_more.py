@@ -4,6 +4,8 @@ and to what the events posted say; on each store backend."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from ._stores import STORE_BACKENDS
 from .conftest import Project, Server, server_on_each_backend
 from .test_boards_api import BOARDS, call, ok
+from .test_dashboard_http import login
 from .test_server import assert_error_shape, event, post_events
 
 # Every test here runs on a server of each store backend.
@@ -234,3 +237,38 @@ def test_hostile_drill_down_queries_answer_4xx_never_500(
 ) -> None:
     response = httpx2.get(drill_link, params=query, headers={"accept": "text/html"})
     assert response.status_code in (200, 400, 404), (query, response.text[:300])
+
+
+def test_cached_reasoning_and_low_rating_panels_answer_the_posted_events(server: Server) -> None:
+    """Issue 14's cached and reasoning tokens and issue 16's share of low ratings: panels of
+    them answer what was posted and rated, and the panel editor offers them."""
+    name = f"measures-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    events = [
+        event(
+            model=model,
+            started_at=(START + timedelta(minutes=i)).isoformat(),
+            usage={"input_tokens": 100, "output_tokens": 40, "cached_tokens": 10 * i}
+            | ({"reasoning_tokens": 7} if model == "o3" else {}),
+            feedback_key=f"fk-{name}-{i}",
+        )
+        for i, model in enumerate(["gpt-4o", "o3", "o3", "gpt-4o"])
+    ]
+    ok(post_events(project, events))
+    # Event 1: rated high, then low, then high again; event 3: low once.
+    for i, rating in [(1, 0.9), (1, 0.2), (1, 0.95), (3, 0.1)]:
+        body = {"feedback_key": events[i]["feedback_key"], "rating": rating}
+        ok(project.server.post("/api/v1/feedback", project.key, json=body))
+    measures = ["cached_tokens", "reasoning_tokens", "low_rating_share"]
+    panel = {"id": "p", "measures": measures, "view": "table", "group_by": "model"}
+    time_range = {"from": START.isoformat(), "to": (START + timedelta(hours=1)).isoformat()}
+    spec = {"panels": [panel], "time_range": time_range}
+    board = ok(call(project, "POST", BOARDS, {"name": "measures", "spec": spec}), 201)
+    (data,) = ok(call(project, "GET", f"{BOARDS}/{board['id']}/data"))["panels"]
+    got = {g["key"]["model"]: tuple(g[m] for m in measures) for g in data["stats"]["groups"]}
+    assert got == {"gpt-4o": (30, 0, 1.0), "o3": (30, 14, 1 / 3)}
+    with login(server) as browser:
+        page = browser.get(f"/boards/{board['id']}", params={"project": name})
+        assert page.status_code == 200, page.text[:300]
+        choices = json.loads(page.text.split('id="board-choices">', 1)[1].split("</script>", 1)[0])
+        assert set(measures) <= set(choices["measures"])

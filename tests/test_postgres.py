@@ -129,6 +129,7 @@ def test_every_key_of_project_data_holds_the_project(database: str) -> None:
         "alert_items",
         "alert_states",
         "alert_history",
+        "alert_outbox",
         "boards",
         "board_versions",
         "board_shares",

@@ -80,7 +80,7 @@ def traffic(server: Server) -> dict[str, Any]:
             status="error" if rng.random() < 0.1 else "ok",
             latency_ms=rng.lognormvariate(6, 0.8),
             ttft_ms=rng.lognormvariate(5, 0.5) if rng.random() < 0.7 else None,
-            usage={"input_tokens": rng.randrange(1, 2000), "output_tokens": rng.randrange(1, 500)},
+            usage=usage(rng),
             prompt_template_name="greet" if template.startswith("greet") else "bye",
             template_text=template,
             chat_id=f"chat-{i % 7}",
@@ -117,6 +117,16 @@ def traffic(server: Server) -> dict[str, Any]:
         e["cost_usd"] = costs[e["id"]]
         e["_ratings"] = ratings.get(e["id"], [])
     return {"project": project, "sent": sent}
+
+
+def usage(rng: random.Random) -> dict[str, int]:
+    """Input and output tokens; cached and reasoning tokens on some events only."""
+    out = {"input_tokens": rng.randrange(1, 2000), "output_tokens": rng.randrange(1, 500)}
+    if rng.random() < 0.6:
+        out["cached_tokens"] = rng.randrange(0, out["input_tokens"])
+    if rng.random() < 0.4:
+        out["reasoning_tokens"] = rng.randrange(0, out["output_tokens"])
+    return out
 
 
 def _day(e: dict[str, Any]) -> str:
@@ -166,6 +176,8 @@ def check(
         assert g["errors"] == sum(e["status"] == "error" for e in evs)
         assert g["input_tokens"] == sum(e["usage"]["input_tokens"] for e in evs)
         assert g["output_tokens"] == sum(e["usage"]["output_tokens"] for e in evs)
+        assert g["cached_tokens"] == sum(e["usage"].get("cached_tokens", 0) for e in evs)
+        assert g["reasoning_tokens"] == sum(e["usage"].get("reasoning_tokens", 0) for e in evs)
         priced = [e["cost_usd"] for e in evs if e["cost_usd"] is not None]
         assert g["unpriced_events"] == len(evs) - len(priced)
         if priced:
@@ -184,8 +196,13 @@ def check(
                 assert g["ttft_ms"][name] == pytest.approx(want_ttft, rel=tolerance)
         ratings = [r for e in evs for r in e["_ratings"]]
         assert g["ratings"] == len(ratings)
+        low = sum(r < 0.7 for r in ratings)  # the store's LOW_RATING
+        assert g["low_ratings"] == low
         if ratings:
             assert g["avg_rating"] == pytest.approx(sum(ratings) / len(ratings))
+            assert g["low_rating_share"] == pytest.approx(low / len(ratings))
+        else:
+            assert g["low_rating_share"] is None
 
 
 def stats(project: Project, **params: Any) -> dict[str, Any]:

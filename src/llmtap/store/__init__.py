@@ -349,9 +349,32 @@ class Store(Protocol):
         """Each rule's and budget's state per group (of one project, or of all)."""
 
     def record_alerts(
-        self, states: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+        self,
+        states: Sequence[dict[str, Any]],
+        history: Sequence[dict[str, Any]],
+        outbox: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Save states and add history entries (each with its ``project_id``), at once."""
+        """Save states, add history entries and notifications to send (each with its
+        ``project_id``), at once."""
+
+    def claim_notifications(
+        self, now_us: int, until_us: int, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Notifications due and claimed by nobody (or by a claim that ran out), now claimed
+        by the caller until ``until_us``."""
+
+    def finish_notification(
+        self,
+        project_id: int,
+        notification_id: str,
+        state: str,
+        attempts: int,
+        next_us: int,
+        claimed_until_us: int,
+        history: dict[str, Any],
+    ) -> None:
+        """Record an attempt at a claimed notification (``pending``, ``sent`` or ``failed``)
+        with its history entry, at once."""
 
     def alert_history(
         self, project_id: int, kind: str | None = None, name: str | None = None, limit: int = 100

@@ -23,9 +23,11 @@ __all__ = [
     "alert_history",
     "alert_items",
     "alert_states",
+    "claim_notifications",
     "delete_alert_item",
     "drop_lease",
     "every_alert_item",
+    "finish_notification",
     "put_alert_item",
     "record_alerts",
     "take_lease",
@@ -113,6 +115,7 @@ def delete_alert_item(store: SQLiteStore, project_id: int, kind: str, name: str)
             (f"DELETE FROM alert_items {where}", key),
             (f"DELETE FROM alert_states {where}", key),
             (f"DELETE FROM alert_history {where}", key),
+            (f"DELETE FROM alert_outbox {where}", key),
         ]
     )
     return cur.rowcount > 0
@@ -151,11 +154,15 @@ def alert_states(store: SQLiteStore, project_id: int | None = None) -> list[dict
 
 
 def record_alerts(
-    store: SQLiteStore, states: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    store: SQLiteStore,
+    states: Sequence[dict[str, Any]],
+    history: Sequence[dict[str, Any]],
+    outbox: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Save states (each as ``alert_states`` returns them, ``project_id`` included) and add
+    """Save states (each as ``alert_states`` returns them, ``project_id`` included), add
     history entries (``project_id``, ``kind``, ``name``, ``group``, ``at_us``, ``event``,
-    ``detail``), in one transaction."""
+    ``detail``) and notifications to send (``project_id``, ``id``, ``kind``, ``name``,
+    ``channel``, ``note``, ``at_us``: see ``claim_notifications``), in one transaction."""
     statements: list[tuple[str, Sequence[Any]]] = []
     for s in states:
         statements.append(
@@ -182,24 +189,125 @@ def record_alerts(
                 ),
             )
         )
-    for h in history:
+    statements += [_history(h) for h in history]
+    for o in outbox:
         statements.append(
             (
-                "INSERT INTO alert_history (project_id, kind, name, group_key, at_us, event,"
-                " detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alert_outbox (project_id, id, kind, name, channel, note, state,"
+                " attempts, next_us, claimed_until_us, created_us, done_us)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, 0, ?, NULL)",
                 (
-                    h["project_id"],
-                    h["kind"],
-                    h["name"],
-                    json.dumps(h.get("group") or {}, sort_keys=True),
-                    h["at_us"],
-                    h["event"],
-                    json.dumps(h.get("detail") or {}),
+                    o["project_id"],
+                    o["id"],
+                    o["kind"],
+                    o["name"],
+                    o["channel"],
+                    json.dumps(o["note"]),
+                    o["at_us"],
                 ),
             )
         )
     if statements:
         store._write(statements)
+
+
+def _history(h: dict[str, Any]) -> tuple[str, Sequence[Any]]:
+    return (
+        "INSERT INTO alert_history (project_id, kind, name, group_key, at_us, event,"
+        " detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            h["project_id"],
+            h["kind"],
+            h["name"],
+            json.dumps(h.get("group") or {}, sort_keys=True),
+            h["at_us"],
+            h["event"],
+            json.dumps(h.get("detail") or {}),
+        ),
+    )
+
+
+# Notifications sent or given up are kept this long (microseconds), then dropped.
+_OUTBOX_KEEP_US = 30 * 86_400 * 1_000_000
+
+
+def claim_notifications(
+    store: SQLiteStore, now_us: int, until_us: int, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Take up to ``limit`` notifications due (pending, their next attempt at or before
+    ``now_us``, claimed by nobody or by a claim that ran out) for this caller until
+    ``until_us``: ``{"project_id", "id", "kind", "name", "channel", "note", "attempts"}``.
+    A notification claimed is not handed to another caller before its claim runs out, so
+    two processes do not send it twice; one whose sender died is taken again after."""
+    store._write(
+        [
+            (
+                "DELETE FROM alert_outbox WHERE state <> 'pending' AND done_us < ?",
+                (now_us - _OUTBOX_KEEP_US,),
+            )
+        ]
+    )
+    due = (
+        store._reader()
+        .execute(
+            "SELECT project_id, id, kind, name, channel, note, attempts FROM alert_outbox"
+            " WHERE state = 'pending' AND next_us <= ? AND claimed_until_us < ?"
+            " ORDER BY next_us LIMIT ?",
+            (now_us, now_us, limit),
+        )
+        .fetchall()
+    )
+    if not due:
+        return []
+    cursors = store._write(
+        [
+            (
+                "UPDATE alert_outbox SET claimed_until_us = ? WHERE project_id = ? AND id = ?"
+                " AND state = 'pending' AND claimed_until_us < ?",
+                (until_us, row[0], row[1], now_us),
+            )
+            for row in due
+        ]
+    )
+    return [
+        {
+            "project_id": pid,
+            "id": nid,
+            "kind": kind,
+            "name": name,
+            "channel": channel,
+            "note": json.loads(note),
+            "attempts": attempts,
+        }
+        for (pid, nid, kind, name, channel, note, attempts), cur in zip(due, cursors, strict=True)
+        if cur.rowcount == 1
+    ]
+
+
+def finish_notification(
+    store: SQLiteStore,
+    project_id: int,
+    notification_id: str,
+    state: str,
+    attempts: int,
+    next_us: int,
+    claimed_until_us: int,
+    history: dict[str, Any],
+) -> None:
+    """Record an attempt at a claimed notification: its new ``state`` (``pending`` to try
+    again at ``next_us``, held until ``claimed_until_us``; ``sent``; ``failed``: given up)
+    and the attempt's history entry, in one transaction."""
+    done = None if state == "pending" else history["at_us"]
+    store._write(
+        [
+            (
+                "UPDATE alert_outbox SET state = ?, attempts = ?, next_us = ?,"
+                " claimed_until_us = ?, done_us = ? WHERE project_id = ? AND id = ?",
+                (state, attempts, next_us, claimed_until_us, done, project_id, notification_id),
+            ),
+            _history(history),
+        ]
+    )
 
 
 def alert_history(

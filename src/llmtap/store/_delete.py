@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from . import _context, _derive, _hist, _testsets
 from ._common import EventFilter
 from ._dialect import dialect_of
-from ._facts import has_usage, searchable_text
+from ._facts import extra_tokens, has_usage, searchable_text
 from ._queries import event_where
 from ._sql import chunks, marks
 
@@ -59,7 +59,8 @@ _COLUMNS = (
     " feedback_key, model, prompt_template_name, template_revision, body"
 )
 _AGG_VALUES = (
-    "n, errors, input_tokens, output_tokens, cost, priced, lat, ttft, rating_sum, rating_n"
+    "n, errors, input_tokens, output_tokens, cost, priced, lat, ttft, rating_sum, rating_n,"
+    " cached_tokens, reasoning_tokens, rating_low"
 )
 _LAST_SEQ = "SELECT COALESCE(max(seq), 0) FROM events"
 _AGG_KEY = "project_id = ? AND level = ? AND attr_id = ? AND bucket = ? AND dims_id = ?"
@@ -126,7 +127,7 @@ def forget(
     for seq, _, status, in_t, out_t, cost, lat, ttft, fk, model, name, revision, body in rows:
         parsed = json.loads(body)
         text = searchable_text(parsed)
-        rating_sum, rating_n = ratings.get((project_id, fk), (0.0, 0))
+        rating_sum, rating_n, rating_low = ratings.get((project_id, fk), (0.0, 0, 0))
         share = [
             1,
             int(status == "error"),
@@ -138,6 +139,8 @@ def forget(
             _hist.histogram([ttft]),
             rating_sum,
             rating_n,
+            *extra_tokens(parsed),
+            rating_low,
         ]
         for key in _derive.event_keys(conn, project_id, seq) if aggregates else ():
             total = minus.get(key)
@@ -193,7 +196,7 @@ def _subtract(conn: sqlite3.Connection, minus: dict[_derive.AggKey, list[Any]]) 
         row = conn.execute(f"SELECT {_AGG_VALUES} FROM agg WHERE {_AGG_KEY}", key).fetchone()
         if row is None:  # an event whose derivation failed was never counted
             continue
-        n, errors, in_t, out_t, cost, priced, lat, ttft, r_sum, r_n = row
+        n, errors, in_t, out_t, cost, priced, lat, ttft, r_sum, r_n, cached, reasoning, low = row
         n -= share[0]
         if n <= 0:
             conn.execute(f"DELETE FROM agg WHERE {_AGG_KEY}", key)
@@ -212,10 +215,14 @@ def _subtract(conn: sqlite3.Connection, minus: dict[_derive.AggKey, list[Any]]) 
             _hist.encode(max(0, _hist.decode(ttft) - share[7])),
             r_sum - share[8] if r_n else 0.0,
             r_n,
+            cached - share[10],
+            reasoning - share[11],
+            low - share[12],
         )
         conn.execute(
             "UPDATE agg SET n = ?, errors = ?, input_tokens = ?, output_tokens = ?, cost = ?,"
-            f" priced = ?, lat = ?, ttft = ?, rating_sum = ?, rating_n = ? WHERE {_AGG_KEY}",
+            " priced = ?, lat = ?, ttft = ?, rating_sum = ?, rating_n = ?, cached_tokens = ?,"
+            f" reasoning_tokens = ?, rating_low = ? WHERE {_AGG_KEY}",
             (*new, *key),
         )
 

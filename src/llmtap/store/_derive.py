@@ -10,7 +10,8 @@ when; reads that use the derived tables catch up first.
 
 The aggregates (table ``agg``) hold, per project, time bucket (minute, hour and day: three
 levels) and combination of environment, model, template name, revision and status (table
-``agg_dims``): counts, tokens, cost, rating sums and latency/TTFT histograms (see ``_hist``).
+``agg_dims``): counts, tokens (input, output, cached, reasoning), cost, ratings (their sum,
+count and how many are low: under ``LOW_RATING``) and latency/TTFT histograms (see ``_hist``).
 The same rows exist once more per attribute key and value (``attr_id``), for grouping and
 filtering by one attribute. A stats query reads buckets, never events.
 
@@ -41,10 +42,12 @@ from ._sql import Conn, chunks, marks, new_id
 
 __all__ = [
     "LEVELS",
+    "LOW_RATING",
     "MAX_ATTRIBUTE_KEYS",
     "Derived",
     "IdCache",
     "add_feedback",
+    "add_measure_columns",
     "after_feedback",
     "attribute_text",
     "backfill",
@@ -64,6 +67,10 @@ __all__ = [
 # Aggregate levels: bucket sizes in seconds.
 LEVELS = (60, 3600, 86400)
 MAX_ATTRIBUTE_KEYS = 64
+# A rating under this is low (``rating_low``, the alerts' ``low_rating_share``): the cut the
+# test sets use to keep a rated output as what is expected (``evals.cases.DEFAULT_THRESHOLD``),
+# so a "low" rating is one that would not make the output a test's expectation.
+LOW_RATING = 0.7
 MAX_VALUE_CHARS = 200  # longer attribute values are indexed but not aggregated
 
 log = logging.getLogger("llmtap.store")
@@ -75,7 +82,8 @@ DIMS = ("environment", "model", "prompt_template_name", "template_revision", "st
 
 _AGG_INSERT = (
     "INSERT INTO agg (project_id, level, attr_id, bucket, dims_id, n, errors, input_tokens,"
-    " output_tokens, cost, priced, lat, ttft, rating_sum, rating_n)"
+    " output_tokens, cost, priced, lat, ttft, rating_sum, rating_n, cached_tokens,"
+    " reasoning_tokens, rating_low)"
 )
 _AGG_ADD = """
 ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
@@ -90,7 +98,10 @@ ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
     ttft = CASE WHEN excluded.ttft IS NULL THEN agg.ttft WHEN agg.ttft IS NULL THEN excluded.ttft
                 ELSE llmtap_hist_add(agg.ttft, excluded.ttft) END,
     rating_sum = agg.rating_sum + excluded.rating_sum,
-    rating_n = agg.rating_n + excluded.rating_n
+    rating_n = agg.rating_n + excluded.rating_n,
+    cached_tokens = agg.cached_tokens + excluded.cached_tokens,
+    reasoning_tokens = agg.reasoning_tokens + excluded.reasoning_tokens,
+    rating_low = agg.rating_low + excluded.rating_low
 """
 
 _DIMS_ID = (
@@ -142,9 +153,12 @@ class _Acc:
         ttft: int = 0,
         rating_sum: float = 0.0,
         rating_n: int = 0,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        rating_low: int = 0,
     ) -> None:
         values = [n, errors, input_tokens, output_tokens, cost, priced, lat, ttft]
-        values += (rating_sum, rating_n)
+        values += (rating_sum, rating_n, cached_tokens, reasoning_tokens, rating_low)
         rows = self.rows
         for key in keys:
             row = rows.get(key)
@@ -156,18 +170,21 @@ class _Acc:
         # attribute): encode each object once. Every one stays referenced, so ids are unique.
         encoded: dict[int, bytes | None] = {}
         params = []
-        for key, (n, errors, in_t, out_t, cost, priced, lat, ttft, r_sum, r_n) in self.rows.items():
-            if in_t > _INT64_MAX or out_t > _INT64_MAX:  # token counts near the limit, summed
-                in_t, out_t = float(in_t), float(out_t)  # what SQLite's own sums turn into
+        for key, row in self.rows.items():
+            n, errors, in_t, out_t, cost, priced, lat, ttft, r_sum, r_n = row[:10]
+            cached, reasoning, low = row[10:]
+            if max(in_t, out_t, cached, reasoning) > _INT64_MAX:  # token counts near the limit
+                # Summed past 64 bits: floats, what SQLite's own sums turn into.
+                in_t, out_t = float(in_t), float(out_t)
+                cached, reasoning = float(cached), float(reasoning)
             lat_blob = encoded.get(id(lat), b"")
             if lat_blob == b"":
                 lat_blob = encoded[id(lat)] = _hist.encode(lat)
             ttft_blob = encoded.get(id(ttft), b"")
             if ttft_blob == b"":
                 ttft_blob = encoded[id(ttft)] = _hist.encode(ttft)
-            params.append(
-                (*key, n, errors, in_t, out_t, cost, priced, lat_blob, ttft_blob, r_sum, r_n)
-            )
+            sums = (n, errors, in_t, out_t, cost, priced, lat_blob, ttft_blob, r_sum, r_n)
+            params.append((*key, *sums, cached, reasoning, low))
         return params
 
     def flush(self, conn: Conn) -> None:
@@ -376,10 +393,13 @@ def plan(
             group = groups[key] = _Group()
         cost = r[cost_col]
         group.add(r[status_col], r[in_col], r[out_col], cost, r[lat_col], r[ttft_col])
+        group.cached_tokens += facts.cached_tokens
+        group.reasoning_tokens += facts.reasoning_tokens
         rating = rated.get((project_id, r[fk_col]))
         if rating is not None:
             group.rating_sum += rating[0]
             group.rating_n += rating[1]
+            group.rating_low += rating[2]
         if pairs:
             attr_rows.extend((project_id, k, v, seq) for k, v in pairs)
         if facts.text:
@@ -420,6 +440,7 @@ class _Group:
     """The events of one (dimensions, minute, attributes), summed."""
 
     __slots__ = (
+        "cached_tokens",
         "cost",
         "errors",
         "input_tokens",
@@ -427,14 +448,16 @@ class _Group:
         "n",
         "output_tokens",
         "priced",
+        "rating_low",
         "rating_n",
         "rating_sum",
+        "reasoning_tokens",
         "ttft",
     )
 
     def __init__(self) -> None:
         self.n = self.errors = self.input_tokens = self.output_tokens = self.priced = 0
-        self.rating_n = 0
+        self.rating_n = self.rating_low = self.cached_tokens = self.reasoning_tokens = 0
         self.cost = self.rating_sum = 0.0
         self.lat: list[float] = []
         self.ttft: list[float] = []
@@ -490,14 +513,18 @@ def _aggregate(
             ttft=_hist.histogram(g.ttft),
             rating_sum=g.rating_sum,
             rating_n=g.rating_n,
+            cached_tokens=g.cached_tokens,
+            reasoning_tokens=g.reasoning_tokens,
+            rating_low=g.rating_low,
         )
     return acc.params()
 
 
 def ratings(
     conn: Conn, keys: list[tuple[int, str | None]]
-) -> dict[tuple[int, str], tuple[float, int]]:
-    """Ratings already stored for feedback keys (feedback may arrive before its event)."""
+) -> dict[tuple[int, str], tuple[float, int, int]]:
+    """Ratings already stored for feedback keys (feedback may arrive before its event): their
+    sum, count and how many are low."""
     by_project: dict[int, set[str]] = {}
     for project_id, key in keys:
         if key is not None:
@@ -505,13 +532,14 @@ def ratings(
     out = {}
     for project_id, wanted in by_project.items():
         for chunk in chunks(sorted(wanted)):
-            for key, total, n in conn.execute(
-                "SELECT feedback_key, sum(rating), count(rating) FROM feedback WHERE"
+            for key, total, n, low in conn.execute(
+                "SELECT feedback_key, sum(rating), count(rating),"
+                " sum(CASE WHEN rating < ? THEN 1 ELSE 0 END) FROM feedback WHERE"
                 f" project_id = ? AND feedback_key IN ({marks(chunk)}) GROUP BY feedback_key",
-                (project_id, *chunk),
+                (LOW_RATING, project_id, *chunk),
             ):
                 if n:
-                    out[project_id, key] = (float(total), int(n))
+                    out[project_id, key] = (float(total), int(n), int(low))
     return out
 
 
@@ -606,7 +634,12 @@ def after_feedback(
         sql += " AND seq <= ?"
         params += (through,)
     for (seq,) in conn.execute(sql, params).fetchall():
-        acc.add(event_keys(conn, project_id, seq), rating_sum=rating, rating_n=1)
+        acc.add(
+            event_keys(conn, project_id, seq),
+            rating_sum=rating,
+            rating_n=1,
+            rating_low=int(rating < LOW_RATING),
+        )
     acc.flush(conn)
 
 
@@ -653,9 +686,24 @@ def reprice(
     return len(changed)
 
 
+# The aggregates' columns added by step m016 (SQLite's ALTER TABLE has no IF NOT EXISTS).
+_MEASURE_COLUMNS = ("cached_tokens", "reasoning_tokens", "rating_low")
+
+
+def add_measure_columns(conn: sqlite3.Connection) -> None:
+    """Migration step m016 (SQLite): the aggregates' columns for cached and reasoning tokens
+    and low ratings. Also run by the steps before it that derive (m002's ``backfill``, m009's
+    repair): this code writes every column, so they need them first; m016 then finds them."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(agg)")}
+    for name in _MEASURE_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE agg ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+
+
 def backfill(conn: sqlite3.Connection) -> None:
     """Migration step: derive for the events stored before the aggregates existed."""
     install(conn)
+    add_measure_columns(conn)
     # Columns later steps add are not there yet: read them as NULL, keeping the row's shape.
     have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
     columns = ", ".join(c if c in have else "NULL" for c in EVENT_COLUMNS)

@@ -1,5 +1,6 @@
 """What the derived tables (see ``_derive``) need from one event: its attributes as text, its
-searchable text, whether it has usage, and its template. Taken from the validated event at
+searchable text, whether it has usage, its template, and its cached and reasoning tokens
+(kept in the body only, not in columns of the events table). Taken from the validated event at
 ingest (on the request's thread, outside the write lock), or from a stored body when the
 derived tables are rebuilt."""
 
@@ -8,9 +9,17 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from ..wire import Event, template_of
+from ..wire import MAX_TOKENS, Event, template_of
 
-__all__ = ["Facts", "attribute_text", "facts_of_body", "facts_of_event", "searchable_text"]
+__all__ = [
+    "Facts",
+    "attribute_text",
+    "extra_tokens",
+    "facts_of_body",
+    "facts_of_event",
+    "searchable_text",
+    "token_count",
+]
 
 
 class Facts(NamedTuple):
@@ -18,6 +27,8 @@ class Facts(NamedTuple):
     text: str  # what ``q`` searches
     has_usage: bool
     template: Any  # what the revision is a hash of (see ``wire.template_of``)
+    cached_tokens: int = 0  # usage.cached_tokens (0 when absent)
+    reasoning_tokens: int = 0  # usage.reasoning_tokens (0 when absent)
 
 
 def attribute_text(value: Any) -> str | None:
@@ -76,6 +87,22 @@ def has_usage(body: dict[str, Any]) -> bool:
     return any(usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens"))
 
 
+def token_count(value: Any) -> int:
+    """A stored usage count as the aggregates add it: a whole number of tokens, else 0 (a
+    body stored before the wire's bounds may hold anything; see ``_repair``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_TOKENS:
+        return value
+    return 0
+
+
+def extra_tokens(body: dict[str, Any]) -> tuple[int, int]:
+    """(cached, reasoning) tokens of a stored event's body."""
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        return 0, 0
+    return token_count(usage.get("cached_tokens")), token_count(usage.get("reasoning_tokens"))
+
+
 def facts_of_body(body: dict[str, Any]) -> Facts:
     """The facts of a stored event's body (its JSON, parsed)."""
     return Facts(
@@ -83,6 +110,7 @@ def facts_of_body(body: dict[str, Any]) -> Facts:
         searchable_text(body),
         has_usage(body),
         template_of(Event.model_construct(**body)),
+        *extra_tokens(body),
     )
 
 
@@ -94,4 +122,6 @@ def facts_of_event(event: Event) -> Facts:
         _search_text(event.request, event.output_text),
         bool(usage and (usage.input_tokens or usage.output_tokens or usage.total_tokens)),
         template_of(event),
+        token_count(usage.cached_tokens) if usage else 0,
+        token_count(usage.reasoning_tokens) if usage else 0,
     )

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from . import _derive, _repair
+from . import _derive, _measures, _repair
 
 __all__ = ["SQLITE_MIGRATIONS", "apply_step", "migrate_sqlite"]
 
@@ -490,6 +490,39 @@ SQLITE_MIGRATIONS: list[Step] = [
             # Deleting events deletes the cases copied from them (a user's erasure reaches the
             # copies): each delete chunk finds its events' cases by this index.
             "CREATE INDEX testcases_by_event ON testcases (project_id, event_id)",
+        ),
+    ),
+    (
+        "m016_agg_measures",
+        (
+            # Boards' cached and reasoning tokens, alerts' share of low ratings (issues 14,
+            # 16): three sums more per aggregate row, filled from the events derived so far.
+            _derive.add_measure_columns,
+            _measures.backfill_sqlite,
+        ),
+    ),
+    (
+        "m017_alert_outbox",
+        (
+            # Notifications to send (issue 16), written with the state change that makes
+            # them, so a process that dies before sending leaves them for the next (see
+            # server/alerts/notify.py): one row per notification and channel.
+            """CREATE TABLE alert_outbox (
+                project_id INTEGER NOT NULL,
+                id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                note TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_us INTEGER NOT NULL,
+                claimed_until_us INTEGER NOT NULL,
+                created_us INTEGER NOT NULL,
+                done_us INTEGER,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX alert_outbox_due ON alert_outbox (state, next_us)",
         ),
     ),
 ]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from . import _measures
 from ._migrations import apply_step
 from ._pg import PgConn
 
@@ -480,6 +481,39 @@ PG_MIGRATIONS: list[Step] = [
         # SQLite's m015_testcases_by_event.
         "pg008_testcases_by_event",
         ("CREATE INDEX testcases_by_event ON testcases (project_id, event_id)",),
+    ),
+    (
+        "pg009_agg_measures",
+        (
+            # The twin of m016_agg_measures: the events still queued are derived later, by
+            # code that fills these columns.
+            "ALTER TABLE agg ADD COLUMN cached_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE agg ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE agg ADD COLUMN rating_low BIGINT NOT NULL DEFAULT 0",
+            _measures.backfill_postgres,
+        ),
+    ),
+    (
+        # SQLite's m017_alert_outbox.
+        "pg010_alert_outbox",
+        (
+            """CREATE TABLE alert_outbox (
+                project_id BIGINT NOT NULL,
+                id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                note TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts BIGINT NOT NULL,
+                next_us BIGINT NOT NULL,
+                claimed_until_us BIGINT NOT NULL,
+                created_us BIGINT NOT NULL,
+                done_us BIGINT,
+                PRIMARY KEY (project_id, id)
+            )""",
+            "CREATE INDEX alert_outbox_due ON alert_outbox (state, next_us)",
+        ),
     ),
 ]
 

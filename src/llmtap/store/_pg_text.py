@@ -63,6 +63,7 @@ class PostgresDialect(Dialect):
         f" substr({_JSONB} #>> '{{error,message}}', 1, {SUMMARY_CHARS}),"
         f" {_JSONB} #> '{{error,status_code}}'"
     )
+    extra_usage = f"{_JSONB} #> '{{usage,cached_tokens}}', {_JSONB} #> '{{usage,reasoning_tokens}}'"
 
     def text_match(self, alias: str, project_id: int, text: str) -> tuple[str, list[Any]] | None:
         words = search_words(text)

@@ -215,6 +215,8 @@ class SQLiteStore:
     delete_alert_item = _alerts.delete_alert_item
     alert_states = _alerts.alert_states
     record_alerts = _alerts.record_alerts
+    claim_notifications = _alerts.claim_notifications
+    finish_notification = _alerts.finish_notification
     alert_history = _alerts.alert_history
     take_lease = _alerts.take_lease
     drop_lease = _alerts.drop_lease

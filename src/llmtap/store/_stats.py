@@ -1,6 +1,7 @@
-"""Stats: per group, count, errors, tokens, cost, latency and TTFT percentiles, and average
-rating, read from the aggregates the write path keeps (``_derive``), so a query's cost grows
-with the number of buckets it reads, not the number of events.
+"""Stats: per group, count, errors, tokens (input, output, cached, reasoning), cost, latency
+and TTFT percentiles, average rating and the share of low ratings, read from the aggregates
+the write path keeps (``_derive``), so a query's cost grows with the number of buckets it
+reads, not the number of events.
 
 A time range is cut into whole days, whole hours at its ends and whole minutes at theirs,
 each read at its own level; the seconds before the first whole minute and after the last are
@@ -21,7 +22,8 @@ from typing import Any
 
 from . import _hist
 from ._common import EventFilter
-from ._derive import DIMS, LEVELS
+from ._derive import DIMS, LEVELS, LOW_RATING
+from ._facts import token_count
 
 __all__ = [
     "BUCKET_SECONDS",
@@ -72,6 +74,9 @@ class _Group:
     ttft: int = 0
     rating_sum: float = 0.0
     rating_n: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    rating_low: int = 0
     # Exact values, kept only when the whole answer comes from the events.
     lat_values: list[float] | None = None
     ttft_values: list[float] | None = None
@@ -88,6 +93,9 @@ class _Group:
         self.ttft += other.ttft
         self.rating_sum += other.rating_sum
         self.rating_n += other.rating_n
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.rating_low += other.rating_low
         if self.lat_values is not None and other.lat_values is not None:
             self.lat_values += other.lat_values
         if self.ttft_values is not None and other.ttft_values is not None:
@@ -111,6 +119,8 @@ class _Group:
             "error_rate": self.errors / self.n if self.n else None,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
             # Events without a price are not counted as free: the sum covers priced events.
             "cost_usd": round(self.cost, 10) if self.priced else None,
             "unpriced_events": self.n - self.priced,
@@ -119,6 +129,9 @@ class _Group:
             "ttft_ms": dict(zip(("p50", "p95"), ttft, strict=True)),
             "avg_rating": self.rating_sum / self.rating_n if self.rating_n else None,
             "ratings": self.rating_n,
+            # Ratings under LOW_RATING (0.7), of all ratings: 0 to 1.
+            "low_ratings": self.rating_low,
+            "low_rating_share": self.rating_low / self.rating_n if self.rating_n else None,
         }
 
 
@@ -268,7 +281,8 @@ def _from_aggregates(
     sql = (
         f"SELECT {', '.join(keys)}, sum(a.n), sum(a.errors), sum(a.input_tokens),"
         " sum(a.output_tokens), sum(a.cost), sum(a.priced), llmtap_hist_sum(a.lat),"
-        " llmtap_hist_sum(a.ttft), sum(a.rating_sum), sum(a.rating_n)"
+        " llmtap_hist_sum(a.ttft), sum(a.rating_sum), sum(a.rating_n), sum(a.cached_tokens),"
+        " sum(a.reasoning_tokens), sum(a.rating_low)"
         f" FROM agg a JOIN agg_dims d ON d.id = a.dims_id {join_attr}"
         f" WHERE {' AND '.join(where)}" + (f" GROUP BY {', '.join(group)}" if group else "")
         # No grouping: one row, of NULLs when nothing matched (skipped below).
@@ -296,6 +310,9 @@ def _from_aggregates(
             g.ttft += decode(m[7])
         g.rating_sum += m[8]
         g.rating_n += m[9]
+        g.cached_tokens += m[10]
+        g.reasoning_tokens += m[11]
+        g.rating_low += m[12]
 
 
 def _from_events(
@@ -309,7 +326,8 @@ def _from_events(
     from ._dialect import dialect_of
     from ._queries import event_where
 
-    where, params = event_where(project_id, f, dialect=dialect_of(conn))
+    dialect = dialect_of(conn)
+    where, params = event_where(project_id, f, dialect=dialect)
     joins, attr_cols, join_params = [], [], []
     for i, field_name in enumerate(keyer.group_by):
         if field_name.startswith("attributes."):
@@ -325,13 +343,16 @@ def _from_events(
         " (SELECT sum(rating) FROM feedback fb WHERE fb.project_id = e.project_id"
         "  AND fb.feedback_key = e.feedback_key),"
         " (SELECT count(rating) FROM feedback fb WHERE fb.project_id = e.project_id"
-        "  AND fb.feedback_key = e.feedback_key)"
+        "  AND fb.feedback_key = e.feedback_key),"
+        " (SELECT count(rating) FROM feedback fb WHERE fb.project_id = e.project_id"
+        "  AND fb.feedback_key = e.feedback_key AND fb.rating < ?),"
+        f" {dialect.extra_usage}"
         f" FROM events e {' '.join(joins)} WHERE {where}"
     )
     n_dims = len(_EVENT_DIMS)
     n_attrs = len(attr_cols)
     status_i = DIMS.index("status")
-    for row in conn.execute(sql, [*join_params, *params]):
+    for row in conn.execute(sql, [LOW_RATING, *join_params, *params]):
         dims = row[1 : 1 + n_dims]
         key = keyer.key(row[0] // 1_000_000, dims, row[1 + n_dims : 1 + n_dims + n_attrs])
         g = groups.get(key)
@@ -339,7 +360,9 @@ def _from_events(
             g = groups[key] = _Group()
             if exact:
                 g.lat_values, g.ttft_values = [], []
-        in_tok, out_tok, cost, latency, ttft, rating_sum, rating_n = row[1 + n_dims + n_attrs :]
+        in_tok, out_tok, cost, latency, ttft, rating_sum, rating_n, low, cached, reasoning = row[
+            1 + n_dims + n_attrs :
+        ]
         g.n += 1
         g.errors += dims[status_i] == "error"
         g.input_tokens += in_tok or 0
@@ -357,6 +380,9 @@ def _from_events(
             g.ttft += _hist.histogram([ttft])
         g.rating_sum += rating_sum or 0.0
         g.rating_n += rating_n
+        g.rating_low += low
+        g.cached_tokens += token_count(cached)
+        g.reasoning_tokens += token_count(reasoning)
 
 
 def _collect(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from calendar import monthrange
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -145,7 +146,7 @@ class Evaluator(LeasedJob):
             previous.setdefault((s["project_id"], s["kind"], s["name"]), {})[_key(s["group"])] = s
         states: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
-        notes: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        outbox: list[dict[str, Any]] = []
         evaluated = 0
         stats = _Stats(self.store)
         for item in items:
@@ -166,6 +167,7 @@ class Evaluator(LeasedJob):
             for state, note in changes:
                 states.append(state)
                 if note is not None:
+                    note["id"] = uuid.uuid4().hex  # the receiver's way to tell a repeat
                     history.append(
                         {
                             **{k: state[k] for k in ("project_id", "kind", "name", "group")},
@@ -174,10 +176,21 @@ class Evaluator(LeasedJob):
                             "detail": {k: v for k, v in note.items() if k != "project_id"},
                         }
                     )
-                    notes.append((note, chosen(channels.get(item["project_id"], []), watch)))
-        self.store.record_alerts(states, history)
-        for note, targets in notes:
-            self.notifier.send(note, targets)
+                    outbox += [
+                        {
+                            "project_id": item["project_id"],
+                            "id": uuid.uuid4().hex,
+                            "kind": item["kind"],
+                            "name": item["name"],
+                            "channel": channel["name"],
+                            "note": note,
+                            "at_us": now * 1_000_000,
+                        }
+                        for channel in chosen(channels.get(item["project_id"], []), watch)
+                    ]
+        # The states and their notifications at once (see ``notify``): then the sending.
+        self.store.record_alerts(states, history, outbox)
+        self.notifier.deliver_due()
         return evaluated
 
     # -- rules -----------------------------------------------------------------------------

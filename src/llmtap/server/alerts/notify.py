@@ -1,6 +1,16 @@
 """Notifications: what an alert says, and its delivery to webhooks (a generic JSON body or
 Slack's, signed when the channel has a secret) and to e-mail over SMTP (STARTTLS, login).
 
+Durable: the evaluator writes each notification (one per channel) to an outbox table in the
+transaction that saves the state change behind it, and only then is it sent. The lease
+holder's evaluator hands what is due to ``Notifier.deliver_due`` each cycle; a notification
+handed out is claimed in the database until its attempt (and the wait before the next) is
+over, so no other process sends it meanwhile, and one left by a process that died is claimed
+again once that runs out. So a notification is neither lost when a process dies between the
+state and the send, nor sent twice by two processes; a receiver may still see one again if
+a process dies after the receiver answered and before the answer was recorded: the body's
+``id`` is the notification's, for it to tell.
+
 Delivery runs on a pool of threads of its own, never on the evaluator's: a webhook that hangs
 costs its own thread ``alert_timeout`` seconds per attempt, and the next evaluation runs on
 time. Each delivery is tried up to ``ATTEMPTS`` times, waiting ``alert_retry_delay`` seconds,
@@ -25,11 +35,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
@@ -40,6 +49,7 @@ __all__ = [
     "ATTEMPTS",
     "Notifier",
     "check_webhook_host",
+    "checked_address",
     "deliver",
     "signature",
     "summary",
@@ -66,26 +76,48 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] |
     ]
 
 
-def check_webhook_host(url: str) -> None:
-    """Refuse (ValueError, saying why) a webhook URL whose host is, or resolves to, an
-    address that is not public (loopback, private, link-local: this server's own pages, a
-    cloud's metadata service) unless ``alert_allow_networks`` lets it."""
+def checked_address(url: str) -> str | None:
+    """The address to connect to for a webhook URL: its host resolved once, every address
+    checked. Refuses (ValueError, saying why) a host that is, or resolves to, an address that
+    is not public (loopback, private, link-local: this server's own pages, a cloud's metadata
+    service) unless ``alert_allow_networks`` lets it. None when every address is allowed
+    (``*``): then nothing is checked, and the host is connected to as it resolves then."""
     allowed = _allowed_networks()
     if allowed is None:
-        return
+        return None
     host = urlsplit(url).hostname or ""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
         raise ValueError(f"the webhook's host {host!r} does not resolve: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
         if address.is_global or any(address in net for net in allowed):
             continue
         raise ValueError(
             f"the webhook's host {host!r} is {address}, not a public address: allow its network"
             " with LLMTAP_ALERT_ALLOW_NETWORKS (for example 127.0.0.0/8) to reach it"
         )
+    if not addresses:
+        raise ValueError(f"the webhook's host {host!r} does not resolve")
+    return str(addresses[0])
+
+
+def check_webhook_host(url: str) -> None:
+    """Refuse (ValueError) a webhook URL ``checked_address`` refuses."""
+    checked_address(url)
+
+
+def _pinned(url: str, address: str) -> tuple[str, str, dict[str, Any]]:
+    """(URL, Host header, request extensions) that reach ``address`` for ``url``: the same
+    request, Host and TLS server name (certificate checked against it) the URL's host, so a
+    resolver that answers differently a second time (a DNS rebind) is never asked again."""
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    ip = f"[{address}]" if ":" in address else address
+    netloc = (f"{userinfo}@" if userinfo else "") + ip + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), hostport, extensions
 
 
 def summary(note: dict[str, Any]) -> str:
@@ -121,11 +153,14 @@ def _webhook(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> s
     headers = {"content-type": "application/json", "user-agent": "llmtap-alerts"}
     if channel.get("secret"):
         headers[SIGNATURE_HEADER] = signature(channel["secret"], body)
-    check_webhook_host(channel["url"])
+    url = channel["url"]
+    extensions: dict[str, Any] = {}
+    address = checked_address(url)
+    if address is not None:  # connect to the address checked, not to a second lookup's
+        url, headers["host"], extensions = _pinned(url, address)
     # No redirects: a public URL must not bounce the request to a refused address.
-    response = httpx2.post(
-        channel["url"], content=body, headers=headers, timeout=timeout, follow_redirects=False
-    )
+    with httpx2.Client(timeout=timeout, follow_redirects=False) as client:
+        response = client.post(url, content=body, headers=headers, extensions=extensions)
     if response.status_code >= 300:
         raise RuntimeError(f"the webhook answered {response.status_code}")
     return f"the webhook answered {response.status_code}"
@@ -170,9 +205,8 @@ def _failure(exc: BaseException) -> str:
 
 
 class Notifier:
-    """Delivers notifications on threads of its own, with retries, recording each attempt
-    through ``record`` (a history entry); ``sleep`` waits between attempts and returns True
-    when the notifier is closing (so shutdown does not wait out a backoff)."""
+    """Delivers the notifications of the outbox (see the module's docstring) on threads of
+    its own, with retries, recording each attempt in the rule's history."""
 
     def __init__(
         self,
@@ -186,31 +220,85 @@ class Notifier:
         self.retry_delay = float(resolve("alert_retry_delay", retry_delay))
         self._closing = threading.Event()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="llmtap-notify")
+        self._lock = threading.Lock()
+        self._running: set[tuple[int, str]] = set()  # handed to the pool, not finished
 
-    def send(self, note: dict[str, Any], channels: list[dict[str, Any]]) -> None:
-        """Deliver ``note`` to each channel, in the background."""
-        for channel in channels:
-            if not self._closing.is_set():
-                self._pool.submit(self._attempts, note, channel)
+    def _claim_us(self) -> int:
+        """How long past its attempt a notification stays claimed: the attempt's time out,
+        twice (a mail's connect and send), and a margin."""
+        return int((2 * self.timeout + 5) * 1_000_000)
+
+    def deliver_due(self) -> int:
+        """Claim the outbox's notifications that are due and deliver them in the background
+        (the evaluator calls it each cycle, holding the lease); how many it took."""
+        if self._closing.is_set():
+            return 0
+        now_us = int(time.time() * 1_000_000)
+        taken = 0
+        for row in self._store.claim_notifications(now_us, now_us + self._claim_us()):
+            key = (row["project_id"], row["id"])
+            with self._lock:
+                if key in self._running:  # its claim ran out while it waited for a thread
+                    continue
+                self._running.add(key)
+            self._pool.submit(self._deliver, row)
+            taken += 1
+        return taken
 
     def send_now(
         self, note: dict[str, Any], channels: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """Deliver ``note`` once to each channel, now (a test notification); each outcome."""
-        return [self._attempt(note, channel, 1) for channel in channels]
+        outcomes = []
+        for channel in channels:
+            outcome = self._attempt(note, channel, 1)
+            try:
+                self._store.record_alerts([], [_entry(note, outcome)])
+            except Exception:  # the database is down: the answer still tells
+                log.exception("cannot record a notification attempt")
+            outcomes.append(outcome)
+        return outcomes
 
     def close(self) -> None:
         self._closing.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _attempts(self, note: dict[str, Any], channel: dict[str, Any]) -> None:
-        delay = self.retry_delay
-        for attempt in range(1, ATTEMPTS + 1):
-            if self._attempt(note, channel, attempt)["ok"] or attempt == ATTEMPTS:
-                return
-            if self._closing.wait(delay * (1 + random.random())):
-                return
-            delay *= 2
+    def _deliver(self, row: dict[str, Any]) -> None:
+        """The attempts at one claimed notification, each recorded with the outbox row's new
+        state; between two, the row stays claimed past the next one's time."""
+        try:
+            note, attempt = row["note"], row["attempts"]
+            channels = self._store.alert_items(row["project_id"], "channel")
+            channel = next((c["body"] for c in channels if c["name"] == row["channel"]), None)
+            while attempt < ATTEMPTS:
+                attempt += 1
+                if channel is None:
+                    outcome = _outcome(note, row["channel"], attempt, False, "no such channel")
+                else:
+                    outcome = self._attempt(note, channel, attempt)
+                now_us = int(time.time() * 1_000_000)
+                if outcome["ok"] or attempt == ATTEMPTS or channel is None:
+                    state, wait = ("sent" if outcome["ok"] else "failed"), 0.0
+                else:
+                    state = "pending"
+                    wait = self.retry_delay * 2 ** (attempt - 1) * (1 + random.random())
+                next_us = now_us + int(wait * 1_000_000)
+                self._store.finish_notification(
+                    row["project_id"],
+                    row["id"],
+                    state,
+                    attempt,
+                    next_us,
+                    next_us + self._claim_us() if state == "pending" else 0,
+                    _entry(note, outcome),
+                )
+                if state != "pending" or self._closing.wait(wait):
+                    return  # closing: the claim runs out, and the next process takes it
+        except Exception:  # the database is down: the claim runs out, and it is tried again
+            log.exception("cannot deliver notification %s", row["id"])
+        finally:
+            with self._lock:
+                self._running.discard((row["project_id"], row["id"]))
 
     def _attempt(
         self, note: dict[str, Any], channel: dict[str, Any], attempt: int
@@ -220,33 +308,33 @@ class Notifier:
             said, ok = deliver(channel, note, self.timeout), True
         except Exception as exc:  # a receiver's failure is recorded, never raised
             said, ok = _failure(exc), False
-        outcome = {
-            "channel": channel["name"],
-            "ok": ok,
-            "attempt": attempt,
-            "of": ATTEMPTS if note["event"] != "test" else 1,
-            "said": said[:500],
-            "seconds": round(time.monotonic() - started, 3),
-            "notification": note["event"],
-        }
-        try:
-            self._store.record_alerts(
-                [],
-                [
-                    {
-                        "project_id": note["project_id"],
-                        "kind": note["kind"],
-                        "name": note["name"],
-                        "group": note.get("group") or {},
-                        "at_us": int(time.time() * 1_000_000),
-                        "event": "sent" if ok else "failed",
-                        "detail": outcome,
-                    }
-                ],
-            )
-        except Exception:  # the database is down: the next attempt will tell
-            log.exception("cannot record a notification attempt")
+        outcome = _outcome(note, channel["name"], attempt, ok, said)
+        outcome["seconds"] = round(time.monotonic() - started, 3)
         return outcome
 
 
-Sender = Callable[[dict[str, Any], list[dict[str, Any]]], None]
+def _outcome(
+    note: dict[str, Any], channel: str, attempt: int, ok: bool, said: str
+) -> dict[str, Any]:
+    return {
+        "channel": channel,
+        "ok": ok,
+        "attempt": attempt,
+        "of": ATTEMPTS if note["event"] != "test" else 1,
+        "said": said[:500],
+        "seconds": 0.0,
+        "notification": note["event"],
+    }
+
+
+def _entry(note: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """The rule's history entry of one attempt."""
+    return {
+        "project_id": note["project_id"],
+        "kind": note["kind"],
+        "name": note["name"],
+        "group": note.get("group") or {},
+        "at_us": int(time.time() * 1_000_000),
+        "event": "sent" if outcome["ok"] else "failed",
+        "detail": outcome,
+    }

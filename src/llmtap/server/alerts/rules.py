@@ -49,12 +49,15 @@ MEASURES: dict[str, str] = {
     "error_rate": "errors / requests, in percent",
     "cost": "cost in USD (priced events)",
     "tokens": "input + output tokens",
+    "cached_tokens": "cached input tokens",
+    "reasoning_tokens": "reasoning output tokens",
     "latency_p50": "latency p50, ms",
     "latency_p95": "latency p95, ms",
     "latency_p99": "latency p99, ms",
     "ttft_p50": "time to first token p50, ms",
     "ttft_p95": "time to first token p95, ms",
     "avg_rating": "average feedback rating (0 to 1)",
+    "low_rating_share": "ratings under 0.7, in percent of all ratings",
 }
 # Fields a rule may filter or group by (besides ``attributes.KEY``); ``user`` is
 # ``attributes.user``, the attribute apps set for who made the call.
@@ -95,6 +98,11 @@ def measure_of(measure: str, group: dict[str, Any]) -> float | None:
         return float(group["input_tokens"] + group["output_tokens"])
     if measure == "avg_rating":
         return group["avg_rating"]  # type: ignore[no-any-return]
+    if measure in ("cached_tokens", "reasoning_tokens"):
+        return float(group[measure])
+    if measure == "low_rating_share":
+        share = group["low_rating_share"]
+        return None if share is None else 100.0 * share
     family, _, q = measure.partition("_")
     value = group["latency_ms" if family == "latency" else "ttft_ms"][q]
     return None if value is None else float(value)

@@ -52,6 +52,8 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "cost": ("cost_usd",),
     "input_tokens": ("input_tokens",),
     "output_tokens": ("output_tokens",),
+    "cached_tokens": ("cached_tokens",),
+    "reasoning_tokens": ("reasoning_tokens",),
     "latency_p50": ("latency_ms", "p50"),
     "latency_p90": ("latency_ms", "p90"),
     "latency_p95": ("latency_ms", "p95"),
@@ -60,6 +62,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "ttft_p95": ("ttft_ms", "p95"),
     "avg_rating": ("avg_rating",),
     "feedback_count": ("ratings",),
+    "low_rating_share": ("low_rating_share",),  # ratings under 0.7, of all ratings
 }
 VIEWS = ("line", "area", "bars", "table", "number", "scatter", "histogram")
 # Views of one total: a group-by does not apply (a number, the latency histogram).

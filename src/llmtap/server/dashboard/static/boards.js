@@ -52,7 +52,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const label = (v) => (v === null || v === undefined ? "(none)" : String(v));
   const fmt = (v, measure) => {
     if (v == null) return "–";
-    if (measure === "error_rate") return (100 * v).toFixed(1) + "%";
+    if (measure === "error_rate" || measure === "low_rating_share") return (100 * v).toFixed(1) + "%";
     return Math.abs(v) < 10 && !Number.isInteger(v) ? v.toFixed(4) : Math.round(v).toLocaleString();
   };
   const seconds = (iso) => Math.floor(Date.parse(iso) / 1000);
