@@ -414,6 +414,9 @@ def test_the_dashboard_shows_rules_budgets_history_and_a_banner_and_sends_tests(
     with login(alerting) as browser:
         page = browser.get("/alerts", params={"project": name})
         assert page.status_code == 200 and "No rules yet." in page.text
+        # The form names every measure a rule may take, the aggregates' newest too.
+        assert "<code>low_rating_share</code>" in page.text
+        assert "<code>reasoning_tokens</code>" in page.text
         for body in (
             {"kind": "webhook", "name": "ops", "url": hook.url, "secret": SECRET},
             {"name": "busy", "measure": "requests", "window": "1h", "threshold": 2},

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...store import EventFilter, Store
 from ..alerts.api import alerts_answer, check_item, send_test_now
-from ..alerts.rules import Rule, measure_of
+from ..alerts.rules import MEASURES, Rule, measure_of
 from ..errors import ApiError
 from .admin import managed_project
 from .auth import check_csrf
@@ -71,7 +71,13 @@ async def alerts_page(request: Request, notice: str | None = None) -> Response:
     project, projects = await ctx.project()
     data = await run_in_threadpool(_page_data, ctx.store, project)
     return await render_page(
-        request, "alerts.html", data, projects=projects, notice=notice, title="Alerts"
+        request,
+        "alerts.html",
+        data,
+        projects=projects,
+        notice=notice,
+        title="Alerts",
+        measures=list(MEASURES),
     )
 
 
