@@ -153,6 +153,7 @@ def forget(
     dialect_of(conn).unindex_texts(conn, texts)
     _subtract(conn, minus)  # nothing, when the aggregates stay
     gone = [row[0] for row in rows]
+    dialect_of(conn).forget_ids(conn, project_id, gone)
     conn.execute(
         f"DELETE FROM event_attrs WHERE project_id = ? AND seq IN ({marks(gone)})",
         (project_id, *gone),

@@ -21,6 +21,7 @@ from typing import Any
 
 from ._migrations import apply_step
 from ._pg import PgConn
+from ._pg_partitions import partition_events
 
 __all__ = ["PG_MIGRATIONS", "migrate_postgres"]
 
@@ -466,6 +467,8 @@ PG_MIGRATIONS: list[Step] = [
             )""",
         ),
     ),
+    # Events partitioned by month, ids unique through ``event_ids`` (see ``_pg_partitions``).
+    ("pg007_events_partitioned", (partition_events,)),
 ]
 
 
