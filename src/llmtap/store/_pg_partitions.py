@@ -231,8 +231,8 @@ def drop_expired(
             projects = [p for p in before_us if p not in keeping and _holds(conn, name, p)]
             candidates.append((name, projects))
     for name, projects in candidates:
-        _detach(store, name, projects)
-        leftovers.append(name)
+        if _detach(store, name, projects, list(before_us)):
+            leftovers.append(name)
     for name in leftovers:
         for project_id, n in _finish(store, name).items():
             dropped[project_id] = dropped.get(project_id, 0) + n
@@ -244,9 +244,11 @@ def _holds(conn: PgConn, name: str, project_id: int) -> bool:
     return bool(conn.execute(sql, (project_id,)).fetchall())
 
 
-def _detach(store: PostgresStore, name: str, projects: list[int]) -> None:
+def _detach(store: PostgresStore, name: str, projects: list[int], known: list[int]) -> bool:
     """Detach the partition once its projects' queued events are derived (each counted in
-    the stats before it goes), with no event of theirs committing meanwhile."""
+    the stats before it goes), with no event of theirs committing meanwhile; False (nothing
+    done) when the events it holds changed projects since they were looked at: a late event
+    of a project that keeps the month, say. ``known``: every project the caller knows."""
     with store._connection() as raw, raw.transaction():
         conn = PgConn(raw)
         _pg_derive.lock_data(conn, projects)
@@ -258,7 +260,13 @@ def _detach(store: PostgresStore, name: str, projects: list[int]) -> None:
         # Readers queue behind the exclusive lock: give up (the next purge tries again)
         # rather than stall them behind a long query.
         conn.execute("SET LOCAL lock_timeout = '10s'")
+        # No insert into ``events`` from here (readers go on) until the detach: the projects
+        # the month holds are looked at again, under the lock.
+        conn.execute("LOCK TABLE events IN SHARE MODE")
+        if sorted(p for p in known if _holds(conn, name, p)) != sorted(projects):
+            return False
         conn.execute(f"ALTER TABLE events DETACH PARTITION {name}")
+    return True
 
 
 def _finish(store: PostgresStore, name: str) -> dict[int, int]:
