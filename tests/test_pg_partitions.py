@@ -277,3 +277,51 @@ def test_an_id_posted_to_two_stores_at_once_is_stored_once(
         for s in stores:
             s.close()
         postgres.drop(url)
+
+
+def test_a_month_left_detached_by_a_killed_purge_is_finished_by_the_next(
+    postgres: Postgres,
+) -> None:
+    url = postgres.fresh_database()
+    store = open_store(url)
+    try:
+        pid = store.ensure_project("p")
+        key = KeyInfo(1, pid, "p", "dev")
+        month = (NOW.replace(day=1) - 80 * DAY).replace(day=3)
+        rows = rows_at(key, [month + i * timedelta(minutes=1) for i in range(6)], "late")
+        store.insert_events(rows)
+        assert store.drop_expired_partitions({pid: None}) == {}  # makes the month's partition
+        assert store.stats(pid, EventFilter(), [])["groups"][0]["count"] == 6
+        # What a purge killed between its detach and its drop leaves.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE events DETACH PARTITION {month_name(month)}")
+        assert store.list_events(pid, EventFilter(limit=100))[0] == []
+        # The next purge (any cut-off) finishes it: its ids, index rows and table go.
+        assert store.drop_expired_partitions({pid: None}) == {pid: 6}
+        assert month_name(month) not in tables(url)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM event_ids").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM event_attrs").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM events_text").fetchone() == (0,)
+        assert store.stats(pid, EventFilter(), [])["groups"][0]["count"] == 6  # stats kept
+        assert store.insert_events(rows) == 6  # the ids are free again
+    finally:
+        store.close()
+        postgres.drop(url)
+
+
+def test_a_deleted_event_can_be_stored_again(postgres: Postgres) -> None:
+    url = postgres.fresh_database()
+    store = open_store(url)
+    try:
+        pid = store.ensure_project("p")
+        rows = rows_at(KeyInfo(1, pid, "p", "dev"), [NOW - DAY, NOW - 70 * DAY])
+        ids = [r[EVENT_COLUMNS.index("id")] for r in rows]
+        assert store.insert_events(rows) == 2
+        assert store.insert_events(rows) == 0
+        assert store.delete_events(pid, None, ids) == 2
+        assert store.insert_events(rows) == 2
+        assert sorted(e["id"] for e in store.list_events(pid, EventFilter())[0]) == sorted(ids)
+    finally:
+        store.close()
+        postgres.drop(url)
