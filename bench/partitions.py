@@ -6,7 +6,8 @@ kept). Paired: each round fills two databases alike, then purges one each way.
 API, so the same function can time an older tree (``PYTHONPATH``) beside this one.
 
 PostgreSQL is ``LLMTAP_BENCH_POSTGRES_URL`` (a superuser's URL) when set, else a throwaway
-cluster like the test suite's. Run: ``python -m bench.partitions [--quick]``.
+cluster like the test suite's. Run: ``python -m bench.partitions [--quick]``, or in
+``make bench``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llmtap.server.ingest import prepare
 from llmtap.store import EventFilter, KeyInfo, open_store
 from llmtap.wire import Event
 
+from ._harness import Figure, figure
 from .ingest import make_events
 from .postgres import _database
 
@@ -129,6 +131,19 @@ def report(r: dict[str, Any]) -> str:
             f" partition first: {x['split_s']:.2f} s"
         )
     return "\n".join(lines)
+
+
+def summary(r: dict[str, Any]) -> list[Figure]:
+    if "skipped" in r:
+        return []
+    return [
+        figure(
+            "PostgreSQL retention of a month: bounded deletes / partition drop",
+            r["median_delete_over_drop"],
+            ">=",
+            3.0,
+        )
+    ]
 
 
 if __name__ == "__main__":
