@@ -144,16 +144,16 @@ def _add_month(conn: PgConn, year: int, month: int) -> None:
     conn.execute(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})")
 
 
-def _ensure(conn: PgConn, now_us: int) -> list[str]:
+def _ensure(conn: PgConn, now_us: int, scan: str = DEFAULT) -> list[str]:
     """In ``conn``'s transaction, under the partition lock: the current and next months'
-    partitions, and those of recent months the DEFAULT partition holds rows of."""
+    partitions, and those of recent months the DEFAULT partition (or ``scan``) holds rows of."""
     conn.execute("SELECT pg_advisory_xact_lock(?)", (_PARTITION_LOCK,))
     have = set(_months(conn, attached=True)) | set(_months(conn, attached=False))
     year, month = _month_of(now_us)
     wanted = {(year, month), _shift(year, month, 1)}
     oldest, _ = month_bounds(*_shift(year, month, -_SPLIT_MONTHS))
     for (started,) in conn.execute(
-        f"SELECT DISTINCT started_us / 86400000000 FROM {DEFAULT}"
+        f"SELECT DISTINCT started_us / 86400000000 FROM {scan}"
         " WHERE started_us >= ? AND started_us < ?",
         (oldest, month_bounds(*_shift(year, month, 2))[0]),
     ).fetchall():
@@ -189,6 +189,7 @@ def partition_events(conn: PgConn) -> None:
         "CREATE TABLE event_ids (project_id BIGINT NOT NULL, id TEXT NOT NULL,"
         " PRIMARY KEY (project_id, id))"
     )
+    _ensure(conn, _now_us(), scan="events_unpartitioned")  # rows move once, straight in
     conn.execute(
         f"INSERT INTO events ({_NAMES}) SELECT {_NAMES} FROM events_unpartitioned"
         " ORDER BY started_us"
@@ -202,7 +203,6 @@ def partition_events(conn: PgConn) -> None:
         conn.execute(
             "SELECT setval(pg_get_serial_sequence('events', 'seq'), ?)", (max(last, next_seq),)
         )
-    _ensure(conn, _now_us())
 
 
 def drop_expired(
