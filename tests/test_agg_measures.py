@@ -131,7 +131,7 @@ def _forget_the_columns(store_backend: StoreBackend, db: str) -> None:
     with psycopg.connect(db, autocommit=True) as pg:
         for sql in drop:
             pg.execute(sql)
-        pg.execute("DELETE FROM _llmtap_migrations WHERE name = 'pg009_agg_measures'")
+        pg.execute("DELETE FROM _llmtap_migrations WHERE name = 'pg010_agg_measures'")
 
 
 def test_an_upgraded_store_gets_the_measures_of_its_events(store_backend: StoreBackend) -> None:

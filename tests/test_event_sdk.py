@@ -104,7 +104,7 @@ def test_a_store_made_before_the_column_gets_it_from_the_bodies(
     store.insert_events([*_rows(key, OTHER, 2), *_rows(key, None, 1), *_rows(key, hostile, 1)])
     store_backend.close(store)
     # Back to the schema before the column: drop it, and forget the step that made it.
-    step = "m014_event_sdk" if store_backend.name == "sqlite" else "pg007_event_sdk"
+    step = "m014_event_sdk" if store_backend.name == "sqlite" else "pg008_event_sdk"
     _raw(store_backend.name, db, "ALTER TABLE events DROP COLUMN sdk")
     _raw(store_backend.name, db, f"DELETE FROM _llmtap_migrations WHERE name = '{step}'")
 

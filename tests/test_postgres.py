@@ -92,10 +92,12 @@ def test_every_key_of_project_data_holds_the_project(database: str) -> None:
     """Sharding by project (Citus) needs the distribution column in every primary key and
     unique index of the distributed tables: all but the small reference tables."""
     with psycopg.connect(database) as conn:
+        # A partition of events is no table of its own (its keys are checked below).
         tables = {
             row[0]
             for row in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                " AND table_name NOT IN (SELECT relname FROM pg_class WHERE relispartition)"
             )
         }
         assert {"events", "agg", "feedback", "event_attrs", "templates"} <= tables
@@ -138,6 +140,7 @@ def test_every_key_of_project_data_holds_the_project(database: str) -> None:
         "testruns",
         "testresults",
         "derive_queue",
+        "event_ids",
     }
 
 

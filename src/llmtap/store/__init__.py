@@ -13,7 +13,7 @@ with the same signature; the store tests run against each backend (``store`` fix
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from ._common import (
@@ -300,6 +300,13 @@ class Store(Protocol):
     def purge_before(self, project_id: int, before_us: int, keep_aggregates: bool = True) -> int:
         """Delete the events started before ``before_us`` (in bounded chunks) with their
         feedback and index rows, and their share of the stats unless ``keep_aggregates``."""
+
+    def drop_expired_partitions(
+        self, before_us: Mapping[int, int | None], keep_aggregates: bool = True
+    ) -> dict[int, int]:
+        """Drop whole time partitions of events no project keeps (``before_us``: every
+        project's retention cut-off, None: forever); the events dropped, by project. Before
+        ``purge_before``, which deletes the rest. SQLite has no partitions: drops nothing."""
 
     # -- a logical dump and load (``llmtap migrate-store``) ----------------------------------
 

@@ -28,10 +28,21 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "event_row",
+    "is_partition_name",
     "mask_url",
     "search_words",
     "to_us",
 ]
+
+# PostgreSQL's partitions of events (see ``_pg_partitions``): a month, or the DEFAULT one.
+_PARTITION_NAME = re.compile(r"events_(p\d{6}|default)$")
+
+
+def is_partition_name(name: str) -> bool:
+    """A partition of PostgreSQL's ``events`` (or one detached, not dropped yet): its rows are
+    read through ``events``, never as a table of their own."""
+    return _PARTITION_NAME.match(name) is not None
+
 
 # The columns of the events table an ingested event fills, in order.
 EVENT_COLUMNS = (

@@ -18,6 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ._bulk import insert_many
+from ._common import is_partition_name
 from ._dialect import dialect_of
 from ._facts import searchable_text
 
@@ -30,7 +31,8 @@ __all__ = ["copy_progress", "count_rows", "finish_copy", "read_rows", "tables", 
 _FIRST = ("projects", "users")
 # Derivation's own state is not copied: the source derives everything first (``catch_up``),
 # so PostgreSQL's queue of events to derive is empty, and SQLite keeps a watermark instead.
-_SKIPPED_TABLES = {"_llmtap_migrations", "events_text", "alert_lease", "derive_queue"}
+# PostgreSQL's ids of stored events (``event_ids``) are recorded as the events are written.
+_SKIPPED_TABLES = {"_llmtap_migrations", "events_text", "alert_lease", "derive_queue", "event_ids"}
 _PROGRESS = "migrate_store:"
 # Not LIKE: "_" is one of its wildcards.
 _META_FILTER = (
@@ -66,7 +68,8 @@ def tables(store: SQLiteStore) -> list[dict[str, Any]]:
             " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
         ).fetchall()
         for name, column in rows:
-            if name not in _SKIPPED_TABLES:
+            # A partition's rows are read through ``events``.
+            if name not in _SKIPPED_TABLES and not is_partition_name(name):
                 found.setdefault(name, {"name": name, "columns": [], "key": []})
                 found[name]["columns"].append(column)
         keys = conn.execute(
@@ -173,6 +176,7 @@ def _index_texts(conn: Any, columns: list[str], rows: list[tuple[Any, ...]]) -> 
     """Index new events' texts in the target's own way, and move its derivation watermark
     past them: their aggregates are copied, not derived again."""
     project, seq, body = (columns.index(c) for c in ("project_id", "seq", "body"))
+    dialect_of(conn).remember_ids(conn, [(row[project], row[columns.index("id")]) for row in rows])
     texts = []
     for row in rows:
         text = searchable_text(json.loads(row[body]))

@@ -166,6 +166,7 @@ def forget(
         (project_id, *gone),
     ).fetchall()
     _testsets.forget_cases(conn, project_id, [row[0] for row in event_ids])
+    dialect_of(conn).forget_ids(conn, project_id, gone)
     conn.execute(
         f"DELETE FROM event_attrs WHERE project_id = ? AND seq IN ({marks(gone)})",
         (project_id, *gone),

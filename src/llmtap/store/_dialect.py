@@ -71,6 +71,13 @@ class Dialect:
                 (seq, text),
             )
 
+    def remember_ids(self, conn: Any, rows: list[tuple[int, str]]) -> None:
+        """Record events' ids (project_id, id) copied in by ``migrate-store``: SQLite's
+        events table holds them unique itself."""
+
+    def forget_ids(self, conn: Any, project_id: int, seqs: list[int]) -> None:
+        """Release the ids of events about to be deleted, so they can be stored again."""
+
 
 SQLITE = Dialect()
 

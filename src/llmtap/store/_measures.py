@@ -1,4 +1,4 @@
-"""Migration steps ``m016_agg_measures`` and ``pg009_agg_measures``: the aggregates gained
+"""Migration steps ``m016_agg_measures`` and ``pg010_agg_measures``: the aggregates gained
 cached and reasoning tokens and the count of low ratings (see ``_derive``). The columns start
 at 0; this adds what the events derived before them hold, so an upgraded store answers as if
 it had always kept them.

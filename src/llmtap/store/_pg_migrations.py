@@ -22,6 +22,7 @@ from typing import Any
 from . import _measures
 from ._migrations import apply_step
 from ._pg import PgConn
+from ._pg_partitions import partition_events
 
 __all__ = ["PG_MIGRATIONS", "migrate_postgres"]
 
@@ -467,8 +468,10 @@ PG_MIGRATIONS: list[Step] = [
             )""",
         ),
     ),
+    # Events partitioned by month, ids unique through ``event_ids`` (see ``_pg_partitions``).
+    ("pg007_events_partitioned", (partition_events,)),
     (
-        "pg007_event_sdk",
+        "pg008_event_sdk",
         (
             "ALTER TABLE events ADD COLUMN sdk TEXT",
             # The json type (jsonb refuses it) still cannot hand out a text holding an escaped
@@ -479,11 +482,11 @@ PG_MIGRATIONS: list[Step] = [
     ),
     (
         # SQLite's m015_testcases_by_event.
-        "pg008_testcases_by_event",
+        "pg009_testcases_by_event",
         ("CREATE INDEX testcases_by_event ON testcases (project_id, event_id)",),
     ),
     (
-        "pg009_agg_measures",
+        "pg010_agg_measures",
         (
             # The twin of m016_agg_measures: the events still queued are derived later, by
             # code that fills these columns.
@@ -495,7 +498,7 @@ PG_MIGRATIONS: list[Step] = [
     ),
     (
         # SQLite's m017_alert_outbox.
-        "pg010_alert_outbox",
+        "pg011_alert_outbox",
         (
             """CREATE TABLE alert_outbox (
                 project_id BIGINT NOT NULL,

@@ -105,5 +105,16 @@ class PostgresDialect(Dialect):
                 "DELETE FROM events_text WHERE project_id = ? AND seq = ?", (project_id, seq)
             )
 
+    # Ids are unique through ``event_ids`` (a partitioned ``events`` cannot hold them unique).
+    def remember_ids(self, conn: Any, rows: list[tuple[int, str]]) -> None:
+        insert_many(conn, "INSERT INTO event_ids (project_id, id)", rows, "ON CONFLICT DO NOTHING")
+
+    def forget_ids(self, conn: Any, project_id: int, seqs: list[int]) -> None:
+        conn.execute(
+            "DELETE FROM event_ids WHERE project_id = ? AND id IN (SELECT id FROM events"
+            f" WHERE project_id = ? AND seq IN ({', '.join('?' * len(seqs))}))",
+            (project_id, project_id, *seqs),
+        )
+
 
 POSTGRES = PostgresDialect()

@@ -22,13 +22,13 @@ import contextlib
 import inspect
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from . import _derive, _pg_derive
+from . import _derive, _pg_derive, _pg_partitions
 from ._common import EVENT_COLUMNS, StoreUnavailable, mask_url
 from ._facts import Facts
 from ._pg import (
@@ -56,9 +56,14 @@ _INCOMING = (
     f" SELECT {_COLUMNS} FROM events WITH NO DATA"
 )
 _MOVE = (
-    f"WITH moved AS (INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming"
-    # One order for every writer: two batches sharing ids wait for each other, never deadlock.
-    " ORDER BY project_id, id ON CONFLICT (project_id, id) DO NOTHING"
+    # The ids claimed first (``_pg_partitions``): an id another transaction is storing waits
+    # for it to commit, then is skipped. One order for every writer: two batches sharing ids
+    # wait for each other, never deadlock.
+    "WITH claimed AS (INSERT INTO event_ids (project_id, id) SELECT DISTINCT project_id, id"
+    " FROM incoming ORDER BY project_id, id ON CONFLICT DO NOTHING RETURNING project_id, id),"
+    f" moved AS (INSERT INTO events ({_COLUMNS}) SELECT DISTINCT ON (i.project_id, i.id)"
+    f" {', '.join('i.' + c for c in EVENT_COLUMNS)} FROM incoming i JOIN claimed c"
+    " ON c.project_id = i.project_id AND c.id = i.id ORDER BY i.project_id, i.id"
     " RETURNING seq, project_id, id),"
     " queued AS (INSERT INTO derive_queue (project_id, seq) SELECT project_id, seq FROM moved)"
     " SELECT seq, project_id, id FROM moved"
@@ -98,6 +103,7 @@ class PostgresStore:
                 + hide_password(str(e).strip().splitlines()[0], url)
             ) from None
         self._pool = open_pool(url, pool_size)
+        _pg_partitions.ensure_partitions(self)  # a server idle since last month has none
         self._readers = PooledReader(self._pool)
         self._ids = _derive.IdCache()
         self._stored = 0  # events this process stored since it last derived
@@ -197,12 +203,14 @@ class PostgresStore:
         if not rows:
             return 0
         with self._connection() as raw, raw.transaction():
+            # The data lock before any lock on ``events`` (the temporary table's creation
+            # takes one): a purge holds the data lock, then detaches a partition.
+            _pg_derive.lock_data(PgConn(raw), (row[_PROJECT] for row in rows), shared=True)
             cur = raw.cursor()
             cur.execute(_INCOMING)
             with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row([param(v) for v in row])
-            _pg_derive.lock_data(PgConn(raw), (row[_PROJECT] for row in rows), shared=True)
             moved = cur.execute(_MOVE).fetchall()
         stored = len(moved)
         with self._stored_lock:
@@ -221,6 +229,12 @@ class PostgresStore:
         elif waiting >= DERIVE_EVENTS:
             self._deriver.wake()
         return stored
+
+    def drop_expired_partitions(
+        self, before_us: Mapping[int, int | None], keep_aggregates: bool = True
+    ) -> dict[int, int]:
+        """Drop the month partitions of events no project keeps (see ``_pg_partitions``)."""
+        return _pg_partitions.drop_expired(self, before_us, keep_aggregates)
 
     def insert_feedback(
         self,

@@ -9,6 +9,7 @@ the aggregates kept, the raw rows, their index rows and feedback go and the stat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._common import EventFilter
@@ -17,7 +18,13 @@ from ._delete import delete_in_chunks
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
 
-__all__ = ["oldest_event_us", "purge_before", "retention_days", "set_retention_days"]
+__all__ = [
+    "drop_expired_partitions",
+    "oldest_event_us",
+    "purge_before",
+    "retention_days",
+    "set_retention_days",
+]
 
 
 def _key(project_id: int) -> str:
@@ -58,3 +65,11 @@ def purge_before(
     return delete_in_chunks(
         store, project_id, EventFilter(to_us=before_us), aggregates=not keep_aggregates
     )
+
+
+def drop_expired_partitions(
+    store: SQLiteStore, before_us: Mapping[int, int | None], keep_aggregates: bool = True
+) -> dict[int, int]:
+    """SQLite's events are one table: nothing to drop, ``purge_before`` deletes. (PostgreSQL's
+    are partitioned by month: see ``_pg_partitions``.)"""
+    return {}

@@ -201,6 +201,7 @@ class SQLiteStore:
     set_retention_days = _retention.set_retention_days
     oldest_event_us = _retention.oldest_event_us
     purge_before = _retention.purge_before
+    drop_expired_partitions = _retention.drop_expired_partitions
     # -- a logical dump and load ----------------------------------------------------------
     tables = _copy.tables
     count_rows = _copy.count_rows
