@@ -48,7 +48,7 @@ def test_context_spans_shown_between_calls_and_deleted_with_them(server: Server)
         assert f'<span class="badge">{kind}</span>' in page
     with login(server) as browser:  # where the call came from: the instrumentation's scope
         event_page = browser.get(f"/events/{call['id']}", params={"project": name}).text
-    assert "sent by" in event_page and ">hand.made 1.2.3</span>" in event_page
+    assert "sent by" in event_page and ">hand.made 1.2.3</a>" in event_page
 
     deleted = httpx2.delete(
         project.server.url + "/api/v1/events",
