@@ -89,6 +89,14 @@ def hist_add(a: bytes | None, b: bytes | None) -> bytes | None:
     return encode(decode(a) + decode(b))
 
 
+def merge(blobs: Iterable[bytes | None]) -> int:
+    """The histogram of several stored ones merged (what ``HistSum`` does in SQL)."""
+    summed = HistSum()
+    for blob in blobs:
+        summed.step(blob)
+    return summed.total()
+
+
 class HistSum:
     """SQL aggregate ``llmtap_hist_sum(blob)``: the merge of stored histograms, so a stats
     query can sum them in SQLite and hand Python one row per group."""
@@ -105,11 +113,14 @@ class HistSum:
             by_low = self.by_low
             by_low[head] = by_low.get(head, 0) + int.from_bytes(blob[2:], "little")
 
-    def finalize(self) -> bytes | None:
+    def total(self) -> int:
         h = 0
         for head, packed in self.by_low.items():
             h += packed << (int.from_bytes(head, "little") * _BITS)
-        return encode(h)
+        return h
+
+    def finalize(self) -> bytes | None:
+        return encode(self.total())
 
 
 def _counts(h: int) -> array[int]:
