@@ -10,6 +10,9 @@ its folder removed when the session ends.
 PostgreSQL that cannot be started fails the tests that need it, with the reason: a PostgreSQL
 test never skips.
 
+``postgres_replica`` adds a streaming replica of that server (``Replica``: ``pg_basebackup -R``,
+a hot standby on a free port), for the tests of ``--read-db``; it too fails, never skips.
+
 Each test gets a database of its own (``fresh_database``): a copy of a template database that
 was migrated once per session, which ``CREATE DATABASE ... TEMPLATE`` makes in milliseconds,
 where migrating a new database each time would take a second.
