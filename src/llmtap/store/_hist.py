@@ -90,11 +90,18 @@ def hist_add(a: bytes | None, b: bytes | None) -> bytes | None:
 
 
 def merge(blobs: Iterable[bytes | None]) -> int:
-    """The histogram of several stored ones merged (what ``HistSum`` does in SQL)."""
-    summed = HistSum()
+    """The histogram of several stored ones merged (what ``HistSum`` does in SQL), in one
+    loop: thousands of blobs per stats request on PostgreSQL."""
+    by_low: dict[bytes, int] = {}
+    get = by_low.get
     for blob in blobs:
-        summed.step(blob)
-    return summed.total()
+        if blob:
+            head = blob[:2]
+            by_low[head] = get(head, 0) + int.from_bytes(blob[2:], "little")
+    h = 0
+    for head, packed in by_low.items():
+        h += packed << (int.from_bytes(head, "little") * _BITS)
+    return h
 
 
 class HistSum:
