@@ -335,6 +335,50 @@ def run_queries(pg_events: int, sqlite_events: int, rounds: int = 40) -> dict[st
     return result
 
 
+def run_replica_queries(url: str, rounds: int = 40) -> dict[str, Any]:
+    """The same queries on the loaded PostgreSQL database ``url`` (its server's superuser
+    URL), through a server reading the primary beside one reading a fresh streaming replica
+    (``--read-db``; ``tests._postgres.Replica``, ``pg_basebackup -R``), interleaved."""
+    from urllib.parse import urlsplit
+
+    from tests._postgres import Replica
+
+    from llmtap.server.auth import create_key
+
+    started = time.perf_counter()
+    replica = Replica(url.rsplit("/", 1)[0] + "/postgres")
+    made_s = time.perf_counter() - started
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        read_url = replica.has(urlsplit(url).path.lstrip("/"))
+        servers = {}
+        for name, more in (("primary", []), ("read_db", ["--read-db", read_url])):
+            store = open_store(url)
+            key = create_key(store, "bench", "prod", ("ingest", "read"))
+            store.close()
+            port = free_port()
+            procs.append(
+                subprocess.Popen(
+                    [*_CLI, "serve", "--db", url, *more, "--port", str(port)],
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            _wait(f"http://127.0.0.1:{port}/healthz", timeout=120)
+            servers[name] = (f"http://127.0.0.1:{port}", key)
+        times = query_figures(servers, rounds)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+        replica.remove()
+    result: dict[str, Any] = {"replica_made_s": round(made_s), "rounds": rounds}
+    for name, figures in times.items():
+        for what, ms in figures.items():
+            result[f"{name}_{what}_p50_ms"] = _pct(ms, 0.5)
+            result[f"{name}_{what}_p95_ms"] = _pct(ms, 0.95)
+    return result
+
+
 def report_queries(r: dict[str, Any]) -> str:
     lines = [
         f"queries: PostgreSQL {r['pg_events']:,} events (loaded through insert_events:"
@@ -354,7 +398,9 @@ def _arg(name: str, default: int) -> int:
 
 
 if __name__ == "__main__":
-    if "--queries" in sys.argv:
+    if "--replica" in sys.argv:  # on a database loaded before (LLMTAP_BENCH_PG_QUERY_DB)
+        result = run_replica_queries(os.environ["LLMTAP_BENCH_PG_QUERY_DB"], _arg("--rounds", 40))
+    elif "--queries" in sys.argv:
         result = run_queries(
             _arg("--pg-events", 5_000_000),
             _arg("--sqlite-events", 1_000_000),
