@@ -147,10 +147,11 @@ class PostgresStore:
         """The primary: reads that must be current (keys, users, leases, ...)."""
         return self._readers
 
-    def _query_reader(self) -> PooledReader:
+    def _query_reader(self, derived: bool = False) -> PooledReader:
         """The queries' reader: the replica of ``--read-db`` when there is one, once it
-        has this process's writes (see ``_replica``)."""
-        return self._read_side.reader()
+        has this process's writes, and (``derived``: a query of derived rows) the
+        derivation done so far (see ``_replica``)."""
+        return self._read_side.reader(derived)
 
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[Result]:
         with self._connection() as raw:

@@ -117,7 +117,7 @@ def _derived(store: SQLiteStore) -> sqlite3.Connection:
     stored so far is derived (on the primary: a replica has the derived rows when it has
     replayed them)."""
     store.catch_up()
-    return store._query_reader()
+    return store._query_reader(derived=True)
 
 
 # -- one event ---------------------------------------------------------------------------------

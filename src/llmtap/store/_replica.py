@@ -17,9 +17,10 @@ would go to the primary, and a client that stored events sees them once the repl
 them, as it would through any other server process.
 
 Derivation (aggregates, text index, templates) runs on the primary, and the queries that
-need it derive first (``catch_up``). What it wrote, the query waits for the replica to
-replay (milliseconds; at most ``DERIVED_WAIT``, then it reads the primary): stats asked
-right after an ingest count it, as on one server.
+read derived rows (stats, templates, searches) derive first (``catch_up``). What derivation
+wrote, such a query waits for the replica to replay (milliseconds; at most
+``DERIVED_WAIT``, then it reads the primary): stats asked right after an ingest count it, as
+on one server. The plain events list and one event read no derived rows, and do not wait.
 
 The fence is the process's own: with several server processes (``--workers``, or behind a
 load balancer) a page may come from a process that did not make the write, and be up to the
@@ -97,18 +98,20 @@ class ReadSide:
             else:
                 self._fence = max(self._fence, position)
 
-    def reader(self) -> PooledReader:
-        """The replica, unless a write of this process is not replayed there yet."""
+    def reader(self, derived: bool = False) -> PooledReader:
+        """The replica, unless a write of this process is not replayed there yet.
+        ``derived``: the query reads derived rows (stats, templates, searches), so it also
+        waits for the replica to replay the derivation done so far."""
         if self.replica is None:
             return self.primary
-        fence, derived = self._fence, self._derived
-        if not fence and not derived:
+        fence, derived_at = self._fence, self._derived if derived else 0
+        if not fence and not derived_at:
             return self.replica
         deadline = time.monotonic() + DERIVED_WAIT
         while True:
             row = self.replica.execute(_REPLAYED).fetchone()
             replayed = None if not row or row[0] is None else int(row[0])
-            if replayed is None or replayed >= max(fence, derived):
+            if replayed is None or replayed >= max(fence, derived_at):
                 break
             if replayed < fence or time.monotonic() > deadline:
                 return self.primary
@@ -116,7 +119,7 @@ class ReadSide:
         with self._lock:  # what is replayed waits no more (unless newer meanwhile)
             if self._fence <= fence:
                 self._fence = 0
-            if self._derived <= derived:
+            if derived and self._derived <= derived_at:
                 self._derived = 0
         return self.replica
 

@@ -294,7 +294,7 @@ class SQLiteStore:
             conn = self._local.conn = self._connect()
         return conn
 
-    def _query_reader(self) -> sqlite3.Connection:
+    def _query_reader(self, derived: bool = False) -> sqlite3.Connection:
         """The queries' reader (on PostgreSQL, a read replica's when there is one): on
         SQLite, the same as ``_reader``."""
         return self._reader()
