@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from llmtap.server.ingest import prepare
@@ -194,7 +195,219 @@ def summary(r: dict[str, Any]) -> list[Figure]:
     return [figure("ingest on PostgreSQL, served / raw COPY", r["served_over_raw"], ">=", 0.5)]
 
 
+# -- queries on a big store: PostgreSQL beside SQLite ------------------------------------------
+
+# The bench cluster's memory: the test suite's cluster is tuned for many tiny databases; a
+# store of millions of events wants PostgreSQL's usual sizing for a machine with this RAM.
+_BIG_STORE_CONF = {
+    "shared_buffers": "2GB",
+    "work_mem": "32MB",
+    "maintenance_work_mem": "512MB",
+    "effective_cache_size": "8GB",
+    "max_wal_size": "16GB",
+}
+
+
+def load_postgres(url: str, n: int) -> dict[str, float]:
+    """``n`` events into the PostgreSQL store at ``url``, through the store's own write path
+    (``insert_events``: ``COPY`` into a temporary table, moved into ``events``, then derived:
+    aggregates, attributes, text index), in batches of 20,000: the events of
+    ``bench.query.generate``, the same generator as the SQLite store's. Seconds each part took."""
+    from .query import generate
+
+    store = open_store(url)
+    try:
+        loaded = generate(Path("unused"), n, store=store)
+        started = time.perf_counter()
+        store.catch_up()
+        derived = time.perf_counter() - started
+    finally:
+        store.close()
+    import psycopg
+
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")  # what autovacuum does after a bulk load, done now
+    return {"load_s": loaded, "derive_s": derived, "analyze_s": time.perf_counter() - started}
+
+
+def query_figures(
+    servers: dict[str, tuple[str, str]], rounds: int
+) -> dict[str, dict[str, list[float]]]:
+    """Milliseconds of the stats request (by model and day, the whole range) and of the first
+    events page with two filters (model, environment), on each server, interleaved: each round
+    asks every server once, so the machine's noise hits them alike."""
+    import httpx2
+
+    clients = {
+        name: httpx2.Client(base_url=u, headers={"authorization": f"Bearer {k}"}, timeout=120)
+        for name, (u, k) in servers.items()
+    }
+
+    def stats(http: Any) -> None:
+        r = http.get("/api/v1/stats", params={"group_by": "model,day"})
+        assert r.status_code == 200 and r.json()["source"] == "aggregates", r.text[:200]
+
+    def page(http: Any) -> None:
+        r = http.get("/api/v1/events", params={"model": "gpt-4o", "environment": "staging"})
+        assert r.status_code == 200 and len(r.json()["events"]) == 50, r.text[:200]
+
+    out: dict[str, dict[str, list[float]]] = {n: {"stats": [], "page": []} for n in servers}
+    try:
+        for http in clients.values():  # warm caches alike
+            stats(http)
+            page(http)
+        for _ in range(rounds):
+            for name, http in clients.items():
+                for what, ask in (("stats", stats), ("page", page)):
+                    t = time.perf_counter()
+                    ask(http)
+                    out[name][what].append((time.perf_counter() - t) * 1000)
+    finally:
+        for http in clients.values():
+            http.close()
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    return round(sorted(values)[max(0, round(q * len(values)) - 1)], 1)
+
+
+def run_queries(pg_events: int, sqlite_events: int, rounds: int = 40) -> dict[str, Any]:
+    """Stats and the first filtered events page, over HTTP, on PostgreSQL holding
+    ``pg_events`` beside SQLite holding ``sqlite_events`` (issue 12's figures)."""
+    import psycopg
+
+    from llmtap.server.auth import create_key
+
+    from .query import cached_store
+
+    loaded = os.environ.get("LLMTAP_BENCH_PG_QUERY_DB")  # a database loaded before: reused
+    admin = os.environ.get("LLMTAP_BENCH_POSTGRES_URL") or loaded
+    cluster = None
+    if not admin:
+        from tests._postgres import Cluster
+
+        cluster = Cluster()
+        with (cluster.data / "postgresql.conf").open("a") as conf:
+            conf.writelines(f"{k} = '{v}'\n" for k, v in _BIG_STORE_CONF.items())
+        cluster.stop()
+        cluster.start()
+        admin = cluster.url
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if loaded:
+            url, loading = loaded, {"load_s": 0.0, "derive_s": 0.0, "analyze_s": 0.0}
+            with psycopg.connect(url) as conn:
+                pg_events = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])  # type: ignore[index]
+        else:
+            url = _database(admin)
+            loading = load_postgres(url, pg_events)
+        db, sqlite_generated = cached_store(sqlite_events)
+        servers = {}
+        for name, where in (("postgresql", url), ("sqlite", str(db))):
+            store = open_store(where)
+            key = create_key(store, "bench", "prod", ("ingest", "read"))
+            store.close()
+            proc, base = _serve(where)
+            procs.append(proc)
+            servers[name] = (base, key)
+        times = query_figures(servers, rounds)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+        if cluster is not None:
+            cluster.remove()
+    result: dict[str, Any] = {
+        "pg_events": pg_events,
+        "sqlite_events": sqlite_events,
+        "rounds": rounds,
+        "pg_load_s": round(loading["load_s"]) if not loaded else "loaded before",
+        "pg_derive_after_s": round(loading["derive_s"]),
+        "pg_analyze_s": round(loading["analyze_s"]),
+        "sqlite_generated_s": round(sqlite_generated) if sqlite_generated else "cached",
+    }
+    for name, figures in times.items():
+        for what, ms in figures.items():
+            result[f"{name}_{what}_p50_ms"] = _pct(ms, 0.5)
+            result[f"{name}_{what}_p95_ms"] = _pct(ms, 0.95)
+    return result
+
+
+def run_replica_queries(url: str, rounds: int = 40) -> dict[str, Any]:
+    """The same queries on the loaded PostgreSQL database ``url`` (its server's superuser
+    URL), through a server reading the primary beside one reading a fresh streaming replica
+    (``--read-db``; ``tests._postgres.Replica``, ``pg_basebackup -R``), interleaved."""
+    from urllib.parse import urlsplit
+
+    from tests._postgres import Replica
+
+    from llmtap.server.auth import create_key
+
+    started = time.perf_counter()
+    replica = Replica(url.rsplit("/", 1)[0] + "/postgres")
+    made_s = time.perf_counter() - started
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        read_url = replica.has(urlsplit(url).path.lstrip("/"))
+        servers = {}
+        for name, more in (("primary", []), ("read_db", ["--read-db", read_url])):
+            store = open_store(url)
+            key = create_key(store, "bench", "prod", ("ingest", "read"))
+            store.close()
+            port = free_port()
+            procs.append(
+                subprocess.Popen(
+                    [*_CLI, "serve", "--db", url, *more, "--port", str(port)],
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            _wait(f"http://127.0.0.1:{port}/healthz", timeout=120)
+            servers[name] = (f"http://127.0.0.1:{port}", key)
+        times = query_figures(servers, rounds)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+        replica.remove()
+    result: dict[str, Any] = {"replica_made_s": round(made_s), "rounds": rounds}
+    for name, figures in times.items():
+        for what, ms in figures.items():
+            result[f"{name}_{what}_p50_ms"] = _pct(ms, 0.5)
+            result[f"{name}_{what}_p95_ms"] = _pct(ms, 0.95)
+    return result
+
+
+def report_queries(r: dict[str, Any]) -> str:
+    lines = [
+        f"queries: PostgreSQL {r['pg_events']:,} events (loaded through insert_events:"
+        f" {r['pg_load_s']} s), SQLite {r['sqlite_events']:,}; {r['rounds']} interleaved rounds"
+    ]
+    for what, label, target in (("stats", "stats by model, day", 200), ("page", "page", 100)):
+        lines.append(
+            f"  {label}: PostgreSQL p50 {r[f'postgresql_{what}_p50_ms']} ms, p95"
+            f" {r[f'postgresql_{what}_p95_ms']} ms (target < {target}); SQLite p50"
+            f" {r[f'sqlite_{what}_p50_ms']} ms, p95 {r[f'sqlite_{what}_p95_ms']} ms"
+        )
+    return "\n".join(lines)
+
+
+def _arg(name: str, default: int) -> int:
+    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
 if __name__ == "__main__":
-    result = run(quick="--quick" in sys.argv)
-    print(report(result))
+    if "--replica" in sys.argv:  # on a database loaded before (LLMTAP_BENCH_PG_QUERY_DB)
+        result = run_replica_queries(os.environ["LLMTAP_BENCH_PG_QUERY_DB"], _arg("--rounds", 40))
+    elif "--queries" in sys.argv:
+        result = run_queries(
+            _arg("--pg-events", 5_000_000),
+            _arg("--sqlite-events", 1_000_000),
+            _arg("--rounds", 40),
+        )
+        print(report_queries(result))
+    else:
+        result = run(quick="--quick" in sys.argv)
+        print(report(result))
     print(json.dumps(result, indent=2))

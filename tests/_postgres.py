@@ -10,6 +10,9 @@ its folder removed when the session ends.
 PostgreSQL that cannot be started fails the tests that need it, with the reason: a PostgreSQL
 test never skips.
 
+``postgres_replica`` adds a streaming replica of that server (``Replica``: ``pg_basebackup -R``,
+a hot standby on a free port), for the tests of ``--read-db``; it too fails, never skips.
+
 Each test gets a database of its own (``fresh_database``): a copy of a template database that
 was migrated once per session, which ``CREATE DATABASE ... TEMPLATE`` makes in milliseconds,
 where migrating a new database each time would take a second.
@@ -28,6 +31,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +124,74 @@ class Cluster:
         with contextlib.suppress(RuntimeError):
             self.stop("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Replica(Cluster):
+    """A streaming replica (hot standby) of the PostgreSQL server at ``primary_url``, in a
+    temporary folder, on a free port: ``pg_basebackup -R`` (a base copy set up to follow the
+    primary), then started. It replays everything the primary does, every database included,
+    and refuses writes (a read-only server: a write sent to it fails loudly). The suite's
+    cluster allows it as it is: ``wal_level`` is ``replica`` and ``max_wal_senders`` 10 by
+    default, and ``initdb``'s ``pg_hba.conf`` trusts replication on loopback."""
+
+    def __init__(self, primary_url: str) -> None:  # not Cluster's: that one runs initdb
+        self.bin = _bin_dir()
+        self.folder = Path(tempfile.mkdtemp(prefix="llmtap-pg-replica-"))
+        self.data = self.folder / "data"
+        self.port = _free_port()
+        self.as_root = os.getuid() == 0
+        if self.as_root:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+        primary = urlsplit(primary_url)
+        try:
+            self._run(
+                "pg_basebackup",
+                "--pgdata",
+                str(self.data),
+                "--write-recovery-conf",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--no-sync",
+                "--host",
+                primary.hostname or "127.0.0.1",
+                "--port",
+                str(primary.port or 5432),
+                "--username",
+                primary.username or "postgres",
+                "--no-password",
+            )
+            options = {
+                "port": str(self.port),
+                "listen_addresses": "127.0.0.1",
+                "unix_socket_directories": str(self.folder),
+                "hot_standby": "on",
+            }
+            with (self.data / "postgresql.conf").open("a") as conf:
+                conf.writelines(f"{k} = '{v}'\n" for k, v in options.items())
+            self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+            self.start()
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+
+    def url_of(self, database: str) -> str:
+        return urlunsplit(urlsplit(self.url)._replace(path="/" + database))
+
+    def has(self, database: str, timeout: float = 60) -> str:
+        """The URL of ``database`` on the replica, once it has replayed its creation."""
+        import psycopg
+
+        url = self.url_of(database)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(url, connect_timeout=5).close()
+                return url
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 class Postgres:
@@ -221,3 +293,17 @@ def postgres() -> Iterator[Postgres]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_replica(postgres: Postgres) -> Iterator[Replica]:
+    """A streaming replica of the suite's PostgreSQL server (see ``Replica``). Fails, never
+    skips, when it cannot be made."""
+    try:
+        replica = Replica(postgres.url)
+    except (RuntimeError, OSError, KeyError, subprocess.TimeoutExpired) as e:
+        pytest.fail(f"cannot make a replica of the suite's PostgreSQL: {e}", pytrace=False)
+    try:
+        yield replica
+    finally:
+        replica.remove()

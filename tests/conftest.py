@@ -123,14 +123,17 @@ def error_message(response: httpx2.Response) -> str:
     return html.unescape(match.group(1))
 
 
-def start_server(tmp: Path, env: dict[str, str] | None = None, db: str | None = None) -> Server:
-    """A real ``llmtap serve`` on ``db`` (a SQLite file in ``tmp`` by default)."""
+def start_server(
+    tmp: Path, env: dict[str, str] | None = None, db: str | None = None, args: tuple[str, ...] = ()
+) -> Server:
+    """A real ``llmtap serve`` on ``db`` (a SQLite file in ``tmp`` by default), with more
+    command line ``args``."""
     port = free_port()
     where: Path | str = db or tmp / "llmtap.db"
     log = tmp / f"serve-{port}.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            [*LLMTAP, "serve", "--db", str(where), "--port", str(port)],
+            [*LLMTAP, "serve", "--db", str(where), "--port", str(port), *args],
             env={**os.environ, "LLMTAP_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=stderr,

@@ -169,6 +169,15 @@ _TABLE = [
         str,
         "server",
     ),
+    Setting(
+        "read_db",
+        None,
+        "postgresql:// URL of a streaming replica of db that queries (events, stats,"
+        " templates, exports) read from; writes and reads that must be current stay on db."
+        " PostgreSQL only.",
+        str,
+        "server",
+    ),
     Setting("host", "127.0.0.1", "Address the server binds to.", str, "server"),
     Setting(
         "admin_token",

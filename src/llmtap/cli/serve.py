@@ -22,6 +22,7 @@ def _loopback(host: str) -> bool:
 
 @click.command()
 @db_option
+@setting_option("--read-db", name="read_db", metavar="URL")
 @setting_option("--host", name="host")
 @setting_option("--port", name="port", type=int)
 @setting_option("--workers", name="workers", type=int)
@@ -35,6 +36,7 @@ def _loopback(host: str) -> bool:
 )
 def serve(
     db: str,
+    read_db: str | None,
     host: str,
     port: int,
     workers: int,
@@ -59,7 +61,10 @@ def serve(
     from ..server.dashboard import ensure_admin_token
     from ..store import describe_db, open_store
 
-    store = open_store(db)  # created and migrated once, before any worker starts
+    try:  # created and migrated once, before any worker starts
+        store = open_store(db, read_db)
+    except ValueError as e:  # --read-db with SQLite, or not a URL
+        raise click.UsageError(str(e)) from None
     # Beyond loopback, the dashboard must be closed from the first second: by its users'
     # passwords, or (none yet) a token chosen in advance, not one printed in a log.
     if not _loopback(host) and not admin_token and not store.count_users():
@@ -70,7 +75,8 @@ def serve(
             "default 127.0.0.1"
         )
     new_token = ensure_admin_token(store, admin_token)
-    click.echo(f"llmtap {store.backend} store: {describe_db(db)}", err=True)
+    reads = f" (queries read from {describe_db(read_db)})" if read_db else ""
+    click.echo(f"llmtap {store.backend} store: {describe_db(db)}{reads}", err=True)
     if new_token:
         click.echo(
             f"dashboard admin token (shown once, only its hash is kept): {new_token}", err=True
@@ -88,6 +94,8 @@ def serve(
     if workers > 1:
         store.close()
         os.environ["LLMTAP_DB"] = db  # each worker opens the store itself
+        if read_db:
+            os.environ["LLMTAP_READ_DB"] = read_db
         if admin_token:
             os.environ["LLMTAP_ADMIN_TOKEN"] = admin_token
         os.environ["LLMTAP_RETENTION_DAYS"] = str(retention_days)

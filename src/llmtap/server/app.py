@@ -186,11 +186,11 @@ def create_app(
 
 
 def app_from_environment() -> Starlette:
-    """The app on the store ``LLMTAP_DB`` names: what each worker process of ``llmtap serve
-    --workers N`` builds for itself (uvicorn imports it by name)."""
+    """The app on the store ``LLMTAP_DB`` (and ``LLMTAP_READ_DB``) names: what each worker
+    process of ``llmtap serve --workers N`` builds for itself (uvicorn imports it by name)."""
     from ..store import open_store
     from ._gc import tune_gc
 
-    app = create_app(open_store(resolve("db")))
+    app = create_app(open_store(resolve("db"), resolve("read_db")))
     tune_gc()
     return app

@@ -520,11 +520,26 @@ def is_url(db: str) -> bool:
     return db.startswith(("postgres://", "postgresql://"))
 
 
-def open_store(db: str) -> Store:
+def open_store(db: str, read_db: str | None = None) -> Store:
     """The store at ``db``, migrated to the newest schema: a SQLite file path (created if
     missing), or a ``postgresql://`` (``postgres://``) URL (needs the ``postgres`` extra:
     ``pip install 'llmtap[server,postgres]'``). Raises ``StoreUnavailable`` when the
-    PostgreSQL server cannot be reached."""
+    PostgreSQL server cannot be reached.
+
+    ``read_db``: the URL of a streaming replica of a PostgreSQL ``db`` that the queries
+    (events, stats, templates, exports) read from; every write, and the reads that must be
+    current, stay on ``db`` (``docs/scaling.md``). Raises ``ValueError`` with a SQLite
+    ``db`` or a ``read_db`` that is no PostgreSQL URL."""
+    if read_db:
+        if not is_url(db):
+            raise ValueError(
+                "--read-db (LLMTAP_READ_DB) needs a PostgreSQL store: --db is a SQLite file,"
+                " whose readers read the file itself (no replica to point at)"
+            )
+        if not is_url(read_db):
+            raise ValueError(
+                "--read-db (LLMTAP_READ_DB) must be a postgresql:// URL of a replica of --db"
+            )
     if is_url(db):
         try:
             from ._postgres import PostgresStore
@@ -534,7 +549,7 @@ def open_store(db: str) -> Store:
             ) from None
         # Its portable methods are adopted from SQLiteStore when the module loads (see
         # _postgres): the contract test checks them, a type checker cannot see them.
-        return cast(Store, PostgresStore(db))
+        return cast(Store, PostgresStore(db, read_url=read_db or None))
     return SQLiteStore(db)
 
 

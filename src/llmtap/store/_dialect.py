@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _hist
 from ._bulk import insert_many
 from ._common import search_words
 
@@ -37,6 +38,15 @@ class Dialect:
         "json_extract(e.body, '$.usage.cached_tokens'),"
         " json_extract(e.body, '$.usage.reasoning_tokens')"
     )
+
+    def hist_sum(self, column: str) -> str:
+        """The SQL that merges a group's stored histograms (``column``); ``hist_of`` reads
+        its value back as a histogram. SQLite merges them in its aggregate, in C's big
+        integers (``_hist.HistSum``)."""
+        return f"llmtap_hist_sum({column})"
+
+    def hist_of(self, value: Any) -> int:
+        return _hist.decode(value)
 
     def text_match(self, alias: str, project_id: int, text: str) -> tuple[str, list[Any]] | None:
         """The condition selecting the events (``alias``) that contain every word of

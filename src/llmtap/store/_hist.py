@@ -89,6 +89,21 @@ def hist_add(a: bytes | None, b: bytes | None) -> bytes | None:
     return encode(decode(a) + decode(b))
 
 
+def merge(blobs: Iterable[bytes | None]) -> int:
+    """The histogram of several stored ones merged (what ``HistSum`` does in SQL), in one
+    loop: thousands of blobs per stats request on PostgreSQL."""
+    by_low: dict[bytes, int] = {}
+    get = by_low.get
+    for blob in blobs:
+        if blob:
+            head = blob[:2]
+            by_low[head] = get(head, 0) + int.from_bytes(blob[2:], "little")
+    h = 0
+    for head, packed in by_low.items():
+        h += packed << (int.from_bytes(head, "little") * _BITS)
+    return h
+
+
 class HistSum:
     """SQL aggregate ``llmtap_hist_sum(blob)``: the merge of stored histograms, so a stats
     query can sum them in SQLite and hand Python one row per group."""
@@ -105,11 +120,14 @@ class HistSum:
             by_low = self.by_low
             by_low[head] = by_low.get(head, 0) + int.from_bytes(blob[2:], "little")
 
-    def finalize(self) -> bytes | None:
+    def total(self) -> int:
         h = 0
         for head, packed in self.by_low.items():
             h += packed << (int.from_bytes(head, "little") * _BITS)
-        return encode(h)
+        return h
+
+    def finalize(self) -> bytes | None:
+        return encode(self.total())
 
 
 def _counts(h: int) -> array[int]:

@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.adapt import Loader
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ._common import StoreUnavailable
 from ._pg_text import POSTGRES
 
 # "INSERT INTO table (columns)", as ``_bulk.insert_many`` is given it.
@@ -188,16 +189,27 @@ class PgConn:
 
 class PooledReader:
     """What ``store._reader()`` gives on PostgreSQL: each statement on a connection borrowed
-    from the pool for its duration (autocommit), its rows read whole."""
+    from the pool for its duration (autocommit), its rows read whole. The server of ``url``
+    down (or no connection free in time) is ``StoreUnavailable``, naming ``what`` and never
+    the password."""
 
     dialect = POSTGRES
 
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
+    def __init__(
+        self, pool: ConnectionPool[Any], url: str = "", what: str = "the PostgreSQL store"
+    ) -> None:
         self._pool = pool
+        self._url = url
+        self._what = what
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
-        with self._pool.connection() as conn:
-            return _run(conn, sql, params)
+        try:
+            with self._pool.connection() as conn:
+                return _run(conn, sql, params)
+        except (psycopg.OperationalError, PoolTimeout) as e:
+            first = str(e).strip().splitlines()[0] if str(e) else repr(e)
+            message = hide_password(first, self._url)
+            raise StoreUnavailable(f"{self._what} is unavailable: {message}") from None
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -213,7 +225,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def open_pool(url: str, max_size: int) -> ConnectionPool[Any]:
+def open_pool(url: str, max_size: int, name: str = "llmtap") -> ConnectionPool[Any]:
     """A pool of autocommit connections to ``url``. Each connection is checked before it is
     lent, so after a restart of the server the broken ones are replaced, not handed out."""
     return ConnectionPool(
@@ -225,6 +237,6 @@ def open_pool(url: str, max_size: int) -> ConnectionPool[Any]:
         check=ConnectionPool.check_connection,
         # A request waits this long for a connection (the server down: it then answers 503).
         timeout=10,
-        name="llmtap",
+        name=name,
         open=True,
     )

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from typing import Any
 
+from . import _hist
 from ._bulk import insert_many
 from ._common import search_words
 from ._dialect import SUMMARY_CHARS, Dialect
@@ -64,6 +65,15 @@ class PostgresDialect(Dialect):
         f" {_JSONB} #> '{{error,status_code}}'"
     )
     extra_usage = f"{_JSONB} #> '{{usage,cached_tokens}}', {_JSONB} #> '{{usage,reasoning_tokens}}'"
+
+    def hist_sum(self, column: str) -> str:
+        # The blobs of the group, merged in Python (a big-integer sum each, ~1 us). The
+        # database's own llmtap_hist_sum (PL/pgSQL, byte by byte) took 240 us a stored row:
+        # 1.5 s for the stats of 40,000 events by model and day (see BENCHMARKS.md).
+        return f"array_agg({column}) FILTER (WHERE {column} IS NOT NULL)"
+
+    def hist_of(self, value: Any) -> int:
+        return _hist.merge(value or ())
 
     def text_match(self, alias: str, project_id: int, text: str) -> tuple[str, list[Any]] | None:
         words = search_words(text)

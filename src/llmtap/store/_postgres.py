@@ -41,6 +41,7 @@ from ._pg import (
     param,
 )
 from ._pg_migrations import migrate_postgres
+from ._replica import ReadSide
 from ._sqlite import DERIVE_DELAY, DERIVE_EVENTS, SQLiteStore, _Deriver
 
 __all__ = ["PostgresStore"]
@@ -88,10 +89,15 @@ class PostgresStore:
     backend = "postgresql"
 
     def __init__(
-        self, url: str, pool_size: int = POOL_SIZE, derive_delay: float = DERIVE_DELAY
+        self,
+        url: str,
+        pool_size: int = POOL_SIZE,
+        derive_delay: float = DERIVE_DELAY,
+        read_url: str | None = None,
     ) -> None:
         """``derive_delay``: at most how long stored events wait to be derived when no read
-        asks for them (see ``_pg_derive``)."""
+        asks for them (see ``_pg_derive``). ``read_url``: a streaming replica of ``url``
+        the queries read from (see ``_replica``); nothing is written there."""
         self._url = url
         self.derive_delay = derive_delay
         try:
@@ -104,7 +110,12 @@ class PostgresStore:
             ) from None
         self._pool = open_pool(url, pool_size)
         _pg_partitions.ensure_partitions(self)  # a server idle since last month has none
-        self._readers = PooledReader(self._pool)
+        self._readers = PooledReader(self._pool, url)
+        try:
+            self._read_side = ReadSide(self._readers, read_url, pool_size)
+        except BaseException:
+            self._pool.close()
+            raise
         self._ids = _derive.IdCache()
         self._stored = 0  # events this process stored since it last derived
         # The facts of the events this process stored and has not derived, by (project, seq):
@@ -118,7 +129,10 @@ class PostgresStore:
         self._deriver = _Deriver(self, self.catch_up)
 
     def __repr__(self) -> str:
-        return f"PostgresStore({mask_url(self._url)!r})"
+        read = self._read_side.url
+        return f"PostgresStore({mask_url(self._url)!r}" + (
+            f", read_url={mask_url(read)!r})" if read else ")"
+        )
 
     # -- connections -----------------------------------------------------------------------
 
@@ -136,29 +150,41 @@ class PostgresStore:
             raise StoreUnavailable(f"the PostgreSQL store is unavailable: {message}") from None
 
     def _reader(self) -> PooledReader:
+        """The primary: reads that must be current (keys, users, leases, ...)."""
         return self._readers
 
+    def _query_reader(self, derived: bool = False) -> PooledReader:
+        """The queries' reader: the replica of ``--read-db`` when there is one, once it
+        has this process's writes, and (``derived``: a query of derived rows) the
+        derivation done so far (see ``_replica``)."""
+        return self._read_side.reader(derived)
+
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[Result]:
-        with self._connection() as raw, raw.transaction():
-            conn = PgConn(raw)
-            return [conn.execute(sql, params) for sql, params in statements]
+        with self._connection() as raw:
+            with raw.transaction():
+                conn = PgConn(raw)
+                done = [conn.execute(sql, params) for sql, params in statements]
+            self._read_side.wrote(raw)
+            return done
 
     @contextlib.contextmanager
     def _transaction(self, project_id: int) -> Iterator[PgConn]:
         """A write transaction on the project in which every event stored is derived, and
         no other is stored: what the modules that adjust the derived tables need (feedback,
         ``_delete``, repricing). See ``_pg_derive``."""
-        with self._connection() as raw, raw.transaction():
-            conn = PgConn(raw)
-            _pg_derive.lock_data(conn, [project_id])
-            _pg_derive.lock_derive(conn, project_id)
-            try:
-                while self._derive_chunk(conn, project_id, _pg_derive.EVERY_SEQ):
-                    pass
-                yield conn
-            except BaseException:
-                self._ids.clear()  # it may hold ids of rows rolled back
-                raise
+        with self._connection() as raw:
+            with raw.transaction():
+                conn = PgConn(raw)
+                _pg_derive.lock_data(conn, [project_id])
+                _pg_derive.lock_derive(conn, project_id)
+                try:
+                    while self._derive_chunk(conn, project_id, _pg_derive.EVERY_SEQ):
+                        pass
+                    yield conn
+                except BaseException:
+                    self._ids.clear()  # it may hold ids of rows rolled back
+                    raise
+            self._read_side.wrote(raw)
 
     def _derive_chunk(self, conn: PgConn, project_id: int, through: int) -> bool:
         """Derive a chunk of the project's queue; False when nothing is left."""
@@ -171,6 +197,7 @@ class PostgresStore:
             self.catch_up()
         except StoreUnavailable as e:  # what waits is derived by the next process to open
             log.warning("events left to derive at close: %s", e)
+        self._read_side.close()
         self._pool.close()
 
     def catch_up(self) -> None:
@@ -194,6 +221,9 @@ class PostgresStore:
                             raise
             with self._stored_lock:
                 self._stored = 0
+        if self._read_side.replica is not None:  # the queries wait for the replica to have it
+            with self._connection() as raw:
+                self._read_side.wrote(raw, derived=True)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -113,9 +113,11 @@ def _iso(us: int) -> str:
 
 
 def _derived(store: SQLiteStore) -> sqlite3.Connection:
-    """A reading connection, once every event stored so far is derived."""
+    """The queries' reading connection (a replica's, with ``--read-db``), once every event
+    stored so far is derived (on the primary: a replica has the derived rows when it has
+    replayed them)."""
     store.catch_up()
-    return store._reader()
+    return store._query_reader(derived=True)
 
 
 # -- one event ---------------------------------------------------------------------------------
@@ -124,7 +126,7 @@ def _derived(store: SQLiteStore) -> sqlite3.Connection:
 def get_event(store: SQLiteStore, project_id: int, event_id: str) -> dict[str, Any] | None:
     """One event with its feedback (a list, oldest first); None when the project has none with
     this id."""
-    conn = store._reader()
+    conn = store._query_reader()
     row = conn.execute(
         f"SELECT {_LIST_COLUMNS}, feedback_key FROM events WHERE project_id = ? AND id = ?",
         (project_id, event_id),
@@ -168,7 +170,7 @@ def list_events(
     ``summary``, events come without request, response, template and attributes, their
     output and error message cut to ``SUMMARY_CHARS`` (marked ``"summary": true``): what
     a list shows, at a fraction of the memory."""
-    conn = _derived(store) if f.attributes or f.q else store._reader()
+    conn = _derived(store) if f.attributes or f.q else store._query_reader()
     dialect = dialect_of(conn)
     where, params = event_where(project_id, f, dialect=dialect)
     descending = f.sort.startswith("-")

@@ -297,6 +297,11 @@ class SQLiteStore:
             conn = self._local.conn = self._connect()
         return conn
 
+    def _query_reader(self, derived: bool = False) -> sqlite3.Connection:
+        """The queries' reader (on PostgreSQL, a read replica's when there is one): on
+        SQLite, the same as ``_reader``."""
+        return self._reader()
+
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[sqlite3.Cursor]:
         with self._write_lock:
             conn = self._writer

@@ -261,9 +261,12 @@ def _from_aggregates(
         if value is not None:
             where.append(f"d.{name} = ?")
             params.append(value)
-    # Sum in SQLite, per the key the answer needs (its time bucket, its dimensions, its
-    # attribute value), histograms included (llmtap_hist_sum): Python sees one row per group,
-    # not one per stored aggregate.
+    # Sum in the database, per the key the answer needs (its time bucket, its dimensions,
+    # its attribute value), histograms included (``dialect.hist_sum``): Python sees one row
+    # per group, not one per stored aggregate.
+    from ._dialect import dialect_of
+
+    dialect = dialect_of(conn)
     time_group = next((g for g in keyer.group_by if g in TIME_GROUPS), None)
     bucket = _bucket_sql(time_group, "a.bucket") if time_group else "0"
     dims = [f"d.{d}" if d in keyer.group_by else "NULL" for d in DIMS]
@@ -280,15 +283,15 @@ def _from_aggregates(
         keys.append("NULL")
     sql = (
         f"SELECT {', '.join(keys)}, sum(a.n), sum(a.errors), sum(a.input_tokens),"
-        " sum(a.output_tokens), sum(a.cost), sum(a.priced), llmtap_hist_sum(a.lat),"
-        " llmtap_hist_sum(a.ttft), sum(a.rating_sum), sum(a.rating_n), sum(a.cached_tokens),"
+        f" sum(a.output_tokens), sum(a.cost), sum(a.priced), {dialect.hist_sum('a.lat')},"
+        f" {dialect.hist_sum('a.ttft')}, sum(a.rating_sum), sum(a.rating_n), sum(a.cached_tokens),"
         " sum(a.reasoning_tokens), sum(a.rating_low)"
         f" FROM agg a JOIN agg_dims d ON d.id = a.dims_id {join_attr}"
         f" WHERE {' AND '.join(where)}" + (f" GROUP BY {', '.join(group)}" if group else "")
         # No grouping: one row, of NULLs when nothing matched (skipped below).
     )
     n_dims = len(DIMS)
-    decode = _hist.decode
+    decode = dialect.hist_of
     for row in conn.execute(sql, params):
         if row[2 + n_dims] is None:
             continue
