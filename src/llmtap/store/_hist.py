@@ -98,6 +98,12 @@ def merge(blobs: Iterable[bytes | None]) -> int:
         if blob:
             head = blob[:2]
             by_low[head] = get(head, 0) + int.from_bytes(blob[2:], "little")
+    return _placed(by_low)
+
+
+def _placed(by_low: dict[bytes, int]) -> int:
+    """The histogram of packed counts summed per lowest bucket (a blob's 2-byte head), each
+    sum shifted into its place."""
     h = 0
     for head, packed in by_low.items():
         h += packed << (int.from_bytes(head, "little") * _BITS)
@@ -120,14 +126,8 @@ class HistSum:
             by_low = self.by_low
             by_low[head] = by_low.get(head, 0) + int.from_bytes(blob[2:], "little")
 
-    def total(self) -> int:
-        h = 0
-        for head, packed in self.by_low.items():
-            h += packed << (int.from_bytes(head, "little") * _BITS)
-        return h
-
     def finalize(self) -> bytes | None:
-        return encode(self.total())
+        return encode(_placed(self.by_low))
 
 
 def _counts(h: int) -> array[int]:

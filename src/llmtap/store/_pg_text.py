@@ -17,6 +17,7 @@ from . import _hist
 from ._bulk import insert_many
 from ._common import search_words
 from ._dialect import SUMMARY_CHARS, Dialect
+from ._sql import marks
 
 __all__ = ["POSTGRES", "PostgresDialect", "tokens"]
 
@@ -122,7 +123,7 @@ class PostgresDialect(Dialect):
     def forget_ids(self, conn: Any, project_id: int, seqs: list[int]) -> None:
         conn.execute(
             "DELETE FROM event_ids WHERE project_id = ? AND id IN (SELECT id FROM events"
-            f" WHERE project_id = ? AND seq IN ({', '.join('?' * len(seqs))}))",
+            f" WHERE project_id = ? AND seq IN ({marks(seqs)}))",
             (project_id, project_id, *seqs),
         )
 
