@@ -22,6 +22,7 @@ from llmtap.store._pg_migrations import PG_MIGRATIONS, migrate_postgres
 from llmtap.wire import Event, make_event
 
 from ._postgres import Postgres
+from .test_testsets_store import _case
 
 DAY = timedelta(days=1)
 NOW = datetime.now(timezone.utc)
@@ -181,6 +182,10 @@ def test_retention_drops_a_month_no_project_keeps_and_deletes_the_rest_by_rows(
         store.insert_feedback(a, "fk-gone-0", 1.0, "better", None)
         store.insert_feedback(a, "fk-recent-0", 0.5, None, None)
         assert store.stats(a, EventFilter(), [])["groups"][0]["count"] == 10
+        # A test case copied from an event of the month to drop, one from a recent event.
+        suite = store.create_testset(a, "suite", [])
+        copied = [gone[0][EVENT_COLUMNS.index("id")], recent[0][EVENT_COLUMNS.index("id")]]
+        store.add_cases(a, suite, [_case(event_id) for event_id in copied])
 
         cut_us = int(cutoff.timestamp() * 1_000_000)
         # Stats not kept: every event's share is subtracted row by row, so nothing drops.
@@ -189,6 +194,9 @@ def test_retention_drops_a_month_no_project_keeps_and_deletes_the_rest_by_rows(
         # first: there was no partition of that month when they came).
         assert store.drop_expired_partitions({a: cut_us, b: None}, True) == {a: 7}
         assert month_name(dropped_month) not in tables(url)
+        # The case copied from a dropped event went with it, as a delete's would.
+        kept = store.get_testset(a, suite)
+        assert kept is not None and [c["event_id"] for c in kept["cases"]] == copied[1:]
         purger = Purger(store, days=30, keep_stats=True)
         assert purger.run_once() == {"a": 2}  # by rows: in months a partition keeps
         have = tables(url)

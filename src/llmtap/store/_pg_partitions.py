@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _pg_derive
+from . import _context, _pg_derive, _testsets
 from ._delete import _drop_feedback
 from ._pg import PgConn
 from ._sql import chunks, marks
@@ -259,7 +259,8 @@ def _detach(store: PostgresStore, name: str, projects: list[int], known: list[in
 
 
 def _finish(store: PostgresStore, name: str) -> dict[int, int]:
-    """Delete a detached month's index rows, ids, queue entries and feedback in batches,
+    """Delete a detached month's index rows, ids, queue entries, feedback and the test cases
+    copied from its events in batches,
     then the table; returns its events by project."""
     with store._connection() as raw:
         counts = {
@@ -303,5 +304,7 @@ def _forget_rows(conn: Any, project_id: int, rows: list[Any]) -> None:
             f"DELETE FROM event_ids WHERE project_id = ? AND id IN ({marks(ids)})",
             (project_id, *ids),
         )
+        # The test cases copied from them go too, as with every delete (see ``_delete``).
+        _testsets.forget_cases(conn, project_id, ids)
     # The detached events are no longer in ``events``: feedback no stored event carries goes.
     _drop_feedback(conn, project_id, {r[2] for r in rows if r[2] is not None})
