@@ -112,6 +112,31 @@ class Server:
         raise RuntimeError("no VmHWM in /proc: not Linux?")
 
 
+class NoPostgres(Exception):
+    """No PostgreSQL server for a benchmark: not installed, or it cannot start here."""
+
+
+@contextmanager
+def postgres_admin() -> Iterator[str]:
+    """A superuser's URL of a PostgreSQL server: ``LLMTAP_BENCH_POSTGRES_URL`` when set, else
+    a throwaway cluster (``tests/_postgres.py``) removed afterwards. ``NoPostgres`` (before
+    anything runs) when none can be started, for the benchmark to say it skipped."""
+    admin = os.environ.get("LLMTAP_BENCH_POSTGRES_URL")
+    if admin:
+        yield admin
+        return
+    from tests._postgres import Cluster
+
+    try:
+        cluster = Cluster()
+    except Exception as e:
+        raise NoPostgres(f"no PostgreSQL ({str(e).strip().splitlines()[0]})") from None
+    try:
+        yield cluster.url
+    finally:
+        cluster.remove()
+
+
 @contextmanager
 def llmtap_server(env: dict[str, str] | None = None) -> Iterator[Server]:
     """A real ``llmtap serve`` on a fresh SQLite file, with a key."""

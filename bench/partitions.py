@@ -12,8 +12,8 @@ cluster like the test suite's. Run: ``python -m bench.partitions [--quick]``, or
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -24,7 +24,7 @@ from llmtap.server.ingest import prepare
 from llmtap.store import EventFilter, KeyInfo, open_store
 from llmtap.wire import Event
 
-from ._harness import Figure, figure
+from ._harness import Figure, NoPostgres, figure, postgres_admin
 from .ingest import make_events
 from .postgres import _database
 
@@ -97,21 +97,12 @@ def purge_round(admin: str, n: int, seed: int) -> dict[str, float]:
 def run(quick: bool = False) -> dict[str, Any]:
     n = 5_000 if quick else 20_000
     rounds = 2 if quick else 3
-    admin = os.environ.get("LLMTAP_BENCH_POSTGRES_URL")
-    cluster = None
-    if not admin:
-        from tests._postgres import Cluster
-
+    with contextlib.ExitStack() as stack:
         try:
-            cluster = Cluster()
-        except Exception as e:  # not installed, or cannot start here: say so, go on
-            return {"skipped": f"no PostgreSQL ({str(e).strip().splitlines()[0]})"}
-        admin = cluster.url
-    try:
+            admin = stack.enter_context(postgres_admin())
+        except NoPostgres as e:  # not installed, or cannot start here: say so, go on
+            return {"skipped": str(e)}
         results = [purge_round(admin, n, seed=10 * i * n) for i in range(rounds)]
-    finally:
-        if cluster is not None:
-            cluster.remove()
     return {
         "events": n,
         "rounds": results,

@@ -14,6 +14,7 @@ the benchmark says it is skipped. Run: ``python -m bench.postgres``, or in ``mak
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -28,7 +29,7 @@ from llmtap.server.ingest import prepare
 from llmtap.store import KeyInfo, open_store
 from llmtap.wire import Event
 
-from ._harness import Figure, _wait, figure, free_port, llmtap_server
+from ._harness import Figure, NoPostgres, _wait, figure, free_port, llmtap_server, postgres_admin
 from .ingest import BATCH, CONNECTIONS, _connect, bodies, make_events, served_rate
 
 _CLI = [sys.executable, "-m", "llmtap.cli"]
@@ -132,17 +133,11 @@ def served_pg_rate(url: str, events: list[dict[str, Any]], processes: int) -> tu
 
 def run(quick: bool = False) -> dict[str, Any]:
     n = 5_000 if quick else 20_000
-    admin = os.environ.get("LLMTAP_BENCH_POSTGRES_URL")
-    cluster = None
-    if not admin:
-        from tests._postgres import Cluster
-
+    with contextlib.ExitStack() as stack:
         try:
-            cluster = Cluster()
-        except Exception as e:  # not installed, or cannot start here: say so, go on
-            return {"skipped": f"no PostgreSQL ({str(e).strip().splitlines()[0]})"}
-        admin = cluster.url
-    try:
+            admin = stack.enter_context(postgres_admin())
+        except NoPostgres as e:  # not installed, or cannot start here: say so, go on
+            return {"skipped": str(e)}
         events = make_events(n)
         size = sum(len(json.dumps(e)) for e in events[:100]) / 100
         raw = raw_copy_rate(_database(admin), make_events(n, seed=n))
@@ -153,9 +148,6 @@ def run(quick: bool = False) -> dict[str, Any]:
             sqlite = served_rate(
                 server.url, server.key, bodies(make_events(n, seed=3 * n)), CONNECTIONS
             )
-    finally:
-        if cluster is not None:
-            cluster.remove()
     return {
         "events": n,
         "event_bytes": round(size),
