@@ -23,6 +23,7 @@ from ._version import __version__
 __all__ = [
     "EARLIEST",
     "EVENT_FIELDS",
+    "GOOD_RATING",
     "LATEST",
     "MAX_ATTRIBUTE_FILTERS",
     "MAX_DURATION_MS",
@@ -74,6 +75,9 @@ MAX_TEXT_CHARS = 1_000_000  # a feedback's better_response
 # And of a query: each attribute filter or group is a subquery or join of its own.
 MAX_ATTRIBUTE_FILTERS = 20  # attributes.KEY=VALUE in one query
 MAX_GROUP_BY = 10  # fields in one group_by
+# A feedback rating (0 to 1) at or above this is good: a rated output may stand as a prompt
+# test's expected answer; one under it is low (the stats' ``low_rating_share``).
+GOOD_RATING = 0.7
 
 
 def _tokens() -> Any:

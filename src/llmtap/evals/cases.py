@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..wire import GOOD_RATING
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "MAX_CASES",
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 # A rating at or above this keeps the original output as what is expected.
-DEFAULT_THRESHOLD = 0.7
+DEFAULT_THRESHOLD = GOOD_RATING
 # Cases one request may add (a bigger set is imported in several).
 MAX_CASES = 10_000
 _TEXT = 1_000_000  # characters, as the wire's better_response

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from ..settings import resolve
+from ..wire import GOOD_RATING
 from . import _hist
 from ._bulk import insert_many
 from ._common import EVENT_COLUMNS
@@ -67,10 +68,9 @@ __all__ = [
 # Aggregate levels: bucket sizes in seconds.
 LEVELS = (60, 3600, 86400)
 MAX_ATTRIBUTE_KEYS = 64
-# A rating under this is low (``rating_low``, the alerts' ``low_rating_share``): the cut the
-# test sets use to keep a rated output as what is expected (``evals.cases.DEFAULT_THRESHOLD``),
-# so a "low" rating is one that would not make the output a test's expectation.
-LOW_RATING = 0.7
+# A rating under this is low (``rating_low``, the stats' ``low_rating_share``): one that would
+# not make its output a prompt test's expected answer (``wire.GOOD_RATING``).
+LOW_RATING = GOOD_RATING
 MAX_VALUE_CHARS = 200  # longer attribute values are indexed but not aggregated
 
 log = logging.getLogger("llmtap.store")

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ...wire import GOOD_RATING
 from ..errors import ApiError
 
 __all__ = [
@@ -57,7 +58,7 @@ MEASURES: dict[str, str] = {
     "ttft_p50": "time to first token p50, ms",
     "ttft_p95": "time to first token p95, ms",
     "avg_rating": "average feedback rating (0 to 1)",
-    "low_rating_share": "ratings under 0.7, in percent of all ratings",
+    "low_rating_share": f"ratings under {GOOD_RATING}, in percent of all ratings",
 }
 # Fields a rule may filter or group by (besides ``attributes.KEY``); ``user`` is
 # ``attributes.user``, the attribute apps set for who made the call.
