@@ -183,39 +183,41 @@ def run(quick: bool = False) -> dict[str, Any]:
             result["gaps"] = _streams(base_url, server, parts, per_part)
             plain, tapped = client_pair(base_url, server)
 
-        # Non-streaming, added time per call: llmtap and its peers against plain openai.
-        clients: dict[str, Any] = {"openai": plain, "llmtap": tapped}
-        skipped = {}
-        for name, peer in _peers(base_url).items():
-            if isinstance(peer, str):
-                skipped[name] = peer
+            # Non-streaming, added time per call: llmtap and its peers against plain openai.
+            clients: dict[str, Any] = {"openai": plain, "llmtap": tapped}
+            skipped = {}
+            for name, peer in _peers(base_url).items():
+                if isinstance(peer, str):
+                    skipped[name] = peer
+                else:
+                    clients[name] = peer
+            n_plain = 4 * per_round
+            for client in clients.values():
+                _plain_block(client, 20)
+            rows = abba(rounds, clients, _plain_block, n_plain)
+            oi = _openinference(base_url)
+            if isinstance(oi, str):
+                skipped["openinference"] = oi
             else:
-                clients[name] = peer
-        n_plain = 4 * per_round
-        for client in clients.values():
-            _plain_block(client, 20)
-        rows = abba(rounds, clients, _plain_block, n_plain)
-        oi = _openinference(base_url)
-        if isinstance(oi, str):
-            skipped["openinference"] = oi
-        else:
-            _plain_block(oi, 20)
-            # openai is patched for good now: its baseline is the earlier rounds' plain figure.
-            for row in rows:
-                row["openinference"] = _plain_block(oi, n_plain)
-        added = {
-            name: round(median([(r[name] - r["openai"]) * 1e6 for r in rows]), 1)
-            for name in rows[0]
-            if name != "openai"
-        }
-        result["plain_ms_per_call"] = round(median([r["openai"] for r in rows]) * 1e3, 3)
-        result["nonstream_wall_ratio"] = round(median([r["llmtap"] / r["openai"] for r in rows]), 4)
-        result["added_us_per_call"] = added
-        result["peers_skipped"] = skipped
-        result["all_delivered"] = tapped.flush(30) and all(
-            result[k]["all_delivered"] for k in ("canned", "back_to_back", "gaps")
-        )
-        tapped.close()
+                _plain_block(oi, 20)
+                # openai is patched for good now: its baseline is the earlier rounds' plain figure.
+                for row in rows:
+                    row["openinference"] = _plain_block(oi, n_plain)
+            added = {
+                name: round(median([(r[name] - r["openai"]) * 1e6 for r in rows]), 1)
+                for name in rows[0]
+                if name != "openai"
+            }
+            result["plain_ms_per_call"] = round(median([r["openai"] for r in rows]) * 1e3, 3)
+            result["nonstream_wall_ratio"] = round(
+                median([r["llmtap"] / r["openai"] for r in rows]), 4
+            )
+            result["added_us_per_call"] = added
+            result["peers_skipped"] = skipped
+            result["all_delivered"] = tapped.flush(30) and all(
+                result[k]["all_delivered"] for k in ("canned", "back_to_back", "gaps")
+            )
+            tapped.close()
     return result
 
 

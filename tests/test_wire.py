@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,14 @@ import pytest
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
-from llmtap.wire import WIRE_VERSION, Event, Feedback, new_id, template_revision
+from llmtap.wire import (
+    WIRE_VERSION,
+    Event,
+    Feedback,
+    new_id,
+    random_bytes,
+    template_revision,
+)
 
 
 class _Capture(BaseHTTPRequestHandler):
@@ -117,3 +125,34 @@ def test_new_ids_are_uuid7_and_sort_by_time() -> None:
         assert before <= made.int >> 80 <= after
     assert str(first) < str(second)
     assert len({new_id() for _ in range(10_000)}) == 10_000
+    at = 1_767_225_600.123  # 2026-01-01T00:00:00.123Z: an event's start, when given
+    assert new_id(at).int >> 80 == 1_767_225_600_123
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_random_bytes_never_repeat_across_threads_or_a_fork() -> None:
+    """The bytes come from a buffer of ``os.urandom``: no two takers, and not a forked child
+    and its parent, may ever be handed the same slice."""
+    taken: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: taken.extend(random_bytes(16) for _ in range(2_000)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(taken)) == len(taken) == 8_000
+
+    random_bytes(16)  # the buffer holds unread bytes now, which the child must not reuse
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: hand its next bytes to the parent, and leave at once
+        os.write(write, random_bytes(16))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 16
+    assert child != random_bytes(16)

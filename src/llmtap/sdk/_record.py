@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import secrets
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ import pydantic_core
 from openai import NotGiven, Omit
 
 from ..pii import redact_event, redact_value
-from ..wire import make_event, new_id
+from ..wire import make_event, new_id, random_bytes
 from ._config import CallParams, Settings
 from ._estimate import estimate_usage
 from ._extract import complete, output_and_usage, reassemble, shrink
@@ -126,9 +125,10 @@ class Call:
         self.provider = provider
         self.params = params
         self.name = name
-        self.event_id = str(params.event_id) if params.event_id else str(new_id())
-        # 32 random hex digits, like a uuid's: unguessable, and a third of new_id's cost.
-        self.feedback_key = params.feedback_key or secrets.token_hex(16)
+        # Made on the exporter's thread (to_event), from the start time, unless given.
+        self.event_id: str | None = str(params.event_id) if params.event_id else None
+        # 32 random hex digits, like a uuid's: unguessable (the kernel's bytes).
+        self.feedback_key = params.feedback_key or random_bytes(16).hex()
         # The caller may append to its messages list once we return (a chat loop does): keep
         # our own copy of every list argument. The prompt object itself keeps its template.
         prompt = kwargs.get(_PROMPT_ARG.get(api, "input"))
@@ -189,6 +189,8 @@ class Call:
 
     def to_event(self) -> dict[str, Any]:
         params = self.params
+        if self.event_id is None:  # once: an event built again keeps its id
+            self.event_id = str(new_id(self.started_at))
         template_chat, template_text, template_params = _template_of(self.prompt, params)
         status, error = self.status, error_info(self.error) if self.error is not None else None
         if self.chunks is not None:
