@@ -37,7 +37,7 @@ from llmtap.store.sqlite import (
     make_schema,
     write_derived,
 )
-from llmtap.wire import Event, make_event, new_id
+from llmtap.wire import Event, make_event, new_feedback_key, new_id
 
 from ._harness import Figure, Server, figure, llmtap_server
 
@@ -88,7 +88,7 @@ def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
                 usage={"input_tokens": 90, "output_tokens": 200, "total_tokens": 290},
                 prompt_template_name=f"template-{k % 7}",
                 chat_id=f"chat-{k % 100}",
-                feedback_key=new_id().hex,
+                feedback_key=new_feedback_key(),  # as the SDK makes it
                 attributes={"user": f"u{k % 10}", "tier": "free"},
             )
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from llmtap.wire import (
     WIRE_VERSION,
     Event,
     Feedback,
+    new_feedback_key,
     new_id,
     random_bytes,
     template_revision,
@@ -156,3 +158,12 @@ def test_random_bytes_never_repeat_across_threads_or_a_fork() -> None:
     os.waitpid(pid, 0)
     assert len(child) == 16
     assert child != random_bytes(16)
+
+
+def test_feedback_keys_are_secret_hex_that_sort_by_time() -> None:
+    early, late = new_feedback_key(1_767_225_600.0), new_feedback_key(1_767_225_601.0)
+    assert re.fullmatch("[0-9a-f]{32}", early) and re.fullmatch("[0-9a-f]{32}", late)
+    assert early < late  # the store's index of keys grows at its end
+    assert int(early[:12], 16) == 1_767_225_600_000
+    same_moment = {new_feedback_key(1_767_225_600.0)[12:] for _ in range(10_000)}
+    assert len(same_moment) == 10_000  # 80 random bits each, never repeated

@@ -43,6 +43,7 @@ __all__ = [
     "ValidationError",
     "check_instant",
     "make_event",
+    "new_feedback_key",
     "new_id",
     "parse_instant",
     "random_bytes",
@@ -290,6 +291,16 @@ def new_id(at: float | None = None) -> uuid.UUID:
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC's variant
     return uuid.UUID(int=value)
+
+
+def new_feedback_key(at: float | None = None) -> str:
+    """A call's feedback key: 32 hex digits, the first 12 Unix milliseconds (of ``at``, a
+    ``time.time()``, or now) and the other 20 random (80 bits: a bearer secret, unguessable).
+    Time first for the same reason as ``new_id``: the store's index of feedback keys then
+    grows at its end (measured: random keys in that index and the id's cost a third of raw
+    SQLite's insert rate, ``BENCHMARKS.md``, issue 13)."""
+    ms = time.time_ns() // 1_000_000 if at is None else int(at * 1000)
+    return f"{ms & 0xFFFF_FFFF_FFFF:012x}{random_bytes(10).hex()}"
 
 
 def template_revision(template: Any) -> str | None:

@@ -22,7 +22,7 @@ import pydantic_core
 from openai import NotGiven, Omit
 
 from ..pii import redact_event, redact_value
-from ..wire import make_event, new_id, random_bytes
+from ..wire import make_event, new_feedback_key, new_id
 from ._config import CallParams, Settings
 from ._estimate import estimate_usage
 from ._extract import complete, output_and_usage, reassemble, shrink
@@ -127,8 +127,8 @@ class Call:
         self.name = name
         # Made on the exporter's thread (to_event), from the start time, unless given.
         self.event_id: str | None = str(params.event_id) if params.event_id else None
-        # 32 random hex digits, like a uuid's: unguessable (the kernel's bytes).
-        self.feedback_key = params.feedback_key or random_bytes(16).hex()
+        self.started_at = time.time()
+        self.feedback_key = params.feedback_key or new_feedback_key(self.started_at)
         # The caller may append to its messages list once we return (a chat loop does): keep
         # our own copy of every list argument. The prompt object itself keeps its template.
         prompt = kwargs.get(_PROMPT_ARG.get(api, "input"))
@@ -144,7 +144,6 @@ class Call:
         self.chunks: list[Any] | None = None
         self.hide_usage = False  # llmtap asked for the usage chunk; the caller never sees it
         self.done = False
-        self.started_at = time.time()
         self.t0 = time.perf_counter()
 
     # -- on the caller's thread ---------------------------------------------------------------
