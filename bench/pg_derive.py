@@ -121,7 +121,7 @@ def _derive(url: str, profile: bool) -> float:
         store.catch_up()
         if profiler:
             profiler.disable()
-            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(35)
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ.get("PG_DERIVE_SORT", "cumulative")).print_stats(35)
         return time.perf_counter() - started
     finally:
         store.close()
