@@ -8,9 +8,11 @@ bodies are parsed again (a server keeps the facts of the events it stored itself
 gets its own database on one cluster (``postgres_admin``).
 
 Before and after side by side: ``--against DIR`` runs the same measurement with the
-``llmtap`` package of ``DIR`` (say, a previous commit's ``src`` from ``git worktree add``),
-alternating with this tree's, each in its own process. ``--profile`` prints cProfile's top
-functions of one derivation instead. Run: ``python -m bench.pg_derive [--quick]``.
+``llmtap`` package of ``DIR`` (a previous commit's ``src``: ``git archive REV src | tar -x
+-C /tmp/before``, then ``--against /tmp/before/src``), alternating with this tree's, each in
+its own process. ``--profile`` prints cProfile's top functions of one derivation instead
+(``PG_DERIVE_SORT``: their order). No target in ``make bench``'s summary: the figures are
+read against each other. Run: ``python -m bench.pg_derive [--quick]``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 from llmtap.store import event_row, open_store
 from llmtap.wire import Event, template_revision
 
-from ._harness import Figure, NoPostgres, figure, postgres_admin
+from ._harness import NoPostgres, postgres_admin
 from .postgres import _database
 from .query import ENVS, MODELS, TEAMS, TEMPLATES, WORDS
 
@@ -121,7 +123,9 @@ def _derive(url: str, profile: bool) -> float:
         store.catch_up()
         if profiler:
             profiler.disable()
-            pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ.get("PG_DERIVE_SORT", "cumulative")).print_stats(35)
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats(
+                os.environ.get("PG_DERIVE_SORT", "cumulative")
+            ).print_stats(35)
         return time.perf_counter() - started
     finally:
         store.close()
@@ -182,18 +186,6 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"  {name}: first load {first}; steady stream {steady}")
     lines.append(f"  load average (1, 5, 15 min) along the run: {' | '.join(r['load_average'])}")
     return "\n".join(lines)
-
-
-def summary(r: dict[str, Any]) -> list[Figure]:
-    if "skipped" in r:
-        return []
-    this = r["runs"]["this"]
-    first = min(x["first_events_per_s"] for x in this)
-    steady = min(x["steady_events_per_s"] for x in this)
-    return [
-        figure("PostgreSQL derivation, first load (events/s)", first, ">=", 5_000),
-        figure("PostgreSQL derivation, steady stream (events/s)", steady, ">=", 5_000),
-    ]
 
 
 def main() -> None:
