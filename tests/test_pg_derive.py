@@ -237,3 +237,20 @@ def test_histograms_merged_over_many_chunks_are_exact(database: str) -> None:
             check(group, sent[group["key"]["attributes.user"]])
     finally:
         store.close()
+
+
+def test_ascii_tokens_are_the_patterns() -> None:
+    """ASCII text is tokenized by a translation and a split (see ``_pg_text.tokens``): the
+    same tokens, in the same order, as the pattern that splits every other text, on random
+    ASCII (every character: controls, punctuation, underscores, digits, capitals)."""
+    import re
+
+    from llmtap.store._pg_text import tokens
+
+    pattern = re.compile(r"[^\W_]+")
+    rng = random.Random(3)
+    for _ in range(5000):
+        text = "".join(chr(rng.randrange(128)) for _ in range(rng.randrange(40)))
+        assert tokens(text) == list(dict.fromkeys(pattern.findall(text.lower()))), repr(text)
+    long = "x" * 600 + " ok " + "y" * 100
+    assert tokens(long) == ["ok", "y" * 100]  # a token past 512 bytes is not searchable
