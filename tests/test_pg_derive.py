@@ -5,11 +5,13 @@ process killed mid-derivation still count each event exactly once."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -166,3 +168,89 @@ def test_kill_9_mid_derivation_counts_each_event_once(database: str) -> None:
         assert _queued(database) == 0
     finally:
         store.close()
+
+
+def test_histograms_merged_over_many_chunks_are_exact(database: str) -> None:
+    """Six chunks derived one after another into the same aggregate rows (one minute, one
+    combination, two attribute values; minute, hour and day), each with latencies and TTFTs
+    of its own scale, so a chunk's histogram lost, doubled or misplaced in the merge (done
+    in Python on PostgreSQL, see ``_derive._add_aggregates``) moves the percentiles: the
+    stats' percentiles are those of one histogram of every value, and within its 2.5% of
+    the exact ones."""
+    from llmtap.server.ingest import prepare
+    from llmtap.store import _hist
+    from llmtap.wire import Event, make_event
+
+    store = PostgresStore(database, derive_delay=3600.0)
+    try:
+        key = KeyInfo(1, store.ensure_project("p"), "p", "dev")
+        rng = random.Random(12)
+        sent: dict[str, list[tuple[float, float | None]]] = {"u0": [], "u1": []}
+        for chunk in range(6):
+            batch = []
+            for i in range(120):
+                latency = rng.lognormvariate(4 + chunk, 0.3)
+                ttft = None if i % 5 == 0 else latency * rng.uniform(0.05, 0.5)
+                user = f"u{i % 2}"
+                sent[user].append((latency, ttft))
+                event = make_event(
+                    id=str(uuid.uuid4()),
+                    api="chat",
+                    provider="openai",
+                    model="gpt-4o-mini",
+                    status="ok",
+                    started_at=f"2026-05-01T12:00:{chunk:02d}+00:00",
+                    latency_ms=latency,
+                    ttft_ms=ttft,
+                    attributes={"user": user},
+                )
+                batch.append(prepare(Event.model_validate(event), key, 0, None))
+            assert store.insert_events(batch) == 120
+            store.catch_up()  # a chunk of its own, into the rows the earlier ones made
+        assert _queued(database) == 0
+
+        def check(group: dict[str, Any], values: list[tuple[float, float | None]]) -> None:
+            lat = [v for v, _ in values]
+            ttft = [t for _, t in values if t is not None]
+            assert group["count"] == len(values)
+            qs = (0.5, 0.9, 0.95, 0.99)
+            for name, got, want in zip(
+                ("p50", "p90", "p95", "p99"),
+                [group["latency_ms"][n] for n in ("p50", "p90", "p95", "p99")],
+                _hist.percentiles(_hist.histogram(lat), qs),
+                strict=True,
+            ):
+                assert got == pytest.approx(want, rel=1e-9), name
+            for q, name in zip(qs, ("p50", "p90", "p95", "p99"), strict=True):
+                exact = _hist.exact_percentile(lat, q)
+                assert group["latency_ms"][name] == pytest.approx(exact, rel=0.025)
+            want_ttft = _hist.percentiles(_hist.histogram(ttft), (0.5, 0.95))
+            assert [group["ttft_ms"]["p50"], group["ttft_ms"]["p95"]] == pytest.approx(want_ttft)
+
+        everything = sent["u0"] + sent["u1"]
+        for group_by in ([], ["minute"], ["hour"], ["day"]):
+            (group,) = store.stats(key.project_id, EventFilter(), group_by)["groups"]
+            check(group, everything)
+        by_user = store.stats(key.project_id, EventFilter(), ["attributes.user"])["groups"]
+        assert len(by_user) == 2
+        for group in by_user:
+            check(group, sent[group["key"]["attributes.user"]])
+    finally:
+        store.close()
+
+
+def test_ascii_tokens_are_the_patterns() -> None:
+    """ASCII text is tokenized by a translation and a split (see ``_pg_text.tokens``): the
+    same tokens, in the same order, as the pattern that splits every other text, on random
+    ASCII (every character: controls, punctuation, underscores, digits, capitals)."""
+    import re
+
+    from llmtap.store._pg_text import tokens
+
+    pattern = re.compile(r"[^\W_]+")
+    rng = random.Random(3)
+    for _ in range(5000):
+        text = "".join(chr(rng.randrange(128)) for _ in range(rng.randrange(40)))
+        assert tokens(text) == list(dict.fromkeys(pattern.findall(text.lower()))), repr(text)
+    long = "x" * 600 + " ok " + "y" * 100
+    assert tokens(long) == ["ok", "y" * 100]  # a token past 512 bytes is not searchable

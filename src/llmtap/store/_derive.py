@@ -39,7 +39,7 @@ from ._bulk import insert_many
 from ._common import EVENT_COLUMNS
 from ._dialect import dialect_of
 from ._facts import Facts, attribute_text, facts_of_body, has_usage, searchable_text
-from ._sql import Conn, chunks, marks, new_id
+from ._sql import IN_CHUNK, Conn, chunks, marks, new_id
 
 __all__ = [
     "LEVELS",
@@ -85,7 +85,12 @@ _AGG_INSERT = (
     " output_tokens, cost, priced, lat, ttft, rating_sum, rating_n, cached_tokens,"
     " reasoning_tokens, rating_low)"
 )
-_AGG_ADD = """
+
+
+def _agg_upsert(lat: str, ttft: str) -> str:
+    """The aggregates' ``ON CONFLICT`` clause: sums added, histograms set to ``lat``,
+    ``ttft`` (SQL of ``agg`` and ``excluded``)."""
+    return f"""
 ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
     n = agg.n + excluded.n,
     errors = agg.errors + excluded.errors,
@@ -93,10 +98,8 @@ ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
     output_tokens = agg.output_tokens + excluded.output_tokens,
     cost = agg.cost + excluded.cost,
     priced = agg.priced + excluded.priced,
-    lat = CASE WHEN excluded.lat IS NULL THEN agg.lat WHEN agg.lat IS NULL THEN excluded.lat
-               ELSE llmtap_hist_add(agg.lat, excluded.lat) END,
-    ttft = CASE WHEN excluded.ttft IS NULL THEN agg.ttft WHEN agg.ttft IS NULL THEN excluded.ttft
-                ELSE llmtap_hist_add(agg.ttft, excluded.ttft) END,
+    lat = {lat},
+    ttft = {ttft},
     rating_sum = agg.rating_sum + excluded.rating_sum,
     rating_n = agg.rating_n + excluded.rating_n,
     cached_tokens = agg.cached_tokens + excluded.cached_tokens,
@@ -104,9 +107,26 @@ ON CONFLICT (project_id, level, attr_id, bucket, dims_id) DO UPDATE SET
     rating_low = agg.rating_low + excluded.rating_low
 """
 
+
+def _hist_sql(column: str) -> str:
+    return (
+        f"CASE WHEN excluded.{column} IS NULL THEN agg.{column} WHEN agg.{column} IS NULL"
+        f" THEN excluded.{column} ELSE llmtap_hist_add(agg.{column}, excluded.{column}) END"
+    )
+
+
+# The histograms merged by the database (SQLite: ``llmtap_hist_add`` is ``_hist.hist_add``).
+_AGG_ADD = _agg_upsert(_hist_sql("lat"), _hist_sql("ttft"))
+# The histograms merged already (see ``_add_aggregates``): the rows' replace the stored ones.
+_AGG_MERGED = _agg_upsert("COALESCE(excluded.lat, agg.lat)", "COALESCE(excluded.ttft, agg.ttft)")
+# Where an aggregate row's (``_Acc.params``) histograms are.
+_LAT, _TTFT = 11, 12
+
 _DIMS_ID = (
     f"SELECT id FROM agg_dims WHERE project_id = ? AND {' AND '.join(f'{d} = ?' for d in DIMS)}"
 )
+
+_DIMS_INSERT = f"INSERT INTO agg_dims (project_id, {', '.join(DIMS)})"
 
 AggKey = tuple[int, int, int, int, int]  # project_id, level, attr_id, bucket, dims_id
 
@@ -210,27 +230,49 @@ class IdCache:
 def _dims_ids(
     conn: Conn, wanted: set[tuple[Any, ...]], cache: dict[tuple[Any, ...], int]
 ) -> dict[tuple[Any, ...], int]:
-    """agg_dims ids of (project_id, *DIMS) tuples, made when new. ``cache`` keeps the ids
-    found committed (rows of agg_dims are never changed or deleted), so a known combination
-    costs no query; an id made in this transaction is not cached, as it could roll back."""
-    ids = {}
-    for dims in wanted:
-        known = cache.get(dims)
-        if known is not None:
-            ids[dims] = known
-            continue
-        stored = tuple("" if v is None else v for v in dims)
-        row = conn.execute(_DIMS_ID, stored).fetchone()
-        if row is not None:
-            ids[dims] = cache[dims] = row[0]
-            continue
-        ids[dims] = new_id(
-            conn,
-            f"INSERT INTO agg_dims (project_id, {', '.join(DIMS)}) VALUES (?, ?, ?, ?, ?, ?)",
-            stored,
-            _DIMS_ID,
-        )
+    """agg_dims ids of (project_id, *DIMS) tuples, made when new: those not known looked up
+    together, the new ones made together (a first load makes hundreds a chunk: one by one,
+    they took a fifth of derivation). ``cache`` keeps the ids found committed (rows of
+    agg_dims are never changed or deleted), so a known combination costs no query; an id
+    made in this transaction is not cached, as it could roll back."""
+    ids = {dims: cache[dims] for dims in wanted if dims in cache}
+    stored = {
+        dims: tuple("" if v is None else v for v in dims) for dims in wanted if dims not in ids
+    }
+    if not stored:
+        return ids
+    found = _find_dims(conn, set(stored.values()))
+    for dims, key in stored.items():
+        if key in found:
+            ids[dims] = cache[dims] = found[key]
+    new = sorted({key for key in stored.values() if key not in found})
+    if new:
+        # A concurrent transaction (another process) may make some first: theirs are kept.
+        insert_many(conn, _DIMS_INSERT, new, "ON CONFLICT DO NOTHING")
+        made = _find_dims(conn, set(new))
+        for dims, key in stored.items():
+            if dims not in ids:
+                ids[dims] = made[key]
     return ids
+
+
+def _find_dims(conn: Conn, keys: set[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
+    """The ids of the stored agg_dims rows of (project_id, *DIMS) tuples ('' for NULL)."""
+    found = {}
+    by_project: dict[int, list[tuple[Any, ...]]] = {}
+    for key in keys:
+        by_project.setdefault(key[0], []).append(key[1:])
+    row = "(" + ", ".join("?" * len(DIMS)) + ")"
+    for project_id, combos in by_project.items():
+        for part in chunks(combos, IN_CHUNK // len(DIMS)):
+            for id_, *dims in conn.execute(
+                f"SELECT id, {', '.join(DIMS)} FROM agg_dims WHERE project_id = ?"
+                f" AND ({', '.join(DIMS)}) IN (VALUES {', '.join([row] * len(part))})",
+                [project_id, *[v for combo in part for v in combo]],
+            ):
+                key = (project_id, *dims)
+                found[key] = id_
+    return found
 
 
 def _attr_ids(
@@ -304,6 +346,28 @@ def _agg_keys(
     return keys
 
 
+def _add_aggregates(conn: Conn, rows: list[tuple[Any, ...]]) -> None:
+    """Add aggregate rows (``_Acc.params``) to ``agg``. Where the database cannot merge
+    histograms fast (PostgreSQL: ``llmtap_hist_add`` is PL/pgSQL, byte by byte, ~240 us a
+    call), the stored histograms of the rows are read first and merged here (a big-integer
+    sum each), and the upsert sets them. Exact because no other transaction writes these rows
+    meanwhile: the caller holds the project's derive lock, as does every writer of ``agg``
+    there (feedback, deletes, repricing: see ``_pg_derive``)."""
+    stored = dialect_of(conn).stored_histograms(conn, [row[:5] for row in rows])
+    if stored is None:
+        insert_many(conn, _AGG_INSERT, rows, _AGG_ADD)
+        return
+    add = _hist.hist_add
+    merged = []
+    for row in rows:
+        old = stored.get(row[:5])
+        if old is not None:
+            lat, ttft = add(old[0], row[_LAT]), add(old[1], row[_TTFT])
+            row = (*row[:_LAT], lat, ttft, *row[_TTFT + 1 :])
+        merged.append(row)
+    insert_many(conn, _AGG_INSERT, merged, _AGG_MERGED)
+
+
 class Derived(NamedTuple):
     """The rows a chunk of events adds to the derived tables, ready to write."""
 
@@ -325,7 +389,7 @@ def derive_events(
 
 
 def write(conn: Conn, rows: Derived) -> None:
-    insert_many(conn, _AGG_INSERT, rows.aggregates, _AGG_ADD)
+    _add_aggregates(conn, rows.aggregates)
     insert_many(
         conn,
         "INSERT INTO event_attrs (project_id, key, value, seq)",

@@ -48,6 +48,15 @@ class Dialect:
     def hist_of(self, value: Any) -> int:
         return _hist.decode(value)
 
+    def stored_histograms(
+        self, conn: Any, keys: list[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], tuple[bytes | None, bytes | None]] | None:
+        """The stored latency and TTFT histograms of the aggregate rows of ``keys``
+        (project_id, level, attr_id, bucket, dims_id) that have one, for derivation to merge
+        them in Python (see ``_derive._add_aggregates``); None: the upsert merges them
+        itself (SQLite's ``llmtap_hist_add`` is Python's, in C's big integers)."""
+        return None
+
     def text_match(self, alias: str, project_id: int, text: str) -> tuple[str, list[Any]] | None:
         """The condition selecting the events (``alias``) that contain every word of
         ``text``; None when it has no word (it selects nothing out)."""

@@ -26,28 +26,43 @@ _TOKEN = re.compile(r"[^\W_]+")
 # searchable (nobody types them); a text past the budget is indexed up to it.
 _MAX_TOKEN_BYTES = 512
 _MAX_TSVECTOR_BYTES = 900_000
+# A token of this many characters has at most 4 times as many bytes: under the limit.
+_SHORT_TOKEN = _MAX_TOKEN_BYTES // 4
+# A text this long cannot pass the budget: its distinct tokens hold at most 4 bytes a
+# character, and there is at most one token (of 8 bytes' overhead) per 2 characters.
+_SHORT_CHARS = _MAX_TSVECTOR_BYTES // 8
+# Every ASCII character but letters and digits, to a space (``str.split``'s separator).
+_ASCII_SPACES = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
 
 
 def tokens(text: str) -> list[str]:
     """The distinct searchable tokens of ``text``: letters and digits, lower case, without
     diacritics, in order of first appearance."""
     folded = text.lower()
-    if not folded.isascii():  # ASCII has no diacritic to take off: most texts skip this walk
+    if folded.isascii():
+        # ASCII has no diacritic to take off, and its letters and digits are [a-z0-9] once
+        # lower-cased: a translation and a split, twice as fast as the pattern.
+        found = folded.translate(_ASCII_SPACES).split()
+    else:
         folded = unicodedata.normalize("NFKD", folded)
         folded = "".join(c for c in folded if not unicodedata.combining(c))
-    out: dict[str, None] = {}
+        found = _TOKEN.findall(folded)
+    distinct = dict.fromkeys(found)
+    if len(folded) <= _SHORT_CHARS:  # under the budget whatever its tokens: no count kept
+        return [
+            t for t in distinct if len(t) <= _SHORT_TOKEN or len(t.encode()) <= _MAX_TOKEN_BYTES
+        ]
+    out: list[str] = []
     size = 0
-    for token in _TOKEN.findall(folded):
-        if token in out:
-            continue
+    for token in distinct:
         n = len(token.encode())
         if n > _MAX_TOKEN_BYTES:
             continue
         size += n + 8
         if size > _MAX_TSVECTOR_BYTES:
             break
-        out[token] = None
-    return list(out)
+        out.append(token)
+    return out
 
 
 # A body as jsonb, for the summary columns. jsonb cannot hold NUL (\u0000 in the JSON text):
@@ -75,6 +90,25 @@ class PostgresDialect(Dialect):
 
     def hist_of(self, value: Any) -> int:
         return _hist.merge(value or ())
+
+    def stored_histograms(
+        self, conn: Any, keys: list[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], tuple[bytes | None, bytes | None]] | None:
+        # One statement for the chunk's thousands of keys: five arrays, unnested together.
+        # The keys are integers: their text is all an array literal needs.
+        if not keys:
+            return {}
+        found = conn.execute(
+            "SELECT a.project_id, a.level, a.attr_id, a.bucket, a.dims_id, a.lat, a.ttft"
+            " FROM unnest(CAST(? AS bigint[]), CAST(? AS bigint[]), CAST(? AS bigint[]),"
+            " CAST(? AS bigint[]), CAST(? AS bigint[])) AS k (p, l, at, b, d)"
+            " JOIN agg a ON a.project_id = k.p AND a.level = k.l AND a.attr_id = k.at"
+            " AND a.bucket = k.b AND a.dims_id = k.d"
+            " WHERE a.lat IS NOT NULL OR a.ttft IS NOT NULL",
+            # Array literals made here: psycopg's own dumping of 200,000 values took 0.45 s.
+            ["{" + ",".join(map(str, column)) + "}" for column in zip(*keys, strict=True)],
+        )
+        return {tuple(row[:5]): (row[5], row[6]) for row in found}
 
     def text_match(self, alias: str, project_id: int, text: str) -> tuple[str, list[Any]] | None:
         words = search_words(text)
