@@ -3,7 +3,9 @@ the server's limits."""
 
 from __future__ import annotations
 
+import struct
 import uuid
+import zlib
 from pathlib import Path
 
 import httpx2
@@ -40,6 +42,23 @@ def test_a_damaged_spool_file_is_detected(payload: bytes, data: st.DataObject) -
     at = data.draw(st.integers(0, len(whole) - 1))
     whole[at] ^= data.draw(st.integers(1, 255))
     assert decode(bytes(whole)) is None
+
+
+def test_a_batch_whose_kind_flipped_is_not_read_as_the_other_kind() -> None:
+    # Found by the property above: the CRC covered the payload alone, so events with their
+    # kind byte flipped from 1 to 2 read back as feedback.
+    whole = bytearray(encode(KIND_EVENTS, b'{"events":[]}'))
+    whole[4] ^= KIND_EVENTS ^ KIND_FEEDBACK
+    assert decode(bytes(whole)) is None
+
+
+def test_a_spool_file_of_an_earlier_version_is_still_read() -> None:
+    """An upgrade finds the files the previous version spooled (magic LTS1, CRC of the
+    payload alone): they are delivered, not taken for damaged ones."""
+    payload = b'{"events":[]}'
+    earlier = struct.pack(">4sBII", b"LTS1", KIND_EVENTS, len(payload), zlib.crc32(payload))
+    assert decode(earlier + payload) == (KIND_EVENTS, payload)
+    assert decode(earlier + payload[:-1] + b"!") is None
 
 
 # -- truncation -------------------------------------------------------------------------------

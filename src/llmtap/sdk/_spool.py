@@ -49,9 +49,13 @@ __all__ = [
 
 KIND_EVENTS = 1
 KIND_FEEDBACK = 2
-_MAGIC = b"LTS1"
-# magic, kind, payload length, CRC-32 of the payload
+_MAGIC = b"LTS2"
+# Files of llmtap versions before LTS2, still read (what an upgrade finds in the spool): their
+# CRC covers the payload alone, so a damaged kind went unseen there.
+_MAGIC_PAYLOAD_CRC = b"LTS1"
+# magic, kind, payload length, CRC-32 of the kind, the length and the payload
 _HEADER = struct.Struct(">4sBII")
+_CHECKED = struct.Struct(">BI")  # the header's fields the CRC covers
 _SUFFIX = ".batch"
 _TMP = ".tmp-"
 # A temporary file this old belongs to a write that will never finish.
@@ -67,7 +71,12 @@ class SpoolRefused(PermissionError):
 
 def encode(kind: int, payload: bytes) -> bytes:
     """A spool file's bytes: a header (magic, kind, length, CRC-32) then the payload."""
-    return _HEADER.pack(_MAGIC, kind, len(payload), zlib.crc32(payload)) + payload
+    return _HEADER.pack(_MAGIC, kind, len(payload), _crc(kind, payload)) + payload
+
+
+def _crc(kind: int, payload: bytes) -> int:
+    # The kind too: a bit flipped there would post a batch of events as feedback.
+    return zlib.crc32(payload, zlib.crc32(_CHECKED.pack(kind, len(payload))))
 
 
 def decode(data: bytes) -> tuple[int, bytes] | None:
@@ -76,11 +85,13 @@ def decode(data: bytes) -> tuple[int, bytes] | None:
         return None
     magic, kind, length, crc = _HEADER.unpack_from(data)
     payload = data[_HEADER.size :]
-    if magic != _MAGIC or kind not in (KIND_EVENTS, KIND_FEEDBACK) or length != len(payload):
+    if kind not in (KIND_EVENTS, KIND_FEEDBACK) or length != len(payload):
         return None
-    if zlib.crc32(payload) != crc:
-        return None
-    return kind, payload
+    if magic == _MAGIC:
+        intact = _crc(kind, payload) == crc
+    else:
+        intact = magic == _MAGIC_PAYLOAD_CRC and zlib.crc32(payload) == crc
+    return (kind, payload) if intact else None
 
 
 def default_dir() -> Path:
