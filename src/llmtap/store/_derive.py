@@ -80,11 +80,27 @@ _BODY = len(EVENT_COLUMNS) - 1
 # The dimensions of an aggregate row, in agg_dims' column order ('' stands for NULL).
 DIMS = ("environment", "model", "prompt_template_name", "template_revision", "status")
 
-_AGG_INSERT = (
-    "INSERT INTO agg (project_id, level, attr_id, bucket, dims_id, n, errors, input_tokens,"
-    " output_tokens, cost, priced, lat, ttft, rating_sum, rating_n, cached_tokens,"
-    " reasoning_tokens, rating_low)"
+_AGG_COLUMNS = (
+    "project_id",
+    "level",
+    "attr_id",
+    "bucket",
+    "dims_id",
+    "n",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "priced",
+    "lat",
+    "ttft",
+    "rating_sum",
+    "rating_n",
+    "cached_tokens",
+    "reasoning_tokens",
+    "rating_low",
 )
+_AGG_INSERT = f"INSERT INTO agg ({', '.join(_AGG_COLUMNS)})"
 
 
 def _agg_upsert(lat: str, ttft: str) -> str:
@@ -120,7 +136,7 @@ _AGG_ADD = _agg_upsert(_hist_sql("lat"), _hist_sql("ttft"))
 # The histograms merged already (see ``_add_aggregates``): the rows' replace the stored ones.
 _AGG_MERGED = _agg_upsert("COALESCE(excluded.lat, agg.lat)", "COALESCE(excluded.ttft, agg.ttft)")
 # Where an aggregate row's (``_Acc.params``) histograms are.
-_LAT, _TTFT = 11, 12
+_LAT, _TTFT = _AGG_COLUMNS.index("lat"), _AGG_COLUMNS.index("ttft")
 
 _DIMS_ID = (
     f"SELECT id FROM agg_dims WHERE project_id = ? AND {' AND '.join(f'{d} = ?' for d in DIMS)}"
