@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import llmtap
+from llmtap.sdk import _exporter
 from llmtap.fake_provider import FakeProvider
 
 from ._clients import record_calls
@@ -223,3 +224,30 @@ def test_a_batch_too_large_is_split_and_an_event_too_large_refused(
     finally:
         client.close()
         stop_server(server)
+
+
+def test_calls_made_while_a_batch_is_built_wait_for_a_batch_of_their_own(
+    provider: FakeProvider, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch costs a spool file and a request: the few calls that come in while one is
+    built wait for theirs to fill (or for the interval, or a flush), not leave as crumbs."""
+    client = tapped(provider, project, project.server.url, batch_size=20, flush_interval=60)
+    build = _exporter._event_json
+    meanwhile: list[int] = []
+
+    def slow_build(call: Any) -> bytes:
+        if not meanwhile:  # three calls come in while the first batch is being built
+            meanwhile.append(3)
+            record_calls(client, 3, "crumbs")
+        return build(call)
+
+    monkeypatch.setattr(_exporter, "_event_json", slow_build)
+    record_calls(client, 20, "full")  # the twentieth fills a batch and wakes the builder
+    settled(client, lambda s: s.delivered >= 20)
+    time.sleep(0.5)
+    stats = client.stats()
+    assert (stats.delivered, stats.pending) == (20, 3), stats
+    assert client.flush(timeout=10)
+    assert client.stats().delivered == 23
+    assert (stored(project, "full"), stored(project, "crumbs")) == (20, 3)
+    client.close()
