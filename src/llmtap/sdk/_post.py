@@ -3,6 +3,8 @@ events refused, retry later, too large). Used by the exporter's sending thread o
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -22,6 +24,14 @@ _HEADERS = {"content-type": "application/json", "user-agent": f"llmtap-python/{_
 Outcome = Literal["done", "retry", "split", "gone"]
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx2's default context (the CA bundle, or SSL_CERT_FILE/SSL_CERT_DIR), built once
+    per process: loading the CA bundle costs about 30 ms of CPU, and each client of an
+    application (a prompt-test run makes one per run) starts an exporter of its own."""
+    return httpx2.create_ssl_context()
+
+
 class Poster:
     """Posts batches to one server with one key; ``warn`` logs (rate-limited) what goes wrong."""
 
@@ -36,7 +46,7 @@ class Poster:
     def post(self, path: str, body: bytes, count: int) -> tuple[Outcome, int]:
         """(outcome, how many of the ``count`` events the server refused for good)."""
         if self._http is None:
-            self._http = httpx2.Client(timeout=httpx2.Timeout(10.0, connect=2.0))
+            self._http = httpx2.Client(timeout=httpx2.Timeout(10.0, connect=2.0), verify=_tls())
         try:
             response = self._http.post(self._url + path, content=body, headers=self._headers)
         except httpx2.HTTPError as exc:
