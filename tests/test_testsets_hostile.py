@@ -142,6 +142,21 @@ def test_hostile_json_bodies_get_a_4xx(project: Project) -> None:
     assert project.server.get("/healthz", project.key).status_code == 200
 
 
+def test_results_only_for_the_runs_own_cases(project: Project) -> None:
+    _, case_id, run_id = _target(project)
+    _, strange_id, _ = _target(project)  # a case of another set of the same project
+    server, key = project.server, project.key
+    path = f"/api/v1/runs/{run_id}/results"
+    sent = {"results": [{"case_id": case_id, "output": "x"}, {"case_id": strange_id}]}
+    refused = server.post(path, key, json=sent)
+    assert refused.status_code == 400 and f"test set: [{strange_id}]" in refused.text
+    assert server.post(path, key, json={"results": sent["results"][:1]}).json()["stored"] == 1
+    stored = server.get(f"/api/v1/runs/{run_id}", key, raw=1).json()["results"]
+    assert [r["case_id"] for r in stored] == [case_id]
+    elsewhere = server.post("/api/v1/runs/no-such-run/results", key, json=sent)
+    assert elsewhere.status_code == 404
+
+
 def test_hostile_json_lines_get_a_4xx(project: Project) -> None:
     testset_id, _, _ = _target(project)
     headers = {

@@ -60,6 +60,11 @@ def test_a_run_keeps_one_result_per_case(store: Store) -> None:
     assert store.create_run(project, "r1", sid, {"model": "m"})
     assert not store.create_run(project, "r1", sid, {})
     assert not store.create_run(project, "r2", sid + 100, {})
+    other_set = store.create_testset(project, "t", [])
+    store.add_cases(project, other_set, [_case("e1")])
+    assert store.run_case_ids(project, "r1") == {first, second}  # its own set's cases only
+    assert store.run_case_ids(project, "r2") is None
+    assert store.run_case_ids(store.ensure_project("b"), "r1") is None
     result = {"case_id": first, "output": "⚽", "passed": True, "scores": {"exact": {"score": 1}}}
     assert store.add_results(project, "r1", [result]) == 1
     again = {**result, "output": "billed twice?"}

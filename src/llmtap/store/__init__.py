@@ -506,6 +506,9 @@ class Store(Protocol):
     def get_run(self, project_id: int, run_id: str) -> dict[str, Any] | None:
         """A run with its ``results``; None when the project has no such run."""
 
+    def run_case_ids(self, project_id: int, run_id: str) -> set[int] | None:
+        """The ids of the cases of a run's set; None when the project has no such run."""
+
     def add_results(self, project_id: int, run_id: str, results: Sequence[dict[str, Any]]) -> int:
         """Store per-case results of a run; a case's first result stays. How many were new."""
 

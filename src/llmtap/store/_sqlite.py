@@ -246,6 +246,7 @@ class SQLiteStore:
     create_run = _testsets.create_run
     list_runs = _testsets.list_runs
     get_run = _testsets.get_run
+    run_case_ids = _testsets.run_case_ids
     add_results = _testsets.add_results
     finish_run = _testsets.finish_run
 

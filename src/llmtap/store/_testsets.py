@@ -41,6 +41,7 @@ __all__ = [
     "get_testset",
     "list_runs",
     "list_testsets",
+    "run_case_ids",
     "update_case",
 ]
 
@@ -395,6 +396,22 @@ def get_run(store: SQLiteStore, project_id: int, run_id: str) -> dict[str, Any] 
                 result[flag] = bool(result[flag])
         results.append(result)
     return {**_run(row), "results": results}
+
+
+def run_case_ids(store: SQLiteStore, project_id: int, run_id: str) -> set[int] | None:
+    """The ids of the cases a run may have results for (its set's); None when the project has
+    no such run. What a batch of results is checked against, without reading every case's
+    document and every result so far."""
+    conn = store._reader()
+    row = conn.execute(
+        "SELECT testset_id FROM testruns WHERE project_id = ? AND id = ?", (project_id, run_id)
+    ).fetchone()
+    if row is None:
+        return None
+    cases = conn.execute(
+        "SELECT id FROM testcases WHERE project_id = ? AND testset_id = ?", (project_id, row[0])
+    )
+    return {case_id for (case_id,) in cases}
 
 
 def add_results(
