@@ -21,6 +21,7 @@ again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -259,6 +260,8 @@ class Runner:
                 )
                 state.settle(estimate, result.get("cost_usd") or 0.0)
                 state.pending.append(result)
+                if len(state.pending) >= _BATCH:
+                    state.wake.set()
                 state.done += 1
                 if progress:
                     progress(state.done, state.total, result)
@@ -268,6 +271,7 @@ class Runner:
             await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
         finally:
             state.finished = True
+            state.wake.set()
             await sender
             await client.aclose()
         status = "stopped" if state.stopped else "finished"
@@ -292,6 +296,7 @@ class Runner:
     async def _send(self, run_id: str, state: _State) -> None:
         """Send waiting results in batches until the run ends, then the rest."""
         while True:
+            state.wake.clear()
             finished = state.finished
             if state.pending and (finished or len(state.pending) >= _BATCH or state.due()):
                 batch, state.pending = state.pending, []
@@ -299,7 +304,11 @@ class Runner:
                 state.sent_at = time.monotonic()
             if finished and not state.pending:
                 return
-            await asyncio.sleep(0.05)
+            if not state.finished and len(state.pending) < _BATCH:
+                # Woken by a full batch or the run's end, not by polling: the last results
+                # leave the moment the last case is done.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.wake.wait(), _SEND_EVERY)
 
     async def _case(
         self,
@@ -433,6 +442,7 @@ class _State:
         self.stopped = False
         self.finished = False
         self.pending: list[dict[str, Any]] = []
+        self.wake = asyncio.Event()  # a batch is full, or the run is over
         self.sent_at = time.monotonic()
 
     def reserve(self, estimate: float) -> bool:
