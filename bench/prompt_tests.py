@@ -132,7 +132,6 @@ def run(quick: bool = False) -> dict[str, Any]:
             check=True,
             capture_output=True,
             text=True,
-            env={**os.environ, "LLMTAP_FLUSH_INTERVAL": "0.2"},
         )
     measured = json.loads(child.stdout.strip().splitlines()[-1])
     ratios = [t["runner"] / t["direct"] for t in measured["times"]]
