@@ -30,7 +30,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _derive, _hist, _testsets
+from . import _context, _derive, _hist, _rederive, _testsets
 from ._common import EventFilter
 from ._dialect import dialect_of
 from ._facts import extra_tokens, has_usage, searchable_text
@@ -142,7 +142,7 @@ def forget(
             *extra_tokens(parsed),
             rating_low,
         ]
-        for key in _derive.event_keys(conn, project_id, seq) if aggregates else ():
+        for key in _rederive.event_keys(conn, project_id, seq) if aggregates else ():
             total = minus.get(key)
             if total is None:
                 minus[key] = share.copy()

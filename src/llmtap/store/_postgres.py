@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from . import _derive, _pg_derive, _pg_partitions
+from . import _derive, _pg_derive, _pg_partitions, _rederive
 from ._common import EVENT_COLUMNS, StoreUnavailable, mask_url
 from ._facts import Facts
 from ._pg import (
@@ -276,7 +276,7 @@ class PostgresStore:
     ) -> bool:
         """Store a feedback; False when one with this ``feedback_id`` is stored already."""
         with self._transaction(project_id) as conn:
-            return _derive.add_feedback(
+            return _rederive.add_feedback(
                 conn, project_id, feedback_key, rating, better, feedback_id, None
             )
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from . import _derive, _stats
+from . import _rederive, _stats
 from ._common import EventFilter, decode_cursor, encode_cursor
 from ._dialect import SQLITE, SUMMARY_CHARS, Dialect, dialect_of
 
@@ -330,7 +330,7 @@ def set_price_override(
                     datetime.now(timezone.utc).isoformat(),
                 ),
             )
-        changed = _derive.reprice(
+        changed = _rederive.reprice(
             conn, project_id, model, cost_of(_overrides(conn, project_id, model))
         )
     return changed

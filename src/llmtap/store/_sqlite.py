@@ -40,6 +40,7 @@ from . import (
     _derive,
     _hist,
     _queries,
+    _rederive,
     _retention,
     _testsets,
     _users,
@@ -507,7 +508,7 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 through = _derive.derived_through(conn)
-                stored = _derive.add_feedback(
+                stored = _rederive.add_feedback(
                     conn, project_id, feedback_key, rating, better, feedback_id, through
                 )
                 conn.execute("COMMIT")
