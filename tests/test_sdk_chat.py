@@ -3,6 +3,7 @@ streaming-response variants, failures."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import openai
@@ -11,7 +12,8 @@ import pytest
 
 from llmtap.fake_provider import FakeProvider
 
-from ._clients import Caller
+from ._clients import Caller, make_caller
+from .conftest import Project
 
 IMAGE = base64.b64encode(bytes(range(256)) * 40).decode()  # 10,240 bytes
 
@@ -136,3 +138,25 @@ def test_timeout_recorded_and_reraised(tapped: Caller) -> None:
     event = tapped.only_event()
     assert event["error"]["type"] == "APITimeoutError"
     assert 150 < event["latency_ms"] < 1000
+
+
+def test_an_async_call_cancelled_while_it_waits_is_recorded_as_cancelled(
+    provider: FakeProvider, project: Project
+) -> None:
+    """A web request that goes away cancels its task: the call is kept, with how long it
+    waited, as cancelled (not as an error), and the cancellation reaches the caller."""
+    caller = make_caller("async", provider, project)
+
+    async def cancelled() -> None:
+        call = caller.client.chat.completions.create(model="m", messages=ask("[[delay:2]] hi"))
+        task = asyncio.ensure_future(call)
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    caller.run(cancelled())
+    event = caller.only_event()
+    assert event["status"] == "cancelled" and event["error"]["type"] == "CancelledError"
+    assert 250 < event["latency_ms"] < 1500 and event["output_text"] is None
+    caller.shutdown()
