@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -143,3 +144,22 @@ def test_the_command_line_creates_lists_exports_imports_and_tests(
         assert refused.returncode == 1 and "not a public address" in refused.stderr
     finally:
         hook.close()
+
+
+def test_a_rule_is_replaced_read_back_and_removed(server: Server) -> None:
+    project = Project(server.new_key(), server)
+    auth = {"authorization": f"Bearer {project.key}"}
+    rule = {"name": "slow", "measure": "latency_p95", "window": "15m", "threshold": 2000}
+    with httpx2.Client(base_url=server.url, headers=auth, timeout=30) as http:
+        assert http.post("/api/v1/alerts", json=rule).status_code == 201
+        changed = {k: v for k, v in rule.items() if k != "name"} | {"threshold": 900}
+        replaced = http.put("/api/v1/alerts/slow", json=changed)  # the path names it
+        assert replaced.status_code == 200, replaced.text
+        assert http.get("/api/v1/alerts/slow").json()["rule"]["threshold"] == 900
+        listed = http.get("/api/v1/alerts").json()["rules"]
+        assert [(r["name"], r["threshold"]) for r in listed] == [("slow", 900)]
+        renamed = http.put("/api/v1/alerts/slow", json={**rule, "name": "fast"})
+        assert renamed.status_code == 400 and "the path 'slow'" in renamed.text
+        assert http.delete("/api/v1/alerts/slow").status_code == 200
+        assert http.get("/api/v1/alerts/slow").status_code == 404
+        assert http.delete("/api/v1/alerts/slow").status_code == 404
