@@ -3,6 +3,9 @@ per group, history, and the evaluator's lease between processes."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timedelta, timezone
+
 from llmtap.store import Store
 from tests._stores import StoreBackend
 
@@ -27,6 +30,22 @@ def test_items_are_kept_by_kind_and_name_and_create_does_not_replace(store: Stor
     assert store.delete_alert_item(pid, "rule", "r1")
     assert not store.delete_alert_item(pid, "rule", "r1")
     assert store.alert_items(pid, "rule") == []
+
+
+def test_items_come_by_name_with_when_they_were_made_and_changed(store: Store) -> None:
+    pid = store.ensure_project("p")
+    store.put_alert_item(pid, "rule", "slow", {"measure": "latency_p95"})
+    store.put_alert_item(pid, "rule", "costly", {"measure": "cost"})
+    time.sleep(0.01)
+    store.put_alert_item(pid, "rule", "slow", {"measure": "latency_p99"})
+    costly, slow = store.alert_items(pid, "rule")
+    assert (costly["name"], slow["name"]) == ("costly", "slow")
+    for item in (costly, slow):
+        made = datetime.fromisoformat(item["created_at"])
+        assert made.utcoffset() == timedelta(0)  # UTC, and saying so
+        assert abs(datetime.now(timezone.utc) - made) < timedelta(minutes=1)
+    assert slow["created_at"] < slow["updated_at"]  # replaced: made once, changed since
+    assert costly["created_at"] == costly["updated_at"]
 
 
 def test_states_are_one_per_group_and_history_is_newest_first(store: Store) -> None:

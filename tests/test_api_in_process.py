@@ -298,6 +298,10 @@ def test_pages_follow_their_cursor_under_their_sort(api: Api, sort: str) -> None
     first = api.get("/api/v1/events", key, limit="1", sort="latency_ms").json()["next_cursor"]
     body = error(api.get("/api/v1/events", key, cursor=first, sort="started_at"), 400)
     assert body["error"].startswith("not a valid cursor for sort=started_at")
+    # And the default order's cursor (the newest first) under another sort.
+    newest = api.get("/api/v1/events", key, limit="1").json()["next_cursor"]
+    body = error(api.get("/api/v1/events", key, cursor=newest, sort="latency_ms"), 400)
+    assert body["error"].startswith("not a valid cursor for sort=latency_ms")
 
 
 def test_attributes_filter_by_their_key(api: Api) -> None:
