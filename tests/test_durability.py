@@ -4,6 +4,8 @@ the server's limits."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import uuid
 import zlib
 from pathlib import Path
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 import llmtap
 from llmtap.sdk._record import FeedbackItem
-from llmtap.sdk._spool import KIND_EVENTS, KIND_FEEDBACK, decode, encode
+from llmtap.sdk._spool import KIND_EVENTS, KIND_FEEDBACK, Spool, decode, encode
 from llmtap.wire import Feedback, truncate_strings
 
 from .conftest import Project
@@ -162,3 +164,26 @@ def test_a_retried_feedback_is_stored_once(project: Project, client: llmtap.Clie
     assert [f["rating"] for f in project.event(events[0]["id"])["feedback"]] == [0.25, 0.25]
     stats = project.server.get("/api/v1/stats", project.key).json()
     assert stats["groups"][0]["ratings"] == 2, stats
+
+
+def test_a_dead_writers_half_written_file_is_cleaned_and_a_live_ones_kept(tmp_path: Path) -> None:
+    """A batch is written to a temporary file, then renamed: a writer that died between the two
+    leaves the temporary file, which the next adoption removes; one still writing keeps it."""
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        left = spool.directory / f".tmp-{int(dead.stdout)}-abcd1234"
+        writing = spool.directory / f".tmp-{live.pid}-abcd1234"
+        for path in (left, writing):
+            path.write_bytes(b"half a batch")
+        assert spool.adopt() == []
+        assert not left.exists() and writing.exists()
+    finally:
+        live.kill()
+        live.wait()
