@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import llmtap
-from llmtap.sdk import _exporter
 from llmtap.fake_provider import FakeProvider
+from llmtap.sdk import _exporter
 
 from ._clients import record_calls
 from .conftest import Project, free_port, start_server, stop_server, tap_config

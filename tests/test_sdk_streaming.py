@@ -272,3 +272,24 @@ def test_async_stream_used_across_tasks(provider: FakeProvider, project: Project
     events = project.events()
     assert sorted(e["output_text"] for e in events) == sorted(texts)
     assert all(e["status"] == "ok" for e in events)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_cached_and_reasoning_tokens_are_kept_apart(tapped: Caller, stream: bool) -> None:
+    text = "think hard [[cached:2]] [[reasoning:1]]"
+    chat = tapped.call(
+        "chat.completions.create",
+        model="m",
+        messages=[{"role": USER, "content": text}],
+        stream=stream,
+    )
+    answer = tapped.call("responses.create", model="m", input=text, stream=stream)
+    for result in (chat, answer):
+        if stream:
+            tapped.read(result)
+    events = tapped.events()
+    assert sorted(e["api"] for e in events) == ["chat", "responses"]
+    for event in events:
+        usage = event["usage"]
+        assert (usage["cached_tokens"], usage["reasoning_tokens"]) == (2, 1), event["api"]
+        assert usage["input_tokens"] > 2 and usage["output_tokens"] > 1

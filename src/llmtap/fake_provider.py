@@ -14,7 +14,8 @@ last user message steers it with directives:
 - ``[[reply:some text]]``: answer with exactly that text;
 - ``[[chunks:5]]``: split a streamed reply into that many chunks; ``[[drop]]``: end a stream
   midway by closing the connection; ``[[fail]]``: send an error event midway through a stream;
-- ``[[nousage]]``: report no token usage.
+- ``[[nousage]]``: report no token usage; ``[[cached:N]]``, ``[[reasoning:N]]``: report N of
+  the input tokens as cached, N of the output tokens as reasoning.
 
 Scripted answers stage a change of behaviour without touching prompts: ``script({"Emoji for
 soccer": "⚽"})`` (or ``--script FILE.json``) answers any prompt containing that text with
@@ -202,14 +203,14 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
 
     # -- the APIs ----------------------------------------------------------------------
 
-    def _usage(self, prompt: str, reply: str) -> dict[str, Any]:
+    def _usage(self, prompt: str, reply: str, d: dict[str, Any]) -> dict[str, Any]:
         p, c = _tokens(prompt), _tokens(reply)
         return {
             "prompt_tokens": p,
             "completion_tokens": c,
             "total_tokens": p + c,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": int(d.get("cached") or 0)},
+            "completion_tokens_details": {"reasoning_tokens": int(d.get("reasoning") or 0)},
         }
 
     def _chat(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
@@ -226,7 +227,7 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             finish = "tool_calls"
         else:
             message, finish = {"role": "assistant", "content": reply}, "stop"
-        usage = None if "nousage" in d else self._usage(prompt, reply)
+        usage = None if "nousage" in d else self._usage(prompt, reply, d)
         if not body.get("stream"):
             choices = [
                 {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
@@ -284,7 +285,7 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
 
     def _completion(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
         model, cid = body.get("model", "fake"), "cmpl-" + uuid.uuid4().hex[:12]
-        usage = None if "nousage" in d else self._usage(prompt, reply)
+        usage = None if "nousage" in d else self._usage(prompt, reply, d)
         base = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model}
         if not body.get("stream"):
             self._send_json(
@@ -319,8 +320,8 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             "input_tokens": p,
             "output_tokens": c,
             "total_tokens": p + c,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "input_tokens_details": {"cached_tokens": int(d.get("cached") or 0)},
+            "output_tokens_details": {"reasoning_tokens": int(d.get("reasoning") or 0)},
         }
         tool = d.get("tool")
         item: dict[str, Any]
