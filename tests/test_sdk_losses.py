@@ -16,7 +16,6 @@ import pytest
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
-from llmtap.sdk import _exporter
 
 from ._clients import record_calls
 from .conftest import Project, free_port, start_server, stop_server, tap_config
@@ -227,26 +226,34 @@ def test_a_batch_too_large_is_split_and_an_event_too_large_refused(
 
 
 def test_calls_made_while_a_batch_is_built_wait_for_a_batch_of_their_own(
-    provider: FakeProvider, project: Project, monkeypatch: pytest.MonkeyPatch
+    provider: FakeProvider, project: Project
 ) -> None:
     """Each batch costs a spool file and a request: the few calls that come in while one is
     built wait for theirs to fill (or for the interval, or a flush), not leave as crumbs."""
     client = tapped(provider, project, project.server.url, batch_size=20, flush_interval=60)
-    build = _exporter._event_json
-    meanwhile: list[int] = []
 
-    def slow_build(call: Any) -> bytes:
-        if not meanwhile:  # three calls come in while the first batch is being built
-            meanwhile.append(3)
-            record_calls(client, 3, "crumbs")
-        return build(call)
+    class Meanwhile:
+        """An attribute value the exporter serialises (by its repr) while it builds the
+        batch: the moment three more calls come in."""
 
-    monkeypatch.setattr(_exporter, "_event_json", slow_build)
-    record_calls(client, 20, "full")  # the twentieth fills a batch and wakes the builder
+        made = False
+
+        def __repr__(self) -> str:
+            if not Meanwhile.made:
+                Meanwhile.made = True
+                record_calls(client, 3, "crumbs")
+            return "meanwhile"
+
+    client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "first"}],
+        llmtap={"prompt_template_name": "full", "attributes": {"moment": Meanwhile()}},
+    )
+    record_calls(client, 19, "full")  # the twentieth call fills a batch and wakes the builder
     settled(client, lambda s: s.delivered >= 20)
     time.sleep(0.5)
     stats = client.stats()
-    assert (stats.delivered, stats.pending) == (20, 3), stats
+    assert Meanwhile.made and (stats.delivered, stats.pending) == (20, 3), stats
     assert client.flush(timeout=10)
     assert client.stats().delivered == 23
     assert (stored(project, "full"), stored(project, "crumbs")) == (20, 3)
