@@ -45,6 +45,13 @@ _AZURE_PREFIX = re.compile(r"^/openai/deployments/[^/]+")
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
 
 
+def _count(directives: dict[str, Any], name: str) -> int:
+    """The token count a directive like ``[[cached:2]]`` asks for; 0 when absent or not a
+    number."""
+    value = directives.get(name) or ""
+    return int(value) if value.isdigit() else 0
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -209,8 +216,8 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             "prompt_tokens": p,
             "completion_tokens": c,
             "total_tokens": p + c,
-            "prompt_tokens_details": {"cached_tokens": int(d.get("cached") or 0)},
-            "completion_tokens_details": {"reasoning_tokens": int(d.get("reasoning") or 0)},
+            "prompt_tokens_details": {"cached_tokens": _count(d, "cached")},
+            "completion_tokens_details": {"reasoning_tokens": _count(d, "reasoning")},
         }
 
     def _chat(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
@@ -320,8 +327,8 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             "input_tokens": p,
             "output_tokens": c,
             "total_tokens": p + c,
-            "input_tokens_details": {"cached_tokens": int(d.get("cached") or 0)},
-            "output_tokens_details": {"reasoning_tokens": int(d.get("reasoning") or 0)},
+            "input_tokens_details": {"cached_tokens": _count(d, "cached")},
+            "output_tokens_details": {"reasoning_tokens": _count(d, "reasoning")},
         }
         tool = d.get("tool")
         item: dict[str, Any]
