@@ -87,10 +87,9 @@ SAMPLE ?= 100
 SEED ?= 0
 mutation-sample: setup $(VENV)/.mutation-installed
 	-PYTHONPATH=src $(BIN)/mutmut run --max-children 1 'llmtap.no.such.mutant' >/dev/null 2>&1
-	PYTHONPATH=src $(BIN)/mutmut run --max-children 1 \
-		$$($(BIN)/python scripts/mutation_report.py --sample $(SAMPLE) --seed $(SEED))
-	$(BIN)/python scripts/mutation_report.py --sampled \
-		$$($(BIN)/python scripts/mutation_report.py --sample $(SAMPLE) --seed $(SEED))
+	$(BIN)/python scripts/mutation_report.py --sample $(SAMPLE) --seed $(SEED) > mutants/sample.txt
+	PYTHONPATH=src $(BIN)/mutmut run --max-children 1 $$(cat mutants/sample.txt)
+	$(BIN)/python scripts/mutation_report.py --sampled $$(cat mutants/sample.txt)
 
 # Screenshots of every dashboard page, with demo traffic, into docs/ (for the README).
 screenshots: setup system-deps
