@@ -135,6 +135,33 @@ def test_a_full_spool_drops_its_oldest_batches_counted_and_logged(
         client.close()
 
 
+def test_a_batch_the_full_spool_drops_while_it_is_being_sent_is_counted_dropped_once(
+    provider: FakeProvider, project: Project, down: FaultProxy, tmp_path: Path
+) -> None:
+    # The server answers, slowly and with an error: the sender holds the oldest batch for
+    # seconds while the burst fills the spool, which drops that batch's file meanwhile.
+    down.start()
+    down.set("slow", delay=3.0, target=f"http://127.0.0.1:{free_port()}")
+    client = tapped(
+        provider, project, down.url, spool_dir=str(tmp_path), spool_max_bytes=40_000, batch_size=10
+    )
+    try:
+        record_calls(client, 300, "held")
+        stats = settled(
+            client,
+            lambda s: s.queued == 300 and s.pending == s.spooled == spooled_events(tmp_path),
+        )
+        assert stats.dropped + stats.pending == 300 and stats.pending < 300, stats
+
+        down.set("forward", target=project.server.url)
+        assert client.flush(60)
+        after = client.stats()
+        assert (after.delivered, after.dropped, after.pending) == (stats.pending, stats.dropped, 0)
+        assert stored(project, "held") == stats.pending
+    finally:
+        client.close()
+
+
 def test_events_the_server_refuses_are_counted_failed_and_logged(
     provider: FakeProvider, project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:

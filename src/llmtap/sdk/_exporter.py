@@ -88,6 +88,11 @@ class Exporter:
         self._spool: Spool | None = None
         self._spool_checked = False
         self._cached = 0
+        # The batch the sender has taken out to post, and whether the full spool dropped its
+        # file meanwhile: under this lock, so that the drop is counted exactly once.
+        self._in_hand_lock = threading.Lock()
+        self._in_hand: Entry | None = None
+        self._in_hand_evicted = False
 
     # -- the caller's side: cheap and never blocking --------------------------------------
 
@@ -339,18 +344,16 @@ class Exporter:
             if gone.owner != spool.pid:
                 others += gone.count  # another process's, counted there (or a dead one's)
                 continue
-            for source in (self._outbox, self._adopted):
-                entry = next((e for e in list(source) if e.path == gone.path), None)
-                if entry is None:
+            with self._in_hand_lock:
+                if self._in_hand is not None and self._in_hand.path == gone.path:
+                    self._in_hand_evicted = True  # the sender counts it, once it knows its fate
                     continue
-                try:
-                    source.remove(entry)
-                except ValueError:  # the sender took it meanwhile: it counts it
-                    break
-                if entry.body is not None:
-                    self._cached = max(self._cached - len(entry.body), 0)
-                self._ledger.resolve(entry, dropped=True)
-                break
+                for source in (self._outbox, self._adopted):
+                    entry = next((e for e in list(source) if e.path == gone.path), None)
+                    if entry is not None:
+                        source.remove(entry)
+                        self._drop(entry)
+                        break
         self._warn(
             "spool-full",
             "llmtap: spool over %d bytes (spool_max_bytes): dropped its oldest batches;"
@@ -359,6 +362,12 @@ class Exporter:
             self._ledger.dropped,
             f", and {others} events other processes left" if others else "",
         )
+
+    def _drop(self, entry: Entry) -> None:
+        """Count a batch of ours the full spool dropped."""
+        if entry.body is not None:
+            self._cached = max(self._cached - len(entry.body), 0)
+        self._ledger.resolve(entry, dropped=True)
 
     # -- the sender's thread: spooled batches -> the server ---------------------------------
 
@@ -394,15 +403,21 @@ class Exporter:
                 self._send_wake.wait(max(wait if source else _ADOPT_EVERY, 0.001))
                 self._send_wake.clear()
                 continue
-            try:
-                # Taken out while it is sent, so that the builder's side (dropping the oldest
-                # batches of a full spool) never takes a batch from under the sender.
-                entry = source.popleft()
-            except IndexError:  # dropped meanwhile
-                continue
+            with self._in_hand_lock:
+                try:
+                    # Taken out while it is sent, so that the builder's side (dropping the
+                    # oldest batches of a full spool) never takes a batch from under the sender.
+                    entry = self._in_hand = source.popleft()
+                except IndexError:  # dropped meanwhile
+                    continue
             outcome, refused = self._send(entry)
+            with self._in_hand_lock:
+                evicted, self._in_hand, self._in_hand_evicted = self._in_hand_evicted, None, False
+                if outcome == "retry" and not evicted:
+                    source.appendleft(entry)
             if outcome == "retry":
-                source.appendleft(entry)
+                if evicted:  # the full spool dropped its file while it was tried
+                    self._drop(entry)
                 backoff = min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX)
                 # Jitter: many processes retrying a restarted server do not come in step.
                 delay = backoff * (1 + _jitter.random())
