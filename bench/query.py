@@ -159,8 +159,13 @@ def cached_store(n: int, cache: Path = CACHE) -> tuple[Path, float | None]:
     _remove_with_sidecars(partial)
     _remove_with_sidecars(db)
     generated_s = generate(partial, n)
+    copying = db.with_suffix(".copying")
+    copying.unlink(missing_ok=True)
+    # The generated prompts are the owner's alone, as a store's are: SQLite would create the
+    # file with the umask's permissions, so it is created first.
+    os.close(os.open(copying, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     source = sqlite3.connect(partial)
-    copy = sqlite3.connect(db.with_suffix(".copying"))
+    copy = sqlite3.connect(copying)
     try:
         source.backup(copy)
         # Self-contained: no WAL to travel with it (the store turns WAL on when it opens).
@@ -169,7 +174,7 @@ def cached_store(n: int, cache: Path = CACHE) -> tuple[Path, float | None]:
         copy.close()
         source.close()
     _remove_with_sidecars(partial)
-    db.with_suffix(".copying").rename(db)
+    copying.rename(db)
     return db, generated_s
 
 

@@ -1,5 +1,6 @@
 """The query benchmark's cached store, made from an empty cache at a small size: the file it
-leaves is whole on its own (no WAL beside it), holds every event, and is reused."""
+leaves is whole on its own (no WAL beside it), readable by its owner only, holds every event,
+and is reused."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def test_generated_store_is_whole_and_reused(tmp_path: Path) -> None:
     db, generated_s = cached_store(2000, cache)
     assert generated_s is not None and generated_s > 0
     assert sorted(p.name for p in cache.iterdir()) == ["events-2000.db"]
+    assert db.stat().st_mode & 0o777 == 0o600  # generated prompts: the owner's alone
     raw = sqlite3.connect(db)
     try:
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
