@@ -38,12 +38,20 @@ from ._harness import (
 MESSAGES = [{"role": "user", "content": "one two three four five six seven [[chunks:6]]"}]
 
 
-def _one_stream(client: openai.OpenAI) -> tuple[float, float, float, int]:
+# What llmtap asks for on every stream, asked by the caller of plain openai: the usage chunk.
+USAGE: dict[str, Any] = {"stream_options": {"include_usage": True}}
+
+
+def _one_stream(
+    client: openai.OpenAI, extra: dict[str, Any] | None = None
+) -> tuple[float, float, float, int]:
     """(seconds to first chunk, seconds to last chunk, caller-thread CPU seconds, chunks seen)
     of one streamed call. CPU is this thread's alone (``thread_time``): what the caller pays,
     not what llmtap's background threads spend."""
     cpu0, t0 = time.thread_time(), time.perf_counter()
-    stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    stream = client.chat.completions.create(
+        model="m", messages=MESSAGES, stream=True, **(extra or {})
+    )
     t_first, chunks = None, 0
     for _chunk in stream:
         chunks += 1
@@ -57,20 +65,24 @@ def _streams(base_url: str, server: Any, parts: int, per_part: int) -> dict[str,
     """llmtap.Client against openai.OpenAI on one provider, alternating stream by stream
     (ABBA): per part, the ratios of the medians of time to first and to last chunk, and the
     difference of the medians of caller-thread CPU. Medians of one-stream samples, taken
-    side by side: a loaded machine only ever adds to a sample, and hits both clients alike."""
+    side by side: a loaded machine only ever adds to a sample, and hits both clients alike.
+    A third client, plain openai asking for the usage chunk itself, says how much of what
+    llmtap adds is that chunk's reading, which any caller asking for usage pays."""
     plain, tapped = client_pair(base_url, server)
-    clients = {"openai": plain, "llmtap": tapped}
-    for client in clients.values():
+    clients = {"openai": (plain, None), "llmtap": (tapped, None), "openai+usage": (plain, USAGE)}
+    for client, extra in clients.values():
         for _ in range(20):
-            _one_stream(client)
-    first, last, cpu, plain_ms = [], [], [], []
+            _one_stream(client, extra)
+    first, last, cpu, plain_ms, usage_first, usage_cpu = [], [], [], [], [], []
     for _ in range(parts):
-        rows = abba(per_part, clients, lambda client, _n: _one_stream(client), 1)
+        rows = abba(per_part, clients, lambda client, _n: _one_stream(*client), 1)
         m = {name: [median([r[name][i] for r in rows]) for i in range(3)] for name in clients}
         first.append(m["llmtap"][0] / m["openai"][0])
         last.append(m["llmtap"][1] / m["openai"][1])
         cpu.append((m["llmtap"][2] - m["openai"][2]) * 1e6)
         plain_ms.append(m["openai"])
+        usage_first.append(m["llmtap"][0] / m["openai+usage"][0])
+        usage_cpu.append((m["llmtap"][2] - m["openai+usage"][2]) * 1e6)
     out = {
         "streams_per_client": parts * per_part,
         "chunks_per_stream": rows[0]["openai"][3],
@@ -83,6 +95,11 @@ def _streams(base_url: str, server: Any, parts: int, per_part: int) -> dict[str,
         "ttlc_ratio_spread": spread(last),
         "cpu_added_us": round(median(cpu), 1),
         "cpu_added_us_spread": f"{median(cpu):.1f} ({min(cpu):.1f} to {max(cpu):.1f})",
+        "vs_usage_ttfc_ratio": round(median(usage_first), 4),
+        "vs_usage_cpu_added_us": round(median(usage_cpu), 1),
+        "vs_usage_cpu_added_us_spread": (
+            f"{median(usage_cpu):.1f} ({min(usage_cpu):.1f} to {max(usage_cpu):.1f})"
+        ),
         "all_delivered": tapped.flush(30),
     }
     tapped.close()
@@ -233,6 +250,8 @@ def _stream_lines(title: str, r: dict[str, Any]) -> list[str]:
         "   target <= 1.03",
         f"  caller-thread CPU added per stream: {r['cpu_added_us_spread']} us"
         f"   target <= {_cpu_bound(r)} us",
+        "  against plain openai asking for the usage chunk itself: first chunk ratio "
+        f"{r['vs_usage_ttfc_ratio']}, caller CPU added {r['vs_usage_cpu_added_us_spread']} us",
     ]
 
 
@@ -270,11 +289,25 @@ def summary(r: dict[str, Any]) -> list[Figure]:
         )
 
     b2b, gaps = r["back_to_back"], r["gaps"]
+    bound = _cpu_bound(b2b)
     return [
         cpu("canned", r["canned"]),
         figure("stream, back to back: first chunk, llmtap/openai", b2b["ttfc_ratio"], "<=", 1.02),
         figure("stream, back to back: last chunk, llmtap/openai", b2b["ttlc_ratio"], "<=", 1.03),
         cpu("back to back", b2b),
+        figure(
+            "stream, back to back: first chunk, llmtap/openai asking for usage",
+            b2b["vs_usage_ttfc_ratio"],
+            "<=",
+            1.02,
+        ),
+        figure(
+            "stream, back to back: caller CPU added over openai asking for usage",
+            b2b["vs_usage_cpu_added_us"],
+            "<=",
+            bound,
+            " µs",
+        ),
         figure("stream, 2 ms gaps: first chunk, llmtap/openai", gaps["ttfc_ratio"], "<=", 1.02),
         figure("stream, 2 ms gaps: last chunk, llmtap/openai", gaps["ttlc_ratio"], "<=", 1.03),
         cpu("2 ms gaps", gaps),
