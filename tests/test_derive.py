@@ -143,6 +143,61 @@ def test_known_dimensions_and_attribute_values_cost_no_query(sqlite_store: SQLit
     assert count(sqlite_store, attributes={"user": "u1"}) == 15
 
 
+def unique_rows(n: int, key: KeyInfo, start: int) -> list[tuple[Any, ...]]:
+    """``rows`` with a second attribute unique to each event (a span id, a request id)."""
+    out = []
+    for i, row in enumerate(rows(n, key)):
+        event = Event.model_validate_json(row[-1])
+        event.attributes = {**(event.attributes or {}), "request": f"r{start + i}"}
+        out.append(prepare(event, key, 0, None))
+    return out
+
+
+def test_an_attribute_unique_per_event_past_its_limit_keeps_the_stats_exact(
+    idle: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``stats_attribute_values``, the events of one minute whose only difference is
+    such a value add to the aggregates together; stats by the other attribute stay exact, and
+    by the overflowed one are computed from the events."""
+    monkeypatch.setenv("LLMTAP_STATS_ATTRIBUTE_VALUES", "5")
+    key = key_of(idle)
+    for chunk in range(3):
+        idle.insert_events(unique_rows(20, key, 20 * chunk))
+        idle.catch_up()
+    assert count(idle) == 60
+    by_user = idle.stats(1, EventFilter(), ["attributes.user"])
+    assert by_user["source"] == "aggregates"
+    assert {g["key"]["attributes.user"]: g["count"] for g in by_user["groups"]} == {
+        "u0": 30,
+        "u1": 30,
+    }
+    lat = sorted(100.0 + i for i in range(20))  # each chunk's latencies, three times
+    assert by_user["groups"][0]["latency_ms"]["p50"] == pytest.approx(lat[10], rel=0.05)
+    one = idle.stats(1, EventFilter(attributes={"request": "r42"}), [])
+    assert one["source"] == "events"
+    assert one["groups"][0]["count"] == 1
+
+
+def test_values_of_an_overflowed_attribute_cost_no_query(
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMTAP_STATS_ATTRIBUTE_VALUES", "5")
+    key = key_of(sqlite_store)
+    sqlite_store.insert_events(unique_rows(20, key, 0))  # past the limit: the key overflows
+    sqlite_store.catch_up()
+    lookups: list[str] = []
+    sqlite_store._writer.set_trace_callback(
+        lambda sql: lookups.append(sql) if "'request'" in sql and "event_attrs" not in sql else None
+    )
+    try:
+        sqlite_store.insert_events(unique_rows(20, key, 20))
+        sqlite_store.catch_up()
+    finally:
+        sqlite_store._writer.set_trace_callback(None)
+    assert lookups == []
+    assert count(sqlite_store) == 40
+
+
 def test_a_rating_for_an_event_not_derived_yet_counts_once(idle: Store) -> None:
     key = key_of(idle)
     idle.insert_events(rows(1, key, feedback_key="fk-early"))

@@ -235,10 +235,14 @@ class IdCache:
     def __init__(self) -> None:
         self.dims: dict[tuple[Any, ...], int] = {}
         self.attrs: dict[tuple[int, str, str], int] = {}
+        # Attribute keys (project_id, key) found past their limits: ``overflow`` is never
+        # cleared, so their new values need no query.
+        self.overflowed: set[tuple[int, str]] = set()
 
     def clear(self) -> None:
         self.dims.clear()
         self.attrs.clear()
+        self.overflowed.clear()
 
 
 def _dims_ids(
@@ -289,29 +293,28 @@ def _find_dims(conn: Conn, keys: set[tuple[Any, ...]]) -> dict[tuple[Any, ...], 
     return found
 
 
-def _attr_ids(
-    conn: Conn,
-    wanted: set[tuple[int, str, str]],
-    cache: dict[tuple[int, str, str], int],
-) -> dict[Any, int]:
+def _attr_ids(conn: Conn, wanted: set[tuple[int, str, str]], cache: IdCache) -> dict[Any, int]:
     """attr_values ids of (project_id, key, value), made when the key is under its limits;
     pairs left out of the aggregates are absent. ``cache``: as in ``_dims_ids`` (rows of
-    attr_values are never changed or deleted either)."""
+    attr_values are never changed or deleted either), and the keys known to overflow: a key
+    unique per event (a span id, a request id) costs no query once it is past its limit (the
+    aggregates of an overflowed key are never read: its stats come from the events)."""
     limit = int(resolve("stats_attribute_values"))
+    known_ids, overflowed = cache.attrs, cache.overflowed
     ids = {}
     for project_id, key, value in sorted(wanted):
-        known = cache.get((project_id, key, value))
+        known = known_ids.get((project_id, key, value))
         if known is not None:
             ids[project_id, key, value] = known
             continue
-        if len(value) > MAX_VALUE_CHARS:
+        if len(value) > MAX_VALUE_CHARS or (project_id, key) in overflowed:
             continue
         row = conn.execute(
             "SELECT id FROM attr_values WHERE project_id = ? AND key = ? AND value = ?",
             (project_id, key, value),
         ).fetchone()
         if row:
-            ids[project_id, key, value] = cache[project_id, key, value] = row[0]
+            ids[project_id, key, value] = known_ids[project_id, key, value] = row[0]
             continue
         state = conn.execute(
             "SELECT n_values, overflow FROM attr_keys WHERE project_id = ? AND key = ?",
@@ -328,12 +331,14 @@ def _attr_ids(
             )
             state = (0, overflow)
         if state[1]:
+            overflowed.add((project_id, key))
             continue
         if state[0] >= limit:
             conn.execute(
                 "UPDATE attr_keys SET overflow = 1 WHERE project_id = ? AND key = ?",
                 (project_id, key),
             )
+            overflowed.add((project_id, key))
             continue
         ids[project_id, key, value] = new_id(
             conn,
@@ -564,6 +569,22 @@ class _Group:
         if ttft_ms is not None:
             self.ttft.append(ttft_ms)
 
+    def merge(self, other: _Group) -> None:
+        """Add ``other``'s events to this group's."""
+        self.n += other.n
+        self.errors += other.errors
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost += other.cost
+        self.priced += other.priced
+        self.rating_sum += other.rating_sum
+        self.rating_n += other.rating_n
+        self.rating_low += other.rating_low
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.lat += other.lat
+        self.ttft += other.ttft
+
 
 def _aggregate(
     conn: Conn,
@@ -573,12 +594,25 @@ def _aggregate(
     """The aggregate rows the groups of ``plan`` add to."""
     dims = _dims_ids(conn, {dims for dims, _, _ in groups}, ids.dims)
     attr_ids = _attr_ids(
-        conn, {(dims[0], k, v) for dims, _, pairs in groups for k, v in pairs}, ids.attrs
+        conn, {(dims[0], k, v) for dims, _, pairs in groups for k, v in pairs}, ids
     )
-    acc = _Acc()
+    # Groups whose attributes differ only in values left out of the aggregates (a key past
+    # its limit: a span id, a request id, unique per event) add to the same rows: merged
+    # first, they cost one addition, not one per event.
+    merged: dict[tuple[Any, ...], _Group] = {}
     for (group_dims, minute, pairs), g in groups.items():
         project_id = group_dims[0]
-        found = [attr_ids[project_id, k, v] for k, v in pairs if (project_id, k, v) in attr_ids]
+        found = tuple(
+            attr_ids[project_id, k, v] for k, v in pairs if (project_id, k, v) in attr_ids
+        )
+        into = merged.get((group_dims, minute, found))
+        if into is None:
+            merged[group_dims, minute, found] = g
+        else:
+            into.merge(g)
+    acc = _Acc()
+    for (group_dims, minute, found), g in merged.items():
+        project_id = group_dims[0]
         acc.add(
             _agg_keys(project_id, minute * 1_000_000, dims[group_dims], found),
             n=g.n,
