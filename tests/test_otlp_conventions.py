@@ -150,3 +150,17 @@ def test_older_per_message_events(project: Project) -> None:
     ]
     assert event["output_text"] == "Hello."
     assert event["response"]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_finish_reason_sent_as_one_string(project: Project) -> None:
+    """``gen_ai.response.finish_reasons`` is a string array; some instrumentations send the
+    one reason as a plain string. Either way the choice keeps it."""
+    output = [{"role": "assistant", "parts": [{"type": "text", "content": "Hi."}]}]
+    for reasons in ("length", ["length"]):
+        (span,) = _spans({"_name": "chat gpt-4o-mini", "gen_ai.operation.name": "chat",
+                          "gen_ai.request.model": "gpt-4o-mini",
+                          "gen_ai.output.messages": json.dumps(output),
+                          "gen_ai.response.finish_reasons": reasons})  # fmt: skip
+        assert _answer(_post(project, _body([span]))).partial_success.rejected_spans == 0
+    events = [project.event(e["id"]) for e in project.events()]
+    assert [e["response"]["choices"][0]["finish_reason"] for e in events] == ["length"] * 2
