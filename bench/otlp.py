@@ -23,7 +23,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+)
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
@@ -41,6 +46,8 @@ def _value(value: Any) -> AnyValue:
         return AnyValue(int_value=value)
     if isinstance(value, float):
         return AnyValue(double_value=value)
+    if isinstance(value, list):
+        return AnyValue(array_value=ArrayValue(values=[_value(v) for v in value]))
     return AnyValue(string_value=str(value))
 
 
@@ -60,7 +67,7 @@ def span_of(event: dict[str, Any], number: int) -> Span:
         "gen_ai.request.temperature": request["temperature"],
         "gen_ai.response.model": event["response"]["model"],
         "gen_ai.response.id": event["response"]["id"],
-        "gen_ai.response.finish_reasons": answer["finish_reason"],
+        "gen_ai.response.finish_reasons": [answer["finish_reason"]],
         "gen_ai.usage.input_tokens": usage["input_tokens"],
         "gen_ai.usage.output_tokens": usage["output_tokens"],
         "gen_ai.conversation.id": event["chat_id"],
