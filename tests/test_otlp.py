@@ -9,13 +9,17 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
+from llmtap.server.otlp.common import _NAMESPACE, event_id
 from tests.conftest import Project, tap_config
 from tests.otlp_calls import ANTHROPIC_CASES, CASES, run_calls
 
@@ -147,3 +151,13 @@ def test_anthropic_calls_through_openinference(provider: FakeProvider, project: 
         else:
             assert event["output_text"] == "echo: " + user["content"], case
     assert by_case["chat"]["request"]["stop_sequences"] == ["END"]  # the call's settings
+
+
+@given(st.integers(min_value=1, max_value=2**63 - 1), st.text(), st.text())
+def test_a_span_s_event_id_is_the_uuid5_of_its_project_trace_and_span(
+    project_id: int, trace_id: str, span_id: str
+) -> None:
+    """Ids already stored were made by ``uuid.uuid5``: the spelled-out version must give the
+    same, or a span sent again after an upgrade would be stored twice."""
+    name = f"{project_id}:{trace_id}:{span_id}"
+    assert event_id(project_id, trace_id, span_id) == str(uuid.uuid5(_NAMESPACE, name))

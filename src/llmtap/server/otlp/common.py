@@ -4,6 +4,7 @@ that come from the span itself (ids, times, status, error, source)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -25,6 +26,7 @@ __all__ = [
 # Event ids of spans: derived, so a span sent twice (an exporter's retry) is stored once; per
 # project, so two projects sending the same ids do not collide.
 _NAMESPACE = uuid.UUID("5c4a7f0e-3b1d-4f6e-9a43-0a0d7e1f2b6c")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 # "Error code: 429 - ..." is how the OpenAI and Anthropic SDKs word an HTTP error.
 _STATUS_IN_MESSAGE = re.compile(r"\b(?:Error code|status(?: code)?):? ([1-5]\d\d)\b")
 # Resource attributes about the OTel SDK itself, not the application: left out.
@@ -73,7 +75,15 @@ class Attrs:
 
 
 def event_id(project_id: int, trace_id: str, span_id: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{project_id}:{trace_id}:{span_id}"))
+    """``str(uuid.uuid5(_NAMESPACE, "project:trace:span"))``, spelled out: the standard
+    library's makes a ``UUID`` object on the way, three times the cost of a span's id (and of
+    its parent's)."""
+    name = f"{project_id}:{trace_id}:{span_id}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def normalized_error_type(raw: str) -> str:
