@@ -457,6 +457,10 @@ def plan(
     dims_cols = [col[d] for d in DIMS]
     name_col, revision_col = col["prompt_template_name"], col["template_revision"]
     rated = ratings(conn, [(r[p_col], r[fk_col]) for _, r, _ in fresh])
+    ids = IdCache() if ids is None else ids
+    # Keys known past their limit add nothing to the aggregates: left out of the groups'
+    # keys, so a key unique per event does not make each event a group of its own.
+    overflowed = ids.overflowed
     groups: dict[tuple[Any, ...], _Group] = {}
     attr_rows: list[tuple[Any, ...]] = []
     text_rows: list[tuple[int, int, str]] = []
@@ -466,10 +470,15 @@ def plan(
         project_id = r[p_col]
         started_us = r[start_col]
         pairs = facts.pairs
+        counted = (
+            [pair for pair in pairs if (project_id, pair[0]) not in overflowed]
+            if overflowed
+            else pairs
+        )
         key = (
             (project_id, *[r[c] for c in dims_cols]),
             started_us // 60_000_000 * 60,
-            tuple(pairs),
+            tuple(counted),
         )
         group = groups.get(key)
         if group is None:
@@ -500,7 +509,7 @@ def plan(
             elif started_us > span[1]:
                 span[1] = started_us
     return Derived(
-        _aggregate(conn, groups, IdCache() if ids is None else ids),
+        _aggregate(conn, groups, ids),
         attr_rows,
         text_rows,
         [(p, m, n) for (p, m), n in unpriced.items()],
