@@ -104,6 +104,12 @@ class Server:
     db: Path
     pid: int
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far, every thread, user and system
+        (Linux)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mib(self) -> float:
         """The server process's peak resident memory so far (Linux)."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
