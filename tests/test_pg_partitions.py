@@ -246,6 +246,44 @@ def test_events_of_any_date_are_accepted_and_listed(postgres: Postgres) -> None:
         postgres.drop(url)
 
 
+def test_an_event_stored_while_its_month_is_split_out_goes_to_the_new_partition(
+    postgres: Postgres,
+) -> None:
+    """A purge splits a late month out of the DEFAULT partition while ingest stores an event
+    of that month: the insert waits for the split and lands in the month's partition (it
+    used to pick the DEFAULT partition first, then fail its new constraint)."""
+    from llmtap.store._pg import PgConn
+    from llmtap.store._pg_partitions import _add_month
+
+    url = postgres.fresh_database()
+    store = open_store(url)
+    try:
+        pid = store.ensure_project("p")
+        key = KeyInfo(1, pid, "p", "dev")
+        late = NOW - 90 * DAY
+        assert month_name(late) not in tables(url)
+        assert store.insert_events(rows_at(key, [late])) == 1  # in the DEFAULT partition
+        results: list[Any] = []
+        with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as raw:
+            with raw.transaction():
+                _add_month(PgConn(raw), late.year, late.month)  # not committed yet
+                ingest = threading.Thread(
+                    target=lambda: results.append(store.insert_events(rows_at(key, [late])))
+                )
+                ingest.start()
+                ingest.join(1.0)
+                assert ingest.is_alive()  # it waits for the split
+            ingest.join(30)
+        assert results == [1]
+        with psycopg.connect(url) as conn:
+            (n,) = conn.execute(f"SELECT count(*) FROM {month_name(late)}").fetchone()
+            (left,) = conn.execute("SELECT count(*) FROM events_default").fetchone()
+        assert (n, left) == (2, 0)
+    finally:
+        store.close()
+        postgres.drop(url)
+
+
 @pytest.mark.parametrize("other_date", [False, True])
 def test_an_id_posted_to_two_stores_at_once_is_stored_once(
     postgres: Postgres, other_date: bool
