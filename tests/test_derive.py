@@ -28,7 +28,11 @@ from llmtap.wire import Event, make_event
 from ._stores import StoreBackend
 
 
-def rows(n: int, key: KeyInfo, feedback_key: str | None = None) -> list[tuple[Any, ...]]:
+def rows(
+    n: int, key: KeyInfo, feedback_key: str | None = None, request_from: int | None = None
+) -> list[tuple[Any, ...]]:
+    """``n`` event rows, alternating users; ``request_from``: each also with a ``request``
+    attribute of its own (as a span id or a request id is), numbered from it."""
     out = []
     for i in range(n):
         event = Event.model_validate(
@@ -44,7 +48,10 @@ def rows(n: int, key: KeyInfo, feedback_key: str | None = None) -> list[tuple[An
                 latency_ms=100.0 + i,
                 usage={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
                 feedback_key=feedback_key or uuid.uuid4().hex,
-                attributes={"user": f"u{i % 2}"},
+                attributes={
+                    "user": f"u{i % 2}",
+                    **({} if request_from is None else {"request": f"r{request_from + i}"}),
+                },
             )
         )
         out.append(prepare(event, key, 0, None))
@@ -143,16 +150,6 @@ def test_known_dimensions_and_attribute_values_cost_no_query(sqlite_store: SQLit
     assert count(sqlite_store, attributes={"user": "u1"}) == 15
 
 
-def unique_rows(n: int, key: KeyInfo, start: int) -> list[tuple[Any, ...]]:
-    """``rows`` with a second attribute unique to each event (a span id, a request id)."""
-    out = []
-    for i, row in enumerate(rows(n, key)):
-        event = Event.model_validate_json(row[-1])
-        event.attributes = {**(event.attributes or {}), "request": f"r{start + i}"}
-        out.append(prepare(event, key, 0, None))
-    return out
-
-
 def test_an_attribute_unique_per_event_past_its_limit_keeps_the_stats_exact(
     idle: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -162,7 +159,7 @@ def test_an_attribute_unique_per_event_past_its_limit_keeps_the_stats_exact(
     monkeypatch.setenv("LLMTAP_STATS_ATTRIBUTE_VALUES", "5")
     key = key_of(idle)
     for chunk in range(3):
-        idle.insert_events(unique_rows(20, key, 20 * chunk))
+        idle.insert_events(rows(20, key, request_from=20 * chunk))
         idle.catch_up()
     assert count(idle) == 60
     by_user = idle.stats(1, EventFilter(), ["attributes.user"])
@@ -183,14 +180,14 @@ def test_values_of_an_overflowed_attribute_cost_no_query(
 ) -> None:
     monkeypatch.setenv("LLMTAP_STATS_ATTRIBUTE_VALUES", "5")
     key = key_of(sqlite_store)
-    sqlite_store.insert_events(unique_rows(20, key, 0))  # past the limit: the key overflows
+    sqlite_store.insert_events(rows(20, key, request_from=0))  # past the limit: the key overflows
     sqlite_store.catch_up()
     lookups: list[str] = []
     sqlite_store._writer.set_trace_callback(
         lambda sql: lookups.append(sql) if "'request'" in sql and "event_attrs" not in sql else None
     )
     try:
-        sqlite_store.insert_events(unique_rows(20, key, 20))
+        sqlite_store.insert_events(rows(20, key, request_from=20))
         sqlite_store.catch_up()
     finally:
         sqlite_store._writer.set_trace_callback(None)

@@ -264,12 +264,17 @@ def test_an_event_stored_while_its_month_is_split_out_goes_to_the_new_partition(
         assert month_name(late) not in tables(url)
         assert store.insert_events(rows_at(key, [late])) == 1  # in the DEFAULT partition
         results: list[Any] = []
+
+        def store_one() -> None:
+            try:
+                results.append(store.insert_events(rows_at(key, [late])))
+            except Exception as e:  # shown by the assertion below
+                results.append(e)
+
         with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as raw:
             with raw.transaction():
                 _add_month(PgConn(raw), late.year, late.month)  # not committed yet
-                ingest = threading.Thread(
-                    target=lambda: results.append(store.insert_events(rows_at(key, [late])))
-                )
+                ingest = threading.Thread(target=store_one)
                 ingest.start()
                 ingest.join(1.0)
                 assert ingest.is_alive()  # it waits for the split

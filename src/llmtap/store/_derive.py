@@ -607,7 +607,8 @@ def _aggregate(
     )
     # Groups whose attributes differ only in values left out of the aggregates (a key past
     # its limit: a span id, a request id, unique per event) add to the same rows: merged
-    # first, they cost one addition, not one per event.
+    # first, they cost one addition, not one per event. (``plan`` already leaves out the
+    # keys known to overflow; this catches those found overflowing in this chunk.)
     merged: dict[tuple[Any, ...], _Group] = {}
     for (group_dims, minute, pairs), g in groups.items():
         project_id = group_dims[0]

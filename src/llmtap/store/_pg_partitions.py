@@ -118,8 +118,8 @@ def _add_month(conn: PgConn, year: int, month: int) -> None:
     # Ingest waits (a moment) rather than put a row of the month in the DEFAULT partition
     # between the move and the attach. The lock is on ``events`` itself: an insert takes
     # its own lock there before it decides which partition a row goes to, so it decides
-    # after this commits. (A lock on the DEFAULT partition alone let an insert decide
-    # "DEFAULT" first, wait, then fail that partition's new constraint: a 500 seen in CI.)
+    # after this commits. (Locked on the DEFAULT partition alone, an insert could decide on
+    # DEFAULT first, wait, then fail the constraint the attach gave it.)
     conn.execute("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
     conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)")
     # Every column the table has now (later steps add some), not pg007's.

@@ -146,10 +146,9 @@ def fill_current(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
     finish = attrs.take("gen_ai.response.finish_reasons")
     response_id = attrs.take_str("gen_ai.response.id")
     if outputs and "response" not in event:
-        # A string array by the conventions; one reason as a plain string by some senders.
-        reasons = (
-            finish if isinstance(finish, list) else [finish] if isinstance(finish, str) else []
-        )
+        if isinstance(finish, str):  # a string array by the conventions; one string by some
+            finish = [finish]
+        reasons = finish if isinstance(finish, list) else []
         choices = [
             {"index": i, "message": m, "finish_reason": reasons[i] if i < len(reasons) else None}
             for i, m in enumerate(outputs)
