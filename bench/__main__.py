@@ -16,6 +16,7 @@ from . import (
     dashboard,
     faults,
     ingest,
+    migrate,
     otlp,
     overhead,
     partitions,
@@ -45,6 +46,7 @@ BENCHMARKS = {
     "alerts": alerts,
     "boards": boards,
     "prompt_tests": prompt_tests,
+    "migrate": migrate,
 }
 
 

@@ -72,6 +72,39 @@ def _wait(url: str, timeout: float = 20.0) -> None:
     raise TimeoutError(url)
 
 
+# The command reports its own peak memory as it exits. What ``wait4`` says of a child
+# (``ru_maxrss``) is no good: Linux counts in it the memory of the process it was forked from.
+_PEAK_MARK = "llmtap-bench-peak-kib"
+_REPORT_PEAK = f"""
+import atexit, runpy, sys
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("{_PEAK_MARK}", line.split()[1], file=sys.stderr)
+atexit.register(peak)
+sys.argv[0] = "llmtap"
+runpy.run_module("llmtap.cli", run_name="__main__")
+"""
+
+
+def run_cli(args: list[str]) -> tuple[float, float]:
+    """(seconds, peak resident MiB) of one ``llmtap`` command; its output is discarded, its
+    errors raised."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _REPORT_PEAK, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"llmtap {args[0]} failed: {done.stderr[-2000:]}")
+    peaks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith(_PEAK_MARK)]
+    return seconds, int(peaks[-1]) / 1024
+
+
 @contextmanager
 def fake_provider(chunk_delay: float = 0.0) -> Iterator[str]:
     """The fake OpenAI-compatible provider in its own process (so it takes no GIL from the

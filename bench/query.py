@@ -31,7 +31,7 @@ from llmtap.server.prices import cost
 from llmtap.store import Store, event_row, open_store
 from llmtap.wire import Event, template_revision
 
-from ._harness import Figure, _wait, figure, free_port
+from ._harness import Figure, _wait, figure, free_port, run_cli
 
 CACHE = Path(__file__).parent / ".cache"
 START = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -229,31 +229,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         page_ms = _timed(first_page, 30)
         page_attr_ms = _timed(first_page_attr, 30)
         out = CACHE / "export.parquet"
-        t = time.perf_counter()
-        export = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llmtap.cli",
-                "export",
-                "--format",
-                "parquet",
-                "-o",
-                str(out),
-                "--url",
-                url,
-                "--api-key",
-                key,
-                "--no-progress",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _, status, usage = os.wait4(export.pid, 0)  # this child's own peak memory
-        export.returncode = os.waitstatus_to_exitcode(status)
-        assert export.returncode == 0, export.returncode
-        export_s = time.perf_counter() - t
-        export_rss = usage.ru_maxrss
+        export = ["export", "--format", "parquet", "-o", str(out), "--no-progress"]
+        export_s, export_mib = run_cli([*export, "--url", url, "--api-key", key])
         server_rss = _rss_peak_kb(server.pid)
         raw.close()
     finally:
@@ -272,7 +249,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "page_attr_filters_p95_ms": round(_p95(page_attr_ms), 1),
         "export_parquet_s": round(export_s, 1),
         "export_parquet_mb": round(out.stat().st_size / 1e6),
-        "export_peak_rss_mb": round(export_rss / 1024),
+        "export_peak_rss_mb": round(export_mib),
         "server_peak_rss_mb": round(server_rss / 1024),
     }
 
