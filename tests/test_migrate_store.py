@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmtap.server.ingest import prepare
 from llmtap.store import EventFilter, KeyInfo, Store, open_store
+from llmtap.wire import Event, make_event
 
 from ._postgres import Postgres
 from .conftest import LLMTAP
@@ -109,6 +111,48 @@ def test_sqlite_to_postgresql_and_back_keeps_every_answer(
         assert pg.insert_feedback(pid, "fk-3-0", 1.0, None, "f2")
         pg.create_key("p", "dev", "k" * 64, "lt_new", ["read"])
         assert pg.stats(pid, EventFilter(), [])["groups"][0]["count"] == 121
+    finally:
+        pg.close()
+
+
+def test_text_postgresql_cannot_hold_is_copied_as_its_store_keeps_it(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    """NUL in a model's name and an attribute's value: PostgreSQL refuses it in text, so the
+    copy's batches that hold it go the careful way (the way a PostgreSQL store keeps such
+    text), the others straight in. Counts match; the event is found by what it was sent with."""
+    source = str(tmp_path / "nul.db")
+    fill(source, 30)
+    store: Store = open_store(source)
+    try:
+        pid = store.project_id("p")
+        assert pid is not None
+        event = make_event(
+            id="with-nul",
+            api="chat",
+            provider="openai",
+            model="mini\x00x",
+            request={"messages": [{"role": "user", "content": "zebra"}]},
+            status="ok",
+            started_at="2026-01-02T00:00:00+00:00",
+            attributes={"user": "u\x00x"},
+        )
+        key = KeyInfo(1, pid, "p", "dev")
+        assert store.insert_events([prepare(Event.model_validate(event), key, 0, None)]) == 1
+    finally:
+        store.close()
+    url = postgres.fresh_database()
+    copied = migrate(source, url, "--batch-size", "10")
+    assert copied.returncode == 0, copied.stderr
+    assert "counts match" in copied.stderr
+    pg: Store = open_store(url)
+    try:
+        pid = pg.project_id("p")
+        assert pid is not None
+        by_model, _ = pg.list_events(pid, EventFilter(model="mini\x00x"))
+        by_user, _ = pg.list_events(pid, EventFilter(attributes={"user": "u\x00x"}))
+        assert [e["id"] for e in by_model] == [e["id"] for e in by_user] == ["with-nul"]
+        assert pg.count_rows("events") == 31
     finally:
         pg.close()
 

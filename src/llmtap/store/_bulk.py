@@ -19,7 +19,7 @@ from typing import Any
 
 from ._sql import Conn
 
-__all__ = ["ROWS_PER_STATEMENT", "insert_many"]
+__all__ = ["ROWS_PER_STATEMENT", "copy_new", "insert_many"]
 
 # 100 rows of the widest table (events, 22 columns) bind 2,200 values, far under SQLite's
 # limit of 32,766.
@@ -40,6 +40,14 @@ def insert_many(conn: Conn, head: str, rows: Sequence[Sequence[Any]], tail: str 
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
         conn.execute(_sql(head, width, len(chunk), tail), [v for row in chunk for v in row])
+
+
+def copy_new(conn: Conn, head: str, rows: Sequence[Sequence[Any]]) -> bool:
+    """``rows``, copied from another store, written straight in where the connection has a
+    faster way for rows that are all new (PostgreSQL's ``copy_rows``): True. False when it
+    has none, or one of them is not new: nothing written, ``insert_many`` is the way."""
+    bulk = getattr(conn, "copy_rows", None)
+    return bulk is not None and bool(rows) and bool(bulk(head, rows))
 
 
 @functools.lru_cache(maxsize=512)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ._bulk import insert_many
+from ._bulk import copy_new, insert_many
 from ._common import is_partition_name
 from ._dialect import dialect_of
 from ._facts import searchable_text
@@ -147,10 +147,13 @@ def write_rows(
         after = previous["after"] if previous else None
     progress = json.dumps({"after": after, "done": done})
     with store._transaction(0) as conn:
-        fresh = _not_stored(conn, columns, rows) if name == "events" and rows else []
         head = f"INSERT INTO {_ident(name)} ({', '.join(_ident(c) for c in columns)})"
-        insert_many(conn, head, rows, "ON CONFLICT DO NOTHING")
-        if fresh:
+        if copy_new(conn, head, rows):
+            fresh = rows
+        else:
+            fresh = _not_stored(conn, columns, rows) if name == "events" and rows else []
+            insert_many(conn, head, rows, "ON CONFLICT DO NOTHING")
+        if fresh and name == "events":
             _index_texts(conn, columns, fresh)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?)"

@@ -191,6 +191,28 @@ class PgConn:
             raise IntegrityError(str(e)) from e
         cur.execute(f"DELETE FROM {temp}")  # type: ignore[arg-type]
 
+    def copy_rows(self, head: str, rows: Sequence[Sequence[Any]]) -> bool:
+        """Rows read from another store (``migrate-store``), copied straight into the table
+        as they are, under a savepoint: True. False, with nothing written, when one of them
+        is there already or holds text PostgreSQL cannot (NUL): the caller then goes the
+        careful way (``insert_rows``, which skips the one and mends the other)."""
+        match = _INSERT_HEAD.fullmatch(head.strip())
+        if match is None:
+            raise ValueError(f"not an INSERT head: {head!r}")
+        table, columns = match.groups()
+        try:
+            statement = f"COPY {table} ({columns}) FROM STDIN"
+            with (
+                self.raw.transaction(),
+                self.raw.cursor() as cur,
+                cur.copy(statement) as copy,  # type: ignore[arg-type]
+            ):
+                for row in rows:
+                    copy.write_row(row)
+        except (psycopg.IntegrityError, psycopg.DataError):
+            return False
+        return True
+
 
 class PooledReader:
     """What ``store._reader()`` gives on PostgreSQL: each statement on a connection borrowed
