@@ -44,6 +44,8 @@ __all__ = ["Pricing", "RunOptions", "Runner", "call_model", "estimate_tokens", "
 # Results are sent when this many wait, or this often.
 _BATCH = 100
 _SEND_EVERY = 0.25
+# A run is planned and then run at once: the prices read for its plan serve its run too.
+_PRICES_FOR = 60.0
 _RUN_NAMESPACE = uuid.UUID("6f1c1d0e-4c1b-4d8e-9a57-1a7e5f0c2b11")
 Progress = Callable[[int, int, dict[str, Any]], None]
 
@@ -164,12 +166,20 @@ class Runner:
         self.api = api
         self.provider = provider
         self.llmtap = llmtap or {}
+        self._pricing: tuple[float, Pricing] | None = None
+
+    def _prices(self) -> Pricing:
+        """The project's prices, read from the server at most once a minute."""
+        now = time.monotonic()
+        if self._pricing is None or now - self._pricing[0] > _PRICES_FOR:
+            self._pricing = (now, Pricing(self.api.prices().get("overrides", [])))
+        return self._pricing[1]
 
     # -- planning --------------------------------------------------------------------------
 
     def plan(self, testset: dict[str, Any], options: RunOptions) -> list[_Call]:
         """Each case's call, or why it cannot be made, with its estimated cost."""
-        pricing = Pricing(self.api.prices().get("overrides", []))
+        pricing = self._prices()
         return [prepare(case, options, pricing) for case in testset["cases"]]
 
     # -- running ---------------------------------------------------------------------------
@@ -217,28 +227,30 @@ class Runner:
         import llmtap
 
         evaluators = [parse_evaluator(s) for s in options.evaluators or testset["evaluators"]]
-        stored = await asyncio.to_thread(self.api.run, run_id)
-        done = {r["case_id"] for r in stored["results"]}
-        todo = [c for c in calls if c.case["id"] not in done]
         journal = Journal(
             str(self.llmtap.get("url") or ""),
             self.llmtap.get("api_key"),
             run_id,
             options.journal_dir,
         )
+        done: set[Any] = set()  # a new run has no results yet
         recorded: dict[str, dict[str, Any]] = {}
         if resume:
+            stored = await asyncio.to_thread(self.api.run, run_id)
+            done = {r["case_id"] for r in stored["results"]}
             recorded = await asyncio.to_thread(self._recorded, run_id)
             answers = await asyncio.to_thread(journal.read)
             recorded.update(answers)  # the journal knows the usage too: preferred
-        await asyncio.to_thread(self.api.set_run_status, run_id, "running")
+        todo = [c for c in calls if c.case["id"] not in done]
+        # Said while the first cases are under way; its answer is awaited before the run ends.
+        running = asyncio.create_task(asyncio.to_thread(self.api.set_run_status, run_id, "running"))
         client = llmtap.AsyncClient(
             **self.provider,
             timeout=options.timeout,
             max_retries=options.max_retries,
             llmtap=self.llmtap,
         )
-        pricing = Pricing(await asyncio.to_thread(lambda: self.api.prices().get("overrides", [])))
+        pricing = await asyncio.to_thread(self._prices)
         state = _State(len(calls), len(done), options.max_cost_usd)
         ctx = Context(
             client=client,
@@ -267,17 +279,29 @@ class Runner:
                     progress(state.done, state.total, result)
 
         sender = asyncio.create_task(self._send(run_id, state))
+        closing: asyncio.Task[None] | None = None
         try:
-            await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+            try:
+                await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+            finally:
+                state.finished = True
+                state.wake.set()
+                # The calls' events are delivered (the client's close) while the last results
+                # are sent and the run is read back.
+                closing = asyncio.create_task(client.aclose())
+                await sender
+            await running
+            status = "stopped" if state.stopped else "finished"
+            # Every answer is in a stored result now; a stopped run may still be resumed.
+            journal.close(remove=status == "finished")
+            run = await asyncio.to_thread(self.api.run, run_id)
         finally:
-            state.finished = True
-            state.wake.set()
-            await sender
-            await client.aclose()
-        status = "stopped" if state.stopped else "finished"
-        # Every answer is in a stored result now; a stopped run may still be resumed.
-        journal.close(remove=status == "finished")
-        run = await asyncio.to_thread(self.api.run, run_id)
+            # Both awaited however the run ends; their errors are raised (below, or by the
+            # await above) when nothing else was.
+            pending = [t for t in (closing, running) if t is not None]
+            await asyncio.gather(*pending, return_exceptions=True)
+        if closing is not None:
+            closing.result()
         view = compare(testset, run)
         summary = {**view["summary"], "spent_usd": state.spent, "baseline": view["baseline"]}
         await asyncio.to_thread(self.api.set_run_status, run_id, status, summary)
