@@ -21,6 +21,7 @@ from ._bulk import copy_new, insert_many
 from ._common import is_partition_name
 from ._dialect import dialect_of
 from ._facts import searchable_text
+from ._sql import Conn
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
@@ -39,6 +40,10 @@ _META_FILTER = (
     " WHERE key NOT IN ('derived_seq', 'deleted_epoch')"
     f" AND substr(key, 1, {len(_PROGRESS)}) <> '{_PROGRESS}'"
 )
+
+
+# Unique, and in the order of an index (``event_attrs_by_seq``, then one row per key).
+_WALKED_BY = {"event_attrs": ["project_id", "seq", "key"]}
 
 
 def _ident(name: str) -> str:
@@ -84,8 +89,9 @@ def tables(store: SQLiteStore) -> list[dict[str, Any]]:
                 found[name]["key"].append(column)
     for table in found.values():
         # A table without a primary key (PostgreSQL's event_attrs: indexed by hashes) is
-        # walked in the order of all its columns (none of them nullable).
-        table["key"] = table["key"] or list(table["columns"])
+        # walked in an order one of its indexes gives, else of all its columns (none of them
+        # nullable). A walk no index gives sorts the rest of the table for every batch.
+        table["key"] = table["key"] or _WALKED_BY.get(table["name"]) or list(table["columns"])
     order = [n for n in _FIRST if n in found] + sorted(n for n in found if n not in _FIRST)
     return [found[n] for n in order]
 
@@ -105,9 +111,11 @@ def read_rows(
     table: dict[str, Any],
     after: list[Any] | None,
     limit: int,
+    conn: Conn | None = None,
 ) -> list[tuple[Any, ...]]:
     """Up to ``limit`` rows of ``table`` (as ``tables`` gives it) whose key is past ``after``
-    (None: from the first), in key order; its columns in ``table["columns"]``'s order."""
+    (None: from the first), in key order; its columns in ``table["columns"]``'s order.
+    ``conn``: read there (default: the store's reader)."""
     columns = ", ".join(_ident(c) for c in table["columns"])
     key = ", ".join(_ident(c) for c in table["key"])
     where = _where_meta(table["name"])
@@ -118,7 +126,8 @@ def read_rows(
         where += (" AND " if where else " WHERE ") + f"({key}) > ({marks})"
         params = list(after)
     sql = f"SELECT {columns} FROM {_ident(table['name'])}{where} ORDER BY {key} LIMIT ?"
-    return [tuple(r) for r in store._reader().execute(sql, [*params, limit]).fetchall()]
+    reader = conn if conn is not None else store._reader()
+    return [tuple(r) for r in reader.execute(sql, [*params, limit]).fetchall()]
 
 
 def copy_progress(store: SQLiteStore, table: str) -> dict[str, Any] | None:

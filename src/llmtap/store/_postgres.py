@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from . import _derive, _pg_derive, _pg_partitions, _rederive
+from . import _copy, _derive, _pg_derive, _pg_partitions, _rederive
 from ._common import EVENT_COLUMNS, StoreUnavailable, mask_url
 from ._facts import Facts
 from ._pg import (
@@ -77,14 +77,26 @@ _DERIVE_AT_MOST = 3 * DERIVE_EVENTS
 POOL_SIZE = 16
 
 
+# A copy's reads walk each table's key: ``(key) > (after) ORDER BY key LIMIT n``. The
+# planner estimates such a row comparison at a row or two (from its first column, the
+# project), so it reads every partition of events whole and sorts it, for every batch; and it
+# compiles (JIT) and parallelises a scan it expects to be costly. Each batch read at the speed
+# of the key's index instead (measured on 1,000,000 events: 480 ms a batch against 8 ms).
+_WALK_THE_INDEX = (
+    "SET LOCAL enable_sort = off",
+    "SET LOCAL jit = off",
+    "SET LOCAL max_parallel_workers_per_gather = 0",
+)
+
+
 class PostgresStore:
     """The store on a PostgreSQL database (``postgresql://user:password@host/db``),
     migrated to the newest schema when opened. Raises ``StoreUnavailable`` when the server
     cannot be reached.
 
-    Its methods are SQLite's, but for the connections, ingest and feedback defined here:
-    every method ``SQLiteStore`` takes from a module of plain functions is this store's too
-    (``_adopt``), so a module added to SQLite's store runs here unchanged."""
+    Its methods are SQLite's, but for the connections, ingest, feedback and a copy's reads,
+    defined here: every method ``SQLiteStore`` takes from a module of plain functions is this
+    store's too (``_adopt``), so a module added to SQLite's store runs here unchanged."""
 
     backend = "postgresql"
 
@@ -279,6 +291,17 @@ class PostgresStore:
             return _rederive.add_feedback(
                 conn, project_id, feedback_key, rating, better, feedback_id, None
             )
+
+    def read_rows(
+        self, table: dict[str, Any], after: list[Any] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` rows of ``table`` whose key is past ``after``, in key order, read
+        along the key's index (see ``_WALK_THE_INDEX``)."""
+        with self._connection() as raw, raw.transaction():
+            conn = PgConn(raw)
+            for setting in _WALK_THE_INDEX:
+                conn.execute(setting)
+            return _copy.read_rows(self, table, after, limit, conn)  # type: ignore[arg-type]
 
 
 def _adopt(cls: type) -> None:
