@@ -26,7 +26,15 @@ from ._sql import Conn
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
 
-__all__ = ["copy_progress", "count_rows", "finish_copy", "read_rows", "tables", "write_rows"]
+__all__ = [
+    "copy_progress",
+    "count_rows",
+    "finish_copy",
+    "read_rows",
+    "read_rows_on",
+    "tables",
+    "write_rows",
+]
 
 # Copied first, in this order: every foreign key of the schema points at one of them.
 _FIRST = ("projects", "users")
@@ -111,11 +119,16 @@ def read_rows(
     table: dict[str, Any],
     after: list[Any] | None,
     limit: int,
-    conn: Conn | None = None,
 ) -> list[tuple[Any, ...]]:
     """Up to ``limit`` rows of ``table`` (as ``tables`` gives it) whose key is past ``after``
-    (None: from the first), in key order; its columns in ``table["columns"]``'s order.
-    ``conn``: read there (default: the store's reader)."""
+    (None: from the first), in key order; its columns in ``table["columns"]``'s order."""
+    return read_rows_on(store._reader(), table, after, limit)
+
+
+def read_rows_on(
+    conn: Conn, table: dict[str, Any], after: list[Any] | None, limit: int
+) -> list[tuple[Any, ...]]:
+    """``read_rows`` on the connection ``conn``."""
     columns = ", ".join(_ident(c) for c in table["columns"])
     key = ", ".join(_ident(c) for c in table["key"])
     where = _where_meta(table["name"])
@@ -126,8 +139,7 @@ def read_rows(
         where += (" AND " if where else " WHERE ") + f"({key}) > ({marks})"
         params = list(after)
     sql = f"SELECT {columns} FROM {_ident(table['name'])}{where} ORDER BY {key} LIMIT ?"
-    reader = conn if conn is not None else store._reader()
-    return [tuple(r) for r in reader.execute(sql, [*params, limit]).fetchall()]
+    return [tuple(r) for r in conn.execute(sql, [*params, limit]).fetchall()]
 
 
 def copy_progress(store: SQLiteStore, table: str) -> dict[str, Any] | None:

@@ -301,7 +301,7 @@ class PostgresStore:
             conn = PgConn(raw)
             for setting in _WALK_THE_INDEX:
                 conn.execute(setting)
-            return _copy.read_rows(self, table, after, limit, conn)  # type: ignore[arg-type]
+            return _copy.read_rows_on(conn, table, after, limit)
 
 
 def _adopt(cls: type) -> None:
