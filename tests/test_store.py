@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from llmtap.store import open_store
+from llmtap.store import EventFilter, KeyInfo, open_store
 from llmtap.store._migrations import SQLITE_MIGRATIONS, migrate_sqlite
+from llmtap.store._sqlite import SQLiteStore
+
+from .test_retention_store import dated
 
 
 def test_blank_database_gets_every_step_once(tmp_path: Path) -> None:
@@ -79,3 +82,27 @@ def test_writers_of_one_file_take_turns_through_its_lock_file(tmp_path: Path) ->
     thread.join()
     assert store.ensure_project("second") > 0
     store.close()
+
+
+@pytest.mark.parametrize("sort", ["-latency_ms", "latency_ms", "-cost_usd", "-started_at"])
+def test_each_sort_of_the_events_list_reads_an_index(tmp_path: Path, sort: str) -> None:
+    """A page of events sorted by latency or cost reads the sort's expression index, not the
+    whole project sorted: SQLite uses such an index only for the expression spelled as the
+    index spells it (``COALESCE`` where it says ``ifnull`` took 2.3 s on a million events)."""
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        project = store.ensure_project("p")
+        store.insert_events(dated(KeyInfo(1, project, "p", "dev"), [0, 1, 2]))
+        reader = store._query_reader()
+        statements: list[str] = []
+        reader.set_trace_callback(lambda sql: statements.append(sql) if "ORDER BY" in sql else None)
+        try:
+            events, _ = store.list_events(project, EventFilter(sort=sort, limit=2))
+        finally:
+            reader.set_trace_callback(None)
+        assert len(events) == 2
+        (statement,) = statements
+        plan = " ".join(row[-1] for row in reader.execute("EXPLAIN QUERY PLAN " + statement))
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        store.close()

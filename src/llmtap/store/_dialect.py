@@ -39,6 +39,15 @@ class Dialect:
         " json_extract(e.body, '$.usage.reasoning_tokens')"
     )
 
+    # What each sort of the events list orders by, NULL latency or cost lowest: written as the
+    # expression indexes are (``events_by_latency``, ``events_by_cost``), which SQLite uses
+    # for an expression spelled the same way only (``COALESCE`` would sort the whole table).
+    sort_keys = {
+        "started_at": "e.started_us",
+        "latency_ms": "ifnull(e.latency_ms, -1)",
+        "cost_usd": "ifnull(e.cost_usd, -1)",
+    }
+
     def hist_sum(self, column: str) -> str:
         """The SQL that merges a group's stored histograms (``column``); ``hist_of`` reads
         its value back as a histogram. SQLite merges them in its aggregate, in C's big

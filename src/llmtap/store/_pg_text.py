@@ -81,6 +81,11 @@ class PostgresDialect(Dialect):
         f" {_JSONB} #> '{{error,status_code}}'"
     )
     extra_usage = f"{_JSONB} #> '{{usage,cached_tokens}}', {_JSONB} #> '{{usage,reasoning_tokens}}'"
+    sort_keys = {
+        "started_at": "e.started_us",
+        "latency_ms": "COALESCE(e.latency_ms, -1)",
+        "cost_usd": "COALESCE(e.cost_usd, -1)",
+    }
 
     def hist_sum(self, column: str) -> str:
         # The blobs of the group, merged in Python (a big-integer sum each, ~1 us). The

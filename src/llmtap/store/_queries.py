@@ -41,13 +41,6 @@ _LIST_COLUMNS = "seq, started_us, body, environment, template_revision, cost_usd
 # (one event at least): events can be tens of megabytes each, and a page is held in memory.
 PAGE_BYTES = 8 * 1024 * 1024
 
-# What each sort orders by; NULL latency or cost sorts lowest.
-_SORT_KEYS = {
-    "started_at": "e.started_us",
-    "latency_ms": "COALESCE(e.latency_ms, -1)",
-    "cost_usd": "COALESCE(e.cost_usd, -1)",
-}
-
 
 def event_where(
     project_id: int, f: EventFilter, alias: str = "e", dialect: Dialect = SQLITE
@@ -174,7 +167,7 @@ def list_events(
     dialect = dialect_of(conn)
     where, params = event_where(project_id, f, dialect=dialect)
     descending = f.sort.startswith("-")
-    sort_key = _SORT_KEYS[f.sort.lstrip("-")]
+    sort_key = dialect.sort_keys[f.sort.lstrip("-")]
     if f.cursor is not None:
         where += f" AND ({sort_key}, e.seq) {'<' if descending else '>'} (?, ?)"
         params.extend(f.cursor)
