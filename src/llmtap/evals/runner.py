@@ -242,7 +242,7 @@ class Runner:
             answers = await asyncio.to_thread(journal.read)
             recorded.update(answers)  # the journal knows the usage too: preferred
         todo = [c for c in calls if c.case["id"] not in done]
-        # Said while the first cases are under way; its answer is awaited before the run ends.
+        # Said while the first cases are under way; its answer is awaited when they are done.
         running = asyncio.create_task(asyncio.to_thread(self.api.set_run_status, run_id, "running"))
         client = llmtap.AsyncClient(
             **self.provider,
@@ -279,29 +279,18 @@ class Runner:
                     progress(state.done, state.total, result)
 
         sender = asyncio.create_task(self._send(run_id, state))
-        closing: asyncio.Task[None] | None = None
         try:
-            try:
-                await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
-            finally:
-                state.finished = True
-                state.wake.set()
-                # The calls' events are delivered (the client's close) while the last results
-                # are sent and the run is read back.
-                closing = asyncio.create_task(client.aclose())
-                await sender
-            await running
-            status = "stopped" if state.stopped else "finished"
-            # Every answer is in a stored result now; a stopped run may still be resumed.
-            journal.close(remove=status == "finished")
-            run = await asyncio.to_thread(self.api.run, run_id)
+            await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
         finally:
-            # Both awaited however the run ends; their errors are raised (below, or by the
-            # await above) when nothing else was.
-            pending = [t for t in (closing, running) if t is not None]
-            await asyncio.gather(*pending, return_exceptions=True)
-        if closing is not None:
-            closing.result()
+            state.finished = True
+            state.wake.set()
+            await sender
+            await client.aclose()
+            await running
+        status = "stopped" if state.stopped else "finished"
+        # Every answer is in a stored result now; a stopped run may still be resumed.
+        journal.close(remove=status == "finished")
+        run = await asyncio.to_thread(self.api.run, run_id)
         view = compare(testset, run)
         summary = {**view["summary"], "spent_usd": state.spent, "baseline": view["baseline"]}
         await asyncio.to_thread(self.api.set_run_status, run_id, status, summary)

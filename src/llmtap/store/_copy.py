@@ -169,12 +169,13 @@ def write_rows(
     progress = json.dumps({"after": after, "done": done})
     with store._transaction(0) as conn:
         head = f"INSERT INTO {_ident(name)} ({', '.join(_ident(c) for c in columns)})"
+        events = name == "events" and bool(rows)
         if copy_new(conn, head, rows):
-            fresh = rows
+            fresh = rows if events else []  # every row was new
         else:
-            fresh = _not_stored(conn, columns, rows) if name == "events" and rows else []
+            fresh = _not_stored(conn, columns, rows) if events else []
             insert_many(conn, head, rows, "ON CONFLICT DO NOTHING")
-        if fresh and name == "events":
+        if fresh:
             _index_texts(conn, columns, fresh)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?)"

@@ -171,10 +171,7 @@ class PgConn:
         into a temporary table (``COPY``), then moved with ``{head} SELECT ... {tail}``.
         A hundred rows a statement (``VALUES``) cost ten times more here: psycopg does not
         cache the conversion of statements that long, and splits each one again."""
-        match = _INSERT_HEAD.fullmatch(head.strip())
-        if match is None:
-            raise ValueError(f"not an INSERT head: {head!r}")
-        table, columns = match.groups()
+        table, columns = _table_and_columns(head)
         temp = f"bulk_{table}"
         cur = self.raw.cursor()
         # Emptied at each commit, and after each use (a transaction may fill it twice).
@@ -196,10 +193,7 @@ class PgConn:
         as they are, under a savepoint: True. False, with nothing written, when one of them
         is there already or holds text PostgreSQL cannot (NUL): the caller then goes the
         careful way (``insert_rows``, which skips the one and mends the other)."""
-        match = _INSERT_HEAD.fullmatch(head.strip())
-        if match is None:
-            raise ValueError(f"not an INSERT head: {head!r}")
-        table, columns = match.groups()
+        table, columns = _table_and_columns(head)
         try:
             statement = f"COPY {table} ({columns}) FROM STDIN"
             with (
@@ -212,6 +206,15 @@ class PgConn:
         except (psycopg.IntegrityError, psycopg.DataError):
             return False
         return True
+
+
+def _table_and_columns(head: str) -> tuple[str, str]:
+    """The table and the column list of ``INSERT INTO table (a, b, ...)``."""
+    match = _INSERT_HEAD.fullmatch(head.strip())
+    if match is None:
+        raise ValueError(f"not an INSERT head: {head!r}")
+    table, columns = match.groups()
+    return table, columns
 
 
 class PooledReader:
