@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx2
 from google.protobuf import json_format
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
@@ -313,3 +315,87 @@ def test_evaluations_become_feedback_on_the_call(project: Project) -> None:
     }
     assert ratings["judged"] == (1, 0.8)  # its own; "tone" 4.0 with no label: not rated
     assert ratings["call"] == (1, 0.0)  # the evaluator's "FAIL"; "meh": not rated
+
+
+def test_openinference_annotations_become_feedback_on_the_call(project: Project) -> None:
+    """OpenInference's annotations and evaluations, as its own helpers write them on a span:
+    those of a model call's span rate that call (a score from 0 to 1, else a pass or fail
+    label); those of a trace, a session or a span that is no call are counted, not stored;
+    none of them is an event attribute; a batch sent twice rates once."""
+    from openinference.instrumentation import (
+        Annotation,
+        get_annotation_attributes,
+        get_evaluation_attributes,
+    )
+
+    judged = {
+        "_name": "judged",
+        **LEGACY,
+        **get_annotation_attributes(
+            annotations=[
+                Annotation(name="hallucination", label="factual", annotator_kind="LLM"),
+                Annotation(name="tone", score=7, explanation="on a scale of 10"),
+            ]
+        ),
+        **get_evaluation_attributes(
+            evaluations=[Annotation(name="correctness", score=0.25, metadata={"rubric": 2})]
+        ),
+        **get_evaluation_attributes(
+            evaluations=[Annotation(name="correctness", score=0.9)], scope="trace"
+        ),
+    }
+    root = {
+        "_name": "agent",
+        **get_annotation_attributes(annotations=[Annotation(name="helpful", label="helpful")]),
+        **get_annotation_attributes(
+            annotations=[Annotation(name="resolved", label="pass")], scope="session"
+        ),
+    }
+    body = _body(_spans(root, judged))
+    for _ in range(2):
+        answer = _answer(_post(project, body))
+        assert answer.partial_success.rejected_spans == 0
+        message = answer.partial_success.error_message
+        assert "1 evaluations had no rating" in message  # "tone": 7, and no label
+        assert "3 evaluations judge a trace, a session or a span that is no model call" in message
+    (event,) = project.events()
+    stored = project.event(event["id"])
+    assert not [k for k in stored["attributes"] if "annotation" in k or "evaluation" in k]
+    (totals,) = project.server.get("/api/v1/stats", project.key).json()["groups"]
+    assert (totals["ratings"], totals["avg_rating"]) == (2, 0.625)  # "factual" 1, and 0.25
+
+
+_annotation_keys = st.builds(
+    "{}{}.{}.{}.{}".format,
+    st.sampled_from(["", "trace.", "session.", "span."]),
+    st.sampled_from(["annotations", "evaluations"]),
+    st.one_of(st.integers(0, 3).map(str), st.sampled_from(["-1", "x", "99999999", "", "0.0"])),
+    st.sampled_from(["annotation", "evaluation", "result"]),
+    st.sampled_from(["name", "score", "label", "explanation", "metadata", "identifier", "é"]),
+)
+_annotation_values = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["pass", "FAIL", "factual", "hallucinated", " Correct "]),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.lists(st.text(max_size=5), max_size=3),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.dictionaries(_annotation_keys, _annotation_values, max_size=12), st.booleans())
+def test_hostile_annotations_break_nothing(
+    project: Project, annotations: dict[str, Any], on_a_call: bool
+) -> None:
+    """Annotation attributes of any shape and value, on a call's span or another: the span is
+    taken, what rates is a rating from 0 to 1, and every read after it answers."""
+    spec = {"_name": "annotated", **(LEGACY if on_a_call else {}), **annotations}
+    answer = _answer(_post(project, _body(_spans({"_name": "root"}, spec))))
+    assert answer.partial_success.rejected_spans == 0
+    for totals in project.server.get("/api/v1/stats", project.key).json()["groups"]:
+        assert totals["avg_rating"] is None or 0 <= totals["avg_rating"] <= 1
+    for event in project.events():
+        assert project.event(event["id"])["id"] == event["id"]

@@ -14,6 +14,7 @@ from typing import Any
 from .decode import Span
 
 __all__ = [
+    "ANNOTATION_PREFIXES",
     "Attrs",
     "base_event",
     "event_id",
@@ -31,6 +32,12 @@ _NAMESPACE_BYTES = _NAMESPACE.bytes
 _STATUS_IN_MESSAGE = re.compile(r"\b(?:Error code|status(?: code)?):? ([1-5]\d\d)\b")
 # Resource attributes about the OTel SDK itself, not the application: left out.
 _NOISE = ("telemetry.sdk.", "telemetry.auto.")
+# OpenInference's annotations (in every scope): feedback (see ``evaluation``), not attributes.
+ANNOTATION_PREFIXES = tuple(
+    f"{scope}{plural}."
+    for scope in ("", "trace.", "session.")
+    for plural in ("annotations", "evaluations")
+)
 
 
 class Attrs:
@@ -170,7 +177,7 @@ def finish(event: dict[str, Any], span: Span, attrs: Attrs) -> dict[str, Any]:
     older one) is the ``user`` attribute, as the llmtap SDK's users set it, so one filter
     and one group-by find a user's calls however they were sent."""
     extra = {k: v for k, v in span.resource.items() if not k.startswith(_NOISE)}
-    extra.update(attrs.rest)
+    extra.update((k, v) for k, v in attrs.rest.items() if not k.startswith(ANNOTATION_PREFIXES))
     user = extra.pop("user.id", None) or extra.pop("enduser.id", None)
     if user is not None:
         extra.setdefault("user", user)

@@ -32,7 +32,7 @@ from ..prices import Pricer
 from ..redaction import Redaction
 from .context import context_row
 from .decode import JSON, PROTOBUF, Span, decode, spans_of
-from .evaluation import Rating, ratings_of
+from .evaluation import Judged, ratings_of
 from .mapping import event_of
 
 __all__ = ["Intake", "ingest_traces", "receive_traces"]
@@ -62,9 +62,9 @@ def ingest_traces(
     spans = spans_of(decode(body, content_type))
     items: list[dict[str, Any]] = []
     refused: list[str] = []
-    ratings: list[Rating] = []
+    judged = Judged()
     context: list[tuple[Any, ...]] = []
-    ignored = unrated = 0
+    ignored = 0
     for span in spans:
         try:
             event = event_of(span, key.project_id)
@@ -78,9 +78,7 @@ def ingest_traces(
             context.append(row)
         else:
             ignored += 1
-        found, missed = ratings_of(span, key.project_id, is_call=event is not None)
-        ratings += found
-        unrated += missed
+        judged.add(ratings_of(span, key.project_id, is_call=event is not None))
     # Text that is not Unicode (a lone surrogate escaped in a JSON attribute) is refused per
     # span when the event is serialised (prepare): no walk of every event for it here.
     valid, errors = validate_items(items, check_text=False)
@@ -89,7 +87,7 @@ def ingest_traces(
         store, key, valid, errors, len(items), limit, intake.redaction, intake.pricer
     )
     store.insert_context(key.project_id, context)
-    for rating in ratings:
+    for rating in judged.ratings:
         store.insert_feedback(
             key.project_id, rating.feedback_key, rating.rating, None, rating.feedback_id
         )
@@ -107,8 +105,13 @@ def ingest_traces(
         notes.append(f"{ignored} of {len(spans)} spans are not model calls and were not stored")
     if context:
         notes.append(f"{len(context)} of {len(spans)} spans are not model calls: kept as context")
-    if unrated:
-        notes.append(f"{unrated} evaluations had no rating from 0 to 1 and were not stored")
+    if judged.unrated:
+        notes.append(f"{judged.unrated} evaluations had no rating from 0 to 1 and were not stored")
+    if judged.unplaced:
+        notes.append(
+            f"{judged.unplaced} evaluations judge a trace, a session or a span that is no"
+            " model call, and llmtap's feedback rates one call: not stored"
+        )
     return 0, "; ".join(notes)
 
 
