@@ -38,7 +38,7 @@ def run_calls(client: Any) -> None:
     client.embeddings.create(model="text-embedding-3-small", input="case:embeddings")
 
 
-ANTHROPIC_CASES = ("chat", "stream", "tools", "error")
+ANTHROPIC_CASES = ("chat", "stream", "tools", "error", "cache")
 ANTHROPIC_MODEL = "claude-3-5-haiku-20241022"
 
 
@@ -68,3 +68,4 @@ def run_anthropic_calls(client: Any) -> None:
     message("tools", "[[tool:get_weather]]", tools=[tool])
     with contextlib.suppress(anthropic.RateLimitError):
         message("error", "[[status:429]]")
+    message("cache", "[[cached:2]] [[cache_write:3]]")  # of the prompt's tokens

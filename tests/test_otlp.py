@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import genai_prices
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -144,12 +145,26 @@ def test_anthropic_calls_through_openinference(provider: FakeProvider, project: 
         assert event["usage"]["input_tokens"] == 3 + len(user["content"].split()), case
         assert event["usage"]["output_tokens"] >= 1, case
         assert event["cost_usd"] is not None and event["cost_usd"] > 0, case  # Anthropic's prices
+        if case == "cache":  # prompt-cache reads and writes, apart, each at its own price
+            tokens = event["usage"]
+            assert (tokens["cached_tokens"], tokens["cache_creation_tokens"]) == (2, 3)
+            price = genai_prices.calc_price(
+                genai_prices.Usage(
+                    input_tokens=tokens["input_tokens"],
+                    output_tokens=tokens["output_tokens"],
+                    cache_read_tokens=2,
+                    cache_write_tokens=3,
+                ),
+                event["model"],
+                provider_id="anthropic",
+            )
+            assert event["cost_usd"] == pytest.approx(float(price.total_price), rel=1e-9)
         if case == "tools":
             (call,) = event["response"]["choices"][0]["message"]["tool_calls"]
             assert call["function"]["name"] == "get_weather"
             assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
-        else:
-            assert event["output_text"] == "echo: " + user["content"], case
+        else:  # the fake echoes the prompt, its directives left out
+            assert event["output_text"] == "echo: " + user["content"].split(" [[")[0], case
     assert by_case["chat"]["request"]["stop_sequences"] == ["END"]  # the call's settings
 
 

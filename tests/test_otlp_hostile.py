@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import genai_prices
 import httpx2
+import pytest
 from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -399,3 +401,46 @@ def test_hostile_annotations_break_nothing(
         assert totals["avg_rating"] is None or 0 <= totals["avg_rating"] <= 1
     for event in project.events():
         assert project.event(event["id"])["id"] == event["id"]
+
+
+def test_current_genai_usage_keeps_cache_and_reasoning_tokens_apart(project: Project) -> None:
+    """``gen_ai.usage.*``: the cache's reads and writes and the reasoning tokens are parts of
+    the input and output totals, kept apart and each priced at its own rate."""
+    spans = _spans(
+        {
+            "_name": "chat claude",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": "claude-3-7-sonnet-20250219",
+            "gen_ai.usage.input_tokens": 5_000,
+            "gen_ai.usage.output_tokens": 900,
+            "gen_ai.usage.cache_read.input_tokens": 1_000,
+            "gen_ai.usage.cache_creation.input_tokens": 2_500,
+            "gen_ai.usage.reasoning.output_tokens": 600,
+        }
+    )
+    assert _answer(_post(project, _body(spans))).partial_success.rejected_spans == 0
+    (listed,) = project.events()
+    event = project.event(listed["id"])
+    assert event["usage"] == {
+        "input_tokens": 5_000,
+        "output_tokens": 900,
+        "total_tokens": 5_900,
+        "cached_tokens": 1_000,
+        "cache_creation_tokens": 2_500,
+        "reasoning_tokens": 600,
+        "estimated": False,
+    }
+    price = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=5_000,
+            output_tokens=900,
+            cache_read_tokens=1_000,
+            cache_write_tokens=2_500,
+            output_reasoning_tokens=600,
+        ),
+        "claude-3-7-sonnet-20250219",
+        provider_id="anthropic",
+    )
+    assert event["cost_usd"] == pytest.approx(float(price.total_price), rel=1e-9)
+    assert not any(k.startswith("gen_ai.") for k in event["attributes"])  # all read

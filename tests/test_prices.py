@@ -58,6 +58,24 @@ def test_cost_is_the_price_library_s(project: Project, model: str, ref: str) -> 
     assert expected < library(ref, input_tokens=12_000, output_tokens=3_000)
 
 
+def test_tokens_written_to_the_prompt_cache_are_priced(project: Project) -> None:
+    """Anthropic's cache writes (sent through OpenTelemetry) cost more than input; the
+    events API takes them too."""
+    ref = "claude-3-5-haiku-20241022"
+    tokens = {**usage(10_000, 500, cached=2_000), "cache_creation_tokens": 3_000}
+    stored = send(project, model=ref, provider="anthropic", usage=tokens)
+    assert stored["usage"]["cache_creation_tokens"] == 3_000
+    expected = library(
+        ref,
+        input_tokens=10_000,
+        output_tokens=500,
+        cache_read_tokens=2_000,
+        cache_write_tokens=3_000,
+    )
+    assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
+    assert expected > library(ref, input_tokens=10_000, output_tokens=500, cache_read_tokens=2_000)
+
+
 def test_reasoning_tokens_are_priced(project: Project) -> None:
     stored = send(project, model="o3-mini", usage=usage(1_000, 5_000, reasoning=4_000))
     expected = library(

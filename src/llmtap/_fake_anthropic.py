@@ -9,7 +9,7 @@ import json
 import uuid
 from typing import Any, Protocol
 
-__all__ = ["AnthropicRoutes"]
+__all__ = ["AnthropicRoutes", "count"]
 
 
 class _Sender(Protocol):
@@ -31,6 +31,13 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
+def count(directives: dict[str, Any], name: str) -> int:
+    """The token count a directive like ``[[cached:2]]`` asks for; 0 when absent or not a
+    number."""
+    value = directives.get(name) or ""
+    return int(value) if value.isdigit() else 0
+
+
 class AnthropicRoutes:
     """Mixed into the fake provider's request handler."""
 
@@ -39,11 +46,16 @@ class AnthropicRoutes:
     ) -> None:
         system = body.get("system")
         system_text = system if isinstance(system, str) else ""
+        # Anthropic counts the prompt's tokens read from and written to its cache apart from
+        # its input_tokens.
+        prompt_tokens = _tokens(f"{system_text} {prompt}")
+        read = min(count(d, "cached"), prompt_tokens)
+        written = min(count(d, "cache_write"), prompt_tokens - read)
         usage = {
-            "input_tokens": _tokens(f"{system_text} {prompt}"),
+            "input_tokens": prompt_tokens - read - written,
             "output_tokens": _tokens(reply),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read,
         }
         tool = d.get("tool")
         block: dict[str, Any]

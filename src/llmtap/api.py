@@ -40,6 +40,7 @@ FLAT_COLUMNS = (
     "output_tokens",
     "cached_tokens",
     "reasoning_tokens",
+    "cache_creation_tokens",
     "total_tokens",
     "cost_usd",
     "prompt_template_name",
@@ -83,7 +84,13 @@ def flatten_event(event: Mapping[str, Any]) -> dict[str, Any]:
     if template is None:
         template = event.get("template_text")
     row = {name: event.get(name) for name in FLAT_COLUMNS}
-    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+    for name in (
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cache_creation_tokens",
+    ):
         row[name] = usage.get(name)
     row["total_tokens"] = usage.get("total_tokens")
     row["error_type"] = error.get("type")

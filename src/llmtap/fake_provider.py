@@ -15,7 +15,8 @@ last user message steers it with directives:
 - ``[[chunks:5]]``: split a streamed reply into that many chunks; ``[[drop]]``: end a stream
   midway by closing the connection; ``[[fail]]``: send an error event midway through a stream;
 - ``[[nousage]]``: report no token usage; ``[[cached:N]]``, ``[[reasoning:N]]``: report N of
-  the input tokens as cached, N of the output tokens as reasoning.
+  the input tokens as cached, N of the output tokens as reasoning; ``[[cache_write:N]]`` (the
+  Messages API): N of the input tokens as written to the prompt cache.
 
 Scripted answers stage a change of behaviour without touching prompts: ``script({"Emoji for
 soccer": "⚽"})`` (or ``--script FILE.json``) answers any prompt containing that text with
@@ -37,19 +38,12 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ._fake_anthropic import AnthropicRoutes
+from ._fake_anthropic import AnthropicRoutes, count
 
 __all__ = ["FakeProvider"]
 
 _AZURE_PREFIX = re.compile(r"^/openai/deployments/[^/]+")
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
-
-
-def _count(directives: dict[str, Any], name: str) -> int:
-    """The token count a directive like ``[[cached:2]]`` asks for; 0 when absent or not a
-    number."""
-    value = directives.get(name) or ""
-    return int(value) if value.isdigit() else 0
 
 
 def _text_of(content: Any) -> str:
@@ -216,8 +210,8 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             "prompt_tokens": p,
             "completion_tokens": c,
             "total_tokens": p + c,
-            "prompt_tokens_details": {"cached_tokens": _count(d, "cached")},
-            "completion_tokens_details": {"reasoning_tokens": _count(d, "reasoning")},
+            "prompt_tokens_details": {"cached_tokens": count(d, "cached")},
+            "completion_tokens_details": {"reasoning_tokens": count(d, "reasoning")},
         }
 
     def _chat(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
@@ -327,8 +321,8 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             "input_tokens": p,
             "output_tokens": c,
             "total_tokens": p + c,
-            "input_tokens_details": {"cached_tokens": _count(d, "cached")},
-            "output_tokens_details": {"reasoning_tokens": _count(d, "reasoning")},
+            "input_tokens_details": {"cached_tokens": count(d, "cached")},
+            "output_tokens_details": {"reasoning_tokens": count(d, "reasoning")},
         }
         tool = d.get("tool")
         item: dict[str, Any]

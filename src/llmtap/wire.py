@@ -121,9 +121,11 @@ def check_instant(value: datetime, name: str) -> datetime:
 class Usage(_Strict):
     input_tokens: int | None = _tokens()
     output_tokens: int | None = _tokens()
-    cached_tokens: int | None = _tokens()
-    reasoning_tokens: int | None = _tokens()
+    cached_tokens: int | None = _tokens()  # of the input tokens: read from the prompt cache
+    reasoning_tokens: int | None = _tokens()  # of the output tokens
     total_tokens: int | None = _tokens()
+    # Of the input tokens: written to the prompt cache (Anthropic's), priced above input.
+    cache_creation_tokens: int | None = _tokens()
     estimated: bool = False  # counted by a local tokenizer, not reported by the provider
 
 

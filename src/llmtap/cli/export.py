@@ -21,7 +21,10 @@ from ._query import api_errors_reported, api_for, event_filters, filter_options
 
 ROW_GROUP = 5_000  # rows a Parquet row group holds: what export keeps in memory
 _FLOATS = {"latency_ms", "ttft_ms", "cost_usd"}
-_INTS = {"input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "total_tokens"}
+_INTS = {
+    *("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"),
+    *("cache_creation_tokens", "total_tokens"),
+}
 
 
 def _write_jsonl(events: Iterator[dict[str, Any]], out: IO[str]) -> None:

@@ -6,8 +6,9 @@ not do), or a project's own price overrides.
 price; ``POST /api/v1/prices`` sets an override, ``DELETE /api/v1/prices?model=M[&since=T]``
 removes one. Setting or removing one prices that model's stored events again.
 
-Token semantics are OpenAI's: ``input_tokens`` includes ``cached_tokens``, ``output_tokens``
-includes ``reasoning_tokens``; each part is priced at its own rate.
+Token semantics are OpenAI's: ``input_tokens`` includes ``cached_tokens`` (read from the prompt
+cache) and ``cache_creation_tokens`` (written to it: Anthropic's, through OpenTelemetry),
+``output_tokens`` includes ``reasoning_tokens``; each part is priced at its own rate.
 """
 
 from __future__ import annotations
@@ -60,23 +61,25 @@ def _match(model: str, provider: str | None) -> tuple[dict[str, str], str] | Non
     return None
 
 
-def _tokens(usage: Usage) -> tuple[int, int, int, int]:
-    return (
-        usage.get("input_tokens") or 0,
-        usage.get("output_tokens") or 0,
-        usage.get("cached_tokens") or 0,
-        usage.get("reasoning_tokens") or 0,
-    )
+def _tokens(usage: Usage) -> tuple[int, int, int, int, int]:
+    """Input, output, cached, reasoning and cache-writing tokens; the parts no larger than
+    their wholes (cached and written tokens together no more than the input)."""
+    input_tokens = usage.get("input_tokens") or 0
+    output_tokens = usage.get("output_tokens") or 0
+    cached = min(usage.get("cached_tokens") or 0, input_tokens)
+    written = min(usage.get("cache_creation_tokens") or 0, input_tokens - cached)
+    reasoning = min(usage.get("reasoning_tokens") or 0, output_tokens)
+    return input_tokens, output_tokens, cached, reasoning, written
 
 
 @lru_cache(maxsize=8192)
 def _linear_rates(
     model: str, provider: str | None, day: date
-) -> tuple[float, float, float, float] | None:
-    """USD per input, cached, output and reasoning token on ``day``, asked of the library
-    itself, when the model's price that day is linear in tokens (no long-context tiers, no
-    time-of-day prices); None otherwise. Pricing an event is then four multiplications
-    instead of ~100 us in the library."""
+) -> tuple[float, float, float, float, float] | None:
+    """USD per input, cached, output, reasoning and cache-writing token on ``day``, asked of
+    the library itself, when the model's price that day is linear in tokens (no long-context
+    tiers, no time-of-day prices); None otherwise. Pricing an event is then five
+    multiplications instead of ~100 us in the library."""
     from genai_prices import Usage as LibUsage
     from genai_prices import calc_price
     from genai_prices.data_snapshot import get_snapshot
@@ -108,6 +111,7 @@ def _linear_rates(
         per_token(input_tokens=m, cache_read_tokens=m),
         output_rate,
         per_token(output_tokens=m, output_reasoning_tokens=m),
+        per_token(input_tokens=m, cache_write_tokens=m),
     )
 
 
@@ -123,20 +127,21 @@ def library_cost(
     if found is None:
         return None
     kwargs, ref = found
-    input_tokens, output_tokens, cached, reasoning = _tokens(usage)
+    input_tokens, output_tokens, cached, reasoning, written = _tokens(usage)
     rates = _linear_rates(model, provider, started_at.astimezone(timezone.utc).date())
     if rates is not None:
-        cached, reasoning = min(cached, input_tokens), min(reasoning, output_tokens)
         return (
-            (input_tokens - cached) * rates[0]
+            (input_tokens - cached - written) * rates[0]
             + cached * rates[1]
             + (output_tokens - reasoning) * rates[2]
             + reasoning * rates[3]
+            + written * rates[4]
         )
     lib_usage = LibUsage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cache_read_tokens=cached or None,
+        cache_write_tokens=written or None,
         output_reasoning_tokens=reasoning or None,
     )
     result = calc_price(lib_usage, ref, genai_request_timestamp=started_at, **kwargs)  # type: ignore[call-overload]
@@ -146,13 +151,12 @@ def library_cost(
 def override_cost(override: dict[str, Any], usage: Usage) -> float:
     """The cost at a project's own prices (USD per million tokens); cached input tokens at
     the cached rate (else the input rate), reasoning tokens at the reasoning rate (else the
-    output rate)."""
-    input_tokens, output_tokens, cached, reasoning = _tokens(usage)
+    output rate); tokens written to the prompt cache at the input rate (an override has no
+    rate of its own for them)."""
+    input_tokens, output_tokens, cached, reasoning, _ = _tokens(usage)
     pin, pout = override["input_per_mtok"], override["output_per_mtok"]
     pcached = override.get("cached_per_mtok")
     preason = override.get("reasoning_per_mtok")
-    cached = min(cached, input_tokens)
-    reasoning = min(reasoning, output_tokens)
     return (
         (input_tokens - cached) * pin
         + cached * (pcached if pcached is not None else pin)

@@ -162,6 +162,7 @@ def fill_current(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         attrs.take_int("gen_ai.usage.output_tokens"),
         attrs.take_int("gen_ai.usage.cache_read.input_tokens"),
         attrs.take_int("gen_ai.usage.reasoning.output_tokens"),
+        attrs.take_int("gen_ai.usage.cache_creation.input_tokens"),
     )
     conversation = attrs.take_str("gen_ai.conversation.id")
     if conversation:
@@ -177,6 +178,7 @@ def _usage(
     output_tokens: int | None,
     cached: int | None = None,
     reasoning: int | None = None,
+    cache_creation: int | None = None,
 ) -> None:
     if input_tokens is None and output_tokens is None:
         return
@@ -184,6 +186,7 @@ def _usage(
     if input_tokens is not None and output_tokens is not None:
         usage["total_tokens"] = input_tokens + output_tokens
     usage["cached_tokens"], usage["reasoning_tokens"] = cached, reasoning
+    usage["cache_creation_tokens"] = cache_creation
     event.setdefault("usage", {k: v for k, v in usage.items() if v is not None})
 
 

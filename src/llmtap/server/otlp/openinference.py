@@ -122,6 +122,7 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         "output_tokens": attrs.take_int("llm.token_count.completion"),
         "total_tokens": attrs.take_int("llm.token_count.total"),
         "cached_tokens": attrs.take_int("llm.token_count.prompt_details.cache_read"),
+        "cache_creation_tokens": attrs.take_int("llm.token_count.prompt_details.cache_write"),
         "reasoning_tokens": attrs.take_int("llm.token_count.completion_details.reasoning"),
     }
     if any(v is not None for v in usage.values()):
