@@ -651,3 +651,57 @@ def test_usage_errors_exit_2_before_a_run_starts(
     missing = cli(project, provider, "test", "no such set")
     assert missing.returncode == 1 and "no test set named" in missing.stderr
     assert project.server.get("/api/v1/runs", project.key).json()["runs"] == []
+
+
+def test_a_set_s_stored_evaluators_cannot_read_files_or_run_code(
+    server: Server, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A set's evaluators are written by anyone with the project's admin key, and run on the
+    machine of whoever runs the set (the server's own dashboard runs too, whose environment
+    holds the provider's key): the API refuses those that read a file or run code, and a
+    runner refuses them from a set stored before, unless given on its own command line."""
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    project = Project(server.new_key(name), server)
+    for spec in ("judge:@/proc/self/environ", "python:os:getcwd", "json_schema:/etc/passwd"):
+        made = server.post(
+            "/api/v1/testsets",
+            project.key,
+            json={
+                "name": f"s-{uuid.uuid4().hex[:6]}",
+                "source": "cases",
+                "cases": [],
+                "evaluators": [spec],
+            },
+        )
+        assert made.status_code == 400, made.text
+        assert "stored evaluators cannot" in made.json()["error"], made.text
+    ok = server.post(
+        "/api/v1/testsets",
+        project.key,
+        json={
+            "name": "inline",
+            "source": "cases",
+            "cases": [],
+            "evaluators": ['json_schema:{"type": "object"}', "judge:Is it short?"],
+        },
+    )
+    assert ok.status_code == 201, ok.text
+
+    # A set stored before these were refused: its file-reading judge is not used.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-9f2c")
+    store = open_store(str(server.db))
+    try:
+        pid = store.project_id(name)
+        assert pid is not None
+        store.create_testset(pid, "old", [f"judge:@{secret}"])
+    finally:
+        store.close()
+    _import(project, provider, tmp_path, "old", [_case("soccer", model="gpt-4o-mini")])
+    refused = cli(project, provider, "test", "old")
+    assert refused.returncode == 2, refused.stderr
+    assert "reads a file" in refused.stderr and "--evaluator" in refused.stderr
+    assert server.get("/api/v1/runs", project.key).json()["runs"] == []
+    # Given on the command line by the one who runs it, the same evaluator runs.
+    mine = cli(project, provider, "test", "old", "--evaluator", f"judge:@{secret}")
+    assert mine.returncode in (0, 1) and _run_id(mine.stderr), mine.stderr

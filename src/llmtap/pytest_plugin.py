@@ -154,6 +154,13 @@ def llmtap_testset(request: pytest.FixtureRequest) -> Callable[..., dict[str, An
                 )
                 runner = Runner(api, {}, {"api_key": api_key, "url": url})
                 testset = api.testset(api.testset_id(name))
+                refused = None
+                try:
+                    runner.evaluators(testset, options)
+                except ValueError as exc:
+                    refused = f"llmtap: the set's evaluators: {exc}"
+                if refused:
+                    pytest.fail(refused, pytrace=False)
                 calls = runner.plan(testset, options)
                 run_id = runner.start(testset, options, calls)
                 outcome = runner.run(testset, options, calls, run_id)

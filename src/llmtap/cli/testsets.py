@@ -247,6 +247,10 @@ def test(
         )
         runner = Runner(api, {}, {"api_key": api_key, "url": url})
         testset = api.testset(api.testset_id(set_name))
+        try:
+            runner.evaluators(testset, options)
+        except ValueError as exc:
+            raise click.UsageError(f"the set's evaluators: {exc}") from None
         calls = runner.plan(testset, options)
         priced = [c.estimate for c in calls if c.estimate is not None]
         unpriced = sum(1 for c in calls if c.estimate is None and c.error is None)

@@ -21,6 +21,12 @@ An evaluator is named by a spec string, as ``--evaluator`` takes it:
                             ``(score, reason)`` or ``{"score", "reason"}``)
 ==========================  ===========================================================
 
+A test set keeps the evaluators it runs with by default on the server, where anyone with the
+project's admin key can write them. Those *stored* specs may neither read a file nor run code
+on the machine that runs the set (a colleague's laptop, CI, the server's own dashboard runs):
+``python:``, ``judge:@FILE`` and ``json_schema:FILE`` are refused there, and taken only from
+the command line (``--evaluator``), where the one running the set writes them.
+
 What is expected comes with the case: a better response, or the original output rated well;
 a case rated badly with no better response expects only that the output *differs* from the
 original (comparing evaluators then score the difference); a case with neither has nothing
@@ -291,6 +297,18 @@ def _tolerance(argument: str) -> float:
     return tolerance
 
 
+def _machine_access(name: str, argument: str) -> str | None:
+    """What evaluator ``name`` with ``argument`` would do on the machine that runs it beyond
+    scoring: read a file or run code; None when nothing."""
+    if name == "python":
+        return "runs code"
+    if (name == "judge" and argument.startswith("@")) or (
+        name == "json_schema" and not argument.lstrip().startswith("{")
+    ):
+        return "reads a file"
+    return None
+
+
 def _rubric(argument: str) -> str:
     return Path(argument[1:]).read_text() if argument.startswith("@") else argument
 
@@ -321,12 +339,19 @@ EVALUATORS: dict[str, tuple[Check, float, bool, Callable[[str], Any] | None]] = 
 _ALIASES = {"normalised": "normalized", "similarity": "embeddings"}
 
 
-def parse_evaluator(spec: str) -> Evaluator:
-    """The evaluator ``spec`` names (see the module's doc); a ValueError saying what is wrong."""
+def parse_evaluator(spec: str, stored: bool = False) -> Evaluator:
+    """The evaluator ``spec`` names (see the module's doc); a ValueError saying what is wrong.
+    ``stored``: a spec a test set keeps on the server, not one the caller gave (see above)."""
     name, _, argument = spec.partition(":")
     name = _ALIASES.get(name.strip(), name.strip())
     if name not in EVALUATORS:
         raise ValueError(f"unknown evaluator {name!r}: expected one of {', '.join(EVALUATORS)}")
+    access = _machine_access(name, argument)
+    if stored and access:
+        raise ValueError(
+            f"evaluator {spec[:100]!r} {access} on the machine that runs the set: a test set's"
+            " stored evaluators cannot; give it with --evaluator on the command line"
+        )
     check, threshold, compare, parse = EVALUATORS[name]
     if name in ("regex", "json_schema", "python") and not argument:
         raise ValueError(f"the {name} evaluator needs an argument: {name}:...")

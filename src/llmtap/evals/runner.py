@@ -182,6 +182,14 @@ class Runner:
         pricing = self._prices()
         return [prepare(case, options, pricing) for case in testset["cases"]]
 
+    def evaluators(self, testset: dict[str, Any], options: RunOptions) -> list[Evaluator]:
+        """The run's evaluators: the caller's (``options``), else the set's own, which may
+        neither read files nor run code here (see ``evals.evaluators``). A ValueError says
+        what cannot be used."""
+        if options.evaluators:
+            return [parse_evaluator(s) for s in options.evaluators]
+        return [parse_evaluator(s, stored=True) for s in testset["evaluators"]]
+
     # -- running ---------------------------------------------------------------------------
 
     def start(self, testset: dict[str, Any], options: RunOptions, calls: list[_Call]) -> str:
@@ -226,7 +234,7 @@ class Runner:
     ) -> dict[str, Any]:
         import llmtap
 
-        evaluators = [parse_evaluator(s) for s in options.evaluators or testset["evaluators"]]
+        evaluators = self.evaluators(testset, options)
         journal = Journal(
             str(self.llmtap.get("url") or ""),
             self.llmtap.get("api_key"),

@@ -249,11 +249,17 @@ async def create_testset(request: Request) -> JSONResponse:
 
 
 def _check_evaluators(specs: list[str]) -> None:
-    from ..evals.evaluators import EVALUATORS
+    """Each of ``specs`` an evaluator a set may keep (see ``evals.evaluators``): known, its
+    argument valid, and neither reading a file nor running code where the set is run."""
+    from ..evals.evaluators import parse_evaluator
 
-    unknown = [s for s in specs if s.partition(":")[0] not in (*EVALUATORS, "normalised")]
-    if unknown or any(len(s) > 10_000 for s in specs):
-        raise ApiError(400, f"unknown evaluator(s): {', '.join(unknown)[:200]}")
+    for spec in specs:
+        if len(spec) > 10_000:
+            raise ApiError(400, "an evaluator's spec is at most 10,000 characters")
+        try:
+            parse_evaluator(spec, stored=True)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
 
 
 async def get_testset(request: Request) -> JSONResponse:
