@@ -204,6 +204,29 @@ def test_serve_with_postgresql_down_is_one_clear_line(tmp_path: Path) -> None:
     assert password not in keys.stderr + keys.stdout
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "postgresql://llmtap@127.0.0.1:{port}/llmtap?password={pw}",  # down, password in the query
+        "postgresql://llmtap:{pw}%zz@127.0.0.1:{port}/llmtap",  # a URL libpq cannot parse
+        "postgresql://llmtap@127.0.0.1:{port}/llmtap?password={pw}&nonsense=1",
+    ],
+)
+def test_a_bad_or_unreachable_url_is_one_line_without_its_password(shape: str) -> None:
+    password = "pw-" + uuid.uuid4().hex
+    url = shape.format(port=free_port(), pw=password)
+    done = subprocess.run(
+        [*LLMTAP, "serve", "--db", url, "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "cannot open the PostgreSQL store" in done.stderr
+    assert password not in done.stderr + done.stdout
+
+
 def _stats(server: Server, key: str) -> dict[str, Any]:
     answer = server.get("/api/v1/stats", key, group_by="model")
     assert answer.status_code == 200, answer.text

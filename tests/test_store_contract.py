@@ -187,6 +187,15 @@ def test_a_postgresql_server_that_is_down_is_one_clear_error_without_the_passwor
         ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
         ("postgres://u:p%40ss@h/db?sslmode=require", "postgres://u:***@h/db?sslmode=require"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
+        # libpq takes a password as a query parameter too
+        (
+            "postgresql://u@h/db?sslmode=require&password=s3cret&connect_timeout=5",
+            "postgresql://u@h/db?sslmode=require&password=***&connect_timeout=5",
+        ),
+        (
+            "postgresql://u:a@h/db?PassWord=b&sslpassword=c",
+            "postgresql://u:***@h/db?PassWord=***&sslpassword=***",
+        ),
         ("/tmp/x:pw@y.db", "/tmp/x:pw@y.db"),  # a file path is not a URL
     ],
 )

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..wire import Event
 from ._facts import Facts, facts_of_event
@@ -30,6 +30,7 @@ __all__ = [
     "event_row",
     "is_partition_name",
     "mask_url",
+    "url_secrets",
     "search_words",
     "to_us",
 ]
@@ -97,17 +98,42 @@ class KeyInfo:
 ROLES = ("viewer", "member", "admin")
 
 
+# libpq's query parameters that hold a secret (``postgresql://u@h/db?password=...``).
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
 def mask_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: what may be printed or logged."""
+    """``url`` with its passwords (in its user part, or as a ``password`` query parameter)
+    replaced by ``***``: what may be printed or logged."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        if parts.query:
+            pairs = [p.partition("=") for p in parts.query.split("&")]
+            query = "&".join(
+                f"{k}=***" if unquote(k).lower() in _SECRET_PARAMS else f"{k}{eq}{v}"
+                for k, eq, v in pairs
+            )
+            parts = parts._replace(query=query)
+        return urlunsplit(parts)
     except ValueError:  # not even a URL: nothing of it can be trusted to print
         return "postgresql://***"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords ``url`` holds, as written in it and decoded: what no message may show."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""]
+        for key, _, value in (p.partition("=") for p in parts.query.split("&")):
+            if unquote(key).lower() in _SECRET_PARAMS:
+                found.append(value)
+    except ValueError:
+        return []
+    # Longest first: a decoded password inside its encoded form is masked whole.
+    return sorted({s for raw in found for s in (raw, unquote(raw)) if s}, key=len, reverse=True)
 
 
 class StoreUnavailable(Exception):

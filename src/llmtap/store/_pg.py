@@ -19,13 +19,12 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ._common import StoreUnavailable
+from ._common import StoreUnavailable, url_secrets
 from ._pg_text import POSTGRES
 
 # "INSERT INTO table (columns)", as ``_bulk.insert_many`` is given it.
@@ -44,13 +43,11 @@ __all__ = [
 
 
 def hide_password(text: str, url: str) -> str:
-    """``text`` (an error message, say) with the password of ``url`` masked wherever it
-    appears."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+    """``text`` (an error message, say) with every password of ``url`` masked wherever it
+    appears (see ``url_secrets``)."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 @functools.lru_cache(maxsize=2048)

@@ -115,7 +115,8 @@ class PostgresStore:
         try:
             with connect(url) as conn:
                 self.applied_migrations = migrate_postgres(conn)
-        except psycopg.OperationalError as e:
+        except (psycopg.OperationalError, psycopg.ProgrammingError) as e:
+            # Unreachable, or a URL libpq cannot parse (its message may quote the password).
             raise StoreUnavailable(
                 f"cannot open the PostgreSQL store {mask_url(url)}: "
                 + hide_password(str(e).strip().splitlines()[0], url)
