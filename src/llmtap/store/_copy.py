@@ -208,11 +208,14 @@ def _index_texts(conn: Any, columns: list[str], rows: list[tuple[Any, ...]]) -> 
         if text:
             texts.append((row[project], row[seq], text))
     dialect_of(conn).index_texts(conn, texts)
-    (last,) = conn.execute("SELECT COALESCE(max(seq), 0) FROM events").fetchone()
+    # The batch's own last seq, never lowering the mark: ``max(seq)`` of every partition of
+    # PostgreSQL's events is no index read (their keys start with the project), and grew
+    # with each batch of a copy.
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('derived_seq', ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (str(last),),
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        " WHERE CAST(meta.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
+        (str(max(row[seq] for row in rows)),),
     )
 
 
