@@ -544,6 +544,27 @@ def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: Fa
             for s in project.server.get("/api/v1/testsets", project.key).json()["testsets"]
         }
         assert sets["from events"]["case_count"] == 4
+        # Tags saved on the case rated badly with no better response (its form sends an
+        # empty expected output): it still must differ from its original, and the rated-well
+        # one still expects its original output.
+        events_set = sets["from events"]["id"]
+        stored = project.server.get(f"/api/v1/testsets/{events_set}", project.key).json()
+        kinds = {c["expected_kind"]: c for c in stored["cases"]}
+        for kind in ("differ", "output"):
+            shown = kinds[kind]
+            saved = browser.post(
+                f"/testsets/{events_set}/cases/{shown['id']}",
+                data={**form, "expected": shown["expected"] or "", "tags": "t", "action": "save"},
+            )
+            assert saved.status_code == 303, saved.text
+        after = project.server.get(f"/api/v1/testsets/{events_set}", project.key).json()
+        for case in after["cases"]:
+            if case["id"] in (kinds["differ"]["id"], kinds["output"]["id"]):
+                before = kinds[case["expected_kind"]]
+                assert (case["expected"], case["tags"]) == (before["expected"], ["t"])
+        assert [c["expected_kind"] for c in after["cases"]] == [
+            c["expected_kind"] for c in stored["cases"]
+        ]
         gone = browser.post(f"/testsets/{testset_id}/delete", data=form)
         assert gone.status_code == 303
         assert project.server.get(f"/api/v1/testsets/{testset_id}", project.key).status_code == 404

@@ -297,8 +297,11 @@ async def add_cases(request: Request) -> JSONResponse:
 def change_case(
     store: Store, project_id: int, testset_id: int, case_id: int, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    """Edit a case's ``expected`` (then expected as given, unless ``expected_kind`` says
-    otherwise) and ``tags``; the case as it is now. A 404 when the set has no such case."""
+    """Edit a case's ``expected`` and ``tags``; the case as it is now. A 404 when the set has
+    no such case. A changed ``expected`` is what the case expects from then on (nothing to
+    compare with, when emptied), unless ``expected_kind`` says otherwise; one sent unchanged
+    (a form that sends every field) leaves the case's kind as it was, so a case that must
+    differ from its original output, or an original output rated well, stays one."""
     found = _set_or_404(store, project_id, testset_id)
     case = next((c for c in found["cases"] if c["id"] == case_id), None)
     if case is None:
@@ -306,7 +309,9 @@ def change_case(
     edit: _CaseEdit = _validated(_CaseEdit, fields, "case edit")
     given = edit.model_dump(exclude_unset=True)
     expected = given.get("expected", case["expected"])
-    kind = given.get("expected_kind") or ("better" if "expected" in given else None)
+    kind = given.get("expected_kind")
+    if kind is None and expected != case["expected"]:
+        kind = "better" if expected else "none"
     tags = given.get("tags", case["tags"])
     problem = not_unicode([expected, tags])
     if problem:

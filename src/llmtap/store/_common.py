@@ -30,9 +30,9 @@ __all__ = [
     "event_row",
     "is_partition_name",
     "mask_url",
-    "url_secrets",
     "search_words",
     "to_us",
+    "url_secrets",
 ]
 
 # PostgreSQL's partitions of events (see ``_pg_partitions``): a month, or the DEFAULT one.
