@@ -726,3 +726,31 @@ def test_a_set_s_stored_evaluators_cannot_read_files_or_run_code(
     # Given on the command line by the one who runs it, the same evaluator runs.
     mine = cli(project, provider, "test", "old", "--evaluator", f"judge:@{secret}")
     assert mine.returncode in (0, 1) and _run_id(mine.stderr), mine.stderr
+
+
+def test_a_judge_only_run_finds_regressions_against_production_feedback(
+    server: Server, provider: FakeProvider
+) -> None:
+    """With only evaluators that call the provider (a judge), the original outputs are not
+    graded again: the production feedback is their verdict. The two calls rated well and
+    judged badly now are regressions, which --max-regressions 0 refuses."""
+    tag = uuid.uuid4().hex[:8]
+    project = Project(server.new_key(f"judged-{tag}"), server)
+    _production(project, provider, tag)
+    made = cli(project, provider, "testsets", "create", f"judged-{tag}", "--from-feedback")
+    assert made.returncode == 0, made.stderr
+    answers = {f"{tag} Emoji for {s}": e for s, e in zip(SPORTS, "⚽🎾⛳♟", strict=True)}
+    provider.script({f"ZZJ-{tag}": '{"score": 0.1, "reason": "not an emoji"}', **answers})
+    judged = cli(
+        project,
+        provider,
+        "test",
+        f"judged-{tag}",
+        "--evaluator",
+        f"judge:ZZJ-{tag}",
+        "--max-regressions",
+        "0",
+    )
+    assert judged.returncode == 1, judged.stdout + judged.stderr
+    assert "2 regression(s), more than --max-regressions 0" in judged.stderr
+    assert "(baseline, original outputs: 50.0%)" in judged.stdout

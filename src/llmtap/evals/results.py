@@ -1,8 +1,9 @@
 """A run against its baseline: per case old against new, per run pass rate, mean scores,
 cost, latency p50/p95; regressions (passed before, fail now) first.
 
-The baseline is the original production outputs (scored by the runner with the run's own
-evaluators, ``baseline_passed``), or another run of the same set. Pure: the API, the pages
+The baseline is the original production outputs (``baseline_passed``: scored by the runner
+with the run's evaluators that cost nothing, and, for a judge or embeddings, as production
+feedback rated them), or another run of the same set. Pure: the API, the pages
 and the CLI all call ``compare``.
 """
 

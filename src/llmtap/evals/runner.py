@@ -380,11 +380,15 @@ class Runner:
         case_ctx = replace(ctx, on_usage=charge, tags={**ctx.tags, "llmtap_case": case["id"]})
         scores = [await ev(case_ctx, case, output) for ev in evaluators]
         result.update(output=output, scores=_named(evaluators, scores), passed=_passed(scores))
-        free = [ev for ev in evaluators if ev.name not in ("judge", "embeddings")]
         original = case.get("original_output")
-        if free and original is not None:
-            baseline = [await ev(case_ctx, case, original) for ev in free]
-            result["baseline_passed"] = _passed(baseline)
+        if original is not None:
+            free = [ev for ev in evaluators if ev.name not in _PAID]
+            verdicts = []
+            if free:
+                verdicts.append(_passed([await ev(case_ctx, case, original) for ev in free]))
+            if len(free) < len(evaluators):
+                verdicts.append(_rated_well(case))
+            result["baseline_passed"] = _all_of(verdicts)
         if extras:  # the judge's and the embeddings' calls
             result["cost_usd"] = (result["cost_usd"] or 0.0) + sum(extras)
         pairs = zip(evaluators, scores, strict=True)
@@ -443,6 +447,30 @@ async def call_model(
 
 def _named(evaluators: list[Evaluator], scores: list[Score]) -> dict[str, Any]:
     return {ev.spec[:200]: s.as_dict() for ev, s in zip(evaluators, scores, strict=True)}
+
+
+# Evaluators that call the provider: the original output is not scored again with them.
+_PAID = ("judge", "embeddings")
+
+
+def _rated_well(case: dict[str, Any]) -> bool | None:
+    """The production feedback's verdict on the case's original output, what the evaluators
+    that cost stand on for the baseline: what the case expects says whether it was rated well
+    (its original output expected), or badly (a better response, or anything different);
+    None when the case has no rating to go by."""
+    kind = case.get("expected_kind")
+    if kind == "output":
+        return True
+    if kind in ("better", "differ"):
+        return False
+    return None
+
+
+def _all_of(verdicts: list[bool | None]) -> bool | None:
+    """Passed when every verdict passed, failed when one failed, else unknown."""
+    if False in verdicts:
+        return False
+    return True if verdicts and None not in verdicts else None
 
 
 def _passed(scores: list[Score]) -> bool | None:
