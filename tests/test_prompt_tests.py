@@ -754,3 +754,22 @@ def test_a_judge_only_run_finds_regressions_against_production_feedback(
     assert judged.returncode == 1, judged.stdout + judged.stderr
     assert "2 regression(s), more than --max-regressions 0" in judged.stderr
     assert "(baseline, original outputs: 50.0%)" in judged.stdout
+
+
+def test_a_run_s_settings_go_over_each_case_s(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """``--setting NAME=VALUE`` (JSON, else text) goes into every call over the case's own
+    settings, and the calls are recorded with it."""
+    name = f"settings-{uuid.uuid4().hex[:8]}"
+    case = _case("soccer", model="gpt-4o-mini", settings={"temperature": 1.0, "seed": 7})
+    _import(project, provider, tmp_path, name, [case])
+    ran = cli(
+        project, provider, "test", name,
+        "--setting", "temperature=0.25", "--setting", "stop=[\"END\"]", "--setting", "user=u 1",
+    )  # fmt: skip
+    assert ran.returncode in (0, 1) and _run_id(ran.stderr), ran.stderr
+    (event,) = project.events(**{"attributes.llmtap_run": _run_id(ran.stderr)})
+    sent = project.event(event["id"])["request"]["extra_body"]
+    assert sent == {"temperature": 0.25, "seed": 7, "stop": ["END"], "user": "u 1"}
+    assert cli(project, provider, "test", name, "--setting", "nonsense").returncode == 2

@@ -198,6 +198,14 @@ def revision_template(api: TestsApi, revision: str) -> list[dict[str, Any]] | st
     show_default=True,
     help="Seconds per call.",
 )
+@click.option(
+    "--setting",
+    "settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A call setting over each case's own (temperature=0, max_tokens=200; VALUE as JSON,"
+    " else text); repeatable.",
+)
 @click.option("--resume", "resume", metavar="RUN", help="Resume an interrupted run.")
 @click.option(
     "--baseline", metavar="RUN", help="Compare with this run (default: the original outputs)."
@@ -218,6 +226,7 @@ def test(
     max_cost: float | None,
     judge_model: str | None,
     timeout: float,
+    settings: tuple[str, ...],
     resume: str | None,
     baseline: str | None,
 ) -> None:
@@ -242,6 +251,7 @@ def test(
             evaluators=list(evaluators) or None,
             concurrency=concurrency,
             max_cost_usd=max_cost,
+            settings=_settings(settings),
             judge_model=judge_model,
             timeout=timeout,
         )
@@ -281,6 +291,21 @@ def test(
     missed = missed_thresholds(view["summary"], outcome["status"], min_pass, max_regressions)
     if missed:
         raise click.ClickException("; ".join(missed))
+
+
+def _settings(given: tuple[str, ...]) -> dict[str, Any]:
+    """``--setting NAME=VALUE`` options as the request's fields: a VALUE that is JSON as its
+    value (``0.2``, ``true``, ``["END"]``), any other as text."""
+    out: dict[str, Any] = {}
+    for item in given:
+        name, eq, raw = item.partition("=")
+        if not eq or not name.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--setting")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except ValueError:
+            out[name.strip()] = raw
+    return out
 
 
 def _provider_is_set() -> None:

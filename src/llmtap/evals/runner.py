@@ -61,6 +61,7 @@ class RunOptions:
     evaluators: list[str] | None = None
     concurrency: int = 8
     max_cost_usd: float | None = None
+    # Call settings (temperature, max_tokens...) over each case's own, as the request's body.
     settings: dict[str, Any] = field(default_factory=dict)
     judge_model: str | None = None
     timeout: float = 60.0
@@ -115,12 +116,14 @@ class _Call:
     prompt: Any = None  # chat messages (TemplateChat) or a prompt (TemplateText)
     error: str | None = None
     estimate: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare(case: dict[str, Any], options: RunOptions, pricing: Pricing) -> _Call:
     """The call ``case`` makes under ``options`` (the template filled with the case's
     parameters), or why it cannot be made; with its estimated cost."""
     call = _Call(case, options.model or case.get("model"))
+    call.settings = {**(case.get("settings") or {}), **options.settings}
     template = options.template if options.template is not None else case.get("template")
     params = case.get("template_params") or {}
     if call.model is None:
@@ -418,9 +421,7 @@ async def call_model(
 ) -> tuple[str, float, dict[str, int]]:
     """Make ``call`` through ``client`` (an ``llmtap.AsyncClient``), recorded with ``tap``
     (its ``llmtap=`` parameters): the output text, the latency in ms, the usage."""
-    case = call.case
-    settings = case.get("settings") or {}
-    extra = {"extra_body": settings} if settings else {}
+    extra = {"extra_body": call.settings} if call.settings else {}
     started = time.perf_counter()
     if isinstance(call.prompt, str):
         answer = await client.completions.create(
