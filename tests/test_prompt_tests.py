@@ -16,6 +16,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 import httpx2
+import pytest
 from selectolax.lexbor import LexborHTMLParser
 
 import llmtap
@@ -358,6 +359,18 @@ def test_the_cost_cap_stops_the_run(
     assert run["status"] == "stopped"
     assert 1 <= len(run["results"]) < 6
     assert sum(r["cost_usd"] for r in run["results"]) <= 60
+    # Resumed under the same cap, what the run spent already counts: no case more is called.
+    calls = len(project.events(model="priced"))
+    again = cli(
+        project, provider, "test", name, "--concurrency", "1", "--max-cost", "60",
+        "--resume", run["id"],
+    )  # fmt: skip
+    assert again.returncode == 1 and "stopped at its cost cap" in again.stderr, again.stderr
+    after = project.server.get(f"/api/v1/runs/{run['id']}", project.key, raw="1").json()
+    assert len(after["results"]) == len(run["results"])
+    assert len(project.events(model="priced")) == calls
+    spent = sum(r["cost_usd"] for r in run["results"])
+    assert after["summary"]["spent_usd"] == pytest.approx(spent)
 
 
 def test_a_killed_run_resumes_without_calling_a_case_twice(

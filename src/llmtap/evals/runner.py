@@ -246,9 +246,11 @@ class Runner:
         )
         done: set[Any] = set()  # a new run has no results yet
         recorded: dict[str, dict[str, Any]] = {}
+        spent = 0.0  # before this part of the run: it counts towards the cost cap too
         if resume:
             stored = await asyncio.to_thread(self.api.run, run_id)
             done = {r["case_id"] for r in stored["results"]}
+            spent = sum(r.get("cost_usd") or 0.0 for r in stored["results"])
             recorded = await asyncio.to_thread(self._recorded, run_id)
             answers = await asyncio.to_thread(journal.read)
             recorded.update(answers)  # the journal knows the usage too: preferred
@@ -263,6 +265,7 @@ class Runner:
         )
         pricing = await asyncio.to_thread(self._prices)
         state = _State(len(calls), len(done), options.max_cost_usd)
+        state.spent = spent
         ctx = Context(
             client=client,
             judge_model=options.judge_model or options.model or "gpt-4o-mini",
