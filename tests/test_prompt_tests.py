@@ -233,6 +233,13 @@ def _pages(server: Server, name: str, view: dict[str, Any], good: str, bad: str)
             "regression",
             "passing",
         ]
+        assert "estimated $" in compared.text  # the run's estimate, before it ran
+        # The page's download link: the whole run as compared, as JSON.
+        link = LexborHTMLParser(compared.text).css_first("a[download]")
+        assert link is not None
+        exported = browser.get(link.attributes["href"] or "")
+        assert exported.json()["baseline"]["run"] == good
+        assert exported.json()["cases"][0]["change"] == "regression"
         as_json = browser.get(f"/runs/{bad}", params={"project": name, "format": "json"})
         assert as_json.json()["baseline"]["run"] is None  # the original outputs
         assert as_json.json()["summary"]["regressions"] == 1
