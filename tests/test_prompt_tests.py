@@ -793,3 +793,35 @@ def test_a_run_s_settings_go_over_each_case_s(
     sent = project.event(event["id"])["request"]["extra_body"]
     assert sent == {"temperature": 0.25, "seed": 7, "stop": ["END"], "user": "u 1"}
     assert cli(project, provider, "test", name, "--setting", "nonsense").returncode == 2
+
+
+def test_a_resumed_run_keeps_its_template_model_and_settings(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """``--resume RUN`` alone goes on as the run started (its template, model, settings and
+    evaluators), under a new cost cap when given one; other options are a usage error."""
+    tag = uuid.uuid4().hex[:8]
+    name = f"resumed-{tag}"
+    _import(project, provider, tmp_path, name, [_case(s, model="priced") for s in SPORTS])
+    price = {"model": "priced", "input_per_mtok": 1_000_000, "output_per_mtok": 1_000_000}
+    assert project.server.post("/api/v1/prices", project.key, json=price).status_code == 200
+    template, answers = _revision(tmp_path, tag, dict.fromkeys(SPORTS, "🏅"))
+    provider.script(answers)
+    first = cli(
+        project, provider, "test", name, "--template", str(template), "--concurrency", "1",
+        "--max-cost", "30", "--setting", "temperature=0.5", "--evaluator", "contains",
+    )  # fmt: skip
+    assert "stopped at its cost cap" in first.stderr, first.stderr
+    run_id = _run_id(first.stderr)
+    other = cli(project, provider, "test", name, "--resume", run_id, "--model", "gpt-4o-mini")
+    assert other.returncode == 2 and "keeps its own --model" in other.stderr, other.stderr
+    again = cli(project, provider, "test", name, "--resume", run_id, "--max-cost", "10000")
+    assert again.returncode in (0, 1), again.stderr
+    run = project.server.get(f"/api/v1/runs/{run_id}", project.key, raw="1").json()
+    assert len(run["results"]) == len(SPORTS)
+    assert {r["output"] for r in run["results"]} == {"🏅"}  # every case under the template
+    assert {next(iter(r["scores"])) for r in run["results"]} == {"contains"}
+    calls = project.events(**{"attributes.llmtap_run": run_id})
+    assert len(calls) == len(SPORTS)
+    for call in calls:
+        assert project.event(call["id"])["request"]["extra_body"] == {"temperature": 0.5}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -257,6 +258,8 @@ def test(
         )
         runner = Runner(api, {}, {"api_key": api_key, "url": url})
         testset = api.testset(api.testset_id(set_name))
+        if resume:
+            options = _resumed(options, api.run(resume)["config"])
         try:
             runner.evaluators(testset, options)
         except ValueError as exc:
@@ -291,6 +294,33 @@ def test(
     missed = missed_thresholds(view["summary"], outcome["status"], min_pass, max_regressions)
     if missed:
         raise click.ClickException("; ".join(missed))
+
+
+def _resumed(given: RunOptions, config: dict[str, Any]) -> RunOptions:
+    """The options of a resumed run: the model, template, settings and evaluators it started
+    with (a usage error when the command line gives others: the run would mix two), its cost
+    cap unless given anew (a run stopped at its cap resumes under a higher one)."""
+    kept = {
+        "--model": (given.model, config.get("model")),
+        "--template or --revision": (given.template, config.get("template")),
+        "--setting": (given.settings or None, config.get("settings") or None),
+        "--evaluator": (given.evaluators, config.get("evaluators")),
+    }
+    for flag, (mine, its) in kept.items():
+        if mine is not None and mine != its:
+            raise click.UsageError(
+                f"a resumed run keeps its own {flag}: give it as it was, or none"
+            )
+    cap = given.max_cost_usd
+    return replace(
+        given,
+        model=config.get("model"),
+        template=config.get("template"),
+        template_label=config.get("template_label"),
+        settings=config.get("settings") or {},
+        stored_evaluators=None if given.evaluators else config.get("evaluators"),
+        max_cost_usd=config.get("max_cost_usd") if cap is None else cap,
+    )
 
 
 def _settings(given: tuple[str, ...]) -> dict[str, Any]:

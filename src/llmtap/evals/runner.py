@@ -58,7 +58,9 @@ class RunOptions:
     model: str | None = None
     template: list[dict[str, Any]] | str | None = None
     template_label: str | None = None  # the file or revision it came from, for the record
-    evaluators: list[str] | None = None
+    evaluators: list[str] | None = None  # the caller's own; None: the set's
+    # Evaluators read from the server (a resumed run's record): treated as the set's are.
+    stored_evaluators: list[str] | None = None
     concurrency: int = 8
     max_cost_usd: float | None = None
     # Call settings (temperature, max_tokens...) over each case's own, as the request's body.
@@ -191,7 +193,8 @@ class Runner:
         what cannot be used."""
         if options.evaluators:
             return [parse_evaluator(s) for s in options.evaluators]
-        return [parse_evaluator(s, stored=True) for s in testset["evaluators"]]
+        stored = options.stored_evaluators
+        return [parse_evaluator(s, stored=True) for s in stored or testset["evaluators"]]
 
     # -- running ---------------------------------------------------------------------------
 
