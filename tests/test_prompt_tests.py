@@ -383,9 +383,10 @@ def test_the_cost_cap_stops_the_run(
 def test_a_killed_run_resumes_without_calling_a_case_twice(
     project: Project, provider: FakeProvider, tmp_path: Path
 ) -> None:
-    """Killed right after six answers came back (their results usually not on the server yet:
-    results go in batches, and the calls' events are sent every 30 s here) while the seventh
-    call is in flight: the resume pays for none of the six again, only for the one cut off."""
+    """Killed right after six answers came back and were judged (their results usually not on
+    the server yet: results go in batches, and the calls' events are sent every 30 s here)
+    while the seventh call is in flight: the resume pays for none of the six again, neither
+    their calls nor their judge, only for the one cut off."""
     tag = uuid.uuid4().hex[:8]
     name = f"resume-{tag}"
     sports = [f"{tag}-{i}" + (" [[delay:3]]" if i == 6 else "") for i in range(12)]
@@ -399,7 +400,9 @@ def test_a_killed_run_resumes_without_calling_a_case_twice(
         "LLMTAP_FLUSH_INTERVAL": "30",
         "XDG_CACHE_HOME": str(tmp_path / "cache"),  # the runner's journal and the SDK's spool
     }
+    provider.script({f"ZZJ-{tag}": '{"score": 1, "reason": "fine"}'})
     command = [*LLMTAP, "test", name, "--model", "gpt-4o-mini", "--concurrency", "1"]
+    command += ["--evaluator", "normalized", "--evaluator", f"judge:ZZJ-{tag}"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -410,6 +413,14 @@ def test_a_killed_run_resumes_without_calling_a_case_twice(
             any(m.get("content") == text for m in r["body"].get("messages") or [])
             for r in provider.requests
         )
+
+    def judged(sport: str) -> int:
+        quoted = json.dumps(f"Emoji for {sport}")  # as the judge's prompt quotes the input
+        return sum(
+            any(f"ZZJ-{tag}" in str(m.get("content")) and quoted in str(m.get("content"))
+                for m in r["body"].get("messages") or [])
+            for r in provider.requests
+        )  # fmt: skip
 
     deadline = time.monotonic() + 60
     while not asked(sports[6]) and time.monotonic() < deadline:
@@ -435,6 +446,7 @@ def test_a_killed_run_resumes_without_calling_a_case_twice(
     # The six answered before the kill and the five never started: once each; the one cut
     # off in flight (answered by the provider to a dead process): again.
     assert calls == [1] * 6 + [2] + [1] * 5, calls
+    assert [judged(sport) for sport in sports] == [1] * 12  # each judged once
     # The run finished: its journal is gone.
     assert not list((tmp_path / "cache" / "llmtap" / "runs").glob("*.jsonl"))
 

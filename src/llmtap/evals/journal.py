@@ -7,7 +7,9 @@ answer here first, one line per case, before it does anything else with it; a re
 the journal and scores those answers instead of calling (and paying for) the cases again. Only
 a call that never brought an answer back (cut off in flight) leaves no answer here and is made
 again. (One line per answer, none before the call: a write per case, on the event loop, is
-a few microseconds.)
+a few microseconds.) When the run's evaluators call the provider too (a judge, embeddings),
+each case's whole result is journalled once scored, so a resume sends it as it is rather than
+paying for the judge again.
 
 One file per server, key and run, in the user's cache folder next to the SDK's spool (its
 folder readable by its owner only: outputs may be private). Lines are appended with one
@@ -68,22 +70,33 @@ class Journal:
         entry = {"case": str(case_id), "output": output, "latency_ms": latency_ms, "usage": usage}
         self._append(entry)
 
+    def scored(self, case_id: Any, result: dict[str, Any]) -> None:
+        """Case ``case_id``'s whole result, its scores made."""
+        self._append({"case": str(case_id), "result": result})
+
     def read(self) -> dict[str, dict[str, Any]]:
         """The answers journalled, by case id."""
-        answers: dict[str, dict[str, Any]] = {}
+        return {case: e for case, e in self._entries() if isinstance(e.get("output"), str)}
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """The results journalled, by case id."""
+        return {
+            case: e["result"] for case, e in self._entries() if isinstance(e.get("result"), dict)
+        }
+
+    def _entries(self) -> list[tuple[str, dict[str, Any]]]:
         try:
             text = self.path.read_bytes().decode("utf-8", "replace")
         except OSError:  # none was kept (or its folder is not usable): nothing to reuse
-            return answers
+            return []
+        entries = []
         for line in text.splitlines():
             try:
                 entry = json.loads(line)
-                case = str(entry["case"])
+                entries.append((str(entry["case"]), entry))
             except (ValueError, KeyError, TypeError):
                 continue  # torn by a crash mid-write
-            if isinstance(entry.get("output"), str):
-                answers[case] = entry
-        return answers
+        return entries
 
     def close(self, remove: bool = False) -> None:
         """Close the file; ``remove``: the run is over, the journal is not needed any more."""

@@ -258,6 +258,12 @@ class Runner:
             answers = await asyncio.to_thread(journal.read)
             recorded.update(answers)  # the journal knows the usage too: preferred
         todo = [c for c in calls if c.case["id"] not in done]
+        # Scored before the interruption, not stored yet: sent as they are (a judge not paid
+        # for again).
+        scored = await asyncio.to_thread(journal.results) if resume else {}
+        ready = [scored[str(c.case["id"])] for c in todo if str(c.case["id"]) in scored]
+        todo = [c for c in todo if str(c.case["id"]) not in scored]
+        spent += sum(r.get("cost_usd") or 0.0 for r in ready)
         # Said while the first cases are under way; its answer is awaited when they are done.
         running = asyncio.create_task(asyncio.to_thread(self.api.set_run_status, run_id, "running"))
         client = llmtap.AsyncClient(
@@ -267,8 +273,9 @@ class Runner:
             llmtap=self.llmtap,
         )
         pricing = await asyncio.to_thread(self._prices)
-        state = _State(len(calls), len(done), options.max_cost_usd)
+        state = _State(len(calls), len(done) + len(ready), options.max_cost_usd)
         state.spent = spent
+        state.pending = ready
         ctx = Context(
             client=client,
             judge_model=options.judge_model or options.model or "gpt-4o-mini",
@@ -389,9 +396,9 @@ class Runner:
         case_ctx = replace(ctx, on_usage=charge, tags={**ctx.tags, "llmtap_case": case["id"]})
         scores = [await ev(case_ctx, case, output) for ev in evaluators]
         result.update(output=output, scores=_named(evaluators, scores), passed=_passed(scores))
+        free = [ev for ev in evaluators if ev.name not in _PAID]
         original = case.get("original_output")
         if original is not None:
-            free = [ev for ev in evaluators if ev.name not in _PAID]
             verdicts = []
             if free:
                 verdicts.append(_passed([await ev(case_ctx, case, original) for ev in free]))
@@ -404,6 +411,8 @@ class Runner:
         errors = [f"{ev.spec}: {score.error}" for ev, score in pairs if score.error]
         if errors:
             result["error"] = "; ".join(errors)[:2000]
+        if len(free) < len(evaluators):  # a judge or embeddings was paid for: kept (journal)
+            journal.scored(case["id"], result)
         return result
 
     async def _call(
