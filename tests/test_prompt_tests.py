@@ -663,6 +663,28 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 for p in ("/settings", f"/testsets/{testset_id}", f"/runs/{runs[0]['id']}")
             ]
             assert not any(SECRET in text for text in shown)
+            # A run that cannot start says why on the set's page: at once when the set's
+            # evaluators cannot run here, else once its job has failed.
+            capped = browser.post(
+                f"/testsets/{testset_id}/run",
+                data={**form, "model": "no-price-model", "max_cost": "1"},
+            )
+            assert capped.status_code == 303, capped.text
+            deadline, page_text = time.monotonic() + 60, ""
+            while time.monotonic() < deadline and "could not run" not in page_text:
+                page_text = browser.get(f"/testsets/{testset_id}", params={"project": name}).text
+                time.sleep(0.2)
+            assert "could not run" in page_text and "needs a price" in page_text
+            assert SECRET not in page_text
+            store = open_store(str(server.db))
+            try:
+                pid = store.project_id(name)
+                assert pid is not None
+                coded = store.create_testset(pid, "coded", ["python:os:getcwd"])
+            finally:
+                store.close()
+            refused = browser.post(f"/testsets/{coded}/run", data=form)
+            assert refused.status_code == 400 and "runs code" in refused.text
         # The jobs' keys were revoked when they ended (the run's, once its process exits,
         # a moment after it stored its status).
         store = open_store(str(server.db))
@@ -675,7 +697,7 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 if all(k["revoked_at"] for k in jobs):
                     break
                 time.sleep(0.1)
-            assert len(jobs) == 2 and all(k["revoked_at"] for k in jobs), jobs
+            assert len(jobs) == 3 and all(k["revoked_at"] for k in jobs), jobs
         finally:
             store.close()
     finally:

@@ -12,6 +12,7 @@ command to run instead.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...evals.evaluators import parse_evaluator
 from ...settings import resolve
 from ...store import Store
 from ..auth import create_key
@@ -36,6 +38,8 @@ from .tests_pages import back_to, may_change_tests
 
 __all__ = ["Provider", "replay_form", "run_form"]
 
+log = logging.getLogger("llmtap.server")
+
 _REPLAY_TIMEOUT = 300.0
 _RUN_TIMEOUT = 6 * 3600.0
 _SCOPES = ("ingest", "read", "admin")
@@ -43,11 +47,13 @@ _SCOPES = ("ingest", "read", "admin")
 
 class Provider:
     """The provider the dashboard's jobs call; its key stays in this object and in the
-    environment of the jobs' processes."""
+    environment of the jobs' processes. It keeps, per test set, why the last run started
+    from the dashboard could not run (the set's page says it; a run that ran has a status)."""
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None) -> None:
         self._api_key = api_key
         self._base_url = base_url
+        self.failures: dict[tuple[int, int], str] = {}
 
     @classmethod
     def from_environment(cls) -> Provider:
@@ -171,7 +177,7 @@ async def run_form(request: Request) -> Response:
     the run shows."""
     form = await check_csrf(request)
     project, project_id = await may_change_tests(request, form)
-    _ready(request)
+    provider = _ready(request)
     testset_id = int(request.path_params["testset_id"])
     store = request.app.state.store
     testset = None
@@ -193,15 +199,28 @@ async def run_form(request: Request) -> Response:
     template = form.get("template")
     typed = template if isinstance(template, str) else ""
 
+    try:  # what would stop the job before its run starts, said now (see Runner.evaluators)
+        for spec in testset["evaluators"]:
+            parse_evaluator(spec, stored=True)
+    except ValueError as exc:
+        raise ApiError(400, f"this set cannot run from the dashboard: {exc}") from None
+    failures = provider.failures
+    failures.pop((project_id, testset_id), None)
+
     def job() -> None:
         try:
-            _job(request, project, project_id, args, typed)
-        except Exception:  # the job's own failure is its run's status; the server goes on
-            import logging
-
-            logging.getLogger("llmtap.server").warning(
-                "a dashboard test run of set %s could not run", testset_id, exc_info=True
-            )
+            done = _job(request, project, project_id, args, typed)
+            # A run that started says "run ID" first; its end is its status (exit 1: it missed
+            # a threshold or its cap). One that never started, or crashed, is kept for the
+            # set's page.
+            started = any(line.startswith("run ") for line in done.stderr.splitlines())
+            ran = started and done.returncode in (0, 1)
+            failed = None if ran else _failure(provider, done)
+        except Exception as exc:  # the server goes on
+            failed = f"{type(exc).__name__}"
+            log.warning("a dashboard test run of set %s could not run", testset_id, exc_info=True)
+        if failed:
+            failures[project_id, testset_id] = failed
 
     threading.Thread(target=job, name="llmtap-test-run", daemon=True).start()
     return back_to(f"/testsets/{testset_id}", project)

@@ -70,6 +70,8 @@ async def testset_page(request: Request) -> Response:
         title=title,
         may_change=may_change,
         provider_ready=request.app.state.provider.configured,
+        # Why the last run started here could not run (see ``launch.run_form``), if it could not.
+        job_failure=request.app.state.provider.failures.get((project["id"], testset_id)),
     )
 
 
