@@ -227,6 +227,53 @@ def test_a_bad_or_unreachable_url_is_one_line_without_its_password(shape: str) -
     assert password not in done.stderr + done.stdout
 
 
+_MODELS = ("gpt-4o-mini", "gpt-4o", "in-house-7b")  # two priced, one not
+# Per group, what the aggregates must hold exactly (percentiles come from histograms).
+_EXACT = (
+    *("count", "errors", "input_tokens", "output_tokens", "cached_tokens"),
+    *("cost_usd", "unpriced_events"),
+)
+
+
+def _call(i: int) -> dict[str, Any]:
+    """A call with something in every aggregate: model, template, an attribute, tokens,
+    a cost or none, a latency, now and then an error."""
+    failed = i % 11 == 0
+    return event(
+        model=_MODELS[i % 3],
+        latency_ms=5.0 + (i * 37) % 900,
+        status="error" if failed else "ok",
+        error={"type": "RateLimitError", "message": "slow down"} if failed else None,
+        usage={"input_tokens": 10 + i % 50, "output_tokens": 3 + i % 7, "cached_tokens": i % 5},
+        prompt_template_name=f"t{i % 4}",
+        attributes={"team": f"team{i % 5}"},
+    )
+
+
+def _assert_aggregates_exact(database: str, key: str) -> dict[str, int]:
+    """The aggregates (what stats read) hold what the stored events say, by model, template,
+    attribute and day: the same stats computed from the events themselves (a filter on the
+    api, which the aggregates do not keep, makes them). The events stored, by model."""
+    store = open_store(database)
+    try:
+        found = store.key_by_hash(_hash(key))
+        assert found is not None
+        pid = found.project_id
+        stored: dict[str, int] = {}
+        for e in store.iter_events(pid, EventFilter()):
+            stored[e["model"]] = stored.get(e["model"], 0) + 1
+        for group_by in (["model"], ["prompt_template_name"], ["attributes.team"], ["day"]):
+            kept = store.stats(pid, EventFilter(), group_by)
+            counted = store.stats(pid, EventFilter(api="chat"), group_by)
+            assert (kept["source"], counted["source"]) == ("aggregates", "events")
+            assert [[g["key"], *(g[k] for k in _EXACT)] for g in kept["groups"]] == [
+                [g["key"], *(g[k] for k in _EXACT)] for g in counted["groups"]
+            ], group_by
+        return stored
+    finally:
+        store.close()
+
+
 def _stats(server: Server, key: str) -> dict[str, Any]:
     answer = server.get("/api/v1/stats", key, group_by="model")
     assert answer.status_code == 200, answer.text
@@ -242,9 +289,7 @@ def test_two_servers_on_one_database_store_a_batch_posted_to_both_once(
     b = start_server(tmp_path / "b", db=database)
     try:
         key = a.new_key()
-        batches = [
-            [event(model=f"m{i % 3}", latency_ms=10.0 + i) for i in range(50)] for _ in range(8)
-        ]
+        batches = [[_call(i) for i in range(50)] for _ in range(8)]
         start = threading.Barrier(16)
 
         def post(job: tuple[Server, list[dict[str, Any]]]) -> int:
@@ -259,13 +304,14 @@ def test_two_servers_on_one_database_store_a_batch_posted_to_both_once(
         for srv in (a, b):
             stats = _stats(srv, key)
             counts = {g["key"]["model"]: g["count"] for g in stats["groups"]}
-            assert counts == {"m0": 8 * 17, "m1": 8 * 17, "m2": 8 * 16}
+            assert counts == dict(zip(_MODELS, (8 * 17, 8 * 17, 8 * 16), strict=True))
             listed = srv.get("/api/v1/events", key, limit=500).json()["events"]
             assert len(listed) == 400
             assert len({e["id"] for e in listed}) == 400
     finally:
         stop_server(a)
         stop_server(b)
+    assert sum(_assert_aggregates_exact(database, key).values()) == 400
 
 
 def test_ingest_answers_503_while_postgresql_restarts_and_recovers(
@@ -339,7 +385,7 @@ def test_kill_9_of_a_server_mid_batch_leaves_the_aggregates_exact(
 
     def flood(worker: int) -> None:
         while not stop.is_set():
-            batch = [event(model=f"m{(worker + i) % 3}", latency_ms=5.0 + i) for i in range(200)]
+            batch = [_call(worker + i) for i in range(200)]
             try:
                 answer = srv.post("/api/v1/events", key, json={"events": batch}, timeout=30)
             except Exception:  # the server was killed under this request
@@ -363,18 +409,11 @@ def test_kill_9_of_a_server_mid_batch_leaves_the_aggregates_exact(
     try:
         project = store.key_by_hash(_hash(key))
         assert project is not None
-        pid = project.project_id
-        stored: dict[str, int] = {}
-        ids = set()
-        for e in store.iter_events(pid, EventFilter()):
-            stored[e["model"]] = stored.get(e["model"], 0) + 1
-            ids.add(e["id"])
+        ids = {e["id"] for e in store.iter_events(project.project_id, EventFilter())}
         assert set(acknowledged) <= ids  # nothing acknowledged is lost
-        stats = store.stats(pid, EventFilter(), ["model"])
-        assert {g["key"]["model"]: g["count"] for g in stats["groups"]} == stored
-        assert sum(stored.values()) == len(ids)
     finally:
         store.close()
+    assert sum(_assert_aggregates_exact(database, key).values()) == len(ids)
 
 
 def _hash(key: str) -> str:
