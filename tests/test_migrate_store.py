@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from llmtap.server.ingest import prepare
 from llmtap.store import EventFilter, KeyInfo, Store, open_store
 from llmtap.wire import Event, make_event
@@ -157,8 +159,21 @@ def test_text_postgresql_cannot_hold_is_copied_as_its_store_keeps_it(
         pg.close()
 
 
-def test_a_copy_killed_midway_resumes_and_loses_nothing(tmp_path: Path) -> None:
-    source, target = str(tmp_path / "src.db"), str(tmp_path / "dst.db")
+def _copied(target: str) -> int:
+    """Events in the target of a copy under way (0 while its schema is being made)."""
+    try:
+        if target.startswith("postgresql://"):
+            with psycopg.connect(target, connect_timeout=5) as conn:
+                return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])  # type: ignore[index]
+        if not Path(target).exists():
+            return 0
+        with sqlite3.connect(target, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except (sqlite3.OperationalError, psycopg.Error):  # the schema is being made
+        return 0
+
+
+def _kill_midway_and_resume(source: str, target: str) -> None:
     fill(source, 1500)
     before = answers(source)
     process = subprocess.Popen(
@@ -170,14 +185,9 @@ def test_a_copy_killed_midway_resumes_and_loses_nothing(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     copied = 0
     while time.monotonic() < deadline and process.poll() is None:
-        if Path(target).exists():
-            try:
-                with sqlite3.connect(target, timeout=5) as conn:
-                    copied = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-            except sqlite3.OperationalError:  # the schema is being made
-                copied = 0
-            if copied >= 200:
-                break
+        copied = _copied(target)
+        if copied >= 200:
+            break
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -185,6 +195,24 @@ def test_a_copy_killed_midway_resumes_and_loses_nothing(tmp_path: Path) -> None:
     resumed = migrate(source, target, "--batch-size", "10")
     assert resumed.returncode == 0, resumed.stderr
     assert answers(target) == before
+
+
+def test_a_copy_killed_midway_resumes_and_loses_nothing(tmp_path: Path) -> None:
+    _kill_midway_and_resume(str(tmp_path / "src.db"), str(tmp_path / "dst.db"))
+
+
+def test_a_copy_into_postgresql_killed_midway_resumes_and_loses_nothing(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    """Into PostgreSQL, each batch is copied straight in, or, when some of it is there
+    already (the batch a kill cut), inserted row by row skipping those."""
+    _kill_midway_and_resume(str(tmp_path / "src.db"), postgres.fresh_database())
+
+
+def test_a_copy_out_of_postgresql_killed_midway_resumes_and_loses_nothing(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    _kill_midway_and_resume(postgres.fresh_database(), str(tmp_path / "dst.db"))
 
 
 def test_a_target_that_holds_data_is_refused(tmp_path: Path) -> None:
