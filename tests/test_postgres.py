@@ -18,6 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import llmtap
+from llmtap.fake_provider import FakeProvider
 from llmtap.store import EventFilter, _hist, open_store
 from llmtap.store._pg_migrations import PG_MIGRATIONS
 
@@ -315,22 +317,50 @@ def test_two_servers_on_one_database_store_a_batch_posted_to_both_once(
 
 
 def test_ingest_answers_503_while_postgresql_restarts_and_recovers(
-    tmp_path: Path, postgres: Postgres
+    tmp_path: Path, postgres: Postgres, provider: FakeProvider
 ) -> None:
+    """PostgreSQL stopped and started under a server that an app's llmtap SDK records its
+    calls to all along: ingest answers 503 meanwhile, the SDK keeps those batches and sends
+    them again, and every call the app made is stored once the pool has reconnected."""
     if postgres.cluster is None:
         pytest.fail("this test stops and starts the server: it needs the suite's own cluster")
     url = postgres.fresh_database()
     srv = start_server(tmp_path, db=url)
+    app: llmtap.Client | None = None
     try:
         key = srv.new_key()
         first = event()
         assert srv.post("/api/v1/events", key, json={"events": [first]}).status_code == 200
+        app = llmtap.Client(
+            api_key="sk-fake",
+            base_url=provider.base_url,
+            llmtap={"api_key": key, "url": srv.url, "flush_interval": 0.05,
+                    "spool_dir": str(tmp_path / "spool")},
+        )  # fmt: skip
+        made: list[str] = []
+        stop = threading.Event()
+
+        def calls(client: llmtap.Client) -> None:
+            while not stop.is_set():
+                answer = client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                )
+                made.append(answer.model_extra["llmtap_feedback_key"])
+                time.sleep(0.02)
+
+        caller = threading.Thread(target=calls, args=(app,))
+        caller.start()
+        while len(made) < 5:
+            time.sleep(0.01)
         postgres.cluster.stop()
         try:
             down = srv.post("/api/v1/events", key, json={"events": [event()]}, timeout=60)
             assert down.status_code == 503, down.text
             assert down.json()["ok"] is False and down.json()["status"] == 503
             assert srv.get("/healthz", key).status_code == 200  # the process itself lives
+            during = len(made)
+            time.sleep(1.0)  # the app goes on calling; its batches are refused
+            assert len(made) > during
         finally:
             postgres.cluster.start()
         # The pool replaces its broken connections: ingest works again, nothing was lost.
@@ -344,7 +374,24 @@ def test_ingest_answers_503_while_postgresql_restarts_and_recovers(
         assert answer.status_code == 200, answer.text
         ids = {e["id"] for e in srv.get("/api/v1/events", key).json()["events"]}
         assert {first["id"], again["id"]} <= ids
+        stop.set()
+        caller.join(30)
+        assert app.flush(60), app.stats()
+        sent = app.stats()
+        assert sent.delivered == sent.queued == len(made) and sent.dropped == sent.failed == 0
+        stored, cursor = [], None
+        while True:  # every page
+            page = srv.get(
+                "/api/v1/events", key, limit=100, **({"cursor": cursor} if cursor else {})
+            )
+            stored += page.json()["events"]
+            cursor = page.json()["next_cursor"]
+            if not cursor:
+                break
+        assert sorted(e["feedback_key"] for e in stored if e["feedback_key"]) == sorted(made)
     finally:
+        if app is not None:
+            app.close()
         stop_server(srv)
         postgres.drop(url)
 
