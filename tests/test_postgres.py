@@ -5,6 +5,7 @@ Everything else it does is checked by the suite run on both backends (``store``,
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -24,7 +25,7 @@ from llmtap.store import EventFilter, _hist, open_store
 from llmtap.store._pg_migrations import PG_MIGRATIONS
 
 from ._postgres import Postgres
-from .conftest import LLMTAP, Server, free_port, start_server, stop_server
+from .conftest import LLMTAP, Server, free_port, start_server, stop_server, wait_for
 from .test_server import event
 
 # Tables that are small and read everywhere: Citus would replicate them to every node
@@ -272,6 +273,38 @@ def _assert_aggregates_exact(database: str, key: str) -> dict[str, int]:
                 [g["key"], *(g[k] for k in _EXACT)] for g in counted["groups"]
             ], group_by
         return stored
+    finally:
+        store.close()
+
+
+def test_keys_create_and_serve_find_postgresql_in_llmtap_db(database: str) -> None:
+    """``LLMTAP_DB`` names the store for every command: a key made by ``llmtap keys create``
+    on PostgreSQL works on ``llmtap serve`` started with no ``--db``."""
+    env = {**os.environ, "LLMTAP_DB": database}
+    made = subprocess.run(
+        [*LLMTAP, "keys", "create", "--project", "env", "--scope", "ingest", "--scope", "read"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    port = free_port()
+    process = subprocess.Popen(
+        [*LLMTAP, "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    srv = Server(f"http://127.0.0.1:{port}", database, process, None)
+    try:
+        wait_for(srv.url + "/healthz")
+        sent = event()
+        assert srv.post("/api/v1/events", key, json={"events": [sent]}).status_code == 200
+        assert [e["id"] for e in srv.get("/api/v1/events", key).json()["events"]] == [sent["id"]]
+    finally:
+        process.terminate()
+        _, said = process.communicate(timeout=10)
+    assert "postgresql" in said.lower()  # the store it opened, named on start
+    store = open_store(database)
+    try:
+        assert store.project_id("env") is not None
     finally:
         store.close()
 
