@@ -560,7 +560,7 @@ def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: Fa
         events = browser.get(
             "/events", params={"project": name, "prompt_template_name": template_name}
         )
-        assert "Make test set" in events.text
+        assert "Add to test set" in events.text and "the test set from feedback" in events.text
         by_filter = browser.post(
             "/testsets",
             data={
@@ -576,6 +576,20 @@ def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: Fa
             for s in project.server.get("/api/v1/testsets", project.key).json()["testsets"]
         }
         assert sets["from events"]["case_count"] == 4
+        # The same filters into the existing set: its three calls are there already, the one
+        # removed above comes back.
+        into = browser.post(
+            "/testsets",
+            data={
+                **form,
+                "source": "events",
+                "testset": str(testset_id),
+                "prompt_template_name": template_name,
+            },
+        )
+        assert into.status_code == 303 and f"/testsets/{testset_id}" in into.headers["location"]
+        grown = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
+        assert len(grown["cases"]) == 4 and second not in [c["id"] for c in grown["cases"]]
         # Tags saved on the case rated badly with no better response (its form sends an
         # empty expected output): it still must differ from its original, and the rated-well
         # one still expects its original output.

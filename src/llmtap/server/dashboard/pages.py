@@ -89,6 +89,8 @@ async def events_page(request: Request) -> Response:
         query = dict(request.query_params)
         query["cursor"] = page["next_cursor"]
         next_url = "/events?" + urlencode(query)
+    # The sets the matching events can be added to (the form's choice, beside a new one).
+    testsets = await run_in_threadpool(ctx.store.list_testsets, project["id"])
     return await render_page(
         request,
         "events.html",
@@ -97,6 +99,7 @@ async def events_page(request: Request) -> Response:
         next_url=next_url,
         attr=request.query_params.get("attr", ""),
         selecting=selecting,
+        testsets=testsets,
         title="Events",
     )
 

@@ -35,7 +35,7 @@ __all__ = [
     "testsets_page",
 ]
 # Form fields that are not an events filter.
-_NOT_FILTER = {"csrf_token", "project", "name", "source", "template"}
+_NOT_FILTER = {"csrf_token", "project", "name", "source", "template", "testset"}
 
 
 async def testsets_page(request: Request) -> Response:
@@ -113,7 +113,8 @@ def back_to(path: str, project: str) -> RedirectResponse:
 async def new_testset_form(request: Request) -> Response:
     """``POST /testsets``: a set named ``name`` from the feedback (``source=feedback``, of one
     ``template`` when given) or from the events the other fields select (the events list's
-    filters)."""
+    filters); or those cases added to the existing set ``testset`` (its events already there
+    are not added twice)."""
     form = await check_csrf(request)
     project, pid = await may_change_tests(request, form)
     name = str(form.get("name") or "").strip()
@@ -128,18 +129,26 @@ async def new_testset_form(request: Request) -> Response:
         )
     except ValidationError as exc:
         raise ApiError(400, f"invalid test set: {exc.errors()[0]['msg']}") from None
-    if not name or len(name) > 200:
+    existing = str(form.get("testset") or "")
+    if not existing and (not name or len(name) > 200):
         raise ApiError(400, "a test set needs a name (200 characters at most)")
+    if existing and not (existing.isdigit() and int(existing) < 2**63):
+        raise ApiError(400, f"no test set {existing[:40]!r}")
     store = request.app.state.store
     # Events read as this project's: the dashboard user sees every environment of it.
     key = SimpleNamespace(project_id=pid, env_only=False, environment=None)
 
     def make() -> int:
         cases = build_cases(store, key, src)
-        try:
-            testset_id = int(store.create_testset(pid, name, ["normalized"]))
-        except NameTaken as exc:
-            raise ApiError(409, str(exc)) from None
+        if existing:
+            testset_id = int(existing)
+            if store.get_testset(pid, testset_id) is None:
+                raise ApiError(404, f"no test set {testset_id} in project {project!r}")
+        else:
+            try:
+                testset_id = int(store.create_testset(pid, name, ["normalized"]))
+            except NameTaken as exc:
+                raise ApiError(409, str(exc)) from None
         add_cases_to(store, pid, testset_id, cases)
         return testset_id
 
