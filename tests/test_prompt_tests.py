@@ -677,6 +677,27 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 for p in ("/settings", f"/testsets/{testset_id}", f"/runs/{runs[0]['id']}")
             ]
             assert not any(SECRET in text for text in shown)
+            # A stored revision of the cases' template, chosen on the set's page.
+            options = LexborHTMLParser(shown[1]).css("select[name=revision] option")
+            revision = next(o.attributes["value"] for o in options if o.attributes["value"])
+            assert revision
+            both = browser.post(
+                f"/testsets/{testset_id}/run",
+                data={**form, "revision": revision, "template": "Emoji for {sport}"},
+            )
+            assert both.status_code == 400
+            chosen = browser.post(
+                f"/testsets/{testset_id}/run", data={**form, "revision": revision}
+            )
+            assert chosen.status_code == 303, chosen.text
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                runs = server.get("/api/v1/runs", project.key).json()["runs"]
+                if len(runs) == 2 and all(r["status"] == "finished" for r in runs):
+                    break
+                time.sleep(0.2)
+            labels = {r["config"].get("template_label") for r in runs}
+            assert revision in labels, runs
             # A run that cannot start says why on the set's page: at once when the set's
             # evaluators cannot run here, else once its job has failed.
             capped = browser.post(
@@ -711,7 +732,7 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 if all(k["revoked_at"] for k in jobs):
                     break
                 time.sleep(0.1)
-            assert len(jobs) == 3 and all(k["revoked_at"] for k in jobs), jobs
+            assert len(jobs) == 4 and all(k["revoked_at"] for k in jobs), jobs
         finally:
             store.close()
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ log = logging.getLogger("llmtap.server")
 _REPLAY_TIMEOUT = 300.0
 _RUN_TIMEOUT = 6 * 3600.0
 _SCOPES = ("ingest", "read", "admin")
+_REVISION = re.compile(r"[0-9a-f]{4,64}")
 
 
 class Provider:
@@ -198,6 +200,13 @@ async def run_form(request: Request) -> Response:
         args += ["--max-cost", cap]
     template = form.get("template")
     typed = template if isinstance(template, str) else ""
+    revision = _text(form, "revision", 64)
+    if revision:
+        if typed.strip():
+            raise ApiError(400, "choose a stored revision or type a template, not both")
+        if not _REVISION.fullmatch(revision):
+            raise ApiError(400, f"revision: expected a template revision's id, got {revision!r}")
+        args += ["--revision", revision]
 
     try:  # what would stop the job before its run starts, said now (see Runner.evaluators)
         for spec in testset["evaluators"]:

@@ -62,6 +62,16 @@ async def testset_page(request: Request) -> Response:
     title = f"Test set {found['testset']['name']}"
     user = user_of(request)
     may_change = user.is_owner or user.role(project["name"]) in ("member", "admin")
+    ready = request.app.state.provider.configured
+    revisions: list[dict[str, Any]] = []
+    if ready and may_change:  # the run form's choice: a stored revision of the cases' templates
+        names = {c.get("prompt_template_name") for c in found["testset"]["cases"]}
+        for template in await run_in_threadpool(ctx.store.templates, project["id"]):
+            if template["name"] in names:
+                revisions += [
+                    {"name": template["name"], "revision": r["revision"]}
+                    for r in template["revisions"]
+                ]
     return await render_page(
         request,
         "testset.html",
@@ -69,7 +79,8 @@ async def testset_page(request: Request) -> Response:
         projects=projects,
         title=title,
         may_change=may_change,
-        provider_ready=request.app.state.provider.configured,
+        provider_ready=ready,
+        revisions=revisions,
         # Why the last run started here could not run (see ``launch.run_form``), if it could not.
         job_failure=request.app.state.provider.failures.get((project["id"], testset_id)),
     )
