@@ -150,6 +150,11 @@ def test_feedback_becomes_a_test_set_and_gates_two_revisions(
     assert good.returncode == 0, good.stdout + good.stderr
     assert "pass rate 100.0% (baseline, original outputs: 50.0%)" in good.stdout
     assert "0 regression(s), 2 fixed" in good.stdout and "estimated cost $" in good.stderr
+    # Each case side by side: its parameters, what it expects, old and new, scores, ms, cost.
+    header, _, *rows = good.stdout.splitlines()
+    assert header.split()[:4] == ["case", "change", "parameters", "expected"]
+    golf = next(r for r in rows if '"sport": "golf"' in r)
+    assert "⛳" in golf and "(must differ)" in next(r for r in rows if "chess" in r)
     suite = ElementTree.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("tests") == "4" and suite.get("failures") == "0"
     good_run = _run_id(good.stderr)

@@ -363,18 +363,32 @@ def _short(text: Any, width: int = 30) -> str:
     return " ".join(str(text or "").split())[:width]
 
 
+def _expected(case: dict[str, Any]) -> str:
+    if case.get("expected_kind") == "differ":
+        return "(must differ)"
+    return _short(case.get("expected"))
+
+
 def _report(testset: dict[str, Any], view: dict[str, Any], status: str) -> None:
-    rows = [
-        [
-            str(row["case"]["id"]),
-            row["change"],
-            _short(row["old"] and row["old"].get("output")),
-            _short(row["new"] and (row["new"].get("output") or row["new"].get("error"))),
-            _score_text(row["new"]),
-        ]
-        for row in view["cases"]
-    ]
-    click.echo(table(rows, ["case", "change", "old output", "new output", "scores"]))
+    rows = []
+    for row in view["cases"]:
+        new = row["new"] or {}
+        cost, ms = new.get("cost_usd"), new.get("latency_ms")
+        rows.append(
+            [
+                str(row["case"]["id"]),
+                row["change"],
+                _short(json.dumps(row["case"].get("template_params") or {}, ensure_ascii=False)),
+                _expected(row["case"]),
+                _short(row["old"] and row["old"].get("output")),
+                _short(new.get("output") or new.get("error")),
+                _score_text(row["new"]),
+                "-" if ms is None else f"{ms:.0f}",
+                "-" if cost is None else f"{cost:.6f}",
+            ]
+        )
+    headers = ["case", "change", "parameters", "expected", "old output", "new output", "scores"]
+    click.echo(table(rows, [*headers, "ms", "USD"]))
     new, old = view["summary"], view["baseline"]
 
     def rate(s: dict[str, Any]) -> str:
