@@ -546,6 +546,18 @@ def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: Fa
         assert again.status_code == 409
         stored = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
         assert len(stored["cases"]) == 4 and stored["version"] == 1
+        # A selection: only the feedback ticked on the page.
+        boxes = LexborHTMLParser(page.text).css("input[name=feedback_id]")
+        assert len(boxes) == 4
+        ticked = [b.attributes["value"] or "" for b in boxes[:2]]
+        selected = browser.post(
+            "/testsets",
+            data={**form, "source": "feedback", "name": "ticked", "feedback_id": ticked},
+        )
+        assert selected.status_code == 303, selected.text
+        picked_id = int(selected.headers["location"].split("?")[0].rsplit("/", 1)[1])
+        picked = project.server.get(f"/api/v1/testsets/{picked_id}", project.key).json()
+        assert len(picked["cases"]) == 2
         first, second = stored["cases"][0]["id"], stored["cases"][1]["id"]
         edited = browser.post(
             f"/testsets/{testset_id}/cases/{first}",

@@ -373,7 +373,7 @@ def _report(testset: dict[str, Any], view: dict[str, Any], status: str) -> None:
     rows = []
     for row in view["cases"]:
         new = row["new"] or {}
-        cost, ms = new.get("cost_usd"), new.get("latency_ms")
+        usd, latency = new.get("cost_usd"), new.get("latency_ms")
         rows.append(
             [
                 str(row["case"]["id"]),
@@ -383,8 +383,8 @@ def _report(testset: dict[str, Any], view: dict[str, Any], status: str) -> None:
                 _short(row["old"] and row["old"].get("output")),
                 _short(new.get("output") or new.get("error")),
                 _score_text(row["new"]),
-                "-" if ms is None else f"{ms:.0f}",
-                "-" if cost is None else f"{cost:.6f}",
+                "-" if latency is None else f"{latency:.0f}",
+                "-" if usd is None else f"{usd:.6f}",
             ]
         )
     headers = ["case", "change", "parameters", "expected", "old output", "new output", "scores"]

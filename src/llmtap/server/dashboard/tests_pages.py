@@ -35,7 +35,7 @@ __all__ = [
     "testsets_page",
 ]
 # Form fields that are not an events filter.
-_NOT_FILTER = {"csrf_token", "project", "name", "source", "template", "testset"}
+_NOT_FILTER = {"csrf_token", "project", "name", "source", "template", "testset", "feedback_id"}
 
 
 async def testsets_page(request: Request) -> Response:
@@ -130,12 +130,15 @@ async def new_testset_form(request: Request) -> Response:
     project, pid = await may_change_tests(request, form)
     name = str(form.get("name") or "").strip()
     fields = {k: v for k, v in form.items() if k not in _NOT_FILTER and isinstance(v, str) and v}
+    ticked = [v for v in form.getlist("feedback_id") if isinstance(v, str)]
     try:
         src = Source.model_validate(
             {
                 "source": "feedback" if form.get("source") == "feedback" else "events",
                 "template": str(form.get("template") or "") or None,
                 "filter": fields,
+                # The feedback ticked on its page: only those (none ticked: all of it).
+                "feedback_ids": ticked or None,
             }
         )
     except ValidationError as exc:
