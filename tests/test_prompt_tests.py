@@ -715,6 +715,20 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 time.sleep(0.2)
             labels = {r["config"].get("template_label") for r in runs}
             assert revision in labels, runs
+            # A set whose name reads like an option is the command's argument all the same.
+            dashed = server.post(
+                "/api/v1/testsets",
+                project.key,
+                json={"name": "--model=nope", "source": "feedback", "template": template_name},
+            ).json()["testset"]["id"]
+            assert browser.post(f"/testsets/{dashed}/run", data=form).status_code == 303
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                runs = server.get("/api/v1/runs", project.key).json()["runs"]
+                if len(runs) == 3 and all(r["status"] == "finished" for r in runs):
+                    break
+                time.sleep(0.2)
+            assert [r["config"].get("model") for r in runs if r["testset_id"] == dashed] == [None]
             # A run that cannot start says why on the set's page: at once when the set's
             # evaluators cannot run here, else once its job has failed.
             capped = browser.post(
@@ -749,7 +763,7 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 if all(k["revoked_at"] for k in jobs):
                     break
                 time.sleep(0.1)
-            assert len(jobs) == 4 and all(k["revoked_at"] for k in jobs), jobs
+            assert len(jobs) == 5 and all(k["revoked_at"] for k in jobs), jobs
         finally:
             store.close()
     finally:

@@ -113,14 +113,16 @@ def _template_file(text: str) -> Iterator[list[str]]:
 def _job(
     request: Request, project: str, project_id: int, args: list[str], template: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``llmtap ARGS`` as a job of the project, to its end (blocks)."""
+    """Run ``llmtap COMMAND [OPTIONS] -- ARGUMENT`` as a job of the project, to its end
+    (blocks); ``args``: the command, its one argument (an event id, a set's name: anyone's
+    text, so after ``--``, never read as an option), then its options."""
     state = request.app.state
     with (
         _job_key(state.store, project, project_id) as key,
         _template_file(template) as option,
     ):
         return subprocess.run(
-            [sys.executable, "-m", "llmtap.cli", *args, *option],
+            [sys.executable, "-m", "llmtap.cli", args[0], *args[2:], *option, "--", args[1]],
             env=state.provider.environment(_own_url(request), key),
             capture_output=True,
             text=True,
