@@ -183,15 +183,19 @@ def test_serve_never_shows_the_password(tmp_path: Path, database: str) -> None:
     assert password not in log
 
 
-def test_serve_with_postgresql_down_is_one_clear_line(tmp_path: Path) -> None:
-    password = "pw-" + uuid.uuid4().hex
-    url = f"postgresql://llmtap:{password}@127.0.0.1:{free_port()}/llmtap"
-    done = subprocess.run(
+def _serve(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*LLMTAP, "serve", "--db", url, "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_serve_with_postgresql_down_is_one_clear_line(tmp_path: Path) -> None:
+    password = "pw-" + uuid.uuid4().hex
+    url = f"postgresql://llmtap:{password}@127.0.0.1:{free_port()}/llmtap"
+    done = _serve(url)
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -217,13 +221,7 @@ def test_serve_with_postgresql_down_is_one_clear_line(tmp_path: Path) -> None:
 )
 def test_a_bad_or_unreachable_url_is_one_line_without_its_password(shape: str) -> None:
     password = "pw-" + uuid.uuid4().hex
-    url = shape.format(port=free_port(), pw=password)
-    done = subprocess.run(
-        [*LLMTAP, "serve", "--db", url, "--port", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _serve(shape.format(port=free_port(), pw=password))
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "cannot open the PostgreSQL store" in done.stderr

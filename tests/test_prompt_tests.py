@@ -640,6 +640,17 @@ def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: Fa
 SECRET = "sk-provider-secret-" + uuid.uuid4().hex
 
 
+def _finished_runs(server: Server, key: str, count: int) -> list[dict[str, Any]]:
+    """The project's runs once there are ``count``, all finished (they run in the background)."""
+    deadline, runs = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        runs = server.get("/api/v1/runs", key).json()["runs"]
+        if len(runs) == count and all(r["status"] == "finished" for r in runs):
+            return runs  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise AssertionError(f"not {count} finished runs: {runs}")
+
+
 def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
     tmp_path: Path, provider: FakeProvider
 ) -> None:
@@ -673,13 +684,7 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
             assert "🏅" in replayed.text and original["output_text"] in replayed.text
             ran = browser.post(f"/testsets/{testset_id}/run", data={**form, "model": "gpt-4o-mini"})
             assert ran.status_code == 303, ran.text
-            deadline, runs = time.monotonic() + 60, []
-            while time.monotonic() < deadline:
-                runs = server.get("/api/v1/runs", project.key).json()["runs"]
-                if runs and runs[0]["status"] == "finished":
-                    break
-                time.sleep(0.2)
-            assert runs and runs[0]["status"] == "finished", runs
+            runs = _finished_runs(server, project.key, 1)
             # The replay is an event linked to the original; the run's calls are recorded.
             children = [
                 e
@@ -707,12 +712,7 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 f"/testsets/{testset_id}/run", data={**form, "revision": revision}
             )
             assert chosen.status_code == 303, chosen.text
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                runs = server.get("/api/v1/runs", project.key).json()["runs"]
-                if len(runs) == 2 and all(r["status"] == "finished" for r in runs):
-                    break
-                time.sleep(0.2)
+            runs = _finished_runs(server, project.key, 2)
             labels = {r["config"].get("template_label") for r in runs}
             assert revision in labels, runs
             # A set whose name reads like an option is the command's argument all the same.
@@ -722,12 +722,7 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 json={"name": "--model=nope", "source": "feedback", "template": template_name},
             ).json()["testset"]["id"]
             assert browser.post(f"/testsets/{dashed}/run", data=form).status_code == 303
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                runs = server.get("/api/v1/runs", project.key).json()["runs"]
-                if len(runs) == 3 and all(r["status"] == "finished" for r in runs):
-                    break
-                time.sleep(0.2)
+            runs = _finished_runs(server, project.key, 3)
             assert [r["config"].get("model") for r in runs if r["testset_id"] == dashed] == [None]
             # A run that cannot start says why on the set's page: at once when the set's
             # evaluators cannot run here, else once its job has failed.
