@@ -75,6 +75,23 @@ def test_an_env_only_key_sees_its_environment_alone(server: Server) -> None:
     )
     assert server.get(f"/api/v1/events/{prod_id}", everything).status_code == 200
     assert_error_shape(server.get(f"/api/v1/events/{prod_id}", reader), 404)
+    # Test sets, runs and board links span the project's environments: refused to such a
+    # key, even one that may change the project (a set made from all the feedback would
+    # show prod's calls; a link is read with no key at all).
+    keeper = server.new_key(name, "dev", scopes=("read", "admin"), env_only=True)
+    made = {"name": "leak", "source": "feedback"}
+    assert_error_shape(server.post("/api/v1/testsets", keeper, json=made), 403)
+    assert_error_shape(server.get("/api/v1/testsets", reader), 403)
+    assert_error_shape(server.get("/api/v1/runs", reader), 403)
+    assert_error_shape(server.get("/api/v1/runs/abc", reader), 403)
+    admin = server.new_key(name, "dev", scopes=("read", "admin"))
+    assert server.post("/api/v1/testsets", admin, json=made).status_code == 201
+    made_board = server.post("/api/v1/boards", keeper, json={"template": "openai-monitor"})
+    assert made_board.status_code == 201, made_board.text
+    board_id = made_board.json()["id"]
+    link = server.post(f"/api/v1/boards/{board_id}/shares", keeper, json={})
+    assert_error_shape(link, 403)
+    assert server.post(f"/api/v1/boards/{board_id}/shares", admin, json={}).status_code == 201
 
 
 def test_keys_create_takes_scopes_and_defaults_to_ingest(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, CaseIn, case_from_event, cases_from_jsonl
 from ..evals.results import compare
-from ..store import NameTaken, Store
+from ..store import KeyInfo, NameTaken, Store
 from .auth import confine
 from .errors import ApiError
 from .ingest import not_unicode, parse_json, read_body
@@ -44,10 +44,24 @@ _FEEDBACK_PAGE = 500
 Id = Annotated[int, Field(ge=0, lt=2**63)]
 
 
+async def _key(request: Request, scope: str) -> KeyInfo:
+    """The caller's key: one that reads only its own environment is refused (403), as for
+    templates: a set's cases and a run's results are the project's, whatever environment
+    their events came from."""
+    key: KeyInfo = await run_in_threadpool(request.app.state.keys.authenticate, request, scope)
+    if key.env_only:
+        raise ApiError(
+            403,
+            f"this key reads only the environment {key.environment!r}; "
+            "test sets and runs span every environment of the project",
+        )
+    return key
+
+
 async def _admin_body(request: Request, model: type[BaseModel], what: str) -> tuple[Any, Any]:
     """(the key, the body as ``model``) of a request that changes the project (``admin``)."""
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    key = await _key(request, "admin")
     payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
     return key, _validated(model, payload, what)
 
@@ -220,7 +234,7 @@ def _set_or_404(store: Store, project_id: int, testset_id: int) -> dict[str, Any
 
 async def list_testsets(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    key = await _key(request, "read")
     found = await run_in_threadpool(state.store.list_testsets, key.project_id)
     name = request.query_params.get("name")
     if name is not None:
@@ -264,7 +278,7 @@ def _check_evaluators(specs: list[str]) -> None:
 
 async def get_testset(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    key = await _key(request, "read")
     testset_id = _path_id(request, "testset_id")
     return await json_answer(
         await run_in_threadpool(_set_or_404, state.store, key.project_id, testset_id)
@@ -273,7 +287,7 @@ async def get_testset(request: Request) -> JSONResponse:
 
 async def delete_testset(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    key = await _key(request, "admin")
     testset_id = _path_id(request, "testset_id")
     if not await run_in_threadpool(state.store.delete_testset, key.project_id, testset_id):
         raise ApiError(404, f"no test set {testset_id} in this project")
@@ -282,7 +296,7 @@ async def delete_testset(request: Request) -> JSONResponse:
 
 async def add_cases(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    key = await _key(request, "admin")
     testset_id = _path_id(request, "testset_id")
     src, ready = await _payload(request)
 
@@ -331,7 +345,7 @@ def remove_case(store: Store, project_id: int, testset_id: int, case_id: int) ->
 
 async def edit_case(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    key = await _key(request, "admin")
     payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
     testset_id, case_id = _path_id(request, "testset_id"), _path_id(request, "case_id")
     case = await run_in_threadpool(
@@ -342,7 +356,7 @@ async def edit_case(request: Request) -> JSONResponse:
 
 async def delete_case(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    key = await _key(request, "admin")
     testset_id, case_id = _path_id(request, "testset_id"), _path_id(request, "case_id")
     await run_in_threadpool(remove_case, state.store, key.project_id, testset_id, case_id)
     return JSONResponse({"ok": True, "deleted": 1})
@@ -372,7 +386,7 @@ def run_view(
 
 async def list_runs(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    key = await _key(request, "read")
     raw = request.query_params.get("testset")
     if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) < 19):
         raise ApiError(400, "testset: expected a test set's id")
@@ -399,7 +413,7 @@ async def create_run(request: Request) -> JSONResponse:
 
 async def get_run(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    key = await _key(request, "read")
     run_id = request.path_params["run_id"]
     baseline = request.query_params.get("baseline")
     if request.query_params.get("raw") in ("1", "true"):

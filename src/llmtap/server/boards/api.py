@@ -336,6 +336,13 @@ async def shares(request: Request) -> Response:
     if request.method == "POST":
         data = await _json_body(request)
         a = await access(request, True)
+        if a.environment is not None:
+            # A link is read by anyone, with no key: it cannot keep a key's environment.
+            raise ApiError(
+                403,
+                f"this key reads only the environment {a.environment!r}; "
+                "a board's link shows every environment of the project",
+            )
         made = await run_in_threadpool(_new_share, request.app.state.store, a, board_id, data)
         return JSONResponse(made, status_code=201)
 
