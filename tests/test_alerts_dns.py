@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from llmtap.server.alerts import evaluate
+from llmtap.server.alerts.api import check_item
 from llmtap.server.alerts.notify import deliver
+from llmtap.server.errors import ApiError
 
-from ._receivers import Webhook
+from ._receivers import Mailbox, Webhook
 
 NAME = "hook.test"
 
@@ -88,3 +90,30 @@ def test_over_https_the_address_checked_is_reached_under_the_urls_name(
         assert rebinding == [NAME] and len(allowed.received) == 1
     finally:
         allowed.close()
+
+
+def test_an_smtp_server_is_reached_at_the_address_checked_and_a_private_one_refused(
+    rebinding: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E-mail channels as webhooks: a host that resolves to a private address (this
+    server's own services, a cloud's metadata) is refused when the channel is made and when
+    it is used, and the connection goes to the address checked."""
+    box = Mailbox()
+    try:
+        channel = {
+            "kind": "email", "name": "mail", "host": NAME, "port": box.port,
+            "starttls": False, "username": box.user, "password": box.password,
+            "sender": "llmtap@example.com", "to": ["ops@example.com"],
+        }  # fmt: skip
+        rule = {"name": "r", "measure": "requests", "threshold": 1}
+        note = evaluate.test_note("p", 1, "rule", rule)
+        assert deliver(channel, note, 5.0) == "mail accepted for ops@example.com"
+        assert rebinding == [NAME] and len(box.messages) == 1
+        with pytest.raises(ValueError, match=r"the SMTP server 'hook.test' is 127\.0\.0\.2"):
+            deliver(channel, note, 5.0)
+        monkeypatch.setenv("LLMTAP_ALERT_ALLOW_NETWORKS", "")
+        with pytest.raises(ApiError) as refused:
+            check_item("channel", {**channel, "host": "127.0.0.1"})
+        assert refused.value.status == 400 and "not a public address" in refused.value.message
+    finally:
+        box.close()

@@ -301,9 +301,9 @@ _TABLE = [
     Setting(
         "alert_allow_networks",
         "",
-        "Networks a webhook may reach besides public addresses, comma-separated (e.g."
-        " 10.0.0.0/8,127.0.0.0/8), or * for any; loopback and private hosts are refused"
-        " otherwise.",
+        "Networks a webhook or an SMTP server may be at besides public addresses,"
+        " comma-separated (e.g. 10.0.0.0/8,127.0.0.0/8), or * for any; loopback and private"
+        " hosts are refused otherwise.",
         str,
         "server",
     ),

@@ -27,7 +27,7 @@ from ...store import KeyInfo, Store
 from ..errors import ApiError
 from ..ingest import not_unicode, parse_json, read_body
 from ..query import json_answer
-from .notify import check_webhook_host
+from .notify import check_webhook_host, checked_host
 from .rules import validated
 
 __all__ = ["alert_routes", "alerts_answer", "check_item", "send_test_now"]
@@ -81,18 +81,24 @@ def alerts_answer(store: Store, project_id: int) -> dict[str, Any]:
 
 def check_item(kind: str, payload: Any) -> dict[str, Any]:
     """``payload`` validated as a ``kind`` (a 400 naming the bad field), as stored. Blocks
-    (a webhook's host is resolved): call it from a worker thread."""
+    (a channel's host is resolved, and refused when not public): call it from a worker
+    thread."""
     problem = not_unicode(payload)
     if problem is not None:
         raise ApiError(400, f"invalid {kind}: {problem}")
     item = validated(kind, payload)
     body = item.model_dump(mode="json")
-    if body.get("kind") == "webhook":
+    channel = body.get("kind")  # a channel's: webhook or email
+    where = "url" if channel == "webhook" else "host"
+    if channel in ("webhook", "email"):
         try:
-            check_webhook_host(body["url"])
+            if channel == "webhook":
+                check_webhook_host(body["url"])
+            else:
+                checked_host(body["host"], "the SMTP server")
         except ValueError as exc:
             raise ApiError(
-                400, f"invalid channel: url: {exc}", [{"field": "url", "error": str(exc)}]
+                400, f"invalid channel: {where}: {exc}", [{"field": where, "error": str(exc)}]
             ) from None
     return body
 

@@ -50,6 +50,7 @@ __all__ = [
     "Notifier",
     "check_webhook_host",
     "checked_address",
+    "checked_host",
     "deliver",
     "signature",
     "summary",
@@ -77,29 +78,34 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] |
 
 
 def checked_address(url: str) -> str | None:
-    """The address to connect to for a webhook URL: its host resolved once, every address
-    checked. Refuses (ValueError, saying why) a host that is, or resolves to, an address that
-    is not public (loopback, private, link-local: this server's own pages, a cloud's metadata
-    service) unless ``alert_allow_networks`` lets it. None when every address is allowed
-    (``*``): then nothing is checked, and the host is connected to as it resolves then."""
+    """The address to connect to for a webhook URL (see ``checked_host``)."""
+    return checked_host(urlsplit(url).hostname or "", "the webhook's host")
+
+
+def checked_host(host: str, what: str) -> str | None:
+    """The address to connect to for ``host`` (a webhook's, an SMTP server's): resolved
+    once, every address checked. Refuses (ValueError, saying why) a host that is, or resolves
+    to, an address that is not public (loopback, private, link-local: this server's own
+    pages and services, a cloud's metadata service) unless ``alert_allow_networks`` lets it.
+    None when every address is allowed (``*``): then nothing is checked, and the host is
+    connected to as it resolves then."""
     allowed = _allowed_networks()
     if allowed is None:
         return None
-    host = urlsplit(url).hostname or ""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
-        raise ValueError(f"the webhook's host {host!r} does not resolve: {exc}") from None
+        raise ValueError(f"{what} {host!r} does not resolve: {exc}") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
         if address.is_global or any(address in net for net in allowed):
             continue
         raise ValueError(
-            f"the webhook's host {host!r} is {address}, not a public address: allow its network"
+            f"{what} {host!r} is {address}, not a public address: allow its network"
             " with LLMTAP_ALERT_ALLOW_NETWORKS (for example 127.0.0.0/8) to reach it"
         )
     if not addresses:
-        raise ValueError(f"the webhook's host {host!r} does not resolve")
+        raise ValueError(f"{what} {host!r} does not resolve")
     return str(addresses[0])
 
 
@@ -166,6 +172,19 @@ def _webhook(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> s
     return f"the webhook answered {response.status_code}"
 
 
+class _PinnedSMTP(smtplib.SMTP):
+    """An SMTP connection to the address checked for its host (a resolver that answers
+    differently a second time is not asked again), speaking to it under the host's name
+    (STARTTLS checks the certificate against the name)."""
+
+    def __init__(self, address: str | None, host: str, port: int, timeout: float) -> None:
+        self._address = address
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((self._address or host, port), timeout, self.source_address)
+
+
 def _email(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> str:
     message = EmailMessage()
     message["Subject"] = summary(note)[:200]
@@ -174,7 +193,8 @@ def _email(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> str
     lines = [summary(note), "", f"The events behind it: {note['link']}", ""]
     lines += [f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in _public(note).items()]
     message.set_content("\n".join(lines))
-    with smtplib.SMTP(channel["host"], channel["port"], timeout=timeout) as smtp:
+    address = checked_host(channel["host"], "the SMTP server")
+    with _PinnedSMTP(address, channel["host"], channel["port"], timeout=timeout) as smtp:
         smtp.ehlo()
         if channel.get("starttls", True):
             smtp.starttls(context=ssl.create_default_context())
