@@ -875,9 +875,11 @@ def test_a_run_s_settings_go_over_each_case_s(
     project: Project, provider: FakeProvider, tmp_path: Path
 ) -> None:
     """``--setting NAME=VALUE`` (JSON, else text) goes into every call over the case's own
-    settings, and the calls are recorded with it."""
+    settings, and the calls are recorded with it; of a case's own (what a key stored), only
+    those of sampling: none that multiplies the bill."""
     name = f"settings-{uuid.uuid4().hex[:8]}"
-    case = _case("soccer", model="gpt-4o-mini", settings={"temperature": 1.0, "seed": 7})
+    stored = {"temperature": 1.0, "seed": 7, "n": 64, "best_of": 9, "service_tier": "priority"}
+    case = _case("soccer", model="gpt-4o-mini", settings=stored)
     _import(project, provider, tmp_path, name, [case])
     ran = cli(
         project, provider, "test", name,

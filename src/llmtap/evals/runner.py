@@ -121,11 +121,31 @@ class _Call:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+# The settings a case's call keeps from the case (what a key stored: an event's request, an
+# imported line): how the model samples and answers, never what multiplies the bill (``n``,
+# ``best_of``, a pricier ``service_tier``) or changes where the answer goes (``stream``).
+# The caller's own --setting values are taken as they are.
+_SAMPLING = frozenset(
+    {
+        *("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed"),
+        *("presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs"),
+        *("response_format", "tools", "tool_choice", "parallel_tool_calls", "functions"),
+        *("function_call", "reasoning_effort", "verbosity", "user", "suffix", "echo"),
+    }
+)
+
+
+def _sampling(settings: Any) -> dict[str, Any]:
+    if not isinstance(settings, dict):
+        return {}
+    return {k: v for k, v in settings.items() if k in _SAMPLING}
+
+
 def prepare(case: dict[str, Any], options: RunOptions, pricing: Pricing) -> _Call:
     """The call ``case`` makes under ``options`` (the template filled with the case's
     parameters), or why it cannot be made; with its estimated cost."""
     call = _Call(case, options.model or case.get("model"))
-    call.settings = {**(case.get("settings") or {}), **options.settings}
+    call.settings = {**_sampling(case.get("settings")), **options.settings}
     template = options.template if options.template is not None else case.get("template")
     params = case.get("template_params") or {}
     if call.model is None:
