@@ -144,6 +144,8 @@ def test_a_rule_fires_and_resolves_through_signed_webhooks_slack_and_mail(
         assert "project_id" not in firing
         text = wait_until(lambda: slack.bodies(), what="the slack body")[0]["text"]
         assert "FIRING" in text and "<http://dash.example/events?" in text
+        # What Slack would read as markup (<!channel>, <url|label>) is escaped as it asks.
+        assert "errors &lt;b&gt;jump&lt;/b&gt;" in text and "<b>" not in text
         mail = wait_until(lambda: [m for m in mailbox.messages if "FIRING" in m["Subject"]])[0]
         assert mail["To"] == "oncall@example.com" and rule["name"] in mail["Subject"]
         assert "http://dash.example/events?" in mail.get_content()

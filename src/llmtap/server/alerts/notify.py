@@ -145,13 +145,19 @@ def summary(note: dict[str, Any]) -> str:
     )
 
 
+def _slack_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _public(note: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in note.items() if k != "project_id"}  # an internal id
 
 
 def _webhook(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> str:
     if channel.get("format") == "slack":
-        text = f"{summary(note)}\n<{note['link']}|the events behind it>"
+        # Slack reads <...> as a mention or a link and & as an entity: the summary holds what
+        # events said (a model name, an attribute's value), so it is escaped as Slack asks.
+        text = f"{_slack_text(summary(note))}\n<{note['link']}|the events behind it>"
         payload: dict[str, Any] = {"text": text}
     else:
         payload = {**_public(note), "text": summary(note)}
