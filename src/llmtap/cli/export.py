@@ -17,6 +17,7 @@ import click
 
 from ..api import FLAT_COLUMNS, flatten_event
 from ._options import api_key_option, url_option
+from ._output import private_file
 from ._query import api_errors_reported, api_for, event_filters, filter_options
 
 ROW_GROUP = 5_000  # rows a Parquet row group holds: what export keeps in memory
@@ -33,11 +34,19 @@ def _write_jsonl(events: Iterator[dict[str, Any]], out: IO[str]) -> None:
         out.write("\n")
 
 
+# A cell a spreadsheet would run as a formula (=HYPERLINK(...) in an output, say) starts so.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA) else value
+
+
 def _write_csv(events: Iterator[dict[str, Any]], out: IO[str]) -> None:
     writer = csv.DictWriter(out, fieldnames=FLAT_COLUMNS)
     writer.writeheader()
     for event in events:
-        writer.writerow(flatten_event(event))
+        writer.writerow({k: _cell(v) for k, v in flatten_event(event).items()})
 
 
 def parquet_schema() -> Any:
@@ -108,6 +117,7 @@ def export(
                 yield event
                 bar.update(1)
 
+        private_file(output)
         if fmt == "parquet":
             _write_parquet(counted(), output)
         else:

@@ -24,7 +24,7 @@ from ..evals.cases import DEFAULT_THRESHOLD
 from ..evals.results import missed_thresholds
 from ..evals.runner import Runner, RunOptions
 from ._options import api_key_option, url_option
-from ._output import table
+from ._output import private_file, table
 from ._query import api_errors_reported
 
 __all__ = ["revision_template", "template_file", "test", "testsets"]
@@ -290,6 +290,7 @@ def test(
         view = api.run_view(run_id, baseline) if baseline else outcome
     _report(testset, view, outcome["status"])
     if junit:
+        private_file(junit)
         junit.write_bytes(junit_xml(testset, view))
     missed = missed_thresholds(view["summary"], outcome["status"], min_pass, max_regressions)
     if missed:
