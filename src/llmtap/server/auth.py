@@ -23,7 +23,15 @@ from starlette.requests import Request
 from ..store import EventFilter, KeyInfo, Store
 from .errors import ApiError
 
-__all__ = ["SCOPES", "KeyCache", "check_scopes", "confine", "create_key", "hash_key"]
+__all__ = [
+    "SCOPES",
+    "KeyCache",
+    "check_scopes",
+    "confine",
+    "create_key",
+    "hash_key",
+    "project_wide",
+]
 
 SCOPES = ("ingest", "read", "admin")
 _IMPLIED = {"read": {"read", "admin"}, "ingest": {"ingest"}, "admin": {"admin"}}
@@ -71,6 +79,18 @@ def confine(key: KeyInfo, f: EventFilter) -> EventFilter:
             raise ApiError(403, f"this key reads only the environment {key.environment!r}")
         f.environment = key.environment
     return f
+
+
+def project_wide(key: KeyInfo, what: str) -> KeyInfo:
+    """``key``, for data that spans every environment of its project (``what``: "templates",
+    "alerts"...): a 403 for a key that reads only its own environment."""
+    if key.env_only:
+        raise ApiError(
+            403,
+            f"this key reads only the environment {key.environment!r}; "
+            f"{what} span every environment of the project",
+        )
+    return key
 
 
 class KeyCache:

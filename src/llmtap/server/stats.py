@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 
 from ..store import GROUPS, TIME_GROUPS
 from ..wire import MAX_GROUP_BY
-from .auth import confine
+from .auth import confine, project_wide
 from .errors import ApiError
 from .query import SELECTING, event_filter, json_answer
 
@@ -57,13 +57,8 @@ async def get_stats(request: Request) -> JSONResponse:
 async def list_templates(request: Request) -> JSONResponse:
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request, "read")
-    if key.env_only:
-        # Revisions are kept per project, not per environment: they would show the others'.
-        raise ApiError(
-            403,
-            f"this key reads only the environment {key.environment!r}; "
-            "templates span every environment of the project",
-        )
+    # Revisions are kept per project, not per environment: they would show the others'.
+    project_wide(key, "templates")
     if request.query_params:
         raise ApiError(400, f"unknown query parameter(s): {', '.join(request.query_params)}")
     templates = await run_in_threadpool(state.store.templates, key.project_id)

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, CaseIn, case_from_event, cases_from_jsonl
 from ..evals.results import compare
 from ..store import KeyInfo, NameTaken, Store
-from .auth import confine
+from .auth import confine, project_wide
 from .errors import ApiError
 from .ingest import not_unicode, parse_json, read_body
 from .query import SELECTING, event_filter, json_answer
@@ -49,13 +49,7 @@ async def _key(request: Request, scope: str) -> KeyInfo:
     templates: a set's cases and a run's results are the project's, whatever environment
     their events came from."""
     key: KeyInfo = await run_in_threadpool(request.app.state.keys.authenticate, request, scope)
-    if key.env_only:
-        raise ApiError(
-            403,
-            f"this key reads only the environment {key.environment!r}; "
-            "test sets and runs span every environment of the project",
-        )
-    return key
+    return project_wide(key, "test sets and runs")
 
 
 async def _admin_body(request: Request, model: type[BaseModel], what: str) -> tuple[Any, Any]:

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...store import KeyInfo, Store
+from ..auth import project_wide
 from ..errors import ApiError
 from ..ingest import not_unicode, parse_json, read_body
 from ..query import json_answer
@@ -105,13 +106,7 @@ def check_item(kind: str, payload: Any) -> dict[str, Any]:
 
 async def _key(request: Request, scope: str) -> KeyInfo:
     key: KeyInfo = await run_in_threadpool(request.app.state.keys.authenticate, request, scope)
-    if key.env_only:
-        raise ApiError(
-            403,
-            f"this key reads only the environment {key.environment!r}; "
-            "alerts span every environment of the project",
-        )
-    return key
+    return project_wide(key, "alerts")
 
 
 async def _payload(request: Request) -> Any:
