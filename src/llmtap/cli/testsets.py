@@ -22,7 +22,7 @@ import click
 from ..evals.api import TestsApi
 from ..evals.cases import DEFAULT_THRESHOLD
 from ..evals.results import missed_thresholds
-from ..evals.runner import Runner, RunOptions
+from ..evals.runner import Runner, RunOptions, sampling_settings
 from ._options import api_key_option, url_option
 from ._output import private_file, table
 from ._query import api_errors_reported
@@ -318,7 +318,8 @@ def _resumed(given: RunOptions, config: dict[str, Any]) -> RunOptions:
         model=config.get("model"),
         template=config.get("template"),
         template_label=config.get("template_label"),
-        settings=config.get("settings") or {},
+        # Given again as they were: the caller's own; else from the server's record.
+        settings=given.settings or sampling_settings(config.get("settings")),
         stored_evaluators=None if given.evaluators else config.get("evaluators"),
         max_cost_usd=config.get("max_cost_usd") if cap is None else cap,
     )

@@ -46,7 +46,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EVALUATORS", "Context", "Evaluator", "Score", "normalize", "parse_evaluator"]
+__all__ = [
+    "EVALUATORS",
+    "Context",
+    "Evaluator",
+    "Score",
+    "normalize",
+    "parse_evaluator",
+    "stored_evaluators",
+]
 
 MAX_REASON = 300
 
@@ -360,3 +368,9 @@ def parse_evaluator(spec: str, stored: bool = False) -> Evaluator:
     except Exception as exc:
         raise ValueError(f"evaluator {spec!r}: {exc}") from None
     return Evaluator(spec, name, threshold, check, argument, compare, extra)
+
+
+def stored_evaluators(specs: list[str]) -> list[Evaluator]:
+    """The evaluators of specs a test set keeps on the server (see the module's doc); a
+    ValueError for the first that cannot be used."""
+    return [parse_evaluator(spec, stored=True) for spec in specs]

@@ -35,11 +35,19 @@ import openai
 from ..sdk._templates import TemplateChat, TemplateText, placeholders
 from ..wire import parse_instant
 from .api import TestsApi
-from .evaluators import Context, Evaluator, Score, parse_evaluator
+from .evaluators import Context, Evaluator, Score, parse_evaluator, stored_evaluators
 from .journal import Journal
 from .results import compare
 
-__all__ = ["Pricing", "RunOptions", "Runner", "call_model", "estimate_tokens", "prepare"]
+__all__ = [
+    "Pricing",
+    "RunOptions",
+    "Runner",
+    "call_model",
+    "estimate_tokens",
+    "prepare",
+    "sampling_settings",
+]
 
 # Results are sent when this many wait, or this often.
 _BATCH = 100
@@ -121,10 +129,10 @@ class _Call:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-# The settings a case's call keeps from the case (what a key stored: an event's request, an
-# imported line): how the model samples and answers, never what multiplies the bill (``n``,
-# ``best_of``, a pricier ``service_tier``) or changes where the answer goes (``stream``).
-# The caller's own --setting values are taken as they are.
+# The settings a call keeps from what a key stored (a case's: an event's request, an imported
+# line; a resumed run's record): how the model samples and answers, never what multiplies the
+# bill (``n``, ``best_of``, a pricier ``service_tier``) or changes where the answer goes
+# (``stream``). The caller's own --setting values are taken as they are.
 _SAMPLING = frozenset(
     {
         *("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed"),
@@ -135,7 +143,8 @@ _SAMPLING = frozenset(
 )
 
 
-def _sampling(settings: Any) -> dict[str, Any]:
+def sampling_settings(settings: Any) -> dict[str, Any]:
+    """Of stored ``settings``, those of sampling (``_SAMPLING``)."""
     if not isinstance(settings, dict):
         return {}
     return {k: v for k, v in settings.items() if k in _SAMPLING}
@@ -145,7 +154,7 @@ def prepare(case: dict[str, Any], options: RunOptions, pricing: Pricing) -> _Cal
     """The call ``case`` makes under ``options`` (the template filled with the case's
     parameters), or why it cannot be made; with its estimated cost."""
     call = _Call(case, options.model or case.get("model"))
-    call.settings = {**_sampling(case.get("settings")), **options.settings}
+    call.settings = {**sampling_settings(case.get("settings")), **options.settings}
     template = options.template if options.template is not None else case.get("template")
     params = case.get("template_params") or {}
     if call.model is None:
@@ -213,8 +222,7 @@ class Runner:
         what cannot be used."""
         if options.evaluators:
             return [parse_evaluator(s) for s in options.evaluators]
-        stored = options.stored_evaluators
-        return [parse_evaluator(s, stored=True) for s in stored or testset["evaluators"]]
+        return stored_evaluators(options.stored_evaluators or testset["evaluators"])
 
     # -- running ---------------------------------------------------------------------------
 

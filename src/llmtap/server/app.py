@@ -182,6 +182,9 @@ def create_app(
     app.state.retention_days = resolve("retention_days", retention_days)
     # The model provider the dashboard's replays and test runs use; its key is never stored.
     app.state.provider = Provider.from_environment()
+    # Per (project, test set): why the last run started from this process's dashboard could
+    # not run (its set's page says so; a run that ran has a status of its own).
+    app.state.run_failures = {}
     return app
 
 

@@ -242,9 +242,9 @@ async def create_testset(request: Request) -> JSONResponse:
     evaluators = new.evaluators
     if evaluators is None:  # from feedback: compare with what was expected, no judge, no cost
         evaluators = ["normalized"]
-    _check_evaluators(evaluators)
 
     def make() -> dict[str, Any]:
+        _check_evaluators(evaluators)  # compiles patterns and schemas: here, not on the loop
         cases = build_cases(state.store, key, new)
         try:
             testset_id = state.store.create_testset(key.project_id, new.name, evaluators)
@@ -259,15 +259,14 @@ async def create_testset(request: Request) -> JSONResponse:
 def _check_evaluators(specs: list[str]) -> None:
     """Each of ``specs`` an evaluator a set may keep (see ``evals.evaluators``): known, its
     argument valid, and neither reading a file nor running code where the set is run."""
-    from ..evals.evaluators import parse_evaluator
+    from ..evals.evaluators import stored_evaluators
 
-    for spec in specs:
-        if len(spec) > 10_000:
-            raise ApiError(400, "an evaluator's spec is at most 10,000 characters")
-        try:
-            parse_evaluator(spec, stored=True)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+    if any(len(spec) > 10_000 for spec in specs):
+        raise ApiError(400, "an evaluator's spec is at most 10,000 characters")
+    try:
+        stored_evaluators(specs)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 async def get_testset(request: Request) -> JSONResponse:

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...evals.evaluators import parse_evaluator
+from ...evals.evaluators import stored_evaluators
 from ...settings import resolve
 from ...store import Store
 from ..auth import create_key
@@ -49,13 +49,11 @@ _REVISION = re.compile(r"[0-9a-f]{4,64}")
 
 class Provider:
     """The provider the dashboard's jobs call; its key stays in this object and in the
-    environment of the jobs' processes. It keeps, per test set, why the last run started
-    from the dashboard could not run (the set's page says it; a run that ran has a status)."""
+    environment of the jobs' processes."""
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None) -> None:
         self._api_key = api_key
         self._base_url = base_url
-        self.failures: dict[tuple[int, int], str] = {}
 
     @classmethod
     def from_environment(cls) -> Provider:
@@ -111,24 +109,34 @@ def _template_file(text: str) -> Iterator[list[str]]:
 
 
 def _job(
-    request: Request, project: str, project_id: int, args: list[str], template: str
+    request: Request,
+    project: str,
+    project_id: int,
+    command: list[str],
+    template: str,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``llmtap COMMAND [OPTIONS] -- ARGUMENT`` as a job of the project, to its end
-    (blocks); ``args``: the command, its one argument (an event id, a set's name: anyone's
-    text, so after ``--``, never read as an option), then its options."""
+    """Run ``llmtap COMMAND...`` (its options, then ``--`` and its one argument: see
+    ``_command``) as a job of the project, to its end (blocks)."""
     state = request.app.state
     with (
         _job_key(state.store, project, project_id) as key,
         _template_file(template) as option,
     ):
+        name, *rest = command
         return subprocess.run(
-            [sys.executable, "-m", "llmtap.cli", args[0], *args[2:], *option, "--", args[1]],
+            [sys.executable, "-m", "llmtap.cli", name, *option, *rest],
             env=state.provider.environment(_own_url(request), key),
             capture_output=True,
             text=True,
-            timeout=_RUN_TIMEOUT if args[0] == "test" else _REPLAY_TIMEOUT,
+            timeout=_RUN_TIMEOUT if name == "test" else _REPLAY_TIMEOUT,
             stdin=subprocess.DEVNULL,
         )
+
+
+def _command(name: str, argument: str, options: list[str]) -> list[str]:
+    """``llmtap NAME`` with ``options``, then its ``argument`` (an event id, a set's name:
+    anyone's text) after ``--``, so that it is never read as an option."""
+    return [name, *options, "--", argument]
 
 
 def _failure(provider: Provider, done: subprocess.CompletedProcess[str]) -> str:
@@ -160,7 +168,7 @@ async def replay_form(request: Request) -> Response:
     store = request.app.state.store
     event = await run_in_threadpool(query_event, store, project_id, project, event_id)
     model = _text(form, "model")
-    args = ["replay", event_id, "--json", *(["--model", model] if model else [])]
+    args = _command("replay", event_id, ["--json", *(["--model", model] if model else [])])
     template = form.get("template")
     done = await run_in_threadpool(
         _job, request, project, project_id, args, template if isinstance(template, str) else ""
@@ -189,17 +197,17 @@ async def run_form(request: Request) -> Response:
         testset = await run_in_threadpool(store.get_testset, project_id, testset_id)
     if testset is None:
         raise ApiError(404, f"no test set {testset_id} in project {project!r}")
-    args = ["test", testset["name"]]
+    options = []
     model, cap = _text(form, "model"), _text(form, "max_cost", 30)
     if model:
-        args += ["--model", model]
+        options += ["--model", model]
     if cap:
         try:
             if not 0 <= float(cap) < float("inf"):
                 raise ValueError(cap)
         except ValueError:
             raise ApiError(400, f"max_cost: expected a number of USD, got {cap!r}") from None
-        args += ["--max-cost", cap]
+        options += ["--max-cost", cap]
     template = form.get("template")
     typed = template if isinstance(template, str) else ""
     revision = _text(form, "revision", 64)
@@ -208,19 +216,19 @@ async def run_form(request: Request) -> Response:
             raise ApiError(400, "choose a stored revision or type a template, not both")
         if not _REVISION.fullmatch(revision):
             raise ApiError(400, f"revision: expected a template revision's id, got {revision!r}")
-        args += ["--revision", revision]
+        options += ["--revision", revision]
 
     try:  # what would stop the job before its run starts, said now (see Runner.evaluators)
-        for spec in testset["evaluators"]:
-            parse_evaluator(spec, stored=True)
+        await run_in_threadpool(stored_evaluators, testset["evaluators"])
     except ValueError as exc:
         raise ApiError(400, f"this set cannot run from the dashboard: {exc}") from None
-    failures = provider.failures
+    failures = request.app.state.run_failures
     failures.pop((project_id, testset_id), None)
+    command = _command("test", testset["name"], options)
 
     def job() -> None:
         try:
-            done = _job(request, project, project_id, args, typed)
+            done = _job(request, project, project_id, command, typed)
             # A run that started says "run ID" first; its end is its status (exit 1: it missed
             # a threshold or its cap). One that never started, or crashed, is kept for the
             # set's page.

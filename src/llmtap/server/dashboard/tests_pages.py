@@ -82,7 +82,7 @@ async def testset_page(request: Request) -> Response:
         provider_ready=ready,
         revisions=revisions,
         # Why the last run started here could not run (see ``launch.run_form``), if it could not.
-        job_failure=request.app.state.provider.failures.get((project["id"], testset_id)),
+        job_failure=request.app.state.run_failures.get((project["id"], testset_id)),
     )
 
 
