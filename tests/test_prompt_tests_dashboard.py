@@ -1,0 +1,263 @@
+"""Prompt tests from the dashboard (issue 15): sets made, edited and removed through its
+forms, and replays and runs started from its pages through a provider configured for the
+server (whose key is in no page, answer or database)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from selectolax.lexbor import LexborHTMLParser
+
+from llmtap.fake_provider import FakeProvider
+from llmtap.store import open_store
+
+from .conftest import Project, Server, start_server, stop_server
+from .test_dashboard_http import csrf_of, login
+from .test_prompt_tests import _production
+
+
+def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: FakeProvider) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"forms-{tag}"
+    project = Project(server.new_key(name), server)
+    template_name = _production(project, provider, tag)
+    with login(server) as browser:
+        page = browser.get("/feedback", params={"project": name})
+        assert 'action="/testsets"' in page.text
+        form = {"csrf_token": csrf_of(page.text), "project": name}
+        made = browser.post(
+            "/testsets",
+            data={**form, "source": "feedback", "name": "from feedback", "template": template_name},
+        )
+        assert made.status_code == 303, made.text
+        testset_id = int(made.headers["location"].split("?")[0].rsplit("/", 1)[1])
+        again = browser.post(
+            "/testsets", data={**form, "source": "feedback", "name": "from feedback"}
+        )
+        assert again.status_code == 409
+        stored = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
+        assert len(stored["cases"]) == 4 and stored["version"] == 1
+        # A selection: only the feedback ticked on the page.
+        boxes = LexborHTMLParser(page.text).css("input[name=feedback_id]")
+        assert len(boxes) == 4
+        ticked = [b.attributes["value"] or "" for b in boxes[:2]]
+        selected = browser.post(
+            "/testsets",
+            data={**form, "source": "feedback", "name": "ticked", "feedback_id": ticked},
+        )
+        assert selected.status_code == 303, selected.text
+        picked_id = int(selected.headers["location"].split("?")[0].rsplit("/", 1)[1])
+        picked = project.server.get(f"/api/v1/testsets/{picked_id}", project.key).json()
+        assert len(picked["cases"]) == 2
+        first, second = stored["cases"][0]["id"], stored["cases"][1]["id"]
+        edited = browser.post(
+            f"/testsets/{testset_id}/cases/{first}",
+            data={**form, "expected": "🥅", "tags": " goal, sports ,", "action": "save"},
+        )
+        assert edited.status_code == 303, edited.text
+        removed = browser.post(
+            f"/testsets/{testset_id}/cases/{second}", data={**form, "action": "delete"}
+        )
+        assert removed.status_code == 303, removed.text
+        stored = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
+        assert [c["id"] for c in stored["cases"]][:1] == [first] and len(stored["cases"]) == 3
+        case = stored["cases"][0]
+        assert case["expected"] == "🥅" and case["expected_kind"] == "better"
+        assert case["tags"] == ["goal", "sports"] and stored["version"] == 3
+        # From the events page's filters: the same four calls, without feedback needed.
+        events = browser.get(
+            "/events", params={"project": name, "prompt_template_name": template_name}
+        )
+        assert "Add to test set" in events.text and "the test set from feedback" in events.text
+        by_filter = browser.post(
+            "/testsets",
+            data={
+                **form,
+                "source": "events",
+                "name": "from events",
+                "prompt_template_name": template_name,
+            },
+        )
+        assert by_filter.status_code == 303, by_filter.text
+        sets = {
+            s["name"]: s
+            for s in project.server.get("/api/v1/testsets", project.key).json()["testsets"]
+        }
+        assert sets["from events"]["case_count"] == 4
+        # The same filters into the existing set: its three calls are there already, the one
+        # removed above comes back.
+        into = browser.post(
+            "/testsets",
+            data={
+                **form,
+                "source": "events",
+                "testset": str(testset_id),
+                "prompt_template_name": template_name,
+            },
+        )
+        assert into.status_code == 303 and f"/testsets/{testset_id}" in into.headers["location"]
+        grown = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
+        assert len(grown["cases"]) == 4 and second not in [c["id"] for c in grown["cases"]]
+        # Tags saved on the case rated badly with no better response (its form sends an
+        # empty expected output): it still must differ from its original, and the rated-well
+        # one still expects its original output.
+        events_set = sets["from events"]["id"]
+        stored = project.server.get(f"/api/v1/testsets/{events_set}", project.key).json()
+        kinds = {c["expected_kind"]: c for c in stored["cases"]}
+        for kind in ("differ", "output"):
+            shown = kinds[kind]
+            saved = browser.post(
+                f"/testsets/{events_set}/cases/{shown['id']}",
+                data={**form, "expected": shown["expected"] or "", "tags": "t", "action": "save"},
+            )
+            assert saved.status_code == 303, saved.text
+        after = project.server.get(f"/api/v1/testsets/{events_set}", project.key).json()
+        for case in after["cases"]:
+            if case["id"] in (kinds["differ"]["id"], kinds["output"]["id"]):
+                before = kinds[case["expected_kind"]]
+                assert (case["expected"], case["tags"]) == (before["expected"], ["t"])
+        assert [c["expected_kind"] for c in after["cases"]] == [
+            c["expected_kind"] for c in stored["cases"]
+        ]
+        gone = browser.post(f"/testsets/{testset_id}/delete", data=form)
+        assert gone.status_code == 303
+        assert project.server.get(f"/api/v1/testsets/{testset_id}", project.key).status_code == 404
+        missing = browser.post(
+            f"/testsets/{testset_id}/cases/{first}", data={**form, "action": "delete"}
+        )
+        assert missing.status_code == 404
+
+
+SECRET = "sk-provider-secret-" + uuid.uuid4().hex
+
+
+def _finished_runs(server: Server, key: str, count: int) -> list[dict[str, Any]]:
+    """The project's runs once there are ``count``, all finished (they run in the background)."""
+    deadline, runs = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        runs = server.get("/api/v1/runs", key).json()["runs"]
+        if len(runs) == count and all(r["status"] == "finished" for r in runs):
+            return runs  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise AssertionError(f"not {count} finished runs: {runs}")
+
+
+def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
+    tmp_path: Path, provider: FakeProvider
+) -> None:
+    """With a provider configured at start, the event page replays and the set page runs;
+    the provider key is in no page, no answer and not in the database."""
+    server = start_server(
+        tmp_path,
+        {"LLMTAP_PROVIDER_API_KEY": SECRET, "LLMTAP_PROVIDER_BASE_URL": provider.base_url},
+    )
+    try:
+        tag = uuid.uuid4().hex[:8]
+        name = f"served-{tag}"
+        project = Project(server.new_key(name), server)
+        template_name = _production(project, provider, tag)
+        original = project.events(prompt_template_name=template_name)[0]
+        made = server.post(
+            "/api/v1/testsets",
+            project.key,
+            json={"name": "served", "source": "feedback", "template": template_name},
+        )
+        testset_id = made.json()["testset"]["id"]
+        provider.script({f"{tag} Emoji for": "🏅"})  # whatever the sport, now
+        with login(server) as browser:
+            page = browser.get(f"/events/{original['id']}", params={"project": name})
+            assert "/replay" in page.text and "llmtap replay" not in page.text
+            form = {"csrf_token": csrf_of(page.text), "project": name}
+            replayed = browser.post(
+                f"/events/{original['id']}/replay", data={**form, "model": "gpt-4o-mini"}
+            )
+            assert replayed.status_code == 200, replayed.text
+            assert "🏅" in replayed.text and original["output_text"] in replayed.text
+            ran = browser.post(f"/testsets/{testset_id}/run", data={**form, "model": "gpt-4o-mini"})
+            assert ran.status_code == 303, ran.text
+            runs = _finished_runs(server, project.key, 1)
+            # The replay is an event linked to the original; the run's calls are recorded.
+            children = [
+                e
+                for e in project.events(environment="dashboard")
+                if e.get("parent_event_id") == original["id"]
+            ]
+            assert len(children) == 1 and children[0]["output_text"] == "🏅"
+            view = server.get(f"/api/v1/runs/{runs[0]['id']}", project.key).json()
+            assert view["summary"]["done"] == 4
+            shown = [
+                browser.get(p, params={"project": name}).text
+                for p in ("/settings", f"/testsets/{testset_id}", f"/runs/{runs[0]['id']}")
+            ]
+            assert not any(SECRET in text for text in shown)
+            # A stored revision of the cases' template, chosen on the set's page.
+            options = LexborHTMLParser(shown[1]).css("select[name=revision] option")
+            revision = next(o.attributes["value"] for o in options if o.attributes["value"])
+            assert revision
+            both = browser.post(
+                f"/testsets/{testset_id}/run",
+                data={**form, "revision": revision, "template": "Emoji for {sport}"},
+            )
+            assert both.status_code == 400
+            chosen = browser.post(
+                f"/testsets/{testset_id}/run", data={**form, "revision": revision}
+            )
+            assert chosen.status_code == 303, chosen.text
+            runs = _finished_runs(server, project.key, 2)
+            labels = {r["config"].get("template_label") for r in runs}
+            assert revision in labels, runs
+            # A set whose name reads like an option is the command's argument all the same.
+            dashed = server.post(
+                "/api/v1/testsets",
+                project.key,
+                json={"name": "--model=nope", "source": "feedback", "template": template_name},
+            ).json()["testset"]["id"]
+            assert browser.post(f"/testsets/{dashed}/run", data=form).status_code == 303
+            runs = _finished_runs(server, project.key, 3)
+            assert [r["config"].get("model") for r in runs if r["testset_id"] == dashed] == [None]
+            # A run that cannot start says why on the set's page: at once when the set's
+            # evaluators cannot run here, else once its job has failed.
+            capped = browser.post(
+                f"/testsets/{testset_id}/run",
+                data={**form, "model": "no-price-model", "max_cost": "1"},
+            )
+            assert capped.status_code == 303, capped.text
+            deadline, page_text = time.monotonic() + 60, ""
+            while time.monotonic() < deadline and "could not run" not in page_text:
+                page_text = browser.get(f"/testsets/{testset_id}", params={"project": name}).text
+                time.sleep(0.2)
+            assert "could not run" in page_text and "needs a price" in page_text
+            assert SECRET not in page_text
+            store = open_store(str(server.db))
+            try:
+                pid = store.project_id(name)
+                assert pid is not None
+                coded = store.create_testset(pid, "coded", ["python:os:getcwd"])
+            finally:
+                store.close()
+            refused = browser.post(f"/testsets/{coded}/run", data=form)
+            assert refused.status_code == 400 and "runs code" in refused.text
+        # The jobs' keys were revoked when they ended (the run's, once its process exits,
+        # a moment after it stored its status).
+        store = open_store(str(server.db))
+        try:
+            pid = store.project_id(name)
+            assert pid is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                jobs = [k for k in store.list_keys(pid) if k["environment"] == "dashboard"]
+                if all(k["revoked_at"] for k in jobs):
+                    break
+                time.sleep(0.1)
+            assert len(jobs) == 5 and all(k["revoked_at"] for k in jobs), jobs
+        finally:
+            store.close()
+    finally:
+        log = stop_server(server)
+    assert SECRET not in log
+    for path in tmp_path.iterdir():
+        if path.name.startswith("llmtap.db"):
+            assert SECRET.encode() not in path.read_bytes(), path
