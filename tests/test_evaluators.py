@@ -90,6 +90,22 @@ def test_what_a_case_expects_decides_what_passes() -> None:
     assert normalize("  Hello,   World!! ") == "hello, world"
 
 
+def test_the_calls_an_evaluator_would_make_are_what_it_sends() -> None:
+    """What a run's estimate counts: a judge's whole prompt to the judge's model, both texts
+    to the embeddings model; nothing for an evaluator that scores alone, or that would skip
+    the case (nothing to compare with)."""
+    ctx = Context(judge_model="the-judge", embeddings_model="the-embedder")
+    case = _case("the expected answer")
+    ((model, sent),) = parse_evaluator("judge:Is it kind?").calls(ctx, case, "my answer")
+    assert model == "the-judge"
+    assert all(part in sent for part in ("Is it kind?", "the expected answer", "my answer"))
+    ((model, sent),) = parse_evaluator("embeddings").calls(ctx, case, "my answer")
+    assert model == "the-embedder" and sent == "my answerthe expected answer"
+    assert parse_evaluator("embeddings:e-3").calls(ctx, case, "x")[0][0] == "e-3"
+    assert parse_evaluator("embeddings").calls(ctx, _case(None, "none"), "x") == []
+    assert parse_evaluator("contains").calls(ctx, case, "x") == []
+
+
 def test_bad_specs_are_named(tmp_path: Path) -> None:
     for spec, words in [
         ("fuzzy", "unknown evaluator"),

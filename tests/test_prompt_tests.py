@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -383,6 +384,45 @@ def test_the_cost_cap_stops_the_run(
     assert len(project.events(model="priced")) == calls
     spent = sum(r["cost_usd"] for r in run["results"])
     assert after["summary"]["spent_usd"] == pytest.approx(spent)
+
+
+def test_the_estimate_and_the_cost_cap_count_the_judge_s_calls(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A judge billed per case is part of what a run costs: in the estimate shown before it
+    starts, and in what each case reserves under the cap, so a cheap model judged by a dear
+    one stops at the cap rather than past it."""
+    tag = uuid.uuid4().hex[:8]
+    name = f"judged-cap-{tag}"
+    _import(project, provider, tmp_path, name, [_case(s, model="cheap") for s in SPORTS])
+    for model, per_mtok in (("cheap", 1), ("dear-judge", 1_000_000)):
+        price = {"model": model, "input_per_mtok": per_mtok, "output_per_mtok": per_mtok}
+        assert project.server.post("/api/v1/prices", project.key, json=price).status_code == 200
+    provider.script({f"ZZJ-{tag}": '{"score": 0.9, "reason": "fine"}'})
+    judged = ["--evaluator", f"judge:ZZJ-{tag}", "--judge-model", "dear-judge"]
+
+    def estimate(done: subprocess.CompletedProcess[str]) -> float:
+        return float(re.search(r"estimated cost \$([\d.]+)", done.stderr).group(1))  # type: ignore[union-attr]
+
+    plain = cli(project, provider, "test", name, "--evaluator", "contains")
+    free = cli(project, provider, "test", name, *judged)
+    assert free.returncode in (0, 1) and plain.returncode in (0, 1), free.stderr + plain.stderr
+    assert estimate(plain) < 0.01 < 10 * len(SPORTS) < estimate(free)
+    uncapped = project.server.get(f"/api/v1/runs/{_run_id(free.stderr)}", project.key, raw="1")
+    total = sum(r["cost_usd"] for r in uncapped.json()["results"])
+    assert total > 10 * len(SPORTS)  # the judge's calls, at a dollar a token
+
+    # Under what the whole run spends, over one case's estimate (the fake provider counts
+    # words, so a case costs about half its estimate): the old reservation ran every case.
+    cap = total * 3 / 4
+    assert estimate(free) / len(SPORTS) < cap
+    capped = cli(project, provider, "test", name, *judged, "--concurrency", "1",
+                 "--max-cost", f"{cap:.2f}")  # fmt: skip
+    assert capped.returncode == 1 and "stopped at its cost cap" in capped.stderr, capped.stderr
+    run = project.server.get(f"/api/v1/runs/{_run_id(capped.stderr)}", project.key, raw="1")
+    results = run.json()["results"]
+    assert 1 <= len(results) < len(SPORTS)
+    assert sum(r["cost_usd"] for r in results) <= cap
 
 
 def test_a_killed_run_resumes_without_calling_a_case_twice(

@@ -128,6 +128,19 @@ class Evaluator:
     compare: bool = True  # needs an expected output
     extra: Any = None
 
+    def calls(self, ctx: Context, case: dict[str, Any], output: str) -> list[tuple[str, str]]:
+        """The provider calls scoring ``output`` would make, as (model, the text sent): none
+        for the evaluators that score alone, or when there is nothing to compare with. What
+        the run's cost estimate counts, before any output exists (``output``: a guess)."""
+        reference = _reference(case)[0]
+        if self.compare and reference is None:
+            return []
+        if self.name == "judge":
+            return [(ctx.judge_model, _JUDGE_SYSTEM + _judge_prompt(self, case, output))]
+        if self.name == "embeddings":
+            return [(self.argument or ctx.embeddings_model, output + (reference or ""))]
+        return []
+
     async def __call__(self, ctx: Context, case: dict[str, Any], output: str) -> Score:
         if self.compare:
             reference, negate = _reference(case)
@@ -238,15 +251,19 @@ _JUDGE_SYSTEM = (
 _JSON_OBJECT = re.compile(r"\{.*\}", re.S)
 
 
-async def _judge(ev: Evaluator, ctx: Context, case: dict[str, Any], output: str) -> Score:
+def _judge_prompt(ev: Evaluator, case: dict[str, Any], output: str) -> str:
     rubric = ev.extra or "The answer is correct, helpful and matches the expected answer."
     reference, rejected = _reference(case)
     said = "A rejected answer (a good one differs)" if rejected else "Expected answer"
-    prompt = (
+    return (
         f"Rubric: {rubric}\n\nQuestion or input:\n{json.dumps(case.get('input'))}\n\n"
         + (f"{said}:\n{reference}\n\n" if reference else "")
         + f"Answer to grade:\n{output}"
     )
+
+
+async def _judge(ev: Evaluator, ctx: Context, case: dict[str, Any], output: str) -> Score:
+    prompt = _judge_prompt(ev, case, output)
     messages = [{"role": "system", "content": _JUDGE_SYSTEM}, {"role": "user", "content": prompt}]
     answer = await ctx.client.chat.completions.create(
         model=ctx.judge_model,

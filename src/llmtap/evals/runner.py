@@ -7,15 +7,15 @@ evaluators score the output, and the original output with those of them that cos
 (the baseline). Results reach the server in batches as they come.
 
 Before the first call the run's cost is estimated (prompt and expected output, in tokens, at
-the prices the server prices events with); with ``max_cost_usd`` no case starts that could
-take the spend past it. A case that cannot run (a parameter its template lacks, a provider
-error or timeout, a judge answering nonsense) gets its own error; the run goes on. A run
-interrupted is resumed by its id: cases with a result are skipped, and a case whose call came
-back but whose result was not stored is scored from what came back, never called (billed)
-again: from the run's local journal (``journal``: each answer is written there the moment it
-comes back), else from the call's event recorded on the server (a resume on another machine).
-Only a call that the interruption cut off in flight, before its answer came back, is made
-again.
+the prices the server prices events with; a judge's and the embeddings' calls included); with
+``max_cost_usd`` no case starts that could take the spend past it. A case that cannot run (a
+parameter its template lacks, a provider error or timeout, a judge answering nonsense) gets its
+own error; the run goes on. A run interrupted is resumed by its id: cases with a result are
+skipped, and a case whose call came back but whose result was not stored is scored from what
+came back, never called (billed) again: from the run's local journal (``journal``: each answer
+is written there the moment it comes back), else from the call's event recorded on the server
+(a resume on another machine). Only a call that the interruption cut off in flight, before its
+answer came back, is made again.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -150,9 +150,15 @@ def sampling_settings(settings: Any) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k in _SAMPLING}
 
 
-def prepare(case: dict[str, Any], options: RunOptions, pricing: Pricing) -> _Call:
+def prepare(
+    case: dict[str, Any],
+    options: RunOptions,
+    pricing: Pricing,
+    evaluators: Sequence[Evaluator] = (),
+) -> _Call:
     """The call ``case`` makes under ``options`` (the template filled with the case's
-    parameters), or why it cannot be made; with its estimated cost."""
+    parameters), or why it cannot be made; with its estimated cost, the calls ``evaluators``
+    make to score it included (a judge's, the embeddings')."""
     call = _Call(case, options.model or case.get("model"))
     call.settings = {**sampling_settings(case.get("settings")), **options.settings}
     template = options.template if options.template is not None else case.get("template")
@@ -177,16 +183,34 @@ def prepare(case: dict[str, Any], options: RunOptions, pricing: Pricing) -> _Cal
     except (ValueError, TypeError, AttributeError) as exc:
         call.error = f"cannot fill the template: {exc}"
         return call
+    # The new output is not known yet: as long as what is expected, or the original.
     expected = case.get("expected") or case.get("original_output") or ""
-    usage = {
-        "input_tokens": estimate_tokens(call.prompt),
-        "output_tokens": max(16, estimate_tokens(expected)),
-    }
-    try:
-        call.estimate = pricing(call.model, usage)
-    except Exception:  # a model name the price library chokes on: unknown, not fatal
-        call.estimate = None
+    priced = [
+        (call.model, estimate_tokens(call.prompt), max(16, estimate_tokens(expected))),
+        *(
+            (model, estimate_tokens(sent), _ANSWER_TOKENS.get(ev.name, 0))
+            for ev in evaluators
+            for model, sent in ev.calls(_context(options), case, expected)
+        ),
+    ]
+    costs = []
+    for model, tokens_in, tokens_out in priced:
+        try:
+            costs.append(pricing(model, {"input_tokens": tokens_in, "output_tokens": tokens_out}))
+        except Exception:  # a model name the price library chokes on: unknown, not fatal
+            costs.append(None)
+    # Unknown when any part is: a cost cap cannot stand on half an estimate.
+    call.estimate = None if None in costs else sum(c for c in costs if c is not None)
     return call
+
+
+# The tokens an evaluator's own call answers with: a judge's verdict (a score and a sentence).
+_ANSWER_TOKENS = {"judge": 40}
+
+
+def _context(options: RunOptions, **given: Any) -> Context:
+    """What the evaluators call the provider with, under ``options``."""
+    return Context(judge_model=options.judge_model or options.model or "gpt-4o-mini", **given)
 
 
 class Runner:
@@ -214,7 +238,11 @@ class Runner:
     def plan(self, testset: dict[str, Any], options: RunOptions) -> list[_Call]:
         """Each case's call, or why it cannot be made, with its estimated cost."""
         pricing = self._prices()
-        return [prepare(case, options, pricing) for case in testset["cases"]]
+        try:
+            evaluators = self.evaluators(testset, options)
+        except ValueError:  # said by evaluators(), before a run can start
+            evaluators = []
+        return [prepare(case, options, pricing, evaluators) for case in testset["cases"]]
 
     def evaluators(self, testset: dict[str, Any], options: RunOptions) -> list[Evaluator]:
         """The run's evaluators: the caller's (``options``), else the set's own, which may
@@ -304,11 +332,7 @@ class Runner:
         state = _State(len(calls), len(done) + len(ready), options.max_cost_usd)
         state.spent = spent
         state.pending = ready
-        ctx = Context(
-            client=client,
-            judge_model=options.judge_model or options.model or "gpt-4o-mini",
-            tags={"llmtap_run": run_id},
-        )
+        ctx = _context(options, client=client, tags={"llmtap_run": run_id})
         queue: asyncio.Queue[_Call] = asyncio.Queue()
         for call in todo:
             queue.put_nowait(call)
