@@ -368,6 +368,11 @@ def test_webhooks_to_private_addresses_are_refused_unless_allowed(server: Server
         "http://169.254.169.254/latest",
         "http://[::1]/x",
         "http://10.1.2.3/",
+        # IPv4 addresses inside IPv6 ones that a gateway forwards to: NAT64, 6to4, Teredo.
+        "http://[64:ff9b::a9fe:a9fe]/latest",
+        "http://[64:ff9b:1::7f00:1]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[2001:0:a9fe:a9fe::1]/",
     ):
         answer = project.server.post(
             "/api/v1/alert-channels", project.key, json={"kind": "webhook", "name": "x", "url": url}

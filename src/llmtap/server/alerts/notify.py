@@ -98,7 +98,7 @@ def checked_host(host: str, what: str) -> str | None:
         raise ValueError(f"{what} {host!r} does not resolve: {exc}") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
-        if address.is_global or any(address in net for net in allowed):
+        if _public_address(address) or any(address in net for net in allowed):
             continue
         raise ValueError(
             f"{what} {host!r} is {address}, not a public address: allow its network"
@@ -107,6 +107,25 @@ def checked_host(host: str, what: str) -> str | None:
     if not addresses:
         raise ValueError(f"{what} {host!r} does not resolve")
     return str(addresses[0])
+
+
+# IPv6 prefixes whose addresses carry an IPv4 address a gateway forwards to: NAT64's well-known
+# prefix and its local-use one (RFC 6052, RFC 8215). Python reads 6to4's itself; Teredo's
+# prefix is not global to begin with.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global, and so is the IPv4 address inside it, if any: ``64:ff9b::a9fe:a9fe`` is a
+    cloud's metadata service behind a NAT64 gateway."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    inner = [address.ipv4_mapped, address.sixtofour]
+    if any(address in net for net in _NAT64):
+        inner.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(v4.is_global for v4 in inner if v4 is not None)
 
 
 def check_webhook_host(url: str) -> None:
