@@ -72,6 +72,35 @@ def raw_copy_rate(url: str, events: list[dict[str, Any]]) -> float:
         return len(rows) / (time.perf_counter() - start)
 
 
+def statement_us(url: str, rounds: int = 10, per_round: int = 500) -> dict[str, float]:
+    """Microseconds of one read statement through the store's pool (a connection lent, a
+    query, its rows), median of ``rounds``: as the store lends connections (a round trip only
+    when the socket says the server ended it), beside the pool's own check on every loan (an
+    empty query), alternating round by round."""
+    import statistics
+
+    from psycopg_pool import ConnectionPool
+
+    from llmtap.store._pg import check
+
+    store: Any = open_store(url)
+    try:
+        project = store.ensure_project("statements")
+        reader = store._reader()
+        checks = {"statement_us": check, "statement_pinged_us": ConnectionPool.check_connection}
+        out: dict[str, list[float]] = {name: [] for name in checks}
+        for _ in range(rounds):
+            for name, how in checks.items():
+                store._pool._check = how
+                start = time.perf_counter()
+                for _ in range(per_round):
+                    reader.execute("SELECT id FROM projects WHERE id = ?", (project,)).fetchall()
+                out[name].append((time.perf_counter() - start) / per_round * 1e6)
+        return {name: statistics.median(values) for name, values in out.items()}
+    finally:
+        store.close()
+
+
 def _serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
@@ -140,6 +169,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             return {"skipped": str(e)}
         events = make_events(n)
         size = sum(len(json.dumps(e)) for e in events[:100]) / 100
+        statements = statement_us(_database(admin), rounds=4 if quick else 10)
         raw = raw_copy_rate(_database(admin), make_events(n, seed=n))
         one, one_derived = served_pg_rate(_database(admin), events, 1)
         two, two_derived = served_pg_rate(_database(admin), make_events(n, seed=2 * n), 2)
@@ -160,6 +190,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "derived_two_processes_events_per_s": two_derived,
         "sqlite_served_events_per_s": sqlite,
         "served_over_raw": max(one, two) / raw,
+        **statements,
     }
 
 
@@ -177,6 +208,8 @@ def report(r: dict[str, Any]) -> str:
             f" events/s (derived: {r['derived_two_processes_events_per_s']:,.0f})",
             f"  served on SQLite, 1 process:   {r['sqlite_served_events_per_s']:,.0f} events/s",
             f"  served / raw: {r['served_over_raw']:.2f}  (target: >= 0.5)",
+            f"  one read statement through the pool: {r['statement_us']:.0f} us"
+            f" (with an empty query checking each loan: {r['statement_pinged_us']:.0f} us)",
         ]
     )
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -25,6 +25,7 @@ from llmtap.store import EventFilter, _hist, open_store
 from llmtap.store._pg_migrations import PG_MIGRATIONS
 
 from ._postgres import Postgres
+from ._receivers import wait_until
 from .conftest import LLMTAP, Server, free_port, start_server, stop_server, wait_for
 from .test_server import event
 
@@ -447,6 +448,54 @@ def test_a_store_reopened_reads_what_another_wrote(postgres: Postgres, database:
     finally:
         one.close()
         two.close()
+
+
+def test_pooled_connections_postgresql_ended_are_replaced_before_use(
+    postgres: Postgres, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection is lent with no round trip when it is idle and sound, and replaced when
+    PostgreSQL ended it (a restart, an idle timeout, an administrator's kill): every read
+    after the kill succeeds, on a new backend."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    pinged: list[Any] = []
+    ping = ConnectionPool.check_connection
+
+    def counted(conn: Any) -> None:
+        pinged.append(conn)
+        ping(conn)
+
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counted))
+
+    def backends() -> set[int]:
+        with psycopg.connect(database, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return {pid for (pid,) in rows}
+
+    store = open_store(database)
+    try:
+        project = store.ensure_project("p")
+        reader = cast(Any, store)._reader()  # the pool's reader, one statement a loan
+        ask = "SELECT count(*) FROM projects WHERE id = ?"
+        for _ in range(5):
+            assert reader.execute(ask, (project,)).fetchone() == (1,)
+        assert pinged == []  # sound and idle: lent as they were
+        before = backends()
+        assert before
+        name = database.rsplit("/", 1)[1]
+        postgres.admin(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        )
+        wait_until(lambda: not (backends() & before), timeout=10, what="the backends to end")
+        for _ in range(5):  # each of the pool's connections checked, and replaced
+            assert reader.execute(ask, (project,)).fetchone() == (1,)
+        assert pinged and backends() and not (backends() & before)
+    finally:
+        store.close()
 
 
 def test_kill_9_of_a_server_mid_batch_leaves_the_aggregates_exact(

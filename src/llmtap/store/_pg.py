@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+import select
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -252,16 +253,35 @@ def connect(url: str) -> psycopg.Connection[Any]:
     return conn
 
 
+def check(conn: psycopg.Connection[Any]) -> None:
+    """Raise when a pooled connection is dead; a round trip only when it may be.
+
+    An idle connection has nothing to read: PostgreSQL sends nothing unasked but the notice
+    that it ends the session (a restart, an idle timeout, an administrator's kill), and a
+    socket the other side closed reads as its end. So when the socket has something to read,
+    the pool's own check (an empty query) decides; otherwise the connection is lent at once,
+    where that check cost a round trip for every statement a reader runs (and one more per
+    write transaction). A connection that dies unseen (the network cut, no FIN) fails its
+    statement instead, which answers 503 as a failed check would, and the pool replaces it."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()  # not select(): a busy server's descriptors pass 1024
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        ConnectionPool.check_connection(conn)
+
+
 def open_pool(url: str, max_size: int, name: str = "llmtap") -> ConnectionPool[Any]:
     """A pool of autocommit connections to ``url``. Each connection is checked before it is
-    lent, so after a restart of the server the broken ones are replaced, not handed out."""
+    lent (``check``), so after a restart of the server the broken ones are replaced, not
+    handed out."""
     return ConnectionPool(
         url,
         min_size=1,
         max_size=max_size,
         kwargs={"autocommit": True, "cursor_factory": psycopg.ClientCursor, "connect_timeout": 5},
         configure=_configure,
-        check=ConnectionPool.check_connection,
+        check=check,
         # A request waits this long for a connection (the server down: it then answers 503).
         timeout=10,
         name=name,
