@@ -164,3 +164,59 @@ def test_a_finish_reason_sent_as_one_string(project: Project) -> None:
         assert _answer(_post(project, _body([span]))).partial_success.rejected_spans == 0
     events = [project.event(e["id"]) for e in project.events()]
     assert [e["response"]["choices"][0]["finish_reason"] for e in events] == ["length"] * 2
+
+
+def test_names_of_other_providers_and_instrumentations(project: Project) -> None:
+    """Current GenAI names from Bedrock (priced as the price library's ``aws``), a finish reason
+    on each output message, system instructions, the conversation and the time to the first
+    chunk; OpenLLMetry's prompt-cache counts (cheaper than the same tokens uncached); and
+    OpenInference's answer as plain text, its total counted."""
+    output = [{"role": "assistant", "parts": [{"type": "text", "content": "Hi."}],
+               "finish_reason": "length"}]  # fmt: skip
+    user = [{"role": "user", "parts": [{"type": "text", "content": "Hello?"}]}]
+    bedrock = {
+        "_name": "chat nova",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "aws.bedrock",
+        "gen_ai.request.model": "amazon.nova-pro-v1:0",
+        "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be kind."}]),
+        "gen_ai.input.messages": json.dumps(user),
+        "gen_ai.output.messages": json.dumps(output),
+        "gen_ai.conversation.id": "conv-1",
+        "gen_ai.response.time_to_first_chunk": 0.25,
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 10,
+    }
+    legacy = {"gen_ai.system": "Anthropic", "gen_ai.request.model": "claude-3-5-sonnet-20240620",
+              "gen_ai.usage.prompt_tokens": 1000, "gen_ai.usage.completion_tokens": 10}  # fmt: skip
+    cached = {"_name": "anthropic.chat cached", **legacy,
+              "gen_ai.usage.cache_read_input_tokens": 800,
+              "gen_ai.usage.cache_creation_input_tokens": 100}  # fmt: skip
+    plain = {"_name": "ChatCompletion", "openinference.span.kind": "LLM",
+             "llm.model_name": "gpt-4o-mini", "output.value": "Plain answer.",
+             "llm.token_count.prompt": 5, "llm.token_count.completion": 2}  # fmt: skip
+    spans = _spans({"_name": "root"}, bedrock, cached, {"_name": "anthropic.chat", **legacy}, plain)
+    assert _answer(_post(project, _body(spans))).partial_success.rejected_spans == 0
+    stored = [project.event(e["id"]) for e in project.events()]
+    events = {e["attributes"]["otel.span_name"]: e for e in stored}
+
+    nova = events["chat nova"]
+    assert nova["provider"] == "aws.bedrock" and nova["cost_usd"] > 0
+    assert nova["request"]["messages"] == [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "Hello?"},
+    ]
+    assert nova["response"]["choices"][0]["finish_reason"] == "length"
+    assert "_finish" not in nova["response"]["choices"][0]["message"]
+    assert nova["chat_id"] == "conv-1" and nova["ttft_ms"] == 250
+
+    with_cache, without = events["anthropic.chat cached"], events["anthropic.chat"]
+    assert with_cache["usage"]["cached_tokens"] == 800
+    assert with_cache["usage"]["cache_creation_tokens"] == 100
+    assert "gen_ai.usage.cache_read_input_tokens" not in with_cache["attributes"]
+    assert 0 < with_cache["cost_usd"] < without["cost_usd"]
+
+    answer = events["ChatCompletion"]
+    assert answer["output_text"] == "Plain answer."
+    assert answer["response"]["choices"][0]["message"]["content"] == "Plain answer."
+    assert answer["usage"]["total_tokens"] == 7

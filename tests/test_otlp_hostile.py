@@ -167,6 +167,24 @@ def test_mixed_batch_good_stored_bad_counted_never_5xx(project: Project) -> None
     assert cut["attributes"]["odd"] == [1, 2, 3]
 
 
+def test_spans_with_invalid_ids_are_rejected_not_merged(project: Project) -> None:
+    """An event's id is made of its span's trace and span ids: two spans with empty or zero
+    ids would be stored as one, the second silently gone. Each is rejected, with why; the
+    span beside them is stored."""
+    spans = _spans({"_name": "root"}, {"_name": "good", **LEGACY})
+    request = encode_spans(spans)
+    pbs = request.resource_spans[0].scope_spans[0].spans
+    for name, trace, span in (("empty", b"", b""), ("zero", bytes(16), bytes(8)),
+                              ("short", b"\x01" * 4, b"\x02" * 8)):  # fmt: skip
+        added = pbs.add()
+        added.CopyFrom(next(pb for pb in pbs if pb.name == "good"))
+        added.name, added.trace_id, added.span_id = name, trace, span
+    answer = _answer(_post(project, request.SerializeToString()))
+    assert answer.partial_success.rejected_spans == 3
+    assert "invalid trace or span id" in answer.partial_success.error_message
+    assert [e["attributes"]["otel.span_name"] for e in project.events()] == ["good"]
+
+
 def test_span_without_end_time_and_json_form(project: Project) -> None:
     (span,) = _spans({"_name": "llm", **LEGACY})
     payload = json_format.MessageToDict(encode_spans([span]))

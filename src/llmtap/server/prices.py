@@ -34,6 +34,20 @@ Usage = dict[str, Any]
 log = logging.getLogger("llmtap.server")
 
 
+# OpenTelemetry's names of providers (``gen_ai.provider.name``; the dotted ones would read as
+# API hosts) as the price library's ids.
+_OTEL_PROVIDERS = {
+    "aws.bedrock": "aws",
+    "azure.ai.inference": "azure",
+    "azure.ai.openai": "azure",
+    "gcp.gemini": "google",
+    "gcp.gen_ai": "google",
+    "gcp.vertex_ai": "google",
+    "mistral_ai": "mistral",
+    "x_ai": "x-ai",
+}
+
+
 @lru_cache(maxsize=4096)
 def _match(model: str, provider: str | None) -> tuple[dict[str, str], str] | None:
     """How genai-prices knows ``model``: (provider argument, model ref), or None. Tries a
@@ -48,6 +62,7 @@ def _match(model: str, provider: str | None) -> tuple[dict[str, str], str] | Non
         prefix, rest = model.split("/", 1)
         attempts += [({"provider_id": prefix}, rest), ({}, rest)]
     if provider:
+        provider = _OTEL_PROVIDERS.get(provider, provider)
         key = "provider_api_url" if "." in provider else "provider_id"
         value = f"https://{provider}/" if key == "provider_api_url" else provider
         attempts.append(({key: value}, model))

@@ -132,6 +132,12 @@ def attributes_of(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     return {item.key: value_of(item.value) for item in pairs}
 
 
+def _parent(raw: bytes) -> str | None:
+    """A parent span id in hex; None when there is none: absent, or all zeros as some
+    exporters send it."""
+    return raw.hex() if raw.strip(b"\0") else None
+
+
 def spans_of(message: ExportTraceServiceRequest) -> list[Span]:
     """Every span of the request, flattened, in order."""
     out = []
@@ -147,7 +153,7 @@ def spans_of(message: ExportTraceServiceRequest) -> list[Span]:
                     Span(
                         trace_id=pb.trace_id.hex(),
                         span_id=pb.span_id.hex(),
-                        parent_span_id=pb.parent_span_id.hex() or None,
+                        parent_span_id=_parent(pb.parent_span_id),
                         name=pb.name,
                         kind=pb.kind,
                         start_unix_nano=pb.start_time_unix_nano,

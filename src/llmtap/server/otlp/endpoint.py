@@ -66,6 +66,12 @@ def ingest_traces(
     context: list[tuple[Any, ...]] = []
     ignored = 0
     for span in spans:
+        if not _valid_ids(span):
+            refused.append(
+                f"span {span.span_id or '(none)'}: an invalid trace or span id (a trace id is"
+                " 16 bytes, a span id 8, neither all zeros)"
+            )
+            continue
         try:
             event = event_of(span, key.project_id)
         except Exception as exc:  # a span no mapping foresaw: it alone is refused
@@ -113,6 +119,17 @@ def ingest_traces(
             " model call, and llmtap's feedback rates one call: not stored"
         )
     return 0, "; ".join(notes)
+
+
+def _valid_ids(span: Span) -> bool:
+    """The span's ids as OTLP defines them: what its event's id is made of, so two spans with
+    the empty or zero id would be stored as one."""
+    return (
+        len(span.trace_id) == 32
+        and len(span.span_id) == 16
+        and span.trace_id.strip("0") != ""
+        and span.span_id.strip("0") != ""
+    )
 
 
 def _context(span: Span, key: KeyInfo, intake: Intake) -> tuple[Any, ...] | None:

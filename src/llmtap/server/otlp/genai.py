@@ -92,6 +92,8 @@ def _parts_message(message: Any) -> dict[str, Any] | None:
         out["tool_calls"] = calls
     if message.get("name"):
         out["name"] = message["name"]
+    if isinstance(message.get("finish_reason"), str):  # an output message's: for its choice
+        out["_finish"] = message["finish_reason"]
     return out
 
 
@@ -134,6 +136,10 @@ def fill_current(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
     if system:
         text = _messages([{"role": "system", "parts": system}]) if isinstance(system, list) else []
         inputs = text + inputs
+    for message in inputs:
+        message.pop("_finish", None)
+    # Each output message's own finish reason, where the span's list has none for it.
+    own = [message.pop("_finish", None) for message in outputs]
     request: dict[str, Any] = {"model": requested}
     for name, argument in _PARAMS.items():
         value = attrs.take(name)
@@ -150,7 +156,7 @@ def fill_current(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
             finish = [finish]
         reasons = finish if isinstance(finish, list) else []
         choices = [
-            {"index": i, "message": m, "finish_reason": reasons[i] if i < len(reasons) else None}
+            {"index": i, "message": m, "finish_reason": reasons[i] if i < len(reasons) else own[i]}
             for i, m in enumerate(outputs)
         ]
         event["response"] = {"id": response_id, "model": responded, "choices": choices}
@@ -295,5 +301,8 @@ def fill_legacy(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         event,
         attrs.take_int("gen_ai.usage.prompt_tokens"),
         attrs.take_int("gen_ai.usage.completion_tokens"),
+        # OpenLLMetry's names (Anthropic's prompt caching), included in the prompt tokens.
+        cached=attrs.take_int("gen_ai.usage.cache_read_input_tokens"),
+        cache_creation=attrs.take_int("gen_ai.usage.cache_creation_input_tokens"),
     )
     attrs.take("llm.usage.total_tokens")

@@ -115,6 +115,11 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         event.setdefault(
             "response", {"id": answer_id, "model": model, "choices": _choices(outputs, finish)}
         )
+    elif isinstance(response, str) and response:
+        # Plain text (``output.mime_type`` text/plain, or none): the answer, as one choice.
+        message = {"role": "assistant", "content": response}
+        event.setdefault("response", {"model": model, "choices": _choices([message], finish)})
+        event.setdefault("output_text", response)
     if outputs:
         event.setdefault("output_text", message_text(outputs))
     usage = {
@@ -125,6 +130,9 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         "cache_creation_tokens": attrs.take_int("llm.token_count.prompt_details.cache_write"),
         "reasoning_tokens": attrs.take_int("llm.token_count.completion_details.reasoning"),
     }
+    tokens_in, tokens_out = usage["input_tokens"], usage["output_tokens"]
+    if usage["total_tokens"] is None and tokens_in is not None and tokens_out is not None:
+        usage["total_tokens"] = tokens_in + tokens_out
     if any(v is not None for v in usage.values()):
         event.setdefault("usage", {k: v for k, v in usage.items() if v is not None})
     session = attrs.take_str("session.id")
