@@ -3,9 +3,12 @@ a real instrumentation package, the real OTLP exporter, pointed at llmtap. Run b
 tests/test_otlp.py in a process of its own (an instrumentation patches openai for the whole
 process, and the test process records the same calls through llmtap.Client).
 
-    python tests/otlp_app.py openinference|genai|anthropic protobuf|json PROVIDER_URL LLMTAP_URL KEY
+    python tests/otlp_app.py CONVENTION protobuf|json PROVIDER_URL LLMTAP_URL KEY
 
-(``anthropic``: OpenInference's Anthropic instrumentation on the anthropic SDK.)
+CONVENTION: ``openinference``; ``genai`` (OpenTelemetry's OpenAI instrumentation, the messages
+on the span); ``genai-events`` (the same, the messages in its details event, which goes out
+through the logs exporter); ``anthropic`` (OpenInference's Anthropic instrumentation on the
+anthropic SDK).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ class JsonExporter(SpanExporter):
 
 def main(argv: list[str]) -> None:
     convention, encoding, provider_url, llmtap_url, key = argv
-    os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
+    capture = "EVENT_ONLY" if convention == "genai-events" else "SPAN_ONLY"
+    os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = capture
     os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
     resource = Resource.create({"service.name": "otlp-app", "deployment.environment": "test"})
     tracer_provider = TracerProvider(resource=resource)
@@ -68,11 +72,23 @@ def main(argv: list[str]) -> None:
         from openinference.instrumentation.openai import OpenAIInstrumentor
     else:
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+    # The events go out on the logs pipeline, each as it is emitted: before its call's span.
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(
+        SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{llmtap_url}/v1/logs", headers=headers))
+    )
+    OpenAIInstrumentor().instrument(
+        tracer_provider=tracer_provider, logger_provider=logger_provider
+    )
 
     import openai
 
     run_calls(openai.OpenAI(api_key="sk-fake", base_url=provider_url, max_retries=0))
+    logger_provider.shutdown()
     tracer_provider.shutdown()
 
 

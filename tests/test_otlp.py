@@ -62,8 +62,14 @@ def _tool_calls(event: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize("encoding", ["protobuf", "json"])
-@pytest.mark.parametrize("convention", ["openinference", "genai"])
+@pytest.mark.parametrize(
+    ("convention", "encoding"),
+    [
+        *((c, e) for c in ("openinference", "genai") for e in ("protobuf", "json")),
+        # The messages in an event, on the logs pipeline (OTLP protobuf, as its exporter sends).
+        ("genai-events", "protobuf"),
+    ],
+)
 def test_instrumented_calls_match_llmtap_client(
     convention: str, encoding: str, provider: FakeProvider, project: Project
 ) -> None:

@@ -132,6 +132,7 @@ def test_every_key_of_project_data_holds_the_project(database: str) -> None:
         "price_overrides",
         "unpriced",
         "context_spans",
+        "otlp_held",
         "alert_items",
         "alert_states",
         "alert_history",

@@ -28,7 +28,7 @@ from .delete import delete_event, delete_events
 from .errors import API_PREFIXES, ApiError, Errors
 from .ingest import receive_events, receive_feedback
 from .openapi import serve_openapi
-from .otlp import receive_traces
+from .otlp import receive_logs, receive_traces
 from .prices import Pricer, delete_price, list_prices, set_price
 from .query import get_event, list_events
 from .redaction import Redaction
@@ -153,6 +153,8 @@ def create_app(
             # OTLP/HTTP's standard path, and one under the API for proxies that route /api.
             Route("/v1/traces", receive_traces, methods=["POST"]),
             Route("/api/v1/otlp/v1/traces", receive_traces, methods=["POST"]),
+            Route("/v1/logs", receive_logs, methods=["POST"]),
+            Route("/api/v1/otlp/v1/logs", receive_logs, methods=["POST"]),
             Route("/api/v1/openapi.json", serve_openapi),
             Route("/api/v1/stats", get_stats, methods=["GET"]),
             Route("/api/v1/templates", list_templates, methods=["GET"]),

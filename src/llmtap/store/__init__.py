@@ -278,6 +278,24 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]:
         """The chain's first ``limit`` context spans, in time order."""
 
+    # -- OTLP log records held for their span (see _held) ----------------------------------
+
+    def hold_records(self, project_id: int, rows: Sequence[tuple[str, str, int, str]]) -> int:
+        """Hold records ``(event_id, record_id, received_us, record_json)``, each once; how
+        many were new."""
+
+    def held_records(self, project_id: int, event_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The records held for each of ``event_ids`` that has any, in the order held."""
+
+    def forget_held(self, project_id: int, event_ids: Sequence[str]) -> None:
+        """Drop the records held for ``event_ids``."""
+
+    def expire_held(self, before_us: int) -> int:
+        """Drop the records held since before ``before_us``; how many."""
+
+    def existing_event_ids(self, project_id: int, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` the project has stored."""
+
     # -- delete ----------------------------------------------------------------------------
 
     def delete_events(

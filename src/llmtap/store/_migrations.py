@@ -525,6 +525,22 @@ SQLITE_MIGRATIONS: list[Step] = [
             "CREATE INDEX alert_outbox_due ON alert_outbox (state, next_us)",
         ),
     ),
+    (
+        "m018_otlp_held",
+        (
+            # OTLP log records waiting for their span (see _held): by event, and by age for
+            # the expiry of those whose span never comes.
+            """CREATE TABLE otlp_held (
+                project_id INTEGER NOT NULL,
+                event_id TEXT NOT NULL,
+                record_id TEXT NOT NULL,
+                received_us INTEGER NOT NULL,
+                record TEXT NOT NULL,
+                PRIMARY KEY (project_id, event_id, record_id)
+            )""",
+            "CREATE INDEX otlp_held_by_age ON otlp_held (received_us)",
+        ),
+    ),
 ]
 
 

@@ -520,6 +520,21 @@ PG_MIGRATIONS: list[Step] = [
             "CREATE INDEX alert_outbox_due ON alert_outbox (state, next_us)",
         ),
     ),
+    (
+        # SQLite's m018_otlp_held.
+        "pg012_otlp_held",
+        (
+            """CREATE TABLE otlp_held (
+                project_id BIGINT NOT NULL,
+                event_id TEXT NOT NULL,
+                record_id TEXT NOT NULL,
+                received_us BIGINT NOT NULL,
+                record TEXT NOT NULL,
+                PRIMARY KEY (project_id, event_id, record_id)
+            )""",
+            "CREATE INDEX otlp_held_by_age ON otlp_held (received_us)",
+        ),
+    ),
 ]
 
 

@@ -38,6 +38,7 @@ from . import (
     _copy,
     _delete,
     _derive,
+    _held,
     _hist,
     _queries,
     _rederive,
@@ -195,6 +196,12 @@ class SQLiteStore:
     # -- context spans --------------------------------------------------------------------
     insert_context = _context.insert_context
     chain_context = _context.chain_context
+    # -- OTLP log records held for their span ---------------------------------------------
+    hold_records = _held.hold_records
+    held_records = _held.held_records
+    forget_held = _held.forget_held
+    expire_held = _held.expire_held
+    existing_event_ids = _held.existing_event_ids
     # -- delete ---------------------------------------------------------------------------
     delete_events = _delete.delete_events
     # -- retention ------------------------------------------------------------------------

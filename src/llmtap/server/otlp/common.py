@@ -22,6 +22,7 @@ __all__ = [
     "normalized_error_type",
     "ordered_messages",
     "put_tool_call",
+    "valid_ids",
 ]
 
 # Event ids of spans: derived, so a span sent twice (an exporter's retry) is stored once; per
@@ -79,6 +80,18 @@ class Attrs:
         for key in found:
             del self.rest[prefix + key]
         return found
+
+
+def valid_ids(trace_id: str, span_id: str) -> bool:
+    """Ids (hex) as OTLP defines them: a trace id of 16 bytes, a span id of 8, neither all
+    zeros. What an event's id is made of, so spans (or records) with the empty or zero id
+    would all land on one event."""
+    return (
+        len(trace_id) == 32
+        and len(span_id) == 16
+        and trace_id.strip("0") != ""
+        and span_id.strip("0") != ""
+    )
 
 
 def event_id(project_id: int, trace_id: str, span_id: str) -> str:

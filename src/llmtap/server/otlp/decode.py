@@ -1,8 +1,9 @@
-"""OTLP/HTTP trace bodies (protobuf or JSON) into plain spans, with the official
-``opentelemetry-proto`` messages: nothing here parses the wire format by hand.
+"""OTLP/HTTP trace and log bodies (protobuf or JSON) into plain spans and log records, with
+the official ``opentelemetry-proto`` messages: nothing here parses the wire format by hand.
 
 A :class:`Span` carries what the mapping needs, its attributes as Python values (``AnyValue``
-unwrapped: lists, dicts, bytes as hex), with the resource's and the instrumentation scope's.
+unwrapped: lists, dicts, bytes as hex), with the resource's and the instrumentation scope's;
+a :class:`LogRecord`, the span it belongs to and its event's name, attributes and body.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -23,7 +25,19 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ..errors import ApiError
 
-__all__ = ["JSON", "PROTOBUF", "Span", "SpanEvent", "decode", "spans_of"]
+__all__ = [
+    "JSON",
+    "PROTOBUF",
+    "LogRecord",
+    "Span",
+    "SpanEvent",
+    "decode",
+    "decode_logs",
+    "held_record",
+    "records_of",
+    "span_events",
+    "spans_of",
+]
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -59,27 +73,48 @@ class Span:
     wire_bytes: int = 0
 
 
+@dataclass
+class LogRecord:
+    trace_id: str  # hex; "" when the record belongs to no span
+    span_id: str
+    name: str  # its event's: ``event_name``, else the older ``event.name`` attribute
+    time_unix_nano: int
+    attributes: dict[str, Any]
+    body: Any
+
+
 def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    """The request message of an OTLP body; a 400 when it is not one."""
+    """The request message of an OTLP traces body; a 400 when it is not one."""
     message = ExportTraceServiceRequest()
+    _parse(body, content_type, message, _trace_ids_to_base64)
+    return message
+
+
+def decode_logs(body: bytes, content_type: str) -> ExportLogsServiceRequest:
+    """The request message of an OTLP logs body; a 400 when it is not one."""
+    message = ExportLogsServiceRequest()
+    _parse(body, content_type, message, _log_ids_to_base64)
+    return message
+
+
+def _parse(body: bytes, content_type: str, message: Message, fix_ids: Any) -> None:
     if content_type == PROTOBUF:
         try:
             message.ParseFromString(body)
         except (DecodeError, RecursionError, ValueError) as exc:
             raise ApiError(400, f"malformed OTLP protobuf: {exc or 'cannot be parsed'}") from None
-        return message
+        return
     try:
         payload = json.loads(body)
-        _hex_ids_to_base64(payload)
+        fix_ids(payload)
         json_format.ParseDict(payload, message, ignore_unknown_fields=True)
     except (ValueError, UnicodeDecodeError, json_format.ParseError, TypeError) as exc:
         raise ApiError(400, f"malformed OTLP JSON: {exc}") from None
     except RecursionError:
         raise ApiError(400, "malformed OTLP JSON: nested too deeply") from None
-    return message
 
 
-def _hex_ids_to_base64(payload: Any) -> None:
+def _trace_ids_to_base64(payload: Any) -> None:
     if not isinstance(payload, dict):
         raise ValueError('expected a JSON object {"resourceSpans": [...]}')
     for resource_spans in _list(payload, "resourceSpans", "resource_spans"):
@@ -88,6 +123,15 @@ def _hex_ids_to_base64(payload: Any) -> None:
                 _fix_ids(span)
                 for link in _list(span, "links"):
                     _fix_ids(link)
+
+
+def _log_ids_to_base64(payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise ValueError('expected a JSON object {"resourceLogs": [...]}')
+    for resource_logs in _list(payload, "resourceLogs", "resource_logs"):
+        for scope_logs in _list(resource_logs, "scopeLogs", "scope_logs"):
+            for record in _list(scope_logs, "logRecords", "log_records"):
+                _fix_ids(record)
 
 
 def _list(obj: Any, *names: str) -> list[Any]:
@@ -172,3 +216,51 @@ def spans_of(message: ExportTraceServiceRequest) -> list[Span]:
                     )
                 )
     return out
+
+
+def records_of(message: ExportLogsServiceRequest) -> list[LogRecord]:
+    """Every log record of the request, flattened, in order."""
+    out = []
+    for resource_logs in message.resource_logs:
+        for scope_logs in resource_logs.scope_logs:
+            for pb in scope_logs.log_records:
+                attributes = attributes_of(pb.attributes)
+                name = pb.event_name or attributes.pop("event.name", "")
+                out.append(
+                    LogRecord(
+                        trace_id=pb.trace_id.hex(),
+                        span_id=pb.span_id.hex(),
+                        name=name if isinstance(name, str) else "",
+                        time_unix_nano=pb.time_unix_nano or pb.observed_time_unix_nano,
+                        attributes=attributes,
+                        body=value_of(pb.body) if pb.HasField("body") else None,
+                    )
+                )
+    return out
+
+
+def held_record(record: LogRecord, position: int) -> str:
+    """A log record of a call's content as the event of its span it stands for, in JSON (as
+    it waits for the span): its attributes, with its body's fields (where the per-message
+    events keep their content) over them; its time and ``position`` in its request, which
+    order a call's records."""
+    attributes = dict(record.attributes)
+    if isinstance(record.body, dict):
+        attributes.update(record.body)
+    elif record.body is not None:
+        attributes["content"] = record.body
+    return json.dumps(
+        {
+            "name": record.name,
+            "time": record.time_unix_nano,
+            "position": position,
+            "attributes": attributes,
+        },
+        ensure_ascii=False,
+    )
+
+
+def span_events(held: list[str]) -> list[SpanEvent]:
+    """Records ``held_record`` wrote, as their span's events, in the order they were made."""
+    records = sorted((json.loads(text) for text in held), key=lambda r: (r["time"], r["position"]))
+    return [SpanEvent(r["name"], r["time"], r["attributes"]) for r in records]

@@ -15,8 +15,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
@@ -30,12 +32,20 @@ from ..errors import ApiError
 from ..ingest import read_body, store_valid, validate_items
 from ..prices import Pricer
 from ..redaction import Redaction
+from .common import event_id, valid_ids
 from .context import context_row
-from .decode import JSON, PROTOBUF, Span, decode, spans_of
+from .decode import JSON, PROTOBUF, Span, decode, span_events, spans_of
 from .evaluation import Judged, ratings_of
 from .mapping import event_of
 
-__all__ = ["Intake", "ingest_traces", "receive_traces"]
+__all__ = [
+    "Intake",
+    "ingest_traces",
+    "otlp_answer",
+    "otlp_request",
+    "receive_traces",
+    "refusals",
+]
 
 log = logging.getLogger("llmtap.server")
 # Parsing and mapping a big batch is CPU work: at most this many at once, so OTLP traffic
@@ -60,13 +70,14 @@ def ingest_traces(
 ) -> tuple[int, str]:
     """Decode, map and store one OTLP body: (spans rejected, the message saying why)."""
     spans = spans_of(decode(body, content_type))
+    held = _with_held_records(store, key.project_id, spans)
     items: list[dict[str, Any]] = []
     refused: list[str] = []
     judged = Judged()
     context: list[tuple[Any, ...]] = []
     ignored = 0
     for span in spans:
-        if not _valid_ids(span):
+        if not valid_ids(span.trace_id, span.span_id):
             refused.append(
                 f"span {span.span_id or '(none)'}: an invalid trace or span id (a trace id is"
                 " 16 bytes, a span id 8, neither all zeros)"
@@ -93,6 +104,8 @@ def ingest_traces(
         store, key, valid, errors, len(items), limit, intake.redaction, intake.pricer
     )
     store.insert_context(key.project_id, context)
+    if held:  # built into their events now (or refused with them: not kept for another try)
+        store.forget_held(key.project_id, held)
     for rating in judged.ratings:
         store.insert_feedback(
             key.project_id, rating.feedback_key, rating.rating, None, rating.feedback_id
@@ -101,11 +114,7 @@ def ingest_traces(
         span_id = items[error["index"]]["attributes"].get("otel.span_id", "?")
         refused.append(f"span {span_id}: {error['error']}")
     if refused:
-        shown = "; ".join(refused[:_REASONS_SHOWN])
-        more = (
-            f" (and {len(refused) - _REASONS_SHOWN} more)" if len(refused) > _REASONS_SHOWN else ""
-        )
-        return len(refused), f"{len(refused)} of {len(spans)} spans rejected: {shown}{more}"
+        return len(refused), refusals(refused, len(spans), "spans")
     notes = []
     if ignored:
         notes.append(f"{ignored} of {len(spans)} spans are not model calls and were not stored")
@@ -121,15 +130,21 @@ def ingest_traces(
     return 0, "; ".join(notes)
 
 
-def _valid_ids(span: Span) -> bool:
-    """The span's ids as OTLP defines them: what its event's id is made of, so two spans with
-    the empty or zero id would be stored as one."""
-    return (
-        len(span.trace_id) == 32
-        and len(span.span_id) == 16
-        and span.trace_id.strip("0") != ""
-        and span.span_id.strip("0") != ""
-    )
+def _with_held_records(store: Store, project_id: int, spans: list[Span]) -> list[str]:
+    """Give each span the log records held for it (its call's messages, sent as events on the
+    logs pipeline, see ``logs``) as events of its own; the event ids that had any."""
+    ids = {
+        event_id(project_id, span.trace_id, span.span_id): span
+        for span in spans
+        if valid_ids(span.trace_id, span.span_id)
+    }
+    held = store.held_records(project_id, list(ids)) if ids else {}
+    for target, records in held.items():
+        span = ids[target]
+        span.events.extend(span_events(records))
+        # Their texts are the event's too: bound by the field limit as the span's own are.
+        span.wire_bytes += sum(len(record) for record in records)
+    return list(held)
 
 
 def _context(span: Span, key: KeyInfo, intake: Intake) -> tuple[Any, ...] | None:
@@ -157,12 +172,27 @@ def _answer(rejected: int, message: str, content_type: str) -> Response:
         answer.partial_success.CopyFrom(
             ExportTracePartialSuccess(rejected_spans=rejected, error_message=message)
         )
+    return otlp_answer(answer, content_type)
+
+
+def refusals(refused: list[str], total: int, what: str) -> str:
+    """The partial success's message: how many of ``total`` were rejected, the first few
+    reasons."""
+    shown = "; ".join(refused[:_REASONS_SHOWN])
+    more = f" (and {len(refused) - _REASONS_SHOWN} more)" if len(refused) > _REASONS_SHOWN else ""
+    return f"{len(refused)} of {total} {what} rejected: {shown}{more}"
+
+
+def otlp_answer(answer: Message, content_type: str) -> Response:
+    """An OTLP service response, in the request's encoding."""
     if content_type == PROTOBUF:
         return Response(answer.SerializeToString(), media_type=PROTOBUF)
     return Response(json_format.MessageToJson(answer, indent=None), media_type=JSON)
 
 
-async def receive_traces(request: Request) -> Response:
+async def otlp_request(request: Request) -> tuple[KeyInfo, str, bytes, anyio.CapacityLimiter]:
+    """An OTLP/HTTP request's ingest key, content type and body, and the limiter its work runs
+    under; 401/403, 415 and 413 as the spec and keys say."""
     state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, request, "ingest")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -176,6 +206,12 @@ async def receive_traces(request: Request) -> Response:
     limiter = getattr(state, "otlp_limiter", None)
     if limiter is None:
         limiter = state.otlp_limiter = anyio.CapacityLimiter(_CONCURRENT)
+    return key, content_type, body, limiter
+
+
+async def receive_traces(request: Request) -> Response:
+    state = request.app.state
+    key, content_type, body, limiter = await otlp_request(request)
     intake = Intake(state.max_field_bytes, state.redaction, state.pricer, state.otlp_context)
     rejected, message = await anyio.to_thread.run_sync(
         ingest_traces, state.store, key, body, content_type, intake, limiter=limiter

@@ -29,7 +29,7 @@ from typing import Any
 from .common import ANNOTATION_PREFIXES, event_id
 from .decode import Span
 
-__all__ = ["EVALUATION", "Judged", "Rating", "ratings_of"]
+__all__ = ["EVALUATION", "Judged", "Rating", "rating_of_record", "ratings_of"]
 
 EVALUATION = "gen_ai.evaluation.result"
 _PASS = {
@@ -109,6 +109,23 @@ def ratings_of(span: Span, project_id: int, is_call: bool) -> Judged:
         target = event_id(project_id, span.trace_id, span.span_id) if is_call else None
         _rate(judged, span, project_id, target, "openinference", annotations)
     return judged
+
+
+def rating_of_record(
+    project_id: int, trace_id: str, span_id: str, attributes: dict[str, Any], record_id: str
+) -> Rating | None:
+    """A ``gen_ai.evaluation.result`` log record's rating of the call whose span it belongs
+    to (the conventions parent the event to the operation it evaluates); None when it gives
+    no rating from 0 to 1. Its id comes from the record's content: sent twice, stored once."""
+    rating = _rating(
+        attributes.get("gen_ai.evaluation.score.value"),
+        attributes.get("gen_ai.evaluation.score.label"),
+    )
+    if rating is None:
+        return None
+    place = f"{project_id}:{trace_id}:{span_id}:log:{record_id}"
+    target = event_id(project_id, trace_id, span_id)
+    return Rating(target, rating, str(uuid.uuid5(_NAMESPACE, place)))
 
 
 def _rate(

@@ -217,6 +217,12 @@ def _indexed(flat: dict[str, Any]) -> list[dict[str, Any]]:
 _MESSAGE_EVENT = re.compile(r"^gen_ai\.(system|user|assistant|tool)\.message$")
 
 
+def carries_call_content(event_name: str) -> bool:
+    """Whether an event of this name holds a call's messages or answer (on the call's span, or
+    as a log record belonging to it)."""
+    return bool(_MESSAGE_EVENT.match(event_name)) or event_name in ("gen_ai.choice", _DETAILS)
+
+
 def _json_dict(value: Any) -> dict[str, Any] | None:
     """``value`` as a dict: itself, or parsed when it is a JSON object's text."""
     if isinstance(value, str):

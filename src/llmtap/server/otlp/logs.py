@@ -1,0 +1,129 @@
+"""``POST /v1/logs`` (and ``/api/v1/otlp/v1/logs``): OTLP/HTTP log records, protobuf or JSON,
+gzip or not, with an llmtap ingest key, answered as traces are (see ``endpoint``).
+
+Instrumentations send a call's content as events, which OpenTelemetry carries as log records
+belonging to the call's span: OpenTelemetry's OpenAI instrumentation in its default mode sends
+each message (``gen_ai.user.message``...) and each choice (``gen_ai.choice``), in the newer
+mode ``gen_ai.client.inference.operation.details``; evaluators send
+``gen_ai.evaluation.result``. Logs and spans go out on pipelines of their own, and a call's
+records usually leave before its span (the span ends after its events were emitted):
+
+- a record of a call's content is held (``store._held``) until its span arrives, whose event
+  is then built with it as the span's own event would be; a record whose span was stored
+  already is rejected, saying so, and one whose span never comes expires after
+  ``HELD_FOR_US``;
+- an evaluation becomes feedback on the call at once (feedback finds its call whenever the
+  call arrives);
+- records of no GenAI event (an application's ordinary logs, exported to the same endpoint)
+  are counted in the answer and not stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+
+import anyio.to_thread
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceResponse,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...store import KeyInfo, Store
+from .common import event_id, valid_ids
+from .decode import decode_logs, held_record, records_of
+from .endpoint import otlp_answer, otlp_request, refusals
+from .evaluation import EVALUATION, rating_of_record
+from .genai import carries_call_content
+
+__all__ = ["HELD_FOR_US", "ingest_logs", "receive_logs"]
+
+# How long a call's records wait for its span: an exporter's batches leave every few seconds,
+# and retry for a minute or two when the server is away.
+HELD_FOR_US = 15 * 60 * 1_000_000
+_EXPIRE_EVERY_S = 60.0
+_expired_at = 0.0
+_expiring = threading.Lock()
+
+
+def ingest_logs(store: Store, key: KeyInfo, body: bytes, content_type: str) -> tuple[int, str]:
+    """Decode one OTLP logs body, hold the call content its records carry and store the
+    evaluations as feedback: (records rejected, the message saying why or what was left)."""
+    project = key.project_id
+    records = records_of(decode_logs(body, content_type))
+    refused: list[str] = []
+    held: dict[str, list[tuple[str, str]]] = {}  # event id -> (record id, record)
+    ratings = []
+    unrated = other = 0
+    for position, record in enumerate(records):
+        if not (carries_call_content(record.name) or record.name == EVALUATION):
+            other += 1
+            continue
+        if not valid_ids(record.trace_id, record.span_id):
+            refused.append(f"a {record.name} record belongs to no span (no valid trace or span id)")
+            continue
+        text = held_record(record, position)
+        record_id = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        if record.name == EVALUATION:
+            rating = rating_of_record(
+                project, record.trace_id, record.span_id, record.attributes, record_id
+            )
+            if rating is None:
+                unrated += 1
+            else:
+                ratings.append(rating)
+            continue
+        target = event_id(project, record.trace_id, record.span_id)
+        held.setdefault(target, []).append((record_id, text))
+    late = store.existing_event_ids(project, list(held)) if held else set()
+    for target in late:
+        refused += [
+            f"a {json.loads(text)['name']} record came after its call's span {target}, whose"
+            " event is stored: send logs at least as often as spans"
+            for _, text in held.pop(target)
+        ]
+    now_us = time.time_ns() // 1000
+    store.hold_records(
+        project,
+        [(target, rid, now_us, text) for target, rows in held.items() for rid, text in rows],
+    )
+    for rating in ratings:
+        store.insert_feedback(project, rating.feedback_key, rating.rating, None, rating.feedback_id)
+    _expire(store, now_us)
+    if refused:
+        return len(refused), refusals(refused, len(records), "log records")
+    notes = []
+    if other:
+        notes.append(f"{other} of {len(records)} log records are no GenAI event: not stored")
+    if unrated:
+        notes.append(f"{unrated} evaluations had no rating from 0 to 1 and were not stored")
+    return 0, "; ".join(notes)
+
+
+def _expire(store: Store, now_us: int) -> None:
+    """Drop the records whose span never came, at most once a minute per process."""
+    global _expired_at
+    if time.monotonic() - _expired_at < _EXPIRE_EVERY_S or not _expiring.acquire(blocking=False):
+        return
+    try:
+        _expired_at = time.monotonic()
+        store.expire_held(now_us - HELD_FOR_US)
+    finally:
+        _expiring.release()
+
+
+async def receive_logs(request: Request) -> Response:
+    key, content_type, body, limiter = await otlp_request(request)
+    rejected, message = await anyio.to_thread.run_sync(
+        ingest_logs, request.app.state.store, key, body, content_type, limiter=limiter
+    )
+    answer = ExportLogsServiceResponse()
+    if rejected or message:
+        answer.partial_success.CopyFrom(
+            ExportLogsPartialSuccess(rejected_log_records=rejected, error_message=message)
+        )
+    return otlp_answer(answer, content_type)

@@ -1,0 +1,330 @@
+"""OTLP/HTTP logs (``POST /v1/logs``): a call's messages sent as events on the logs pipeline,
+held until the call's span comes and built into its event; evaluations as feedback; records
+of no GenAI event counted and left; bad input a clear 4xx. On each store backend (the held
+records live in the database, so a second server process finds them)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from typing import Any
+
+import httpx2
+import pytest
+from google.protobuf import json_format
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry._logs import LogRecord, get_logger
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from llmtap.store import open_store
+
+from ._stores import STORE_BACKENDS
+from .conftest import Project, Server, server_on_each_backend
+
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
+
+PROTOBUF = {"content-type": "application/x-protobuf"}
+CALL = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.system": "openai",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.usage.input_tokens": 12,
+    "gen_ai.usage.output_tokens": 3,
+}
+# The older conventions' events, each message its own record, content in the body.
+MESSAGES = [
+    ("gen_ai.system.message", {"content": "Be brief."}),
+    ("gen_ai.user.message", {"content": "Capital of France?"}),
+    (
+        "gen_ai.choice",
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "Paris."},
+        },
+    ),
+]
+
+
+class Call:
+    """A model call's span and the log records emitted inside it, as an instrumented app's
+    SDK makes them (the real TracerProvider and LoggerProvider), encoded by the official
+    OTLP encoders."""
+
+    def __init__(
+        self, records: list[tuple[str, Any]], details: dict[str, Any] | None = None
+    ) -> None:
+        spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
+        resource = Resource.create({"service.name": "logs-app"})
+        tracing = TracerProvider(resource=resource)
+        tracing.add_span_processor(SimpleSpanProcessor(spans))
+        logging = LoggerProvider(resource=resource)
+        logging.add_log_record_processor(SimpleLogRecordProcessor(logs))
+        logger = get_logger("logs.app", logger_provider=logging)
+        with tracing.get_tracer("logs.app").start_as_current_span("chat gpt-4o-mini") as span:
+            span.set_attributes(CALL)
+            for name, body in records:
+                attributes = details or {"gen_ai.system": "openai"}
+                logger.emit(LogRecord(event_name=name, body=body, attributes=attributes))
+        self.span_body = encode_spans(spans.get_finished_spans()).SerializeToString()
+        self.logs_body = encode_logs(logs.get_finished_logs()).SerializeToString()
+        self.trace_id = format(span.get_span_context().trace_id, "032x")
+
+
+def _logs(project: Project, body: bytes, headers: dict[str, str] | None = None) -> httpx2.Response:
+    return project.server.post(
+        "/v1/logs", project.key, headers=PROTOBUF if headers is None else headers, content=body
+    )
+
+
+def _answer(response: httpx2.Response) -> ExportLogsServiceResponse:
+    assert response.status_code == 200, response.text
+    answer = ExportLogsServiceResponse()
+    answer.ParseFromString(response.content)
+    return answer
+
+
+def _spans(project: Project, call: Call) -> None:
+    response = project.server.post(
+        "/v1/traces", project.key, headers=PROTOBUF, content=call.span_body
+    )
+    assert response.status_code == 200, response.text
+
+
+def _event(project: Project) -> dict[str, Any]:
+    (listed,) = project.events()
+    return project.event(listed["id"])
+
+
+def test_records_sent_before_the_span_fill_its_event_once(project: Project) -> None:
+    """The messages arrive first (twice: an exporter's retry), then the span: one event with
+    each message once, as the span's own events would give it."""
+    call = Call(MESSAGES)
+    for _ in range(2):
+        answer = _answer(_logs(project, call.logs_body))
+        assert answer.partial_success.rejected_log_records == 0
+    _spans(project, call)
+    event = _event(project)
+    assert event["request"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+    assert event["output_text"] == "Paris."
+    assert event["response"]["choices"][0]["finish_reason"] == "stop"
+    assert event["chain_id"] == call.trace_id
+    # Built into the event, the records are gone: the span sent again changes nothing.
+    _spans(project, call)
+    assert _event(project)["request"]["messages"][1]["content"] == "Capital of France?"
+
+
+def test_the_details_event_with_structured_messages(project: Project) -> None:
+    """The newer conventions' ``gen_ai.client.inference.operation.details``: the messages as
+    structured attributes of one record."""
+    details = {
+        "gen_ai.input.messages": [
+            {"role": "user", "parts": [{"type": "text", "content": "Two plus two?"}]}
+        ],
+        "gen_ai.output.messages": [
+            {"role": "assistant", "parts": [{"type": "text", "content": "Four."}],
+             "finish_reason": "stop"}
+        ],
+    }  # fmt: skip
+    call = Call([("gen_ai.client.inference.operation.details", None)], details=details)
+    assert _answer(_logs(project, call.logs_body)).partial_success.rejected_log_records == 0
+    _spans(project, call)
+    event = _event(project)
+    assert event["request"]["messages"] == [{"role": "user", "content": "Two plus two?"}]
+    assert event["output_text"] == "Four."
+    assert event["response"]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_records_after_their_span_are_rejected_saying_why(project: Project) -> None:
+    call = Call(MESSAGES)
+    _spans(project, call)
+    answer = _answer(_logs(project, call.logs_body))
+    assert answer.partial_success.rejected_log_records == 3
+    assert "came after its call's span" in answer.partial_success.error_message
+    event = _event(project)
+    assert "messages" not in event["request"]
+
+
+def test_an_evaluation_record_is_feedback_on_the_call(project: Project) -> None:
+    """An evaluator's record belongs to the evaluated call's span (the conventions parent it
+    there); after the call's span, sent twice: one rating on the call."""
+    call = Call(MESSAGES)
+    _spans(project, call)
+    stored = _event(project)
+    logs = InMemoryLogRecordExporter()
+    logging = LoggerProvider()
+    logging.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    span_id = int(stored["attributes"]["otel.span_id"], 16)
+    context = SpanContext(int(call.trace_id, 16), span_id, False, TraceFlags(1))
+    with trace.use_span(NonRecordingSpan(context)):
+        get_logger("judge", logger_provider=logging).emit(
+            LogRecord(
+                event_name="gen_ai.evaluation.result",
+                attributes={
+                    "gen_ai.evaluation.name": "relevance",
+                    "gen_ai.evaluation.score.value": 0.25,
+                },
+            )
+        )
+    body = encode_logs(logs.get_finished_logs()).SerializeToString()
+    for _ in range(2):
+        assert _answer(_logs(project, body)).partial_success.rejected_log_records == 0
+    ratings = [f["rating"] for f in project.event(stored["id"])["feedback"]]
+    assert ratings == [0.25]
+
+
+def test_an_application_s_own_logs_are_counted_not_stored(project: Project) -> None:
+    logs = InMemoryLogRecordExporter()
+    logging = LoggerProvider()
+    logging.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    logger = get_logger("app", logger_provider=logging)
+    for text in ("user signed in", "cache miss"):
+        logger.emit(LogRecord(body=text, attributes={"level": "info"}))
+    answer = _answer(_logs(project, encode_logs(logs.get_finished_logs()).SerializeToString()))
+    assert answer.partial_success.rejected_log_records == 0
+    assert "2 of 2 log records are no GenAI event" in answer.partial_success.error_message
+    assert project.events() == []
+
+
+def test_the_json_form_gzip_and_the_api_path(project: Project) -> None:
+    call = Call(MESSAGES)
+    payload = json_format.MessageToDict(encode_logs_request(call))
+    for record in payload["resourceLogs"][0]["scopeLogs"][0]["logRecords"]:
+        # OTLP/JSON: ids in hex, not protobuf's base64.
+        record["traceId"] = call.trace_id
+        record["spanId"] = _hex_of_base64(record["spanId"])
+    body = gzip.compress(json.dumps(payload).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    response = project.server.post("/api/v1/otlp/v1/logs", project.key, headers=headers,
+                                   content=body)  # fmt: skip
+    assert response.status_code == 200 and response.json() == {}, response.text
+    _spans(project, call)
+    assert _event(project)["output_text"] == "Paris."
+
+
+def encode_logs_request(call: Call) -> Any:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    request.ParseFromString(call.logs_body)
+    return request
+
+
+def _hex_of_base64(value: str) -> str:
+    import base64
+
+    return base64.b64decode(value).hex()
+
+
+def test_bad_bodies_get_clear_4xx(project: Project) -> None:
+    assert _logs(project, b"\xff\x00 not protobuf").status_code == 400
+    assert _logs(project, b"{", {"content-type": "application/json"}).status_code == 400
+    assert _logs(project, b"[]", {"content-type": "application/json"}).status_code == 400
+    assert _logs(project, b"x", {"content-type": "text/plain"}).status_code == 415
+    assert (
+        project.server.post("/v1/logs", "lt_wrong", headers=PROTOBUF, content=b"").status_code
+        == 401
+    )
+    # A record of a call's content that belongs to no span: rejected, with why.
+    logs = InMemoryLogRecordExporter()
+    logging = LoggerProvider()
+    logging.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    get_logger("x", logger_provider=logging).emit(
+        LogRecord(event_name="gen_ai.user.message", body={"content": "lost"})
+    )
+    answer = _answer(_logs(project, encode_logs(logs.get_finished_logs()).SerializeToString()))
+    assert answer.partial_success.rejected_log_records == 1
+    assert "belongs to no span" in answer.partial_success.error_message
+
+
+def test_a_held_text_over_the_field_limit_is_cut(server: Server) -> None:
+    """The held records' texts join the span's: the server's field limit holds for them."""
+    from .conftest import start_server, stop_server
+
+    del server  # a server of its own, with a small limit
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        small = start_server(Path(tmp), env={"LLMTAP_MAX_FIELD_BYTES": "4096"})
+        try:
+            project = Project(small.new_key(), small)
+            call = Call([("gen_ai.user.message", {"content": "x" * 100_000}), *MESSAGES[2:]])
+            assert _answer(_logs(project, call.logs_body)).partial_success.rejected_log_records == 0
+            _spans(project, call)
+            event = _event(project)
+            assert event["truncated"] == ["request.messages.0.content"]
+            assert len(event["request"]["messages"][0]["content"]) <= 4096
+        finally:
+            stop_server(small)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats()
+    | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+NAMES = st.sampled_from(
+    ["gen_ai.user.message", "gen_ai.assistant.message", "gen_ai.tool.message", "gen_ai.choice",
+     "gen_ai.evaluation.result", "gen_ai.client.inference.operation.details", "", "other"]
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    garbage=st.binary(max_size=400),
+    records=st.lists(st.tuples(NAMES, JSON_VALUES), max_size=4),
+    details=st.none() | st.dictionaries(
+        st.sampled_from(["gen_ai.input.messages", "gen_ai.output.messages",
+                         "gen_ai.system_instructions", "gen_ai.evaluation.score.value"]),
+        JSON_VALUES, max_size=3),
+)  # fmt: skip
+def test_hostile_log_bodies_never_5xx(
+    project: Project, garbage: bytes, records: list[tuple[str, Any]], details: Any
+) -> None:
+    """Any bytes, and records of any names and shapes inside a call's span: below 500; the
+    span that follows them answers below 500 too, and every event stored reads back."""
+    assert _logs(project, garbage).status_code < 500
+    call = Call(records, details=details or None)
+    assert _logs(project, call.logs_body).status_code < 500
+    response = project.server.post(
+        "/v1/traces", project.key, headers=PROTOBUF, content=call.span_body
+    )
+    assert response.status_code < 500, response.text
+    for listed in project.events():
+        assert project.server.get(f"/api/v1/events/{listed['id']}", project.key).status_code == 200
+
+
+def test_records_whose_span_never_came_expire(tmp_path: Any) -> None:
+    store = open_store(str(tmp_path / "held.db"))
+    try:
+        project = store.ensure_project("p")
+        now = time.time_ns() // 1000
+        store.hold_records(project, [("old", "r1", now - 10**9, "{}"), ("new", "r2", now, "{}")])
+        assert store.expire_held(now - 10**6) == 1
+        assert list(store.held_records(project, ["old", "new"])) == ["new"]
+    finally:
+        store.close()
