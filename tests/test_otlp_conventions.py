@@ -220,3 +220,28 @@ def test_names_of_other_providers_and_instrumentations(project: Project) -> None
     assert answer["output_text"] == "Plain answer."
     assert answer["response"]["choices"][0]["message"]["content"] == "Plain answer."
     assert answer["usage"]["total_tokens"] == 7
+
+
+def test_ai_sdk_embeddings(project: Project) -> None:
+    """``ai.embedMany``'s inner span: its inputs, its token count (so a cost), and the vectors
+    left out (their sizes kept), as the SDK's embeddings events are."""
+    inner = {
+        "_name": "ai.embedMany.doEmbed",
+        "ai.operationId": "ai.embedMany.doEmbed",
+        "ai.model.id": "text-embedding-3-small",
+        "ai.model.provider": "openai.embedding",
+        "ai.values": [json.dumps("sunny day"), json.dumps("rainy night")],
+        "ai.embeddings": [json.dumps([0.1] * 1536), json.dumps([0.2] * 1536)],
+        "ai.usage.tokens": 4,
+    }
+    answer = _answer(_post(project, _body(_spans({"_name": "ai.embedMany"}, inner))))
+    assert answer.partial_success.rejected_spans == 0
+    (listed,) = project.events()
+    event = project.event(listed["id"])
+    assert event["api"] == "embeddings" and event["provider"] == "openai"
+    assert event["request"]["input"] == ["sunny day", "rainy night"]
+    assert event["usage"]["input_tokens"] == 4 and event["cost_usd"] > 0
+    assert [d["embedding"] for d in event["response"]["data"]] == [
+        "[1536 floats omitted by llmtap]"
+    ] * 2
+    assert not any(key.startswith("ai.") for key in event["attributes"])

@@ -111,6 +111,24 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         value = attrs.take(f"ai.settings.{name}")
         if value is not None:
             request[argument] = value
+    # An embedding call's inputs (``ai.embedMany``: each value as JSON; ``ai.embed``: one).
+    values = attrs.take("ai.values")
+    value = attrs.take("ai.value")
+    if isinstance(values, list):
+        inputs = [_json(v) for v in values]
+        request["input"] = inputs[0] if len(inputs) == 1 else inputs
+    elif value is not None:
+        request["input"] = _json(value)
+    # The vectors themselves are not kept (as the SDK's embeddings events keep only sizes).
+    vectors = attrs.take("ai.embeddings")
+    vector = attrs.take("ai.embedding")
+    if isinstance(vectors, list) or vector is not None:
+        sizes = [len(_json(v) or ()) for v in (vectors if isinstance(vectors, list) else [vector])]
+        data = [
+            {"index": i, "embedding": f"[{n} floats omitted by llmtap]"}
+            for i, n in enumerate(sizes)
+        ]
+        event.setdefault("response", {"model": model, "data": data})
     tools = attrs.take("ai.prompt.tools")
     if isinstance(tools, list):
         request["tools"] = [_json(t) for t in tools]
@@ -138,7 +156,11 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         "cached_tokens": attrs.take_int("ai.usage.cachedInputTokens"),
         "reasoning_tokens": attrs.take_int("ai.usage.reasoningTokens"),
     }
-    usage["input_tokens"] = usage["input_tokens"] or attrs.take_int("ai.usage.promptTokens")
+    usage["input_tokens"] = (
+        usage["input_tokens"]
+        or attrs.take_int("ai.usage.promptTokens")
+        or attrs.take_int("ai.usage.tokens")  # an embedding call's
+    )
     usage["output_tokens"] = usage["output_tokens"] or attrs.take_int("ai.usage.completionTokens")
     total = attrs.take_int("ai.usage.totalTokens")
     if usage["input_tokens"] is not None and usage["output_tokens"] is not None:
