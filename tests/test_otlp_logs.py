@@ -328,3 +328,40 @@ def test_records_whose_span_never_came_expire(tmp_path: Any) -> None:
         assert list(store.held_records(project, ["old", "new"])) == ["new"]
     finally:
         store.close()
+
+
+def test_a_record_sent_again_in_another_batch_is_held_once(project: Project) -> None:
+    """An exporter may resend a record in a batch of other records: the same record, held
+    once, whatever its place in the request."""
+    call = Call(MESSAGES)
+    assert _answer(_logs(project, call.logs_body))
+    again = encode_logs_request(call)
+    records = again.resource_logs[0].scope_logs[0].log_records
+    records.reverse()  # in another order, the choice first
+    del records[-1]
+    assert _answer(_logs(project, again.SerializeToString()))
+    _spans(project, call)
+    event = _event(project)
+    assert [m["content"] for m in event["request"]["messages"]] == [
+        "Be brief.",
+        "Capital of France?",
+    ]
+    assert [c["message"]["content"] for c in event["response"]["choices"]] == ["Paris."]
+
+
+def test_a_lone_surrogate_in_otlp_json_breaks_nothing(project: Project) -> None:
+    """OTLP/JSON can escape half of a UTF-16 pair, which no UTF-8 text holds: the body is
+    refused, saying where, and the call's span then stores its event, readable."""
+    call = Call(MESSAGES)
+    payload = json_format.MessageToDict(encode_logs_request(call))
+    for record in payload["resourceLogs"][0]["scopeLogs"][0]["logRecords"]:
+        record["traceId"] = call.trace_id
+        record["spanId"] = _hex_of_base64(record["spanId"])
+    body = json.dumps(payload).replace("Capital of France?", "Capital \\ud800 of France?")
+    headers = {"content-type": "application/json"}
+    response = project.server.post("/v1/logs", project.key, headers=headers, content=body.encode())
+    assert response.status_code == 400 and "Unpaired surrogate" in response.text, response.text
+    spans = project.server.post("/v1/traces", project.key, headers=PROTOBUF, content=call.span_body)
+    assert spans.status_code == 200, spans.text
+    for listed in project.events():
+        assert project.server.get(f"/api/v1/events/{listed['id']}", project.key).status_code == 200

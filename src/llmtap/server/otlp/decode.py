@@ -239,28 +239,20 @@ def records_of(message: ExportLogsServiceRequest) -> list[LogRecord]:
     return out
 
 
-def held_record(record: LogRecord, position: int) -> str:
-    """A log record of a call's content as the event of its span it stands for, in JSON (as
-    it waits for the span): its attributes, with its body's fields (where the per-message
-    events keep their content) over them; its time and ``position`` in its request, which
-    order a call's records."""
+def held_record(record: LogRecord) -> dict[str, Any]:
+    """A log record of a call's content as the event of its span it stands for, while it waits
+    for the span: its attributes, with its body's fields (where the per-message events keep
+    their content) over them."""
     attributes = dict(record.attributes)
     if isinstance(record.body, dict):
         attributes.update(record.body)
     elif record.body is not None:
         attributes["content"] = record.body
-    return json.dumps(
-        {
-            "name": record.name,
-            "time": record.time_unix_nano,
-            "position": position,
-            "attributes": attributes,
-        },
-        ensure_ascii=False,
-    )
+    return {"name": record.name, "time": record.time_unix_nano, "attributes": attributes}
 
 
 def span_events(held: list[str]) -> list[SpanEvent]:
-    """Records ``held_record`` wrote, as their span's events, in the order they were made."""
+    """Held records (``held_record``'s, in JSON, with their ``position`` in the request that
+    brought them), as their span's events, in the order they were made."""
     records = sorted((json.loads(text) for text in held), key=lambda r: (r["time"], r["position"]))
     return [SpanEvent(r["name"], r["time"], r["attributes"]) for r in records]

@@ -66,8 +66,11 @@ def ingest_logs(store: Store, key: KeyInfo, body: bytes, content_type: str) -> t
         if not valid_ids(record.trace_id, record.span_id):
             refused.append(f"a {record.name} record belongs to no span (no valid trace or span id)")
             continue
-        text = held_record(record, position)
-        record_id = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        # ASCII JSON: a lone surrogate (valid in OTLP/JSON's escapes) stores as its escape.
+        held_as = held_record(record)
+        content = json.dumps(held_as, sort_keys=True)
+        record_id = hashlib.sha256(content.encode()).hexdigest()[:32]  # sent again: one row
+        text = json.dumps({**held_as, "position": position})
         if record.name == EVALUATION:
             rating = rating_of_record(
                 project, record.trace_id, record.span_id, record.attributes, record_id
