@@ -2,10 +2,10 @@
 gzip or not, with an llmtap ingest key, answered as traces are (see ``endpoint``).
 
 Instrumentations send a call's content as events, which OpenTelemetry carries as log records
-belonging to the call's span: OpenTelemetry's OpenAI instrumentation in its default mode sends
-each message (``gen_ai.user.message``...) and each choice (``gen_ai.choice``), in the newer
-mode ``gen_ai.client.inference.operation.details``; evaluators send
-``gen_ai.evaluation.result``. Logs and spans go out on pipelines of their own, and a call's
+belonging to the call's span: OpenTelemetry's OpenAI instrumentation, capturing content as
+events, sends ``gen_ai.client.inference.operation.details``; its older versions and others
+send each message (``gen_ai.user.message``...) and each choice (``gen_ai.choice``);
+evaluators send ``gen_ai.evaluation.result``. Logs and spans go out on pipelines of their own, and a call's
 records usually leave before its span (the span ends after its events were emitted):
 
 - a record of a call's content is held (``store._held``) until its span arrives, whose event
