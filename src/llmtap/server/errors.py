@@ -43,6 +43,30 @@ def error_response(status: int, message: str, errors: list[Any] | None = None) -
     return JSONResponse(body, status_code=status)
 
 
+# OTLP/HTTP's endpoints: their errors are google.rpc.Status messages, as its spec asks.
+_OTLP_PATHS = ("/v1/traces", "/v1/logs", "/api/v1/otlp/")
+_PROTOBUF = "application/x-protobuf"
+# The gRPC code a Status carries for an HTTP status (the spec lets clients only log it).
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 8, 415: 3, 429: 8, 503: 14}
+
+
+def otlp_error(
+    request: Request, status: int, message: str, errors: list[Any] | None = None
+) -> Response:
+    """An error of an OTLP endpoint: a ``google.rpc.Status`` in the request's encoding. In
+    JSON, llmtap's own error fields beside its ``code`` and ``message``, so either reader
+    finds what it looks for."""
+    from google.rpc.status_pb2 import Status
+
+    code = _GRPC_CODES.get(status, 2)  # UNKNOWN
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == _PROTOBUF:
+        body = Status(code=code, message=message).SerializeToString()
+        return Response(body, status_code=status, media_type=_PROTOBUF)
+    shape = {"ok": False, "error": message, "errors": errors or [], "status": status}
+    return JSONResponse({"code": code, "message": message, **shape}, status_code=status)
+
+
 def wants_html(request: Request) -> bool:
     """A browser asking for a dashboard page (not the API, not ``?format=json``)."""
     if request.url.path.startswith(_JSON_ONLY) or request.query_params.get("format") == "json":
@@ -61,6 +85,8 @@ class Errors:
     def respond(
         self, request: Request, status: int, message: str, errors: list[Any] | None = None
     ) -> Response:
+        if request.url.path.startswith(_OTLP_PATHS):
+            return otlp_error(request, status, message, errors)
         if self.page is not None and wants_html(request):
             try:
                 return self.page(request, status, message)

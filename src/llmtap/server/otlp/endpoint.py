@@ -5,7 +5,7 @@ Answers follow the OTLP/HTTP spec: 200 with an ``ExportTraceServiceResponse`` in
 request's encoding, its ``partial_success`` counting the spans refused with the reasons (and,
 with none refused, saying how many spans were not model calls and so ignored); 400 for a body
 that is not OTLP, 413 over ``max_body_bytes``, 415 for another content type, 401/403 for keys
-(these in llmtap's one JSON error shape). Model-call spans are stored through ingest's own
+(each with a ``google.rpc.Status`` body: ``errors.otlp_error``). Model-call spans are stored through ingest's own
 validation and storing, so a span sent twice (same trace and span id) is stored once.
 """
 

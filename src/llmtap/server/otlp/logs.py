@@ -5,8 +5,9 @@ Instrumentations send a call's content as events, which OpenTelemetry carries as
 belonging to the call's span: OpenTelemetry's OpenAI instrumentation, capturing content as
 events, sends ``gen_ai.client.inference.operation.details``; its older versions and others
 send each message (``gen_ai.user.message``...) and each choice (``gen_ai.choice``);
-evaluators send ``gen_ai.evaluation.result``. Logs and spans go out on pipelines of their own, and a call's
-records usually leave before its span (the span ends after its events were emitted):
+evaluators send ``gen_ai.evaluation.result``. Logs and spans go out on pipelines of their
+own, and a call's records usually leave before its span (the span ends after its events were
+emitted):
 
 - a record of a call's content is held (``store._held``) until its span arrives, whose event
   is then built with it as the span's own event would be; a record whose span was stored
