@@ -236,6 +236,11 @@ def _hex_of_base64(value: str) -> str:
 
 def test_bad_bodies_get_clear_4xx(project: Project) -> None:
     assert "protobuf" in otlp_error(_logs(project, b"\xff\x00 not protobuf"), 400)
+    # Empty: a protobuf request of no records (answered as one), not JSON.
+    assert _answer(_logs(project, b"")).partial_success.rejected_log_records == 0
+    assert "JSON" in otlp_error(_logs(project, b"", {"content-type": "application/json"}), 400)
+    empty = project.server.post("/v1/traces", project.key, headers=PROTOBUF, content=b"")
+    assert empty.status_code == 200 and empty.content == b"", empty.text
     assert _logs(project, b"{", {"content-type": "application/json"}).status_code == 400
     assert _logs(project, b"[]", {"content-type": "application/json"}).status_code == 400
     assert _logs(project, b"x", {"content-type": "text/plain"}).status_code == 415

@@ -46,8 +46,9 @@ __all__ = [
 ]
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request's body, read with a size limit; gzip bodies are accepted."""
+async def read_body(request: Request, max_bytes: int, empty: bool = False) -> bytes:
+    """The request's body, read with a size limit; gzip bodies are accepted. ``empty``: an
+    empty body is one (an OTLP protobuf request with nothing in it), not an error."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, f"request body of {declared} bytes is over the {max_bytes} byte limit")
@@ -65,7 +66,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             body = await run_in_threadpool(_gunzip, body, max_bytes)
         else:
             body = _gunzip(body, max_bytes)
-    if not body:
+    if not body and not empty:
         raise ApiError(400, "empty request body: expected JSON")
     return body
 

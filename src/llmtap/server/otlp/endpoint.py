@@ -5,8 +5,9 @@ Answers follow the OTLP/HTTP spec: 200 with an ``ExportTraceServiceResponse`` in
 request's encoding, its ``partial_success`` counting the spans refused with the reasons (and,
 with none refused, saying how many spans were not model calls and so ignored); 400 for a body
 that is not OTLP, 413 over ``max_body_bytes``, 415 for another content type, 401/403 for keys
-(each with a ``google.rpc.Status`` body: ``errors.otlp_error``). Model-call spans are stored through ingest's own
-validation and storing, so a span sent twice (same trace and span id) is stored once.
+(each with a ``google.rpc.Status`` body: ``errors.otlp_error``); an empty protobuf body is
+a request of no spans. Model-call spans are stored through ingest's own validation and
+storing, so a span sent twice (same trace and span id) is stored once.
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ async def otlp_request(request: Request) -> tuple[KeyInfo, str, bytes, anyio.Cap
             f"unsupported content type {content_type or '(none)'!r}: OTLP/HTTP takes "
             f"{PROTOBUF} or {JSON}",
         )
-    body = await read_body(request, state.max_body_bytes)
+    # Empty, a protobuf request exports nothing (and is answered so); JSON needs an object.
+    body = await read_body(request, state.max_body_bytes, empty=content_type == PROTOBUF)
     limiter = getattr(state, "otlp_limiter", None)
     if limiter is None:
         limiter = state.otlp_limiter = anyio.CapacityLimiter(_CONCURRENT)
