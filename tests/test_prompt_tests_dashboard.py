@@ -4,6 +4,7 @@ server (whose key is in no page, answer or database)."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -261,3 +262,49 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
     for path in tmp_path.iterdir():
         if path.name.startswith("llmtap.db"):
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_run_says_which_version_of_its_set_it_ran(server: Server) -> None:
+    """Cases added between two runs make them differ in more than their template or model:
+    each run names the set's version it ran (the API, the run page, the set's list of runs),
+    and comparing runs of two versions says so."""
+    name = f"versions-{uuid.uuid4().hex[:8]}"
+    project = Project(server.new_key(name), server)
+    made = server.post("/api/v1/testsets", project.key, json={"name": "v", "source": "cases"})
+    testset_id = made.json()["testset"]["id"]
+
+    def add_case(sport: str) -> None:
+        line = json.dumps({"output": "x", "rating": 1.0, "template_params": {"s": sport}})
+        ndjson = {"content-type": "application/x-ndjson"}
+        path = f"/api/v1/testsets/{testset_id}/cases"
+        added = server.post(path, project.key, headers=ndjson, content=line + "\n")
+        assert added.status_code == 200, added.text
+
+    def new_run() -> str:
+        run_id = f"r{uuid.uuid4().hex[:8]}"
+        run = {"id": run_id, "testset": testset_id, "config": {}}
+        assert server.post("/api/v1/runs", project.key, json=run).status_code == 201
+        return run_id
+
+    add_case("golf")
+    first = new_run()
+    add_case("chess")
+    second = new_run()
+    view = server.get(f"/api/v1/runs/{second}", project.key, baseline=first).json()
+    assert view["versions"] == {"run": 2, "baseline": 1, "set": 2}
+    with login(server) as browser:
+        page = browser.get(f"/runs/{second}", params={"project": name, "baseline": first})
+        assert page.status_code == 200
+        assert f"Run {first} ran version 1 of the set, this one version 2" in page.text
+        alone = browser.get(f"/runs/{first}", params={"project": name})
+        assert "Version 1 of the set (now at version 2)" in alone.text
+        assert "ran version" not in alone.text
+        listed = LexborHTMLParser(
+            browser.get(f"/testsets/{testset_id}", params={"project": name}).text
+        )
+        versions = {
+            row.css_first("td a").text(): row.css_first("td:nth-child(3)").text()
+            for row in listed.css("table.events tbody tr")
+            if row.css_first("td a") is not None
+        }
+        assert versions == {first: "1", second: "2"}

@@ -374,7 +374,19 @@ def run_view(
             raise ApiError(404, f"no run {baseline_id!r} of the same test set to compare with")
     compared = compare(testset, run, baseline)
     meta = {k: v for k, v in testset.items() if k != "cases"}
-    return {"run": {k: v for k, v in run.items() if k != "results"}, "testset": meta, **compared}
+    # Which version of the set each ran: cases added, edited or removed in between make two
+    # runs differ in more than their template or model.
+    versions = {
+        "run": run.get("testset_version"),
+        "baseline": baseline.get("testset_version") if baseline else None,
+        "set": testset.get("version"),
+    }
+    return {
+        "run": {k: v for k, v in run.items() if k != "results"},
+        "testset": meta,
+        "versions": versions,
+        **compared,
+    }
 
 
 async def list_runs(request: Request) -> JSONResponse:
