@@ -96,14 +96,19 @@ def test_the_calls_an_evaluator_would_make_are_what_it_sends() -> None:
     the case (nothing to compare with)."""
     ctx = Context(judge_model="the-judge", embeddings_model="the-embedder")
     case = _case("the expected answer")
-    ((model, sent),) = parse_evaluator("judge:Is it kind?").calls(ctx, case, "my answer")
-    assert model == "the-judge"
+    ((model, sent, answer),) = parse_evaluator("judge:Is it kind?").calls(ctx, case, "my answer")
+    assert model == "the-judge" and answer > 0
     assert all(part in sent for part in ("Is it kind?", "the expected answer", "my answer"))
-    ((model, sent),) = parse_evaluator("embeddings").calls(ctx, case, "my answer")
-    assert model == "the-embedder" and sent == "my answerthe expected answer"
+    ((model, sent, answer),) = parse_evaluator("embeddings").calls(ctx, case, "my answer")
+    assert (model, sent, answer) == ("the-embedder", "my answerthe expected answer", 0)
     assert parse_evaluator("embeddings:e-3").calls(ctx, case, "x")[0][0] == "e-3"
     assert parse_evaluator("embeddings").calls(ctx, _case(None, "none"), "x") == []
     assert parse_evaluator("contains").calls(ctx, case, "x") == []
+    assert [parse_evaluator(s).paid for s in ("judge", "embeddings", "contains")] == [
+        True,
+        True,
+        False,
+    ]
 
 
 def test_bad_specs_are_named(tmp_path: Path) -> None:

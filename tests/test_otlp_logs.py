@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -28,10 +29,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from llmtap.store import open_store
+from llmtap.store import Store
 
 from ._stores import STORE_BACKENDS
-from .conftest import Project, Server, server_on_each_backend
+from .conftest import Project, server_on_each_backend, start_server, stop_server
 from .test_otlp_hostile import otlp_error
 
 server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
@@ -260,26 +261,19 @@ def test_bad_bodies_get_clear_4xx(project: Project) -> None:
     assert "belongs to no span" in answer.partial_success.error_message
 
 
-def test_a_held_text_over_the_field_limit_is_cut(server: Server) -> None:
+def test_a_held_text_over_the_field_limit_is_cut(tmp_path: Path) -> None:
     """The held records' texts join the span's: the server's field limit holds for them."""
-    from .conftest import start_server, stop_server
-
-    del server  # a server of its own, with a small limit
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        small = start_server(Path(tmp), env={"LLMTAP_MAX_FIELD_BYTES": "4096"})
-        try:
-            project = Project(small.new_key(), small)
-            call = Call([("gen_ai.user.message", {"content": "x" * 100_000}), *MESSAGES[2:]])
-            assert _answer(_logs(project, call.logs_body)).partial_success.rejected_log_records == 0
-            _spans(project, call)
-            event = _event(project)
-            assert event["truncated"] == ["request.messages.0.content"]
-            assert len(event["request"]["messages"][0]["content"]) <= 4096
-        finally:
-            stop_server(small)
+    small = start_server(tmp_path, env={"LLMTAP_MAX_FIELD_BYTES": "4096"})
+    try:
+        project = Project(small.new_key(), small)
+        call = Call([("gen_ai.user.message", {"content": "x" * 100_000}), *MESSAGES[2:]])
+        assert _answer(_logs(project, call.logs_body)).partial_success.rejected_log_records == 0
+        _spans(project, call)
+        event = _event(project)
+        assert event["truncated"] == ["request.messages.0.content"]
+        assert len(event["request"]["messages"][0]["content"]) <= 4096
+    finally:
+        stop_server(small)
 
 
 JSON_VALUES = st.recursive(
@@ -324,16 +318,15 @@ def test_hostile_log_bodies_never_5xx(
         assert project.server.get(f"/api/v1/events/{listed['id']}", project.key).status_code == 200
 
 
-def test_records_whose_span_never_came_expire(tmp_path: Any) -> None:
-    store = open_store(str(tmp_path / "held.db"))
-    try:
-        project = store.ensure_project("p")
-        now = time.time_ns() // 1000
-        store.hold_records(project, [("old", "r1", now - 10**9, "{}"), ("new", "r2", now, "{}")])
-        assert store.expire_held(now - 10**6) == 1
-        assert list(store.held_records(project, ["old", "new"])) == ["new"]
-    finally:
-        store.close()
+def test_records_whose_span_never_came_expire(store: Store) -> None:
+    project = store.ensure_project("p")
+    now = time.time_ns() // 1000
+    store.hold_records(project, [("old", "r1", now - 10**9, "{}"), ("new", "r2", now, "{}")])
+    assert store.hold_records(project, [("new", "r2", now, "{}")]) == 0  # held once
+    assert store.expire_held(now - 10**6) == 1
+    assert list(store.held_records(project, ["old", "new"])) == ["new"]
+    store.forget_held(project, ["new"])
+    assert store.held_records(project, ["new"]) == {}
 
 
 def test_a_record_sent_again_in_another_batch_is_held_once(project: Project) -> None:

@@ -128,18 +128,20 @@ class Evaluator:
     compare: bool = True  # needs an expected output
     extra: Any = None
 
-    def calls(self, ctx: Context, case: dict[str, Any], output: str) -> list[tuple[str, str]]:
-        """The provider calls scoring ``output`` would make, as (model, the text sent): none
-        for the evaluators that score alone, or when there is nothing to compare with. What
-        the run's cost estimate counts, before any output exists (``output``: a guess)."""
+    @property
+    def paid(self) -> bool:
+        """Whether scoring calls the provider (and so costs): a judge, embeddings."""
+        return self.name in _PAID_CALLS
+
+    def calls(self, ctx: Context, case: dict[str, Any], output: str) -> list[tuple[str, str, int]]:
+        """The provider calls scoring ``output`` would make, as (model, the text sent, the
+        tokens of the answer): none for the evaluators that score alone, or when there is
+        nothing to compare with. What the run's cost estimate counts, before any output
+        exists (``output``: a guess)."""
         reference = _reference(case)[0]
-        if self.compare and reference is None:
+        if not self.paid or (self.compare and reference is None):
             return []
-        if self.name == "judge":
-            return [(ctx.judge_model, _JUDGE_SYSTEM + _judge_prompt(self, case, output))]
-        if self.name == "embeddings":
-            return [(self.argument or ctx.embeddings_model, output + (reference or ""))]
-        return []
+        return [_PAID_CALLS[self.name](self, ctx, case, output, reference or "")]
 
     async def __call__(self, ctx: Context, case: dict[str, Any], output: str) -> Score:
         if self.compare:
@@ -347,6 +349,25 @@ def _function(argument: str) -> Any:
         raise ValueError(f"{argument} is not a function")
     return function
 
+
+def _judge_call(
+    ev: Evaluator, ctx: Context, case: dict[str, Any], output: str, reference: str
+) -> tuple[str, str, int]:
+    # Its answer: a score and a sentence.
+    return ctx.judge_model, _JUDGE_SYSTEM + _judge_prompt(ev, case, output), 40
+
+
+def _embeddings_call(
+    ev: Evaluator, ctx: Context, case: dict[str, Any], output: str, reference: str
+) -> tuple[str, str, int]:
+    return ev.argument or ctx.embeddings_model, output + reference, 0
+
+
+# The evaluators that call the provider: name -> the call scoring an output makes.
+_PAID_CALLS: dict[str, Callable[..., tuple[str, str, int]]] = {
+    "judge": _judge_call,
+    "embeddings": _embeddings_call,
+}
 
 # name -> (check, pass threshold, compares with the expected output, argument parser)
 EVALUATORS: dict[str, tuple[Check, float, bool, Callable[[str], Any] | None]] = {

@@ -185,12 +185,13 @@ def prepare(
         return call
     # The new output is not known yet: as long as what is expected, or the original.
     expected = case.get("expected") or case.get("original_output") or ""
+    ctx = _context(options)
     priced = [
         (call.model, estimate_tokens(call.prompt), max(16, estimate_tokens(expected))),
         *(
-            (model, estimate_tokens(sent), _ANSWER_TOKENS.get(ev.name, 0))
+            (model, estimate_tokens(sent), answer)
             for ev in evaluators
-            for model, sent in ev.calls(_context(options), case, expected)
+            for model, sent, answer in ev.calls(ctx, case, expected)
         ),
     ]
     costs = []
@@ -202,10 +203,6 @@ def prepare(
     # Unknown when any part is: a cost cap cannot stand on half an estimate.
     call.estimate = None if None in costs else sum(c for c in costs if c is not None)
     return call
-
-
-# The tokens an evaluator's own call answers with: a judge's verdict (a score and a sentence).
-_ANSWER_TOKENS = {"judge": 40}
 
 
 def _context(options: RunOptions, **given: Any) -> Context:
@@ -448,7 +445,7 @@ class Runner:
         case_ctx = replace(ctx, on_usage=charge, tags={**ctx.tags, "llmtap_case": case["id"]})
         scores = [await ev(case_ctx, case, output) for ev in evaluators]
         result.update(output=output, scores=_named(evaluators, scores), passed=_passed(scores))
-        free = [ev for ev in evaluators if ev.name not in _PAID]
+        free = [ev for ev in evaluators if not ev.paid]
         original = case.get("original_output")
         if original is not None:
             verdicts = []
@@ -515,10 +512,6 @@ async def call_model(
 
 def _named(evaluators: list[Evaluator], scores: list[Score]) -> dict[str, Any]:
     return {ev.spec[:200]: s.as_dict() for ev, s in zip(evaluators, scores, strict=True)}
-
-
-# Evaluators that call the provider: the original output is not scored again with them.
-_PAID = ("judge", "embeddings")
 
 
 def _rated_well(case: dict[str, Any]) -> bool | None:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ..store import EventFilter, KeyInfo, Store
@@ -31,6 +32,8 @@ __all__ = [
     "create_key",
     "hash_key",
     "project_wide",
+    "project_wide_key",
+    "refuse_one_environment",
 ]
 
 SCOPES = ("ingest", "read", "admin")
@@ -84,13 +87,25 @@ def confine(key: KeyInfo, f: EventFilter) -> EventFilter:
 def project_wide(key: KeyInfo, what: str) -> KeyInfo:
     """``key``, for data that spans every environment of its project (``what``: "templates",
     "alerts"...): a 403 for a key that reads only its own environment."""
-    if key.env_only:
+    refuse_one_environment(key.environment if key.env_only else None, what)
+    return key
+
+
+def refuse_one_environment(environment: str | None, what: str) -> None:
+    """A 403 when the caller reads only ``environment`` (None: every one) and ``what`` spans
+    every environment of the project."""
+    if environment is not None:
         raise ApiError(
             403,
-            f"this key reads only the environment {key.environment!r}; "
+            f"this key reads only the environment {environment!r}; "
             f"{what} span every environment of the project",
         )
-    return key
+
+
+async def project_wide_key(request: Request, scope: str, what: str) -> KeyInfo:
+    """The request's key with ``scope``, for ``what`` (see ``project_wide``)."""
+    key: KeyInfo = await run_in_threadpool(request.app.state.keys.authenticate, request, scope)
+    return project_wide(key, what)
 
 
 class KeyCache:

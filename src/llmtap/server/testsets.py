@@ -22,7 +22,7 @@ from starlette.routing import Route
 from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, CaseIn, case_from_event, cases_from_jsonl
 from ..evals.results import compare
 from ..store import KeyInfo, NameTaken, Store
-from .auth import confine, project_wide
+from .auth import confine, project_wide_key
 from .errors import ApiError
 from .ingest import not_unicode, parse_json, read_body
 from .query import SELECTING, event_filter, json_answer
@@ -48,8 +48,7 @@ async def _key(request: Request, scope: str) -> KeyInfo:
     """The caller's key: one that reads only its own environment is refused (403), as for
     templates: a set's cases and a run's results are the project's, whatever environment
     their events came from."""
-    key: KeyInfo = await run_in_threadpool(request.app.state.keys.authenticate, request, scope)
-    return project_wide(key, "test sets and runs")
+    return await project_wide_key(request, scope, "test sets and runs")
 
 
 async def _admin_body(request: Request, model: type[BaseModel], what: str) -> tuple[Any, Any]:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...store import KeyInfo, Store
-from ..auth import project_wide
+from ..auth import project_wide_key
 from ..errors import ApiError
 from ..ingest import not_unicode, parse_json, read_body
 from ..query import json_answer
@@ -105,8 +105,7 @@ def check_item(kind: str, payload: Any) -> dict[str, Any]:
 
 
 async def _key(request: Request, scope: str) -> KeyInfo:
-    key: KeyInfo = await run_in_threadpool(request.app.state.keys.authenticate, request, scope)
-    return project_wide(key, "alerts")
+    return await project_wide_key(request, scope, "alerts")
 
 
 async def _payload(request: Request) -> Any:

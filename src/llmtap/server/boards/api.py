@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ...store import EventFilter, Store
-from ..auth import hash_key
+from ..auth import hash_key, refuse_one_environment
 from ..errors import ApiError
 from ..query import json_answer
 from .builtin import BUILTIN
@@ -336,13 +336,8 @@ async def shares(request: Request) -> Response:
     if request.method == "POST":
         data = await _json_body(request)
         a = await access(request, True)
-        if a.environment is not None:
-            # A link is read by anyone, with no key: it cannot keep a key's environment.
-            raise ApiError(
-                403,
-                f"this key reads only the environment {a.environment!r}; "
-                "a board's link shows every environment of the project",
-            )
+        # A link is read by anyone, with no key: it cannot keep a key's environment.
+        refuse_one_environment(a.environment, "board links")
         made = await run_in_threadpool(_new_share, request.app.state.store, a, board_id, data)
         return JSONResponse(made, status_code=201)
 

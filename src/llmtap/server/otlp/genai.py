@@ -92,20 +92,21 @@ def _parts_message(message: Any) -> dict[str, Any] | None:
         out["tool_calls"] = calls
     if message.get("name"):
         out["name"] = message["name"]
-    if isinstance(message.get("finish_reason"), str):  # an output message's: for its choice
-        out["_finish"] = message["finish_reason"]
     return out
 
 
-def _messages(value: Any) -> list[dict[str, Any]]:
+def _message_list(value: Any) -> list[dict[str, Any]]:
+    """GenAI messages as sent: a list, or its JSON text; the entries that are objects."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except (ValueError, RecursionError):
             return []
-    if not isinstance(value, list):
-        return []
-    return [m for m in (_parts_message(v) for v in value) if m is not None]
+    return [m for m in value if isinstance(m, dict)] if isinstance(value, list) else []
+
+
+def _messages(value: Any) -> list[dict[str, Any]]:
+    return [m for m in (_parts_message(v) for v in _message_list(value)) if m is not None]
 
 
 def _details(span: Span) -> dict[str, Any]:
@@ -130,16 +131,17 @@ def fill_current(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         "gen_ai.system_instructions"
     )
     inputs = _messages(attrs.take("gen_ai.input.messages") or details.get("gen_ai.input.messages"))
-    outputs = _messages(
+    sent = _message_list(
         attrs.take("gen_ai.output.messages") or details.get("gen_ai.output.messages")
     )
+    outputs = _messages(sent)
+    # Each output message's own finish reason, where the span's list has none for it.
+    own = [
+        m.get("finish_reason") if isinstance(m.get("finish_reason"), str) else None for m in sent
+    ]
     if system:
         text = _messages([{"role": "system", "parts": system}]) if isinstance(system, list) else []
         inputs = text + inputs
-    for message in inputs:
-        message.pop("_finish", None)
-    # Each output message's own finish reason, where the span's list has none for it.
-    own = [message.pop("_finish", None) for message in outputs]
     request: dict[str, Any] = {"model": requested}
     for name, argument in _PARAMS.items():
         value = attrs.take(name)

@@ -57,7 +57,7 @@ def ingest_logs(store: Store, key: KeyInfo, body: bytes, content_type: str) -> t
     project = key.project_id
     records = records_of(decode_logs(body, content_type))
     refused: list[str] = []
-    held: dict[str, list[tuple[str, str]]] = {}  # event id -> (record id, record)
+    held: dict[str, list[tuple[str, str, str]]] = {}  # event id -> (name, record id, record)
     ratings = []
     unrated = other = 0
     for position, record in enumerate(records):
@@ -82,18 +82,18 @@ def ingest_logs(store: Store, key: KeyInfo, body: bytes, content_type: str) -> t
                 ratings.append(rating)
             continue
         target = event_id(project, record.trace_id, record.span_id)
-        held.setdefault(target, []).append((record_id, text))
+        held.setdefault(target, []).append((record.name, record_id, text))
     late = store.existing_event_ids(project, list(held)) if held else set()
     for target in late:
         refused += [
-            f"a {json.loads(text)['name']} record came after its call's span {target}, whose"
-            " event is stored: send logs at least as often as spans"
-            for _, text in held.pop(target)
+            f"a {name} record came after its call's span {target}, whose event is stored:"
+            " send logs at least as often as spans"
+            for name, _, _ in held.pop(target)
         ]
     now_us = time.time_ns() // 1000
     store.hold_records(
         project,
-        [(target, rid, now_us, text) for target, rows in held.items() for rid, text in rows],
+        [(target, rid, now_us, text) for target, rows in held.items() for _, rid, text in rows],
     )
     for rating in ratings:
         store.insert_feedback(project, rating.feedback_key, rating.rating, None, rating.feedback_id)
