@@ -117,7 +117,7 @@ def _cases(n: int) -> list[dict[str, Any]]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    cases, rounds, concurrency = (200, 2, 16) if quick else (1000, 6, 16)
+    cases, rounds, concurrency = (200, 2, 16) if quick else (1000, 10, 16)
     with fake_provider() as provider, llmtap_server() as server:
         key = _admin_key(str(server.db))
         made = httpx2.post(

@@ -21,6 +21,9 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 
 import llmtap
+from llmtap.evals.api import TestsApi
+from llmtap.evals.results import compare
+from llmtap.evals.runner import Runner, RunOptions
 from llmtap.fake_provider import FakeProvider
 from llmtap.store import open_store
 
@@ -348,6 +351,43 @@ def test_bad_cases_get_their_own_errors_and_the_run_finishes(
     assert verdict["score"] is None and "not a verdict" in verdict["reason"]
     assert "must be an emoji" in verdict["detail"]["prompt"] and verdict["detail"]["answer"]
     assert judged["passed"] is False and "judge" in judged["error"]
+
+
+def test_a_run_s_view_is_the_one_its_stored_results_give(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A new run's view comes from the results it sent, each stored as new, not read back:
+    it must be the view of what the server holds, case by case."""
+    tag = uuid.uuid4().hex[:8]
+    api = TestsApi(project.server.url, project.key)
+    rated_well = {**_case(f"{tag} soccer"), "output": f"echo: Emoji for {tag} soccer"}
+    made = api.create_testset(
+        f"view-{tag}",
+        source="cases",
+        cases=[
+            {**rated_well, "rating": 1.0},  # answered as before: passing
+            {**_case(f"{tag} golf"), "output": "⛳", "rating": 1.0},  # answered otherwise
+            _case("[[status:500]]"),  # the provider fails
+            {**_case("chess"), "template_params": {}},  # cannot fill {sport}
+        ],
+    )
+    testset = api.testset(made["testset"]["id"])
+    runner = Runner(api, {"api_key": "sk-fake", "base_url": provider.base_url}, tap_config(project))
+    options = RunOptions(
+        model="gpt-4o-mini",
+        template=[{"role": "user", "content": "Emoji for {sport}"}],
+        max_retries=0,
+        journal_dir=str(tmp_path),
+    )
+    calls = runner.plan(testset, options)
+    outcome = runner.run(testset, options, calls, runner.start(testset, options, calls))
+    stored = api.run(outcome["run_id"])
+    assert {k: outcome[k] for k in ("summary", "baseline", "changes", "cases")} == compare(
+        testset, stored
+    )
+    changes = outcome["changes"]
+    assert (changes["passing"], changes["regression"], changes["error"]) == (1, 1, 2), changes
+    assert stored["status"] == "finished" and stored["summary"]["done"] == 4
 
 
 def test_the_cost_cap_stops_the_run(

@@ -209,3 +209,18 @@ def test_each_scope_does_what_it_may(server: Server) -> None:
     )
     assert gone.status_code == 404
     assert server.get(f"/api/v1/testsets/{testset_id}", reader).status_code == 200
+
+
+def test_a_run_is_refused_a_taken_id_and_a_set_it_cannot_see(project: Project) -> None:
+    server = project.server
+    testset_id, _, run_id = _target(project)
+    again = server.post("/api/v1/runs", project.key, json={"id": run_id, "testset": testset_id})
+    assert again.status_code == 409 and run_id in again.json()["error"]
+    stranger = Project(server.new_key(), server)  # another project's key
+    theirs = server.post("/api/v1/runs", stranger.key, json={"id": "r-new", "testset": testset_id})
+    assert theirs.status_code == 404 and "no test set" in theirs.json()["error"]
+    gone = server.post("/api/v1/runs", project.key, json={"id": "r-new", "testset": 2**62})
+    assert gone.status_code == 404
+    # Neither refusal left a run behind.
+    assert server.get("/api/v1/runs/r-new", project.key).status_code == 404
+    assert server.get("/api/v1/runs/r-new", stranger.key).status_code == 404

@@ -357,13 +357,18 @@ class Runner:
         finally:
             state.finished = True
             state.wake.set()
-            await sender
-            await client.aclose()
-            await running
+            # The last results and the calls' last events leave side by side.
+            ended = await asyncio.gather(sender, client.aclose(), running, return_exceptions=True)
+        failed = [e for e in ended if isinstance(e, BaseException)]
+        if failed:
+            raise failed[0]
         status = "stopped" if state.stopped else "finished"
         # Every answer is in a stored result now; a stopped run may still be resumed.
         journal.close(remove=status == "finished")
-        run = await asyncio.to_thread(self.api.run, run_id)
+        if state.stored == len(calls):  # the server holds what was sent, nothing else
+            run = {"results": state.sent}
+        else:  # a resumed run, results stored before, a case not run: as the server has it
+            run = await asyncio.to_thread(self.api.run, run_id)
         view = compare(testset, run)
         summary = {**view["summary"], "spent_usd": state.spent, "baseline": view["baseline"]}
         await asyncio.to_thread(self.api.set_run_status, run_id, status, summary)
@@ -386,8 +391,10 @@ class Runner:
             finished = state.finished
             if state.pending and (finished or len(state.pending) >= _BATCH or state.due()):
                 batch, state.pending = state.pending, []
-                await asyncio.to_thread(self.api.add_results, run_id, batch)
+                answer = await asyncio.to_thread(self.api.add_results, run_id, batch)
                 state.sent_at = time.monotonic()
+                state.sent.extend(_as_stored(r) for r in batch)
+                state.stored += int(answer.get("stored") or 0)
             if finished and not state.pending:
                 return
             if not state.finished and len(state.pending) < _BATCH:
@@ -510,6 +517,19 @@ async def call_model(
     return output, latency, _usage(answer.usage)
 
 
+def _as_stored(result: dict[str, Any]) -> dict[str, Any]:
+    """A result as the server stores and answers it (``TestsApi.run``)."""
+    return {
+        "case_id": result["case_id"],
+        "scores": result.get("scores") or {},
+        **{name: result.get(name) for name in _STORED},
+    }
+
+
+# A stored result's fields beside its case id and scores.
+_STORED = ("output", "passed", "baseline_passed", "cost_usd", "latency_ms", "error", "event_id")
+
+
 def _named(evaluators: list[Evaluator], scores: list[Score]) -> dict[str, Any]:
     return {ev.spec[:200]: s.as_dict() for ev, s in zip(evaluators, scores, strict=True)}
 
@@ -552,6 +572,8 @@ class _State:
         self.stopped = False
         self.finished = False
         self.pending: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []  # as the server stores them
+        self.stored = 0  # of those, how many the server took as new
         self.wake = asyncio.Event()  # a batch is full, or the run is over
         self.sent_at = time.monotonic()
 
