@@ -29,7 +29,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from llmtap.store import Store
+from llmtap.server.otlp.common import event_id
+from llmtap.server.otlp.endpoint import ingest_traces
+from llmtap.server.otlp.logs import HELD_FOR_US, MAX_HELD_PER_CALL, ingest_logs
+from llmtap.server.retention import Purger
+from llmtap.store import KeyInfo, Store
 
 from ._stores import STORE_BACKENDS
 from .conftest import Project, server_on_each_backend, start_server, stop_server
@@ -85,6 +89,7 @@ class Call:
         self.span_body = encode_spans(spans.get_finished_spans()).SerializeToString()
         self.logs_body = encode_logs(logs.get_finished_logs()).SerializeToString()
         self.trace_id = format(span.get_span_context().trace_id, "032x")
+        self.span_id = format(span.get_span_context().span_id, "016x")
 
 
 def _logs(project: Project, body: bytes, headers: dict[str, str] | None = None) -> httpx2.Response:
@@ -325,8 +330,95 @@ def test_records_whose_span_never_came_expire(store: Store) -> None:
     assert store.hold_records(project, [("new", "r2", now, "{}")]) == 0  # held once
     assert store.expire_held(now - 10**6) == 1
     assert list(store.held_records(project, ["old", "new"])) == ["new"]
-    store.forget_held(project, ["new"])
+    store.forget_held(project, [("new", "r2")])
     assert store.held_records(project, ["new"]) == {}
+
+
+def test_expiry_drops_every_expired_record_in_bounded_steps(store: Store) -> None:
+    project = store.ensure_project("p")
+    now = time.time_ns() // 1000
+    old = [(f"e{i % 7}", f"r{i}", now - 10**9, "{}") for i in range(1_203)]
+    store.hold_records(project, [*old, ("fresh", "r", now, "{}")])
+    assert store.expire_held(now - 10**6) == 1_203
+    calls = [f"e{i}" for i in range(7)]
+    assert list(store.held_records(project, [*calls, "fresh"])) == ["fresh"]
+
+
+def test_the_retention_purge_drops_records_no_span_came_for(store: Store) -> None:
+    """The logs endpoint drops expired records as new ones arrive; when none arrive any more,
+    the periodic purge drops them (retention itself off here)."""
+    project = store.ensure_project("p")
+    now = time.time_ns() // 1000
+    store.hold_records(project, [("gone", "r1", now - HELD_FOR_US - 1, "{}")])
+    store.hold_records(project, [("waiting", "r2", now, "{}")])
+    purger = Purger(store, days=0, interval=60, clock=lambda: now / 1_000_000)
+    try:
+        assert purger.run_once() == {}
+    finally:
+        purger.close()
+    assert list(store.held_records(project, ["gone", "waiting"])) == ["waiting"]
+
+
+def test_an_event_built_forgets_only_the_records_it_was_built_with(store: Store) -> None:
+    """A record held for a call while its span's event is being built stays held (the logs
+    side then finds it late), rather than going with the ones the event holds."""
+    project = store.ensure_project("p")
+    now = time.time_ns() // 1000
+    store.hold_records(project, [("e", "r1", now, "{}")])
+    read = store.held_records(project, ["e"])
+    assert read == {"e": [("r1", "{}")]}
+    store.hold_records(project, [("e", "r2", now, '{"a": 1}')])  # meanwhile
+    assert store.held_sizes(project, ["e", "nothing"]) == {"e": (2, 10)}
+    store.forget_held(project, [("e", record_id) for record_id, _ in read["e"]])
+    assert store.held_records(project, ["e"]) == {"e": [("r2", '{"a": 1}')]}
+
+
+def test_a_record_held_as_its_span_is_stored_is_late_not_left(store: Store) -> None:
+    """The span's event can be stored between the logs' look for it and their hold: the
+    records are looked for again, refused as late, and not left waiting for a span that
+    came."""
+    key = KeyInfo(1, store.ensure_project("p"), "p", "dev")
+    call = Call(MESSAGES)
+    assert ingest_traces(store, key, call.span_body, PROTOBUF["content-type"]) == (0, "")
+
+    class SpanLandsMeanwhile:
+        """The store, but its first look finds no event: the span is stored just after."""
+
+        looked = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def existing_event_ids(self, project_id: int, ids: list[str]) -> set[str]:
+            if not self.looked:
+                self.looked = True
+                return set()
+            return store.existing_event_ids(project_id, ids)
+
+    racing: Any = SpanLandsMeanwhile()
+    rejected, message = ingest_logs(racing, key, call.logs_body, PROTOBUF["content-type"])
+    assert rejected == len(MESSAGES) and "came after its call's span" in message
+    target = event_id(key.project_id, call.trace_id, call.span_id)
+    assert store.held_records(key.project_id, [target]) == {}
+
+
+def test_a_call_holds_a_bounded_number_of_records(project: Project) -> None:
+    """A key cannot pile records on one call, request after request, into an event no read
+    could load: past ``MAX_HELD_PER_CALL`` they are refused, saying why."""
+    many = [("gen_ai.user.message", {"content": f"m{i}"}) for i in range(MAX_HELD_PER_CALL + 5)]
+    call = Call(many)
+    answer = _answer(_logs(project, call.logs_body))
+    assert answer.partial_success.rejected_log_records == 5
+    assert "past what a call may hold (1000 records" in answer.partial_success.error_message
+    later = encode_logs_request(call)  # three more records of the same call
+    records = later.resource_logs[0].scope_logs[0].log_records
+    del records[3:]
+    for record in records:
+        record.time_unix_nano += 1
+    answer = _answer(_logs(project, later.SerializeToString()))
+    assert answer.partial_success.rejected_log_records == 3
+    _spans(project, call)
+    assert len(_event(project)["request"]["messages"]) == MAX_HELD_PER_CALL
 
 
 def test_a_record_sent_again_in_another_batch_is_held_once(project: Project) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from ..settings import resolve
 from ..store import Store
 from ._schedule import LeasedJob
+from .otlp.logs import HELD_FOR_US
 
 __all__ = ["LEASE", "NEXT_PURGE", "Purger", "retention_of"]
 
@@ -76,5 +77,8 @@ class Purger(LeasedJob):
             if n:
                 purged[project["name"]] = n
                 log.info("retention: %d events of %r purged", n, project["name"])
+        # OTLP log records whose span never came: the logs endpoint drops them as records
+        # arrive; this drops them when none arrive any more.
+        self.store.expire_held(now_us - HELD_FOR_US)
         self.store.set_meta(NEXT_PURGE, str(now_us + int(self.interval * 1_000_000)))
         return purged

@@ -284,11 +284,17 @@ class Store(Protocol):
         """Hold records ``(event_id, record_id, received_us, record_json)``, each once; how
         many were new."""
 
-    def held_records(self, project_id: int, event_ids: Sequence[str]) -> dict[str, list[str]]:
-        """The records held for each of ``event_ids`` that has any, in the order held."""
+    def held_records(
+        self, project_id: int, event_ids: Sequence[str]
+    ) -> dict[str, list[tuple[str, str]]]:
+        """The records held for each of ``event_ids`` that has any, in the order held, as
+        ``(record id, record)``."""
 
-    def forget_held(self, project_id: int, event_ids: Sequence[str]) -> None:
-        """Drop the records held for ``event_ids``."""
+    def held_sizes(self, project_id: int, event_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """How many records each of ``event_ids`` holds, and their characters."""
+
+    def forget_held(self, project_id: int, records: Sequence[tuple[str, str]]) -> None:
+        """Drop the held ``records`` (``(event id, record id)``), and only those."""
 
     def expire_held(self, before_us: int) -> int:
         """Drop the records held since before ``before_us``; how many."""

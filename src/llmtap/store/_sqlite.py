@@ -199,6 +199,7 @@ class SQLiteStore:
     # -- OTLP log records held for their span ---------------------------------------------
     hold_records = _held.hold_records
     held_records = _held.held_records
+    held_sizes = _held.held_sizes
     forget_held = _held.forget_held
     expire_held = _held.expire_held
     existing_event_ids = _held.existing_event_ids

@@ -131,9 +131,10 @@ def ingest_traces(
     return 0, "; ".join(notes)
 
 
-def _with_held_records(store: Store, project_id: int, spans: list[Span]) -> list[str]:
+def _with_held_records(store: Store, project_id: int, spans: list[Span]) -> list[tuple[str, str]]:
     """Give each span the log records held for it (its call's messages, sent as events on the
-    logs pipeline, see ``logs``) as events of its own; the event ids that had any."""
+    logs pipeline, see ``logs``) as events of its own; those records, ``(event id, record
+    id)``."""
     ids = {
         event_id(project_id, span.trace_id, span.span_id): span
         for span in spans
@@ -142,10 +143,10 @@ def _with_held_records(store: Store, project_id: int, spans: list[Span]) -> list
     held = store.held_records(project_id, list(ids)) if ids else {}
     for target, records in held.items():
         span = ids[target]
-        span.events.extend(span_events(records))
+        span.events.extend(span_events([record for _, record in records]))
         # Their texts are the event's too: bound by the field limit as the span's own are.
-        span.wire_bytes += sum(len(record) for record in records)
-    return list(held)
+        span.wire_bytes += sum(len(record) for _, record in records)
+    return [(target, record_id) for target, records in held.items() for record_id, _ in records]
 
 
 def _context(span: Span, key: KeyInfo, intake: Intake) -> tuple[Any, ...] | None:

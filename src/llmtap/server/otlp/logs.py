@@ -46,19 +46,27 @@ __all__ = ["HELD_FOR_US", "ingest_logs", "receive_logs"]
 # How long a call's records wait for its span: an exporter's batches leave every few seconds,
 # and retry for a minute or two when the server is away.
 HELD_FOR_US = 15 * 60 * 1_000_000
+# What one call may hold: its event is built with all of it, so without a bound a key could
+# pile records on one span, request after request, into an event no read can load. A call's
+# messages and choices are a few to a few hundred records; their characters together at most
+# one request's worth (``max_body_bytes``), the size a span's own event is bounded by.
+MAX_HELD_PER_CALL = 1_000
 _EXPIRE_EVERY_S = 60.0
 _expired_at = 0.0
 _expiring = threading.Lock()
 
 
-def ingest_logs(store: Store, key: KeyInfo, body: bytes, content_type: str) -> tuple[int, str]:
+def ingest_logs(
+    store: Store, key: KeyInfo, body: bytes, content_type: str, max_held_chars: int = 32 << 20
+) -> tuple[int, str]:
     """Decode one OTLP logs body, hold the call content its records carry and store the
-    evaluations as feedback: (records rejected, the message saying why or what was left)."""
+    evaluations as feedback: (records rejected, the message saying why or what was left).
+    A call holds at most ``MAX_HELD_PER_CALL`` records of ``max_held_chars`` together."""
     project = key.project_id
     records = records_of(decode_logs(body, content_type))
     refused: list[str] = []
     held: dict[str, list[tuple[str, str, str]]] = {}  # event id -> (name, record id, record)
-    ratings = []
+    ratings = {}  # by feedback id: a record sent twice is one feedback
     unrated = other = 0
     for position, record in enumerate(records):
         if not (carries_call_content(record.name) or record.name == EVALUATION):
@@ -79,23 +87,25 @@ def ingest_logs(store: Store, key: KeyInfo, body: bytes, content_type: str) -> t
             if rating is None:
                 unrated += 1
             else:
-                ratings.append(rating)
+                ratings[rating.feedback_id] = rating
             continue
         target = event_id(project, record.trace_id, record.span_id)
         held.setdefault(target, []).append((record.name, record_id, text))
-    late = store.existing_event_ids(project, list(held)) if held else set()
-    for target in late:
-        refused += [
-            f"a {name} record came after its call's span {target}, whose event is stored:"
-            " send logs at least as often as spans"
-            for name, _, _ in held.pop(target)
-        ]
+    for target in store.existing_event_ids(project, list(held)) if held else ():
+        refused += _late(target, held.pop(target))
+    refused += _over_bounds(store, project, held, max_held_chars)
     now_us = time.time_ns() // 1000
     store.hold_records(
         project,
         [(target, rid, now_us, text) for target, rows in held.items() for _, rid, text in rows],
     )
-    for rating in ratings:
+    # The span may have been stored between the look above and the hold: those records
+    # would wait for a span that came already. Looked for again, they are late after all.
+    for target in store.existing_event_ids(project, list(held)) if held else ():
+        rows = held.pop(target)
+        store.forget_held(project, [(target, rid) for _, rid, _ in rows])
+        refused += _late(target, rows)
+    for rating in ratings.values():
         store.insert_feedback(project, rating.feedback_key, rating.rating, None, rating.feedback_id)
     _expire(store, now_us)
     if refused:
@@ -106,6 +116,37 @@ def ingest_logs(store: Store, key: KeyInfo, body: bytes, content_type: str) -> t
     if unrated:
         notes.append(f"{unrated} evaluations had no rating from 0 to 1 and were not stored")
     return 0, "; ".join(notes)
+
+
+def _late(target: str, rows: list[tuple[str, str, str]]) -> list[str]:
+    return [
+        f"a {name} record came after its call's span {target}, whose event is stored:"
+        " send logs at least as often as spans"
+        for name, _, _ in rows
+    ]
+
+
+def _over_bounds(
+    store: Store, project: int, held: dict[str, list[tuple[str, str, str]]], max_chars: int
+) -> list[str]:
+    """Take out of ``held`` the records that would take their call past what a call may hold
+    (counting what it holds already); why each was refused."""
+    refused = []
+    sizes = store.held_sizes(project, list(held)) if held else {}
+    for target, rows in held.items():
+        count, chars = sizes.get(target, (0, 0))
+        kept = []
+        for row in rows:
+            if count >= MAX_HELD_PER_CALL or chars + len(row[2]) > max_chars:
+                refused.append(
+                    f"a {row[0]} record would take call {target} past what a call may hold"
+                    f" ({MAX_HELD_PER_CALL} records, {max_chars} characters)"
+                )
+                continue
+            count, chars = count + 1, chars + len(row[2])
+            kept.append(row)
+        rows[:] = kept
+    return refused
 
 
 def _expire(store: Store, now_us: int) -> None:
@@ -122,8 +163,9 @@ def _expire(store: Store, now_us: int) -> None:
 
 async def receive_logs(request: Request) -> Response:
     key, content_type, body, limiter = await otlp_request(request)
+    state = request.app.state
     rejected, message = await anyio.to_thread.run_sync(
-        ingest_logs, request.app.state.store, key, body, content_type, limiter=limiter
+        ingest_logs, state.store, key, body, content_type, state.max_body_bytes, limiter=limiter
     )
     answer = ExportLogsServiceResponse()
     if rejected or message:
