@@ -21,6 +21,7 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 
 import llmtap
+from llmtap.api import ApiError
 from llmtap.evals.api import TestsApi
 from llmtap.evals.results import compare
 from llmtap.evals.runner import Runner, RunOptions
@@ -359,35 +360,91 @@ def test_a_run_s_view_is_the_one_its_stored_results_give(
     """A new run's view comes from the results it sent, each stored as new, not read back:
     it must be the view of what the server holds, case by case."""
     tag = uuid.uuid4().hex[:8]
-    api = TestsApi(project.server.url, project.key)
-    rated_well = {**_case(f"{tag} soccer"), "output": f"echo: Emoji for {tag} soccer"}
-    made = api.create_testset(
-        f"view-{tag}",
-        source="cases",
-        cases=[
-            {**rated_well, "rating": 1.0},  # answered as before: passing
-            {**_case(f"{tag} golf"), "output": "⛳", "rating": 1.0},  # answered otherwise
-            _case("[[status:500]]"),  # the provider fails
-            {**_case("chess"), "template_params": {}},  # cannot fill {sport}
-        ],
-    )
-    testset = api.testset(made["testset"]["id"])
-    runner = Runner(api, {"api_key": "sk-fake", "base_url": provider.base_url}, tap_config(project))
-    options = RunOptions(
-        model="gpt-4o-mini",
-        template=[{"role": "user", "content": "Emoji for {sport}"}],
-        max_retries=0,
-        journal_dir=str(tmp_path),
-    )
-    calls = runner.plan(testset, options)
-    outcome = runner.run(testset, options, calls, runner.start(testset, options, calls))
-    stored = api.run(outcome["run_id"])
+    with TestsApi(project.server.url, project.key) as api:
+        rated_well = {**_case(f"{tag} soccer"), "output": f"echo: Emoji for {tag} soccer"}
+        made = api.create_testset(
+            f"view-{tag}",
+            source="cases",
+            cases=[
+                {**rated_well, "rating": 1.0},  # answered as before: passing
+                {**_case(f"{tag} golf"), "output": "⛳", "rating": 1.0},  # answered otherwise
+                _case("[[status:500]]"),  # the provider fails
+                {**_case("chess"), "template_params": {}},  # cannot fill {sport}
+            ],
+        )
+        testset = api.testset(made["testset"]["id"])
+        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
+        runner = Runner(api, provider_args, tap_config(project))
+        options = RunOptions(
+            model="gpt-4o-mini",
+            template=[{"role": "user", "content": "Emoji for {sport}"}],
+            max_retries=0,
+            journal_dir=str(tmp_path),
+        )
+        calls = runner.plan(testset, options)
+        outcome = runner.run(testset, options, calls, runner.start(testset, options, calls))
+        stored = api.run(outcome["run_id"])
     assert {k: outcome[k] for k in ("summary", "baseline", "changes", "cases")} == compare(
         testset, stored
     )
     changes = outcome["changes"]
     assert (changes["passing"], changes["regression"], changes["error"]) == (1, 1, 2), changes
     assert stored["status"] == "finished" and stored["summary"]["done"] == 4
+
+
+def test_a_run_whose_results_cannot_be_kept_stops_paying(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """The server does not take the run's results (away, say): no further case is called
+    (and paid for); those under way finish, journalled, and the error is raised."""
+    tag = uuid.uuid4().hex[:8]
+
+    class Refusing(TestsApi):
+        def add_results(self, run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+            raise ApiError(503, "the server is away")
+
+    cases = [_case(f"{tag} {i}") for i in range(300)]
+    with Refusing(project.server.url, project.key) as api:
+        testset = api.testset(api.create_testset(f"away-{tag}", cases=cases)["testset"]["id"])
+        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
+        runner = Runner(api, provider_args, tap_config(project))
+        options = RunOptions(model="gpt-4o-mini", concurrency=2, journal_dir=str(tmp_path))
+        calls = runner.plan(testset, options)
+        with pytest.raises(ApiError, match="away"):
+            runner.run(testset, options, calls, runner.start(testset, options, calls))
+    called = [r for r in provider.requests if tag in json.dumps(r["body"])]
+    assert 0 < len(called) < 150, len(called)  # a batch's worth, not all 300
+
+
+def test_a_cost_cap_needs_a_price_for_every_model(project: Project, provider: FakeProvider) -> None:
+    """A cap counts a model without a price as free, so it could never stop the run: such a
+    run is refused before it starts (the CLI, the pytest plugin and the API's users alike)."""
+    name = f"unpriced-{uuid.uuid4().hex[:8]}"
+    with TestsApi(project.server.url, project.key) as api:
+        testset = api.testset(api.create_testset(name, cases=[_case("golf")])["testset"]["id"])
+        runner = Runner(api, {"api_key": "sk-fake", "base_url": provider.base_url})
+        options = RunOptions(model="a-model-nobody-prices", max_cost_usd=1.0)
+        calls = runner.plan(testset, options)
+        with pytest.raises(ValueError, match="needs a price for every model"):
+            runner.start(testset, options, calls)
+    runs = project.server.get("/api/v1/runs", project.key, testset=str(testset["id"]))
+    assert runs.json()["runs"] == []
+
+
+def test_a_run_resumes_only_under_its_own_set(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """``--resume`` with another set's name would call (and pay for) every case of that set,
+    none of which the run has: refused before any call."""
+    tag = uuid.uuid4().hex[:8]
+    for name in (f"ours-{tag}", f"theirs-{tag}"):
+        _import(project, provider, tmp_path, name, [_case(f"{name} golf")])
+    done = cli(project, provider, "test", f"ours-{tag}", "--model", "gpt-4o-mini")
+    assert done.returncode == 0, done.stderr
+    sent = len(provider.requests)
+    resumed = cli(project, provider, "test", f"theirs-{tag}", "--resume", _run_id(done.stderr))
+    assert resumed.returncode == 2 and "is not a run of the set" in resumed.stderr
+    assert len(provider.requests) == sent
 
 
 def test_the_cost_cap_stops_the_run(

@@ -224,3 +224,42 @@ def test_a_run_is_refused_a_taken_id_and_a_set_it_cannot_see(project: Project) -
     # Neither refusal left a run behind.
     assert server.get("/api/v1/runs/r-new", project.key).status_code == 404
     assert server.get("/api/v1/runs/r-new", stranger.key).status_code == 404
+
+
+def test_numbers_a_run_cannot_hold_are_refused_and_reads_stay_whole(project: Project) -> None:
+    """NaN, Infinity, a number past a float's range, words where the pages and summaries
+    compute with numbers: each a 400, and every read of the project's runs still answers."""
+    server = project.server
+    testset_id, case_id, run_id = _target(project)
+    result = '{"results": [{"case_id": %d, "scores": {"exact": {"score": %s}}}]}'
+    refused = [
+        ("POST", "/api/v1/runs", '{"id": "r-nan", "testset": %d, "config": {"x": NaN}}'),
+        ("POST", "/api/v1/runs", '{"id": "r-big", "testset": %d, "config": {"x": 1e999}}'),
+        ("PATCH", f"/api/v1/runs/{run_id}", '{"status": "stopped", "summary": {"pass_rate": "x"}}'),
+        ("PATCH", f"/api/v1/runs/{run_id}", '{"status": "stopped", "summary": {"cost_usd": true}}'),
+        ("PATCH", f"/api/v1/runs/{run_id}", '{"status": "stopped", "summary": {"done": Infinity}}'),
+        ("PATCH", f"/api/v1/runs/{run_id}", '{"status": "stopped", "summary": {"latency_ms": 3}}'),
+        (
+            "PATCH",
+            f"/api/v1/runs/{run_id}",
+            '{"status": "stopped", "summary": {"mean_scores": {"a": "b"}}}',
+        ),
+        (
+            "PATCH",
+            f"/api/v1/runs/{run_id}",
+            '{"status": "stopped", "summary": {"total": %s}}' % (10**400),
+        ),
+        ("POST", f"/api/v1/runs/{run_id}/results", result % (case_id, '"a"')),
+        ("POST", f"/api/v1/runs/{run_id}/results", result % (case_id, "-Infinity")),
+        ("POST", f"/api/v1/runs/{run_id}/results", result % (case_id, "1e400")),
+    ]
+    headers = {"authorization": f"Bearer {project.key}", "content-type": "application/json"}
+    with httpx2.Client(base_url=server.url, headers=headers, timeout=30) as http:
+        for method, path, body in refused:
+            text = body % testset_id if "%d" in body else body
+            answer = http.request(method, path, content=text.encode())
+            assert answer.status_code == 400, (path, text, answer.text)
+        fine = result % (case_id, "0.5")
+        assert http.post(f"/api/v1/runs/{run_id}/results", content=fine.encode()).is_success
+        for path in ("/api/v1/runs", f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}?raw=1"):
+            assert http.get(path).status_code == 200, path

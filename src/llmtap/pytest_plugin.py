@@ -117,7 +117,7 @@ def llmtap_testset(request: pytest.FixtureRequest) -> Callable[..., dict[str, An
         from .evals.api import TestsApi
         from .evals.evaluators import parse_evaluator
         from .evals.results import missed_thresholds
-        from .evals.runner import Runner, RunOptions
+        from .evals.runner import Runner, RunOptions, uncapped
 
         if not url or not api_key:
             pytest.fail(
@@ -158,10 +158,11 @@ def llmtap_testset(request: pytest.FixtureRequest) -> Callable[..., dict[str, An
                 try:
                     runner.evaluators(testset, options)
                 except ValueError as exc:
-                    refused = f"llmtap: the set's evaluators: {exc}"
-                if refused:
-                    pytest.fail(refused, pytrace=False)
+                    refused = f"the set's evaluators: {exc}"
                 calls = runner.plan(testset, options)
+                refused = refused or uncapped(options, calls)
+                if refused:
+                    pytest.fail(f"llmtap: {refused}", pytrace=False)
                 run_id = runner.start(testset, options, calls)
                 outcome = runner.run(testset, options, calls, run_id)
         except ApiError as exc:  # no such set, a key without the scope: said, not a traceback

@@ -22,7 +22,7 @@ import click
 from ..evals.api import TestsApi
 from ..evals.cases import DEFAULT_THRESHOLD
 from ..evals.results import missed_thresholds
-from ..evals.runner import Runner, RunOptions, sampling_settings
+from ..evals.runner import Runner, RunOptions, sampling_settings, uncapped
 from ._options import api_key_option, url_option
 from ._output import private_file, table
 from ._query import api_errors_reported
@@ -259,7 +259,10 @@ def test(
         runner = Runner(api, {}, {"api_key": api_key, "url": url})
         testset = api.testset(api.testset_id(set_name))
         if resume:
-            options = _resumed(options, api.run(resume)["config"])
+            stored = api.run(resume)
+            if stored["testset_id"] != testset["id"]:
+                raise click.UsageError(f"run {resume} is not a run of the set {set_name!r}")
+            options = _resumed(options, stored["config"])
         try:
             runner.evaluators(testset, options)
         except ValueError as exc:
@@ -273,7 +276,7 @@ def test(
             + (f" ({unpriced} case(s) of a model without a price)" if unpriced else ""),
             err=True,
         )
-        if max_cost is not None and unpriced:
+        if uncapped(options, calls):  # the cap given, or the resumed run's
             raise click.ClickException("--max-cost needs a price for every model called")
         _provider_is_set()
         run_id = resume or runner.start(testset, options, calls)

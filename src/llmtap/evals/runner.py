@@ -47,10 +47,12 @@ __all__ = [
     "estimate_tokens",
     "prepare",
     "sampling_settings",
+    "uncapped",
 ]
 
 # Results are sent when this many wait, or this often.
 _BATCH = 100
+_MAX_OUTPUT = 1_000_000  # characters of an output a result keeps (the server's bound)
 _SEND_EVERY = 0.25
 # A run is planned and then run at once: the prices read for its plan serve its run too.
 _PRICES_FOR = 60.0
@@ -205,6 +207,15 @@ def prepare(
     return call
 
 
+def uncapped(options: RunOptions, calls: list[_Call]) -> str | None:
+    """Why ``options``' cost cap cannot hold for ``calls`` (a case of a model without a
+    price, which the cap would count as free), or None."""
+    unpriced = sum(1 for c in calls if c.estimate is None and c.error is None)
+    if options.max_cost_usd is None or not unpriced:
+        return None
+    return f"a cost cap needs a price for every model called: {unpriced} case(s) have none"
+
+
 def _context(options: RunOptions, **given: Any) -> Context:
     """What the evaluators call the provider with, under ``options``."""
     return Context(judge_model=options.judge_model or options.model or "gpt-4o-mini", **given)
@@ -252,7 +263,11 @@ class Runner:
     # -- running ---------------------------------------------------------------------------
 
     def start(self, testset: dict[str, Any], options: RunOptions, calls: list[_Call]) -> str:
-        """Record a new run of ``testset``; its id."""
+        """Record a new run of ``testset``; its id. A ValueError when the run's cost cap
+        cannot hold (``uncapped``)."""
+        refused = uncapped(options, calls)
+        if refused:
+            raise ValueError(refused)
         run_id = uuid.uuid4().hex[:12]
         known = [c.estimate for c in calls if c.estimate is not None]
         config = {
@@ -366,7 +381,8 @@ class Runner:
         # Every answer is in a stored result now; a stopped run may still be resumed.
         journal.close(remove=status == "finished")
         if state.stored == len(calls):  # the server holds what was sent, nothing else
-            run = {"results": state.sent}
+            # In the server's order, so that sums come out as the server's would.
+            run = {"results": sorted(state.sent, key=lambda r: r["case_id"])}
         else:  # a resumed run, results stored before, a case not run: as the server has it
             run = await asyncio.to_thread(self.api.run, run_id)
         view = compare(testset, run)
@@ -390,8 +406,15 @@ class Runner:
             state.wake.clear()
             finished = state.finished
             if state.pending and (finished or len(state.pending) >= _BATCH or state.due()):
-                batch, state.pending = state.pending, []
-                answer = await asyncio.to_thread(self.api.add_results, run_id, batch)
+                # At most a batch at a time: a resume may bring thousands journalled.
+                batch, state.pending = state.pending[:_BATCH], state.pending[_BATCH:]
+                try:
+                    answer = await asyncio.to_thread(self.api.add_results, run_id, batch)
+                except BaseException:
+                    # Results that cannot be kept: no further case is paid for. Those under
+                    # way finish (journalled, so a resume does not pay for them again).
+                    state.stopped = True
+                    raise
                 state.sent_at = time.monotonic()
                 state.sent.extend(_as_stored(r) for r in batch)
                 state.stored += int(answer.get("stored") or 0)
@@ -451,7 +474,8 @@ class Runner:
 
         case_ctx = replace(ctx, on_usage=charge, tags={**ctx.tags, "llmtap_case": case["id"]})
         scores = [await ev(case_ctx, case, output) for ev in evaluators]
-        result.update(output=output, scores=_named(evaluators, scores), passed=_passed(scores))
+        kept = output[:_MAX_OUTPUT]  # what the server keeps of an output; scored whole
+        result.update(output=kept, scores=_named(evaluators, scores), passed=_passed(scores))
         free = [ev for ev in evaluators if not ev.paid]
         original = case.get("original_output")
         if original is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import time
 import zlib
 from typing import Any
@@ -71,9 +72,22 @@ async def read_body(request: Request, max_bytes: int, empty: bool = False) -> by
     return body
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
+    """JSON as the standard has it: ``NaN`` and ``Infinity`` (which Python's parser takes, and
+    which no JSON answer can hold later) are refused, as are numbers too large for a float."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     except RecursionError:

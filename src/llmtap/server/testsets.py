@@ -10,10 +10,11 @@ caller's provider key, and records its results here.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -103,12 +104,58 @@ class _NewRun(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+def _is_number(value: Any) -> bool:
+    """A finite number (not a bool): what the pages and the summaries compute with."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past a float's range
+        return False
+
+
+def _numbers_or_none(where: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
+    for name in keys:
+        value = where.get(name)
+        if value is not None and not _is_number(value):
+            raise ValueError(f"{what}{name} must be a number or null")
+
+
+def _scores(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    for name, score in scores.items():
+        _numbers_or_none(score, ("score",), f"{name[:100]}: ")
+    return scores
+
+
+# What the pages and the CLI read of a stored summary, as numbers.
+_SUMMARY_NUMBERS: tuple[str, ...] = (
+    *("total", "done", "passed", "errors", "regressions", "fixed"),
+    *("pass_rate", "cost_usd", "spent_usd"),
+)
+
+
+def _summary(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    _numbers_or_none(summary, _SUMMARY_NUMBERS, "")
+    for part in ("latency_ms", "mean_scores"):
+        values = summary.get(part)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ValueError(f"{part} must be an object or null")
+        _numbers_or_none(values, tuple(values), f"{part}.")
+    return summary
+
+
 class _Result(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     case_id: Id
     output: str | None = Field(None, max_length=1_000_000)
-    scores: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=_MAX_EVALUATORS)
+    scores: Annotated[dict[str, dict[str, Any]], AfterValidator(_scores)] = Field(
+        default_factory=dict, max_length=_MAX_EVALUATORS
+    )
     passed: bool | None = None
     baseline_passed: bool | None = None
     cost_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -125,7 +172,7 @@ class _RunStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["running", "finished", "stopped", "failed"]
-    summary: dict[str, Any] | None = None
+    summary: Annotated[dict[str, Any] | None, AfterValidator(_summary)] = None
 
 
 def _feedback_cases(store: Store, project_id: int, src: Source) -> list[dict[str, Any]]:
