@@ -416,6 +416,31 @@ def test_a_run_whose_results_cannot_be_kept_stops_paying(
     assert 0 < len(called) < 150, len(called)  # a batch's worth, not all 300
 
 
+def test_a_worker_failing_stops_the_others(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """One worker failing (here the caller's progress callback) stops the run: the other
+    workers finish the case in hand and take no other, rather than paying on for a run whose
+    end is an error."""
+    tag = uuid.uuid4().hex[:8]
+
+    def progress(done: int, total: int, result: dict[str, Any]) -> None:
+        if done == 5:
+            raise RuntimeError("the progress bar broke")
+
+    cases = [_case(f"{tag} {i}") for i in range(300)]
+    with TestsApi(project.server.url, project.key) as api:
+        testset = api.testset(api.create_testset(f"broken-{tag}", cases=cases)["testset"]["id"])
+        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
+        runner = Runner(api, provider_args, tap_config(project))
+        options = RunOptions(model="gpt-4o-mini", concurrency=4, journal_dir=str(tmp_path))
+        calls = runner.plan(testset, options)
+        with pytest.raises(RuntimeError, match="progress bar"):
+            runner.run(testset, options, calls, runner.start(testset, options, calls), progress)
+    called = [r for r in provider.requests if tag in json.dumps(r["body"])]
+    assert 5 <= len(called) <= 15, len(called)  # the five, and a case or two per worker
+
+
 def test_a_cost_cap_needs_a_price_for_every_model(project: Project, provider: FakeProvider) -> None:
     """A cap counts a model without a price as free, so it could never stop the run: such a
     run is refused before it starts (the CLI, the pytest plugin and the API's users alike)."""
@@ -445,6 +470,27 @@ def test_a_run_resumes_only_under_its_own_set(
     resumed = cli(project, provider, "test", f"theirs-{tag}", "--resume", _run_id(done.stderr))
     assert resumed.returncode == 2 and "is not a run of the set" in resumed.stderr
     assert len(provider.requests) == sent
+
+
+def test_an_answer_holding_half_a_surrogate_pair_is_kept(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A provider's JSON may escape half of a UTF-16 pair, which no Unicode text holds: the
+    case's answer is journalled and kept (the half replaced), and the run finishes with every
+    result stored, where the server's refusal of the batch would have stopped it."""
+    tag = uuid.uuid4().hex[:8]
+    provider.script({f"{tag} odd": "\ud83c ok"})
+    with TestsApi(project.server.url, project.key) as api:
+        cases = [_case(f"{tag} odd"), _case(f"{tag} fine")]
+        testset = api.testset(api.create_testset(f"odd-{tag}", cases=cases)["testset"]["id"])
+        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
+        runner = Runner(api, provider_args, tap_config(project))
+        options = RunOptions(model="gpt-4o-mini", journal_dir=str(tmp_path))
+        calls = runner.plan(testset, options)
+        outcome = runner.run(testset, options, calls, runner.start(testset, options, calls))
+        stored = api.run(outcome["run_id"])
+    assert outcome["status"] == "finished" and len(stored["results"]) == 2
+    assert "? ok" in {r["output"] for r in stored["results"]}
 
 
 def test_the_cost_cap_stops_the_run(

@@ -65,6 +65,19 @@ def test_media_parts_are_kept_as_references(tapped: Caller, provider: FakeProvid
     assert parts[2]["input_audio"]["format"] == "wav"
 
 
+def test_an_answer_holding_half_a_surrogate_pair_is_recorded(
+    tapped: Caller, provider: FakeProvider
+) -> None:
+    """A provider's JSON may escape half of a UTF-16 pair, which no UTF-8 text holds: the
+    caller gets the answer as sent, and the call is recorded with the half replaced, not lost."""
+    provider.script({"half a pair": "\ud83c ok"})
+    out = tapped.call("chat.completions.create", model="m", messages=ask("half a pair"))
+    assert out.choices[0].message.content == "\ud83c ok"
+    event = tapped.only_event()
+    assert event["output_text"] == "? ok"
+    assert event["response"]["choices"][0]["message"]["content"] == "? ok"
+
+
 class Emoji(pydantic.BaseModel):
     emoji: str
 

@@ -47,6 +47,7 @@ __all__ = [
     "new_id",
     "parse_instant",
     "random_bytes",
+    "replace_surrogates",
     "template_of",
     "template_revision",
     "truncate_strings",
@@ -223,6 +224,19 @@ def make_event(**fields: Any) -> dict[str, Any]:
     fields["wire_version"] = WIRE_VERSION
     fields.setdefault("sdk", _SDK)
     return fields
+
+
+def replace_surrogates(value: Any) -> Any:
+    """``value`` with half a UTF-16 surrogate pair in any text replaced by ``?``: JSON's
+    escapes can carry one (a provider's answer, a judge's), and no UTF-8 text holds it, so the
+    whole value could neither be sent nor stored. Texts in ASCII are passed over at C speed."""
+    if isinstance(value, str):
+        return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {k: replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_surrogates(v) for v in value]
+    return value
 
 
 def truncate_strings(value: Any, limit: int, path: str, cut: list[str]) -> Any:

@@ -55,7 +55,8 @@ class Journal:
             if self._fd is None:
                 _private_dir(self._base)
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.write(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+            # ASCII: an answer holding half a surrogate pair (JSON escapes allow it) is kept too.
+            os.write(self._fd, (json.dumps(entry) + "\n").encode())
         except OSError as exc:  # a read-only or full cache folder: the run goes on, unjournalled
             self._broken = True
             log.warning(

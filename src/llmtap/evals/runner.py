@@ -33,7 +33,7 @@ from typing import Any
 import openai
 
 from ..sdk._templates import TemplateChat, TemplateText, placeholders
-from ..wire import parse_instant
+from ..wire import parse_instant, replace_surrogates
 from .api import TestsApi
 from .evaluators import Context, Evaluator, Score, parse_evaluator, stored_evaluators
 from .journal import Journal
@@ -110,9 +110,14 @@ class Pricing:
         ]
 
     def __call__(self, model: str, usage: dict[str, int]) -> float | None:
+        """The cost, or None when unknown: a model name or a usage (negative, from an odd
+        provider) the price library chokes on costs a case its price, not the run."""
         from ..server.prices import cost
 
-        return cost(model, None, usage, datetime.now(timezone.utc), self._overrides)
+        try:
+            return cost(model, None, usage, datetime.now(timezone.utc), self._overrides)
+        except Exception:
+            return None
 
 
 def _since_us(since: str | None) -> int:
@@ -196,12 +201,10 @@ def prepare(
             for model, sent, answer in ev.calls(ctx, case, expected)
         ),
     ]
-    costs = []
-    for model, tokens_in, tokens_out in priced:
-        try:
-            costs.append(pricing(model, {"input_tokens": tokens_in, "output_tokens": tokens_out}))
-        except Exception:  # a model name the price library chokes on: unknown, not fatal
-            costs.append(None)
+    costs = [
+        pricing(model, {"input_tokens": tokens_in, "output_tokens": tokens_out})
+        for model, tokens_in, tokens_out in priced
+    ]
     # Unknown when any part is: a cost cap cannot stand on half an estimate.
     call.estimate = None if None in costs else sum(c for c in costs if c is not None)
     return call
@@ -359,7 +362,7 @@ class Runner:
                     client, ctx, evaluators, call, run_id, recorded, pricing, journal
                 )
                 state.settle(estimate, result.get("cost_usd") or 0.0)
-                state.pending.append(result)
+                state.pending.append(replace_surrogates(result))
                 if len(state.pending) >= _BATCH:
                     state.wake.set()
                 state.done += 1
@@ -367,8 +370,13 @@ class Runner:
                     progress(state.done, state.total, result)
 
         sender = asyncio.create_task(self._send(run_id, state))
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, options.concurrency))]
         try:
-            await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            if any(not t.cancelled() and t.exception() for t in done):
+                # The others finish the case in hand (its answer journalled) and take no other.
+                state.stopped = True
+            await asyncio.gather(*workers)  # the first failure, raised
         finally:
             state.finished = True
             state.wake.set()

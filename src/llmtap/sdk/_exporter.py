@@ -34,7 +34,7 @@ from typing import Any
 
 import pydantic_core
 
-from ..wire import truncate_strings
+from ..wire import replace_surrogates, truncate_strings
 from ._config import Settings
 from ._log import internal_error, log, warn_limited
 from ._post import EVENTS_PATH, FEEDBACK_PATH, Outcome, Poster
@@ -489,7 +489,13 @@ def _json(value: Any) -> bytes:
 
 def _event_json(call: Call) -> bytes:
     event = call.to_event()
-    data = _json(event)
+    try:
+        data = _json(event)
+    except pydantic_core.PydanticSerializationError:
+        # Half a surrogate pair in a text (a provider's JSON escapes can send one): replaced,
+        # and the call recorded, rather than lost with it.
+        event = replace_surrogates(event)
+        data = _json(event)
     if len(data) > _MAX_REQUEST_BYTES:
         # Too big for one request: cut the long texts (the server would anyway) and say so.
         cut: list[str] = []
