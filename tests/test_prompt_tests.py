@@ -392,28 +392,43 @@ def test_a_run_s_view_is_the_one_its_stored_results_give(
     assert stored["status"] == "finished" and stored["summary"]["done"] == 4
 
 
+def _cut_short(
+    project: Project,
+    provider: FakeProvider,
+    tmp_path: Path,
+    api_type: type[TestsApi],
+    failure: type[Exception],
+    concurrency: int,
+    progress: Any = None,
+) -> int:
+    """A run of 300 cases that ends in ``failure`` (raised): how many of them it called."""
+    tag = uuid.uuid4().hex[:8]
+    cases = [_case(f"{tag} {i}") for i in range(300)]
+    with api_type(project.server.url, project.key) as api:
+        testset = api.testset(api.create_testset(f"cut-{tag}", cases=cases)["testset"]["id"])
+        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
+        runner = Runner(api, provider_args, tap_config(project))
+        options = RunOptions(
+            model="gpt-4o-mini", concurrency=concurrency, journal_dir=str(tmp_path)
+        )
+        calls = runner.plan(testset, options)
+        with pytest.raises(failure):
+            runner.run(testset, options, calls, runner.start(testset, options, calls), progress)
+    return sum(1 for r in provider.requests if tag in json.dumps(r["body"]))
+
+
 def test_a_run_whose_results_cannot_be_kept_stops_paying(
     project: Project, provider: FakeProvider, tmp_path: Path
 ) -> None:
     """The server does not take the run's results (away, say): no further case is called
     (and paid for); those under way finish, journalled, and the error is raised."""
-    tag = uuid.uuid4().hex[:8]
 
     class Refusing(TestsApi):
         def add_results(self, run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
             raise ApiError(503, "the server is away")
 
-    cases = [_case(f"{tag} {i}") for i in range(300)]
-    with Refusing(project.server.url, project.key) as api:
-        testset = api.testset(api.create_testset(f"away-{tag}", cases=cases)["testset"]["id"])
-        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
-        runner = Runner(api, provider_args, tap_config(project))
-        options = RunOptions(model="gpt-4o-mini", concurrency=2, journal_dir=str(tmp_path))
-        calls = runner.plan(testset, options)
-        with pytest.raises(ApiError, match="away"):
-            runner.run(testset, options, calls, runner.start(testset, options, calls))
-    called = [r for r in provider.requests if tag in json.dumps(r["body"])]
-    assert 0 < len(called) < 150, len(called)  # a batch's worth, not all 300
+    called = _cut_short(project, provider, tmp_path, Refusing, ApiError, concurrency=2)
+    assert 0 < called < 150, called  # a batch's worth, not all 300
 
 
 def test_a_worker_failing_stops_the_others(
@@ -422,23 +437,13 @@ def test_a_worker_failing_stops_the_others(
     """One worker failing (here the caller's progress callback) stops the run: the other
     workers finish the case in hand and take no other, rather than paying on for a run whose
     end is an error."""
-    tag = uuid.uuid4().hex[:8]
 
     def progress(done: int, total: int, result: dict[str, Any]) -> None:
         if done == 5:
             raise RuntimeError("the progress bar broke")
 
-    cases = [_case(f"{tag} {i}") for i in range(300)]
-    with TestsApi(project.server.url, project.key) as api:
-        testset = api.testset(api.create_testset(f"broken-{tag}", cases=cases)["testset"]["id"])
-        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
-        runner = Runner(api, provider_args, tap_config(project))
-        options = RunOptions(model="gpt-4o-mini", concurrency=4, journal_dir=str(tmp_path))
-        calls = runner.plan(testset, options)
-        with pytest.raises(RuntimeError, match="progress bar"):
-            runner.run(testset, options, calls, runner.start(testset, options, calls), progress)
-    called = [r for r in provider.requests if tag in json.dumps(r["body"])]
-    assert 5 <= len(called) <= 15, len(called)  # the five, and a case or two per worker
+    called = _cut_short(project, provider, tmp_path, TestsApi, RuntimeError, 4, progress)
+    assert 5 <= called <= 15, called  # the five, and a case or two per worker
 
 
 def test_a_cost_cap_needs_a_price_for_every_model(project: Project, provider: FakeProvider) -> None:

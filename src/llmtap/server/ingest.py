@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import time
 import zlib
 from typing import Any
@@ -72,22 +71,9 @@ async def read_body(request: Request, max_bytes: int, empty: bool = False) -> by
     return body
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return value
-
-
 def parse_json(body: bytes) -> Any:
-    """JSON as the standard has it: ``NaN`` and ``Infinity`` (which Python's parser takes, and
-    which no JSON answer can hold later) are refused, as are numbers too large for a float."""
     try:
-        payload = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+        payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     except RecursionError:
@@ -99,10 +85,24 @@ def not_unicode(value: Any) -> str | None:
     """Why parsed JSON cannot be stored as text, or None when it can. Python's JSON parser
     lets through escapes of lone surrogates (``"\\ud800"``), which are not Unicode text;
     pydantic's rejects them, so only what takes the slower path is checked."""
+    return _not_dumped(value, finite=False)
+
+
+def not_storable(value: Any) -> str | None:
+    """Why parsed JSON kept as a document (a run's config, its summary) could not be answered
+    again, or None: text that is not Unicode (``not_unicode``), or a number that is not
+    finite (Python's parser takes ``NaN``, ``Infinity`` and ``1e999``; no JSON answer holds
+    them)."""
+    return _not_dumped(value, finite=True)
+
+
+def _not_dumped(value: Any, finite: bool) -> str | None:
     try:
-        json.dumps(value, ensure_ascii=False).encode()
+        json.dumps(value, ensure_ascii=False, allow_nan=not finite).encode()
     except UnicodeEncodeError:
         return "text is not valid Unicode (an escaped lone surrogate such as \\ud800)"
+    except ValueError:
+        return "a number is not finite (NaN, Infinity or past a float's range: not JSON)"
     except RecursionError:
         return "nested too deeply"
     return None

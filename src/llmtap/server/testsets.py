@@ -25,7 +25,7 @@ from ..evals.results import compare
 from ..store import KeyInfo, NameTaken, Store
 from .auth import confine, project_wide_key
 from .errors import ApiError
-from .ingest import not_unicode, parse_json, read_body
+from .ingest import not_storable, parse_json, read_body
 from .query import SELECTING, event_filter, json_answer
 
 __all__ = [
@@ -220,7 +220,7 @@ def build_cases(store: Store, key: Any, src: Source) -> list[dict[str, Any]]:
 def add_cases_to(
     store: Store, project_id: int, testset_id: int, cases: list[dict[str, Any]]
 ) -> Any:
-    problem = not_unicode(cases)
+    problem = not_storable(cases)
     if problem:
         raise ApiError(400, f"invalid cases: {problem}")
     refused = store.add_cases(project_id, testset_id, cases) if cases else []
@@ -366,7 +366,7 @@ def change_case(
     if kind is None and expected != case["expected"]:
         kind = "better" if expected else "none"
     tags = given.get("tags", case["tags"])
-    problem = not_unicode([expected, tags])
+    problem = not_storable([expected, tags])
     if problem:
         raise ApiError(400, f"invalid case edit: {problem}")
     store.update_case(project_id, case_id, expected, kind or case["expected_kind"], tags)
@@ -449,7 +449,7 @@ async def list_runs(request: Request) -> JSONResponse:
 async def create_run(request: Request) -> JSONResponse:
     state = request.app.state
     key, new = await _admin_body(request, _NewRun, "run")
-    problem = not_unicode(new.config)
+    problem = not_storable(new.config)
     if problem:
         raise ApiError(400, f"invalid run: {problem}")
 
@@ -483,7 +483,7 @@ async def add_results(request: Request) -> JSONResponse:
     state = request.app.state
     key, results = await _admin_body(request, _Results, "results")
     rows = [r.model_dump() for r in results.results]
-    problem = not_unicode(rows)
+    problem = not_storable(rows)
     if problem:
         raise ApiError(400, f"invalid results: {problem}")
     run_id = request.path_params["run_id"]
@@ -504,7 +504,7 @@ async def add_results(request: Request) -> JSONResponse:
 async def set_run_status(request: Request) -> JSONResponse:
     state = request.app.state
     key, change = await _admin_body(request, _RunStatus, "run status")
-    problem = not_unicode(change.summary)
+    problem = not_storable(change.summary)
     if problem:
         raise ApiError(400, f"invalid run status: {problem}")
     run_id = request.path_params["run_id"]
