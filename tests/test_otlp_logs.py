@@ -30,8 +30,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from llmtap.server.otlp.common import event_id
-from llmtap.server.otlp.endpoint import ingest_traces
+from llmtap.server.otlp.endpoint import Intake, ingest_traces
 from llmtap.server.otlp.logs import HELD_FOR_US, MAX_HELD_PER_CALL, ingest_logs
+from llmtap.server.redaction import Redaction
 from llmtap.server.retention import Purger
 from llmtap.store import KeyInfo, Store
 
@@ -44,6 +45,7 @@ server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
 )
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
+PROTOBUF_TYPE = PROTOBUF["content-type"]
 CALL = {
     "gen_ai.operation.name": "chat",
     "gen_ai.system": "openai",
@@ -379,7 +381,7 @@ def test_a_record_held_as_its_span_is_stored_is_late_not_left(store: Store) -> N
     came."""
     key = KeyInfo(1, store.ensure_project("p"), "p", "dev")
     call = Call(MESSAGES)
-    assert ingest_traces(store, key, call.span_body, PROTOBUF["content-type"]) == (0, "")
+    assert ingest_traces(store, key, call.span_body, PROTOBUF_TYPE) == (0, "")
 
     class SpanLandsMeanwhile:
         """The store, but its first look finds no event: the span is stored just after."""
@@ -396,10 +398,36 @@ def test_a_record_held_as_its_span_is_stored_is_late_not_left(store: Store) -> N
             return store.existing_event_ids(project_id, ids)
 
     racing: Any = SpanLandsMeanwhile()
-    rejected, message = ingest_logs(racing, key, call.logs_body, PROTOBUF["content-type"])
+    rejected, message = ingest_logs(racing, key, call.logs_body, PROTOBUF_TYPE)
     assert rejected == len(MESSAGES) and "came after its call's span" in message
     target = event_id(key.project_id, call.trace_id, call.span_id)
     assert store.held_records(key.project_id, [target]) == {}
+
+
+def test_what_a_project_redacts_is_redacted_before_it_is_held(store: Store) -> None:
+    """Records wait in the database up to 15 minutes: a project that redacts a call's content
+    (request, response and output) has them redacted before they are held. One that redacts
+    part of it has them held as sent, and its event redacted as its fields say, as an event
+    of the span's own attributes would be."""
+    email = "ana.lopez@example.com"
+    redaction = Redaction({"whole": "all", "part": ["request"]})
+    call = Call(
+        [
+            ("gen_ai.user.message", {"content": f"Write to {email}"}),
+            ("gen_ai.choice", {"index": 0, "message": {"content": f"Done: {email}"}}),
+        ]
+    )
+    for name, redacts_held in (("whole", True), ("part", False)):
+        key = KeyInfo(1, store.ensure_project(name), name, "dev")
+        assert ingest_logs(store, key, call.logs_body, PROTOBUF_TYPE, redaction=redaction)[0] == 0
+        target = event_id(key.project_id, call.trace_id, call.span_id)
+        held = json.dumps(store.held_records(key.project_id, [target]))
+        assert (email in held) is not redacts_held, held
+        intake = Intake(redaction=redaction)
+        assert ingest_traces(store, key, call.span_body, PROTOBUF_TYPE, intake) == (0, "")
+        event = store.get_event(key.project_id, target)
+        assert event is not None and email not in json.dumps(event["request"])
+        assert (email in json.dumps(event["response"])) is not redacts_held
 
 
 def test_a_call_holds_a_bounded_number_of_records(project: Project) -> None:

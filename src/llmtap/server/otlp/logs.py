@@ -34,7 +34,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...pii import redact_value
 from ...store import KeyInfo, Store
+from ..redaction import Redaction
 from .common import event_id, valid_ids
 from .decode import decode_logs, held_record, records_of
 from .endpoint import otlp_answer, otlp_request, refusals
@@ -57,12 +59,19 @@ _expiring = threading.Lock()
 
 
 def ingest_logs(
-    store: Store, key: KeyInfo, body: bytes, content_type: str, max_held_chars: int = 32 << 20
+    store: Store,
+    key: KeyInfo,
+    body: bytes,
+    content_type: str,
+    max_held_chars: int = 32 << 20,
+    redaction: Redaction | None = None,
 ) -> tuple[int, str]:
     """Decode one OTLP logs body, hold the call content its records carry and store the
     evaluations as feedback: (records rejected, the message saying why or what was left).
-    A call holds at most ``MAX_HELD_PER_CALL`` records of ``max_held_chars`` together."""
+    A call holds at most ``MAX_HELD_PER_CALL`` records of ``max_held_chars`` together; what
+    the project redacts is redacted before it is held (``Redaction.held``)."""
     project = key.project_id
+    redacted = redaction is not None and redaction.held(key.project)
     records = records_of(decode_logs(body, content_type))
     refused: list[str] = []
     held: dict[str, list[tuple[str, str, str]]] = {}  # event id -> (name, record id, record)
@@ -79,6 +88,8 @@ def ingest_logs(
         held_as = held_record(record)
         content = json.dumps(held_as, sort_keys=True)
         record_id = hashlib.sha256(content.encode()).hexdigest()[:32]  # sent again: one row
+        if redacted:
+            held_as["attributes"] = redact_value(held_as["attributes"])
         text = json.dumps({**held_as, "position": position})
         if record.name == EVALUATION:
             rating = rating_of_record(
@@ -165,7 +176,9 @@ async def receive_logs(request: Request) -> Response:
     key, content_type, body, limiter = await otlp_request(request)
     state = request.app.state
     rejected, message = await anyio.to_thread.run_sync(
-        ingest_logs, state.store, key, body, content_type, state.max_body_bytes, limiter=limiter
+        ingest_logs,
+        *(state.store, key, body, content_type, state.max_body_bytes, state.redaction),
+        limiter=limiter,
     )
     answer = ExportLogsServiceResponse()
     if rejected or message:
