@@ -88,9 +88,6 @@ def ingest_logs(
         held_as = held_record(record)
         content = json.dumps(held_as, sort_keys=True)
         record_id = hashlib.sha256(content.encode()).hexdigest()[:32]  # sent again: one row
-        if redacted:
-            held_as["attributes"] = redact_value(held_as["attributes"])
-        text = json.dumps({**held_as, "position": position})
         if record.name == EVALUATION:
             rating = rating_of_record(
                 project, record.trace_id, record.span_id, record.attributes, record_id
@@ -100,6 +97,9 @@ def ingest_logs(
             else:
                 ratings[rating.feedback_id] = rating
             continue
+        if redacted:
+            held_as["attributes"] = redact_value(held_as["attributes"])
+        text = json.dumps({**held_as, "position": position})
         target = event_id(project, record.trace_id, record.span_id)
         held.setdefault(target, []).append((record.name, record_id, text))
     for target in store.existing_event_ids(project, list(held)) if held else ():
