@@ -375,30 +375,14 @@ def test_an_event_built_forgets_only_the_records_it_was_built_with(store: Store)
     assert store.held_records(project, ["e"]) == {"e": [("r2", '{"a": 1}')]}
 
 
-def test_a_record_held_as_its_span_is_stored_is_late_not_left(store: Store) -> None:
-    """The span's event can be stored between the logs' look for it and their hold: the
-    records are looked for again, refused as late, and not left waiting for a span that
-    came."""
+def test_records_after_their_span_are_refused_and_not_left_held(store: Store) -> None:
+    """Records whose span's event is stored already are looked for once held (so a span
+    stored while they were held is seen too): refused as late, and not left waiting for a
+    span that came."""
     key = KeyInfo(1, store.ensure_project("p"), "p", "dev")
     call = Call(MESSAGES)
     assert ingest_traces(store, key, call.span_body, PROTOBUF_TYPE) == (0, "")
-
-    class SpanLandsMeanwhile:
-        """The store, but its first look finds no event: the span is stored just after."""
-
-        looked = False
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(store, name)
-
-        def existing_event_ids(self, project_id: int, ids: list[str]) -> set[str]:
-            if not self.looked:
-                self.looked = True
-                return set()
-            return store.existing_event_ids(project_id, ids)
-
-    racing: Any = SpanLandsMeanwhile()
-    rejected, message = ingest_logs(racing, key, call.logs_body, PROTOBUF_TYPE)
+    rejected, message = ingest_logs(store, key, call.logs_body, PROTOBUF_TYPE)
     assert rejected == len(MESSAGES) and "came after its call's span" in message
     target = event_id(key.project_id, call.trace_id, call.span_id)
     assert store.held_records(key.project_id, [target]) == {}

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..wire import GOOD_RATING
+from ..wire import GOOD_RATING, MAX_TEXT_CHARS
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -36,7 +36,6 @@ __all__ = [
 DEFAULT_THRESHOLD = GOOD_RATING
 # Cases one request may add (a bigger set is imported in several).
 MAX_CASES = 10_000
-_TEXT = 1_000_000  # characters, as the wire's better_response
 # Request arguments that are the prompt or the transport, not settings of the call.
 _NOT_SETTINGS = {"messages", "prompt", "input", "model", "stream", "stream_options", "extra_body"}
 ExpectedKind = Literal["better", "output", "differ", "none"]
@@ -67,18 +66,18 @@ class CaseIn(BaseModel):
     template_revision: str | None = Field(None, max_length=200)
     template: list[dict[str, Any]] | str | None = None
     template_chat: list[dict[str, Any]] | None = None
-    template_text: str | None = Field(None, max_length=_TEXT)
+    template_text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     template_params: dict[str, Any] | None = None
     input: list[Any] | str | None = None
     model: str | None = Field(None, max_length=1000)
     settings: dict[str, Any] | None = None
-    output: str | None = Field(None, max_length=_TEXT)
-    original_output: str | None = Field(None, max_length=_TEXT)
+    output: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    original_output: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     rating: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     original_latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
     original_cost_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
-    better_response: str | None = Field(None, max_length=_TEXT)
-    expected: str | None = Field(None, max_length=_TEXT)
+    better_response: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    expected: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     expected_kind: ExpectedKind | None = None
     tags: list[str] = Field(default_factory=list, max_length=50)
 

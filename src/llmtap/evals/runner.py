@@ -33,7 +33,7 @@ from typing import Any
 import openai
 
 from ..sdk._templates import TemplateChat, TemplateText, placeholders
-from ..wire import parse_instant, replace_surrogates
+from ..wire import MAX_TEXT_CHARS, parse_instant, replace_surrogates
 from .api import TestsApi
 from .evaluators import Context, Evaluator, Score, parse_evaluator, stored_evaluators
 from .journal import Journal
@@ -52,7 +52,6 @@ __all__ = [
 
 # Results are sent when this many wait, or this often.
 _BATCH = 100
-_MAX_OUTPUT = 1_000_000  # characters of an output a result keeps (the server's bound)
 _SEND_EVERY = 0.25
 # A run is planned and then run at once: the prices read for its plan serve its run too.
 _PRICES_FOR = 60.0
@@ -362,7 +361,7 @@ class Runner:
                     client, ctx, evaluators, call, run_id, recorded, pricing, journal
                 )
                 state.settle(estimate, result.get("cost_usd") or 0.0)
-                state.pending.append(replace_surrogates(result))
+                state.pending.append(result)
                 if len(state.pending) >= _BATCH:
                     state.wake.set()
                 state.done += 1
@@ -417,7 +416,7 @@ class Runner:
                 # At most a batch at a time: a resume may bring thousands journalled.
                 batch, state.pending = state.pending[:_BATCH], state.pending[_BATCH:]
                 try:
-                    answer = await asyncio.to_thread(self.api.add_results, run_id, batch)
+                    batch, answer = await asyncio.to_thread(self._keep, run_id, batch)
                 except BaseException:
                     # Results that cannot be kept: no further case is paid for. Those under
                     # way finish (journalled, so a resume does not pay for them again).
@@ -433,6 +432,16 @@ class Runner:
                 # leave the moment the last case is done.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.wake.wait(), _SEND_EVERY)
+
+    def _keep(
+        self, run_id: str, batch: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Store ``batch``: the results as sent, and the server's answer. Half a surrogate
+        pair in a text (a provider's JSON escapes can send one, and a judge or a user's
+        evaluator repeat it) is replaced first: the server keeps Unicode text only, and
+        would refuse the whole batch."""
+        batch = replace_surrogates(batch)
+        return batch, self.api.add_results(run_id, batch)
 
     async def _case(
         self,
@@ -482,7 +491,7 @@ class Runner:
 
         case_ctx = replace(ctx, on_usage=charge, tags={**ctx.tags, "llmtap_case": case["id"]})
         scores = [await ev(case_ctx, case, output) for ev in evaluators]
-        kept = output[:_MAX_OUTPUT]  # what the server keeps of an output; scored whole
+        kept = output[:MAX_TEXT_CHARS]  # what the server keeps of an output; scored whole
         result.update(output=kept, scores=_named(evaluators, scores), passed=_passed(scores))
         free = [ev for ev in evaluators if not ev.paid]
         original = case.get("original_output")

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, CaseIn, case_from_event, cases_from_jsonl
 from ..evals.results import compare
 from ..store import KeyInfo, NameTaken, Store
+from ..wire import MAX_TEXT_CHARS
 from .auth import confine, project_wide_key
 from .errors import ApiError
 from .ingest import not_storable, parse_json, read_body
@@ -128,9 +129,16 @@ def _scores(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 # What the pages and the CLI read of a stored summary, as numbers.
-_SUMMARY_NUMBERS: tuple[str, ...] = (
-    *("total", "done", "passed", "errors", "regressions", "fixed"),
-    *("pass_rate", "cost_usd", "spent_usd"),
+_SUMMARY_NUMBERS = (
+    "total",
+    "done",
+    "passed",
+    "errors",
+    "regressions",
+    "fixed",
+    "pass_rate",
+    "cost_usd",
+    "spent_usd",
 )
 
 
@@ -152,7 +160,7 @@ class _Result(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     case_id: Id
-    output: str | None = Field(None, max_length=1_000_000)
+    output: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     scores: Annotated[dict[str, dict[str, Any]], AfterValidator(_scores)] = Field(
         default_factory=dict, max_length=_MAX_EVALUATORS
     )

@@ -102,20 +102,23 @@ def ingest_logs(
         text = json.dumps({**held_as, "position": position})
         target = event_id(project, record.trace_id, record.span_id)
         held.setdefault(target, []).append((record.name, record_id, text))
-    for target in store.existing_event_ids(project, list(held)) if held else ():
-        refused += _late(target, held.pop(target))
     refused += _over_bounds(store, project, held, max_held_chars)
     now_us = time.time_ns() // 1000
     store.hold_records(
         project,
         [(target, rid, now_us, text) for target, rows in held.items() for _, rid, text in rows],
     )
-    # The span may have been stored between the look above and the hold: those records
-    # would wait for a span that came already. Looked for again, they are late after all.
+    # Looked for once held, not before: a span stored before this look has its event, and
+    # these records come too late for it (dropped again, and refused saying so); one stored
+    # after it read them, or reads them yet.
     for target in store.existing_event_ids(project, list(held)) if held else ():
         rows = held.pop(target)
         store.forget_held(project, [(target, rid) for _, rid, _ in rows])
-        refused += _late(target, rows)
+        refused += [
+            f"a {name} record came after its call's span {target}, whose event is stored:"
+            " send logs at least as often as spans"
+            for name, _, _ in rows
+        ]
     for rating in ratings.values():
         store.insert_feedback(project, rating.feedback_key, rating.rating, None, rating.feedback_id)
     _expire(store, now_us)
@@ -127,14 +130,6 @@ def ingest_logs(
     if unrated:
         notes.append(f"{unrated} evaluations had no rating from 0 to 1 and were not stored")
     return 0, "; ".join(notes)
-
-
-def _late(target: str, rows: list[tuple[str, str, str]]) -> list[str]:
-    return [
-        f"a {name} record came after its call's span {target}, whose event is stored:"
-        " send logs at least as often as spans"
-        for name, _, _ in rows
-    ]
 
 
 def _over_bounds(
