@@ -34,6 +34,7 @@ import openai
 
 from ..sdk._templates import TemplateChat, TemplateText, placeholders
 from ..wire import MAX_TEXT_CHARS, parse_instant, replace_surrogates
+from ._gc import run_collection
 from .api import TestsApi
 from .evaluators import Context, Evaluator, Score, parse_evaluator, stored_evaluators
 from .journal import Journal
@@ -296,8 +297,10 @@ class Runner:
         resume: bool = False,
     ) -> dict[str, Any]:
         """Run ``run_id`` (``resume``: one interrupted before); its view against the original
-        outputs."""
-        return asyncio.run(self.arun(testset, options, calls, run_id, progress, resume))
+        outputs. The run has an event loop of its own, and the garbage collector its setting
+        for a run (``_gc``); ``arun`` runs in the caller's loop (a server's) as it is."""
+        with run_collection():
+            return asyncio.run(self.arun(testset, options, calls, run_id, progress, resume))
 
     async def arun(
         self,
