@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 import llmtap
 from llmtap.evals.cases import cases_from_jsonl, expectation
-from llmtap.evals.evaluators import Context, Score, normalize, parse_evaluator
+from llmtap.evals.evaluators import REGEX_SECONDS, Context, Score, normalize, parse_evaluator
 from llmtap.fake_provider import FakeProvider
 
 from .conftest import Project, tap_config
@@ -73,6 +74,36 @@ def test_each_evaluator_scores(spec: str, output: str, expected: str | None, wan
     assert got.score == pytest.approx(wanted, abs=1e-3), got
     assert got.passed is (wanted >= parse_evaluator(spec).threshold)
     assert got.reason
+
+
+def test_a_pattern_that_backtracks_stops_at_its_limit_and_leaves_the_loop_free() -> None:
+    """A stored pattern may backtrack for hours on some output: the search stops after
+    ``REGEX_SECONDS`` with that case's error, and the event loop (the run's other cases)
+    goes on meanwhile."""
+    evaluator = parse_evaluator("regex:^(a|a)*$")
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def main() -> tuple[Score, float]:
+        ticker = asyncio.create_task(ticking())
+        started = time.perf_counter()
+        got = await evaluator(Context(), _case(), "a" * 40 + "!")
+        elapsed = time.perf_counter() - started
+        ticker.cancel()
+        return got, elapsed
+
+    got, elapsed = asyncio.run(main())
+    assert got.score is None and got.passed is False
+    assert got.error and "searched for more than 1 s" in got.error, got
+    assert 0.9 * REGEX_SECONDS <= elapsed < REGEX_SECONDS + 2  # its clock is not ours
+    assert ticks >= 50, ticks  # the loop ran on: ~100 ticks of 10 ms in the second
+    # The same pattern on an output it matches at once is an ordinary pass.
+    assert score("regex:^(a|a)*$", "aaaa").passed is True
 
 
 def test_what_a_case_expects_decides_what_passes() -> None:

@@ -6,6 +6,7 @@ answer no UTF-8 text holds. The CLI's end-to-end runs are in ``test_prompt_tests
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,37 @@ def test_an_answer_holding_half_a_surrogate_pair_is_kept(
         stored = api.run(outcome["run_id"])
     assert outcome["status"] == "finished" and len(stored["results"]) == 2
     assert "? ok" in {r["output"] for r in stored["results"]}
+
+
+def test_a_stored_pattern_that_backtracks_costs_its_case_a_second(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A set's stored regex evaluator is written by whoever holds the project's admin key;
+    one that backtracks without end on an output stops after its limit: that case's error,
+    and the run finishes with the others scored."""
+    tag = uuid.uuid4().hex[:8]
+    hostile = "a" * 40 + "!"  # the fake provider answers "echo: " and the prompt
+    with TestsApi(project.server.url, project.key) as api:
+        made = api.create_testset(
+            f"redos-{tag}",
+            cases=[_case(hostile), _case("aaaa")],
+            evaluators=["regex:^echo: (a|a)*$"],
+        )
+        testset = api.testset(made["testset"]["id"])
+        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
+        runner = Runner(api, provider_args, tap_config(project))
+        options = RunOptions(
+            model="gpt-4o-mini",
+            template=[{"role": "user", "content": "{sport}"}],
+            journal_dir=str(tmp_path),
+        )
+        calls = runner.plan(testset, options)
+        started = time.perf_counter()
+        outcome = runner.run(testset, options, calls, runner.start(testset, options, calls))
+        elapsed = time.perf_counter() - started
+    by_output = {row["new"]["output"]: row["new"] for row in outcome["cases"]}
+    stuck, matched = by_output[f"echo: {hostile}"], by_output["echo: aaaa"]
+    assert "searched for more than 1 s" in stuck["error"] and stuck["passed"] is False
+    assert matched["passed"] is True and not matched.get("error")
+    assert outcome["status"] == "finished" and outcome["summary"]["done"] == 2
+    assert elapsed < 10, elapsed  # one search ran to its limit, not for ever

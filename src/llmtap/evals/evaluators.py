@@ -7,7 +7,9 @@ An evaluator is named by a spec string, as ``--evaluator`` takes it:
 ``normalized``              the same after Unicode normalisation, case folding, collapsed
                             whitespace, and without surrounding quotes and final stops
 ``contains``                the expected output appears in the output (normalised)
-``regex:PATTERN``           the output matches ``PATTERN`` (``re.search``)
+``regex:PATTERN``           the output matches ``PATTERN`` (a search, with the ``regex``
+                            package's syntax, which takes ``re``'s; at most a second a
+                            case, off the event loop)
 ``json``                    the output is valid JSON
 ``json_schema:SCHEMA``      the output is JSON valid against ``SCHEMA`` (a file, or the
                             schema itself, inline)
@@ -25,7 +27,10 @@ A test set keeps the evaluators it runs with by default on the server, where any
 project's admin key can write them. Those *stored* specs may neither read a file nor run code
 on the machine that runs the set (a colleague's laptop, CI, the server's own dashboard runs):
 ``python:``, ``judge:@FILE`` and ``json_schema:FILE`` are refused there, and taken only from
-the command line (``--evaluator``), where the one running the set writes them.
+the command line (``--evaluator``), where the one running the set writes them. A stored
+pattern can still be one that backtracks for hours on some output: each search stops after
+``REGEX_SECONDS`` (that case's error, the run goes on) and runs in a thread, so the other
+cases go on meanwhile.
 
 What is expected comes with the case: a better response, or the original output rated well;
 a case rated badly with no better response expects only that the output *differs* from the
@@ -57,6 +62,8 @@ __all__ = [
 ]
 
 MAX_REASON = 300
+# How long a regex evaluator may search one output (see the module's doc).
+REGEX_SECONDS = 1.0
 
 
 @dataclass
@@ -183,7 +190,14 @@ async def _contains(ev: Evaluator, ctx: Context, case: dict[str, Any], output: s
 
 
 async def _regex(ev: Evaluator, ctx: Context, case: dict[str, Any], output: str) -> Score:
-    found = ev.extra.search(output) is not None
+    try:
+        # ``concurrent``: the search lets go of the GIL, so the event loop's thread runs on.
+        match = await asyncio.to_thread(
+            ev.extra.search, output, concurrent=True, timeout=REGEX_SECONDS
+        )
+    except TimeoutError:
+        raise TimeoutError(f"{ev.argument} searched for more than {REGEX_SECONDS:g} s") from None
+    found = match is not None
     return _verdict(found, f"matches {ev.argument}", f"does not match {ev.argument}")
 
 
@@ -303,7 +317,9 @@ async def _python(ev: Evaluator, ctx: Context, case: dict[str, Any], output: str
 
 
 def _compile_regex(argument: str) -> Any:
-    return re.compile(argument)
+    import regex  # the server extra's, as this module's other evaluators' libraries
+
+    return regex.compile(argument)
 
 
 def _schema(argument: str) -> Any:
