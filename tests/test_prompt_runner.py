@@ -23,6 +23,21 @@ from .conftest import Project, tap_config
 from .test_prompt_tests import _case
 
 
+def run_once(
+    api: TestsApi,
+    project: Project,
+    provider: FakeProvider,
+    testset: dict[str, Any],
+    options: RunOptions,
+) -> dict[str, Any]:
+    """A new run of ``testset`` under ``options``, its calls through the fake provider and
+    recorded in ``project``: the run's outcome."""
+    provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
+    runner = Runner(api, provider_args, tap_config(project))
+    calls = runner.plan(testset, options)
+    return runner.run(testset, options, calls, runner.start(testset, options, calls))
+
+
 def test_a_run_s_view_is_the_one_its_stored_results_give(
     project: Project, provider: FakeProvider, tmp_path: Path
 ) -> None:
@@ -42,16 +57,13 @@ def test_a_run_s_view_is_the_one_its_stored_results_give(
             ],
         )
         testset = api.testset(made["testset"]["id"])
-        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
-        runner = Runner(api, provider_args, tap_config(project))
         options = RunOptions(
             model="gpt-4o-mini",
             template=[{"role": "user", "content": "Emoji for {sport}"}],
             max_retries=0,
             journal_dir=str(tmp_path),
         )
-        calls = runner.plan(testset, options)
-        outcome = runner.run(testset, options, calls, runner.start(testset, options, calls))
+        outcome = run_once(api, project, provider, testset, options)
         stored = api.run(outcome["run_id"])
     assert {k: outcome[k] for k in ("summary", "baseline", "changes", "cases")} == compare(
         testset, stored
@@ -167,16 +179,13 @@ def test_a_stored_pattern_that_backtracks_costs_its_case_a_second(
             evaluators=["regex:^echo: (a|a)*$"],
         )
         testset = api.testset(made["testset"]["id"])
-        provider_args = {"api_key": "sk-fake", "base_url": provider.base_url}
-        runner = Runner(api, provider_args, tap_config(project))
         options = RunOptions(
             model="gpt-4o-mini",
             template=[{"role": "user", "content": "{sport}"}],
             journal_dir=str(tmp_path),
         )
-        calls = runner.plan(testset, options)
         started = time.perf_counter()
-        outcome = runner.run(testset, options, calls, runner.start(testset, options, calls))
+        outcome = run_once(api, project, provider, testset, options)
         elapsed = time.perf_counter() - started
     by_output = {row["new"]["output"]: row["new"] for row in outcome["cases"]}
     stuck, matched = by_output[f"echo: {hostile}"], by_output["echo: aaaa"]
