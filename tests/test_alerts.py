@@ -411,6 +411,39 @@ def test_send_a_test_reaches_the_channels_now(alerting: Server, hook: Webhook) -
     _ = uuid
 
 
+def test_a_budgets_test_and_a_name_with_odd_line_breaks_reach_the_mailbox(
+    alerting: Server, mailbox: Mailbox
+) -> None:
+    project = Project(alerting.new_key(), alerting)
+    create(
+        project,
+        "/api/v1/alert-channels",
+        {
+            "kind": "email",
+            "name": "mail",
+            "host": "127.0.0.1",
+            "port": mailbox.port,
+            "starttls": False,
+            "username": Mailbox.user,
+            "password": Mailbox.password,
+            "sender": "llmtap@example.com",
+            "to": ["oncall@example.com"],
+        },
+    )
+    create(project, "/api/v1/budgets", {"name": "spend", "limit_usd": 40, "period": "day"})
+    odd = "one\u2028two\u2029three"  # not control characters, yet line breaks
+    create(
+        project, "/api/v1/alerts", {"name": odd, "measure": "cost", "window": "1h", "threshold": 1}
+    )
+    for path in ("/api/v1/budgets/spend/test", f"/api/v1/alerts/{odd}/test"):
+        answer = project.server.post(path, project.key)
+        assert answer.status_code == 200 and answer.json()["ok"], (path, answer.text)
+    budget = wait_until(lambda: [m for m in mailbox.messages if "TEST: spend" in m["Subject"]])
+    assert "$40.00 a day" in budget[0]["Subject"]
+    rule = wait_until(lambda: [m for m in mailbox.messages if "one two three" in m["Subject"]])
+    assert "TEST" in rule[0]["Subject"]
+
+
 def test_the_dashboard_shows_rules_budgets_history_and_a_banner_and_sends_tests(
     alerting: Server, hook: Webhook
 ) -> None:

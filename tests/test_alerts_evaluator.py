@@ -4,6 +4,7 @@ previous window, a late event counted in its own window."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -136,6 +137,62 @@ def test_a_change_against_the_previous_window_in_percent(store: Store) -> None:
         evaluator.close()
     got = {s["name"]: (s["state"], s["value"]) for s in store.alert_states(pid)}
     assert got == {"doubled": ("firing", 150.0), "halved": ("ok", 150.0)}
+
+
+def test_a_change_from_a_denormal_rating_is_no_value_and_the_states_still_read(
+    store: Store,
+) -> None:
+    pid = store.ensure_project("p")
+    rule = {"measure": "avg_rating", "window": "1h", "threshold": 10, "cooldown": 0}
+    put(store, pid, "rule", {**rule, "name": "rated", "compare": "previous_window"})
+    store_events(store, pid, T0 - timedelta(minutes=90), 1, feedback_key="then")
+    store_events(store, pid, T0 - timedelta(minutes=30), 1, feedback_key="now")
+    store.insert_feedback(pid, "then", 5e-324, None)  # a key's rating: tiny, yet a number
+    store.insert_feedback(pid, "now", 0.5, None)
+    evaluator = Evaluator(store, interval=60, clock=Clock(T0))
+    try:
+        evaluator.run_once()
+    finally:
+        evaluator.close()
+    (state,) = store.alert_states(pid)
+    assert (state["state"], state["value"]) == ("ok", None)
+    json.dumps(store.alert_states(pid), allow_nan=False)  # what the API answers with
+
+
+def test_quiet_groups_are_forgotten_and_a_new_group_by_starts_afresh(store: Store) -> None:
+    pid = store.ensure_project("p")
+    rule = {"name": "r", "measure": "requests", "window": "5m", "threshold": 2, "cooldown": 0}
+    put(store, pid, "rule", {**rule, "group_by": "model"})
+    for model in ("busy", "calm", *(f"once-{i}" for i in range(50))):
+        n = 3 if model == "busy" else 1
+        store_events(store, pid, T0 - timedelta(minutes=2), n, model=model)
+    clock = Clock(T0)
+    evaluator = Evaluator(store, interval=60, clock=clock)
+    try:
+        evaluator.run_once()
+        assert len(store.alert_states(pid)) == 52
+        clock.at = T0 + timedelta(minutes=10)  # nothing in the window any more
+        evaluator.run_once()  # busy resolves (a note): the others are gone
+        assert [(s["group"], s["state"]) for s in store.alert_states(pid)] == [
+            ({"model": "busy"}, "resolved")
+        ]
+        clock.at += timedelta(minutes=1)
+        evaluator.run_once()
+        assert store.alert_states(pid) == []
+        assert events(store, pid, "r") == ["firing", "resolved"]
+
+        store_events(store, pid, clock.at - timedelta(minutes=1), 3, model="m")
+        clock.at += timedelta(minutes=1)
+        evaluator.run_once()
+        assert [s["state"] for s in store.alert_states(pid)] == ["firing"]
+        put(store, pid, "rule", {**rule, "group_by": "status"})
+        evaluator.run_once()  # the model's group is not resolved: it is no longer asked for
+        assert [(s["group"], s["state"]) for s in store.alert_states(pid)] == [
+            ({"status": "ok"}, "firing")
+        ]
+        assert events(store, pid, "r") == ["firing", "resolved", "firing", "firing"]
+    finally:
+        evaluator.close()
 
 
 def test_a_late_event_counts_in_its_own_window_not_now(store: Store) -> None:

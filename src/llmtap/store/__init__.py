@@ -384,9 +384,10 @@ class Store(Protocol):
         states: Sequence[dict[str, Any]],
         history: Sequence[dict[str, Any]],
         outbox: Sequence[dict[str, Any]] = (),
+        forget: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Save states, add history entries and notifications to send (each with its
-        ``project_id``), at once."""
+        """Save states, drop the states in ``forget``, add history entries and
+        notifications to send (each with its ``project_id``), at once."""
 
     def claim_notifications(
         self, now_us: int, until_us: int, limit: int = 50

@@ -158,8 +158,10 @@ def record_alerts(
     states: Sequence[dict[str, Any]],
     history: Sequence[dict[str, Any]],
     outbox: Sequence[dict[str, Any]] = (),
+    forget: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Save states (each as ``alert_states`` returns them, ``project_id`` included), add
+    """Save states (each as ``alert_states`` returns them, ``project_id`` included), drop
+    the ``forget`` ones (the same shape; their project, kind, name and group count), add
     history entries (``project_id``, ``kind``, ``name``, ``group``, ``at_us``, ``event``,
     ``detail``) and notifications to send (``project_id``, ``id``, ``kind``, ``name``,
     ``channel``, ``note``, ``at_us``: see ``claim_notifications``), in one transaction."""
@@ -189,6 +191,14 @@ def record_alerts(
                 ),
             )
         )
+    statements += [
+        (
+            "DELETE FROM alert_states"
+            " WHERE project_id = ? AND kind = ? AND name = ? AND group_key = ?",
+            (s["project_id"], s["kind"], s["name"], json.dumps(s["group"], sort_keys=True)),
+        )
+        for s in forget
+    ]
     statements += [_history(h) for h in history]
     for o in outbox:
         statements.append(

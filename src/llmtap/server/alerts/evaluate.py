@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from calendar import monthrange
@@ -145,6 +146,7 @@ class Evaluator(LeasedJob):
             # By rule, then group: a rule's known groups are found without a scan of all.
             previous.setdefault((s["project_id"], s["kind"], s["name"]), {})[_key(s["group"])] = s
         states: list[dict[str, Any]] = []
+        forget: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
         evaluated = 0
@@ -164,7 +166,11 @@ class Evaluator(LeasedJob):
                 log.exception("alert %r of project %s failed", item["name"], item["project"])
                 continue
             evaluated += 1
+            forget += _misshapen(item, watch, previous)
             for state, note in changes:
+                if state.pop("forget", False):
+                    forget.append(state)
+                    continue
                 states.append(state)
                 if note is not None:
                     note["id"] = uuid.uuid4().hex  # the receiver's way to tell a repeat
@@ -189,7 +195,7 @@ class Evaluator(LeasedJob):
                         for channel in chosen(channels.get(item["project_id"], []), watch)
                     ]
         # The states and their notifications at once (see ``notify``): then the sending.
-        self.store.record_alerts(states, history, outbox)
+        self.store.record_alerts(states, history, outbox, forget)
         self.notifier.deliver_due()
         return evaluated
 
@@ -221,6 +227,8 @@ class Evaluator(LeasedJob):
                 value = (
                     None if value is None or not before else 100.0 * (value - before) / abs(before)
                 )
+            if value is not None and not math.isfinite(value):
+                value = None  # a change from a denormal, a sum past float: not a number to keep
             breach = (
                 value is not None
                 and events >= rule.min_events
@@ -235,6 +243,8 @@ class Evaluator(LeasedJob):
                 new_state = "resolved"
             change = _Change(item, rule, key, now, start, end, value, rule.threshold, events)
             record = change.record(new_state, since if new_state == state else now, {})
+            if rule.group_by and group is None and new_state == state != "firing":
+                record["forget"] = True  # a quiet group: known again when it has events
             note = None
             if new_state != state:
                 note = change.note(
@@ -279,6 +289,9 @@ class Evaluator(LeasedJob):
             events = (group or {}).get("count", 0)
             change = _Change(item, budget, key, now, start, end, spent, budget.limit_usd, events)
             extra = {"period": name, "notified": notified, "forecast": forecast}
+            record = change.record(state, since, extra)
+            if budget.group_by and group is None and event is None and state != "firing":
+                record["forget"] = True  # nothing spent this period: no state to keep
             note = None
             if event is not None:
                 note = change.note(
@@ -289,7 +302,7 @@ class Evaluator(LeasedJob):
                     period=budget.period,
                     period_name=name,
                 )
-            out.append((change.record(state, since, extra), note))
+            out.append((record, note))
         return out
 
 
@@ -302,10 +315,24 @@ def _each_group(
     """(key, this window's stats, last state) of each group seen now or before; an
     ungrouped watch has its one group, events or not."""
     known = previous.get((item["project_id"], item["kind"], item["name"]), {})
-    keys = set(current) | set(known)
+    keys = set(current) | {k for k, old in known.items() if _fits(watch, old)}
     if not watch.group_by:
         keys.add(_key({}))
     return [(key, current.get(key), known.get(key)) for key in sorted(keys)]
+
+
+def _fits(watch: Rule | Budget, state: dict[str, Any]) -> bool:
+    """Whether a state's group has the fields the watch groups by now."""
+    return set(state["group"]) == ({watch.group_by} if watch.group_by else set())
+
+
+def _misshapen(
+    item: dict[str, Any], watch: Rule | Budget, previous: dict[tuple[Any, ...], Any]
+) -> list[dict[str, Any]]:
+    """The states of groups the watch no longer has (its group-by changed): forgotten
+    without a note, as they belong to a question nobody asks any more."""
+    known = previous.get((item["project_id"], item["kind"], item["name"]), {})
+    return [old for old in known.values() if not _fits(watch, old)]
 
 
 class _Change:
@@ -385,6 +412,7 @@ def test_note(project: str, project_id: int, kind: str, body: dict[str, Any]) ->
         "group": {},
         "value": None,
         "threshold": body.get("threshold", body.get("limit_usd")),
+        **({"period": body.get("period", "month")} if kind == "budget" else {}),
         "events": 0,
         "window": {"from": _iso(now - window), "to": _iso(now), "seconds": window},
         "link": base_url() + page_url("/alerts", project),

@@ -150,6 +150,8 @@ def summary(note: dict[str, Any]) -> str:
     group = ", ".join(f"{k}={v}" for k, v in (note.get("group") or {}).items())
     where = f" [{group}]" if group else ""
     head = f"{_EMOJI.get(note['event'], '')} {note['event'].upper()}: {note['name']}{where}"
+    if note["kind"] == "budget" and note["value"] is None:  # a test: nothing spent to tell
+        return f"{head}: a budget of ${note['threshold']:.2f} a {note.get('period') or 'period'}"
     if note["kind"] == "budget":
         return (
             f"{head}: ${note['value']:.2f} spent of ${note['threshold']:.2f} this {note['period']}"
@@ -212,7 +214,9 @@ class _PinnedSMTP(smtplib.SMTP):
 
 def _email(channel: dict[str, Any], note: dict[str, Any], timeout: float) -> str:
     message = EmailMessage()
-    message["Subject"] = summary(note)[:200]
+    # Names and group values are a key's text: any line break in them (U+2028 and the like
+    # too) would make the header refuse the message, so the subject is one line of words.
+    message["Subject"] = " ".join(summary(note).split())[:200]
     message["From"] = channel["sender"]
     message["To"] = ", ".join(channel["to"])
     lines = [summary(note), "", f"The events behind it: {note['link']}", ""]
