@@ -437,6 +437,27 @@ def test_hostile_annotations_break_nothing(
         assert project.event(event["id"])["id"] == event["id"]
 
 
+def test_odd_message_indices_are_attributes_not_a_rejected_span(project: Project) -> None:
+    """Indices no integer parse takes (a superscript, five thousand digits) leave the
+    message alone: the span is stored with its other messages."""
+    odd = {
+        "llm.input_messages.0.message.role": "user",
+        "llm.input_messages.0.message.content": "hello",
+        "llm.input_messages.².message.role": "user",
+        f"llm.input_messages.{'1' * 5000}.message.role": "user",
+        "llm.input_messages.0.message.tool_calls.².tool_call.function.name": "f",
+        "llm.tools.².tool.json_schema": "{}",
+        f"gen_ai.prompt.{'2' * 5000}.role": "user",
+    }
+    spec = {"_name": "odd", "openinference.span.kind": "LLM", "llm.model_name": "m", **odd}
+    answer = _answer(_post(project, _body(_spans(spec))))
+    assert answer.partial_success.rejected_spans == 0, answer.partial_success.error_message
+    (listed,) = project.events()
+    assert project.event(listed["id"])["request"]["messages"] == [
+        {"role": "user", "content": "hello"}
+    ]
+
+
 def test_current_genai_usage_keeps_cache_and_reasoning_tokens_apart(project: Project) -> None:
     """``gen_ai.usage.*``: the cache's reads and writes and the reasoning tokens are parts of
     the input and output totals, kept apart and each priced at its own rate."""

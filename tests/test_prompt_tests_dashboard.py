@@ -100,6 +100,9 @@ def test_the_dashboard_makes_edits_and_removes_sets(server: Server, provider: Fa
             },
         )
         assert into.status_code == 303 and f"/testsets/{testset_id}" in into.headers["location"]
+        for odd in ("²", "٣", "9" * 30):  # digits to isdigit(), not all of them to int()
+            bad = browser.post("/testsets", data={**form, "source": "events", "testset": odd})
+            assert bad.status_code == 400, (odd, bad.text)
         grown = project.server.get(f"/api/v1/testsets/{testset_id}", project.key).json()
         assert len(grown["cases"]) == 4 and second not in [c["id"] for c in grown["cases"]]
         # Tags saved on the case rated badly with no better response (its form sends an

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from llmtap.server.auth import create_key, hash_key
@@ -92,6 +93,19 @@ def test_an_env_only_key_sees_its_environment_alone(server: Server) -> None:
     link = server.post(f"/api/v1/boards/{board_id}/shares", keeper, json={})
     assert_error_shape(link, 403)
     assert server.post(f"/api/v1/boards/{board_id}/shares", admin, json={}).status_code == 201
+    # Prices: the models nobody priced are every environment's, and an override reprices
+    # every environment's calls.
+    price = {"model": "m-prod", "input_per_mtok": 1, "output_per_mtok": 2}
+    assert_error_shape(server.get("/api/v1/prices", reader), 403)
+    assert_error_shape(server.post("/api/v1/prices", keeper, json=price), 403)
+    removed = httpx2.delete(
+        server.url + "/api/v1/prices",
+        params={"model": "m-prod"},
+        headers={"authorization": f"Bearer {keeper}"},
+    )
+    assert_error_shape(removed, 403)
+    assert server.post("/api/v1/prices", admin, json=price).status_code == 200
+    assert server.get("/api/v1/prices", admin).json()["overrides"][0]["model"] == "m-prod"
 
 
 def test_keys_create_takes_scopes_and_defaults_to_ingest(tmp_path: Path) -> None:

@@ -187,6 +187,13 @@ def test_failed_logins_are_counted_by_name_and_client_and_cleared(store: Store) 
     assert store.count_failures("10.0.0.3", "jo", NOW + 1) == (1, 0, NOW + 2, None)
     store.clear_failures("IDA")
     assert store.count_failures("10.0.0.1", "ida", 0) == (0, 1, None, NOW + 2)
+    # Under limits, noted only while both counts are under them.
+    limits = (2, 3)
+    noted = [store.record_failure("10.0.0.1", "kim", NOW + 3 + i, window, limits) for i in range(3)]
+    assert noted == [True, True, False]  # kim's two
+    assert store.record_failure("10.0.0.1", "lu", NOW + 9, window, limits) is False  # 3 from .1
+    assert store.record_failure("10.0.0.4", "lu", NOW + 9, window, limits) is True
+    assert store.count_failures("10.0.0.1", "kim", NOW) == (2, 3, NOW + 3, NOW + 2)
 
 
 # -- feedback, meta values, prices, deletes -------------------------------------------------

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -233,6 +234,58 @@ def test_a_project_admin_manages_that_project_only(srv: Server) -> None:
             assert gone.status_code == 404
 
 
+def test_an_admins_links_go_with_their_role_and_they_see_one_projects_roles(srv: Server) -> None:
+    with login(srv) as owner:
+        made_admin = invite(owner, "alpha", "admin")
+        beta_link = invite(owner, "beta", "viewer")
+        with accept(srv, made_admin, "abe") as abe:
+            links = [invite(abe, "alpha", "member") for _ in range(2)]
+            with accept(srv, links[0], "bo") as bo:
+                joined = bo.post(beta_link, data={"csrf_token": csrf_of(bo.get(beta_link).text)})
+                assert joined.status_code == 303
+            alpha = next(
+                p
+                for p in abe.get("/settings", params={"format": "json"}).json()["projects"]
+                if p["name"] == "alpha"
+            )
+            assert {m["name"]: m["roles"] for m in alpha["members"]}["bo"] == {"alpha": "member"}
+            users = owner.get("/settings", params={"format": "json"}).json()["users"]
+            ids = {u["name"]: u["id"] for u in users}
+            assert {u["name"]: u["roles"] for u in users}["bo"] == {
+                "alpha": "member",
+                "beta": "viewer",
+            }
+            # Demoted: the link abe made and nobody used opens nothing any more.
+            owner_csrf = csrf_of(owner.get("/settings").text)
+            demoted = owner.post(
+                f"/settings/members/{ids['abe']}/role",
+                data={"csrf_token": owner_csrf, "project": "alpha", "role": "member"},
+            )
+            assert demoted.status_code == 303
+            with browser(srv) as late:
+                assert late.get(links[1]).status_code == 404
+                form = {"csrf_token": csrf_of(late.get("/login").text), "name": "cy"}
+                form["password"] = PASSWORD
+                assert late.post(links[1], data=form).status_code == 404
+                assert log_in_as(late, "cy", PASSWORD).status_code == 401
+            # Made admin again, the link works again: the maker's role decides, not a flag.
+            owner.post(
+                f"/settings/members/{ids['abe']}/role",
+                data={"csrf_token": owner_csrf, "project": "alpha", "role": "admin"},
+            )
+            assert srv_get(srv, links[1]).status_code == 200
+            removed = owner.post(
+                f"/settings/users/{ids['abe']}/delete", data={"csrf_token": owner_csrf}
+            )
+            assert removed.status_code == 303
+            assert srv_get(srv, links[1]).status_code == 404
+
+
+def srv_get(server: Server, path: str) -> httpx2.Response:
+    with browser(server) as b:
+        return b.get(path)
+
+
 def test_a_logged_in_user_joins_by_link_and_is_never_demoted(srv: Server) -> None:
     with login(srv) as owner:
         links = [invite(owner, "alpha", "admin"), invite(owner, "alpha", "viewer")]
@@ -376,6 +429,26 @@ def test_the_csrf_token_of_one_session_fails_in_another(srv: Server) -> None:
         chosen = two.post("/settings/invitations", data={"csrf_token": "chosen", **form})
         assert chosen.status_code == 403
         assert two.post("/settings/invitations", data={"csrf_token": token_two, **form}).is_success
+
+
+def test_concurrent_guesses_are_counted_before_any_password_is_checked(fresh: Server) -> None:
+    with login(fresh):
+        pass
+    browsers = [browser(fresh, f"10.9.0.{i}") for i in range(40)]
+    try:
+        forms = [
+            {"csrf_token": csrf_of(b.get("/login").text), "name": ADMIN_USER, "password": "no"}
+            for b in browsers
+        ]
+        with ThreadPoolExecutor(len(browsers)) as pool:
+            answers = list(
+                pool.map(lambda b, f: b.post("/login", data=f, timeout=60), browsers, forms)
+            )
+    finally:
+        for b in browsers:
+            b.close()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [401] * 5 + [429] * 35, codes
 
 
 def test_failed_logins_are_throttled_per_user_and_per_client(fresh: Server) -> None:

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 
 from ..store import Store, to_us
 from ..wire import MAX_PRICE_PER_MTOK, Event, check_instant, parse_instant
+from .auth import project_wide_key
 from .errors import ApiError
 
 __all__ = ["PriceOverride", "Pricer", "library_cost", "override_cost"]
@@ -284,7 +285,7 @@ def _prices_answer(store: Store, project_id: int) -> dict[str, Any]:
 
 async def list_prices(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "read")
+    key = await project_wide_key(request, "read", "prices")
     return JSONResponse(await run_in_threadpool(_prices_answer, state.store, key.project_id))
 
 
@@ -292,7 +293,7 @@ async def set_price(request: Request) -> JSONResponse:
     from .ingest import parse_json, read_body
 
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    key = await project_wide_key(request, "admin", "prices")
     payload = await run_in_threadpool(parse_json, await read_body(request, state.max_body_bytes))
     try:
         override = PriceOverride.model_validate(payload)
@@ -305,7 +306,7 @@ async def set_price(request: Request) -> JSONResponse:
 
 async def delete_price(request: Request) -> JSONResponse:
     state = request.app.state
-    key = await run_in_threadpool(state.keys.authenticate, request, "admin")
+    key = await project_wide_key(request, "admin", "prices")
     model = request.query_params.get("model")
     if not model:
         raise ApiError(400, "model: required")

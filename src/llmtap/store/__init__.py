@@ -246,8 +246,17 @@ class Store(Protocol):
         """Use an invitation, once, for ``user_id`` or a ``new_user`` (name, password hash)
         made with it; the user's id, or None when it cannot be used. Raises ``NameTaken``."""
 
-    def record_failure(self, client: str, name: str, now_us: int, keep_us: int) -> None:
-        """Note a failed login; those older than ``keep_us`` go."""
+    def record_failure(
+        self,
+        client: str,
+        name: str,
+        now_us: int,
+        keep_us: int,
+        limits: tuple[int, int] | None = None,
+    ) -> bool:
+        """Note a failed login (only under ``limits``: most by name, most from the client
+        within ``keep_us``, checked in one statement); those older than ``keep_us`` go.
+        True when noted."""
 
     def count_failures(
         self, client: str, name: str, since_us: int

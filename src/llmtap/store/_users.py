@@ -124,7 +124,8 @@ def delete_user(store: SQLiteStore, user_id: int) -> bool:
 
 
 def list_users(store: SQLiteStore, project_id: int | None = None) -> list[dict[str, Any]]:
-    """Every user (or a project's members) with their roles: ``{project name: role}``."""
+    """Every user with their roles (``{project name: role}``), or a project's members with
+    their role in it only: who manages one project learns nothing of the others."""
     conn = store._reader()
     if project_id is None:
         rows = conn.execute("SELECT id, name, is_owner, created_at FROM users ORDER BY name")
@@ -134,13 +135,14 @@ def list_users(store: SQLiteStore, project_id: int | None = None) -> list[dict[s
             " ON m.user_id = u.id WHERE m.project_id = ? ORDER BY u.name",
             (project_id,),
         )
+    only, within = ("AND m.project_id = ?", (project_id,)) if project_id is not None else ("", ())
     users = []
     for uid, name, is_owner, created in rows.fetchall():
         roles = dict(
             conn.execute(
                 "SELECT p.name, m.role FROM memberships m JOIN projects p ON p.id = m.project_id"
-                " WHERE m.user_id = ? ORDER BY p.name",
-                (uid,),
+                f" WHERE m.user_id = ? {only} ORDER BY p.name",
+                (uid, *within),
             ).fetchall()
         )
         users.append(
@@ -257,7 +259,14 @@ def create_invitation(
     )
 
 
-_VALID = "token_hash = ? AND used_at IS NULL AND expires_us > ?"
+# Unused, unexpired, and its maker may still invite to its project (the owner, or an admin
+# of it): removing or demoting a user takes back the links they made.
+_VALID = (
+    "invitations.token_hash = ? AND invitations.used_at IS NULL AND invitations.expires_us > ?"
+    " AND invitations.created_by IN (SELECT id FROM users WHERE is_owner <> 0 UNION"
+    " SELECT user_id FROM memberships WHERE project_id = invitations.project_id"
+    " AND role = 'admin')"
+)
 
 
 def invitation(store: SQLiteStore, token_hash: str, now_us: int) -> Invitation | None:
@@ -265,8 +274,8 @@ def invitation(store: SQLiteStore, token_hash: str, now_us: int) -> Invitation |
     row = (
         store._reader()
         .execute(
-            "SELECT p.name, i.role, i.email FROM invitations i JOIN projects p"
-            f" ON p.id = i.project_id WHERE i.{_VALID}",
+            "SELECT p.name, invitations.role, invitations.email FROM invitations JOIN projects p"
+            f" ON p.id = invitations.project_id WHERE {_VALID}",
             (token_hash, now_us),
         )
         .fetchone()
@@ -321,17 +330,33 @@ def accept_invitation(
 # -- failed logins -----------------------------------------------------------------------
 
 
-def record_failure(store: SQLiteStore, client: str, name: str, now_us: int, keep_us: int) -> None:
-    """Note a failed login; failures older than ``keep_us`` are dropped on the way."""
-    store._write(
-        [
-            ("DELETE FROM login_failures WHERE at_us < ?", (now_us - keep_us,)),
-            (
-                "INSERT INTO login_failures (at_us, client, name) VALUES (?, ?, ?)",
-                (now_us, client, name.lower()),
-            ),
-        ]
+def record_failure(
+    store: SQLiteStore,
+    client: str,
+    name: str,
+    now_us: int,
+    keep_us: int,
+    limits: tuple[int, int] | None = None,
+) -> bool:
+    """Note a failed login; failures older than ``keep_us`` are dropped on the way. With
+    ``limits`` (most failures by name, most from the client, within ``keep_us``), only while
+    both are under them, checked in the same statement as the insert: concurrent attempts
+    cannot all slip under a limit. True when the failure was noted."""
+    name = name.lower()
+    insert = "INSERT INTO login_failures (at_us, client, name) VALUES (?, ?, ?)"
+    params: tuple[Any, ...] = (now_us, client, name)
+    if limits is not None:
+        since = now_us - keep_us
+        insert = (
+            "INSERT INTO login_failures (at_us, client, name) SELECT ?, ?, ? WHERE"
+            " (SELECT count(*) FROM login_failures WHERE name = ? AND at_us >= ?) < ? AND"
+            " (SELECT count(*) FROM login_failures WHERE client = ? AND at_us >= ?) < ?"
+        )
+        params += (name, since, limits[0], client, since, limits[1])
+    _, cur = store._write(
+        [("DELETE FROM login_failures WHERE at_us < ?", (now_us - keep_us,)), (insert, params)]
     )
+    return cur.rowcount == 1
 
 
 def count_failures(

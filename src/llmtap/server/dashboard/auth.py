@@ -201,9 +201,18 @@ class AdminAuth:
             return 0
         return max(1, (min(oldest) - since) // 1_000_000 + 1)
 
+    def attempt(self, client: str, name: str) -> int:
+        """Count a login attempt as failed before its password is checked (a success
+        clears it), so that concurrent guesses are all counted before any is answered:
+        seconds to wait before trying again, 0 when this attempt may go ahead."""
+        limits = (MAX_FAILURES_PER_USER, MAX_FAILURES_PER_CLIENT)
+        if self.store.record_failure(client, name, now_us(), WINDOW_SECONDS * 1_000_000, limits):
+            return 0
+        return max(1, self.throttled(client, name))
+
     def failed(self, client: str, name: str, why: str) -> None:
+        """Log a failed attempt (counted already by :meth:`attempt`)."""
         log.warning("dashboard login failed (%s) for %r from %s", why, name, client)
-        self.store.record_failure(client, name, now_us(), WINDOW_SECONDS * 1_000_000)
 
     def start_session(self, user_id: int, name: str) -> str:
         """A new session for the user; its id (for the cookie, never stored)."""

@@ -146,7 +146,7 @@ async def new_testset_form(request: Request) -> Response:
     existing = str(form.get("testset") or "")
     if not existing and (not name or len(name) > 200):
         raise ApiError(400, "a test set needs a name (200 characters at most)")
-    if existing and not (existing.isdigit() and int(existing) < 2**63):
+    if existing and not (existing.isascii() and existing.isdigit() and len(existing) < 19):
         raise ApiError(400, f"no test set {existing[:40]!r}")
     store = request.app.state.store
     # Events read as this project's: the dashboard user sees every environment of it.

@@ -91,7 +91,7 @@ async def login_submit(request: Request) -> Response:
     bootstrap = await run_in_threadpool(auth.needs_bootstrap)
     # While no user exists, guesses at the admin token are counted under one name.
     counted_as = "(admin token)" if bootstrap else name
-    wait = await run_in_threadpool(auth.throttled, client, counted_as)
+    wait = await run_in_threadpool(auth.attempt, client, counted_as)
     if wait:
         minutes = -(-wait // 60)
         message = f"Too many failed logins: try again in {minutes} minute(s)."
@@ -100,6 +100,7 @@ async def login_submit(request: Request) -> Response:
         if not auth.check_token(str(form.get("token") or "").strip()):
             await run_in_threadpool(auth.failed, client, counted_as, "wrong admin token")
             return _login_page(request, target, True, "That is not the admin token.", 401)
+        await run_in_threadpool(auth.store.clear_failures, counted_as)
         problem = account_problem(name, password)
         if problem:
             return _login_page(request, target, True, problem, 400)
@@ -178,6 +179,8 @@ async def invite_submit(request: Request) -> Response:
         problem = account_problem(name, password)
         if problem:
             return await _invite_page(request, problem, 400, name)
+        if await run_in_threadpool(store.invitation, token_hash, now) is None:
+            return await _invite_page(request)  # no hashing for a link that opens nothing
         password_hash = await run_in_threadpool(hash_password, password)
         try:
             joined = await run_in_threadpool(

@@ -40,8 +40,8 @@ _PARAMS = {
         "encoding_formats": "encoding_format",
     }.items()
 }
-_INDEXED = re.compile(r"^(\d+)\.(.+)$")
-_TOOL_CALL = re.compile(r"^tool_calls\.(\d+)\.(.+)$")
+_INDEXED = re.compile(r"^([0-9]{1,6})\.(.+)$")
+_TOOL_CALL = re.compile(r"^tool_calls\.([0-9]{1,6})\.(.+)$")
 
 
 def api_of(attrs: Attrs) -> str | None:

@@ -14,9 +14,9 @@ __all__ = ["KIND", "api_of", "fill"]
 
 KIND = "openinference.span.kind"
 _API = {"LLM": "chat", "EMBEDDING": "embeddings"}
-_TOOL_CALL = re.compile(r"^tool_calls\.(\d+)\.tool_call\.(.+)$")
-_CONTENT = re.compile(r"^contents\.(\d+)\.message_content\.(.+)$")
-_INDEXED = re.compile(r"^(\d+)\.message\.(.+)$")
+_TOOL_CALL = re.compile(r"^tool_calls\.([0-9]{1,6})\.tool_call\.(.+)$")
+_CONTENT = re.compile(r"^contents\.([0-9]{1,6})\.message_content\.(.+)$")
+_INDEXED = re.compile(r"^([0-9]{1,6})\.message\.(.+)$")
 _FIRST_TOKEN = "First Token Stream Event"
 
 
@@ -151,7 +151,7 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
 
 def _index(item: tuple[str, Any]) -> int:
     head = item[0].split(".", 1)[0]
-    return int(head) if head.isdigit() else 0
+    return int(head) if head.isascii() and head.isdigit() and len(head) <= 6 else 0
 
 
 def _parsed(value: Any) -> Any:
