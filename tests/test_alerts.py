@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from ._receivers import Mailbox, Webhook, wait_until
@@ -409,6 +410,36 @@ def test_send_a_test_reaches_the_channels_now(alerting: Server, hook: Webhook) -
         }
     ]
     _ = uuid
+
+
+def test_a_channel_read_and_written_back_keeps_what_the_mask_hid(
+    alerting: Server, hook: Webhook
+) -> None:
+    project = Project(alerting.new_key(), alerting)
+    channel = {"kind": "webhook", "name": "ops", "url": hook.url, "secret": SECRET}
+    create(project, "/api/v1/alert-channels", channel)
+    create(
+        project, "/api/v1/alerts", {"name": "t", "measure": "cost", "window": "1h", "threshold": 1}
+    )
+    auth = {"authorization": f"Bearer {project.key}"}
+    with httpx2.Client(base_url=alerting.url, headers=auth, timeout=30) as http:
+        shown = http.get("/api/v1/alert-channels/ops").json()["channel"]
+        assert shown["url"].endswith("/…") and "secret" not in shown and shown["signed"]
+        written = http.put("/api/v1/alert-channels/ops", json={**shown, "format": "json"})
+        assert written.status_code == 200, written.text
+        assert http.post("/api/v1/alerts/t/test").json()["ok"]
+    (body,) = verified(hook)  # reached at its full URL, signed with the secret kept
+    assert body["event"] == "test"
+    # A new URL or secret given is taken as given.
+    moved = Webhook()
+    try:
+        with httpx2.Client(base_url=alerting.url, headers=auth, timeout=30) as http:
+            again = http.put("/api/v1/alert-channels/ops", json={**channel, "url": moved.url})
+            assert again.status_code == 200, again.text
+            assert http.post("/api/v1/alerts/t/test").json()["ok"]
+        assert [b["event"] for b in moved.bodies()] == ["test"]
+    finally:
+        moved.close()
 
 
 def test_a_budgets_test_and_a_name_with_odd_line_breaks_reach_the_mailbox(

@@ -53,6 +53,33 @@ def _masked(channel: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _unmasked(store: Store, project_id: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """A channel sent back as it was read (masked): what the mask hid is kept from the stored
+    channel of that name, so that a read, edit, write round trip changes only the edit. A
+    URL cut to its host, a webhook still ``signed`` without its secret, an email channel
+    without its password."""
+    stored = next(
+        (
+            i["body"]
+            for i in store.alert_items(project_id, "channel")
+            if i["name"] == payload["name"]
+        ),
+        None,
+    )
+    if stored is None or stored.get("kind") != payload.get("kind"):
+        return payload
+    out = dict(payload)
+    if stored["kind"] == "webhook":
+        if out.get("url") == _masked(stored)["url"]:
+            out["url"] = stored["url"]
+        if "secret" not in out and out.get("signed") and stored.get("secret"):
+            out["secret"] = stored["secret"]
+    elif "password" not in out and stored.get("password"):
+        out["password"] = stored["password"]
+    out.pop("signed", None)
+    return out
+
+
 def alerts_answer(store: Store, project_id: int) -> dict[str, Any]:
     """Rules and budgets with their states (the worst group's first), and the channels."""
     states: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -155,12 +182,14 @@ def _routes_of(kind: str) -> list[Route]:
         key = await _key(request, "admin")
         payload = await _payload(request)
         name = request.path_params["name"]
+        store = request.app.state.store
         if isinstance(payload, dict):
             payload = {**payload, "name": payload.get("name", name)}
+            if kind == "channel":
+                payload = await run_in_threadpool(_unmasked, store, key.project_id, payload)
         body = await run_in_threadpool(check_item, kind, payload)
         if body["name"] != name:
             raise ApiError(400, f"name: the body names {body['name']!r}, the path {name!r}")
-        store = request.app.state.store
         await run_in_threadpool(store.put_alert_item, key.project_id, kind, name, body, False)
         return JSONResponse({"ok": True, kind: _shown(kind, body)})
 
