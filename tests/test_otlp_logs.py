@@ -389,29 +389,46 @@ def test_records_after_their_span_are_refused_and_not_left_held(store: Store) ->
 
 
 def test_what_a_project_redacts_is_redacted_before_it_is_held(store: Store) -> None:
-    """Records wait in the database up to 15 minutes: a project that redacts a call's content
-    (request, response and output) has them redacted before they are held. One that redacts
-    part of it has them held as sent, and its event redacted as its fields say, as an event
-    of the span's own attributes would be."""
-    email = "ana.lopez@example.com"
-    redaction = Redaction({"whole": "all", "part": ["request"]})
+    """Records wait in the database up to 15 minutes: each is redacted before it is held as
+    the event field its content lands in is redacted (a message in the request, a choice in
+    the answer), so a project that redacts part of a call holds no raw copy of that part;
+    its event is redacted as its fields say, as an event of the span's own attributes
+    would be."""
+    asked, answered = "ana.lopez@example.com", "bo.berg@example.com"
+    redaction = Redaction({"whole": "all", "asks": ["request"], "answers": ["response"]})
     call = Call(
         [
-            ("gen_ai.user.message", {"content": f"Write to {email}"}),
-            ("gen_ai.choice", {"index": 0, "message": {"content": f"Done: {email}"}}),
+            ("gen_ai.user.message", {"content": f"Write to {asked}"}),
+            ("gen_ai.choice", {"index": 0, "message": {"content": f"Done: {answered}"}}),
         ]
     )
-    for name, redacts_held in (("whole", True), ("part", False)):
+    for name, held_raw in (("whole", set()), ("asks", {answered}), ("answers", {asked})):
         key = KeyInfo(1, store.ensure_project(name), name, "dev")
         assert ingest_logs(store, key, call.logs_body, PROTOBUF_TYPE, redaction=redaction)[0] == 0
         target = event_id(key.project_id, call.trace_id, call.span_id)
         held = json.dumps(store.held_records(key.project_id, [target]))
-        assert (email in held) is not redacts_held, held
+        assert {e for e in (asked, answered) if e in held} == held_raw, (name, held)
         intake = Intake(redaction=redaction)
         assert ingest_traces(store, key, call.span_body, PROTOBUF_TYPE, intake) == (0, "")
         event = store.get_event(key.project_id, target)
-        assert event is not None and email not in json.dumps(event["request"])
-        assert (email in json.dumps(event["response"])) is not redacts_held
+        assert event is not None
+        assert (asked in json.dumps(event["request"])) is (asked in held_raw), name
+        assert (answered in json.dumps(event["response"])) is (answered in held_raw), name
+    # One details record carries both: its input and output messages each as theirs.
+    details = {
+        "gen_ai.input.messages": [
+            {"role": "user", "parts": [{"type": "text", "content": f"Write to {asked}"}]}
+        ],
+        "gen_ai.output.messages": [
+            {"role": "assistant", "parts": [{"type": "text", "content": f"Done: {answered}"}]}
+        ],
+    }
+    both = Call([("gen_ai.client.inference.operation.details", None)], details=details)
+    key = KeyInfo(1, store.ensure_project("answers"), "answers", "dev")
+    assert ingest_logs(store, key, both.logs_body, PROTOBUF_TYPE, redaction=redaction)[0] == 0
+    target = event_id(key.project_id, both.trace_id, both.span_id)
+    held = json.dumps(store.held_records(key.project_id, [target]))
+    assert asked in held and answered not in held, held
 
 
 def test_a_call_holds_a_bounded_number_of_records(project: Project) -> None:

@@ -54,12 +54,12 @@ class Redaction:
         redacted = redact_event(data, fields)
         return event.model_copy(update=_models(redacted))
 
-    def held(self, project: str) -> bool:
+    def held(self, project: str, lands_in: frozenset[str]) -> bool:
         """Whether a call's content held apart from its event (OTLP log records waiting for
-        their span) is redacted as it is held: when every field such content lands in is
-        (``request``, ``response``, ``output_text``). Otherwise it is redacted, as the event's
-        own fields, when the event is built, and held as it came until then."""
-        return {"request", "response", "output_text"} <= self.fields_for(project)
+        their span) is redacted as it is held, given the event fields it lands in: when any
+        of them is redacted. A held copy may be less faithful than the event would have
+        been (an answer lands in ``response`` and ``output_text``), never less private."""
+        return bool(lands_in & self.fields_for(project))
 
     def attributes(self, attributes: dict[str, Any], project: str) -> dict[str, Any]:
         """Attributes held apart from an event (an OTLP context span's), redacted as an

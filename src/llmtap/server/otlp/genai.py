@@ -23,7 +23,7 @@ _API = {
     "embeddings": "embeddings",
     "embedding": "embeddings",
 }
-_DETAILS = "gen_ai.client.inference.operation.details"
+DETAILS = "gen_ai.client.inference.operation.details"
 # gen_ai.request.* -> the request argument it is in an OpenAI call.
 _PARAMS = {
     f"gen_ai.request.{name}": argument
@@ -111,7 +111,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
 
 def _details(span: Span) -> dict[str, Any]:
     for event in span.events:
-        if event.name == _DETAILS:
+        if event.name == DETAILS:
             return event.attributes
     return {}
 
@@ -222,7 +222,7 @@ _MESSAGE_EVENT = re.compile(r"^gen_ai\.(system|user|assistant|tool)\.message$")
 def carries_call_content(event_name: str) -> bool:
     """Whether an event of this name holds a call's messages or answer (on the call's span, or
     as a log record belonging to it)."""
-    return bool(_MESSAGE_EVENT.match(event_name)) or event_name in ("gen_ai.choice", _DETAILS)
+    return bool(_MESSAGE_EVENT.match(event_name)) or event_name in ("gen_ai.choice", DETAILS)
 
 
 def _json_dict(value: Any) -> dict[str, Any] | None:

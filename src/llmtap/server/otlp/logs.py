@@ -25,6 +25,7 @@ import hashlib
 import json
 import threading
 import time
+from typing import Any
 
 import anyio.to_thread
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -41,7 +42,7 @@ from .common import event_id, valid_ids
 from .decode import decode_logs, held_record, records_of
 from .endpoint import otlp_answer, otlp_request, refusals
 from .evaluation import EVALUATION, rating_of_record
-from .genai import carries_call_content
+from .genai import DETAILS, carries_call_content
 
 __all__ = ["HELD_FOR_US", "ingest_logs", "receive_logs"]
 
@@ -71,7 +72,6 @@ def ingest_logs(
     A call holds at most ``MAX_HELD_PER_CALL`` records of ``max_held_chars`` together; what
     the project redacts is redacted before it is held (``Redaction.held``)."""
     project = key.project_id
-    redacted = redaction is not None and redaction.held(key.project)
     records = records_of(decode_logs(body, content_type))
     refused: list[str] = []
     held: dict[str, list[tuple[str, str, str]]] = {}  # event id -> (name, record id, record)
@@ -97,8 +97,8 @@ def ingest_logs(
             else:
                 ratings[rating.feedback_id] = rating
             continue
-        if redacted:
-            held_as["attributes"] = redact_value(held_as["attributes"])
+        if redaction is not None:
+            _redact_held(held_as, redaction, key.project)
         text = json.dumps({**held_as, "position": position})
         target = event_id(project, record.trace_id, record.span_id)
         held.setdefault(target, []).append((record.name, record_id, text))
@@ -130,6 +130,23 @@ def ingest_logs(
     if unrated:
         notes.append(f"{unrated} evaluations had no rating from 0 to 1 and were not stored")
     return 0, "; ".join(notes)
+
+
+_REQUEST, _ANSWER = frozenset({"request"}), frozenset({"response", "output_text"})
+
+
+def _redact_held(held_as: dict[str, Any], redaction: Redaction, project: str) -> None:
+    """Redact a record about to be held as the event fields its content lands in are
+    redacted: a message in the request, a choice in the answer, and the details record's
+    input and output messages each in their own."""
+    attributes = held_as["attributes"]
+    if held_as["name"] == DETAILS:
+        for name, value in attributes.items():
+            lands_in = _ANSWER if name == "gen_ai.output.messages" else _REQUEST
+            if redaction.held(project, lands_in):
+                attributes[name] = redact_value(value)
+    elif redaction.held(project, _ANSWER if held_as["name"] == "gen_ai.choice" else _REQUEST):
+        held_as["attributes"] = redact_value(attributes)
 
 
 def _over_bounds(
