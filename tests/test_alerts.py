@@ -67,6 +67,21 @@ def create(project: Project, path: str, body: dict[str, Any]) -> None:
     assert answer.status_code == 201, answer.text
 
 
+def mail_channel(mailbox: Mailbox) -> dict[str, Any]:
+    """An email channel to the test's SMTP server, behind its login."""
+    return {
+        "kind": "email",
+        "name": "mail",
+        "host": "127.0.0.1",
+        "port": mailbox.port,
+        "starttls": False,
+        "username": Mailbox.user,
+        "password": Mailbox.password,
+        "sender": "llmtap@example.com",
+        "to": ["oncall@example.com"],
+    }
+
+
 def verified(hook: Webhook) -> list[dict[str, Any]]:
     """The signed bodies the hook received, each checked against its signature."""
     out = []
@@ -97,21 +112,7 @@ def test_a_rule_fires_and_resolves_through_signed_webhooks_slack_and_mail(
             "/api/v1/alert-channels",
             {"kind": "webhook", "name": "chat", "url": slack.url, "format": "slack"},
         )
-        create(
-            project,
-            "/api/v1/alert-channels",
-            {
-                "kind": "email",
-                "name": "mail",
-                "host": "127.0.0.1",
-                "port": mailbox.port,
-                "starttls": False,
-                "username": Mailbox.user,
-                "password": Mailbox.password,
-                "sender": "llmtap@example.com",
-                "to": ["oncall@example.com"],
-            },
-        )
+        create(project, "/api/v1/alert-channels", mail_channel(mailbox))
         rule = {
             "name": "errors <b>jump</b>",
             "measure": "error_rate",
@@ -446,21 +447,7 @@ def test_a_budgets_test_and_a_name_with_odd_line_breaks_reach_the_mailbox(
     alerting: Server, mailbox: Mailbox
 ) -> None:
     project = Project(alerting.new_key(), alerting)
-    create(
-        project,
-        "/api/v1/alert-channels",
-        {
-            "kind": "email",
-            "name": "mail",
-            "host": "127.0.0.1",
-            "port": mailbox.port,
-            "starttls": False,
-            "username": Mailbox.user,
-            "password": Mailbox.password,
-            "sender": "llmtap@example.com",
-            "to": ["oncall@example.com"],
-        },
-    )
+    create(project, "/api/v1/alert-channels", mail_channel(mailbox))
     create(project, "/api/v1/budgets", {"name": "spend", "limit_usd": 40, "period": "day"})
     odd = "one\u2028two\u2029three"  # not control characters, yet line breaks
     create(
