@@ -269,6 +269,69 @@ def test_an_environment_only_key_sees_its_environment_in_every_panel(server: Ser
     assert [e["value"] for e in fields["environment"]] == ["prod"]
 
 
+def test_a_key_of_one_environment_cannot_change_what_a_link_shows(server: Server) -> None:
+    """A link shows its board to anyone, in every environment: a key that reads only its own
+    cannot rewrite (or restore) a board that has one, else it would publish the others'
+    calls through it. Boards without a link stay its to change."""
+    name = f"envlink-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(timezone.utc).isoformat()
+    for env in ("prod", "dev"):
+        ok(post_events(Project(server.new_key(name, env), server), [event(started_at=now)]))
+    admin = Project(server.new_key(name, "dev", scopes=("read", "admin")), server)
+    keeper = Project(server.new_key(name, "dev", scopes=("read", "admin"), env_only=True), server)
+    spec = {"filters": {"environment": "dev"}, "panels": [{"id": "p", "measures": ["requests"]}]}
+    published = ok(call(admin, "POST", BOARDS, {"name": "dev board", "spec": spec}), 201)
+    link = ok(call(admin, "POST", f"{BOARDS}/{published['id']}/shares", {}), 201)
+    prod = {"name": "dev board", "spec": {**spec, "filters": {"environment": "prod"}}}
+    assert_error_shape(call(keeper, "PUT", f"{BOARDS}/{published['id']}", prod), 403)
+    ok(call(admin, "PUT", f"{BOARDS}/{published['id']}", {"name": "renamed", "spec": spec}))
+    restored = call(keeper, "POST", f"{BOARDS}/{published['id']}/restore", {"version": 1})
+    assert_error_shape(restored, 403)
+    shown = ok(httpx2.get(server.url + link["url"] + "/data"))
+    assert shown["panels"][0]["query"]["environment"] == "dev"
+    own = ok(call(keeper, "POST", BOARDS, {"name": "mine", "spec": spec}), 201)
+    ok(call(keeper, "PUT", f"{BOARDS}/{own['id']}", prod))
+
+
+def test_a_link_shows_its_board_not_who_made_it(server: Server) -> None:
+    project = Project(server.new_key(), server)
+    spec = {"panels": [{"id": "shown-panel", "measures": ["requests"]}]}
+    board = ok(call(project, "POST", BOARDS, {"name": "Linked", "spec": spec}), 201)
+    link = ok(call(project, "POST", f"{BOARDS}/{board['id']}/shares", {}), 201)
+    page = httpx2.get(project.server.url + link["url"], headers={"accept": "text/html"})
+    assert page.status_code == 200 and board["spec"]["panels"][0]["id"] in page.text
+    assert board["owner"] not in page.text and "updated_at" not in page.text
+    answer = ok(
+        httpx2.get(project.server.url + link["url"], headers={"accept": "application/json"})
+    )
+    assert set(answer["board"]) == {"id", "name", "spec"}
+
+
+def test_a_range_to_the_year_10000_and_odd_group_bys(server: Server) -> None:
+    """A range that ends past what a date holds (9999-12-31 at -14:00 is the year 10000 in
+    UTC) still opens a link's events; a group-by of one attribute with a comma in it is
+    refused, as it would be read as several, past every check."""
+    project = Project(server.new_key(f"far-{uuid.uuid4().hex[:6]}"), server)
+    far = {"from": "2020-01-01T00:00:00Z", "to": "9999-12-31T23:59:59-14:00"}
+    panel = {"id": "p", "measures": ["requests"], "view": "table", "group_by": "model"}
+    spec = {"time_range": far, "panels": [panel]}
+    board = ok(call(project, "POST", BOARDS, {"name": "far", "spec": spec}), 201)
+    link = ok(call(project, "POST", f"{BOARDS}/{board['id']}/shares", {"allow_bodies": True}), 201)
+    events = httpx2.get(project.server.url + link["url"] + "/events", params={"panel": "p"})
+    assert events.status_code == 200, events.text
+    for group_by in ("attributes.a,user", "attributes.a,attributes.a", "attributes.,chat_id"):
+        odd = {"name": "odd", "spec": {"panels": [{**panel, "group_by": group_by}]}}
+        assert_error_shape(call(project, "POST", BOARDS, odd), 400)
+    deep = "[" * 100_000
+    for path in (BOARDS, f"{BOARDS}/validate", f"{BOARDS}/preview"):
+        answer = httpx2.post(
+            project.server.url + path,
+            content=deep,
+            headers={"authorization": f"Bearer {project.key}"},
+        )
+        assert_error_shape(answer, 400)
+
+
 def test_a_board_marked_as_a_template_is_offered_to_other_projects(server: Server) -> None:
     owner, other = Project(server.new_key(), server), Project(server.new_key(), server)
     spec = {"panels": [{"id": "p", "title": "Only mine", "measures": ["cost"], "view": "number"}]}

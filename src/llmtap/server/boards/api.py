@@ -100,8 +100,8 @@ async def _json_body(request: Request) -> Any:
             raise ApiError(413, f"a board is at most {_MAX_BODY} bytes of JSON")
     try:
         return json.loads(body or b"{}")
-    except (UnicodeDecodeError, ValueError):
-        raise ApiError(400, "the body is not JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(400, "the body is not JSON (or nested too deep)") from None
 
 
 def read_board(store: Store, project_id: int, board_id: str) -> dict[str, Any]:
@@ -151,6 +151,13 @@ def create_board(store: Store, a: Access, data: Any) -> dict[str, Any]:
 
 
 def _save(store: Store, a: Access, board_id: str, board: BoardIn) -> dict[str, Any]:
+    if a.environment is not None and any(
+        s["board_id"] == board_id and s["revoked_at"] is None
+        for s in store.list_shares(a.project_id)
+    ):
+        # A link shows whatever the board holds, to anyone and in every environment: a key
+        # that reads one environment could otherwise publish another's through it.
+        refuse_one_environment(a.environment, "a board with a link")
     spec = board.spec.model_dump(by_alias=True, exclude_none=True)
     if (
         store.update_board(a.project_id, board_id, board.name, spec, board.is_template, a.who)

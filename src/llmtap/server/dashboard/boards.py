@@ -139,7 +139,7 @@ def _shared(request: Request, takes: tuple[str, ...] = ()) -> tuple[dict[str, An
 
 async def shared_board_page(request: Request) -> Response:
     link, board = await run_in_threadpool(_shared, request)
-    data = {"project": "", "board": board, "may_write": False}
+    data = {"project": "", "board": _public(board), "may_write": False}
     return await render_page(
         request,
         "board.html",
@@ -151,8 +151,17 @@ async def shared_board_page(request: Request) -> Response:
     )
 
 
-def _iso_us(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, timezone.utc).isoformat()
+def _public(board: dict[str, Any]) -> dict[str, Any]:
+    """What a link shows of its board: not who made or changed it, nor when."""
+    return {k: board[k] for k in ("id", "name", "spec")}
+
+
+def _iso_us(us: int) -> str | None:
+    """The instant, or None past what a date can hold (a board's range may end there)."""
+    try:
+        return datetime.fromtimestamp(us / 1_000_000, timezone.utc).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 # Seconds since 1970 of the year 10000: a later bucket is no date (and no event's).
@@ -190,7 +199,7 @@ async def shared_board_events(request: Request) -> Response:
         f.limit = _DRILL_EVENTS
         events, _ = request.app.state.store.list_events(link["project_id"], f, summary=True)
         return {
-            "board": board,
+            "board": _public(board),
             "panel": panel.model_dump(),
             "group": group,
             "from": None if f.from_us is None else _iso_us(f.from_us),
