@@ -45,6 +45,11 @@ def test_a_share_link_works_until_revoked_or_expired(store: Store) -> None:
     assert store.share_by_hash("hash-2", 500) is not None
     shares = {s["id"]: s for s in store.list_shares(a)}
     assert shares["s1"]["last_used_at"] is not None
+    # Read again within the minute: the use is noted already, no write.
+    assert store.share_by_hash("hash-1", 2_001) is not None
+    assert {s["id"]: s for s in store.list_shares(a)}["s1"]["last_used_at"] == shares["s1"][
+        "last_used_at"
+    ]
     assert shares["s1"]["board_name"] == "Mine"
     assert store.list_shares(b) == []
     assert not store.revoke_share(b, "s1")

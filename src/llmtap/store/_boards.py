@@ -9,7 +9,7 @@ same transaction, so the history is complete."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -224,12 +224,12 @@ def create_share(
 
 
 def share_by_hash(store: SQLiteStore, token_hash: str, now_us: int) -> dict[str, Any] | None:
-    """The live (not revoked, not expired) link with this token hash, its use noted; None
-    otherwise."""
+    """The live (not revoked, not expired) link with this token hash, its use noted (at most
+    once a minute: a page read by many is no stream of writes); None otherwise."""
     row = (
         store._reader()
         .execute(
-            "SELECT project_id, id, board_id, allow_bodies FROM board_shares"
+            "SELECT project_id, id, board_id, allow_bodies, last_used_at FROM board_shares"
             " WHERE token_hash = ? AND revoked_at IS NULL"
             " AND (expires_us IS NULL OR expires_us > ?)",
             (token_hash, now_us),
@@ -238,15 +238,17 @@ def share_by_hash(store: SQLiteStore, token_hash: str, now_us: int) -> dict[str,
     )
     if row is None:
         return None
-    project_id, share_id, board_id, allow_bodies = row
-    store._write(
-        [
-            (
-                "UPDATE board_shares SET last_used_at = ? WHERE project_id = ? AND id = ?",
-                (_now(), project_id, share_id),
-            )
-        ]
-    )
+    project_id, share_id, board_id, allow_bodies, last_used = row
+    now = datetime.now(timezone.utc)
+    if last_used is None or last_used < (now - timedelta(minutes=1)).isoformat():
+        store._write(
+            [
+                (
+                    "UPDATE board_shares SET last_used_at = ? WHERE project_id = ? AND id = ?",
+                    (now.isoformat(), project_id, share_id),
+                )
+            ]
+        )
     return {
         "project_id": project_id,
         "id": share_id,
