@@ -15,7 +15,14 @@ import pytest
 
 import llmtap
 from llmtap.evals.cases import cases_from_jsonl, expectation
-from llmtap.evals.evaluators import REGEX_SECONDS, Context, Score, normalize, parse_evaluator
+from llmtap.evals.evaluators import (
+    REGEX_SECONDS,
+    SCHEMA_SECONDS,
+    Context,
+    Score,
+    normalize,
+    parse_evaluator,
+)
 from llmtap.fake_provider import FakeProvider
 
 from .conftest import Project, tap_config
@@ -65,6 +72,16 @@ def reject(output: str, case: dict[str, Any]) -> dict[str, Any]:
         ("numeric:0.1", "105", "100", 1.0),
         ("numeric", "150", "100", 0.5),
         ("numeric", "no number", "100", 0.0),
+        ("numeric", "1e999", "1e999", 1.0),  # past a float: the same spelling
+        ("numeric", "1e999", "2e999", 0.0),
+        ("json", "[" * 100_000 + "]" * 100_000, None, 0.0),  # deeper than json reads
+        (
+            'json_schema:{"$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}},'
+            ' "$ref": "#/$defs/n"}',
+            "[[[]], []]",
+            None,
+            1.0,
+        ),  # a local, recursive reference
         ("python:tests.test_evaluators:reject", "fine", None, 1.0),
         ("python:tests.test_evaluators:reject", "bad", None, 0.0),
     ],
@@ -104,6 +121,30 @@ def test_a_pattern_that_backtracks_stops_at_its_limit_and_leaves_the_loop_free()
     assert ticks >= 50, ticks  # the loop ran on: ~100 ticks of 10 ms in the second
     # The same pattern on an output it matches at once is an ordinary pass.
     assert score("regex:^(a|a)*$", "aaaa").passed is True
+
+
+def test_a_schema_that_doubles_at_each_level_stops_at_its_limit() -> None:
+    """Alternatives that point twice at the next level double the check's work per level: a
+    stored schema of a few hundred bytes would check one output for years. The check stops
+    after ``SCHEMA_SECONDS`` (that case's error), off the event loop."""
+    levels = 40
+    defs = {
+        f"l{i}": {"anyOf": [{"$ref": f"#/$defs/l{i + 1}"}, {"$ref": f"#/$defs/l{i + 1}"}]}
+        for i in range(levels)
+    }
+    defs[f"l{levels}"] = {"type": "string"}
+    spec = "json_schema:" + json.dumps({"$defs": defs, "$ref": "#/$defs/l0"})
+    started = time.perf_counter()
+    got = score(spec, "1")
+    elapsed = time.perf_counter() - started
+    assert got.score is None and got.error and "more than 1 s" in got.error, got
+    assert elapsed < SCHEMA_SECONDS + 2
+    assert score(spec, '"a string"').passed is True  # the first branch: at once
+
+
+def test_a_reference_to_nothing_in_the_schema_is_that_case_s_error() -> None:
+    got = score('json_schema:{"$ref": "#/$defs/missing"}', "1")
+    assert got.score is None and got.error and "$defs/missing" in got.error, got
 
 
 def test_what_a_case_expects_decides_what_passes() -> None:
@@ -150,6 +191,9 @@ def test_bad_specs_are_named(tmp_path: Path) -> None:
         ("json_schema:{nope", "json_schema"),
         ('json_schema:{"type": 12}', "json_schema"),
         ("numeric:-1", "tolerance"),
+        ('json_schema:{"$ref": "http://127.0.0.1:9/x.json"}', "stay inside it"),
+        ('json_schema:{"items": {"$ref": "file:///etc/passwd"}}', "stay inside it"),
+        ('json_schema:{"$id": "http://example.com/s", "$ref": "other.json"}', "stay inside it"),
         ("python:nowhere_at_all:f", "nowhere_at_all"),
         ("python:f", "python:MODULE:FUNCTION"),
     ]:

@@ -30,7 +30,9 @@ on the machine that runs the set (a colleague's laptop, CI, the server's own das
 the command line (``--evaluator``), where the one running the set writes them. A stored
 pattern can still be one that backtracks for hours on some output: each search stops after
 ``REGEX_SECONDS`` (that case's error, the run goes on) and runs in a thread, so the other
-cases go on meanwhile.
+cases go on meanwhile. A schema's references stay inside it (``#...``: nothing is fetched, no
+file read), and its check stops after ``SCHEMA_SECONDS`` (a schema whose alternatives point
+at each other twice over takes twice as long at each level), also in a thread.
 
 What is expected comes with the case: a better response, or the original output rated well;
 a case rated badly with no better response expects only that the output *differs* from the
@@ -45,6 +47,8 @@ import importlib
 import json
 import math
 import re
+import threading
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -64,6 +68,8 @@ __all__ = [
 MAX_REASON = 300
 # How long a regex evaluator may search one output (see the module's doc).
 REGEX_SECONDS = 1.0
+# How long a JSON Schema may take to check one output.
+SCHEMA_SECONDS = 1.0
 
 
 @dataclass
@@ -206,6 +212,8 @@ def _load_json(output: str) -> tuple[Any, str | None]:
         return json.loads(output), None
     except ValueError as exc:
         return None, f"not JSON: {exc}"
+    except RecursionError:
+        return None, "JSON nested deeper than can be read"
 
 
 async def _json(ev: Evaluator, ctx: Context, case: dict[str, Any], output: str) -> Score:
@@ -214,10 +222,24 @@ async def _json(ev: Evaluator, ctx: Context, case: dict[str, Any], output: str) 
 
 
 async def _json_schema(ev: Evaluator, ctx: Context, case: dict[str, Any], output: str) -> Score:
+    from referencing.exceptions import Unresolvable
+
     document, problem = _load_json(output)
     if problem:
         return Score(0.0, problem)
-    error = next(iter(ev.extra.iter_errors(document)), None)
+
+    def first_error() -> Any:
+        _deadline.at = time.monotonic() + SCHEMA_SECONDS
+        return next(iter(ev.extra.iter_errors(document)), None)
+
+    try:
+        error = await asyncio.to_thread(first_error)
+    except _OutOfTime:
+        raise TimeoutError(f"the schema took more than {SCHEMA_SECONDS:g} s to check") from None
+    except Unresolvable as exc:
+        raise ValueError(f"the schema refers to {exc.ref!r}, which is not in it") from None
+    except RecursionError:
+        raise ValueError("the schema or the output nests deeper than can be checked") from None
     if error is None:
         return Score(1.0, "valid against the schema")
     where = "/".join(str(p) for p in error.absolute_path) or "the document"
@@ -227,9 +249,14 @@ async def _json_schema(ev: Evaluator, ctx: Context, case: dict[str, Any], output
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:[.,]\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-def _number(text: str) -> float | None:
+def _spelled(text: str) -> str | None:
     match = _NUMBER.search(text.replace("\u2212", "-"))
-    return None if match is None else float(match.group(0).replace(",", "."))
+    return None if match is None else match.group(0).replace(",", ".")
+
+
+def _number(text: str) -> float | None:
+    spelled = _spelled(text)
+    return None if spelled is None else float(spelled)
 
 
 async def _numeric(ev: Evaluator, ctx: Context, case: dict[str, Any], output: str) -> Score:
@@ -238,6 +265,10 @@ async def _numeric(ev: Evaluator, ctx: Context, case: dict[str, Any], output: st
         return Score(None, "the expected output holds no number")
     if got is None:
         return Score(0.0, "the output holds no number")
+    if not (math.isfinite(got) and math.isfinite(want)):
+        # Past a float (1e999): equal only as spelled alike.
+        same = _spelled(output) == _spelled(case["_reference"])
+        return _verdict(same, "the same number, past a float", "numbers past a float differ")
     error = abs(got - want) / max(abs(want), 1e-12)
     within = error <= ev.extra
     # Within tolerance: 1; beyond, the score falls off with the relative error.
@@ -322,15 +353,56 @@ def _compile_regex(argument: str) -> Any:
     return regex.compile(argument)
 
 
+class _OutOfTime(Exception):
+    """A schema's check ran past ``SCHEMA_SECONDS``."""
+
+
+_deadline = threading.local()  # the check's end, per thread (each check runs in one)
+
+
+def _timed(check: Callable[..., Any]) -> Callable[..., Any]:
+    """A schema keyword's check that first looks at the clock: a check is a tree of them."""
+
+    def keyword(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        if time.monotonic() > _deadline.at:
+            raise _OutOfTime
+        return check(validator, value, instance, schema)
+
+    return keyword
+
+
+def _outward_refs(node: Any) -> list[str]:
+    """The references of a schema that point outside it (anything but ``#...``)."""
+    out, stack = [], [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("$ref", "$dynamicRef") and not (
+                    isinstance(value, str) and value.startswith("#")
+                ):
+                    out.append(str(value))
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return out
+
+
 def _schema(argument: str) -> Any:
     from jsonschema import Draft202012Validator
-    from jsonschema.validators import validator_for
+    from jsonschema.validators import extend, validator_for
+    from referencing import Registry
 
     text = argument if argument.lstrip().startswith("{") else Path(argument).read_text()
     schema = json.loads(text)
     cls = validator_for(schema, default=Draft202012Validator)
     cls.check_schema(schema)
-    return cls(schema)
+    outward = _outward_refs(schema)
+    if outward:
+        # jsonschema would fetch them (any URL, file:// too) on the machine running the set.
+        raise ValueError(f"a schema's references stay inside it (#...), not {outward[0]!r}")
+    timed = extend(cls, {name: _timed(check) for name, check in cls.VALIDATORS.items()})
+    return timed(schema, registry=Registry())  # an empty registry: nothing is retrieved
 
 
 def _tolerance(argument: str) -> float:
