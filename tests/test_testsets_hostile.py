@@ -252,6 +252,45 @@ def test_numbers_a_run_cannot_hold_are_refused_and_reads_stay_whole(project: Pro
         ("POST", f"/api/v1/runs/{run_id}/results", result % (case_id, '"a"')),
         ("POST", f"/api/v1/runs/{run_id}/results", result % (case_id, "-Infinity")),
         ("POST", f"/api/v1/runs/{run_id}/results", result % (case_id, "1e400")),
+        # Finite, yet past what a sum or a page can hold, or of a shape a page cannot read.
+        ("POST", f"/api/v1/runs/{run_id}/results", result % (case_id, "1e308")),
+        ("POST", f"/api/v1/runs/{run_id}/results", result % (case_id, "-0.5")),
+        (
+            "POST",
+            f"/api/v1/runs/{run_id}/results",
+            json.dumps({"results": [{"case_id": case_id, "cost_usd": 1e308}]}),
+        ),
+        (
+            "POST",
+            f"/api/v1/runs/{run_id}/results",
+            json.dumps({"results": [{"case_id": case_id, "scores": {"x": {"detail": "oops"}}}]}),
+        ),
+        (
+            "POST",
+            "/api/v1/runs",
+            '{"id": "r-word", "testset": %d, "config": {"estimate_usd": "lots"}}',
+        ),
+        (
+            "POST",
+            "/api/v1/runs",
+            '{"id": "r-cap", "testset": %d, "config": {"max_cost_usd": 1e300}}',
+        ),
+        (
+            "POST",
+            "/api/v1/runs",
+            '{"id": "r-deep", "testset": %d, "config": {"x": ' + "[" * 500 + "]" * 500 + "}}",
+        ),
+        (
+            "POST",
+            "/api/v1/testsets",
+            '{"name": "s1", "source": "events", "filter": {"model": "\\ud800"}}',
+        ),
+        ("POST", "/api/v1/testsets", '{"name": "s2", "evaluators": ["regex:\\ud800"]}'),
+        (
+            "POST",
+            "/api/v1/testsets",
+            '{"name": "s3", "evaluators": ["json_schema:{\\"$ref\\": \\"file:///etc/passwd\\"}"]}',
+        ),
     ]
     headers = {"authorization": f"Bearer {project.key}", "content-type": "application/json"}
     with httpx2.Client(base_url=server.url, headers=headers, timeout=30) as http:
@@ -263,3 +302,33 @@ def test_numbers_a_run_cannot_hold_are_refused_and_reads_stay_whole(project: Pro
         assert http.post(f"/api/v1/runs/{run_id}/results", content=fine.encode()).is_success
         for path in ("/api/v1/runs", f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}?raw=1"):
             assert http.get(path).status_code == 200, path
+        assert not [
+            t
+            for t in http.get("/api/v1/testsets").json()["testsets"]
+            if t["name"][:2] in ("s1", "s2", "s3")
+        ]
+
+
+def test_json_lines_break_at_newlines_only(project: Project) -> None:
+    """The feedback download keeps U+2028 and the like raw inside its strings, and a file
+    saved on Windows starts with a BOM and ends its lines with CRLF: each imports as sent."""
+    server = project.server
+    made = server.post(
+        "/api/v1/testsets", project.key, json={"name": f"lines-{uuid.uuid4().hex[:6]}"}
+    )
+    testset_id = made.json()["testset"]["id"]
+    outputs = ["para one\u2028para two", "next\x85line", "plain"]
+    body = (
+        "\ufeff"
+        + "\r\n".join(json.dumps({"output": o, "rating": 1.0}, ensure_ascii=False) for o in outputs)
+        + "\r\n"
+    )
+    added = server.post(
+        f"/api/v1/testsets/{testset_id}/cases",
+        project.key,
+        headers={"content-type": "application/x-ndjson"},
+        content=body.encode(),
+    )
+    assert added.status_code == 200, added.text
+    cases = server.get(f"/api/v1/testsets/{testset_id}", project.key).json()["cases"]
+    assert sorted(c["original_output"] for c in cases) == sorted(outputs)

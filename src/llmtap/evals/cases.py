@@ -26,6 +26,8 @@ from ..wire import GOOD_RATING, MAX_TEXT_CHARS
 __all__ = [
     "DEFAULT_THRESHOLD",
     "MAX_CASES",
+    "MAX_MS",
+    "MAX_USD",
     "CaseIn",
     "case_from_event",
     "cases_from_jsonl",
@@ -36,6 +38,9 @@ __all__ = [
 DEFAULT_THRESHOLD = GOOD_RATING
 # Cases one request may add (a bigger set is imported in several).
 MAX_CASES = 10_000
+# A case's or a run's cost, and a call's latency, at most: sums of them stay numbers.
+MAX_USD = 1e6
+MAX_MS = 1e9
 # Request arguments that are the prompt or the transport, not settings of the call.
 _NOT_SETTINGS = {"messages", "prompt", "input", "model", "stream", "stream_options", "extra_body"}
 ExpectedKind = Literal["better", "output", "differ", "none"]
@@ -74,8 +79,8 @@ class CaseIn(BaseModel):
     output: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     original_output: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     rating: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
-    original_latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
-    original_cost_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    original_latency_ms: float | None = Field(None, ge=0, le=MAX_MS, allow_inf_nan=False)
+    original_cost_usd: float | None = Field(None, ge=0, le=MAX_USD, allow_inf_nan=False)
     better_response: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     expected: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     expected_kind: ExpectedKind | None = None

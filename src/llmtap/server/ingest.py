@@ -96,7 +96,26 @@ def not_storable(value: Any) -> str | None:
     return _not_dumped(value, finite=True)
 
 
+# How deep a document kept as it came may nest: every read of it recurses that deep.
+MAX_DEPTH = 100
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth >= limit:
+                return True
+            stack.extend(
+                (v, depth + 1) for v in (node.values() if isinstance(node, dict) else node)
+            )
+    return False
+
+
 def _not_dumped(value: Any, finite: bool) -> str | None:
+    if finite and _deeper_than(value, MAX_DEPTH):
+        return f"nested more than {MAX_DEPTH} levels deep"
     try:
         json.dumps(value, ensure_ascii=False, allow_nan=not finite).encode()
     except UnicodeEncodeError:

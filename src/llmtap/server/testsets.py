@@ -20,13 +20,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, CaseIn, case_from_event, cases_from_jsonl
+from ..evals.cases import (
+    DEFAULT_THRESHOLD,
+    MAX_CASES,
+    MAX_MS,
+    MAX_USD,
+    CaseIn,
+    case_from_event,
+    cases_from_jsonl,
+)
 from ..evals.results import compare
 from ..store import KeyInfo, NameTaken, Store
 from ..wire import MAX_TEXT_CHARS
 from .auth import confine, project_wide_key
 from .errors import ApiError
-from .ingest import not_storable, parse_json, read_body
+from .ingest import not_storable, not_unicode, parse_json, read_body
 from .query import SELECTING, event_filter, json_answer
 
 __all__ = [
@@ -63,10 +71,16 @@ async def _admin_body(request: Request, model: type[BaseModel], what: str) -> tu
 
 def _validated(model: type[BaseModel], payload: Any, what: str) -> Any:
     try:
-        return model.model_validate(payload)
+        valid = model.model_validate(payload)
     except ValidationError as exc:
         errors = [{"field": ".".join(map(str, e["loc"])), "error": e["msg"]} for e in exc.errors()]
         raise ApiError(400, f"invalid {what}", errors) from None
+    # pydantic refuses a lone surrogate in a plain string, not inside a dict's or list's:
+    # a filter's value or an evaluator's spec would reach the store, which cannot take it.
+    problem = not_unicode(payload)
+    if problem:
+        raise ApiError(400, f"invalid {what}: {problem}")
+    return valid
 
 
 class Source(BaseModel):
@@ -102,7 +116,7 @@ class _NewRun(BaseModel):
 
     id: str = Field(pattern=_RUN_ID.pattern)
     testset: Id
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: Annotated[dict[str, Any], AfterValidator(_config)] = Field(default_factory=dict)
 
 
 def _is_number(value: Any) -> bool:
@@ -123,9 +137,28 @@ def _numbers_or_none(where: dict[str, Any], keys: tuple[str, ...], what: str) ->
 
 
 def _scores(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each evaluator's score as the pages read it: a number from 0 to 1 (or null), a
+    reason (text), a detail (an object)."""
     for name, score in scores.items():
-        _numbers_or_none(score, ("score",), f"{name[:100]}: ")
+        label = f"{name[:100]}: "
+        _numbers_or_none(score, ("score",), label)
+        if score.get("score") is not None and not 0 <= score["score"] <= 1:
+            raise ValueError(f"{label}score must be from 0 to 1")
+        for part, kind in (("reason", str), ("detail", dict), ("error", str)):
+            if score.get(part) is not None and not isinstance(score[part], kind):
+                raise ValueError(
+                    f"{label}{part} must be {kind.__name__.replace('dict', 'an object')}"
+                )
     return scores
+
+
+def _config(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings: what the pages compute with are numbers (or null)."""
+    _numbers_or_none(config, ("estimate_usd", "max_cost_usd"), "config.")
+    for name in ("estimate_usd", "max_cost_usd"):
+        if config.get(name) is not None and not 0 <= config[name] <= MAX_USD:
+            raise ValueError(f"config.{name} must be from 0 to {MAX_USD:g}")
+    return config
 
 
 # What the pages and the CLI read of a stored summary, as numbers.
@@ -166,8 +199,8 @@ class _Result(BaseModel):
     )
     passed: bool | None = None
     baseline_passed: bool | None = None
-    cost_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
-    latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+    cost_usd: float | None = Field(None, ge=0, le=MAX_USD, allow_inf_nan=False)
+    latency_ms: float | None = Field(None, ge=0, le=MAX_MS, allow_inf_nan=False)
     error: str | None = Field(None, max_length=10_000)
     event_id: str | None = Field(None, max_length=1000)
 
@@ -260,7 +293,10 @@ def _jsonl(body: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         text = body.decode()
     except UnicodeDecodeError:
         raise ApiError(400, "JSON lines must be UTF-8 text") from None
-    lines = text.splitlines()
+    # Lines end at "\n" alone: U+2028 and the like are text inside a JSON string (the
+    # feedback download keeps them raw), and a Windows editor's BOM is no character.
+    lines = [line.rstrip("\r") for line in text.removeprefix("\ufeff").split("\n")]
+    lines = lines[:-1] if lines and not lines[-1] else lines
     if len(lines) > MAX_CASES:
         raise ApiError(400, f"{len(lines)} lines: {MAX_CASES} cases at most per request")
     return cases_from_jsonl(lines)

@@ -5,6 +5,7 @@ JSON."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from datetime import timezone
@@ -142,9 +143,16 @@ def _datetime_input(value: str | None) -> str:
 
 
 def _cost(value: float | None) -> str:
-    if value is None:
-        return "\u2013"  # an en dash: no cost known
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        return "\u2013"  # an en dash: no cost known (or none a page can show)
     return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past a float's range
+        return False
 
 
 def page_url(path: str, project: str = "", **params: Any) -> str:
