@@ -77,11 +77,13 @@ def test_old_events_are_purged_the_stats_stay_and_a_project_setting_wins(
     a = Project(purging.new_key("keep-30"), purging)
     b = Project(purging.new_key("keep-5"), purging)
     assert set_retention(purging, "keep-5", "5") == 303
+    secret = {"messages": [{"role": "user", "content": "my SSN is 078-05-1120"}]}
+    recent = {"messages": [{"role": "user", "content": "what is new?"}]}
     for project in (a, b):
         events = [
-            event(started_at=ago(60), feedback_key=f"fk-{project.key[-6:]}"),
+            event(started_at=ago(60), feedback_key=f"fk-{project.key[-6:]}", request=secret),
             event(started_at=ago(10)),
-            event(started_at=ago(0.01)),
+            event(started_at=ago(0.01), request=recent),
         ]
         assert post_events(project, events).status_code == 200
     assert len(wait_until_listed(a, 2)) == 2  # the 60-day-old one went
@@ -89,6 +91,10 @@ def test_old_events_are_purged_the_stats_stay_and_a_project_setting_wins(
     # Stats outlive the raw events by default: a year of stats past 30 days of events.
     stats = purging.get("/api/v1/stats", a.key).json()
     assert stats["groups"][0]["count"] == 3
+    # A plain call is filed under its own prompt as its template: that text goes with the
+    # call (the name and counts stay); a call still kept keeps its prompt.
+    templates = purging.get("/api/v1/templates", a.key).text
+    assert "078-05-1120" not in templates and "what is new?" in templates
 
     with login(purging) as browser:
         page = browser.get("/settings").text

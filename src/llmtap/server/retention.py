@@ -74,6 +74,8 @@ class Purger(LeasedJob):
                 continue
             n = dropped.get(project["id"], 0)
             n += self.store.purge_before(project["id"], cut, self.keep_stats)
+            # What stays of the purged calls is counts, not what they asked.
+            self.store.forget_unused_prompts(project["id"])
             if n:
                 purged[project["name"]] = n
                 log.info("retention: %d events of %r purged", n, project["name"])

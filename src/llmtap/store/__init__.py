@@ -334,6 +334,9 @@ class Store(Protocol):
         """Delete the events started before ``before_us`` (in bounded chunks) with their
         feedback and index rows, and their share of the stats unless ``keep_aggregates``."""
 
+    def forget_unused_prompts(self, project_id: int) -> int:
+        """Blank the text of plain-call templates no stored event uses (their stats stay)."""
+
     def drop_expired_partitions(
         self, before_us: Mapping[int, int | None], keep_aggregates: bool = True
     ) -> dict[int, int]:

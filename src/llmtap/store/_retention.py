@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "drop_expired_partitions",
+    "forget_unused_prompts",
     "oldest_event_us",
     "purge_before",
     "retention_days",
@@ -65,6 +66,27 @@ def purge_before(
     return delete_in_chunks(
         store, project_id, EventFilter(to_us=before_us), aggregates=not keep_aggregates
     )
+
+
+def forget_unused_prompts(store: SQLiteStore, project_id: int) -> int:
+    """Blank the text of the project's plain-call templates (``unnamed-...``: a call made
+    without a template is filed under its own prompt) that no stored event uses any more,
+    keeping their name, revision and dates for the stats that outlive the events. Retention
+    that keeps aggregates would otherwise keep every purged call's prompt. How many."""
+    (cursor,) = store._write(
+        [
+            (
+                "UPDATE templates SET template = CASE WHEN kind = 'chat' THEN '[]' ELSE '\"\"' END"
+                " WHERE project_id = ? AND name LIKE 'unnamed-%'"
+                " AND template NOT IN ('[]', '\"\"') AND NOT EXISTS (SELECT 1 FROM events e"
+                " WHERE e.project_id = templates.project_id"
+                " AND e.prompt_template_name = templates.name"
+                " AND e.template_revision = templates.revision)",
+                (project_id,),
+            )
+        ]
+    )
+    return int(cursor.rowcount)
 
 
 def drop_expired_partitions(

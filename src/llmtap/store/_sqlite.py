@@ -210,6 +210,7 @@ class SQLiteStore:
     set_retention_days = _retention.set_retention_days
     oldest_event_us = _retention.oldest_event_us
     purge_before = _retention.purge_before
+    forget_unused_prompts = _retention.forget_unused_prompts
     drop_expired_partitions = _retention.drop_expired_partitions
     # -- a logical dump and load ----------------------------------------------------------
     tables = _copy.tables
