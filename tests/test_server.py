@@ -79,6 +79,19 @@ def test_all_bad_batch_is_a_400(project: Project) -> None:
     assert "started_at" in body["errors"][0]["error"]
 
 
+def test_a_batch_of_junk_is_answered_in_proportion(project: Project) -> None:
+    """A leaked ingest key's batch of empty objects: the answer counts them and lists the
+    first hundred, not one error each (a 300 KB body was a 13 MB answer); past 10,000
+    events a request is refused whole."""
+    body = assert_error_shape(post_events(project, [{}] * 5_000), 400)
+    assert body["rejected"] == 5_000 and len(body["errors"]) == 100
+    assert [e["index"] for e in body["errors"]] == list(range(100))
+    mixed = post_events(project, [event(), *[{}] * 300]).json()
+    assert (mixed["accepted"], mixed["rejected"], len(mixed["errors"])) == (1, 300, 100)
+    assert_error_shape(post_events(project, [{}] * 10_001), 413)
+    assert_error_shape(post_events(project, [event() for _ in range(10_001)]), 413)
+
+
 @pytest.mark.parametrize(
     "payload, fragment",
     [

@@ -79,6 +79,7 @@ MAX_TEXT_CHARS = 1_000_000  # a feedback's better_response
 # And of a query: each attribute filter or group is a subquery or join of its own.
 MAX_ATTRIBUTE_FILTERS = 20  # attributes.KEY=VALUE in one query
 MAX_GROUP_BY = 10  # fields in one group_by
+MAX_BATCH_EVENTS = 10_000  # events in one request (the SDK sends 100)
 # A feedback rating (0 to 1) at or above this is good: a rated output may stand as a prompt
 # test's expected answer; one under it is low (the stats' ``low_rating_share``).
 GOOD_RATING = 0.7
@@ -179,7 +180,7 @@ class Event(_Strict):
 class Batch(BaseModel):
     """The body of ``POST /api/v1/events``."""
 
-    events: list[Event]
+    events: list[Event] = Field(max_length=MAX_BATCH_EVENTS)
 
 
 class Feedback(_Strict):

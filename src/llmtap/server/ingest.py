@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 
 from ..store import KeyInfo, Store, event_row
 from ..wire import (
+    MAX_BATCH_EVENTS,
     TEXT_FIELDS,
     Batch,
     Event,
@@ -98,6 +99,8 @@ def not_storable(value: Any) -> str | None:
 
 # How deep a document kept as it came may nest: every read of it recurses that deep.
 MAX_DEPTH = 100
+# Errors an ingest answer lists (its "rejected" counts them all).
+MAX_ERRORS_LISTED = 100
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -160,6 +163,10 @@ def validate_batch(body: bytes) -> tuple[list[tuple[int, Event]], list[dict[str,
     payload = parse_json(body)
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         raise ApiError(400, 'expected a JSON object {"events": [...]}')
+    if len(payload["events"]) > MAX_BATCH_EVENTS:
+        raise ApiError(
+            413, f"{len(payload['events'])} events: {MAX_BATCH_EVENTS} at most in one request"
+        )
     valid, errors = validate_items(payload["events"])
     return valid, errors, len(payload["events"])
 
@@ -270,7 +277,9 @@ def store_valid(
         "stored": stored,
         "duplicates": len(rows) - stored,
         "rejected": len(errors),
-        "errors": sorted(errors, key=lambda e: e["index"]),
+        # The first ones: the count says how many, and a batch of a million empty
+        # objects would otherwise be answered with a gigabyte.
+        "errors": sorted(errors, key=lambda e: e["index"])[:MAX_ERRORS_LISTED],
     }
     if errors:
         result["error"] = f"{len(errors)} of {sent} events were rejected"
