@@ -4,6 +4,7 @@ dated model names, overrides set through the API and the CLI, unknown models lis
 from __future__ import annotations
 
 import subprocess
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -185,3 +186,28 @@ def test_bad_override_is_a_400(project: Project) -> None:
     )
     assert response.status_code == 400
     assert response.json()["ok"] is False
+
+
+def test_another_process_prices_with_an_override_within_a_second(tmp_path: Any) -> None:
+    """Each process caches a project's overrides; the one that changes them forgets its copy,
+    the others (``--workers``, servers on one database) read them again within their ttl."""
+    from llmtap.server.prices import Pricer
+    from llmtap.store import open_store
+    from llmtap.wire import Event
+
+    db = str(tmp_path / "p.db")
+    here, there = open_store(db), open_store(db)
+    try:
+        pid = here.ensure_project("p")
+        mine = Event.model_validate(
+            event(model="my-fine-tune", usage={"input_tokens": 1_000_000, "output_tokens": 0})
+        )
+        other = Pricer(there, ttl=0.3)
+        assert other.event_cost(pid, mine) is None  # unpriced, and now cached
+        prices = {"input_per_mtok": 5.0, "output_per_mtok": 10.0}
+        here.set_price_override(pid, "my-fine-tune", 0, prices, lambda o: lambda body: None)
+        time.sleep(0.4)
+        assert other.event_cost(pid, mine) == pytest.approx(5.0)
+    finally:
+        here.close()
+        there.close()

@@ -17,6 +17,7 @@ import logging
 import threading
 from datetime import date, datetime, time, timezone
 from functools import lru_cache
+from time import monotonic
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -200,21 +201,24 @@ def cost(
 
 
 class Pricer:
-    """Prices events at ingest, with each project's overrides cached (this process is the one
-    that changes them)."""
+    """Prices events at ingest, with each project's overrides cached for ``ttl`` seconds: the
+    process that changes them forgets its copy at once, the others (``--workers``, several
+    servers on one database) read them again within the ``ttl``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, ttl: float = 1.0) -> None:
         self._store = store
-        self._overrides: dict[int, list[dict[str, Any]]] = {}
+        self._ttl = ttl
+        self._overrides: dict[int, tuple[float, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 
     def overrides(self, project_id: int) -> list[dict[str, Any]]:
+        now = monotonic()
         found = self._overrides.get(project_id)
-        if found is None:
-            found = self._store.price_overrides(project_id)
+        if found is None or now - found[0] > self._ttl:
+            found = (now, self._store.price_overrides(project_id))
             with self._lock:
                 self._overrides[project_id] = found
-        return found
+        return found[1]
 
     def forget(self, project_id: int) -> None:
         with self._lock:
