@@ -233,7 +233,7 @@ ODD = [
     {"template_chat": [{"role": {"x": 1}, "content": 7}], "template_params": {"a": 10**30}},
     {"template_chat": [{}], "template_params": {"": None}},
     {"template_text": "{a} {b}", "template_params": {"a": [1, {"b": None}]}},
-    {"attributes": {"team": 10**40, "n": {"deep": [1.5e300]}, "": "", "x" * 300: True}},
+    {"attributes": {"team": 10**40, "n": {"deep": [1.5e300]}, "": "", "x" * 200: True}},
     {"error": {"type": "", "message": "\u0000\ud7ff\U0010ffff"}, "status": "error"},
     {"chat_id": "/../..", "chain_id": "?a=b#c", "parent_event_id": "a/b?c#d"},
     {"prompt_template_name": "a/b?c#d %2F ..", "model": "<script>"},

@@ -79,6 +79,24 @@ def test_all_bad_batch_is_a_400(project: Project) -> None:
     assert "started_at" in body["errors"][0]["error"]
 
 
+def test_names_are_short_and_never_cut(project: Project) -> None:
+    """A model, provider, error type, SDK or attribute name is a name: past its bound the
+    event is refused, saying which (texts are cut to max_field_bytes, names are not)."""
+    long = "m" * 513
+    refused = [
+        event(model=long),
+        event(provider=long),
+        event(status="error", error={"type": long}),
+        event(sdk={"name": "x" * 201, "version": "1"}),
+        event(attributes={"k" * 201: 1}),
+        event(attributes={f"k{i}": i for i in range(1_001)}),
+    ]
+    body = assert_error_shape(post_events(project, refused), 400)
+    assert [e["index"] for e in body["errors"]] == list(range(len(refused)))
+    fine = event(model="m" * 512, attributes={"k" * 200: 1})
+    assert post_events(project, [fine]).json()["stored"] == 1
+
+
 def test_a_batch_of_junk_is_answered_in_proportion(project: Project) -> None:
     """A leaked ingest key's batch of empty objects: the answer counts them and lists the
     first hundred, not one error each (a 300 KB body was a 13 MB answer); past 10,000

@@ -80,6 +80,8 @@ MAX_TEXT_CHARS = 1_000_000  # a feedback's better_response
 MAX_ATTRIBUTE_FILTERS = 20  # attributes.KEY=VALUE in one query
 MAX_GROUP_BY = 10  # fields in one group_by
 MAX_BATCH_EVENTS = 10_000  # events in one request (the SDK sends 100)
+MAX_ATTRIBUTES = 1_000  # attributes of one event
+MAX_ATTRIBUTE_KEY = 200  # characters of an attribute's name (a picker's and a group-by's bound)
 # A feedback rating (0 to 1) at or above this is good: a rated output may stand as a prompt
 # test's expected answer; one under it is low (the stats' ``low_rating_share``).
 GOOD_RATING = 0.7
@@ -132,22 +134,23 @@ class Usage(_Strict):
 
 
 class ErrorInfo(_Strict):
-    type: str
+    type: str = Field(max_length=512)
     message: str = ""
     status_code: int | None = Field(None, ge=0, le=999)  # an HTTP status, when there was one
 
 
 class Sdk(_Strict):
-    name: str
-    version: str
+    name: str = Field(max_length=200)
+    version: str = Field(max_length=200)
 
 
 class Event(_Strict):
     id: str = Field(min_length=1, max_length=128)
     wire_version: Literal[1] = 1
     api: Api
-    provider: str | None = None
-    model: str | None = None
+    # Names, not texts: short, and never cut to a limit as texts are (see TEXT_FIELDS).
+    provider: str | None = Field(None, max_length=512)
+    model: str | None = Field(None, max_length=512)
     request: dict[str, Any] = Field(default_factory=dict)
     response: dict[str, Any] | list[Any] | None = None
     output_text: str | None = None
@@ -169,7 +172,18 @@ class Event(_Strict):
     sdk: Sdk | None = None
     # Paths of the fields whose text was cut to the size limit ("request.messages.0.content"),
     # by the SDK or the server; absent when nothing was.
-    truncated: list[str] | None = None
+    truncated: list[str] | None = Field(None, max_length=10_000)
+
+    @field_validator("attributes")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Keys are names a query groups and filters by, as "attributes.KEY".
+        if len(value) > MAX_ATTRIBUTES:
+            raise ValueError(f"{len(value)} attributes: {MAX_ATTRIBUTES} at most")
+        long = next((k for k in value if len(k) > MAX_ATTRIBUTE_KEY), None)
+        if long is not None:
+            raise ValueError(f"an attribute's name is {MAX_ATTRIBUTE_KEY} characters at most")
+        return value
 
     @field_validator("started_at")
     @classmethod
