@@ -209,6 +209,12 @@ def test_feedback_lists_newest_first_with_its_event_and_pages(store: Store) -> N
     assert older["event"] is not None and older["event"]["feedback_key"] == "known"
     assert store.list_feedback(key.project_id, 1, before_id=newest["id"]) == [older]
     assert store.list_feedback(store.ensure_project("other")) == []
+    # Many events sharing one key (a key's sender chooses them): the feedback is listed once,
+    # with the first of them, and the others' feedback is not pushed off the page.
+    store.insert_events(rows(30, key, feedback_key="shared"))
+    store.insert_feedback(key.project_id, "shared", 0.5, None)
+    listed = store.list_feedback(key.project_id, 3)
+    assert [f["feedback_key"] for f in listed] == ["shared", "early", "known"]
 
 
 def test_meta_values_are_set_and_replaced(store: Store) -> None:
