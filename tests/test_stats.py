@@ -19,7 +19,7 @@ from llmtap.store import _hist
 
 from ._stores import STORE_BACKENDS
 from .conftest import Project, Server, server_on_each_backend
-from .test_server import event
+from .test_server import assert_error_shape, event
 
 # Every test here runs on a server of each store backend.
 server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
@@ -304,3 +304,25 @@ def test_templates_and_revisions(traffic: dict[str, Any]) -> None:
         one = project.event(evs[0]["id"])
         assert one["template_revision"] == revision["revision"]
     assert greet["count"] == sum(e["prompt_template_name"] == "greet" for e in traffic["sent"])
+
+
+def test_templates_are_listed_last_used_first_to_a_limit_or_by_name(
+    traffic: dict[str, Any],
+) -> None:
+    """Every plain call's prompt is a template of its own, so a listing holds the ones last
+    used, up to ``limit`` (500 by default); ``name`` gives one with all its revisions."""
+    project = traffic["project"]
+    full = {
+        t["name"]: t
+        for t in project.server.get("/api/v1/templates", project.key).json()["templates"]
+    }
+    newest = max(full.values(), key=lambda t: t["last_seen"])
+    (first,) = project.server.get("/api/v1/templates", project.key, limit="1").json()["templates"]
+    assert first["name"] == newest["name"]
+    (named,) = project.server.get("/api/v1/templates", project.key, name="bye").json()["templates"]
+    assert named == full["bye"]
+    assert project.server.get("/api/v1/templates", project.key, name="none").json() == {
+        "templates": []
+    }
+    for bad in ({"limit": "0"}, {"limit": "²"}, {"limit": "10001"}, {"name": ""}, {"x": "1"}):
+        assert_error_shape(project.server.get("/api/v1/templates", project.key, **bad), 400)

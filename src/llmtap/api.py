@@ -268,9 +268,11 @@ class Api:
         body = self._get("/api/v1/stats", params)
         return Table(body["groups"], _flatten_group, body)
 
-    def templates(self) -> Table:
-        """Prompt templates with their revisions; ``.rows()`` has one row per revision."""
-        body = self._get("/api/v1/templates")
+    def templates(self, name: str | None = None, limit: int = 500) -> Table:
+        """The ``limit`` prompt templates last used (or the one ``name``) with their
+        revisions; ``.rows()`` has one row per revision."""
+        params = {"limit": str(limit), **({"name": name} if name is not None else {})}
+        body = self._get("/api/v1/templates", params)
 
         def revisions(template: dict[str, Any]) -> list[dict[str, Any]]:
             return [

@@ -23,6 +23,10 @@ from .query import SELECTING, event_filter, json_answer
 
 __all__ = ["get_stats", "list_templates", "parse_group_by"]
 
+# Template names a listing holds (the last used first), by default and at most.
+TEMPLATES_LISTED = 500
+MAX_TEMPLATES_LISTED = 10_000
+
 
 def parse_group_by(values: list[str]) -> list[str]:
     """The group-by fields asked for, checked; a 400 naming a field that is not one."""
@@ -59,7 +63,20 @@ async def list_templates(request: Request) -> JSONResponse:
     key = await run_in_threadpool(state.keys.authenticate, request, "read")
     # Revisions are kept per project, not per environment: they would show the others'.
     project_wide(key, "templates")
-    if request.query_params:
-        raise ApiError(400, f"unknown query parameter(s): {', '.join(request.query_params)}")
-    templates = await run_in_threadpool(state.store.templates, key.project_id)
+    query = request.query_params
+    unknown = set(query) - {"name", "limit"}
+    if unknown:
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+    name = query.get("name")
+    if name is not None and not 0 < len(name) <= 512:
+        raise ApiError(400, "name: a template's name, 1 to 512 characters")
+    limit = query.get("limit", str(TEMPLATES_LISTED))
+    if not (
+        limit.isascii()
+        and limit.isdigit()
+        and len(limit) <= 6
+        and 0 < int(limit) <= MAX_TEMPLATES_LISTED
+    ):
+        raise ApiError(400, f"limit: a whole number from 1 to {MAX_TEMPLATES_LISTED}")
+    templates = await run_in_threadpool(state.store.templates, key.project_id, name, int(limit))
     return await json_answer({"templates": templates})

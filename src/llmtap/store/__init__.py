@@ -122,8 +122,11 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]:
         """``stats`` for several groupings of the same events, in one pass."""
 
-    def templates(self, project_id: int) -> list[dict[str, Any]]:
-        """Prompt templates with their revisions (newest first), each with its stats."""
+    def templates(
+        self, project_id: int, name: str | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """The ``limit`` prompt templates last used (or the one ``name``), each with its
+        revisions (newest first) and their stats."""
 
     # -- prices ----------------------------------------------------------------------------
 

@@ -226,18 +226,26 @@ def stats_many(
     return _stats.stats_many(_derived(store), project_id, f, groupings)
 
 
-def templates(store: SQLiteStore, project_id: int) -> list[dict[str, Any]]:
-    """Every prompt template name with its revisions (newest first), each with its
-    template, first and last use, and its stats."""
+def templates(
+    store: SQLiteStore, project_id: int, name: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    """The ``limit`` prompt template names last used (or the one ``name``), each with its
+    revisions (newest first), their template, first and last use, and their stats. (Every
+    plain call's prompt is a template of its own: a project may hold millions.)"""
     conn = _derived(store)
+    if name is None:
+        wanted = "(SELECT name FROM templates WHERE project_id = ? GROUP BY name"
+        wanted += " ORDER BY max(last_us) DESC, name LIMIT ?)"
+        params: tuple[Any, ...] = (project_id, project_id, limit)
+    else:
+        wanted, params = "(?)", (project_id, name)
     rows = conn.execute(
         "SELECT name, revision, kind, template, first_us, last_us FROM templates"
-        " WHERE project_id = ? ORDER BY name, first_us",
-        (project_id,),
+        f" WHERE project_id = ? AND name IN {wanted} ORDER BY name, first_us",
+        params,
     ).fetchall()
-    per = _stats.stats(
-        conn, project_id, EventFilter(), ["prompt_template_name", "template_revision"]
-    )
+    f = EventFilter(prompt_template_name=name) if name is not None else EventFilter()
+    per = _stats.stats(conn, project_id, f, ["prompt_template_name", "template_revision"])
     by_key = {
         (g["key"]["prompt_template_name"], g["key"]["template_revision"]): g for g in per["groups"]
     }

@@ -202,7 +202,7 @@ async def template_page(request: Request) -> Response:
     ctx = Context(request)
     project, projects = await ctx.project()
     name = request.path_params["name"]
-    templates = await run_in_threadpool(ctx.store.templates, project["id"])
+    templates = await run_in_threadpool(ctx.store.templates, project["id"], name)
     entry = next((t for t in templates if t["name"] == name), None)
     if entry is None:
         raise ApiError(404, f"no template {name!r} in project {project['name']!r}")
