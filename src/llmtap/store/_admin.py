@@ -194,13 +194,13 @@ def list_feedback(
     store: SQLiteStore, project_id: int, limit: int = 100, before_id: int | None = None
 ) -> list[dict[str, Any]]:
     """Feedback newest first, each with the event it rates (when that event has arrived; the
-    first, should a key's events share one key: each feedback is listed once)."""
+    earliest, should several events share its key: each feedback is listed once)."""
     rows = (
         store._reader()
         .execute(
             "SELECT f.id, f.feedback_key, f.rating, f.better_response, f.created_us, "
             "(SELECT e.body FROM events e WHERE e.project_id = f.project_id "
-            "AND e.feedback_key = f.feedback_key ORDER BY e.seq LIMIT 1) "
+            "AND e.feedback_key = f.feedback_key ORDER BY e.started_us, e.id LIMIT 1) "
             "FROM feedback f "
             "WHERE f.project_id = ? AND (? IS NULL OR f.id < ?) ORDER BY f.id DESC LIMIT ?",
             (project_id, before_id, before_id, limit),
