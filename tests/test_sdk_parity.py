@@ -106,3 +106,29 @@ def test_azure_client_records(project: Project, provider: FakeProvider) -> None:
         client.close()
     (event,) = project.events()
     assert event["provider"] == "azure"
+
+
+def test_an_azure_stream_is_sent_as_the_caller_wrote_it(
+    project: Project, provider: FakeProvider
+) -> None:
+    """Azure's API versions before 2024-09 refuse ``stream_options``: llmtap does not add it
+    there (the usage is estimated instead), so the caller's stream is never refused for it."""
+    client = llmtap.AzureClient(
+        api_key="k",
+        azure_endpoint=f"http://127.0.0.1:{provider.port}",
+        api_version="2024-06-01",
+        azure_deployment="dep",
+        max_retries=0,
+        llmtap={"api_key": project.key, "url": project.server.url},
+    )
+    try:
+        stream = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "az one two"}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        client.flush()
+    finally:
+        client.close()
+    assert text and "stream_options" not in provider.requests[-1]["body"]
+    (event,) = project.events()
+    assert event["provider"] == "azure" and event["usage"]["estimated"] is True

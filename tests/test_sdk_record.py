@@ -349,3 +349,38 @@ def test_sample_rate_records_about_that_share_and_leaves_random_alone(
     recorded = len(project.events(limit=1000))
     assert 60 <= recorded <= 140, recorded
     assert client.stats().queued == recorded
+
+
+def test_a_usage_estimate_that_fails_leaves_the_call_recorded(
+    client: llmtap.Client, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Estimating usage imports a tokenizer, which at interpreter exit raises (it registers
+    an atexit hook): the event goes out without an estimate, not at all lost."""
+    from llmtap.sdk import _record
+
+    def refuse(*args: object) -> None:
+        raise RuntimeError("can't register atexit after shutdown")
+
+    monkeypatch.setattr(_record, "estimate_usage", refuse)
+    client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "no usage [[nousage]]"}]
+    )
+    client.flush()
+    (event,) = project.events()
+    assert event["output_text"] and not (event.get("usage") or {}).get("estimated")
+
+
+def test_a_stream_taken_up_again_with_llmtap_params_reaches_openai_unchanged(
+    client: llmtap.Client,
+) -> None:
+    """``responses.stream(response_id=...)`` reads through ``retrieve``, which llmtap does not
+    record: ``llmtap=`` is dropped, not sent to the provider as a header dict (a TypeError)."""
+    # The fake provider knows no stored response: openai's own error, not llmtap's.
+    with (
+        pytest.raises(openai.APIStatusError),
+        client.responses.stream(
+            response_id="resp_unknown", llmtap={"prompt_template_name": "t"}
+        ) as stream,
+    ):
+        for _ in stream:
+            pass

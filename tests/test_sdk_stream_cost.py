@@ -4,6 +4,7 @@ and a stream is recorded once, however it ends."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -93,3 +94,52 @@ def test_every_way_a_stream_ends_is_recorded_once(tapped: Caller) -> None:
     tapped.collect_garbage()
     statuses = sorted(e["status"] for e in tapped.events())
     assert statuses == ["cancelled", "cancelled", "error", "ok", "ok"]
+
+
+def test_a_raw_stream_is_the_providers_own(tapped: Caller, provider: FakeProvider) -> None:
+    """Read raw (``with_streaming_response``), a stream reaches the caller as the provider
+    sent it: no usage chunk llmtap asked for among its lines."""
+    messages = [{"role": "user", "content": "raw one two [[chunks:2]]"}]
+    raw = tapped.client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=messages, stream=True
+    )
+
+    def lines_of(response: Any) -> Any:
+        if not tapped.is_async:
+            return list(response.iter_lines())
+
+        async def collect() -> list[str]:
+            return [line async for line in response.iter_lines()]
+
+        return collect()
+
+    lines = tapped.within(raw, lines_of)
+    assert "stream_options" not in provider.requests[-1]["body"]
+    chunks = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert chunks and all(c["choices"] for c in chunks)
+
+
+def test_credentials_in_the_query_and_the_body_are_not_recorded(
+    tapped: Caller, provider: FakeProvider
+) -> None:
+    """``extra_query`` steers the request (a SAS token rides there); in ``extra_body``, what
+    secret-named fields hold (Azure's data sources' ``authentication``) is recorded hidden."""
+    secret_body = {
+        "data_sources": [{"type": "search", "parameters": {"authentication": {"key": "SKEY-1"}}}],
+        "top_k": 3,
+    }
+    tapped.call(
+        "chat.completions.create",
+        model="m",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_query={"sig": "SAS-TOKEN-1"},
+        extra_body=secret_body,
+    )
+    assert provider.requests[-1]["body"]["data_sources"] == secret_body["data_sources"]
+    event = tapped.only_event()
+    recorded = json.dumps(event["request"])
+    assert "SAS-TOKEN-1" not in recorded and "SKEY-1" not in recorded
+    assert event["request"]["extra_body"]["top_k"] == 3
+    assert event["request"]["extra_body"]["data_sources"][0]["parameters"] == {
+        "authentication": "[hidden]"
+    }

@@ -143,7 +143,9 @@ def _forward_params(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def stream(*args: Any, **kwargs: Any) -> Any:
         raw = kwargs.pop("llmtap", None)
-        if raw is not None:
+        # A stream taken up again (``response_id=``) is read through ``retrieve``, no call
+        # llmtap records: the params would reach the HTTP headers as they are.
+        if raw is not None and kwargs.get("response_id") is None:
             kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), PARAMS_HEADER: raw}
         return method(*args, **kwargs)
 

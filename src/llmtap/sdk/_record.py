@@ -26,6 +26,7 @@ from ..wire import make_event, new_feedback_key, new_id
 from ._config import CallParams, Settings
 from ._estimate import estimate_usage
 from ._extract import complete, output_and_usage, reassemble, shrink
+from ._log import warn_limited
 from ._templates import TemplateChat, TemplateText
 
 # Not the global generator: sampling must not move the host program's random sequence. Seeded
@@ -40,8 +41,13 @@ FEEDBACK_KEY_FIELD = "llmtap_feedback_key"
 # take no unknown keyword: inside ``extra_headers``, taken out again before openai sees it.
 PARAMS_HEADER = "x-llmtap-call-params"
 # Arguments that steer the HTTP request rather than say what was asked; never recorded
-# (extra_headers may carry credentials).
-_TRANSPORT_ARGS = frozenset({"extra_headers", "timeout"})
+# (extra_headers and extra_query may carry credentials: a key, a SAS token).
+_TRANSPORT_ARGS = frozenset({"extra_headers", "extra_query", "timeout"})
+# Names of fields in ``extra_body`` whose values are credentials (Azure's "On Your Data" puts
+# a search key in data_sources[].parameters.authentication), recorded as hidden.
+_SECRET_FIELDS = frozenset(
+    {"authentication", "api_key", "key", "secret", "token", "access_token", "password"}
+)
 # Where each API keeps its prompt, and so its template.
 _PROMPT_ARG = {"chat": "messages", "completion": "prompt", "responses": "input"}
 # APIs whose streams report usage only when asked (stream_options.include_usage).
@@ -63,9 +69,26 @@ def begin(
     if settings.sample_rate < 1.0 and _sampling.random() >= settings.sample_rate:
         return None
     call = Call(settings, api, provider, kwargs, params, name)
-    if kwargs.get("stream") is True and api in _USAGE_ON_REQUEST and settings.stream_usage:
+    if (
+        kwargs.get("stream") is True
+        and api in _USAGE_ON_REQUEST
+        and settings.stream_usage
+        # Azure's API versions before 2024-09 refuse the field (a 400 the caller would get
+        # because of llmtap); a raw stream's reader would see the usage chunk it brings.
+        and provider != "azure"
+        and not _raw(kwargs)
+    ):
         _ask_for_usage(call, kwargs)
     return call
+
+
+def _raw(kwargs: dict[str, Any]) -> bool:
+    """Whether the caller reads the HTTP response itself (``with_raw_response``,
+    ``with_streaming_response``), so that what llmtap adds to the stream would reach it."""
+    headers = kwargs.get("extra_headers")
+    return isinstance(headers, Mapping) and any(
+        str(k).lower() == "x-stainless-raw-response" for k in headers
+    )
 
 
 def _ask_for_usage(call: Call, kwargs: dict[str, Any]) -> None:
@@ -209,7 +232,10 @@ class Call:
         model = model or _str_or_none(self.request.get("model"))
         request = _request_json(self.request)
         if self.settings.estimate_usage and status != "error" and _no_tokens(usage):
-            usage = estimate_usage(self.api, model, request, output_text) or usage
+            try:
+                usage = estimate_usage(self.api, model, request, output_text) or usage
+            except Exception as exc:  # the tokenizer's import at interpreter exit, say
+                warn_limited("estimate", "llmtap: cannot estimate usage: %r", exc)
         attributes = dict(self.settings.attributes or {})
         attributes.update(params.attributes or {})
         chat_id = params.chat_id or self.settings.chat_id
@@ -348,7 +374,21 @@ def _request_json(request: dict[str, Any]) -> dict[str, Any]:
         for k, v in request.items()
         if k not in _TRANSPORT_ARGS and not isinstance(v, (NotGiven, Omit))
     }
+    if isinstance(kept.get("extra_body"), Mapping):
+        kept["extra_body"] = _hidden_secrets(kept["extra_body"])
     return _jsonable(kept)
+
+
+def _hidden_secrets(value: Any) -> Any:
+    """``value`` with what its secret-named fields hold replaced by ``"[hidden]"``."""
+    if isinstance(value, Mapping):
+        return {
+            k: "[hidden]" if str(k).lower() in _SECRET_FIELDS else _hidden_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_hidden_secrets(v) for v in value]
+    return value
 
 
 def _schema_of(cls: type) -> Any:
