@@ -77,6 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(500, b'{"ok":false,"error":"injected"}')
         if mode == "429":
             return self._answer(429, b'{"ok":false,"error":"slow down"}', {"retry-after": "0"})
+        if mode.isdigit():  # any other status, as a proxy in front may answer
+            return self._answer(int(mode), b'{"ok":false,"error":"injected"}')
         if mode == "slow":
             time.sleep(self.server.delay)
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization",)}
@@ -104,6 +106,11 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.target = target
         self._server: _Proxy | None = None
+
+    @property
+    def requests(self) -> int:
+        """Requests the proxy has had (0 while absent)."""
+        return self._server.requests if self._server is not None else 0
 
     def start(self) -> FaultProxy:
         self._server = _Proxy(("127.0.0.1", self.port), _Handler)

@@ -285,3 +285,23 @@ def test_calls_made_while_a_batch_is_built_wait_for_a_batch_of_their_own(
     assert client.stats().delivered == 23
     assert (stored(project, "full"), stored(project, "crumbs")) == (20, 3)
     client.close()
+
+
+@pytest.mark.parametrize("status", ["520", "404"])
+def test_a_proxys_odd_answer_keeps_the_batch_to_send_again(
+    provider: FakeProvider, project: Project, down: FaultProxy, status: str
+) -> None:
+    """A 5xx of any number (Cloudflare's 52x) or a 404 from a proxy in front of a server being
+    deployed says nothing of the events: they wait in the spool and go out once it passes."""
+    down.start()
+    down.set(status)
+    client = tapped(provider, project, down.url)
+    try:
+        record_calls(client, 5, f"odd-{status}")
+        settled(client, lambda s: down.requests > 0 and s.pending == 5)
+        assert client.stats().failed == 0
+        down.set("pass", target=project.server.url)
+        assert client.flush(60)
+        assert (client.stats().delivered, stored(project, f"odd-{status}")) == (5, 5)
+    finally:
+        client.close()

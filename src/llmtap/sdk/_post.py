@@ -16,7 +16,10 @@ from ._config import Settings
 __all__ = ["EVENTS_PATH", "FEEDBACK_PATH", "Outcome", "Poster"]
 
 EVENTS_PATH, FEEDBACK_PATH = "/api/v1/events", "/api/v1/feedback"
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Not taken this time, the batch kept to send again: the server's or a proxy's trouble (any
+# 5xx: Cloudflare's 52x too; a 404 from a proxy in front of a server being deployed), not a
+# verdict on the events.
+_RETRY_STATUS = frozenset({404, 408, 425, 429, *range(500, 600)})
 _HEADERS = {"content-type": "application/json", "user-agent": f"llmtap-python/{__version__}"}
 
 # "done": answered for good (some events possibly refused), "retry": not taken this time,
