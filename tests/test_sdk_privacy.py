@@ -63,7 +63,7 @@ def mode(path: Path) -> int:
 def test_spool_folders_and_files_are_the_owners_alone(
     provider: FakeProvider, project: Project, tmp_path: Path
 ) -> None:
-    old = os.umask(0o022)  # a usual umask: what is not asked for would be world-readable
+    old = os.umask(0)  # the loosest: what is not asked for would be anyone's to write
     try:
         base = tmp_path / "cache" / "spool"
         url = f"http://127.0.0.1:{free_port()}"  # the server is down: batches stay spooled
@@ -76,7 +76,7 @@ def test_spool_folders_and_files_are_the_owners_alone(
     folder = spool_directory(url, project.key, str(base))
     files = [p for p in folder.iterdir() if ".batch" in p.name]
     assert files
-    assert (mode(base), mode(folder)) == (0o700, 0o700)
+    assert (mode(base.parent), mode(base), mode(folder)) == (0o700, 0o700, 0o700)
     assert {mode(p) for p in files} == {0o600}
 
 
@@ -217,3 +217,17 @@ def test_whatever_lies_in_the_spool_adoption_takes_only_intact_files_of_ours(
             payload = spool.read(entry)
             assert payload is None or decode(entry.path.read_bytes()) == (entry.kind, payload)
         assert outside.read_bytes() == encode(KIND_EVENTS, b'{"events":[]}')
+
+
+def test_a_password_in_the_servers_url_is_never_logged(
+    provider: FakeProvider, project: Project, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://svc:hunter2@127.0.0.1:{free_port()}"  # down: the sender warns
+    client = client_for(provider, project, url=url, spool_dir=str(tmp_path), flush_timeout=0.1)
+    try:
+        with caplog.at_level("WARNING", logger="llmtap"):
+            record(client, 2, "secret-url")
+            until(lambda: "unreachable" in caplog.text)
+    finally:
+        client.close()
+    assert "hunter2" not in caplog.text and "127.0.0.1" in caplog.text

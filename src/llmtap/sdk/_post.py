@@ -7,6 +7,7 @@ import functools
 import ssl
 from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
@@ -40,6 +41,9 @@ class Poster:
 
     def __init__(self, settings: Settings, warn: Callable[..., None]) -> None:
         self._url = settings.url
+        parts = urlsplit(settings.url)
+        # What the logs show: no user and password the URL may carry.
+        self._shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self._headers = dict(_HEADERS)
         if settings.api_key:
             self._headers["authorization"] = f"Bearer {settings.api_key}"
@@ -53,7 +57,8 @@ class Poster:
         try:
             response = self._http.post(self._url + path, content=body, headers=self._headers)
         except httpx2.HTTPError as exc:
-            self._warn("unreachable", "llmtap: server %s unreachable: %s", self._url, exc)
+            shown = str(exc).replace(self._url, self._shown)
+            self._warn("unreachable", "llmtap: server %s unreachable: %s", self._shown, shown)
             return "retry", 0
         status = response.status_code
         if status in _RETRY_STATUS:

@@ -130,7 +130,12 @@ def _private_dir(directory: Path) -> None:
     """Create ``directory`` readable by its owner only, or check an existing one is: a real
     folder (not a symbolic link) of this user's, which no other user can write to, in a parent
     no other user can rename it in. SpoolRefused when it is not."""
-    directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Each missing folder on the way made the owner's alone (``parents=True`` would make the
+    # ones above the last with the umask's mode: 0777 under a umask of 0).
+    for folder in [*reversed(directory.parent.parents), directory.parent]:
+        if not folder.exists():
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
     with contextlib.suppress(FileExistsError):
         directory.mkdir(mode=0o700)
     info = os.lstat(directory)
