@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -303,5 +304,38 @@ def test_a_proxys_odd_answer_keeps_the_batch_to_send_again(
         down.set("pass", target=project.server.url)
         assert client.flush(60)
         assert (client.stats().delivered, stored(project, f"odd-{status}")) == (5, 5)
+    finally:
+        client.close()
+
+
+def test_a_call_recorded_while_the_exporter_starts_its_threads_does_not_hang(
+    provider: FakeProvider, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream dropped unread is recorded by its guard when the garbage collector frees it,
+    which may happen anywhere: inside the exporter's start, on the thread holding its lock.
+    That call goes to the queue (the threads being started take it) and nothing waits."""
+    from llmtap.sdk import _exporter
+
+    client = tapped(provider, project, project.server.url)
+    started = threading.Thread  # the real one
+
+    class Collected(started):  # type: ignore[misc,valid-type]
+        nested = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if Collected.nested and kwargs.get("name") == "llmtap-builder":
+                Collected.nested = False  # what a guard's __del__ would do, right here
+                record_calls(client, 1, "reentered")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(_exporter.threading, "Thread", Collected)
+    worker = started(target=record_calls, args=(client, 1, "first"), daemon=True)
+    worker.start()
+    worker.join(20)
+    monkeypatch.undo()
+    try:
+        assert not worker.is_alive(), "the call hangs on the exporter's lock"
+        assert client.flush(30)
+        assert (stored(project, "first"), stored(project, "reentered")) == (1, 1)
     finally:
         client.close()

@@ -83,6 +83,7 @@ class Exporter:
         self._hurry = False
         self._builder: threading.Thread | None = None
         self._sender: threading.Thread | None = None
+        self._starting: int | None = None  # the thread in ``_start``, while one is
         self._pid = os.getpid()
         self._poster = Poster(self.settings, self._warn)
         self._spool: Spool | None = None
@@ -97,7 +98,11 @@ class Exporter:
     # -- the caller's side: cheap and never blocking --------------------------------------
 
     def submit(self, item: Call | FeedbackItem) -> None:
-        if self._builder is None or self._pid != os.getpid():
+        # Not from inside ``_start`` on this thread: a stream garbage-collected there (its
+        # guard records it) would wait for the lock this thread holds, for ever.
+        if (self._builder is None or self._pid != os.getpid()) and (
+            self._starting != threading.get_ident()
+        ):
             self._start()
         queue = self._queue
         # Batches that could not be spooled wait in memory too, within the same bound. Read
@@ -197,19 +202,26 @@ class Exporter:
 
     def _start(self) -> None:
         with self._start_lock:
-            if self._pid != os.getpid():
-                self.reset()  # a forked child: the parent's queue is the parent's to send
-            if self._builder is not None and self._builder.is_alive():
-                return
-            self._stopping = False
-            self._builder = threading.Thread(
-                target=self._guard, args=(self._build_loop,), name="llmtap-builder", daemon=True
-            )
-            self._sender = threading.Thread(
-                target=self._guard, args=(self._send_loop,), name="llmtap-sender", daemon=True
-            )
-            self._builder.start()
-            self._sender.start()
+            self._starting = threading.get_ident()
+            try:
+                self._start_threads()
+            finally:
+                self._starting = None
+
+    def _start_threads(self) -> None:
+        if self._pid != os.getpid():
+            self.reset()  # a forked child: the parent's queue is the parent's to send
+        if self._builder is not None and self._builder.is_alive():
+            return
+        self._stopping = False
+        self._builder = threading.Thread(
+            target=self._guard, args=(self._build_loop,), name="llmtap-builder", daemon=True
+        )
+        self._sender = threading.Thread(
+            target=self._guard, args=(self._send_loop,), name="llmtap-sender", daemon=True
+        )
+        self._builder.start()
+        self._sender.start()
 
     def _guard(self, loop: Any) -> None:
         try:
