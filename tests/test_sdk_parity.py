@@ -90,15 +90,19 @@ def test_sync_and_async_record_the_same_events(provider: FakeProvider, project: 
     assert recorded["sync"] == recorded["async"]
 
 
-def test_azure_client_records(project: Project, provider: FakeProvider) -> None:
-    client = llmtap.AzureClient(
+def azure_client(project: Project, provider: FakeProvider, api_version: str) -> llmtap.AzureClient:
+    return llmtap.AzureClient(
         api_key="k",
         azure_endpoint=f"http://127.0.0.1:{provider.port}",
-        api_version="2024-10-21",
+        api_version=api_version,
         azure_deployment="dep",
         max_retries=0,
         llmtap={"api_key": project.key, "url": project.server.url},
     )
+
+
+def test_azure_client_records(project: Project, provider: FakeProvider) -> None:
+    client = azure_client(project, provider, "2024-10-21")
     try:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "az"}])
         client.flush()
@@ -113,14 +117,7 @@ def test_an_azure_stream_is_sent_as_the_caller_wrote_it(
 ) -> None:
     """Azure's API versions before 2024-09 refuse ``stream_options``: llmtap does not add it
     there (the usage is estimated instead), so the caller's stream is never refused for it."""
-    client = llmtap.AzureClient(
-        api_key="k",
-        azure_endpoint=f"http://127.0.0.1:{provider.port}",
-        api_version="2024-06-01",
-        azure_deployment="dep",
-        max_retries=0,
-        llmtap={"api_key": project.key, "url": project.server.url},
-    )
+    client = azure_client(project, provider, "2024-06-01")
     try:
         stream = client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "az one two"}], stream=True
