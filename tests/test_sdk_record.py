@@ -384,3 +384,16 @@ def test_a_stream_taken_up_again_with_llmtap_params_reaches_openai_unchanged(
     ):
         for _ in stream:
             pass
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [("batch_size", 0, "batch_size"), ("flush_interval", 0, "flush_interval")],
+)
+def test_delivery_settings_that_would_spin_are_refused_at_start(
+    setting: str, value: float, words: str
+) -> None:
+    """A batch of no events, or no pause between flushes, would keep the exporter's threads
+    busy for ever: the client refuses them when it is made, saying which."""
+    with pytest.raises(ValueError, match=words):
+        llmtap.Client(api_key="sk", llmtap={setting: value})

@@ -121,11 +121,11 @@ _TABLE = [
         float,
         "sdk",
     ),
-    Setting("batch_size", 100, "Events sent in one request at most.", int, "sdk"),
+    Setting("batch_size", 100, "Events sent in one request at most (1 or more).", int, "sdk"),
     Setting(
         "flush_interval",
         0.5,
-        "Seconds an event may wait in the queue for a batch to fill.",
+        "Seconds an event may wait in the queue for a batch to fill (0.01 or more).",
         float,
         "sdk",
     ),

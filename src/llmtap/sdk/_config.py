@@ -80,6 +80,11 @@ class Config:
         values = {f.name: resolve(f.name, getattr(self, f.name)) for f in fields(self)}
         values["raise_internal_errors"] = resolve("raise_internal_errors")
         values["url"] = values["url"].rstrip("/")
+        # Either below would keep the exporter's threads busy for ever doing nothing.
+        if values["batch_size"] < 1:
+            raise ValueError(f"batch_size: at least 1 event a request, not {values['batch_size']}")
+        if not values["flush_interval"] >= 0.01:
+            raise ValueError(f"flush_interval: at least 0.01 s, not {values['flush_interval']}")
         if values["redact_pii"]:
             check_mode(values["redact_pii"], values["pii_secret"])
             require_pii()  # at client start-up, not at the first call: say what to install
