@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -26,7 +27,10 @@ __all__ = [
     "EVENT_FIELDS",
     "GOOD_RATING",
     "LATEST",
+    "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_FILTERS",
+    "MAX_ATTRIBUTE_KEY",
+    "MAX_BATCH_EVENTS",
     "MAX_DURATION_MS",
     "MAX_GROUP_BY",
     "MAX_PRICE_PER_MTOK",
@@ -42,6 +46,7 @@ __all__ = [
     "Usage",
     "ValidationError",
     "check_instant",
+    "finite_number",
     "make_event",
     "new_feedback_key",
     "new_id",
@@ -93,6 +98,17 @@ def _tokens() -> Any:
 
 def _duration() -> Any:
     return Field(None, ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
+
+
+def finite_number(value: Any) -> TypeGuard[float]:
+    """Whether ``value`` is a finite number (not a bool): what a page or a sum computes with
+    (JSON admits ``1e999`` and integers past a float's range; Python's parser NaN too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past a float's range
+        return False
 
 
 def parse_instant(text: str) -> datetime:

@@ -166,7 +166,7 @@ def template_file(path: Path) -> list[dict[str, Any]] | str:
 
 
 def revision_template(api: TestsApi, revision: str) -> list[dict[str, Any]] | str:
-    for template in api.templates(limit=10_000):  # the server's most
+    for template in api.templates(limit=10_000):  # the most the server lists
         for found in template["revisions"]:
             if found["revision"] == revision or found["revision"].startswith(revision):
                 return found["template"]  # type: ignore[no-any-return]

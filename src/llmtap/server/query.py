@@ -22,7 +22,18 @@ __all__ = [
     "list_events",
     "query_event",
     "query_events",
+    "whole_number",
 ]
+
+
+def whole_number(text: str, most: int) -> int | None:
+    """``text`` as a whole number from 1 to ``most``, or None. ASCII digits only: ``isdigit``
+    alone admits "²" (which ``int`` refuses) and other scripts' digits; and bounded in length
+    before ``int`` reads it."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(most))):
+        return None
+    number = int(text)
+    return number if 1 <= number <= most else None
 
 
 class _AnyText(PathConvertor):
@@ -110,11 +121,10 @@ def event_filter(
     if "to" in query:
         f.to_us = _time("to", query["to"])
     if "limit" in query:
-        limit = query["limit"]
-        # isdigit() alone admits "²" (int() refuses it) and other scripts' digits.
-        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
+        limit = whole_number(query["limit"], MAX_LIMIT)
+        if limit is None:
             raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}")
-        f.limit = int(limit)
+        f.limit = limit
     if "cursor" in query:
         try:
             f.cursor = decode_cursor(query["cursor"], f.sort)

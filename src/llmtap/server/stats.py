@@ -19,7 +19,7 @@ from ..store import GROUPS, TIME_GROUPS
 from ..wire import MAX_GROUP_BY
 from .auth import confine, project_wide
 from .errors import ApiError
-from .query import SELECTING, event_filter, json_answer
+from .query import SELECTING, event_filter, json_answer, whole_number
 
 __all__ = ["get_stats", "list_templates", "parse_group_by"]
 
@@ -70,13 +70,8 @@ async def list_templates(request: Request) -> JSONResponse:
     name = query.get("name")
     if name is not None and not 0 < len(name) <= 512:
         raise ApiError(400, "name: a template's name, 1 to 512 characters")
-    limit = query.get("limit", str(TEMPLATES_LISTED))
-    if not (
-        limit.isascii()
-        and limit.isdigit()
-        and len(limit) <= 6
-        and 0 < int(limit) <= MAX_TEMPLATES_LISTED
-    ):
+    limit = whole_number(query.get("limit", str(TEMPLATES_LISTED)), MAX_TEMPLATES_LISTED)
+    if limit is None:
         raise ApiError(400, f"limit: a whole number from 1 to {MAX_TEMPLATES_LISTED}")
-    templates = await run_in_threadpool(state.store.templates, key.project_id, name, int(limit))
+    templates = await run_in_threadpool(state.store.templates, key.project_id, name, limit)
     return await json_answer({"templates": templates})

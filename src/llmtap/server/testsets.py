@@ -10,7 +10,6 @@ caller's provider key, and records its results here.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -31,11 +30,11 @@ from ..evals.cases import (
 )
 from ..evals.results import compare
 from ..store import KeyInfo, NameTaken, Store
-from ..wire import MAX_TEXT_CHARS
+from ..wire import MAX_TEXT_CHARS, finite_number
 from .auth import confine, project_wide_key
 from .errors import ApiError
 from .ingest import not_storable, not_unicode, parse_json, read_body
-from .query import SELECTING, event_filter, json_answer
+from .query import SELECTING, event_filter, json_answer, whole_number
 
 __all__ = [
     "Source",
@@ -51,7 +50,8 @@ _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_EVALUATORS = 20
 _FEEDBACK_PAGE = 500
 # A row id as both stores keep it (a bigger number would overflow the database's integer).
-Id = Annotated[int, Field(ge=0, lt=2**63)]
+MAX_ID = 2**63 - 1  # a store's id: a signed 64-bit integer
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 async def _key(request: Request, scope: str) -> KeyInfo:
@@ -119,20 +119,10 @@ class _NewRun(BaseModel):
     config: Annotated[dict[str, Any], AfterValidator(_config)] = Field(default_factory=dict)
 
 
-def _is_number(value: Any) -> bool:
-    """A finite number (not a bool): what the pages and the summaries compute with."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer past a float's range
-        return False
-
-
 def _numbers_or_none(where: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
     for name in keys:
         value = where.get(name)
-        if value is not None and not _is_number(value):
+        if value is not None and not finite_number(value):
             raise ValueError(f"{what}{name} must be a number or null")
 
 
@@ -304,7 +294,7 @@ def _jsonl(body: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def _path_id(request: Request, name: str) -> int:
     value = int(request.path_params[name])
-    if value >= 2**63:
+    if value > MAX_ID:
         raise ApiError(404, f"no {name.removesuffix('_id')} {value}")
     return value
 
@@ -483,9 +473,9 @@ async def list_runs(request: Request) -> JSONResponse:
     state = request.app.state
     key = await _key(request, "read")
     raw = request.query_params.get("testset")
-    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) < 19):
+    testset_id = None if raw is None else whole_number(raw, MAX_ID)
+    if raw is not None and testset_id is None:
         raise ApiError(400, "testset: expected a test set's id")
-    testset_id = int(raw) if raw is not None else None
     runs = await run_in_threadpool(state.store.list_runs, key.project_id, testset_id)
     return await json_answer({"runs": runs})
 

@@ -58,14 +58,8 @@ def _unmasked(store: Store, project_id: int, payload: dict[str, Any]) -> dict[st
     channel of that name, so that a read, edit, write round trip changes only the edit. A
     URL cut to its host, a webhook still ``signed`` without its secret, an email channel
     without its password."""
-    stored = next(
-        (
-            i["body"]
-            for i in store.alert_items(project_id, "channel")
-            if i["name"] == payload["name"]
-        ),
-        None,
-    )
+    found = _find(store, project_id, "channel", str(payload["name"]))
+    stored = found["body"] if found is not None else None
     if stored is None or stored.get("kind") != payload.get("kind"):
         return payload
     out = dict(payload)
@@ -140,11 +134,15 @@ async def _payload(request: Request) -> Any:
     return await run_in_threadpool(parse_json, body)
 
 
+def _find(store: Store, project_id: int, kind: str, name: str) -> dict[str, Any] | None:
+    return next((i for i in store.alert_items(project_id, kind) if i["name"] == name), None)
+
+
 def _one(store: Store, project_id: int, kind: str, name: str) -> dict[str, Any]:
-    for item in store.alert_items(project_id, kind):
-        if item["name"] == name:
-            return item
-    raise ApiError(404, f"no {kind} named {name!r}")
+    found = _find(store, project_id, kind, name)
+    if found is None:
+        raise ApiError(404, f"no {kind} named {name!r}")
+    return found
 
 
 def _routes_of(kind: str) -> list[Route]:

@@ -5,7 +5,6 @@ JSON."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import shlex
 from datetime import timezone
@@ -20,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
-from ...wire import parse_instant
+from ...wire import finite_number, parse_instant
 from .auth import csrf_token, current_user, set_csrf_cookie
 from .conversation import pretty_json
 
@@ -143,16 +142,9 @@ def _datetime_input(value: str | None) -> str:
 
 
 def _cost(value: float | None) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+    if not finite_number(value):
         return "\u2013"  # an en dash: no cost known (or none a page can show)
     return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer past a float's range
-        return False
 
 
 def page_url(path: str, project: str = "", **params: Any) -> str:

@@ -19,7 +19,16 @@ from starlette.responses import RedirectResponse, Response
 
 from ...store import NameTaken
 from ..errors import ApiError
-from ..testsets import Source, add_cases_to, build_cases, change_case, remove_case, run_view
+from ..query import whole_number
+from ..testsets import (
+    MAX_ID,
+    Source,
+    add_cases_to,
+    build_cases,
+    change_case,
+    remove_case,
+    run_view,
+)
 from .auth import check_csrf, user_of
 from .pages import Context
 from .render import render_page
@@ -146,7 +155,7 @@ async def new_testset_form(request: Request) -> Response:
     existing = str(form.get("testset") or "")
     if not existing and (not name or len(name) > 200):
         raise ApiError(400, "a test set needs a name (200 characters at most)")
-    if existing and not (existing.isascii() and existing.isdigit() and len(existing) < 19):
+    if existing and whole_number(existing, MAX_ID) is None:
         raise ApiError(400, f"no test set {existing[:40]!r}")
     store = request.app.state.store
     # Events read as this project's: the dashboard user sees every environment of it.
