@@ -233,7 +233,7 @@ def test_group_by_an_attribute(page: Any, server: Server, filled: tuple[Project,
     counts = page.locator("table.groups tbody tr td:nth-child(2)").all_inner_texts()
     assert counts == ["4", "4", "4"]
     rows.first.locator("a").click()
-    page.wait_for_url("**attr=system_prompt**")
+    page.wait_for_url("**attributes.system_prompt=**")
     assert page.locator("table.events tbody tr").count() == 4
 
 

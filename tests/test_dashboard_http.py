@@ -222,3 +222,30 @@ def test_a_new_admin_token_from_the_command_line(tmp_path: Path) -> None:
     auth = AdminAuth(store)
     assert auth.check_token(new) and first and not auth.check_token(first)
     store.close()
+
+
+def test_an_attributes_links_find_its_events_whatever_its_name_holds(
+    server: Server, project: Project
+) -> None:
+    """An event's attribute links to the events that share it, and a group of the group-by
+    page to the group's events, with a key holding "=" too: ``a=b: c`` is not ``a: b=c``."""
+    import html
+
+    equals_in_key, equals_in_value = event(attributes={"a=b": "c"}), event(attributes={"a": "b=c"})
+    post_events(project, [equals_in_key, equals_in_value])
+    name = project.events()[0]["project"]
+
+    def linked(browser: httpx2.Client, page: str, text: str) -> list[str]:
+        """The ids of the events listed by the link of ``page`` whose text is ``text``."""
+        hrefs = re.findall(r'<a href="(/events\?[^"]*)">' + re.escape(text) + "</a>", page)
+        assert len(hrefs) == 1, hrefs
+        target = browser.get(html.unescape(hrefs[0]) + "&format=json")
+        return [e["id"] for e in target.json()["events"]]
+
+    with login(server) as browser:
+        page = browser.get(f"/events/{equals_in_key['id']}", params={"project": name}).text
+        assert linked(browser, page, "c") == [equals_in_key["id"]]
+        groups = browser.get(
+            "/groups", params={"project": name, "by": "attributes.a=b", "range": "all"}
+        ).text
+        assert linked(browser, groups, "c") == [equals_in_key["id"]]
