@@ -186,6 +186,22 @@ def test_spans_with_invalid_ids_are_rejected_not_merged(project: Project) -> Non
     assert [e["attributes"]["otel.span_name"] for e in project.events()] == ["good"]
 
 
+def test_a_span_from_further_than_a_day_ahead_is_rejected_alone(project: Project) -> None:
+    """As an event: stamped in the future, it would outlive the project's retention."""
+    spans = _spans({"_name": "root"}, {"_name": "good", **LEGACY})
+    request = encode_spans(spans)
+    pbs = request.resource_spans[0].scope_spans[0].spans
+    ahead = pbs.add()
+    ahead.CopyFrom(next(pb for pb in pbs if pb.name == "good"))
+    ahead.name, ahead.span_id = "ahead", b"\x07" * 8
+    ahead.start_time_unix_nano += 2 * 86_400 * 10**9
+    ahead.end_time_unix_nano += 2 * 86_400 * 10**9
+    answer = _answer(_post(project, request.SerializeToString()))
+    assert answer.partial_success.rejected_spans == 1
+    assert "more than a day after the server's clock" in answer.partial_success.error_message
+    assert [e["attributes"]["otel.span_name"] for e in project.events()] == ["good"]
+
+
 def test_span_without_end_time_and_json_form(project: Project) -> None:
     (span,) = _spans({"_name": "llm", **LEGACY})
     payload = json_format.MessageToDict(encode_spans([span]))

@@ -97,6 +97,19 @@ def test_names_are_short_and_never_cut(project: Project) -> None:
     assert post_events(project, [fine]).json()["stored"] == 1
 
 
+def test_an_event_from_further_than_a_day_ahead_is_refused(project: Project) -> None:
+    """Retention purges by an event's start: one stamped in the future would outlive it. A
+    clock a few hours fast is still taken."""
+    now = datetime.now(timezone.utc)
+    ahead = [event(started_at=(now + timedelta(days=d)).isoformat()) for d in (1.01, 3650)]
+    skewed = event(started_at=(now + timedelta(hours=20)).isoformat())
+    body = post_events(project, [*ahead, skewed]).json()
+    assert (body["stored"], body["rejected"]) == (1, 2)
+    assert [e["id"] for e in body["errors"]] == [e["id"] for e in ahead]
+    assert all("more than a day after the server's clock" in e["error"] for e in body["errors"])
+    assert [e["id"] for e in project.events()] == [skewed["id"]]
+
+
 def test_a_batch_of_junk_is_answered_in_proportion(project: Project) -> None:
     """A leaked ingest key's batch of empty objects: the answer counts them and lists the
     first hundred, not one error each (a 300 KB body was a 13 MB answer); past 10,000

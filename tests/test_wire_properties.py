@@ -115,6 +115,7 @@ INVALID = st.one_of(
                 "1999-12-31T23:59:59Z",
                 "9999-12-31T23:30:00-05:00",
                 "0001-01-01T00:30:00+01:00",
+                "2099-12-31T00:00:00Z",  # valid, but past any retention: refused by the server
             ]
         ),
     ),

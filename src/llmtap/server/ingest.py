@@ -11,6 +11,7 @@ import gzip
 import json
 import time
 import zlib
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -45,6 +46,11 @@ __all__ = [
     "truncate_event",
     "validate_items",
 ]
+
+# How far after the server's clock an event may say it started. Retention purges by that
+# time, so an event stamped in 2099 (a client's clock, or a leaked key) would outlive any
+# retention; a clock this far off is refused instead, and the SDK counts it as refused.
+MAX_AHEAD_US = 86_400_000_000
 
 
 async def read_body(request: Request, max_bytes: int, empty: bool = False) -> bytes:
@@ -264,8 +270,12 @@ def store_valid(
     """Prepare and store validated ``events`` (``errors``: those already refused, of ``sent``
     in all); the answer's body. Every way in (the events API, OTLP) stores through here."""
     received_us = int(time.time() * 1_000_000)
+    latest = datetime.fromtimestamp((received_us + MAX_AHEAD_US) / 1e6, timezone.utc)
     rows = []
     for index, event in events:
+        if event.started_at > latest:
+            errors.append({"index": index, "id": event.id, "error": _ahead(event.started_at)})
+            continue
         try:
             rows.append(prepare(event, key, received_us, max_field_bytes, redaction, pricer))
         except Exception as exc:  # valid JSON the store cannot take: this event alone fails
@@ -286,6 +296,13 @@ def store_valid(
         # All-invalid is a client error; a mixed batch is a success with the failures listed.
         result["status"] = 400 if not rows else 200
     return result
+
+
+def _ahead(started_at: datetime) -> str:
+    return (
+        f"started_at: {started_at.isoformat()} is more than a day after the server's clock"
+        " (an event from the future would outlive the project's retention)"
+    )
 
 
 async def receive_events(request: Request) -> JSONResponse:
