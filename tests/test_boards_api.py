@@ -16,6 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llmtap.store import LIVE_LINKS
+
 from .conftest import Project, Server
 from .test_dashboard_http import csrf_of, login
 from .test_server import assert_error_shape, event, post_events
@@ -233,6 +235,16 @@ def test_a_published_board_shows_that_board_only_until_revoked_or_expired(
     assert httpx2.get(server.url + short["url"] + "/data").status_code == 404
     for bad in ({"expires_in_days": 0}, {"expires_in_days": "1"}, {"allow_bodies": 1}, []):
         assert_error_shape(call(project, "POST", f"{BOARDS}/{mine['id']}/shares", bad), 400)
+
+
+def test_a_board_with_its_most_live_links_refuses_another_with_a_409(project: Project) -> None:
+    board = ok(call(project, "POST", BOARDS, {"template": "openai-monitor"}), 201)
+    shares = f"{BOARDS}/{board['id']}/shares"
+    links = [ok(call(project, "POST", shares, {}), 201) for _ in range(LIVE_LINKS)]
+    refused = assert_error_shape(call(project, "POST", shares, {}), 409)
+    assert "revoke one first" in refused["error"]
+    ok(call(project, "DELETE", f"{shares}/{links[0]['id']}"))
+    ok(call(project, "POST", shares, {}), 201)
 
 
 def test_the_dashboard_session_reads_and_writes_with_its_csrf_token(server: Server) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
+from ._boards import DEAD_LINKS_KEPT, LIVE_LINKS, VERSIONS_KEPT
 from ._common import (
     ROLES,
     EventFilter,
@@ -36,10 +37,13 @@ from ._stats import BUCKET_SECONDS, EVENTS_ONLY_GROUPS, GROUPS, TIME_GROUPS, buc
 
 __all__ = [
     "BUCKET_SECONDS",
+    "DEAD_LINKS_KEPT",
     "EVENTS_ONLY_GROUPS",
     "GROUPS",
+    "LIVE_LINKS",
     "ROLES",
     "TIME_GROUPS",
+    "VERSIONS_KEPT",
     "EventFilter",
     "Invitation",
     "KeyInfo",
@@ -466,7 +470,8 @@ class Store(Protocol):
         is_template: bool,
         saved_by: str | None,
     ) -> int | None:
-        """Save a board as a new version (its number); None when there is no such board."""
+        """Save a board as a new version (its number; versions past the newest
+        ``VERSIONS_KEPT`` are forgotten); None when there is no such board."""
 
     def board_versions(self, project_id: int, board_id: str) -> list[dict[str, Any]]:
         """A board's versions, newest first, without their specs."""
@@ -487,8 +492,9 @@ class Store(Protocol):
         created_by: str | None,
         expires_us: int | None,
         allow_bodies: bool,
-    ) -> None:
-        """A read-only link to a board, stored by its token's hash."""
+    ) -> bool:
+        """A read-only link to a board, stored by its token's hash; False when the board has
+        its most live links already (the oldest dead ones are forgotten)."""
 
     def share_by_hash(self, token_hash: str, now_us: int) -> dict[str, Any] | None:
         """The live link with this hash (``project_id``, ``board_id``...), its use noted."""

@@ -4,7 +4,10 @@ PostgreSQL store can take this module as it is.
 
 A board's spec is a JSON document stored as text; it is checked before it gets here (the
 server's ``boards.spec``), and parsed back in Python. Saving a board appends a version in the
-same transaction, so the history is complete."""
+same transaction, so the history is complete, back to the ``VERSIONS_KEPT`` newest (a board
+saved in a loop, by a script or a leaked key, would otherwise grow without end). Links are
+bounded the same way: ``LIVE_LINKS`` live ones a board, and the newest ``DEAD_LINKS_KEPT``
+revoked or expired ones kept to be listed."""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
 
 __all__ = [
+    "DEAD_LINKS_KEPT",
+    "LIVE_LINKS",
+    "VERSIONS_KEPT",
     "attribute_keys",
     "board",
     "board_version",
@@ -32,6 +38,9 @@ __all__ = [
 ]
 
 _SUMMARY = "id, name, owner, is_template, version, created_at, updated_at"
+VERSIONS_KEPT = 100  # a board's newest versions kept (Grafana keeps 20)
+LIVE_LINKS = 100  # live links a board may have at once
+DEAD_LINKS_KEPT = 100  # a board's newest revoked or expired links, kept to be listed
 
 
 def _now() -> str:
@@ -143,6 +152,11 @@ def update_board(
                 (name, json.dumps(spec), int(is_template), _now(), project_id, board_id),
             ),
             _append_version(project_id, board_id, saved_by),
+            (
+                "DELETE FROM board_versions WHERE project_id = ? AND board_id = ? AND version"
+                " <= (SELECT version FROM boards WHERE project_id = ? AND id = ?) - ?",
+                (project_id, board_id, project_id, board_id, VERSIONS_KEPT),
+            ),
         ]
     )
     if cursors[0].rowcount != 1:
@@ -202,12 +216,19 @@ def create_share(
     created_by: str | None,
     expires_us: int | None,
     allow_bodies: bool,
-) -> None:
-    store._write(
+) -> bool:
+    """A new link; False when the board has ``LIVE_LINKS`` live ones already. The board's
+    revoked and expired links past the newest ``DEAD_LINKS_KEPT`` go."""
+    now_us = int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+    board_of = "project_id = ? AND board_id = ?"
+    live = f"{board_of} AND revoked_at IS NULL AND (expires_us IS NULL OR expires_us > ?)"
+    dead = f"{board_of} AND (revoked_at IS NOT NULL OR expires_us <= ?)"
+    cursors = store._write(
         [
             (
                 "INSERT INTO board_shares (project_id, id, board_id, token_hash, created_by,"
-                " created_at, expires_us, allow_bodies) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, expires_us, allow_bodies) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+                f" WHERE (SELECT count(*) FROM board_shares WHERE {live}) < ?",
                 (
                     project_id,
                     share_id,
@@ -217,10 +238,20 @@ def create_share(
                     _now(),
                     expires_us,
                     int(allow_bodies),
+                    project_id,
+                    board_id,
+                    now_us,
+                    LIVE_LINKS,
                 ),
-            )
+            ),
+            (
+                f"DELETE FROM board_shares WHERE {dead} AND id NOT IN (SELECT id FROM"
+                f" board_shares WHERE {dead} ORDER BY created_at DESC, id LIMIT ?)",
+                (project_id, board_id, now_us, project_id, board_id, now_us, DEAD_LINKS_KEPT),
+            ),
         ]
     )
+    return cursors[0].rowcount == 1
 
 
 def share_by_hash(store: SQLiteStore, token_hash: str, now_us: int) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ...store import EventFilter, Store
+from ...store import LIVE_LINKS, EventFilter, Store
 from ..auth import hash_key, refuse_one_environment
 from ..errors import ApiError
 from ..query import json_answer
@@ -219,7 +219,10 @@ def _new_share(store: Store, a: Access, board_id: str, data: Any) -> dict[str, A
     token = secrets.token_urlsafe(24)
     share_id = uuid.uuid4().hex[:12]
     expires = None if days is None else int((time.time() + days * 86400) * 1_000_000)
-    store.create_share(a.project_id, share_id, board_id, hash_key(token), a.who, expires, allow)
+    if not store.create_share(
+        a.project_id, share_id, board_id, hash_key(token), a.who, expires, allow
+    ):
+        raise ApiError(409, f"board {board_id!r} has {LIVE_LINKS} live links: revoke one first")
     return {"id": share_id, "url": f"/b/{token}", "token": token, "expires_us": expires}
 
 
