@@ -245,6 +245,8 @@ def test_a_board_with_its_most_live_links_refuses_another_with_a_409(project: Pr
     assert "revoke one first" in refused["error"]
     ok(call(project, "DELETE", f"{shares}/{links[0]['id']}"))
     ok(call(project, "POST", shares, {}), 201)
+    # Its links go with it (the settings page of this test server lists every link).
+    ok(call(project, "DELETE", f"{BOARDS}/{board['id']}"))
 
 
 def test_the_dashboard_session_reads_and_writes_with_its_csrf_token(server: Server) -> None:

@@ -272,3 +272,70 @@ def test_cached_reasoning_and_low_rating_panels_answer_the_posted_events(server:
         assert page.status_code == 200, page.text[:300]
         choices = json.loads(page.text.split('id="board-choices">', 1)[1].split("</script>", 1)[0])
         assert set(measures) <= set(choices["measures"])
+
+
+def test_a_links_panels_are_computed_once_for_its_readers_and_an_edit_shows_at_once(
+    project: Project,
+) -> None:
+    """A link's data is kept a few seconds for everyone reading it: events posted meanwhile
+    show after that; a save of the board shows at once (a new version, a new answer)."""
+    day = datetime.now(timezone.utc) - timedelta(hours=1)
+    ok(post_events(project, [event(started_at=day.isoformat())]))
+    total = {"id": "total", "measures": ["requests"], "view": "number"}
+    spec = {"time_range": {"last": "7d"}, "panels": [total]}
+    board = ok(call(project, "POST", BOARDS, {"name": "kept", "spec": spec}), 201)
+    link = ok(call(project, "POST", f"{BOARDS}/{board['id']}/shares", {}), 201)
+    url = project.server.url + link["url"] + "/data"
+
+    def count() -> int:
+        (panel,) = ok(httpx2.get(url))["panels"]
+        return sum(g["count"] for g in panel["stats"]["groups"])
+
+    assert count() == 1
+    ok(post_events(project, [event(started_at=day.isoformat())]))
+    assert count() == 1  # the answer of a moment ago
+    renamed = {**total, "id": "renamed"}
+    ok(
+        call(
+            project,
+            "PUT",
+            f"{BOARDS}/{board['id']}",
+            {"name": "kept", "spec": {**spec, "panels": [renamed]}},
+        )
+    )
+    (panel,) = ok(httpx2.get(url))["panels"]
+    assert panel["id"] == "renamed" and sum(g["count"] for g in panel["stats"]["groups"]) == 2
+
+
+def test_answers_asked_for_at_once_are_made_once_and_kept_a_while() -> None:
+    import threading
+    import time
+
+    from llmtap.server.dashboard.boards import Recent
+
+    recent = Recent(seconds=0.5, most=2)
+    made: list[str] = []
+
+    def make(name: str) -> Any:
+        def work() -> Any:
+            made.append(name)
+            time.sleep(0.2)  # the others arrive while it is made
+            return {"made": name, "n": len(made)}
+
+        return work
+
+    answers: list[Any] = []
+    readers = [
+        threading.Thread(target=lambda: answers.append(recent.get("a", make("a"))))
+        for _ in range(8)
+    ]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert made == ["a"] and answers == [{"made": "a", "n": 1}] * 8
+    recent.get("b", make("b"))
+    recent.get("c", make("c"))  # past `most`: "a", the oldest, goes
+    assert recent.get("a", make("a"))["n"] == 4
+    time.sleep(0.6)
+    assert recent.get("c", make("c"))["n"] == 5  # and after `seconds`, made again

@@ -8,7 +8,9 @@ the link's row, never from the request, so no edit of the URL reaches other data
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Hashable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -213,10 +215,57 @@ async def shared_board_events(request: Request) -> Response:
     return await render_page(request, "shared_events.html", data, title=data["board"]["name"])
 
 
+class Recent:
+    """Answers kept for ``seconds`` (at most ``most`` of them): however many ask for one at
+    once, it is computed once. A link is anyone's to read as often as they like, and a board
+    of eight panels over a million events takes a good part of a second to compute."""
+
+    def __init__(self, seconds: float = 5.0, most: int = 256) -> None:
+        self.seconds, self.most = seconds, most
+        self._answers: dict[Hashable, tuple[float, Any]] = {}
+        self._making: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        if (answer := self._fresh(key)) is not None:
+            return answer
+        with self._lock:
+            making = self._making.setdefault(key, threading.Lock())
+        with making:  # the others asking meanwhile wait here, then read what it made
+            if (answer := self._fresh(key)) is not None:
+                return answer
+            answer = make()
+            with self._lock:
+                self._answers.pop(key, None)
+                self._answers[key] = (time.monotonic(), answer)
+                while len(self._answers) > self.most:
+                    oldest = next(iter(self._answers))
+                    del self._answers[oldest]
+                    self._making.pop(oldest, None)
+            return answer
+
+    def _fresh(self, key: Hashable) -> Any:
+        found = self._answers.get(key)
+        if found is None or time.monotonic() - found[0] >= self.seconds:
+            return None
+        return found[1]
+
+
 async def shared_board_data(request: Request) -> Response:
+    """A published board's panels, computed at most once every few seconds for all its
+    readers (an edit of the board shows at once: its version is in the key)."""
+    state = request.app.state
+    recent = getattr(state, "shared_answers", None)
+    if recent is None:
+        recent = state.shared_answers = Recent()
+
     def work() -> dict[str, Any]:
         link, board = _shared(request)
         spec = parse_board({"name": board["name"], "spec": board["spec"]}).spec
-        return board_data(request.app.state.store, link["project_id"], spec)
+        key = (link["project_id"], link["id"], board["version"])
+        answer: dict[str, Any] = recent.get(
+            key, lambda: board_data(state.store, link["project_id"], spec)
+        )
+        return answer
 
     return JSONResponse(await run_in_threadpool(work))
