@@ -1,7 +1,7 @@
 """Every form of the dashboard, fuzzed: each POST route the dashboard declares, logged in as
 the owner with a valid CSRF token, gets fields drawn from every name its pages use, holding
 numbers in every spelling ("²" passes ``str.isdigit`` and fails ``int``), huge and negative
-ones, control characters, other scripts and long text; path ids real or odd. Each answer is
+ones, control characters, other scripts, long text and JSON nested too deep to parse; path ids real or odd. Each answer is
 below 500, and the pages still answer after all of it."""
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ _values = (
     | st.sampled_from(["alpha", "admin", "viewer", "feedback", "events", "cases", "on", "true"])
     | st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
     | st.integers(1, 10).map(lambda n: "x" * (300 * n))
+    | st.sampled_from(["[" * 1500 + "]" * 1500, '{"a":' * 1200 + "1" + "}" * 1200])  # too deep
 )
 
 
@@ -149,7 +150,8 @@ def test_any_form_post_answers_below_500(
     ANSWERS[form, answer.status_code] += 1
 
 
-_WORST = ["²", "9" * 30, "1e309", "NaN", "-1", "\x00", "x" * 3000]
+_TOO_DEEP = "[" * 1500 + "]" * 1500  # JSON nested past what Python's parser takes
+_WORST = ["²", "9" * 30, "1e309", "NaN", "-1", "\x00", "x" * 3000, _TOO_DEEP]
 
 
 @pytest.mark.parametrize("form", FORMS)

@@ -17,7 +17,6 @@ change) and for the dashboard's editor (the session: any role reads, ``member`` 
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 import time
 import uuid
@@ -32,6 +31,7 @@ from starlette.routing import Route
 from ...store import LIVE_LINKS, EventFilter, Store
 from ..auth import hash_key, refuse_one_environment
 from ..errors import ApiError
+from ..ingest import parse_json
 from ..query import json_answer
 from .builtin import BUILTIN
 from .data import board_data
@@ -98,10 +98,7 @@ async def _json_body(request: Request) -> Any:
         body += chunk
         if len(body) > _MAX_BODY:
             raise ApiError(413, f"a board is at most {_MAX_BODY} bytes of JSON")
-    try:
-        return json.loads(body or b"{}")
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ApiError(400, "the body is not JSON (or nested too deep)") from None
+    return parse_json(body or b"{}")
 
 
 def read_board(store: Store, project_id: int, board_id: str) -> dict[str, Any]:

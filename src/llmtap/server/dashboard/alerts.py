@@ -5,7 +5,6 @@ API (``alerts.api``), for a project's admins, with the CSRF token."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from ...store import EventFilter, Store
 from ..alerts.api import alerts_answer, check_item, send_test_now
 from ..alerts.rules import MEASURES, Rule, measure_of
 from ..errors import ApiError
+from ..ingest import parse_json
 from .admin import managed_project
 from .auth import check_csrf
 from .pages import Context
@@ -85,10 +85,7 @@ async def alert_form(request: Request) -> Response:
     """``POST /alerts/new``: a rule, budget or channel (``body``, JSON) for the project."""
     form = await check_csrf(request)
     pid = await managed_project(request, form)
-    try:
-        payload = json.loads(str(form.get("body") or ""))
-    except ValueError as exc:
-        raise ApiError(400, f"body: not JSON: {exc}") from None
+    payload = parse_json(str(form.get("body") or "").encode())  # bounded by the form's limit
     kind = _KINDS.get(str(payload.get("kind", "rule")) if isinstance(payload, dict) else "rule")
     if kind is None:
         raise ApiError(400, "kind: one of rule, budget, webhook, email")
