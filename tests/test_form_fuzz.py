@@ -1,8 +1,8 @@
 """Every form of the dashboard, fuzzed: each POST route the dashboard declares, logged in as
 the owner with a valid CSRF token, gets fields drawn from every name its pages use, holding
 numbers in every spelling ("²" passes ``str.isdigit`` and fails ``int``), huge and negative
-ones, control characters, other scripts, long text and JSON nested too deep to parse; path ids real or odd. Each answer is
-below 500, and the pages still answer after all of it."""
+ones, control characters, other scripts, long text and JSON nested too deep to parse; path
+ids real or odd. Each answer is below 500, and the pages still answer after all of it."""
 
 from __future__ import annotations
 
