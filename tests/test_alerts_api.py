@@ -117,6 +117,11 @@ def test_the_command_line_creates_lists_exports_imports_and_tests(
     bad.write_text(json.dumps({"name": "x", "measure": "vibes", "window": "1h", "threshold": 1}))
     refused = llmtap_cli("alerts", "create", str(bad), **env)
     assert refused.returncode == 1 and "measure" in refused.stderr
+    bad.write_text("[" * 5000 + "]" * 5000)  # past what Python's parser takes: no traceback
+    for command in ("create", "import"):
+        deep = llmtap_cli("alerts", command, str(bad), **env)
+        assert deep.returncode == 2 and "nested too deeply" in deep.stderr, deep.stderr
+        assert "Traceback" not in deep.stderr
     listed = llmtap_cli("alerts", "list", **env)
     assert "rule    slow: latency_p95 above 2000.0 over 900s" in listed.stdout
     assert "budget  month: $0 of $50.0 per month" in listed.stdout

@@ -54,9 +54,11 @@ def test_export_then_import_into_another_project(server: Server, tmp_path: Path)
         ("{", "not JSON"),
         ("[]", "not a boards file"),
         ('{"format": "llmtap-boards/1", "boards": 3}', "must be a list"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
     ):
         path.write_text(text)
         bad = llmtap_cli(
             "boards", "import", str(path), LLMTAP_API_KEY=target_key, LLMTAP_URL=server.url
         )
         assert bad.returncode == 1 and problem in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr

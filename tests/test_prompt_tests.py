@@ -702,6 +702,11 @@ def test_a_run_s_settings_go_over_each_case_s(
     sent = project.event(event["id"])["request"]["extra_body"]
     assert sent == {"temperature": 0.25, "seed": 7, "stop": ["END"], "user": "u 1"}
     assert cli(project, provider, "test", name, "--setting", "nonsense").returncode == 2
+    deep = "[" * 3000 + "]" * 3000  # not JSON Python's parser can take: text, as any other
+    ran = cli(project, provider, "test", name, "--setting", f"user={deep}")
+    assert ran.returncode in (0, 1) and _run_id(ran.stderr), ran.stderr
+    (event,) = project.events(**{"attributes.llmtap_run": _run_id(ran.stderr)})
+    assert project.event(event["id"])["request"]["extra_body"]["user"] == deep
 
 
 def test_a_resumed_run_keeps_its_template_model_and_settings(

@@ -30,6 +30,8 @@ def _read_json(path: str) -> Any:
             return json.load(f)
     except (OSError, ValueError) as exc:
         raise click.BadParameter(f"{path}: {exc}") from None
+    except RecursionError:
+        raise click.BadParameter(f"{path}: JSON nested too deeply") from None
 
 
 def _value(v: Any) -> str:

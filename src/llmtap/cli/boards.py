@@ -64,6 +64,8 @@ def _read(path: str) -> list[dict[str, Any]]:
         raise click.ClickException(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{path}: not JSON: {exc}") from None
+    except RecursionError:
+        raise click.ClickException(f"{path}: not JSON: nested too deeply") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise click.ClickException(
             f"{path}: not a boards file (made by `llmtap boards export`: format {FORMAT!r})"

@@ -158,7 +158,7 @@ def template_file(path: Path) -> list[dict[str, Any]] | str:
     text = path.read_text(encoding="utf-8")
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     if isinstance(parsed, list) and all(isinstance(m, dict) for m in parsed):
         return parsed
@@ -338,7 +338,7 @@ def _settings(given: tuple[str, ...]) -> dict[str, Any]:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--setting")
         try:
             out[name.strip()] = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             out[name.strip()] = raw
     return out
 
