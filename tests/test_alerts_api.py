@@ -14,8 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ._receivers import Webhook
-from .conftest import Project, Server
+from ._stores import STORE_BACKENDS
+from .conftest import Project, Server, server_on_each_backend
 from .test_cli import llmtap_cli
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 PATHS = ["/api/v1/alerts", "/api/v1/budgets", "/api/v1/alert-channels", "/api/v1/alerts/import"]
 _texts = st.text(max_size=30) | st.sampled_from(["", "\ud800", "a" * 600, "attributes.", "user"])

@@ -18,9 +18,15 @@ from hypothesis import strategies as st
 
 from llmtap.store import LIVE_LINKS
 
-from .conftest import Project, Server
+from ._stores import STORE_BACKENDS
+from .conftest import Project, Server, server_on_each_backend
 from .test_dashboard_http import csrf_of, login
 from .test_server import assert_error_shape, event, post_events
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 BOARDS = "/api/v1/boards"
 

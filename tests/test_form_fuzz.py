@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from llmtap.server.dashboard import dashboard_routes
 
+from ._stores import STORE_BACKENDS
 from .conftest import Project, Server, start_server, stop_server
 from .test_dashboard_http import csrf_of, login
 from .test_server import event, post_events
@@ -68,9 +69,17 @@ class World:
         return csrf_of(self.browser.get("/settings").text)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    server = start_server(tmp_path_factory.mktemp("form-fuzz"))
+@pytest.fixture(scope="module", params=STORE_BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """A server of its own on each store backend (PostgreSQL refuses text SQLite takes, NUL)."""
+    db = (
+        request.getfixturevalue("postgres").fresh_database()
+        if request.param == "postgresql"
+        else None
+    )
+    server = start_server(tmp_path_factory.mktemp("form-fuzz"), db=db)
     key = server.new_key("alpha", scopes=("ingest", "read", "admin"))
     eid = str(uuid.uuid4())
     post_events(Project(key, server), [event(id=eid, feedback_key="fuzz-key")])

@@ -26,8 +26,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from tests.conftest import Project, start_server, stop_server
+from tests._stores import STORE_BACKENDS
+from tests.conftest import Project, server_on_each_backend, start_server, stop_server
 from tests.test_server import assert_error_shape
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 LEGACY = {

@@ -10,10 +10,17 @@ import uuid
 from typing import Any
 
 import httpx2
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import Project, Server
+from ._stores import STORE_BACKENDS
+from .conftest import Project, Server, server_on_each_backend
+
+# Every test here runs on a server of each store backend.
+server = pytest.fixture(scope="module", params=STORE_BACKENDS, name="server")(
+    server_on_each_backend
+)
 
 _SETTINGS = settings(
     max_examples=150,
