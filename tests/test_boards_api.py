@@ -278,15 +278,24 @@ def test_an_environment_only_key_sees_its_environment_in_every_panel(server: Ser
     for env, count in (("prod", 3), ("dev", 5)):
         sender = Project(server.new_key(name, env), server)
         ok(post_events(sender, [event(started_at=now) for _ in range(count)]))
+    dev = Project(server.new_key(name, "dev"), server)
+    ok(post_events(dev, [event(started_at=now, attributes={"dev-secret-flag": "on"})]))
     admin = Project(server.new_key(name, "prod"), server)
     board = ok(call(admin, "POST", BOARDS, {"template": "openai-monitor"}), 201)
     prod_only = Project(server.new_key(name, "prod", scopes=("read",), env_only=True), server)
     everything = ok(call(admin, "GET", f"{BOARDS}/{board['id']}/data"))["panels"][0]
     confined = ok(call(prod_only, "GET", f"{BOARDS}/{board['id']}/data"))["panels"][0]
-    assert everything["stats"]["groups"][0]["count"] == 8
+    assert everything["stats"]["groups"][0]["count"] == 9
     assert confined["stats"]["groups"][0]["count"] == 3
     fields = ok(call(prod_only, "GET", f"{BOARDS}/fields"))
     assert [e["value"] for e in fields["environment"]] == ["prod"]
+    # The project's attribute names span its environments: not listed to this key (a key's
+    # values of a name it knows are its environment's).
+    assert "dev-secret-flag" not in json.dumps(fields) and fields["attributes"] == []
+    assert ok(call(prod_only, "GET", f"{BOARDS}/fields", key="dev-secret-flag"))["values"] == []
+    assert {a["key"] for a in ok(call(admin, "GET", f"{BOARDS}/fields"))["attributes"]} == {
+        "dev-secret-flag"
+    }
 
 
 def test_a_key_of_one_environment_cannot_change_what_a_link_shows(server: Server) -> None:

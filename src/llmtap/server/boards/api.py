@@ -181,7 +181,8 @@ def _version(store: Store, a: Access, board_id: str, version: Any) -> dict[str, 
 
 def _fields(store: Store, a: Access, key: str | None) -> dict[str, Any]:
     """What a picker offers: each dimension's values and the attribute keys, with counts (from
-    the stats query); with ``key``, that attribute's values."""
+    the stats query); with ``key``, that attribute's values. Of the keys, none to a key of one
+    environment."""
     f = EventFilter(environment=a.environment)
     if key is not None:
         answer = store.stats(a.project_id, f, [f"attributes.{key}"])
@@ -197,7 +198,9 @@ def _fields(store: Store, a: Access, key: str | None) -> dict[str, Any]:
         )
         for g, answer in zip(_FIELD_GROUPS, answers, strict=True)
     }
-    out["attributes"] = store.attribute_keys(a.project_id)
+    # The names (and value counts) span the project's environments: not for a key confined
+    # to one (it still reads the values of a name it knows, from its environment's events).
+    out["attributes"] = store.attribute_keys(a.project_id) if a.environment is None else []
     return out
 
 
