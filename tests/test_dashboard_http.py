@@ -249,3 +249,23 @@ def test_an_attributes_links_find_its_events_whatever_its_name_holds(
             "/groups", params={"project": name, "by": "attributes.a=b", "range": "all"}
         ).text
         assert linked(browser, groups, "c") == [equals_in_key["id"]]
+
+
+def test_the_group_by_page_shows_the_largest_thousand_groups(
+    server: Server, project: Project
+) -> None:
+    """Grouped by a value unique per call (a request id), a page of every group would be a
+    row per event: the 1,000 largest are shown, and how many more there are."""
+    common = [event(attributes={"request": "shared"}) for _ in range(3)]
+    unique = [event(attributes={"request": f"r{i}"}) for i in range(1004)]
+    assert post_events(project, common + unique).json()["stored"] == 1007
+    name = project.events()[0]["project"]
+    params = {"project": name, "by": "attributes.request", "range": "all"}
+    with login(server) as browser:
+        page = browser.get("/groups", params=params)
+        data = browser.get("/groups", params={**params, "format": "json"}).json()
+    assert page.status_code == 200
+    assert page.text.count("<tr>") == 1 + 1000  # the head's row, and the groups'
+    assert "1,000 largest groups are shown; 5 more are not" in page.text
+    assert len(data["groups"]) == 1000 and data["groups_not_shown"] == 5
+    assert data["groups"][0]["key"]["attributes.request"] == "shared"

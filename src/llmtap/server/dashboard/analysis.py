@@ -33,6 +33,7 @@ RANGES = {
     "all": ("all time", None, "day"),
 }
 BREAKDOWNS = ("model", "prompt_template_name", "environment")
+GROUPS_SHOWN = 1000
 GROUPABLE = (
     "model",
     "prompt_template_name",
@@ -130,7 +131,15 @@ async def groups_page(request: Request) -> Response:
     range_name, f, _ = _range(request)
     answer = await run_in_threadpool(ctx.store.stats, project["id"], f, [by])
     groups = sorted(answer["groups"], key=lambda g: -g["count"])
-    data = {"project": project["name"], "by": by, "range": range_name, "groups": groups}
+    data = {
+        "project": project["name"],
+        "by": by,
+        "range": range_name,
+        # The largest: grouped by a value unique per call (a request id), a page of every
+        # group would be a row per event.
+        "groups": groups[:GROUPS_SHOWN],
+        "groups_not_shown": max(len(groups) - GROUPS_SHOWN, 0),
+    }
     return await render_page(
         request,
         "groups.html",
