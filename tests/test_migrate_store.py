@@ -222,6 +222,14 @@ def test_a_target_that_holds_data_is_refused(tmp_path: Path) -> None:
     result = migrate(source, target)
     assert result.returncode == 1
     assert "copy into an empty store" in result.stderr
+    # A user alone (made on the new server before the copy): the source's user of that name
+    # would have been skipped, and its roles given to the target's.
+    alone = str(tmp_path / "c.db")
+    store = open_store(alone)
+    store.create_user("alice", "not-a-hash")
+    store.close()
+    result = migrate(source, alone)
+    assert result.returncode == 1 and "(users)" in result.stderr, result.stderr
 
 
 def test_an_unreachable_target_is_one_line_without_its_password(tmp_path: Path) -> None:

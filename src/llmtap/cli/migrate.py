@@ -62,10 +62,15 @@ def _copy(src: Store, dst: Store, batch_size: int, progress: bool) -> list[tuple
                 f"table {table['name']} differs between the stores: upgrade both to the same"
                 " llmtap version"
             )
-    # Rows in a target no copy wrote would be kept, and an id taken there would skip the
-    # source's row of that id: only an empty store, or one this copy was filling, is a target.
-    if dst.copy_progress("projects") is None and dst.count_rows("projects"):
-        raise click.ClickException("the target holds projects already: copy into an empty store")
+    # Rows in a target no copy wrote would be kept, and a key taken there would skip the
+    # source's row of that key (a user of the same name would keep the source's roles): only
+    # an empty store, or one this copy was filling, is a target.
+    if not any(dst.copy_progress(t["name"]) for t in tables):
+        held = [t["name"] for t in tables if dst.count_rows(t["name"])]
+        if held:
+            raise click.ClickException(
+                f"the target holds data already ({', '.join(held)}): copy into an empty store"
+            )
     for table in tables:
         name = table["name"]
         state = dst.copy_progress(name) or {"after": None, "done": False}
