@@ -197,7 +197,23 @@ def test_a_postgresql_server_that_is_down_is_one_clear_error_without_the_passwor
             "postgresql://u:***@h/db?PassWord=***&sslpassword=***",
         ),
         ("/tmp/x:pw@y.db", "/tmp/x:pw@y.db"),  # a file path is not a URL
+        # libpq takes these unescaped; urlsplit ends the user part at "#", "?" or "/"
+        ("postgresql://bob:ab#cdSECRET@h:1/db", "postgresql://bob:***@h:1/db"),
+        ("postgresql://bob:a?bSECRET@h/db", "postgresql://bob:***@h/db"),
+        ("postgresql://bob:a/bSECRET@h/db", "postgresql://bob:***@h/db"),
+        ("postgresql://bob:a@bSECRET@h/db", "postgresql://bob:***@h/db"),
+        ("postgres://bob:s3cretSECRET@[::1/db", "postgres://bob:***@[::1/db"),  # urlsplit refuses
     ],
 )
 def test_describe_db_masks_a_url_password(db: str, shown: str) -> None:
     assert describe_db(db) == shown
+
+
+def test_a_url_libpq_cannot_parse_is_one_line_without_its_password() -> None:
+    for url in (
+        "postgres://bob:s3cretSECRET@[::1/db",
+        "postgresql://bob:ab#cdSECRET@127.0.0.1:1/db",
+    ):
+        with pytest.raises(StoreUnavailable) as caught:
+            open_store(url)
+        assert "SECRET" not in str(caught.value) and len(str(caught.value).splitlines()) == 1

@@ -8,8 +8,8 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict
-from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import Any, NamedTuple, TypedDict
+from urllib.parse import unquote
 
 from ..wire import Event
 from ._facts import Facts, facts_of_event
@@ -102,36 +102,56 @@ ROLES = ("viewer", "member", "admin")
 _SECRET_PARAMS = frozenset({"password", "sslpassword"})
 
 
+class _DbUrl(NamedTuple):
+    scheme: str
+    user: str | None  # None: no user part (no "@")
+    password: str | None  # as written; None: none in the user part
+    where: str  # host, port and database
+    query: list[tuple[str, str, str]]  # (name, "=", value) pairs
+
+
+def _db_url(url: str) -> _DbUrl | None:
+    """A database URL taken apart; None when ``url`` has no ``scheme://``. Split by hand, not
+    by ``urlsplit``: libpq takes a password holding an unescaped ``#``, ``?`` or ``/`` (where
+    ``urlsplit`` ends the user part early) and URLs ``urlsplit`` refuses, and every password
+    must still be found. The user part ends at the last ``@``: a query holding one is masked
+    more than it needs, never less."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    userinfo, at, rest = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    where, _, query = rest.partition("?")
+    return _DbUrl(
+        scheme,
+        user if at else None,
+        password if at and colon else None,
+        where,
+        [p.partition("=") for p in query.split("&")] if query else [],
+    )
+
+
 def mask_url(url: str) -> str:
     """``url`` with its passwords (in its user part, or as a ``password`` query parameter)
     replaced by ``***``: what may be printed or logged."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            host = parts.netloc.rpartition("@")[2]
-            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-        if parts.query:
-            pairs = [p.partition("=") for p in parts.query.split("&")]
-            query = "&".join(
-                f"{k}=***" if unquote(k).lower() in _SECRET_PARAMS else f"{k}{eq}{v}"
-                for k, eq, v in pairs
-            )
-            parts = parts._replace(query=query)
-        return urlunsplit(parts)
-    except ValueError:  # not even a URL: nothing of it can be trusted to print
-        return "postgresql://***"
+    u = _db_url(url)
+    if u is None:
+        return url
+    who = "" if u.user is None else f"{u.user}:***@" if u.password is not None else f"{u.user}@"
+    query = "&".join(
+        f"{k}=***" if unquote(k).lower() in _SECRET_PARAMS else f"{k}{eq}{v}"
+        for k, eq, v in u.query
+    )
+    return f"{u.scheme}://{who}{u.where}" + (f"?{query}" if u.query else "")
 
 
 def url_secrets(url: str) -> list[str]:
     """The passwords ``url`` holds, as written in it and decoded: what no message may show."""
-    try:
-        parts = urlsplit(url)
-        found = [parts.password or ""]
-        for key, _, value in (p.partition("=") for p in parts.query.split("&")):
-            if unquote(key).lower() in _SECRET_PARAMS:
-                found.append(value)
-    except ValueError:
+    u = _db_url(url)
+    if u is None:
         return []
+    found = [u.password or ""]
+    found += [v for k, _, v in u.query if unquote(k).lower() in _SECRET_PARAMS]
     # Longest first: a decoded password inside its encoded form is masked whole.
     return sorted({s for raw in found for s in (raw, unquote(raw)) if s}, key=len, reverse=True)
 
