@@ -157,6 +157,23 @@ def test_unknown_models_are_null_and_listed_until_overridden(project: Project) -
         library("gpt-4o-mini", input_tokens=10, output_tokens=10)
     )
 
+    # What went wrong is one line, never a traceback; a model name an ingest key sent cannot
+    # write a terminal's escape sequences.
+    send(project, model="\x1b]0;PWNED\x07\x1b[2Jfake-model", usage=usage(10, 10))
+    listed = subprocess.run([*cli, "prices", "list", *env_args], capture_output=True, text=True)
+    assert "?]0;PWNED??[2Jfake-model" in listed.stdout and "\x1b" not in listed.stdout
+    nowhere = ["--url", "http://127.0.0.1:1", "--api-key", project.key]
+    for args, status, words in (
+        (["prices", "list", *nowhere], 1, "cannot reach the server"),
+        (["prices", "list", "--url", project.server.url, "--api-key", "wrong"], 1, "401"),
+        (["prices", "unset", "no-such-model", *env_args], 1, "404"),
+        (["prices", "set", "m", "--input", "1", "--output", "nan", *env_args], 2, "from 0 up"),
+        (["prices", "set", "m", "--input", "-1", "--output", "1", *env_args], 2, "from 0 up"),
+    ):
+        done = subprocess.run([*cli, *args], capture_output=True, text=True)
+        assert done.returncode == status and words in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
 
 def test_dated_override(project: Project) -> None:
     early = send(
