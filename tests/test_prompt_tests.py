@@ -739,3 +739,31 @@ def test_a_resumed_run_keeps_its_template_model_and_settings(
     assert len(calls) == len(SPORTS)
     for call in calls:
         assert project.event(call["id"])["request"]["extra_body"] == {"temperature": 0.5}
+
+
+def test_files_that_cannot_be_read_or_written_are_one_line_before_any_work(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Not UTF-8, or a folder that does not exist: a one-line error naming the file, before
+    a set is made, a call is paid for or an export is read (no traceback)."""
+    name = f"files-{uuid.uuid4().hex[:8]}"
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"input": "caf\xe9"}\n')
+    missing = tmp_path / "no-such-folder" / "out"
+    _import(project, provider, tmp_path, name, [_case("chess")])
+    for args, words in (
+        (["testsets", "import", f"{name}-2", str(latin)], "not UTF-8"),
+        (["test", name, "--template", str(latin)], "not UTF-8"),
+        (["test", name, "--template", str(tmp_path / f"{name}.jsonl"),
+          "--junit", f"{missing}.xml"], "cannot write"),
+        (["export", "-o", f"{missing}.csv"], "cannot write"),
+    ):  # fmt: skip
+        done = cli(project, provider, *args)
+        assert done.returncode == 1 and words in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    sets = [
+        s["name"] for s in project.server.get("/api/v1/testsets", project.key).json()["testsets"]
+    ]
+    assert f"{name}-2" not in sets
+    assert project.events() == []  # no call was made
+    assert not missing.parent.exists()

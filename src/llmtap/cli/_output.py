@@ -6,6 +6,8 @@ import os
 import re
 from pathlib import Path
 
+import click
+
 # Control characters: what a stored text (a model name, a template's) must not send to the
 # terminal (escape sequences retitle it, hide lines, or write the clipboard).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -13,12 +15,27 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 def private_file(path: Path) -> None:
     """Make ``path`` (or empty it) readable and writable by its owner only, before anything
-    is written to it: an export or a report holds prompts and answers."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    is written to it: an export or a report holds prompts and answers. A path that cannot be
+    written (no such folder, a folder, no permission) is a usage error naming it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
     try:
         os.fchmod(fd, 0o600)  # a file that was there keeps its mode otherwise
     finally:
         os.close(fd)
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of the file at ``path``; a usage error naming it when it cannot be read
+    or is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path}: not UTF-8 text") from None
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

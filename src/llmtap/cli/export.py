@@ -99,6 +99,7 @@ def export(
             raise click.ClickException(
                 "parquet export needs pyarrow: pip install 'llmtap[parquet]'"
             ) from None
+    private_file(output)  # first: a path that cannot be written fails before any reading
     api = api_for(url, api_key)
     filters = event_filters(kw)
     # The stats answer from aggregates, so the total for the bar costs next to nothing.
@@ -117,7 +118,6 @@ def export(
                 yield event
                 bar.update(1)
 
-        private_file(output)
         if fmt == "parquet":
             _write_parquet(counted(), output)
         else:

@@ -24,7 +24,7 @@ from ..evals.cases import DEFAULT_THRESHOLD
 from ..evals.results import missed_thresholds
 from ..evals.runner import Runner, RunOptions, sampling_settings, uncapped
 from ._options import api_key_option, url_option
-from ._output import private_file, table
+from ._output import private_file, read_text, table
 from ._query import api_errors_reported
 
 __all__ = ["revision_template", "template_file", "test", "testsets"]
@@ -109,6 +109,7 @@ def import_(
     NAME, made if missing."""
     from ..api import ApiError
 
+    text = read_text(file)  # before the set is made: a file that cannot be read makes nothing
     with _api(url, api_key) as api:
         try:
             testset_id = api.testset_id(name)
@@ -117,7 +118,7 @@ def import_(
                 raise
             made = api.create_testset(name, source="cases", evaluators=list(evaluators) or None)
             testset_id = made["testset"]["id"]
-        _say_added(api.import_jsonl(testset_id, file.read_text(encoding="utf-8")))
+        _say_added(api.import_jsonl(testset_id, text))
 
 
 @testsets.command("list")
@@ -155,7 +156,7 @@ def delete(url: str, api_key: str | None, name: str) -> None:
 
 def template_file(path: Path) -> list[dict[str, Any]] | str:
     """A JSON list of chat messages, or else the file's text as a text template."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
@@ -241,6 +242,8 @@ def test(
             parse_evaluator(spec)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--evaluator") from None
+    if junit:
+        private_file(junit)  # before the run: a path that cannot be written fails for free
     with _api(url, api_key) as api:
         template = template_file(template_path) if template_path else None
         if revision:
@@ -293,7 +296,6 @@ def test(
         view = api.run_view(run_id, baseline) if baseline else outcome
     _report(testset, view, outcome["status"])
     if junit:
-        private_file(junit)
         junit.write_bytes(junit_xml(testset, view))
     missed = missed_thresholds(view["summary"], outcome["status"], min_pass, max_regressions)
     if missed:
