@@ -3,6 +3,7 @@ loopback without a credential, and pages that are the JSON API rendered."""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import subprocess
@@ -269,3 +270,28 @@ def test_the_group_by_page_shows_the_largest_thousand_groups(
     assert "1,000 largest groups are shown; 5 more are not" in page.text
     assert len(data["groups"]) == 1000 and data["groups_not_shown"] == 5
     assert data["groups"][0]["key"]["attributes.request"] == "shared"
+
+
+def test_the_next_page_keeps_every_attribute_filter(server: Server, project: Project) -> None:
+    """Two ``attr`` filters: the "Older" link (and the delete form on its page) selects what
+    the first page did, not the last filter alone."""
+    from datetime import timedelta
+
+    from .test_server import T0
+
+    both = [
+        event(attributes={"aa": "1", "bb": "2"}, started_at=(T0 - timedelta(minutes=i)).isoformat())
+        for i in range(3)
+    ]
+    other = event(
+        attributes={"aa": "other", "bb": "2"}, started_at=(T0 - timedelta(hours=1)).isoformat()
+    )
+    post_events(project, [*both, other])
+    name = project.events()[0]["project"]
+    query = [("project", name), ("attr", "aa=1"), ("attr", "bb=2"), ("limit", "2")]
+    with login(server) as browser:
+        first = browser.get("/events", params=query).text
+        older = re.search(r'href="(/events\?[^"]*cursor=[^"]*)"', first)
+        assert older is not None
+        page = browser.get(html.unescape(older.group(1)) + "&format=json").json()
+    assert [e["id"] for e in page["events"]] == [both[2]["id"]]

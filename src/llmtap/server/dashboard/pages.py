@@ -86,9 +86,10 @@ async def events_page(request: Request) -> Response:
     selecting = {k: v for k, v in params.items() if k not in _LISTING}
     next_url = None
     if page["next_cursor"]:
-        query = dict(request.query_params)
-        query["cursor"] = page["next_cursor"]
-        next_url = "/events?" + urlencode(query)
+        # Every filter as given, repeated ones too (``attr`` may be): the next page, and the
+        # delete form on it, select what this one does.
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        next_url = "/events?" + urlencode([*query, ("cursor", page["next_cursor"])])
     # The sets the matching events can be added to (the form's choice, beside a new one).
     testsets = await run_in_threadpool(ctx.store.list_testsets, project["id"])
     return await render_page(
