@@ -255,6 +255,40 @@ def test_hostile_bodies_get_clear_4xx(project: Project) -> None:
     assert project.events() == []
 
 
+def test_a_request_of_too_many_spans_events_or_records_is_a_413(project: Project) -> None:
+    """A small body can hold a great many items (an empty span event is two bytes): spans,
+    span events and log records have a bound per request, as events do."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    def traces(spans: int, events: int) -> bytes:
+        request = ExportTraceServiceRequest()
+        scope = request.resource_spans.add().scope_spans.add()
+        for i in range(spans):
+            span = scope.spans.add(trace_id=b"\x01" * 16, span_id=(i + 1).to_bytes(8, "big"))
+            span.start_time_unix_nano = 1_767_225_600 * 10**9
+        for _ in range(events):
+            scope.spans[0].events.add()
+        return request.SerializeToString()  # type: ignore[no-any-return]
+
+    logs = ExportLogsServiceRequest()
+    records = logs.resource_logs.add().scope_logs.add()
+    for _ in range(10_001):
+        records.log_records.add(event_name="gen_ai.user.message")
+    for path, body, words in (
+        ("/v1/traces", traces(10_001, 0), "10,001 spans: 10,000 at most"),
+        ("/v1/traces", traces(1, 100_001), "100,001 span events: 100,000 at most"),
+        ("/v1/logs", logs.SerializeToString(), "10,001 log records: 10,000 at most"),
+    ):
+        response = project.server.post(path, project.key, headers=PROTOBUF, content=body)
+        assert words in otlp_error(response, 413)
+    # At the bounds, taken (these spans are no model calls: kept as their trace's context).
+    answer = _answer(_post(project, traces(10_000, 100_000)))
+    assert answer.partial_success.rejected_spans == 0
+
+
 def otlp_error(response: httpx2.Response, status: int) -> str:
     """The message of an OTLP endpoint's error, whose body the OTLP/HTTP spec makes a
     ``google.rpc.Status`` in the request's encoding: protobuf, or JSON (with llmtap's own

@@ -27,6 +27,9 @@ from ..errors import ApiError
 
 __all__ = [
     "JSON",
+    "MAX_RECORDS",
+    "MAX_SPANS",
+    "MAX_SPAN_EVENTS",
     "PROTOBUF",
     "LogRecord",
     "Span",
@@ -41,6 +44,12 @@ __all__ = [
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+# What one request may hold, as the events API's ``MAX_BATCH_EVENTS``: the work of a request
+# (and the write transaction that stores it) grows with its items, and a small body can hold
+# a great many (an empty span event is two bytes). Exporters send batches of 512.
+MAX_SPANS = 10_000
+MAX_SPAN_EVENTS = 100_000  # of all its spans together
+MAX_RECORDS = 10_000
 # OTLP/JSON writes ids as hex, where protobuf's JSON mapping expects base64 for bytes.
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
@@ -84,16 +93,28 @@ class LogRecord:
 
 
 def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    """The request message of an OTLP traces body; a 400 when it is not one."""
+    """The request message of an OTLP traces body; a 400 when it is not one, a 413 when it
+    holds more than ``MAX_SPANS`` spans or ``MAX_SPAN_EVENTS`` span events."""
     message = ExportTraceServiceRequest()
     _parse(body, content_type, message, _trace_ids_to_base64)
+    spans = [s.spans for r in message.resource_spans for s in r.scope_spans]
+    _at_most(sum(len(s) for s in spans), MAX_SPANS, "spans")
+    _at_most(sum(len(pb.events) for s in spans for pb in s), MAX_SPAN_EVENTS, "span events")
     return message
 
 
+def _at_most(count: int, most: int, what: str) -> None:
+    if count > most:
+        raise ApiError(413, f"{count:,} {what}: {most:,} at most in one request")
+
+
 def decode_logs(body: bytes, content_type: str) -> ExportLogsServiceRequest:
-    """The request message of an OTLP logs body; a 400 when it is not one."""
+    """The request message of an OTLP logs body; a 400 when it is not one, a 413 past
+    ``MAX_RECORDS`` log records."""
     message = ExportLogsServiceRequest()
     _parse(body, content_type, message, _log_ids_to_base64)
+    records = sum(len(s.log_records) for r in message.resource_logs for s in r.scope_logs)
+    _at_most(records, MAX_RECORDS, "log records")
     return message
 
 
