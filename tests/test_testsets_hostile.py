@@ -339,3 +339,11 @@ def test_json_lines_break_at_newlines_only(project: Project) -> None:
     assert added.status_code == 200, added.text
     cases = server.get(f"/api/v1/testsets/{testset_id}", project.key).json()["cases"]
     assert sorted(c["original_output"] for c in cases) == sorted(outputs)
+
+
+def test_an_id_of_thousands_of_digits_is_a_404_not_a_500(server: Server) -> None:
+    """Python's ``int`` refuses text past 4,300 digits: such a path matches no route."""
+    huge = "9" * 4301
+    for path in (f"/testsets/{huge}", f"/api/v1/testsets/{huge}", f"/testsets/1/cases/{huge}"):
+        answer = httpx2.get(server.url + path, headers={"accept": "application/json"})
+        assert answer.status_code == 404, (path, answer.text[:300])

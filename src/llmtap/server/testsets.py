@@ -551,15 +551,15 @@ async def set_run_status(request: Request) -> JSONResponse:
 
 
 def testset_routes() -> list[Route]:
-    cases = "/api/v1/testsets/{testset_id:int}/cases"
+    cases = "/api/v1/testsets/{testset_id:id}/cases"
     return [
         Route("/api/v1/testsets", list_testsets, methods=["GET"]),
         Route("/api/v1/testsets", create_testset, methods=["POST"]),
-        Route("/api/v1/testsets/{testset_id:int}", get_testset, methods=["GET"]),
-        Route("/api/v1/testsets/{testset_id:int}", delete_testset, methods=["DELETE"]),
+        Route("/api/v1/testsets/{testset_id:id}", get_testset, methods=["GET"]),
+        Route("/api/v1/testsets/{testset_id:id}", delete_testset, methods=["DELETE"]),
         Route(cases, add_cases, methods=["POST"]),
-        Route(cases + "/{case_id:int}", edit_case, methods=["PATCH"]),
-        Route(cases + "/{case_id:int}", delete_case, methods=["DELETE"]),
+        Route(cases + "/{case_id:id}", edit_case, methods=["PATCH"]),
+        Route(cases + "/{case_id:id}", delete_case, methods=["DELETE"]),
         Route("/api/v1/runs", list_runs, methods=["GET"]),
         Route("/api/v1/runs", create_run, methods=["POST"]),
         Route("/api/v1/runs/{run_id}", get_run, methods=["GET"]),
