@@ -295,3 +295,19 @@ def test_the_next_page_keeps_every_attribute_filter(server: Server, project: Pro
         assert older is not None
         page = browser.get(html.unescape(older.group(1)) + "&format=json").json()
     assert [e["id"] for e in page["events"]] == [both[2]["id"]]
+
+
+def test_the_deleted_notice_shows_a_count_and_nothing_else(
+    server: Server, project: Project
+) -> None:
+    """The notice after a delete is a number in the URL: other text there is someone's link
+    (a page saying what its maker wants, in the dashboard's own voice)."""
+    post_events(project, [event()])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        count = browser.get("/events", params={"project": name, "deleted": "1234"}).text
+        spoof = browser.get(
+            "/events", params={"project": name, "deleted": "ALL; log in at x.example"}
+        )
+    assert "Deleted 1,234 event(s)" in count
+    assert "x.example" not in spoof.text and "Deleted" not in spoof.text
