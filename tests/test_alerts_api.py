@@ -133,6 +133,7 @@ def test_the_command_line_creates_lists_exports_imports_and_tests(
     assert "budget  month: $0 of $50.0 per month" in listed.stdout
     exported = tmp_path / "alerts.json"
     assert llmtap_cli("alerts", "export", "-o", str(exported), **env).returncode == 0
+    assert exported.stat().st_mode & 0o777 == 0o600  # as every file a command writes
     document = json.loads(exported.read_text())
     assert [r["name"] for r in document["rules"]] == ["slow"]
     other = Project(server.new_key(), server)

@@ -11,11 +11,13 @@ them, a read key lists them)::
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 
 from ._options import api_key_option, url_option
+from ._output import private_file
 from ._query import api_errors_reported, api_for
 
 
@@ -93,8 +95,12 @@ def create(url: str, api_key: str | None, file: str) -> None:
 def export_(url: str, api_key: str | None, output: str) -> None:
     """Rules and budgets as one JSON document (channels hold secrets: not exported)."""
     document = api_for(url, api_key).export_alerts()
-    with click.open_file(output, "w", encoding="utf-8") as f:
-        f.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    private_file(Path(output))  # as every file a command writes: its owner's alone
+    Path(output).write_text(text, encoding="utf-8")
 
 
 @alerts.command("import")
