@@ -140,6 +140,29 @@ def test_records_sent_before_the_span_fill_its_event_once(project: Project) -> N
     assert _event(project)["request"]["messages"][1]["content"] == "Capital of France?"
 
 
+def test_a_span_twice_in_one_request_is_built_with_its_records(project: Project) -> None:
+    """An exporter's retry can put a span in a batch twice: whichever copy is stored, it
+    carries the messages held for it."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    call = Call(MESSAGES)
+    assert _answer(_logs(project, call.logs_body)).partial_success.rejected_log_records == 0
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(call.span_body)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans.add().CopyFrom(spans[0])
+    response = project.server.post(
+        "/v1/traces", project.key, headers=PROTOBUF, content=request.SerializeToString()
+    )
+    assert response.status_code == 200, response.text
+    assert [m["content"] for m in _event(project)["request"]["messages"]] == [
+        "Be brief.",
+        "Capital of France?",
+    ]
+
+
 def test_the_details_event_with_structured_messages(project: Project) -> None:
     """The newer conventions' ``gen_ai.client.inference.operation.details``: the messages as
     structured attributes of one record."""

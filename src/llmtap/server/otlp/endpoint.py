@@ -135,17 +135,17 @@ def _with_held_records(store: Store, project_id: int, spans: list[Span]) -> list
     """Give each span the log records held for it (its call's messages, sent as events on the
     logs pipeline, see ``logs``) as events of its own; those records, ``(event id, record
     id)``."""
-    ids = {
-        event_id(project_id, span.trace_id, span.span_id): span
-        for span in spans
-        if valid_ids(span.trace_id, span.span_id)
-    }
+    ids: dict[str, list[Span]] = {}
+    for span in spans:
+        if valid_ids(span.trace_id, span.span_id):
+            ids.setdefault(event_id(project_id, span.trace_id, span.span_id), []).append(span)
     held = store.held_records(project_id, list(ids)) if ids else {}
     for target, records in held.items():
-        span = ids[target]
-        span.events.extend(span_events([record for _, record in records]))
-        # Their texts are the event's too: bound by the field limit as the span's own are.
-        span.wire_bytes += sum(len(record) for _, record in records)
+        events = span_events([record for _, record in records])
+        for span in ids[target]:  # each copy of a span sent twice: whichever is stored
+            span.events.extend(events)
+            # Their texts are the event's too: bound by the field limit as the span's own.
+            span.wire_bytes += sum(len(record) for _, record in records)
     return [(target, record_id) for target, records in held.items() for record_id, _ in records]
 
 
