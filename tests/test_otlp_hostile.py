@@ -152,6 +152,43 @@ def test_openinference_template_session_and_metadata(project: Project) -> None:
     assert [g["key"] for g in stats["groups"]] == [{"attributes.user": "u-1"}]
 
 
+def test_a_frameworks_own_input_gives_way_to_the_flattened_messages(project: Project) -> None:
+    """OpenInference's LangChain spans carry LangChain's own objects as ``input.value``; the
+    call is its flattened messages, model and parameters, as an OpenAI request."""
+    langchain = {
+        "messages": [
+            [
+                {
+                    "lc": 1,
+                    "type": "constructor",
+                    "id": ["langchain", "schema", "messages", "HumanMessage"],
+                    "kwargs": {"content": "Capital of France?", "type": "human"},
+                }
+            ]
+        ]
+    }
+    spans = _spans(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.invocation_parameters": json.dumps({"temperature": 0.2}),
+            "input.value": json.dumps(langchain),
+            "input.mime_type": "application/json",
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.content": "Capital of France?",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": "Paris.",
+        }
+    )
+    _answer(_post(project, _body(spans)))
+    (listed,) = project.events()
+    assert project.event(listed["id"])["request"] == {
+        "model": "gpt-4o-mini",
+        "temperature": 0.2,
+        "messages": [{"role": "user", "content": "Capital of France?"}],
+    }
+
+
 def test_mixed_batch_good_stored_bad_counted_never_5xx(project: Project) -> None:
     huge = "x" * (10 * 1024 * 1024)
     spans = _spans(

@@ -89,8 +89,10 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
     outputs = messages(attrs.take_prefix("llm.output_messages."))
     tools = attrs.take_prefix("llm.tools.")
     request = _json_value(attrs, "input")
-    if not isinstance(request, dict):
-        # No JSON request body: the call rebuilt from its parts, as the SDK would record it.
+    if not isinstance(request, dict) or (inputs and not _provider_request(request)):
+        # No JSON request body, or a framework's own input (LangChain's message objects, a
+        # Gemini request's ``contents``) where the flattened messages are the call's: the
+        # call rebuilt from its parts, as the SDK would record it.
         sent = request
         request = {"model": model, **(params if isinstance(params, dict) else {})}
         if inputs:
@@ -159,6 +161,13 @@ def _parsed(value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
     except (ValueError, RecursionError):
         return value
+
+
+def _provider_request(request: dict[str, Any]) -> bool:
+    """Whether a JSON ``input.value`` is a chat request as OpenAI's and Anthropic's SDKs send
+    it: messages, each with its role."""
+    sent = request.get("messages")
+    return isinstance(sent, list) and all(isinstance(m, dict) and "role" in m for m in sent)
 
 
 def _json_value(attrs: Attrs, name: str) -> Any:
