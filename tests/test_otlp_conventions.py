@@ -115,6 +115,25 @@ def test_ai_sdk_spans(project: Project) -> None:
     assert not any(k.startswith("ai.") for k in event["attributes"])  # all read
 
 
+def test_ai_sdk_cached_and_reasoning_tokens_beside_the_genai_totals(project: Project) -> None:
+    """Its spans carry the GenAI names with the totals only: the cached and reasoning counts
+    come from ``ai.usage.*``. Cached past the input (Anthropic's, through AI SDK 5, leaves
+    them out of it) are added to it, as llmtap counts input tokens."""
+    usages = [
+        ({"ai.usage.cachedInputTokens": 30, "ai.usage.reasoningTokens": 5}, 40, 30, 5),
+        ({"ai.usage.cachedInputTokens": 5000, "ai.usage.inputTokens": 10,
+          "gen_ai.usage.input_tokens": 10}, 5010, 5000, None),
+    ]  # fmt: skip
+    for extra, *_ in usages:
+        _answer(_post(project, _body(_spans({**INNER, **extra}))))
+    events = [project.event(e["id"]) for e in reversed(project.events())]
+    for event, (_, input_tokens, cached, reasoning) in zip(events, usages, strict=True):
+        usage = event["usage"]
+        assert (usage["input_tokens"], usage["cached_tokens"]) == (input_tokens, cached)
+        assert usage.get("reasoning_tokens") == reasoning
+        assert usage["total_tokens"] == input_tokens + 7
+
+
 def test_older_per_message_events(project: Project) -> None:
     """The older GenAI conventions' message events (``gen_ai.user.message``, ``gen_ai.choice``)
     on the span: as attributes, or as a JSON body in ``gen_ai.event.content``."""

@@ -167,7 +167,19 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         total = usage["input_tokens"] + usage["output_tokens"]
     if any(v is not None for v in usage.values()):
         usage["total_tokens"] = total
-        event.setdefault("usage", {k: v for k, v in usage.items() if v is not None})
+        # Its spans carry the GenAI names too, with the totals only: the cached and reasoning
+        # counts come from here, field by field, under what an earlier convention set.
+        merged = event.setdefault("usage", {})
+        for name, value in usage.items():
+            if value is not None:
+                merged.setdefault(name, value)
+        cached, given = merged.get("cached_tokens"), merged.get("input_tokens")
+        if cached is not None and given is not None and cached > given:
+            # Not included in the input (Anthropic's, through AI SDK 5): llmtap's input
+            # tokens include those read from the cache, as OpenAI counts them.
+            merged["input_tokens"] = given + cached
+            if merged.get("output_tokens") is not None:
+                merged["total_tokens"] = merged["input_tokens"] + merged["output_tokens"]
     first = attrs.take("ai.response.msToFirstChunk")
     if isinstance(first, int | float) and not isinstance(first, bool) and first >= 0:
         event.setdefault("ttft_ms", float(first))
