@@ -4,11 +4,14 @@ deleting the chain's calls deletes them."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import httpx2
 
+from llmtap.store import Store
+from llmtap.store._context import CONTEXT_BYTES
 from tests.conftest import Project, Server, start_server, stop_server
 from tests.test_dashboard_http import login
 from tests.test_otlp_hostile import LEGACY, _answer, _body, _post, _spans
@@ -71,3 +74,20 @@ def test_context_spans_can_be_dropped(tmp_path: Path) -> None:
         assert "steps between them" not in _chain_page(name, project, call["chain_id"])
     finally:
         stop_server(server)
+
+
+def test_a_chain_reads_its_context_spans_within_a_byte_budget(store: Store) -> None:
+    """A span's attributes are bounded each, not in number: a chain's page reads its spans'
+    attributes up to ``CONTEXT_BYTES`` (one span at least), as a page of events is bounded."""
+    project = store.ensure_project("p")
+    third = CONTEXT_BYTES // 3 + 1
+    rows = [
+        ("t" * 32, f"{i:016x}", None, f"step {i}", "internal", 1_000 + i, 1.0, "ok",
+         json.dumps({"text": str(i) * third}))
+        for i in range(4)
+    ]  # fmt: skip
+    assert store.insert_context(project, rows) == 4
+    read = store.chain_context(project, "t" * 32)
+    assert [s["name"] for s in read] == ["step 0", "step 1", "step 2"]  # the 4th is past it
+    (alone,) = store.chain_context(project, "t" * 32, limit=1)
+    assert alone["attributes"]["text"] == "0" * third

@@ -292,7 +292,8 @@ class Store(Protocol):
     def chain_context(
         self, project_id: int, chain_id: str, limit: int = 500
     ) -> list[dict[str, Any]]:
-        """The chain's first ``limit`` context spans, in time order."""
+        """The chain's first ``limit`` context spans, in time order, within 8 MiB of
+        attributes (one at least)."""
 
     # -- OTLP log records held for their span (see _held) ----------------------------------
 

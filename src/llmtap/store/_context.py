@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["chain_context", "forget_orphan_context", "insert_context"]
+__all__ = ["CONTEXT_BYTES", "chain_context", "forget_orphan_context", "insert_context"]
 
 _COLUMNS = (
     "project_id, trace_id, span_id, parent_span_id, name, kind, started_us, duration_ms,"
@@ -39,16 +39,25 @@ def insert_context(store: Any, project_id: int, rows: Sequence[tuple[Any, ...]])
     return sum(max(cursor.rowcount, 0) for cursor in cursors)
 
 
+# What the context spans of one chain page may hold of attributes, as a page of events
+# (``_queries.PAGE_BYTES``): a span's attributes are bounded each, not in number, so a
+# trace's spans could otherwise fill the server's memory.
+CONTEXT_BYTES = 8 * 1024 * 1024
+
+
 def chain_context(
     store: Any, project_id: int, chain_id: str, limit: int = 500
 ) -> list[dict[str, Any]]:
-    """The first ``limit`` context spans of the chain (trace), in time order."""
+    """The first ``limit`` context spans of the chain (trace), in time order, and within
+    ``CONTEXT_BYTES`` of attributes (one span at least)."""
     rows = (
         store._reader()
         .execute(
-            f"SELECT {_COLUMNS} FROM context_spans WHERE project_id = ? AND trace_id = ?"
-            " ORDER BY started_us, span_id LIMIT ?",
-            (project_id, chain_id, limit),
+            f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, sum(length(attributes)) OVER"
+            " (ORDER BY started_us, span_id) - length(attributes) AS before"
+            " FROM context_spans WHERE project_id = ? AND trace_id = ?) AS spans"
+            " WHERE before < ? ORDER BY started_us, span_id LIMIT ?",
+            (project_id, chain_id, CONTEXT_BYTES, limit),
         )
         .fetchall()
     )
