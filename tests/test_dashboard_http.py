@@ -311,3 +311,31 @@ def test_the_deleted_notice_shows_a_count_and_nothing_else(
         )
     assert "Deleted 1,234 event(s)" in count
     assert "x.example" not in spoof.text and "Deleted" not in spoof.text
+
+
+def test_the_feedback_page_shows_a_line_per_feedback_not_whole_events(
+    server: Server, project: Project
+) -> None:
+    """Answers and better responses can be megabytes: the page cuts them to a line's worth;
+    the download has them whole."""
+    big = "x" * 300_000
+    rated = event(
+        output_text=big,
+        feedback_key="big-key",
+        request={"messages": [{"role": "user", "content": big}]},
+    )
+    post_events(project, [rated])
+    sent = {"feedback_key": "big-key", "rating": 0.1, "better_response": "y" * 300_000}
+    assert server.post("/api/v1/feedback", project.key, json=sent).status_code == 200
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get("/feedback", params={"project": name})
+        as_json = browser.get("/feedback", params={"project": name, "format": "json"})
+        download = browser.get("/feedback", params={"project": name, "format": "jsonl"})
+    assert page.status_code == 200 and len(page.content) < 100_000
+    (line,) = as_json.json()["feedback"]
+    assert line["event"]["id"] == rated["id"] and "request" not in line["event"]
+    assert line["event"]["output_text"] == "x" * 1000 + "…"
+    assert line["better_response"] == "y" * 1000 + "…"
+    assert len(as_json.content) < 100_000
+    assert big in download.text and "y" * 300_000 in download.text

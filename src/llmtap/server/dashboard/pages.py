@@ -233,5 +233,27 @@ async def feedback_page(request: Request) -> Response:
                 "content-disposition": _attachment(f"llmtap-feedback-{project['name']}.jsonl")
             },
         )
-    data = {"project": project["name"], "feedback": items}
+    # A line each: the rated call's id, template and answer, cut as the events list's are
+    # (events can be megabytes each; the download above has them whole).
+    data = {"project": project["name"], "feedback": [_feedback_line(i) for i in items]}
     return await render_page(request, "feedback.html", data, projects=projects, title="Feedback")
+
+
+FEEDBACK_TEXT = 1000  # characters of an answer, and of a better response, a line shows
+
+
+def _feedback_line(item: dict[str, Any]) -> dict[str, Any]:
+    event = item.get("event")
+    if event is not None:
+        event = {
+            "id": event.get("id"),
+            "prompt_template_name": event.get("prompt_template_name"),
+            "output_text": _cut(event.get("output_text")),
+        }
+    return {**item, "event": event, "better_response": _cut(item.get("better_response"))}
+
+
+def _cut(text: Any) -> Any:
+    if isinstance(text, str) and len(text) > FEEDBACK_TEXT:
+        return text[:FEEDBACK_TEXT] + "…"
+    return text
