@@ -78,3 +78,16 @@ def test_events_without_key_is_a_clear_error(project: Project) -> None:
     assert "API key" in result.stderr
     wrong = llmtap_cli("events", "--url", project.server.url, "--api-key", "lt_nope")
     assert wrong.returncode != 0 and "invalid API key" in wrong.stderr
+
+
+def test_a_db_that_is_no_sqlite_store_is_one_line(tmp_path: Path) -> None:
+    """Not a database, a folder, a place no folder can be made: one line, exit 1."""
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    runs = [("keys", "list", "--db", str(db)) for db in (text, tmp_path, "/proc/no-such/x.db")]
+    runs.append(("migrate-store", "--from", str(text), "--to", str(tmp_path / "new.db")))
+    for args in runs:
+        done = llmtap_cli(*args)
+        assert done.returncode == 1 and "cannot open the SQLite store" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "new.db").exists()

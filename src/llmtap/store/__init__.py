@@ -13,6 +13,7 @@ with the same signature; the store tests run against each backend (``store`` fix
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
@@ -574,7 +575,8 @@ def open_store(db: str, read_db: str | None = None) -> Store:
     """The store at ``db``, migrated to the newest schema: a SQLite file path (created if
     missing), or a ``postgresql://`` (``postgres://``) URL (needs the ``postgres`` extra:
     ``pip install 'llmtap[server,postgres]'``). Raises ``StoreUnavailable`` when the
-    PostgreSQL server cannot be reached.
+    PostgreSQL server cannot be reached, or the SQLite file cannot be opened (it is no
+    database, a folder, in a folder that cannot be made).
 
     ``read_db``: the URL of a streaming replica of a PostgreSQL ``db`` that the queries
     (events, stats, templates, exports) read from; every write, and the reads that must be
@@ -600,7 +602,10 @@ def open_store(db: str, read_db: str | None = None) -> Store:
         # Its portable methods are adopted from SQLiteStore when the module loads (see
         # _postgres): the contract test checks them, a type checker cannot see them.
         return cast(Store, PostgresStore(db, read_url=read_db or None))
-    return SQLiteStore(db)
+    try:
+        return SQLiteStore(db)
+    except (sqlite3.DatabaseError, OSError) as e:  # not a database, a folder, no such place
+        raise StoreUnavailable(f"cannot open the SQLite store {db}: {e}") from None
 
 
 def describe_db(db: str) -> str:
