@@ -91,3 +91,16 @@ def test_a_db_that_is_no_sqlite_store_is_one_line(tmp_path: Path) -> None:
         assert done.returncode == 1 and "cannot open the SQLite store" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "new.db").exists()
+
+
+def test_serve_refuses_a_bad_server_setting_before_it_listens(tmp_path: Path) -> None:
+    for env in (
+        {"LLMTAP_MAX_BODY_BYTES": "lots"},
+        {"LLMTAP_REDACT_FIELDS": "notjson"},
+        {"LLMTAP_RETENTION_INTERVAL": "hourly"},
+        {"LLMTAP_RETENTION_KEEP_STATS": "maybe"},
+    ):
+        done = llmtap_cli("serve", "--db", str(tmp_path / "x.db"), "--port", "1", **env)
+        (name,) = env
+        assert done.returncode == 2 and name in done.stderr, done.stderr
+        assert "listening" not in done.stderr and "Traceback" not in done.stderr

@@ -46,7 +46,10 @@ class Setting:
                 return False
             raise ValueError(f"{self.env}={raw!r}: expected one of 1/0, true/false, yes/no")
         if self.kind is dict:
-            value = json.loads(raw)
+            try:
+                value = json.loads(raw)
+            except (ValueError, RecursionError):
+                value = None
             if not isinstance(value, dict):
                 raise ValueError(f"{self.env} must be a JSON object")
             return value

@@ -46,6 +46,16 @@ def serve(
 ) -> None:
     """Run the llmtap server: ingest and query API, and the dashboard."""
     from ..server.dashboard.auth import MIN_TOKEN
+    from ..settings import SETTINGS, resolve
+
+    # Every server setting read now: a bad LLMTAP_* is a usage error naming it, not a
+    # traceback once the server has said it listens.
+    for setting in SETTINGS.values():
+        if setting.scope == "server":
+            try:
+                resolve(setting.name)
+            except ValueError as e:
+                raise click.UsageError(str(e)) from None
 
     if admin_token and len(admin_token) < MIN_TOKEN:
         raise click.UsageError(
