@@ -604,3 +604,26 @@ def test_mail_goes_over_starttls_to_a_relay_whose_certificate_is_checked(tmp_pat
         assert len(relay.messages) == 1  # the untrusted server's mail never reached it
     finally:
         relay.close()
+
+
+def test_a_link_points_at_the_port_the_server_was_started_on(tmp_path: Path) -> None:
+    """No public_url: an alert's link names the host and port given to ``serve`` (it had
+    named the defaults, 127.0.0.1:7420, whatever the server was started with)."""
+    fast = {k: v for k, v in FAST.items() if k != "LLMTAP_PUBLIC_URL"}
+    server = start_server(tmp_path, fast)
+    hook = Webhook()
+    try:
+        project = Project(server.new_key(), server)
+        create(project, "/api/v1/alert-channels", {"kind": "webhook", "name": "h", "url": hook.url})
+        create(
+            project,
+            "/api/v1/alerts",
+            {"name": "busy", "measure": "requests", "window": "1h", "threshold": 0},
+        )
+        send(project, [event(started_at=ago(minutes=5))])
+        wait_until(lambda: events_of(hook, "busy", "firing"), what="the firing webhook")
+        (firing,) = events_of(hook, "busy", "firing")
+        assert firing["link"].startswith(server.url + "/events?project="), firing["link"]
+    finally:
+        hook.close()
+        stop_server(server)

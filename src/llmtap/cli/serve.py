@@ -94,6 +94,9 @@ def serve(
     click.echo(
         f"llmtap listening on http://{host}:{port}  (dashboard: http://{host}:{port}/)", err=True
     )
+    # Where this server listens, for the links its notifications carry (``public_url``
+    # unset), in this process and in each worker.
+    os.environ["LLMTAP_HOST"], os.environ["LLMTAP_PORT"] = host, str(port)
     options: dict[str, Any] = {
         "host": host,
         "port": port,
