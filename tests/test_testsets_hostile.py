@@ -347,3 +347,19 @@ def test_an_id_of_thousands_of_digits_is_a_404_not_a_500(server: Server) -> None
     for path in (f"/testsets/{huge}", f"/api/v1/testsets/{huge}", f"/testsets/1/cases/{huge}"):
         answer = httpx2.get(server.url + path, headers={"accept": "application/json"})
         assert answer.status_code == 404, (path, answer.text[:300])
+
+
+def test_a_set_whose_cases_are_refused_is_not_made(project: Project) -> None:
+    """Cases the store cannot keep (nested past 100 levels) are refused before their set is
+    made: the request leaves no empty set behind."""
+    deep: Any = "x"
+    for _ in range(150):
+        deep = [deep]
+    name = f"deep-{uuid.uuid4().hex[:6]}"
+    case = {"input": [{"role": "user", "content": "hi"}], "output": "ok", "expected": None,
+            "template_params": {"deep": deep}}  # fmt: skip
+    body = {"name": name, "source": "cases", "cases": [case]}
+    refused = project.server.post("/api/v1/testsets", project.key, json=body)
+    assert refused.status_code == 400 and "invalid cases" in refused.text, refused.text
+    listed = project.server.get("/api/v1/testsets", project.key).json()["testsets"]
+    assert name not in [s["name"] for s in listed]

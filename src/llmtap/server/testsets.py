@@ -41,6 +41,7 @@ __all__ = [
     "add_cases_to",
     "build_cases",
     "change_case",
+    "check_cases",
     "remove_case",
     "run_view",
     "testset_routes",
@@ -248,12 +249,24 @@ def build_cases(store: Store, key: Any, src: Source) -> list[dict[str, Any]]:
     return [c.case(src.threshold) for c in src.cases]
 
 
-def add_cases_to(
-    store: Store, project_id: int, testset_id: int, cases: list[dict[str, Any]]
-) -> Any:
+def check_cases(cases: list[dict[str, Any]]) -> None:
+    """A 400 when ``cases`` hold what the store cannot keep (see ``ingest.not_storable``):
+    before a set is made for them, so a refused request leaves no empty set behind."""
     problem = not_storable(cases)
     if problem:
         raise ApiError(400, f"invalid cases: {problem}")
+
+
+def add_cases_to(
+    store: Store,
+    project_id: int,
+    testset_id: int,
+    cases: list[dict[str, Any]],
+    checked: bool = False,
+) -> Any:
+    """Add ``cases`` (``checked``: by ``check_cases`` already) to the set."""
+    if not checked:
+        check_cases(cases)
     refused = store.add_cases(project_id, testset_id, cases) if cases else []
     return {
         "added": len(cases) - len(refused),
@@ -326,11 +339,12 @@ async def create_testset(request: Request) -> JSONResponse:
     def make() -> dict[str, Any]:
         _check_evaluators(evaluators)  # compiles patterns and schemas: here, not on the loop
         cases = build_cases(state.store, key, new)
+        check_cases(cases)
         try:
             testset_id = state.store.create_testset(key.project_id, new.name, evaluators)
         except NameTaken as exc:
             raise ApiError(409, str(exc)) from None
-        added = add_cases_to(state.store, key.project_id, testset_id, cases)
+        added = add_cases_to(state.store, key.project_id, testset_id, cases, checked=True)
         return {"ok": True, "testset": state.store.get_testset(key.project_id, testset_id), **added}
 
     return JSONResponse(await run_in_threadpool(make), status_code=201)

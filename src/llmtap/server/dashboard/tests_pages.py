@@ -26,6 +26,7 @@ from ..testsets import (
     add_cases_to,
     build_cases,
     change_case,
+    check_cases,
     remove_case,
     run_view,
 )
@@ -163,6 +164,7 @@ async def new_testset_form(request: Request) -> Response:
 
     def make() -> int:
         cases = build_cases(store, key, src)
+        check_cases(cases)  # before the set is made: a refusal leaves no empty set
         if existing:
             testset_id = int(existing)
             if store.get_testset(pid, testset_id) is None:
@@ -172,7 +174,7 @@ async def new_testset_form(request: Request) -> Response:
                 testset_id = int(store.create_testset(pid, name, ["normalized"]))
             except NameTaken as exc:
                 raise ApiError(409, str(exc)) from None
-        add_cases_to(store, pid, testset_id, cases)
+        add_cases_to(store, pid, testset_id, cases, checked=True)
         return testset_id
 
     testset_id = await run_in_threadpool(make)
