@@ -339,3 +339,23 @@ def test_the_feedback_page_shows_a_line_per_feedback_not_whole_events(
     assert line["better_response"] == "y" * 1000 + "…"
     assert len(as_json.content) < 100_000
     assert big in download.text and "y" * 300_000 in download.text
+
+
+def test_each_attribute_value_links_to_the_events_that_share_it(
+    server: Server, project: Project
+) -> None:
+    """A true, a number, an object, a list: each link names the value as the filter compares
+    it, so it finds its event; a null links nowhere (no filter can name it)."""
+    values = {"flag": True, "n": 3, "obj": {"a": [1, "b"]}, "list": [1, 2], "none": None}
+    tagged = event(attributes=values)
+    post_events(project, [tagged, event(attributes={"flag": False, "n": 4})])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(f"/events/{tagged['id']}", params={"project": name}).text
+        links = [
+            html.unescape(h) for h in re.findall(r'<a href="(/events\?[^"]*attributes[^"]*)"', page)
+        ]
+        assert len(links) == 4, links  # none for the null
+        for link in links:
+            found = browser.get(link + "&format=json").json()["events"]
+            assert [e["id"] for e in found] == [tagged["id"]], link

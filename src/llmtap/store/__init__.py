@@ -33,6 +33,7 @@ from ._common import (
     search_words,
     to_us,
 )
+from ._facts import attribute_text
 from ._sqlite import SQLiteStore
 from ._stats import BUCKET_SECONDS, EVENTS_ONLY_GROUPS, GROUPS, TIME_GROUPS, bucket_start
 
@@ -54,6 +55,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "UserRecord",
+    "attribute_text",
     "bucket_start",
     "decode_cursor",
     "describe_db",

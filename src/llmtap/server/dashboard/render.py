@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
+from ...store import attribute_text
 from ...wire import finite_number, parse_instant
 from .auth import csrf_token, current_user, set_csrf_cookie
 from .conversation import pretty_json
@@ -159,6 +160,7 @@ def page_url(path: str, project: str = "", **params: Any) -> str:
 
 templates.env.globals["url"] = page_url
 templates.env.filters.update(
+    attr_text=attribute_text,
     pretty=pretty_json,
     datetime_input=_datetime_input,
     short_time=_short_time,
