@@ -311,3 +311,31 @@ def test_a_run_says_which_version_of_its_set_it_ran(server: Server) -> None:
             if row.css_first("td a") is not None
         }
         assert versions == {first: "1", second: "2"}
+
+
+def test_a_big_set_and_its_run_are_shown_a_page_of_cases_at_a_time(server: Server) -> None:
+    """Tens of thousands of cases would be a page of tens of megabytes: 500 a page, with
+    links to the pages beside it; a page past the last shows the last."""
+    name = f"big-{uuid.uuid4().hex[:6]}"
+    key = server.new_key(name)
+    case = {"input": [{"role": "user", "content": "hi"}], "output": "ok"}
+    body = {"name": "big", "source": "cases", "cases": [case] * 1203}
+    made = server.post("/api/v1/testsets", key, json=body)
+    assert made.status_code == 201, made.text
+    testset = made.json()["testset"]
+    run = {"id": f"r{uuid.uuid4().hex[:8]}", "testset": testset["id"], "config": {}}
+    assert server.post("/api/v1/runs", key, json=run).status_code == 201
+    with login(server) as browser:
+        for path in (f"/testsets/{testset['id']}", f"/runs/{run['id']}"):
+            pages = {}
+            for page in ("1", "3", "99"):
+                answer = browser.get(path, params={"project": name, "page": page})
+                assert answer.status_code == 200, answer.text[:300]
+                pages[page] = LexborHTMLParser(answer.text)
+            rows = [len(p.css("table.events")[-1].css("tbody tr")) for p in pages.values()]
+            assert rows == [500, 203, 203], (path, rows)
+            pager = pages["1"].css_first("p.pager").text()
+            assert "Cases 1 to 500 of 1,203." in pager and "next" in pager
+            assert "previous" in pages["3"].css_first("p.pager").text()
+            bad = browser.get(path, params={"project": name, "page": "²"})
+            assert bad.status_code == 400

@@ -63,19 +63,52 @@ def _set_with_runs(store: Any, project_id: int, testset_id: int) -> dict[str, An
     return {"testset": testset, "runs": store.list_runs(project_id, testset_id)}
 
 
+# Cases a page of a test set (or of a run) shows: a set can hold tens of thousands.
+CASES_SHOWN = 500
+
+
+def _page_of(request: Request, rows: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The rows of the page ``?page=`` asks for (from 1; past the last, the last), and where
+    it is among them, with the links to the pages beside it."""
+    asked = whole_number(request.query_params.get("page", "1"), 10**9)
+    if asked is None:
+        raise ApiError(400, "page: a whole number from 1")
+    pages = max(1, -(-len(rows) // CASES_SHOWN))
+    page = min(asked, pages)
+    start = (page - 1) * CASES_SHOWN
+
+    def link(to: int) -> str | None:
+        if not 1 <= to <= pages or to == page:
+            return None
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
+        return f"{request.url.path}?{urlencode([*query, ('page', str(to))])}"
+
+    where = {
+        "first": start + 1,
+        "last": min(start + CASES_SHOWN, len(rows)),
+        "total": len(rows),
+        "previous": link(page - 1),
+        "next": link(page + 1),
+    }
+    return rows[start : start + CASES_SHOWN], where
+
+
 async def testset_page(request: Request) -> Response:
     ctx = Context(request)
     project, projects = await ctx.project()
     testset_id = int(request.path_params["testset_id"])
     found = await run_in_threadpool(_set_with_runs, ctx.store, project["id"], testset_id)
-    data = {"project": project["name"], **found}
+    every = found["testset"]["cases"]
+    shown, paging = _page_of(request, every)
+    found["testset"] = {**found["testset"], "cases": shown}
+    data = {"project": project["name"], **found, "paging": paging}
     title = f"Test set {found['testset']['name']}"
     user = user_of(request)
     may_change = user.is_owner or user.role(project["name"]) in ("member", "admin")
     ready = request.app.state.provider.configured
     revisions: list[dict[str, Any]] = []
     if ready and may_change:  # the run form's choice: a stored revision of the cases' templates
-        names = {c.get("prompt_template_name") for c in found["testset"]["cases"]}
+        names = {c.get("prompt_template_name") for c in every}
         for template in await run_in_threadpool(ctx.store.templates, project["id"]):
             if template["name"] in names:
                 revisions += [
@@ -103,7 +136,8 @@ async def run_page(request: Request) -> Response:
     baseline = request.query_params.get("baseline") or None
     view = await run_in_threadpool(run_view, ctx.store, project["id"], run_id, baseline)
     others = await run_in_threadpool(ctx.store.list_runs, project["id"], view["run"]["testset_id"])
-    data = {"project": project["name"], **view}
+    rows, paging = _page_of(request, view["cases"])
+    data = {"project": project["name"], **view, "cases": rows, "paging": paging}
     return await render_page(
         request,
         "run.html",
