@@ -411,6 +411,42 @@ def test_records_after_their_span_are_refused_and_not_left_held(store: Store) ->
     assert store.held_records(key.project_id, [target]) == {}
 
 
+def test_records_held_while_their_span_is_being_stored_are_not_lost(store: Store) -> None:
+    """A logs request that holds a call's records while a traces request is between reading
+    the held records and storing the call's event: without an order, the records are read
+    by neither (the traces request read before they were held, the logs request looked
+    before the event was stored) and wait 15 minutes for nothing. In order, the logs
+    request waits, finds the event, and refuses them saying why."""
+    import threading
+
+    key = KeyInfo(1, store.ensure_project("race"), "race", "dev")
+    call = Call(MESSAGES)
+    answers: list[tuple[int, str]] = []
+    store_events = store.insert_events
+
+    def meanwhile(rows: Any) -> Any:  # the traces request, about to store its events
+        logs = threading.Thread(
+            target=lambda: answers.append(ingest_logs(store, key, call.logs_body, PROTOBUF_TYPE))
+        )
+        logs.start()
+        logs.join(0.5)  # done by now, unless it waits for this request
+        return store_events(rows)
+
+    store.insert_events = meanwhile  # type: ignore[method-assign]
+    try:
+        assert ingest_traces(store, key, call.span_body, PROTOBUF_TYPE) == (0, "")
+    finally:
+        store.insert_events = store_events  # type: ignore[method-assign]
+    for _ in range(100):
+        if answers:
+            break
+        time.sleep(0.05)
+    ((rejected, message),) = answers
+    assert rejected == len(MESSAGES) and "came after its call's span" in message
+    target = event_id(key.project_id, call.trace_id, call.span_id)
+    assert store.held_records(key.project_id, [target]) == {}
+
+
 def test_what_a_project_redacts_is_redacted_before_it_is_held(store: Store) -> None:
     """Records wait in the database up to 15 minutes: each is redacted before it is held as
     the event field its content lands in is redacted (a message in the request, a choice in

@@ -7,7 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,6 +19,7 @@ from .decode import Span
 
 __all__ = [
     "ANNOTATION_PREFIXES",
+    "HELD_ORDER",
     "Attrs",
     "base_event",
     "event_id",
@@ -39,6 +44,51 @@ ANNOTATION_PREFIXES = tuple(
     for scope in ("", "trace.", "session.")
     for plural in ("annotations", "evaluations")
 )
+
+
+class _HeldOrder:
+    """Keeps a logs request from holding a call's records while a traces request of the same
+    project is between reading the records held for its spans and storing their events.
+
+    A traces request reads what is held, then stores; a logs request holds, then looks for
+    the events its records belong to (and refuses records whose event is stored). A logs
+    request that held and looked in between would find no event yet, and the traces request
+    had read before the records were there: the records silently left out of the event. In
+    order, the records are in the event, or refused saying why. Traces requests pass
+    together; a logs request waits for those under way, and new ones wait for it. In this
+    process: several processes (``--workers``, PostgreSQL) keep that window between them."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._reading: Counter[int] = Counter()  # traces requests under way, by project
+        self._holding: Counter[int] = Counter()  # logs requests holding or waiting to
+
+    @contextmanager
+    def traces(self, project_id: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._holding[project_id])
+            self._reading[project_id] += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._reading[project_id] -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def logs(self, project_id: int) -> Iterator[None]:
+        with self._changed:
+            self._holding[project_id] += 1  # from now on, new traces requests wait
+            self._changed.wait_for(lambda: not self._reading[project_id])
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._holding[project_id] -= 1
+                self._changed.notify_all()
+
+
+HELD_ORDER = _HeldOrder()
 
 
 class Attrs:

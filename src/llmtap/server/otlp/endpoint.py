@@ -33,7 +33,7 @@ from ..errors import ApiError
 from ..ingest import read_body, store_valid, validate_items
 from ..prices import Pricer
 from ..redaction import Redaction
-from .common import event_id, valid_ids
+from .common import HELD_ORDER, event_id, valid_ids
 from .context import context_row
 from .decode import JSON, PROTOBUF, Span, decode, span_events, spans_of
 from .evaluation import Judged, ratings_of
@@ -71,6 +71,11 @@ def ingest_traces(
 ) -> tuple[int, str]:
     """Decode, map and store one OTLP body: (spans rejected, the message saying why)."""
     spans = spans_of(decode(body, content_type))
+    with HELD_ORDER.traces(key.project_id):  # from reading the held records to storing
+        return _ingest_spans(store, key, spans, intake)
+
+
+def _ingest_spans(store: Store, key: KeyInfo, spans: list[Span], intake: Intake) -> tuple[int, str]:
     held = _with_held_records(store, key.project_id, spans)
     items: list[dict[str, Any]] = []
     refused: list[str] = []

@@ -38,7 +38,7 @@ from starlette.responses import Response
 from ...pii import redact_value
 from ...store import KeyInfo, Store
 from ..redaction import Redaction
-from .common import event_id, valid_ids
+from .common import HELD_ORDER, event_id, valid_ids
 from .decode import decode_logs, held_record, records_of
 from .endpoint import otlp_answer, otlp_request, refusals
 from .evaluation import EVALUATION, rating_of_record
@@ -102,23 +102,26 @@ def ingest_logs(
         text = json.dumps({**held_as, "position": position})
         target = event_id(project, record.trace_id, record.span_id)
         held.setdefault(target, []).append((record.name, record_id, text))
-    refused += _over_bounds(store, project, held, max_held_chars)
     now_us = time.time_ns() // 1000
-    store.hold_records(
-        project,
-        [(target, rid, now_us, text) for target, rows in held.items() for _, rid, text in rows],
-    )
-    # Looked for once held, not before: a span stored before this look has its event, and
-    # these records come too late for it (dropped again, and refused saying so); one stored
-    # after it read them, or reads them yet.
-    for target in store.existing_event_ids(project, list(held)) if held else ():
-        rows = held.pop(target)
-        store.forget_held(project, [(target, rid) for _, rid, _ in rows])
-        refused += [
-            f"a {name} record came after its call's span {target}, whose event is stored:"
-            " send logs at least as often as spans"
-            for name, _, _ in rows
-        ]
+    # No traces request of the project between reading the held records and storing its
+    # events meanwhile (see ``HELD_ORDER``).
+    with HELD_ORDER.logs(project):
+        refused += _over_bounds(store, project, held, max_held_chars)
+        store.hold_records(
+            project,
+            [(target, rid, now_us, text) for target, rows in held.items() for _, rid, text in rows],
+        )
+        # Looked for once held, not before: a span stored before this look has its event,
+        # and these records come too late for it (dropped again, and refused saying so); one
+        # stored after it read them.
+        for target in store.existing_event_ids(project, list(held)) if held else ():
+            rows = held.pop(target)
+            store.forget_held(project, [(target, rid) for _, rid, _ in rows])
+            refused += [
+                f"a {name} record came after its call's span {target}, whose event is stored:"
+                " send logs at least as often as spans"
+                for name, _, _ in rows
+            ]
     for rating in ratings.values():
         store.insert_feedback(project, rating.feedback_key, rating.rating, None, rating.feedback_id)
     _expire(store, now_us)
