@@ -104,3 +104,14 @@ def test_serve_refuses_a_bad_server_setting_before_it_listens(tmp_path: Path) ->
         (name,) = env
         assert done.returncode == 2 and name in done.stderr, done.stderr
         assert "listening" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_key_or_url_that_cannot_be_sent_is_a_usage_error() -> None:
+    for env, words in (
+        ({"LLMTAP_API_KEY": "clé", "LLMTAP_URL": "http://127.0.0.1:1"}, "is not an llmtap key"),
+        ({"LLMTAP_API_KEY": "k", "LLMTAP_URL": "http://[::1"}, "LLMTAP_URL"),
+    ):
+        for args in (["events"], ["testsets", "list"], ["prices", "list"]):
+            done = llmtap_cli(*args, **env)
+            assert done.returncode == 2 and words in done.stderr, (args, done.stderr)
+            assert "Traceback" not in done.stderr

@@ -13,9 +13,24 @@ from ..api import Api, ApiError
 
 
 def api_for(url: str, api_key: str | None) -> Api:
+    return Api(url, checked_key(url, api_key))
+
+
+def checked_key(url: str, api_key: str | None) -> str:
+    """``api_key``, once it and ``url`` can be sent at all; else a usage error saying which
+    is wrong (rather than a traceback from the HTTP client)."""
     if not api_key:
         raise click.UsageError("an API key is needed: --api-key or LLMTAP_API_KEY")
-    return Api(url, api_key)
+    if not (api_key.isascii() and api_key.isprintable()):
+        # An HTTP header carries ASCII: a key holding anything else is no key llmtap made.
+        raise click.UsageError("the API key (--api-key or LLMTAP_API_KEY) is not an llmtap key")
+    import httpx2
+
+    try:
+        httpx2.URL(url)
+    except httpx2.InvalidURL as exc:
+        raise click.UsageError(f"the server's URL (--url or LLMTAP_URL) {url!r}: {exc}") from None
+    return api_key
 
 
 def api_errors_reported(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -25,15 +25,13 @@ from ..evals.results import missed_thresholds
 from ..evals.runner import Runner, RunOptions, sampling_settings, uncapped
 from ._options import api_key_option, url_option
 from ._output import private_file, read_text, table
-from ._query import api_errors_reported
+from ._query import api_errors_reported, checked_key
 
 __all__ = ["revision_template", "template_file", "test", "testsets"]
 
 
 def _api(url: str, api_key: str | None) -> TestsApi:
-    if not api_key:
-        raise click.UsageError("an API key is needed: --api-key or LLMTAP_API_KEY")
-    return TestsApi(url, api_key)
+    return TestsApi(url, checked_key(url, api_key))
 
 
 @click.group()
