@@ -115,3 +115,14 @@ def test_a_key_or_url_that_cannot_be_sent_is_a_usage_error() -> None:
             done = llmtap_cli(*args, **env)
             assert done.returncode == 2 and words in done.stderr, (args, done.stderr)
             assert "Traceback" not in done.stderr
+
+
+def test_demo_says_when_the_server_refused_its_events(server: Server, tmp_path: Path) -> None:
+    """A wrong key: the server keeps none of the demo's calls, and the command says so (exit
+    1); a bad SDK setting is a usage error naming it."""
+    env = {"LLMTAP_URL": server.url, "XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path)}
+    wrong = llmtap_cli("demo", "-n", "3", LLMTAP_API_KEY="not-a-key", **env)
+    assert wrong.returncode == 1 and "refused" in wrong.stderr and "is the key" in wrong.stderr
+    junk = llmtap_cli("demo", "-n", "3", LLMTAP_API_KEY="k", LLMTAP_BATCH_SIZE="lots", **env)
+    assert junk.returncode == 2 and "LLMTAP_BATCH_SIZE" in junk.stderr
+    assert "Traceback" not in wrong.stderr + junk.stderr

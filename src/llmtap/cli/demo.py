@@ -171,12 +171,21 @@ def demo(url: str, api_key: str | None, count: int, seed: int) -> None:
     if not api_key:
         raise click.UsageError("an API key is needed: --api-key or LLMTAP_API_KEY")
     with FakeProvider() as provider:
-        client = llmtap.Client(
-            api_key="sk-demo",
-            base_url=provider.base_url,
-            max_retries=0,
-            llmtap={"url": url, "api_key": api_key},
-        )
+        try:
+            client = llmtap.Client(
+                api_key="sk-demo",
+                base_url=provider.base_url,
+                max_retries=0,
+                llmtap={"url": url, "api_key": api_key},
+            )
+        except ValueError as e:  # an LLMTAP_* setting the SDK refuses, named in the message
+            raise click.UsageError(str(e)) from None
         calls = _send(client, random.Random(seed), count)
         delivered = client.flush(30)
+    stats = client.stats()
+    if stats.failed:  # a wrong key (401) or another refusal: the server keeps none of them
+        raise click.ClickException(
+            f"the server at {url} refused {stats.failed} of {stats.queued} events: is the key"
+            " an ingest key of this server?"
+        )
     click.echo(f"sent {calls} calls to {url}" + ("" if delivered else " (some not delivered)"))
