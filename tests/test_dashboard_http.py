@@ -359,3 +359,34 @@ def test_each_attribute_value_links_to_the_events_that_share_it(
         for link in links:
             found = browser.get(link + "&format=json").json()["events"]
             assert [e["id"] for e in found] == [tagged["id"]], link
+
+
+def test_links_to_ids_with_dot_segments_stay_on_their_own_item(
+    server: Server, project: Project
+) -> None:
+    """An id is one segment of a link's path, its "/" quoted too: ``a/../b`` is not read as a
+    way to ``b`` (a Replay form had posted to ``b``'s), nor a chat ``x/../../settings`` as
+    the settings page."""
+    tricky = event(id="a/../b", chat_id="x/../../settings", prompt_template_name="t/../u?v#w%")
+    child = event(parent_event_id=tricky["id"])
+    post_events(project, [tricky, child, event(id="b")])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(f"/events/{child['id']}", params={"project": name}).text
+        parent = re.search(r'<a href="(/events/a[^"]*)">', page)
+        assert parent is not None and parent.group(1).startswith("/events/a%2F..%2Fb?")
+        shown = browser.get(html.unescape(parent.group(1)) + "&format=json").json()
+        assert (
+            shown["event"]["id"] == tricky["id"]
+            if "event" in shown
+            else shown["id"] == tricky["id"]
+        )
+        page = browser.get(html.unescape(parent.group(1))).text
+        chat = re.search(r'<a href="(/chats/[^"]*)"', page)
+        assert chat is not None
+        listed = browser.get(html.unescape(chat.group(1)) + "&format=json")
+        assert listed.status_code == 200 and tricky["id"] in listed.text
+        templates = browser.get("/templates", params={"project": name}).text
+        link = re.search(r'<a href="(/templates/[^"]*)">t/\.\./u\?v#w%</a>', templates)
+        assert link is not None
+        assert browser.get(html.unescape(link.group(1))).status_code == 200

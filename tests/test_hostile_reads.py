@@ -262,8 +262,9 @@ def test_any_event_id_can_be_opened(world: World, eid: str) -> None:
         world.page("/events/" + quote(e["id"], safe=""), format="json").json()["event"]["id"]
         == e["id"]
     )
-    # The list links to it by its quoted id, and the link opens it.
-    link = f"/events/{quote(e['id'], safe='/')}?project={quote(world.name, safe='')}"
+    # The list links to it by its id quoted as one segment ("/" too: "a/../b" must not be
+    # read as a way to "b"), and the link opens it.
+    link = f"/events/{quote(e['id'], safe='')}?project={quote(world.name, safe='')}"
     assert f'href="{link}"' in world.page("/events").text
     assert world.browser.get(link + "&format=json").json()["event"]["id"] == e["id"]
 

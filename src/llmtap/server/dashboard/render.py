@@ -149,18 +149,26 @@ def _cost(value: float | None) -> str:
 
 
 def page_url(path: str, project: str = "", **params: Any) -> str:
-    """A dashboard URL that keeps the project. ``path`` may end in an id or a name as sent
-    (``'/chats/' ~ e.chat_id``): it is quoted, so a ``?``, ``#`` or ``%`` in one stays in the
-    path instead of starting a query or a fragment."""
-    path = quote(path, safe="/")
+    """A dashboard URL that keeps the project. An id or a name as sent goes in through the
+    ``seg`` filter (``'/chats/' ~ e.chat_id|seg``): quoted whole, its ``/`` too, so a ``?``
+    or ``#`` stays in the path instead of starting a query or a fragment, and ``a/../b`` is
+    not read by the browser as a way to ``b``. The rest is quoted here, what ``seg`` quoted
+    left as it is."""
+    path = quote(path, safe="/%")
     query = {"project": project, **params}
     query = {k: v for k, v in query.items() if v not in (None, "")}
     return f"{path}?{urlencode(query)}" if query else path
 
 
+def path_segment(value: Any) -> str:
+    """``value`` quoted as one segment of a path (see ``page_url``)."""
+    return quote(str(value), safe="")
+
+
 templates.env.globals["url"] = page_url
 templates.env.filters.update(
     attr_text=attribute_text,
+    seg=path_segment,
     pretty=pretty_json,
     datetime_input=_datetime_input,
     short_time=_short_time,
