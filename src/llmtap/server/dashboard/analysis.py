@@ -7,6 +7,7 @@ Each asks the store's stats and templates queries, the same ones behind ``/api/v
 from __future__ import annotations
 
 import difflib
+import heapq
 import json
 import time
 from datetime import datetime, timezone
@@ -94,13 +95,18 @@ async def overview_page(request: Request) -> Response:
     range_name, f, bucket = _range(request)
     # One pass over the aggregates for all five answers (rolled up from the finest grouping).
     groupings = [[], [bucket], *([field] for field in BREAKDOWNS)]
-    total, over_time, *by_field = await run_in_threadpool(
-        ctx.store.stats_many, project["id"], f, groupings
-    )
-    breakdowns = {
-        field: sorted(answer["groups"], key=lambda g: -g["count"])[:12]
-        for field, answer in zip(BREAKDOWNS, by_field, strict=True)
-    }
+
+    def read() -> tuple[dict[str, Any], dict[str, Any], dict[str, list[dict[str, Any]]]]:
+        total, over_time, *by_field = ctx.store.stats_many(project["id"], f, groupings)
+        largest = {
+            field: _largest(answer["groups"], 12)[0]
+            for field, answer in zip(BREAKDOWNS, by_field, strict=True)
+        }
+        return total, over_time, largest
+
+    # In a thread, the sorting too: a plain prompt is a template of its own, so the
+    # breakdown by template can hold a group per call.
+    total, over_time, breakdowns = await run_in_threadpool(read)
     totals = total["groups"][0] if total["groups"] else None
     alerting = await run_in_threadpool(firing, ctx.store, project["id"])
     data = {
@@ -118,6 +124,12 @@ async def overview_page(request: Request) -> Response:
     )
 
 
+def _largest(groups: list[dict[str, Any]], n: int) -> tuple[list[dict[str, Any]], int]:
+    """The ``n`` groups of the most events, most first (ties in the stats' order), and how
+    many others there are."""
+    return heapq.nlargest(n, groups, key=lambda g: g["count"]), max(len(groups) - n, 0)
+
+
 def _iso(us: int | None) -> str | None:
     return None if us is None else datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
 
@@ -129,16 +141,19 @@ async def groups_page(request: Request) -> Response:
     if by not in GROUPABLE and not (by.startswith("attributes.") and len(by) > 11):
         raise ApiError(400, f"by: one of {', '.join(GROUPABLE)}, or attributes.KEY")
     range_name, f, _ = _range(request)
-    answer = await run_in_threadpool(ctx.store.stats, project["id"], f, [by])
-    groups = sorted(answer["groups"], key=lambda g: -g["count"])
+
+    def read() -> tuple[list[dict[str, Any]], int]:
+        # The largest only: grouped by a value unique per call (a request id), a page of
+        # every group would be a row per event.
+        return _largest(ctx.store.stats(project["id"], f, [by])["groups"], GROUPS_SHOWN)
+
+    groups, not_shown = await run_in_threadpool(read)
     data = {
         "project": project["name"],
         "by": by,
         "range": range_name,
-        # The largest: grouped by a value unique per call (a request id), a page of every
-        # group would be a row per event.
-        "groups": groups[:GROUPS_SHOWN],
-        "groups_not_shown": max(len(groups) - GROUPS_SHOWN, 0),
+        "groups": groups,
+        "groups_not_shown": not_shown,
     }
     return await render_page(
         request,
