@@ -264,3 +264,37 @@ def test_ai_sdk_embeddings(project: Project) -> None:
         "[1536 floats omitted by llmtap]"
     ] * 2
     assert not any(key.startswith("ai.") for key in event["attributes"])
+
+
+def test_openinference_completions_api(project: Project) -> None:
+    """OpenInference's completions-API spans: the prompts (``llm.prompts.N.prompt.text``, or
+    an older instrumentation's string array) and the choices' texts become the request's
+    ``prompt`` and the answer's choices, as the SDK records ``completions.create``."""
+    base = {"openinference.span.kind": "LLM", "llm.model_name": "gpt-3.5-turbo-instruct",
+            "llm.invocation_parameters": json.dumps({"max_tokens": 20}),
+            "llm.token_count.prompt": 4, "llm.token_count.completion": 3}  # fmt: skip
+    flat = {"_name": "Completion", **base, "llm.prompts.0.prompt.text": "Say hi",
+            "llm.choices.1.completion.text": "Hello", "llm.choices.0.completion.text": "Hi!",
+            "llm.finish_reason": "stop"}  # fmt: skip
+    older = {"_name": "Completion, older", **base, "llm.prompts": ["One", "Two"]}
+    spans = _spans({"_name": "root"}, flat, older)
+    assert _answer(_post(project, _body(spans))).partial_success.rejected_spans == 0
+    stored = [project.event(e["id"]) for e in project.events()]
+    events = {e["attributes"]["otel.span_name"]: e for e in stored}
+
+    one = events["Completion"]
+    assert one["api"] == "completion" and one["cost_usd"] > 0
+    assert one["request"] == {
+        "model": "gpt-3.5-turbo-instruct",
+        "max_tokens": 20,
+        "prompt": "Say hi",
+    }
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in one["response"]["choices"]] == [
+        (0, "Hi!", "stop"),
+        (1, "Hello", "stop"),
+    ]
+    assert one["output_text"] == "Hi!\nHello"
+    assert not any(k.startswith(("llm.prompts", "llm.choices")) for k in one["attributes"])
+
+    two = events["Completion, older"]
+    assert two["api"] == "completion" and two["request"]["prompt"] == ["One", "Two"]

@@ -18,6 +18,9 @@ _TOOL_CALL = re.compile(r"^tool_calls\.([0-9]{1,6})\.tool_call\.(.+)$")
 _CONTENT = re.compile(r"^contents\.([0-9]{1,6})\.message_content\.(.+)$")
 _INDEXED = re.compile(r"^([0-9]{1,6})\.message\.(.+)$")
 _FIRST_TOKEN = "First Token Stream Event"
+# The completions API's prompts and choices: ``llm.prompts.N.prompt.text`` and
+# ``llm.choices.N.completion.text`` (older instrumentations: ``llm.prompts`` as a string array).
+_PROMPTS, _CHOICES = "llm.prompts", "llm.choices"
 
 
 def api_of(attrs: Attrs) -> str | None:
@@ -27,7 +30,7 @@ def api_of(attrs: Attrs) -> str | None:
     if not isinstance(kind, str):
         return None
     api = _API.get(kind.upper())
-    if api == "chat" and any(k.startswith("llm.prompts.") for k in attrs.rest):
+    if api == "chat" and any(k == _PROMPTS or k.startswith(_PROMPTS + ".") for k in attrs.rest):
         return "completion"
     return api
 
@@ -88,6 +91,8 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
     inputs = messages(attrs.take_prefix("llm.input_messages."))
     outputs = messages(attrs.take_prefix("llm.output_messages."))
     tools = attrs.take_prefix("llm.tools.")
+    prompts = _texts(attrs, _PROMPTS, "prompt.text")
+    completions = _texts(attrs, _CHOICES, "completion.text")
     request = _json_value(attrs, "input")
     if not isinstance(request, dict) or (inputs and not _provider_request(request)):
         # No JSON request body, or a framework's own input (LangChain's message objects, a
@@ -97,6 +102,8 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         request = {"model": model, **(params if isinstance(params, dict) else {})}
         if inputs:
             request["messages"] = inputs
+        elif prompts:
+            request["prompt"] = prompts[0] if len(prompts) == 1 else prompts
         elif sent is not None:
             request["input"] = sent
         if tools:
@@ -117,6 +124,13 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         event.setdefault(
             "response", {"id": answer_id, "model": model, "choices": _choices(outputs, finish)}
         )
+    elif completions:
+        # The completions API's answer, as OpenAI's: a text per choice.
+        choices = [
+            {"index": i, "text": t, "finish_reason": finish} for i, t in enumerate(completions)
+        ]
+        event.setdefault("response", {"model": model, "choices": choices})
+        event.setdefault("output_text", "\n".join(completions))
     elif isinstance(response, str) and response:
         # Plain text (``output.mime_type`` text/plain, or none): the answer, as one choice.
         message = {"role": "assistant", "content": response}
@@ -149,6 +163,23 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
     first = [e.time_unix_nano for e in span.events if e.name == _FIRST_TOKEN]
     if first and first[0] >= span.start_unix_nano:
         event.setdefault("ttft_ms", (first[0] - span.start_unix_nano) / 1e6)
+
+
+def _texts(attrs: Attrs, name: str, field: str) -> list[str]:
+    """The texts of a flattened list (``name.N.field``), in index order; or of ``name``
+    itself when it is a string array."""
+    whole = attrs.take(name)
+    flat = attrs.take_prefix(name + ".")
+    texts = {
+        _index(item): item[1]
+        for item in flat.items()
+        if item[0].split(".", 1)[1:] == [field] and isinstance(item[1], str)
+    }
+    if texts:
+        return [text for _, text in sorted(texts.items())]
+    if isinstance(whole, (list, tuple)):
+        return [text for text in whole if isinstance(text, str)]
+    return [whole] if isinstance(whole, str) else []
 
 
 def _index(item: tuple[str, Any]) -> int:
