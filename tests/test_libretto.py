@@ -317,3 +317,91 @@ def test_libretto_config_repr_masks_the_key() -> None:
     config = LibrettoConfig(api_key="lt_0123456789abcdefghijklmnop", chat_id="c-1")
     assert "lt_0123456789abcdefghijklmnop" not in repr(config)
     assert "api_key='lt_012…'" in repr(config) and "chat_id='c-1'" in repr(config)
+
+
+def test_a_chat_loop_s_history_is_recorded_as_each_call_sent_it(
+    env: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chat loop appends to its history after each call; each event keeps the history (and
+    the attributes) of its own call, not what the lists became before the exporter read them."""
+    from llmtap.libretto import Client, LibrettoConfig, LibrettoCreateParams, TemplateChat
+
+    monkeypatch.setenv("LLMTAP_FLUSH_INTERVAL", "30")  # built after the loop, as a busy app's
+    client = Client(libretto=LibrettoConfig(api_key=env.key))
+    template = [
+        {"role": "system", "content": "You are {name}."},
+        {"role": "chat_history", "content": "{history}"},
+    ]
+    history: list[dict[str, str]] = []
+    attributes = {"turn": {"n": 0}}
+    for n, question in enumerate(["first", "second", "third"]):
+        history.append({"role": "user", "content": question})
+        attributes["turn"]["n"] = n
+        answer = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=TemplateChat(template, {"name": "Bot", "history": history}),
+            libretto=LibrettoCreateParams(prompt_template_name="loop", attributes=attributes),
+        )
+        history.append({"role": "assistant", "content": answer.choices[0].message.content})
+    client.flush()
+    events = sorted((env.event(e["id"]) for e in env.events()), key=lambda e: e["started_at"])
+    assert [len(e["template_params"]["history"]) for e in events] == [1, 3, 5]
+    assert [e["template_params"]["history"][-1]["content"] for e in events] == [
+        "first",
+        "second",
+        "third",
+    ]
+    assert [e["attributes"]["turn"] for e in events] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert all("libretto_feedback_key" not in e["response"] for e in events)
+
+
+def test_templates_fill_as_str_format_does(env: Project) -> None:
+    """Libretto's templates are ``str.format`` templates: ``{{`` is a brace and a format spec
+    formats. A brace that is no placeholder (JSON in the prompt) still stays as written."""
+    from llmtap.libretto import TemplateChat, TemplateText
+
+    params = {"sport": "golf", "price": 3.14159}
+    text = 'Reply as JSON like {{"emoji": "..."}} for {sport}, {price:.2f}'
+    assert TemplateText(text, params) == text.format_map(params)
+    chat = TemplateChat([{"role": "user", "content": "Use {{braces}} for {sport}"}], params)
+    assert chat[0]["content"] == "Use {braces} for golf"
+    assert TemplateText('{"emoji": "x"} for {sport} {missing}', params) == (
+        '{"emoji": "x"} for golf {missing}'
+    )
+    assert TemplateText("{sport:>99999999}", params) == "{sport:>99999999}"  # no gigabyte
+
+
+def test_redact_pii_unset_follows_the_environment(
+    env: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmtap.libretto import Client, LibrettoConfig
+
+    monkeypatch.setenv("LLMTAP_REDACT_PII", "1")
+    assert Client(libretto=LibrettoConfig(api_key=env.key))._llmtap.settings.redact_pii
+    told = Client(libretto=LibrettoConfig(api_key=env.key, redact_pii=False))
+    assert not told._llmtap.settings.redact_pii
+
+
+def test_a_rating_and_a_better_response_sent_apart_make_one_case(env: Project) -> None:
+    """Feedback may send a rating or a better response alone: a case made from feedback
+    expects the event's newest of each, not only what its newest feedback holds."""
+    from llmtap.libretto import Client, LibrettoConfig
+
+    client = Client(libretto=LibrettoConfig(api_key=env.key))
+    completion = client.completions.create(
+        model="gpt-3.5-turbo-instruct",
+        prompt="Suggest a title",
+        libretto={"prompt_template_name": "t"},
+    )
+    key = completion.model_extra["libretto_feedback_key"]
+    client.send_feedback(feedback_key=key, better_response="A much better title")
+    client.flush()
+    client.send_feedback(feedback_key=key, rating=0.2)
+    client.flush()
+    made = env.server.post(
+        "/api/v1/testsets", env.key, json={"name": "apart", "source": "feedback"}
+    )
+    assert made.status_code == 201, made.text
+    testset = env.server.get(f"/api/v1/testsets/{made.json()['testset']['id']}", env.key).json()
+    (case,) = testset["cases"]
+    assert (case["rating"], case["expected"]) == (0.2, "A much better title")

@@ -153,6 +153,7 @@ def test_every_cell_runs_and_lands(env: Project, capsys: pytest.CaptureFixture[s
     run_seed_cells(capsys)
     out = capsys.readouterr().out
     assert "OpenAI API key configured" in out
+    assert f"{env.server.url}/events?attributes.monitor_stream=openai_logs" in out  # the link
     assert "echo: What is the meaning of life, the universe, and everything?" in out
     assert "echo: Tell me a 50-word story." in out  # Example 2's pieces, printed live
 

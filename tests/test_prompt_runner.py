@@ -193,3 +193,26 @@ def test_a_stored_pattern_that_backtracks_costs_its_case_a_second(
     assert matched["passed"] is True and not matched.get("error")
     assert outcome["status"] == "finished" and outcome["summary"]["done"] == 2
     assert elapsed < 10, elapsed  # one search ran to its limit, not for ever
+
+
+def test_a_template_in_libretto_s_roles_is_sent_in_openai_s(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Libretto's templates name the assistant ``ai``; OpenAI's API refuses that role, so a
+    run sends it as ``assistant``."""
+    tag = uuid.uuid4().hex[:8]
+    template = [
+        {"role": "ai", "content": "Hello, I'm {name}!"},
+        {"role": "user", "content": "Emoji for {sport}"},
+    ]
+    case = {**_case(f"{tag} chess"), "template_params": {"sport": f"{tag} chess", "name": "Bot"}}
+    with TestsApi(project.server.url, project.key) as api:
+        testset = api.testset(api.create_testset(f"roles-{tag}", cases=[case])["testset"]["id"])
+        options = RunOptions(
+            model="gpt-4o-mini", template=template, max_retries=0, journal_dir=str(tmp_path)
+        )
+        outcome = run_once(api, project, provider, testset, options)
+    assert outcome["changes"]["error"] == 0, outcome
+    (sent,) = [r["body"] for r in provider.requests if tag in json.dumps(r["body"])]
+    assert [m["role"] for m in sent["messages"]] == ["assistant", "user"]
+    assert sent["messages"][0]["content"] == "Hello, I'm Bot!"

@@ -63,7 +63,7 @@ class LibrettoConfig:
     api_key: str | None = None  # an llmtap key; else LIBRETTO_API_KEY, else LLMTAP_API_KEY
     prompt_template_name: str | None = None
     allow_unnamed_prompts: bool = False
-    redact_pii: bool = False
+    redact_pii: bool | None = None  # unset: LLMTAP_REDACT_PII, else False (Libretto's default)
     chat_id: str | None = None
     url: str | None = None  # the llmtap server; else LLMTAP_URL (not in Libretto's API)
 

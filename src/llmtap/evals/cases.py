@@ -158,10 +158,12 @@ def case_from_event(
     threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, Any]:
     """The case of a stored event (as the API answers it), expecting what its feedback says
-    (``rating``, ``better``; else its newest ``feedback``)."""
-    if rating is None and better is None and event.get("feedback"):
-        newest = event["feedback"][-1]
-        rating, better = newest.get("rating"), newest.get("better_response")
+    (``rating``, ``better``; else the newest rating and the newest better response of its
+    ``feedback``, oldest first: feedback may send either alone)."""
+    if rating is None and better is None:
+        for given in reversed(event.get("feedback") or []):
+            rating = given.get("rating") if rating is None else rating
+            better = given.get("better_response") if better is None else better
     request = event.get("request") or {}
     template = event.get("template_chat")
     kind, expected = expectation(better, rating, event.get("output_text"), threshold)

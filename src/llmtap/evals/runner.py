@@ -157,6 +157,15 @@ def sampling_settings(settings: Any) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k in _SAMPLING}
 
 
+def _openai_roles(template: list[Any]) -> list[Any]:
+    """A chat template with Libretto's role ``ai`` (its templates' word for the assistant)
+    as OpenAI's ``assistant``, which the API takes."""
+    return [
+        {**m, "role": "assistant"} if isinstance(m, dict) and m.get("role") == "ai" else m
+        for m in template
+    ]
+
+
 def prepare(
     case: dict[str, Any],
     options: RunOptions,
@@ -185,7 +194,7 @@ def prepare(
             call.prompt = (
                 TemplateText(template, params)
                 if isinstance(template, str)
-                else TemplateChat(template, params)
+                else TemplateChat(_openai_roles(template), params)
             )
     except (ValueError, TypeError, AttributeError) as exc:
         call.error = f"cannot fill the template: {exc}"

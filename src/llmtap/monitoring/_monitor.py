@@ -6,8 +6,10 @@ import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from ..sdk import AsyncClient, Client, Config
+from ..settings import resolve
 
 __all__ = ["Monitor", "current_monitor", "init_monitor"]
 
@@ -101,7 +103,10 @@ def init_monitor(
     monitor = Monitor(stream, llmtap=llmtap, **openai_kwargs)
     with _current_lock:
         _current = monitor
-    log.info("llmtap: monitoring into %r; query with attributes.monitor_stream", stream)
+    if monitor.stream:  # "Running this cell will print out a link" (the seed's notebook)
+        base = str(resolve("url", monitor.config.url)).rstrip("/")
+        where = urlencode({"attributes.monitor_stream": monitor.stream})
+        print(f"llmtap: monitoring into {stream!r}: {base}/events?{where}")
     return monitor
 
 

@@ -14,6 +14,7 @@ import os
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,7 +28,7 @@ from ._config import CallParams, Settings
 from ._estimate import estimate_usage
 from ._extract import complete, output_and_usage, reassemble, shrink
 from ._log import warn_limited
-from ._templates import TemplateChat, TemplateText
+from ._templates import TemplateChat, TemplateText, snapshot
 
 # Not the global generator: sampling must not move the host program's random sequence. Seeded
 # anew in a forked child, so workers forked from one parent do not sample in step.
@@ -37,6 +38,8 @@ os.register_at_fork(after_in_child=_sampling.seed)
 __all__ = ["FEEDBACK_KEY_FIELD", "PARAMS_HEADER", "Call", "FeedbackItem", "begin", "error_info"]
 
 FEEDBACK_KEY_FIELD = "llmtap_feedback_key"
+# The same key where ``llmtap.libretto`` puts it for its callers: neither was the provider's.
+_FEEDBACK_KEY_FIELDS = (FEEDBACK_KEY_FIELD, "libretto_feedback_key")
 # How ``llmtap=`` reaches ``create`` through openai's ``.stream()`` helpers, whose signatures
 # take no unknown keyword: inside ``extra_headers``, taken out again before openai sees it.
 PARAMS_HEADER = "x-llmtap-call-params"
@@ -146,6 +149,14 @@ class Call:
         self.settings = settings
         self.api = api
         self.provider = provider
+        if params.attributes or params.template_params or params.template_chat:
+            # Read on the exporter's thread: as they are now, not as the caller makes them.
+            params = replace(
+                params,
+                attributes=snapshot(params.attributes),
+                template_params=snapshot(params.template_params),
+                template_chat=snapshot(params.template_chat),
+            )
         self.params = params
         self.name = name
         # Made on the exporter's thread (to_event), from the start time, unless given.
@@ -222,7 +233,8 @@ class Call:
         else:
             response = _dump(self.response)
         if isinstance(response, dict):
-            response.pop(FEEDBACK_KEY_FIELD, None)
+            for name in _FEEDBACK_KEY_FIELDS:
+                response.pop(name, None)
             if self.api == "responses" and response.get("status") == "failed" and not error:
                 status, error = "error", _response_error(response.get("error"))
         output_text, usage = (

@@ -8,7 +8,8 @@ prompt apart from its parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import string
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = [
@@ -18,29 +19,73 @@ __all__ = [
     "fill",
     "fill_chat",
     "placeholders",
+    "snapshot",
 ]
 
 CHAT_HISTORY_ROLE = "chat_history"
-# Only {name} placeholders whose name is a given parameter are filled; any other brace (JSON in a
-# prompt, say) is left as written, unlike str.format which would raise.
+# A template is filled as ``str.format`` fills it (``{{`` is a brace, ``{price:.2f}`` formats)
+# when every placeholder is a given parameter's name; else only the ``{name}`` placeholders
+# whose name is a given parameter are filled, and any other brace (JSON in a prompt, say) is
+# left as written, where ``str.format`` would raise.
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FORMATTER = string.Formatter()
+_CONVERSIONS: dict[str, Callable[[Any], str]] = {"r": repr, "a": ascii, "s": str}
+# A format spec of plain characters, no width or precision past 4 digits: a template stored by
+# anyone holding a key is filled by the prompt tests, and ``{x:>999999999}`` is a gigabyte.
+_SPEC = re.compile(r"[^{}0-9]*(?:[0-9]{1,4}(?![0-9])[^{}0-9]*)*")
+
+
+def snapshot(value: Any, depth: int = 0) -> Any:
+    """``value`` with its dicts, lists, tuples and sets copied, nested ones too (to a depth
+    of 32), each as the same type: what the caller changes after a call (a chat loop appends
+    to its history) is not what was recorded for it. Anything else is shared."""
+    kind = type(value)
+    if depth > 32:
+        return value
+    if kind is dict:
+        return {k: snapshot(v, depth + 1) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(snapshot(v, depth + 1) for v in value)
+    if kind is set:
+        return set(value)
+    return value
 
 
 def fill(template: str, params: Mapping[str, Any]) -> str:
-    """``template`` with each ``{name}`` whose name is in ``params`` replaced by its value."""
+    """``template`` filled with ``params``: as ``template.format_map(params)`` when each
+    placeholder names a parameter (no attribute or index, a short format spec); else each
+    ``{name}`` whose name is in ``params`` replaced by its value, the rest left as written."""
+    try:
+        return _format(template, params)
+    except (ValueError, TypeError, KeyError):
 
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return str(params[name]) if name in params else match.group(0)
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return str(params[name]) if name in params else match.group(0)
 
-    return _PLACEHOLDER.sub(replace, template)
+        return _PLACEHOLDER.sub(replace, template)
+
+
+def _format(template: str, params: Mapping[str, Any]) -> str:
+    out = []
+    for literal, name, spec, conversion in _FORMATTER.parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if not name.isidentifier() or name not in params or not _SPEC.fullmatch(spec or ""):
+            raise KeyError(name)
+        value = params[name]
+        if conversion:
+            value = _CONVERSIONS[conversion](value)
+        out.append(format(value, spec) if spec else str(value))
+    return "".join(out)
 
 
 def placeholders(template: str | Iterable[Mapping[str, Any]]) -> set[str]:
     """The parameter names a text or chat template's ``{name}`` placeholders ask for (a chat
     history message's included): what a call must give for the template to fill."""
     if isinstance(template, str):
-        return set(_PLACEHOLDER.findall(template))
+        return set(_names(template))
     names: set[str] = set()
     for message in template:
         content = message.get("content")
@@ -48,8 +93,15 @@ def placeholders(template: str | Iterable[Mapping[str, Any]]) -> set[str]:
         for part in parts:
             text = part.get("text") if isinstance(part, Mapping) else part
             if isinstance(text, str):
-                names.update(_PLACEHOLDER.findall(text))
+                names.update(_names(text))
     return names
+
+
+def _names(text: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in _FORMATTER.parse(text) if name and name.isidentifier()}
+    except ValueError:  # not a format string: its {name}s
+        return set(_PLACEHOLDER.findall(text))
 
 
 def _fill_content(content: Any, params: Mapping[str, Any]) -> Any:
@@ -108,10 +160,10 @@ class TemplateText(str):
     params: dict[str, Any]
 
     def __new__(cls, template: str, params: Mapping[str, Any] | None = None) -> TemplateText:
-        params = dict(params or {})
-        self = super().__new__(cls, fill(template, params))
+        copied: dict[str, Any] = snapshot(dict(params or {}))
+        self = super().__new__(cls, fill(template, copied))
         self.template = template
-        self.params = params
+        self.params = copied
         return self
 
 
@@ -124,6 +176,6 @@ class TemplateChat(list):  # type: ignore[type-arg]
     def __init__(
         self, template: Iterable[Mapping[str, Any]], params: Mapping[str, Any] | None = None
     ) -> None:
-        self.template = [dict(message) for message in template]
-        self.params = dict(params or {})
+        self.template = snapshot([dict(message) for message in template])
+        self.params = snapshot(dict(params or {}))
         super().__init__(fill_chat(self.template, self.params))

@@ -208,28 +208,36 @@ class _RunStatus(BaseModel):
 
 
 def _feedback_cases(store: Store, project_id: int, src: Source) -> list[dict[str, Any]]:
-    """A case per rated event (its newest feedback), of one template when asked, of the
-    chosen feedback when asked."""
+    """A case per rated event, expecting its newest rating and its newest better response
+    (feedback may send either alone); of one template when asked, of the chosen feedback when
+    asked."""
     wanted = set(src.feedback_ids) if src.feedback_ids is not None else None
-    cases: dict[str, dict[str, Any]] = {}
+    found: dict[str, list[Any]] = {}  # event id: [event, rating, better response]
     before = None
-    while len(cases) < MAX_CASES:
+    while len(found) < MAX_CASES:
         page = store.list_feedback(project_id, _FEEDBACK_PAGE, before)
         if not page:
             break
         before = page[-1]["id"]
-        for item in page:  # newest first: an event's first feedback here is its newest
+        for item in page:  # newest first
             event = item["event"]
-            if event is None or event.get("id") in cases:
-                continue
-            if wanted is not None and item["id"] not in wanted:
+            if event is None or (wanted is not None and item["id"] not in wanted):
                 continue
             if src.template is not None and event.get("prompt_template_name") != src.template:
                 continue
-            cases[event["id"]] = case_from_event(
-                event, item["rating"], item["better_response"], src.threshold
-            )
-    return list(cases.values())
+            entry = found.get(event.get("id"))
+            if entry is None:
+                if len(found) < MAX_CASES:
+                    found[event.get("id")] = [event, item["rating"], item["better_response"]]
+                continue
+            if entry[1] is None:
+                entry[1] = item["rating"]
+            if entry[2] is None:
+                entry[2] = item["better_response"]
+    return [
+        case_from_event(event, rating, better, src.threshold)
+        for event, rating, better in found.values()
+    ]
 
 
 def build_cases(store: Store, key: Any, src: Source) -> list[dict[str, Any]]:
