@@ -146,7 +146,13 @@ def run_seed_cells(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
                 explain_math(system_prompt, prompt_template, params)
 
     assert m.flush()
-    return {"m": m, "system_prompts": system_prompts, "response": response}
+    return {
+        "m": m,
+        "system_prompts": system_prompts,
+        "equations": equations,
+        "audience": audience,
+        "response": response,
+    }
 
 
 def test_every_cell_runs_and_lands(env: Project, capsys: pytest.CaptureFixture[str]) -> None:
@@ -200,6 +206,16 @@ def test_example_3_in_llmtap_stats_group_by_system_prompt(
     counts = {g["key"]["attributes.system_prompt"]: g["count"] for g in answer["groups"]}
     for system_prompt in session["system_prompts"]:
         assert counts[system_prompt] == 4
+
+
+def test_example_3_grouped_by_a_parameter(env: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    """ "group by different parameters": Example 3 logs them as one object attribute,
+    ``params``; each of its members groups on its own."""
+    session = run_seed_cells(capsys)
+    answer = env.server.get("/api/v1/stats", env.key, group_by="attributes.params.audience")
+    counts = {g["key"]["attributes.params.audience"]: g["count"] for g in answer.json()["groups"]}
+    per_audience = len(session["system_prompts"]) * len(session["equations"])
+    assert counts == {audience: per_audience for audience in session["audience"]}
 
 
 def test_v0_responses_are_dicts_and_objects(env: Project) -> None:

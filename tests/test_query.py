@@ -260,3 +260,31 @@ def test_upgrade_derives_from_stored_events(tmp_path: Path) -> None:
         assert len(events) == 1
     finally:
         store.close()
+
+
+def test_an_object_attribute_s_members_filter_and_group(project: Project) -> None:
+    """``monitor_attributes={"params": {"audience": ...}}`` (seed 003's Example 3, grouped
+    "by different parameters"): each member is a key of its own, ``params.audience``, for
+    filters and group-by. An attribute named so itself wins; the whole object stays one."""
+    events = [
+        event(attributes={"params": {"equation": eq, "audience": who, "n": {"deep": i}}})
+        for i, (eq, who) in enumerate(
+            [("x^2", "new student"), ("x^2", "math genius"), ("15 * 4", "math genius")]
+        )
+    ]
+    events.append(event(attributes={"params": {"audience": "hidden"}, "params.audience": "top"}))
+    assert post_events(project, events).json()["stored"] == 4
+    api = project.server
+
+    def listed(**filters: str) -> int:
+        return len(project.events(**filters))
+
+    assert listed(**{"attributes.params.audience": "math genius"}) == 2
+    assert listed(**{"attributes.params.n.deep": "2"}) == 1
+    assert listed(**{"attributes.params.audience": "top"}) == 1
+    assert listed(**{"attributes.params.audience": "hidden"}) == 0
+    whole = json.dumps(events[0]["attributes"]["params"], separators=(",", ":"))
+    assert listed(**{"attributes.params": whole}) == 1
+    stats = api.get("/api/v1/stats", project.key, group_by="attributes.params.audience").json()
+    counts = {g["key"]["attributes.params.audience"]: g["count"] for g in stats["groups"]}
+    assert counts == {"new student": 1, "math genius": 2, "top": 1}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from ..wire import MAX_TOKENS, Event, template_of
+from ..wire import MAX_ATTRIBUTE_KEY, MAX_TOKENS, Event, template_of
 
 __all__ = [
     "Facts",
@@ -46,6 +46,11 @@ def attribute_text(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+# Of an object attribute's members, how deep and how many are indexed as keys of their own.
+_NESTED_DEPTH = 3
+_NESTED_PAIRS = 64
+
+
 def _texts(value: Any, out: list[str]) -> None:
     if isinstance(value, str):
         out.append(value)
@@ -74,12 +79,36 @@ def searchable_text(body: dict[str, Any]) -> str:
 
 
 def _pairs(attributes: dict[str, Any] | None) -> list[tuple[str, str]]:
-    pairs = []
+    """The (key, value) pairs the attribute index holds: each attribute, and the members of
+    an object's (``{"params": {"audience": ...}}`` as ``params.audience`` too, to a depth of
+    ``_NESTED_DEPTH``, at most ``_NESTED_PAIRS`` an event, names a query takes), so a filter
+    or a group-by names them. A key is indexed once: an attribute named ``params.audience``
+    wins."""
+    pairs: dict[str, str] = {}
+    nested: list[tuple[str, str]] = []
     for key, value in (attributes or {}).items():
         text = attribute_text(value)
         if text is not None:
-            pairs.append((str(key), text))
-    return pairs
+            pairs[str(key)] = text
+        if isinstance(value, dict):
+            _members(str(key), value, 1, nested)
+    for key, text in nested:
+        pairs.setdefault(key, text)
+    return list(pairs.items())
+
+
+def _members(prefix: str, value: dict[str, Any], depth: int, out: list[tuple[str, str]]) -> None:
+    for key, member in value.items():
+        if len(out) >= _NESTED_PAIRS:
+            return
+        name = f"{prefix}.{key}"
+        if len(name) > MAX_ATTRIBUTE_KEY:
+            continue
+        text = attribute_text(member)
+        if text is not None:
+            out.append((name, text))
+        if isinstance(member, dict) and depth < _NESTED_DEPTH:
+            _members(name, member, depth + 1, out)
 
 
 def has_usage(body: dict[str, Any]) -> bool:
