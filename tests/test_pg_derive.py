@@ -254,3 +254,33 @@ def test_ascii_tokens_are_the_patterns() -> None:
         assert tokens(text) == list(dict.fromkeys(pattern.findall(text.lower()))), repr(text)
     long = "x" * 600 + " ok " + "y" * 100
     assert tokens(long) == ["ok", "y" * 100]  # a token past 512 bytes is not searchable
+
+
+def test_an_event_whose_derivation_failed_can_be_rated_repriced_and_deleted(
+    database: str,
+) -> None:
+    """A model and a template name of 512 emoji each, in no order a compression finds (stored
+    before the wire bounded names in bytes), make an aggregate index row past PostgreSQL's
+    2,704 bytes: the event is left
+    out of the stats. Rating it, repricing its model and deleting it work; they had raised
+    for good (500s, and a purge that stopped)."""
+    from llmtap.store._common import EVENT_COLUMNS
+
+    store = PostgresStore(database)
+    try:
+        pid = store.ensure_project("p")
+        key = KeyInfo(1, pid, "p", "dev")
+        wide = {EVENT_COLUMNS.index("model"), EVENT_COLUMNS.index("prompt_template_name")}
+        (bad,) = rows(1, key, feedback_key="fk-bad")
+        pick = random.Random(7).randrange
+        emoji = "".join(chr(pick(0x1F300, 0x1FAFF)) for _ in range(512))
+        bad = tuple(emoji if j in wide else v for j, v in enumerate(bad))
+        assert store.insert_events([*rows(2, key), bad]) == 3
+        assert store.stats(pid, EventFilter(), [])["groups"][0]["count"] == 2
+        assert store.insert_feedback(pid, "fk-bad", 0.5, None)
+        prices = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
+        store.set_price_override(pid, emoji, 0, prices, lambda _: lambda _e: 1.0)
+        assert store.delete_events(pid, EventFilter()) == 3
+        assert store.stats(pid, EventFilter(), [])["groups"] == []
+    finally:
+        store.close()

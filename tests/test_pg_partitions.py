@@ -384,3 +384,52 @@ def test_a_deleted_event_can_be_stored_again(postgres: Postgres) -> None:
     finally:
         store.close()
         postgres.drop(url)
+
+
+def test_partitions_made_and_dropped_under_other_projects_writes_never_deadlock(
+    postgres: Postgres,
+) -> None:
+    """Months attached and detached (retention, a late event's month) while another
+    process stores and deletes another project's events: no transaction on either side is
+    chosen as a deadlock's victim. A writer used to read ``events`` and then upgrade its lock
+    to write, while the partition change held the table and waited for the writer's
+    partition."""
+    from llmtap.store._pg_partitions import ensure_partitions
+
+    url = postgres.fresh_database()
+    store, other = open_store(url), open_store(url)  # two processes' pools
+    failures: list[str] = []
+    stop = threading.Event()
+    try:
+        a, b = store.ensure_project("a"), store.ensure_project("b")
+        key_a, key_b = KeyInfo(1, a, "a", "dev"), KeyInfo(2, b, "b", "dev")
+
+        def writes() -> None:
+            while not stop.is_set():
+                try:
+                    other.insert_events(rows_at(key_b, [NOW] * 200, word="busy"))
+                    other.delete_events(b, EventFilter(q="busy"))
+                except Exception as e:  # reported below
+                    failures.append(f"b: {e!r}")
+
+        writers = [threading.Thread(target=writes) for _ in range(2)]
+        for t in writers:
+            t.start()
+        cut = int((NOW - 30 * DAY).timestamp() * 1e6)
+        for months in range(3, 13):
+            try:
+                store.insert_events(rows_at(key_a, [NOW - months * 31 * DAY]))
+                store.drop_expired_partitions({a: cut, b: None})  # attaches, then detaches
+                ensure_partitions(store, int((NOW + months * 31 * DAY).timestamp() * 1e6))
+            except Exception as e:  # reported below
+                failures.append(f"a: {e!r}")
+        stop.set()
+        for t in writers:
+            t.join(60)
+        assert failures == []
+        assert store.oldest_event_us(a) is None  # every month of a's was dropped
+    finally:
+        stop.set()
+        store.close()
+        other.close()
+        postgres.drop(url)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,6 +141,30 @@ def test_one_process_purges_at_a_time_and_tells_when_next(store: Store) -> None:
     first.close()  # gives the lease up: the other takes over
     assert second.run_once() == {}
     second.close()
+
+
+def test_a_project_whose_purge_fails_does_not_keep_the_others_events(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A purge that raises for one project (its store trouble, a bug) is logged, and the
+    others' events still go; the next purge's time is still set."""
+    a, b = store.ensure_project("a"), store.ensure_project("b")
+    for pid, name in ((a, "a"), (b, "b")):
+        store.insert_events(dated(KeyInfo(1, pid, name, "dev"), [0]))
+    real = store.purge_before
+
+    def purge_before(project_id: int, *args: Any) -> int:
+        if project_id == a:
+            raise RuntimeError("the disk is gone")
+        return real(project_id, *args)
+
+    monkeypatch.setattr(store, "purge_before", purge_before)
+    now = cut(60)
+    purger = Purger(store, days=30, interval=60, clock=lambda: now / 1_000_000)
+    assert purger.run_once() == {"b": 1}
+    assert store.get_meta(NEXT_PURGE) == str(now + 60_000_000)
+    assert "the purge of 'a' failed" in caplog.text and "the disk is gone" in caplog.text
+    purger.close()
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,34 @@ def test_events_are_stored_once_and_read_back_with_their_feedback(store: Store) 
     assert store.get_event(key.project_id, str(uuid.uuid4())) is None
 
 
+def test_an_id_twice_in_one_batch_keeps_its_first_copy_everywhere(store: Store) -> None:
+    """Two different events under one id in a batch (a buggy or hostile sender): the first
+    is stored, and its attributes and words are the ones the filters, search and stats see."""
+    from llmtap.store._common import EVENT_COLUMNS, EventRow
+
+    key = project(store)
+    first, second = rows(2, key)
+    same = EVENT_COLUMNS.index("id")
+    facts = second.facts
+    second = EventRow(first[same] if j == same else v for j, v in enumerate(second))
+    second.facts = facts  # as ingest's rows carry them
+    assert first[EVENT_COLUMNS.index("body")] != second[EVENT_COLUMNS.index("body")]
+    assert store.insert_events([first, second]) == 1
+    pid = key.project_id
+    event = store.get_event(pid, first[same])
+    assert event is not None and event["attributes"] == {"user": "u0"}
+
+    def ids(**f: Any) -> list[str]:
+        return [e["id"] for e in store.list_events(pid, EventFilter(**f))[0]]
+
+    assert ids(attributes={"user": "u0"}) == [first[same]]
+    assert ids(attributes={"user": "u1"}) == []
+    assert ids(q="question 0") == [first[same]]
+    assert ids(q="question 1") == []
+    groups = store.stats(pid, EventFilter(), ["attributes.user"])["groups"]
+    assert [(g["key"]["attributes.user"], g["count"]) for g in groups] == [("u0", 1)]
+
+
 def test_pages_follow_their_cursor_to_every_event_once(store: Store) -> None:
     key = project(store)
     store.insert_events(rows(7, key))

@@ -115,6 +115,17 @@ def test_validator_names_the_bad_field() -> None:
         )
 
 
+def test_model_and_template_names_are_bounded_in_bytes() -> None:
+    """512 characters, and 1,024 bytes of UTF-8: the two name an aggregate's dimensions in one
+    PostgreSQL index row (2,704 bytes at most)."""
+    base = {"id": "x", "api": "chat", "status": "ok", "started_at": "2026-01-01T00:00:00Z"}
+    for field in ("model", "prompt_template_name"):
+        for fits in ("m" * 512, "😀" * 256, "é" * 512):
+            assert getattr(Event.model_validate({**base, field: fits}), field) == fits
+        with pytest.raises(ValueError, match=f"{field}(.|\n)*1028 bytes in UTF-8: 1024 at most"):
+            Event.model_validate({**base, field: "😀" * 257})
+
+
 def test_new_ids_are_uuid7_and_sort_by_time() -> None:
     before = time.time_ns() // 1_000_000
     first = new_id()

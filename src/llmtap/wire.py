@@ -33,6 +33,7 @@ __all__ = [
     "MAX_BATCH_EVENTS",
     "MAX_DURATION_MS",
     "MAX_GROUP_BY",
+    "MAX_NAME_BYTES",
     "MAX_PRICE_PER_MTOK",
     "MAX_TEXT_CHARS",
     "MAX_TOKENS",
@@ -86,6 +87,7 @@ MAX_ATTRIBUTE_FILTERS = 20  # attributes.KEY=VALUE in one query
 MAX_GROUP_BY = 10  # fields in one group_by
 MAX_BATCH_EVENTS = 10_000  # events in one request (the SDK sends 100)
 MAX_ATTRIBUTES = 1_000  # attributes of one event
+MAX_NAME_BYTES = 1_024  # of a model's or a template's name, in UTF-8
 MAX_ATTRIBUTE_KEY = 200  # characters of an attribute's name (a picker's and a group-by's bound)
 # A feedback rating (0 to 1) at or above this is good: a rated output may stand as a prompt
 # test's expected answer; one under it is low (the stats' ``low_rating_share``).
@@ -189,6 +191,17 @@ class Event(_Strict):
     # Paths of the fields whose text was cut to the size limit ("request.messages.0.content"),
     # by the SDK or the server; absent when nothing was.
     truncated: list[str] | None = Field(None, max_length=10_000)
+
+    @field_validator("model", "prompt_template_name")
+    @classmethod
+    def _short_in_bytes(cls, value: str | None) -> str | None:
+        # The two name an aggregate's dimensions together, in one index row: PostgreSQL's
+        # holds at most 2,704 bytes, and 512 emoji are 2,048.
+        if value is not None and len(value) > MAX_NAME_BYTES // 4:  # else short enough
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > MAX_NAME_BYTES:
+                raise ValueError(f"{size} bytes in UTF-8: {MAX_NAME_BYTES} at most")
+        return value
 
     @field_validator("attributes")
     @classmethod

@@ -67,15 +67,25 @@ class Purger(LeasedJob):
             days = retention_of(self.store, project["id"], self.days)
             cutoffs[project["id"]] = now_us - days * _DAY_US if days > 0 else None
         # Whole months first where the store has them (PostgreSQL), then the rest by rows.
-        dropped = self.store.drop_expired_partitions(cutoffs, self.keep_stats)
+        # A step that fails is logged and the others go on: one project's trouble (or a
+        # month's detach giving up behind a long read) must not keep every project's events.
+        dropped: dict[int, int] = {}
+        try:
+            dropped = self.store.drop_expired_partitions(cutoffs, self.keep_stats)
+        except Exception:
+            log.exception("retention: months could not be dropped; purging by rows")
         for project in projects:
             cut = cutoffs[project["id"]]
             if cut is None:
                 continue
-            n = dropped.get(project["id"], 0)
-            n += self.store.purge_before(project["id"], cut, self.keep_stats)
-            # What stays of the purged calls is counts, not what they asked.
-            self.store.forget_unused_prompts(project["id"])
+            try:
+                n = dropped.get(project["id"], 0)
+                n += self.store.purge_before(project["id"], cut, self.keep_stats)
+                # What stays of the purged calls is counts, not what they asked.
+                self.store.forget_unused_prompts(project["id"])
+            except Exception:
+                log.exception("retention: the purge of %r failed", project["name"])
+                continue
             if n:
                 purged[project["name"]] = n
                 log.info("retention: %d events of %r purged", n, project["name"])

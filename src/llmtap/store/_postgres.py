@@ -69,6 +69,12 @@ _MOVE = (
     " queued AS (INSERT INTO derive_queue (project_id, seq) SELECT project_id, seq FROM moved)"
     " SELECT seq, project_id, id FROM moved"
 )
+# A transaction that writes ``events`` takes its lock there before anything else, reads
+# included: one that read first (a lock on the table or a partition) and then wrote would
+# upgrade its lock, and deadlock with the partition changes that lock the table then a
+# partition (a month attached, ``_pg_partitions._add_month``; a month detached). Only the
+# parent: those lock it first.
+_LOCK_FOR_WRITES = "LOCK TABLE ONLY events IN ROW EXCLUSIVE MODE"
 # Past this many events stored by this process and not derived (derivation falling behind),
 # ingest derives before it answers: the queue, and the wait of a read that catches up, stay
 # bounded.
@@ -189,6 +195,7 @@ class PostgresStore:
             with raw.transaction():
                 conn = PgConn(raw)
                 _pg_derive.lock_data(conn, [project_id])
+                conn.execute(_LOCK_FOR_WRITES)
                 _pg_derive.lock_derive(conn, project_id)
                 try:
                     while self._derive_chunk(conn, project_id, _pg_derive.EVERY_SEQ):
@@ -245,12 +252,18 @@ class PostgresStore:
         process, is skipped. Returns how many were new. Durable when it returns."""
         if not rows:
             return 0
+        # An id twice in the batch: the first copy, as SQLite keeps (its row and its facts).
+        firsts: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+        for row in rows:
+            firsts.setdefault((row[_PROJECT], row[_ID]), row)
+        if len(firsts) < len(rows):
+            rows = list(firsts.values())
         with self._connection() as raw, raw.transaction():
             # The data lock before any lock on ``events`` (the temporary table's creation
             # takes one): a purge holds the data lock, then detaches a partition.
             _pg_derive.lock_data(PgConn(raw), (row[_PROJECT] for row in rows), shared=True)
             cur = raw.cursor()
-            cur.execute(_INCOMING)
+            cur.execute(f"{_LOCK_FOR_WRITES}; {_INCOMING}")  # one round trip
             with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row([param(v) for v in row])

@@ -24,7 +24,10 @@ def event_keys(conn: Conn, project_id: int, seq: int) -> list[AggKey]:
     ).fetchone()
     started_us, *dims = row
     stored = tuple("" if v is None else v for v in dims)
-    (dims_id,) = conn.execute(_DIMS_ID, (project_id, *stored)).fetchone()
+    found = conn.execute(_DIMS_ID, (project_id, *stored)).fetchone()
+    if found is None:  # never derived (its derivation failed, and was logged): in no row
+        return []
+    (dims_id,) = found
     attr_ids = [
         r[0]
         for r in conn.execute(
