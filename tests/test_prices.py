@@ -17,10 +17,16 @@ from .test_server import event, post_events
 WHEN = datetime(2025, 6, 1, tzinfo=timezone.utc)
 
 
-def library(model: str, when: datetime = WHEN, **usage: int) -> float:
+def library(
+    model: str, when: datetime = WHEN, context: Any = None, provider: Any = None, **usage: Any
+) -> float:
     return float(
         genai_prices.calc_price(
-            genai_prices.Usage(**usage), model, genai_request_timestamp=when
+            genai_prices.Usage(**usage),
+            model,
+            provider_id=provider,
+            genai_request_timestamp=when,
+            price_context=context,
         ).total_price
     )
 
@@ -75,6 +81,62 @@ def test_tokens_written_to_the_prompt_cache_are_priced(project: Project) -> None
     )
     assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
     assert expected > library(ref, input_tokens=10_000, output_tokens=500, cache_read_tokens=2_000)
+
+
+def test_a_fee_per_request_is_charged_once_not_per_token(project: Project) -> None:
+    """Perplexity's sonar costs $12 per 1,000 requests beside its tokens: the fee is the
+    call's, not spread over the tokens."""
+    for tokens in ((1_000, 500), (100_000, 20_000)):
+        stored = send(project, model="sonar", provider="api.perplexity.ai", usage=usage(*tokens))
+        sonar: dict[str, Any] = {"model": "sonar", "provider": "perplexity"}
+        expected = library(**sonar, input_tokens=tokens[0], output_tokens=tokens[1])
+        assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
+        assert expected > library(**sonar) > 0  # a fee, and tokens
+
+
+def test_the_service_tier_an_answer_names_is_its_price(project: Project) -> None:
+    """OpenAI's flex and priority tiers have prices of their own: the answer's
+    ``service_tier`` picks them (and the tokens of an answer without one, the standard's)."""
+    when = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    costs = {}
+    for tier in ("flex", "priority", None):
+        response = {"model": "o3", "choices": [], **({"service_tier": tier} if tier else {})}
+        stored = send(
+            project,
+            model="o3",
+            usage=usage(1_000_000, 1_000_000),
+            response=response,
+            started_at=when.isoformat(),
+        )
+        context = {"service_tier": tier} if tier else None
+        expected = library("o3", when, context, input_tokens=1_000_000, output_tokens=1_000_000)
+        assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
+        costs[tier] = stored["cost_usd"]
+    assert costs["flex"] < costs[None] < costs["priority"]
+
+
+@pytest.mark.parametrize(
+    "model, provider, price_provider",
+    [
+        ("openai/gpt-oss-120b", "api.groq.com", "groq"),
+        ("deepseek/deepseek-chat", "openrouter.ai", "openrouter"),
+    ],
+)
+def test_the_event_s_provider_prices_before_a_prefix_of_the_model_s_name(
+    project: Project, model: str, provider: str, price_provider: str
+) -> None:
+    """A host that serves another lab's model (Groq, OpenRouter) names it ``lab/model``: the
+    call is billed at the host's price, not the lab's."""
+    stored = send(project, model=model, provider=provider, usage=usage(1_000_000, 1_000_000))
+    expected = float(
+        genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=1_000_000, output_tokens=1_000_000),
+            model,
+            provider_id=price_provider,
+            genai_request_timestamp=WHEN,
+        ).total_price
+    )
+    assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_reasoning_tokens_are_priced(project: Project) -> None:

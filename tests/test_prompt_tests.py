@@ -767,3 +767,19 @@ def test_files_that_cannot_be_read_or_written_are_one_line_before_any_work(
     assert f"{name}-2" not in sets
     assert project.events() == []  # no call was made
     assert not missing.parent.exists()
+
+
+def test_a_run_scored_by_embeddings_takes_a_cost_cap(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """OpenAI's embeddings models are priced (as the server prices the SDK's events of them):
+    a cap is taken for a run scored by embeddings, and their calls count in its cost."""
+    tag = uuid.uuid4().hex[:8]
+    name = f"embedded-{tag}"
+    _import(project, provider, tmp_path, name, [_case(s, model="gpt-4o-mini") for s in SPORTS])
+    done = cli(project, provider, "test", name, "--evaluator", "embeddings", "--max-cost", "5")
+    assert done.returncode in (0, 1), done.stderr
+    assert "needs a price" not in done.stderr
+    run = project.server.get(f"/api/v1/runs/{_run_id(done.stderr)}", project.key, raw="1")
+    results = run.json()["results"]
+    assert len(results) == len(SPORTS) and all(r["cost_usd"] > 0 for r in results)

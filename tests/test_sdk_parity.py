@@ -6,7 +6,7 @@ import asyncio
 import inspect
 
 import llmtap
-from llmtap.fake_provider import FakeProvider
+from llmtap.fake_provider import AZURE_MODEL, FakeProvider
 
 from ._clients import make_caller
 from .conftest import Project
@@ -129,3 +129,27 @@ def test_an_azure_stream_is_sent_as_the_caller_wrote_it(
     assert text and "stream_options" not in provider.requests[-1]["body"]
     (event,) = project.events()
     assert event["provider"] == "azure" and event["usage"]["estimated"] is True
+
+
+def test_an_azure_stream_is_recorded_under_its_model_and_priced(
+    project: Project, provider: FakeProvider
+) -> None:
+    """Azure's stream opens with its prompt filter's chunk, whose model is blank: the event
+    is the model's the later chunks name (as the call not streamed is), so it is priced, not
+    filed under the deployment's name."""
+    client = azure_client(project, provider, "2024-10-21")
+    try:
+        for stream in (False, True):
+            answer = client.chat.completions.create(
+                model="dep", messages=[{"role": "user", "content": "az"}], stream=stream
+            )
+            if stream:
+                models = [chunk.model for chunk in answer]  # read to its end
+                assert models[0] == "" and models[-1] == AZURE_MODEL  # the filter's chunk first
+        client.flush()
+    finally:
+        client.close()
+    events = [project.event(e["id"]) for e in project.events()]
+    assert [e["model"] for e in events] == [AZURE_MODEL, AZURE_MODEL]
+    assert all(e["cost_usd"] and e["cost_usd"] > 0 for e in events)
+    assert events[0]["request"]["stream"] is True  # newest first

@@ -23,6 +23,10 @@ soccer": "⚽"})`` (or ``--script FILE.json``) answers any prompt containing tha
 that reply (the first match in the order given, over the whole prompt); a later call may
 change the script, so a test can make a new template revision answer worse than the old.
 
+Azure's paths (``/openai/deployments/NAME/...``) answer as Azure does: the model a
+deployment runs (``AZURE_MODEL``), not the name the request gave, and a stream that opens
+with the prompt filter's chunk (no choices, its id and model blank, created 0).
+
 Run it alone with ``python -m llmtap.fake_provider --port 8001``.
 """
 
@@ -40,9 +44,18 @@ from typing import Any
 
 from ._fake_anthropic import AnthropicRoutes, count
 
-__all__ = ["FakeProvider"]
+__all__ = ["AZURE_MODEL", "FakeProvider"]
 
 _AZURE_PREFIX = re.compile(r"^/openai/deployments/[^/]+")
+AZURE_MODEL = "gpt-4o-2024-08-06"
+_AZURE_FILTER_CHUNK = {
+    "id": "",
+    "object": "",
+    "created": 0,
+    "model": "",
+    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}],
+    "choices": [],
+}
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
 
 
@@ -83,6 +96,7 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 64 * 1024
     server: _Server
+    azure = False  # the request came by an Azure deployment's path
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -123,7 +137,9 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             return
         self.server.requests.append({"path": self.path, "body": body})
         # OpenAI's paths, with or without /v1, and Azure's (/openai/deployments/NAME/...).
-        path = _AZURE_PREFIX.sub("", self.path.split("?")[0].removeprefix("/v1"))
+        path = self.path.split("?")[0].removeprefix("/v1")
+        self.azure = _AZURE_PREFIX.match(path) is not None
+        path = _AZURE_PREFIX.sub("", path)
         routes = {
             "/chat/completions": self._chat,
             "/completions": self._completion,
@@ -215,7 +231,7 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
         }
 
     def _chat(self, body: dict[str, Any], reply: str, prompt: str, d: dict[str, Any]) -> None:
-        model, n = body.get("model", "fake"), int(body.get("n") or 1)
+        model, n = AZURE_MODEL if self.azure else body.get("model", "fake"), int(body.get("n") or 1)
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:12], int(time.time())
         tool = d.get("tool")
         if tool:
@@ -247,7 +263,7 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             )
             return
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
-        chunks: list[Any] = []
+        chunks: list[Any] = [_AZURE_FILTER_CHUNK] if self.azure else []
 
         def chunk(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> None:
             choice = {

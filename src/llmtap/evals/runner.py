@@ -115,7 +115,9 @@ class Pricing:
         from ..server.prices import cost
 
         try:
-            return cost(model, None, usage, datetime.now(timezone.utc), self._overrides)
+            # Runs call OpenAI's API (the SDK's): its prices first, as the server's for the
+            # events the SDK records (an embeddings model has none without a provider).
+            return cost(model, "openai", usage, datetime.now(timezone.utc), self._overrides)
         except Exception:
             return None
 

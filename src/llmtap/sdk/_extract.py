@@ -128,7 +128,8 @@ def _choices_from_chunks(api: str, chunks: list[dict[str, Any]]) -> dict[str, An
     choices: dict[int, dict[str, Any]] = {}
     for chunk in chunks:
         for key in _TOP_KEYS:
-            if key not in out and chunk.get(key) is not None:
+            # Not Azure's first chunk's blanks (its prompt filter's: model "", created 0).
+            if key not in out and chunk.get(key) not in (None, "", 0):
                 out[key] = chunk[key]
         if chunk.get("usage"):
             out["usage"] = chunk["usage"]

@@ -30,7 +30,7 @@ from ..wire import MAX_PRICE_PER_MTOK, Event, check_instant, parse_instant
 from .auth import project_wide_key
 from .errors import ApiError
 
-__all__ = ["PriceOverride", "Pricer", "library_cost", "override_cost"]
+__all__ = ["PriceOverride", "Pricer", "library_cost", "override_cost", "service_tier"]
 
 Usage = dict[str, Any]
 log = logging.getLogger("llmtap.server")
@@ -52,22 +52,22 @@ _OTEL_PROVIDERS = {
 
 @lru_cache(maxsize=4096)
 def _match(model: str, provider: str | None) -> tuple[dict[str, str], str] | None:
-    """How genai-prices knows ``model``: (provider argument, model ref), or None. Tries a
-    provider prefix (``openai/gpt-4o``), then the event's provider (an id or an API host),
-    then the model name alone (dated suffixes like ``-2024-08-06`` match by the library's own
-    rules)."""
+    """How genai-prices knows ``model``: (provider argument, model ref), or None. Tries the
+    event's provider (an id or an API host: ``openai/gpt-oss-120b`` on Groq is Groq's price),
+    then a provider prefix (``openai/gpt-4o``), then the model name alone (dated suffixes like
+    ``-2024-08-06`` match by the library's own rules)."""
     from genai_prices import Usage as LibUsage
     from genai_prices import calc_price
 
     attempts: list[tuple[dict[str, str], str]] = []
-    if "/" in model:
-        prefix, rest = model.split("/", 1)
-        attempts += [({"provider_id": prefix}, rest), ({}, rest)]
     if provider:
         provider = _OTEL_PROVIDERS.get(provider, provider)
         key = "provider_api_url" if "." in provider else "provider_id"
         value = f"https://{provider}/" if key == "provider_api_url" else provider
         attempts.append(({key: value}, model))
+    if "/" in model:
+        prefix, rest = model.split("/", 1)
+        attempts += [({"provider_id": prefix}, rest), ({}, rest)]
     attempts.append(({}, model))
     for kwargs, ref in attempts:
         try:
@@ -89,14 +89,26 @@ def _tokens(usage: Usage) -> tuple[int, int, int, int, int]:
     return input_tokens, output_tokens, cached, reasoning, written
 
 
+# A service tier (the answer's ``service_tier``: OpenAI's flex, priority...) is priced as the
+# library prices it; past this length it is no tier the library knows.
+_TIER_CHARS = 32
+
+
+def service_tier(response: Any) -> str | None:
+    """The tier an answer says it was served at, when it says."""
+    tier = response.get("service_tier") if isinstance(response, dict) else None
+    return tier if isinstance(tier, str) and 0 < len(tier) <= _TIER_CHARS else None
+
+
 @lru_cache(maxsize=8192)
 def _linear_rates(
-    model: str, provider: str | None, day: date
-) -> tuple[float, float, float, float, float] | None:
-    """USD per input, cached, output, reasoning and cache-writing token on ``day``, asked of
-    the library itself, when the model's price that day is linear in tokens (no long-context
-    tiers, no time-of-day prices); None otherwise. Pricing an event is then five
-    multiplications instead of ~100 us in the library."""
+    model: str, provider: str | None, day: date, tier: str | None = None
+) -> tuple[float, float, float, float, float, float] | None:
+    """USD per request (a fee some models have), and per input, cached, output, reasoning
+    and cache-writing token on ``day`` at the service ``tier``, asked of the library itself,
+    when the model's price that day is linear in tokens (no long-context tiers, no
+    time-of-day prices); None otherwise. Pricing an event is then a few multiplications
+    instead of ~100 us in the library."""
     from genai_prices import Usage as LibUsage
     from genai_prices import calc_price
     from genai_prices.data_snapshot import get_snapshot
@@ -106,6 +118,7 @@ def _linear_rates(
     if found is None:
         return None
     kwargs, ref = found
+    context = {"service_tier": tier} if tier else None
     _, info = get_snapshot().find_provider_model(
         ref, None, kwargs.get("provider_id"), kwargs.get("provider_api_url")
     )
@@ -114,29 +127,41 @@ def _linear_rates(
     ):
         return None
     when = datetime.combine(day, time(12), timezone.utc)  # start dates are whole UTC days
-    if any(isinstance(v, TieredPrices) for v in vars(info.get_prices(when)).values()):
+    if any(isinstance(v, TieredPrices) for v in vars(info.get_prices(when, context)).values()):
         return None
     m = 1_000_000
 
-    def per_token(**tokens: int) -> float:
-        result = calc_price(LibUsage(**tokens), ref, genai_request_timestamp=when, **kwargs)  # type: ignore[call-overload]
-        return float(result.total_price) / m
+    def price(**tokens: int) -> float:
+        result = calc_price(  # type: ignore[call-overload]
+            LibUsage(**tokens), ref, genai_request_timestamp=when, price_context=context, **kwargs
+        )
+        return float(result.total_price)
 
-    input_rate, output_rate = per_token(input_tokens=m), per_token(output_tokens=m)
+    fee = price()
+
+    def per_token(**tokens: int) -> float:
+        return (price(**tokens) - fee) / m
+
     return (
-        input_rate,
+        fee,
+        per_token(input_tokens=m),
         per_token(input_tokens=m, cache_read_tokens=m),
-        output_rate,
+        per_token(output_tokens=m),
         per_token(output_tokens=m, output_reasoning_tokens=m),
         per_token(input_tokens=m, cache_write_tokens=m),
     )
 
 
 def library_cost(
-    model: str, provider: str | None, usage: Usage, started_at: datetime
+    model: str,
+    provider: str | None,
+    usage: Usage,
+    started_at: datetime,
+    tier: str | None = None,
 ) -> float | None:
-    """The cost in USD from genai-prices at the price in force at ``started_at``; None when
-    the library has no price for the model."""
+    """The cost in USD from genai-prices at the price in force at ``started_at`` (at the
+    service ``tier``, when the answer named one); None when the library has no price for
+    the model."""
     from genai_prices import Usage as LibUsage
     from genai_prices import calc_price
 
@@ -145,14 +170,15 @@ def library_cost(
         return None
     kwargs, ref = found
     input_tokens, output_tokens, cached, reasoning, written = _tokens(usage)
-    rates = _linear_rates(model, provider, started_at.astimezone(timezone.utc).date())
+    rates = _linear_rates(model, provider, started_at.astimezone(timezone.utc).date(), tier)
     if rates is not None:
         return (
-            (input_tokens - cached - written) * rates[0]
-            + cached * rates[1]
-            + (output_tokens - reasoning) * rates[2]
-            + reasoning * rates[3]
-            + written * rates[4]
+            rates[0]
+            + (input_tokens - cached - written) * rates[1]
+            + cached * rates[2]
+            + (output_tokens - reasoning) * rates[3]
+            + reasoning * rates[4]
+            + written * rates[5]
         )
     lib_usage = LibUsage(
         input_tokens=input_tokens,
@@ -161,7 +187,13 @@ def library_cost(
         cache_write_tokens=written or None,
         output_reasoning_tokens=reasoning or None,
     )
-    result = calc_price(lib_usage, ref, genai_request_timestamp=started_at, **kwargs)  # type: ignore[call-overload]
+    result = calc_price(  # type: ignore[call-overload]
+        lib_usage,
+        ref,
+        genai_request_timestamp=started_at,
+        price_context={"service_tier": tier} if tier else None,
+        **kwargs,
+    )
     return float(result.total_price)
 
 
@@ -188,16 +220,18 @@ def cost(
     usage: Usage | None,
     started_at: datetime,
     overrides: list[dict[str, Any]],
+    tier: str | None = None,
 ) -> float | None:
     """What a call cost: the project's override in force at ``started_at`` if it has one for
-    the model, else the library's price; None without usage or without a price."""
+    the model, else the library's price (at the service ``tier`` the answer named); None
+    without usage or without a price."""
     if not model or not usage or not any(_tokens(usage)):
         return None
     started_us = to_us(started_at)
     in_force = [o for o in overrides if o["model"] == model and o["since_us"] <= started_us]
     if in_force:
         return override_cost(max(in_force, key=lambda o: o["since_us"]), usage)
-    return library_cost(model, provider, usage, started_at)
+    return library_cost(model, provider, usage, started_at, tier)
 
 
 class Pricer:
@@ -230,7 +264,12 @@ class Pricer:
         usage = event.usage.model_dump() if event.usage else None
         try:
             return cost(
-                event.model, event.provider, usage, event.started_at, self.overrides(project_id)
+                event.model,
+                event.provider,
+                usage,
+                event.started_at,
+                self.overrides(project_id),
+                service_tier(event.response),
             )
         except Exception:
             log.exception("cannot price model %r", event.model)
@@ -240,7 +279,10 @@ class Pricer:
 def _body_cost(overrides: list[dict[str, Any]]) -> Any:
     def cost_of(body: dict[str, Any]) -> float | None:
         started = parse_instant(body["started_at"])
-        return cost(body.get("model"), body.get("provider"), body.get("usage"), started, overrides)
+        tier = service_tier(body.get("response"))
+        return cost(
+            body.get("model"), body.get("provider"), body.get("usage"), started, overrides, tier
+        )
 
     return cost_of
 

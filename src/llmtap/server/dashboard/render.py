@@ -5,6 +5,7 @@ JSON."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from datetime import timezone
@@ -145,6 +146,8 @@ def _datetime_input(value: str | None) -> str:
 def _cost(value: float | None) -> str:
     if not finite_number(value):
         return "\u2013"  # an en dash: no cost known (or none a page can show)
+    if 0 < value < 0.0001:  # a small call's cost: two significant digits, not "$0.0000"
+        return f"${value:.{min(1 - math.floor(math.log10(value)), 12)}f}"
     return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
 
 
