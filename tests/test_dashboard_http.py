@@ -390,3 +390,15 @@ def test_links_to_ids_with_dot_segments_stay_on_their_own_item(
         link = re.search(r'<a href="(/templates/[^"]*)">t/\.\./u\?v#w%</a>', templates)
         assert link is not None
         assert browser.get(html.unescape(link.group(1))).status_code == 200
+
+
+def test_a_small_call_s_cost_shows_its_digits_not_zero(server: Server, project: Project) -> None:
+    """gpt-4o-mini's 100 tokens in and 20 out cost $0.000027: shown so, not "$0.0000"."""
+    small = event(model="gpt-4o-mini", usage={"input_tokens": 100, "output_tokens": 20})
+    post_events(project, [small])
+    stored = project.event(small["id"])
+    assert 0 < stored["cost_usd"] < 0.0001
+    shown = f"${stored['cost_usd']:.6f}"
+    with login(server) as browser:
+        page = browser.get(f"/events/{small['id']}", params={"project": stored["project"]}).text
+    assert shown in page and "$0.0000<" not in page
