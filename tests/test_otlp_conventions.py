@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from tests.conftest import Project
@@ -298,3 +299,43 @@ def test_openinference_completions_api(project: Project) -> None:
 
     two = events["Completion, older"]
     assert two["api"] == "completion" and two["request"]["prompt"] == ["One", "Two"]
+
+
+def test_ai_sdk_anthropic_cache_counts_in_both_versions(project: Project) -> None:
+    """AI SDK 5 gives Anthropic's own input count, without the tokens read from the prompt
+    cache and those written to it (those only in the provider's metadata); AI SDK 6 counts
+    the input whole and details it. Both become one usage: 9,000 tokens in, 3,000 of them
+    read from the cache and 1,000 written, priced so."""
+    import genai_prices
+
+    model = "claude-sonnet-4-20250514"
+    anthropic = {**INNER, "ai.model.id": model, "ai.response.model": model,
+                 "ai.model.provider": "anthropic.messages", "gen_ai.system": "anthropic.messages",
+                 "gen_ai.request.model": model, "gen_ai.response.model": model,
+                 "ai.usage.outputTokens": 100, "gen_ai.usage.output_tokens": 100}  # fmt: skip
+    version_5 = {**anthropic, "ai.usage.inputTokens": 5000, "gen_ai.usage.input_tokens": 5000,
+                 "ai.usage.cachedInputTokens": 3000,
+                 "ai.response.providerMetadata": json.dumps(
+                     {"anthropic": {"cacheCreationInputTokens": 1000}})}  # fmt: skip
+    version_6 = {**anthropic, "ai.usage.inputTokens": 9000, "gen_ai.usage.input_tokens": 9000,
+                 "ai.usage.cachedInputTokens": 3000,
+                 "ai.usage.inputTokenDetails.noCacheTokens": 5000,
+                 "ai.usage.inputTokenDetails.cacheReadTokens": 3000,
+                 "ai.usage.inputTokenDetails.cacheWriteTokens": 1000}  # fmt: skip
+    for spec in (version_5, version_6):
+        assert _answer(_post(project, _body(_spans(spec)))).partial_success.rejected_spans == 0
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=9000, cache_read_tokens=3000, cache_write_tokens=1000, output_tokens=100
+        ),
+        model,
+        provider_id="anthropic",
+    ).total_price
+    for listed in project.events():
+        event = project.event(listed["id"])
+        names = ("input_tokens", "cached_tokens", "cache_creation_tokens", "total_tokens")
+        usage = {k: event["usage"].get(k) for k in names}
+        assert usage == {"input_tokens": 9000, "cached_tokens": 3000,
+                         "cache_creation_tokens": 1000, "total_tokens": 9100}  # fmt: skip
+        assert event["cost_usd"] == pytest.approx(float(expected), rel=1e-9)
+        assert not any(k.startswith("ai.") for k in event["attributes"])

@@ -40,6 +40,14 @@ def api_of(attrs: Attrs) -> str | None:
     return _CALLS.get(operation.rsplit(".", 1)[-1])
 
 
+def _first_count(*values: Any) -> int | None:
+    """The first of ``values`` that is a count of tokens (a whole number, not negative)."""
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
 def _json(value: Any) -> Any:
     if isinstance(value, str):
         try:
@@ -150,12 +158,28 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
         event.setdefault("response", response)
         if text is not None:
             event.setdefault("output_text", text)
+    # AI SDK 6 counts the input whole and details it (``inputTokenDetails``); AI SDK 5 gives
+    # the provider's own count, which for Anthropic leaves out the tokens read from and
+    # written to the prompt cache (the written ones only in the provider's metadata).
+    input_details = attrs.take_prefix("ai.usage.inputTokenDetails.")
+    output_details = attrs.take_prefix("ai.usage.outputTokenDetails.")
+    metadata = _json(attrs.take("ai.response.providerMetadata"))
     usage = {
         "input_tokens": attrs.take_int("ai.usage.inputTokens"),
         "output_tokens": attrs.take_int("ai.usage.outputTokens"),
-        "cached_tokens": attrs.take_int("ai.usage.cachedInputTokens"),
-        "reasoning_tokens": attrs.take_int("ai.usage.reasoningTokens"),
+        "cached_tokens": _first_count(
+            attrs.take_int("ai.usage.cachedInputTokens"), input_details.get("cacheReadTokens")
+        ),
+        "reasoning_tokens": _first_count(
+            attrs.take_int("ai.usage.reasoningTokens"), output_details.get("reasoningTokens")
+        ),
+        "cache_creation_tokens": _first_count(input_details.get("cacheWriteTokens")),
     }
+    exclusive = not input_details and "anthropic" in (provider or "").lower()
+    if exclusive:
+        anthropic = metadata.get("anthropic") if isinstance(metadata, dict) else None
+        written = anthropic.get("cacheCreationInputTokens") if isinstance(anthropic, dict) else None
+        usage["cache_creation_tokens"] = _first_count(written)
     usage["input_tokens"] = (
         usage["input_tokens"]
         or attrs.take_int("ai.usage.promptTokens")
@@ -174,10 +198,12 @@ def fill(event: dict[str, Any], span: Span, attrs: Attrs) -> None:
             if value is not None:
                 merged.setdefault(name, value)
         cached, given = merged.get("cached_tokens"), merged.get("input_tokens")
-        if cached is not None and given is not None and cached > given:
-            # Not included in the input (Anthropic's, through AI SDK 5): llmtap's input
-            # tokens include those read from the cache, as OpenAI counts them.
-            merged["input_tokens"] = given + cached
+        if given is not None and (exclusive or (cached is not None and cached > given)):
+            # Not included in the input: llmtap's input tokens include those read from the
+            # cache and written to it, as OpenAI counts them.
+            merged["input_tokens"] = (
+                given + (cached or 0) + (merged.get("cache_creation_tokens") or 0)
+            )
             if merged.get("output_tokens") is not None:
                 merged["total_tokens"] = merged["input_tokens"] + merged["output_tokens"]
     first = attrs.take("ai.response.msToFirstChunk")
