@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +60,46 @@ def test_lookalikes_are_left_alone() -> None:
         "SSN 000-12-3456 is not valid, nor is DE00 3704 0044 0532 0130 00.",
     ]:
         assert redact_text(text) == text
+
+
+# Text that made a pattern start again inside a long run and read it to its end each time:
+# quadratic. Each maker gives about ``n`` kilobytes.
+ADVERSARIAL = {
+    "e-mail local part": lambda n: "a/" * (500 * n) + " @",
+    "e-mail beside base64": lambda n: "Reply to ana@example.com: " + "QUJD+/" * (170 * n),
+    "German street word": lambda n: "1 " + "Ab-" * (340 * n),
+    "Italian street": lambda n: "1 " + "Via Roma " * (110 * n),
+    "JWT": lambda n: "eyJ-" * (250 * n),
+    "table of numbers": lambda n: " ".join(f"{i * 37 % 1000} {i % 97}" for i in range(150 * n)),
+}
+
+
+@pytest.mark.parametrize("kind", ADVERSARIAL)
+def test_redaction_time_grows_linearly_with_adversarial_text(kind: str) -> None:
+    """Four times the text takes about four times as long, not sixteen: the ratio of two
+    sizes, measured in one process, is what a noisy machine keeps (best of three each)."""
+    import time
+
+    def seconds(n: int) -> float:
+        text = ADVERSARIAL[kind](n)
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            redact_text(text)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    redact_text("warm up: +44 20 7946 0958, Ana Lopez")
+    small, large = seconds(8), seconds(32)
+    assert large < 8 * small + 0.05, (small, large)
+
+
+def test_a_table_of_numbers_holds_no_phone_number() -> None:
+    """Numbers beside numbers are a table, not phone numbers written out (the README: numbers
+    stay); a phone number written as one beside them is still found."""
+    table = " ".join(f"{i * 37 % 1000} {i * 11 % 100}" for i in range(2000))
+    assert redact_text(table) == table
+    assert redact_text(f"{table}, call {PHONE}") == f"{table}, call <PHONE_NUMBER>"
 
 
 def test_values_keep_their_type_and_the_input_is_not_changed() -> None:
@@ -241,3 +282,26 @@ def test_server_redacts_chosen_fields_per_project(redacting_server: Server) -> N
     assert_no_pii(results["other"])  # "*": every field
     assert results["other"]["attributes"] == {"who": "<EMAIL_ADDRESS>"}
     assert results["open"]["output_text"] == PII_TEXT  # its own entry: nothing
+
+
+def test_the_server_redacts_what_it_keeps_and_what_the_cut_splits(tmp_path: Path) -> None:
+    """With a field cut to ``max_field_bytes``, redaction reads the kept part and a little
+    past it, not the whole of what was sent: an address the cut splits is still redacted
+    (no half of it kept), and one far past the cut is never read (gone with the rest)."""
+    config = {"*": "all"}
+    env = {"LLMTAP_REDACT_FIELDS": json.dumps(config), "LLMTAP_MAX_FIELD_BYTES": "2000"}
+    server = start_server(tmp_path, env)
+    try:
+        key = server.new_key("cut")
+        split = "word " * 399 + EMAIL + " more" * 100  # the cut falls inside the address
+        far = split + " filler" * 200_000 + " " + EMAIL  # a 1.4 MB text
+        events = [foreign_event(split), foreign_event(far)]
+        assert server.post("/api/v1/events", key, json={"events": events}).status_code == 200
+        for sent in events:
+            got = server.get(f"/api/v1/events/{sent['id']}", key).json()
+            kept = got["output_text"]
+            assert len(kept.encode()) <= 2000 and "output_text" in got["truncated"]
+            assert "ana.l" not in kept and "example" not in kept
+            assert kept.startswith("word word")
+    finally:
+        stop_server(server)

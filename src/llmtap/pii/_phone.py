@@ -80,10 +80,35 @@ _SEPARATORS = frozenset(" .-()")
 _GROUP_SEPARATOR = re.compile(r"[ .-]")
 
 
+# A number beside another, a space or a comma between: a run of numbers (a table, a list of
+# counts), unless it is written as a phone number only is (international, or "(area)").
+_NEXT_NUMBER = re.compile(r"[ \t]?[,;]?[ \t]?\d")
+_PREVIOUS_NUMBER = re.compile(r"\d[ \t]?[,;]?[ \t]?$")
+
+
+def _in_a_run_of_numbers(text: str, start: int, end: int) -> bool:
+    if end < len(text) and text[end] in " \t,;" and _NEXT_NUMBER.match(text, end):
+        return True
+    return (
+        start > 0
+        and text[start - 1] in " \t,;"
+        and bool(_PREVIOUS_NUMBER.search(text, max(0, start - 4), start))
+    )
+
+
 def find_phones(text: str) -> Iterator[tuple[int, int]]:
     for match in _CANDIDATE.finditer(text):
         start, candidate = match.start(), match.group(0)
-        if _is_phone(candidate, context_of(text, start)):
+        context = context_of(text, start)
+        if (
+            context != PHONE
+            and not candidate.startswith(("+", "00", "("))
+            and _in_a_run_of_numbers(text, start, match.end())
+        ):
+            # Most of a table's numbers, each a candidate: the library's dozens of parses
+            # each would cost a table of numbers seconds, and find "phones" in it.
+            continue
+        if _is_phone(candidate, context):
             yield match.span()
             continue
         # The pattern may have joined a number to its neighbours ("+44 20 7946 0958

@@ -61,7 +61,9 @@ def _has_digits(text: str) -> bool:
 _SECRET = re.compile(
     r"-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*?-----END[A-Z ]*PRIVATE KEY-----"
     r"|-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*"  # a key cut off midway is still a key
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWT
+    # JWT: from the start of a run of its characters only, else each "eyJ" after a "-" in
+    # a long run would scan the run to its end again (quadratic).
+    r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}+\.eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}"
     r"|\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"  # OpenAI, Anthropic
     r"|\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"  # AWS access key ids
     r"|\bgh[pousr]_[A-Za-z0-9]{30,}\b|\bgithub_pat_[A-Za-z0-9_]{40,}"  # GitHub
@@ -109,8 +111,11 @@ def _find_secrets(text: str) -> Iterator[Span]:
 # -- e-mail ---------------------------------------------------------------------------------
 
 _EMAIL = re.compile(
-    # \w, not [A-Za-z0-9]: internationalised addresses (RFC 6531) have letters of any script
-    r"(?<![\w.%+-])[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
+    # \w, not [A-Za-z0-9]: internationalised addresses (RFC 6531) have letters of any script.
+    # The local part starts where a run of its characters does, and is taken whole
+    # (possessive): started inside a run, each start would scan the run to its end again,
+    # quadratic in a long one (a base64 attachment beside an address).
+    r"(?<![\w.%+!#$&'*/=?^`{|}~-])[\w!#$%&'*+/=?^`{|}~-]++(?:\.[\w!#$%&'*+/=?^`{|}~-]++)*+"
     r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}\b"
 )
 
@@ -240,7 +245,8 @@ _ADDRESS = re.compile(
     + _STREET_TYPES
     + r")\b"
     # German and Dutch: "Hauptstraße 12a", "Hans-Böckler-Allee 3/9", "Matthijsstraat 8"
-    r"|\b[A-ZÄÖÜ][\w'\u2019-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|"
+    # (from the start of a hyphenated word only: quadratic from each part of a long one)
+    r"|(?<![\w'\u2019-])[A-ZÄÖÜ][\w'\u2019-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|"
     r"straat|laan|gracht|plein|singel|steeg|kade|dreef|hof|pad|dijk|markt)(?:\s+[A-Za-zäöü]+)?\s+\d{1,5}\s?[a-z]?"
     r"(?:\s?[-/]\s?\d{1,5})?\b"
     # French, Spanish, Italian: "78, rue de Voisin", "Calle Mayor 5", "Via Roma 12"
@@ -248,7 +254,9 @@ _ADDRESS = re.compile(
     r"cours)\s+(?:(?:d[eu]s?|la|le|l'|d')\s*)*[A-ZÀ-Ý][\w'\u2019-]*(?:\s+[A-ZÀ-Ý][\w'\u2019-]*)*"
     r"|\b(?:Calle|Avenida|Plaza|Paseo|Via|Viale|Piazza|Corso|Rua|Canale|Borgo|Contrada|"
     r"Strada|Vicolo|Largo|Rotonda|Ronda|Camino|Carrer|Pasaje|Callej[oó]n|Traves[ií]a)\s+(?:(?:de|del|la|di|da)\s+)*"
-    r"[A-ZÀ-Ý][\w'\u2019-]*(?:\s+[A-ZÀ-Ý][\w'\u2019-]*)*,?\s+\d{1,5}\b"
+    # A name of six words at most: unbounded, each "Via" of a long run of capitalised words
+    # would read the run to its end before failing (quadratic).
+    r"[A-ZÀ-Ý][\w'\u2019-]*(?:\s+[A-ZÀ-Ý][\w'\u2019-]*){0,5},?\s+\d{1,5}\b"
 )
 
 RECOGNIZERS: tuple[Recognizer, ...] = (

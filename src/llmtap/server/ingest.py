@@ -220,6 +220,10 @@ def truncate_event(event: Event, limit: int) -> None:
         event.truncated = sorted({*(event.truncated or ()), *cut})
 
 
+# Bytes past a field's cut that redaction still reads (a long key or address across the cut).
+REDACTION_MARGIN = 4096
+
+
 def prepare(
     event: Event,
     key: KeyInfo,
@@ -231,6 +235,10 @@ def prepare(
     """One valid event's row: limits applied, server-side fields filled in. Every per-event
     enrichment belongs here (it runs on the request's thread, outside the write lock)."""
     if redaction is not None:
+        if max_field_bytes is not None:
+            # Redaction reads what is kept, and a little past the cut: a value the cut
+            # splits is found whole. (A field of the body's 32 MB had been read whole.)
+            truncate_event(event, max_field_bytes + REDACTION_MARGIN)
         event = redaction.apply(event, key.project)
     if max_field_bytes is not None:
         truncate_event(event, max_field_bytes)
