@@ -305,3 +305,43 @@ def test_the_server_redacts_what_it_keeps_and_what_the_cut_splits(tmp_path: Path
             assert kept.startswith("word word")
     finally:
         stop_server(server)
+
+
+def test_a_json_key_says_what_its_value_is() -> None:
+    """Tool-call arguments and attributes: ``"phone":`` is the context a running text would
+    give, ``"password":`` a credential's assignment; a number under such a key is redacted
+    too (as its placeholder), any other number kept."""
+    arguments = json.dumps(
+        {"customer": "Ana Lopez", "phone": "4155550132", "password": "hunter2hunter2",
+         "api_key": "abcdefgh1234", "phone_number": 4155550132, "card": 4111111111111111,
+         "ssn": 536228726, "count": 4155550132, "role": "system"}
+    )  # fmt: skip
+    assert json.loads(redact_value(arguments)) == {
+        "customer": "<PERSON>",
+        "phone": "<PHONE_NUMBER>",
+        "password": "<SECRET>",
+        "api_key": "<SECRET>",
+        "phone_number": "<PHONE_NUMBER>",
+        "card": "<CREDIT_CARD>",
+        "ssn": "<US_SSN>",
+        "count": 4155550132,
+        "role": "system",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("The customer's card 4111 1111 1111 1111", "The customer's card <CREDIT_CARD>"),
+        ("Total $25.00, card 4111 1111 1111 1111", "Total $25.00, card <CREDIT_CARD>"),
+        ("order 4111 1111 1111 1111", "order 4111 1111 1111 1111"),  # the word says: no card
+        ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----",
+         "<SECRET>"),
+        ("Hi Ana", "Hi <PERSON>"),
+        ("a@b.co", "<EMAIL_ADDRESS>"),
+    ],
+)  # fmt: skip
+def test_what_had_slipped_through(text: str, redacted: str) -> None:
+    """A card a nearer word names after an "other" word, a PGP private key, and text of five
+    or six characters."""
+    assert redact_text(text) == redacted

@@ -20,9 +20,9 @@ __all__ = ["find", "redact_event", "redact_text", "redact_value"]
 
 log = logging.getLogger("llmtap")
 
-# Text shorter than this cannot hold any of the kinds (the shortest, an IP like 1.1.1.1 or a
-# name after "Hi ", is longer); skipping it saves most of the work on ids and enum values.
-_SHORTEST = 7
+# Text shorter than this cannot hold any of the kinds (the shortest: "Bo Li", "a@b.co");
+# skipping it saves most of the work on ids and enum values.
+_SHORTEST = 5
 # Fields that are ids: their redacted form is cut to the schema's bound.
 _ID_FIELDS = {"chat_id": 512, "chain_id": 512}
 
@@ -86,7 +86,26 @@ def _token(entity: str, value: str, key: bytes | None) -> str:
 def redact_text(text: str, key: bytes | None = None) -> str:
     if len(text) < _SHORTEST:
         return text
-    spans = find(text)
+    return _replaced(text, find(text), key)
+
+
+# Keys that say what their value is ({"phone": "4155550132"}, {"password": "..."}): the value
+# is read after its key, as in running text, so the context words the recognizers know (a
+# phone's, a card's, a credential's assignment) apply to it.
+_CONTEXT_KEY = re.compile(
+    r"(?i)phone|tel(?:$|_)|mobile|cell|fax|whatsapp|contact|pass(?:word|wd)|secret|token"
+    r"|api[_-]?key|card|ssn|social|iban"
+)
+
+
+def _redact_after_key(text: str, name: str, key: bytes | None) -> str:
+    prefix = f"{name}: "
+    n = len(prefix)
+    spans = [(s - n, e - n, kind) for s, e, kind in find(prefix + text) if s >= n]
+    return _replaced(text, spans, key)
+
+
+def _replaced(text: str, spans: list[tuple[int, int, str]], key: bytes | None) -> str:
     if not spans:
         return text
     out, position = [], 0
@@ -105,6 +124,8 @@ def _safe_text(text: str, key: bytes | None, field: str | None = None) -> str:
     try:
         if field is not None and is_name_key(field) and looks_like_name(text):
             return _token("PERSON", text, key)  # {"name": "Mei Chen"}: the field says so
+        if field is not None and len(field) <= 40 and _CONTEXT_KEY.search(field):
+            return _redact_after_key(text, field, key)
         inner = _json_inside(text)
         if inner is not None:  # tool-call arguments: redacted as JSON, keys giving context
             redacted = redact_value(inner, key)
@@ -149,7 +170,19 @@ def redact_value(value: Any, key: bytes | None = None, field: str | None = None)
         return out
     if isinstance(value, (list, tuple)):
         return [redact_value(item, key, field) for item in value]
-    return value  # numbers, booleans, None: kept as they are
+    if (
+        type(value) is int
+        and field is not None
+        and len(field) <= 40
+        and _CONTEXT_KEY.search(field)
+        and value >= 10**6
+    ):
+        # {"phone_number": 4155550132, "card": 4111111111111111}: the number, read after its
+        # key, is redacted (as the placeholder's text) when it is what the key says.
+        text = str(value)
+        redacted = _redact_after_key(text, field, key)
+        return value if redacted == text else redacted
+    return value  # other numbers, booleans, None: kept as they are
 
 
 def redact_event(

@@ -51,12 +51,13 @@ _WORD = re.compile(r"(?<!\d)[^\W\d_]+(?!\d)")
 _CONTEXT_CHARS, _CONTEXT_WORDS = 40, 4
 
 
-def context_of(text: str, start: int) -> str | None:
-    """``PHONE`` or ``OTHER`` when one of the last few words before ``start`` says what a
-    number there is (the nearest such word decides), else None."""
+def context_of(text: str, start: int, own: frozenset[str] = _PHONE_WORDS) -> str | None:
+    """``PHONE`` (or the kind ``own`` names) or ``OTHER`` when one of the last few words
+    before ``start`` says what a number there is (the nearest such word decides), else
+    None."""
     words = _WORD.findall(text[max(0, start - _CONTEXT_CHARS) : start].lower())
     for word in reversed(words[-_CONTEXT_WORDS:]):
-        if word in _PHONE_WORDS:
+        if word in own:
             return PHONE
         if word in _OTHER_WORDS:
             return OTHER

@@ -59,8 +59,10 @@ def _has_digits(text: str) -> bool:
 # -- secrets ------------------------------------------------------------------------------
 
 _SECRET = re.compile(
-    r"-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*?-----END[A-Z ]*PRIVATE KEY-----"
-    r"|-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*"  # a key cut off midway is still a key
+    # PEM's and PGP's ("-----BEGIN PGP PRIVATE KEY BLOCK-----")
+    r"-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+    r"-----END[A-Z ]*PRIVATE KEY(?: BLOCK)?-----"
+    r"|-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*"  # a key cut off midway is still a key
     # JWT: from the start of a run of its characters only, else each "eyJ" after a "-" in
     # a long run would scan the run to its end again (quadratic).
     r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}+\.eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}"
@@ -135,9 +137,17 @@ def _card_ok(candidate: str) -> bool:
     return 12 <= len(digits) <= 19 and brand and luhn.is_valid(digits)
 
 
+# Words that say a number is a card's: nearer than an "other" word ("the customer's card
+# 4111 ..."), they win.
+_CARD_WORDS = words(
+    "card cards visa mastercard amex maestro jcb discover credit debit cc kreditkarte karte "
+    "carte tarjeta carta cartão"
+)
+
+
 def _find_cards(text: str) -> Iterator[Span]:
     for match in _CARD.finditer(text):
-        if _card_ok(match.group(0)) and context_of(text, match.start()) != OTHER:
+        if _card_ok(match.group(0)) and context_of(text, match.start(), _CARD_WORDS) != OTHER:
             yield match.span()
 
 
