@@ -290,3 +290,37 @@ def test_another_process_prices_with_an_override_within_a_second(tmp_path: Any) 
     finally:
         here.close()
         there.close()
+
+
+def test_an_event_priced_before_an_override_lands_is_priced_again(tmp_path: Any) -> None:
+    """Two servers on one database: the second still holds the overrides it read (for its
+    ttl) when the first sets one, and prices an event of the model at the old price (none)
+    just after the repricing. The first prices the model's events again once every process
+    has read the change: that event too ends priced (it had stayed unpriced for good)."""
+    from .conftest import start_server, stop_server
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    here = start_server(tmp_path / "a")
+    there = start_server(tmp_path / "b", db=str(here.db))
+    try:
+        key = here.new_key("race")
+        one = {"model": "race-model", "usage": {"input_tokens": 1_000_000, "output_tokens": 0}}
+        first, second = event(**one), event(**one)
+        assert post_events(Project(key, there), [first]).json()["stored"] == 1  # read: none
+        price = {"model": "race-model", "input_per_mtok": 5.0, "output_per_mtok": 10.0}
+        assert here.post("/api/v1/prices", key, json=price).status_code == 200
+        assert post_events(Project(key, there), [second]).json()["stored"] == 1
+        deadline = time.monotonic() + 15
+        costs: list[Any] = []
+        while time.monotonic() < deadline:
+            costs = [Project(key, here).event(e["id"])["cost_usd"] for e in (first, second)]
+            if costs == [5.0, 5.0]:
+                break
+            time.sleep(0.2)
+        assert costs == [pytest.approx(5.0), pytest.approx(5.0)]
+        listed = here.get("/api/v1/prices", key).json()
+        assert not any(m["model"] == "race-model" for m in listed["unpriced_models"])
+    finally:
+        stop_server(there)
+        stop_server(here)

@@ -241,14 +241,14 @@ class Pricer:
 
     def __init__(self, store: Store, ttl: float = 1.0) -> None:
         self._store = store
-        self._ttl = ttl
+        self.ttl = ttl
         self._overrides: dict[int, tuple[float, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 
     def overrides(self, project_id: int) -> list[dict[str, Any]]:
         now = monotonic()
         found = self._overrides.get(project_id)
-        if found is None or now - found[0] > self._ttl:
+        if found is None or now - found[0] > self.ttl:
             found = (now, self._store.price_overrides(project_id))
             with self._lock:
                 self._overrides[project_id] = found
@@ -379,5 +379,27 @@ async def _change(
         )
     finally:
         pricer.forget(project_id)
+    _reprice_later(state.store, project_id, model, pricer)
     answer = await run_in_threadpool(_prices_answer, state.store, project_id)
     return JSONResponse({"ok": True, "repriced_events": repriced, **answer})
+
+
+# Seconds past a change of overrides when the model's events are priced again: an event
+# priced before the change (by a process whose copy of the overrides is up to a ttl old, or by
+# this one between pricing and storing it) lands after the repricing and would keep the old
+# price for good.
+SETTLE_AFTER_TTL = 2.0
+
+
+def _reprice_later(store: Store, project_id: int, model: str, pricer: Pricer) -> None:
+    def again() -> None:
+        try:
+            store.reprice(project_id, model, _body_cost)
+        except Exception:  # the store closing with the server, say: logged, not raised
+            log.exception("cannot price %r's events again after its override changed", model)
+        finally:
+            pricer.forget(project_id)
+
+    timer = threading.Timer(pricer.ttl + SETTLE_AFTER_TTL, again)
+    timer.daemon = True
+    timer.start()

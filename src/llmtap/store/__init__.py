@@ -154,6 +154,15 @@ class Store(Protocol):
         """Store (``prices`` None: remove) an override and reprice the model's events with
         ``cost_of``, in one transaction; how many events changed cost."""
 
+    def reprice(
+        self,
+        project_id: int,
+        model: str,
+        cost_of: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], float | None]],
+    ) -> int:
+        """Price the model's stored events again with ``cost_of`` (of its overrides stored
+        now), in one transaction; how many events changed cost."""
+
     # -- projects and keys -----------------------------------------------------------------
 
     def ensure_project(self, name: str) -> int:

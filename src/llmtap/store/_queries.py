@@ -337,6 +337,20 @@ def set_price_override(
     return changed
 
 
+def reprice(
+    store: SQLiteStore,
+    project_id: int,
+    model: str,
+    cost_of: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], float | None]],
+) -> int:
+    """Price the model's stored events again at the overrides stored now, in one
+    transaction; how many changed cost."""
+    with store._transaction(project_id) as conn:
+        return _rederive.reprice(
+            conn, project_id, model, cost_of(_overrides(conn, project_id, model))
+        )
+
+
 def _overrides(
     conn: sqlite3.Connection, project_id: int, model: str | None
 ) -> list[dict[str, Any]]:

@@ -162,6 +162,7 @@ class SQLiteStore:
     price_overrides = _queries.price_overrides
     unpriced_models = _queries.unpriced_models
     set_price_override = _queries.set_price_override
+    reprice = _queries.reprice
     # -- projects and keys ----------------------------------------------------------------
     ensure_project = _admin.ensure_project
     project_id = _admin.project_id
