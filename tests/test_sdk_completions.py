@@ -33,3 +33,28 @@ def test_no_usage_is_estimated(tapped: Caller) -> None:
     usage = tapped.only_event()["usage"]
     assert usage["estimated"] is True
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+
+
+def test_an_estimate_counts_the_tools_offered_and_the_calls_made(tapped: Caller) -> None:
+    """A streamed answer that is a tool call, with no usage reported: its arguments are the
+    answer's output tokens, and the tools' definitions count in the input."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather now in a city of the world, by its name",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    plain = [{"role": "user", "content": "Paris? [[nousage]]"}]
+    tapped.call("chat.completions.create", model="gpt-4o-mini", messages=plain)
+    prompt = [{"role": "user", "content": "Paris? [[nousage]] [[tool:get_weather]]"}]
+    stream = tapped.call(
+        "chat.completions.create", model="gpt-4o-mini", messages=prompt, tools=[tool], stream=True
+    )
+    tapped.read(stream)
+    events = {bool(e["request"].get("tools")): e["usage"] for e in tapped.events()}
+    without, usage = events[False], events[True]
+    assert usage["estimated"] is True
+    assert usage["output_tokens"] >= 5  # the call's name and arguments
+    assert usage["input_tokens"] > without["input_tokens"] + 20  # the tool's definition

@@ -8,6 +8,7 @@ look like a measurement on the dashboard. Runs on the exporter's thread only.
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from typing import Any
@@ -63,11 +64,42 @@ def _texts(value: Any) -> list[str]:
     return out
 
 
+def _calls(api: str, response: Any) -> list[str]:
+    """The names and arguments of the tool calls an answer made: output tokens its text
+    leaves out."""
+    out: list[str] = []
+    if not isinstance(response, dict):
+        return out
+    if api == "chat":
+        for choice in response.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                for call in message.get("tool_calls") or ():
+                    out.extend(_texts((call or {}).get("function")))
+    elif api == "responses":
+        for item in response.get("output") or ():
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                out.extend(_texts({"name": item.get("name"), "arguments": item.get("arguments")}))
+    return out
+
+
+def _tools(request: dict[str, Any]) -> list[str]:
+    """The tools a request offers, each as its JSON: input tokens the model reads."""
+    tools = request.get("tools")
+    if not isinstance(tools, list):
+        return []
+    return [json.dumps(tool, separators=(",", ":"), default=str) for tool in tools]
+
+
 def estimate_usage(
-    api: str, model: str | None, request: dict[str, Any], output_text: str | None
+    api: str,
+    model: str | None,
+    request: dict[str, Any],
+    output_text: str | None,
+    response: Any = None,
 ) -> dict[str, Any] | None:
-    """Usage counted locally from the request and the answer's text, or None when no
-    tokenizer is installed."""
+    """Usage counted locally from the request (its tools too) and the answer (its text and
+    tool calls), or None when no tokenizer is installed."""
     encoding = _encoding(model)
     if encoding is None:
         return None
@@ -81,7 +113,9 @@ def estimate_usage(
         prompt = sum(len(count(t)) for t in _texts(request.get(key)))
         if api == "responses":
             prompt += sum(len(count(t)) for t in _texts(request.get("instructions")))
+    prompt += sum(len(count(t)) for t in _tools(request))
     output = len(count(output_text)) if output_text and api != "embeddings" else 0
+    output += sum(len(count(t)) for t in _calls(api, response))
     return {
         "input_tokens": prompt,
         "output_tokens": output if api != "embeddings" else None,

@@ -245,7 +245,7 @@ class Call:
         request = _request_json(self.request)
         if self.settings.estimate_usage and status != "error" and _no_tokens(usage):
             try:
-                usage = estimate_usage(self.api, model, request, output_text) or usage
+                usage = estimate_usage(self.api, model, request, output_text, response) or usage
             except Exception as exc:  # the tokenizer's import at interpreter exit, say
                 warn_limited("estimate", "llmtap: cannot estimate usage: %r", exc)
         attributes = dict(self.settings.attributes or {})
