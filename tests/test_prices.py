@@ -139,6 +139,35 @@ def test_the_event_s_provider_prices_before_a_prefix_of_the_model_s_name(
     assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
 
 
+def test_audio_tokens_are_priced_as_audio(project: Project) -> None:
+    """An answer's usage details tell how many tokens were audio (``gpt-audio``: several
+    times text's price): they are priced at audio's rate, on the input and the output."""
+    when = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    details = {
+        "prompt_tokens": 1100,
+        "completion_tokens": 1050,
+        "prompt_tokens_details": {"audio_tokens": 1000, "cached_tokens": 0},
+        "completion_tokens_details": {"audio_tokens": 1000, "reasoning_tokens": 0},
+    }
+    stored = send(
+        project,
+        model="gpt-audio",
+        usage=usage(1100, 1050),
+        response={"model": "gpt-audio", "choices": [], "usage": details},
+        started_at=when.isoformat(),
+    )
+    expected = library(
+        "gpt-audio",
+        when,
+        input_tokens=1100,
+        output_tokens=1050,
+        input_audio_tokens=1000,
+        output_audio_tokens=1000,
+    )
+    assert stored["cost_usd"] == pytest.approx(expected, rel=1e-9)
+    assert expected > 5 * library("gpt-audio", when, input_tokens=1100, output_tokens=1050)
+
+
 def test_reasoning_tokens_are_priced(project: Project) -> None:
     stored = send(project, model="o3-mini", usage=usage(1_000, 5_000, reasoning=4_000))
     expected = library(

@@ -18,7 +18,7 @@ import threading
 from datetime import date, datetime, time, timezone
 from functools import lru_cache
 from time import monotonic
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
@@ -30,7 +30,7 @@ from ..wire import MAX_PRICE_PER_MTOK, Event, check_instant, parse_instant
 from .auth import project_wide_key
 from .errors import ApiError
 
-__all__ = ["PriceOverride", "Pricer", "library_cost", "override_cost", "service_tier"]
+__all__ = ["Billing", "PriceOverride", "Pricer", "billing_of", "library_cost", "override_cost"]
 
 Usage = dict[str, Any]
 log = logging.getLogger("llmtap.server")
@@ -94,21 +94,51 @@ def _tokens(usage: Usage) -> tuple[int, int, int, int, int]:
 _TIER_CHARS = 32
 
 
-def service_tier(response: Any) -> str | None:
-    """The tier an answer says it was served at, when it says."""
-    tier = response.get("service_tier") if isinstance(response, dict) else None
-    return tier if isinstance(tier, str) and 0 < len(tier) <= _TIER_CHARS else None
+class Billing(NamedTuple):
+    """What an answer says of how it is billed, beside its usage: the service tier it was
+    served at, and how many of its input and output tokens were audio (dearer than text)."""
+
+    tier: str | None = None
+    audio_input: int = 0
+    audio_output: int = 0
+
+
+STANDARD = Billing()  # what an answer that tells nothing is billed as
+
+
+def billing_of(response: Any) -> Billing:
+    """The billing an answer (OpenAI's, as stored) tells, when it tells."""
+    if not isinstance(response, dict):
+        return STANDARD
+    tier = response.get("service_tier")
+    usage = response.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return Billing(
+        tier if isinstance(tier, str) and 0 < len(tier) <= _TIER_CHARS else None,
+        _audio(usage, "prompt_tokens_details", "input_tokens_details"),
+        _audio(usage, "completion_tokens_details", "output_tokens_details"),
+    )
+
+
+def _audio(usage: dict[str, Any], *details: str) -> int:
+    for name in details:  # chat completions' name, then the Responses API's
+        found = usage.get(name)
+        if isinstance(found, dict):
+            tokens = found.get("audio_tokens")
+            if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+                return tokens
+    return 0
 
 
 @lru_cache(maxsize=8192)
 def _linear_rates(
     model: str, provider: str | None, day: date, tier: str | None = None
-) -> tuple[float, float, float, float, float, float] | None:
-    """USD per request (a fee some models have), and per input, cached, output, reasoning
-    and cache-writing token on ``day`` at the service ``tier``, asked of the library itself,
-    when the model's price that day is linear in tokens (no long-context tiers, no
-    time-of-day prices); None otherwise. Pricing an event is then a few multiplications
-    instead of ~100 us in the library."""
+) -> tuple[float, ...] | None:
+    """USD per request (a fee some models have), and per input, cached, output, reasoning,
+    cache-writing, audio input and audio output token on ``day`` at the service ``tier``,
+    asked of the library itself, when the model's price that day is linear in tokens (no
+    long-context tiers, no time-of-day prices); None otherwise. Pricing an event is then a
+    few multiplications instead of ~100 us in the library."""
     from genai_prices import Usage as LibUsage
     from genai_prices import calc_price
     from genai_prices.data_snapshot import get_snapshot
@@ -149,6 +179,8 @@ def _linear_rates(
         per_token(output_tokens=m),
         per_token(output_tokens=m, output_reasoning_tokens=m),
         per_token(input_tokens=m, cache_write_tokens=m),
+        per_token(input_tokens=m, input_audio_tokens=m),
+        per_token(output_tokens=m, output_audio_tokens=m),
     )
 
 
@@ -157,11 +189,11 @@ def library_cost(
     provider: str | None,
     usage: Usage,
     started_at: datetime,
-    tier: str | None = None,
+    billing: Billing = STANDARD,
 ) -> float | None:
     """The cost in USD from genai-prices at the price in force at ``started_at`` (at the
-    service ``tier``, when the answer named one); None when the library has no price for
-    the model."""
+    service tier and with the audio tokens the answer tells of); None when the library has
+    no price for the model."""
     from genai_prices import Usage as LibUsage
     from genai_prices import calc_price
 
@@ -170,15 +202,21 @@ def library_cost(
         return None
     kwargs, ref = found
     input_tokens, output_tokens, cached, reasoning, written = _tokens(usage)
-    rates = _linear_rates(model, provider, started_at.astimezone(timezone.utc).date(), tier)
+    # Audio tokens are of the input's uncached part, and of the output's answer.
+    audio_in = min(billing.audio_input, input_tokens - cached - written)
+    audio_out = min(billing.audio_output, output_tokens - reasoning)
+    day = started_at.astimezone(timezone.utc).date()
+    rates = _linear_rates(model, provider, day, billing.tier)
     if rates is not None:
         return (
             rates[0]
-            + (input_tokens - cached - written) * rates[1]
+            + (input_tokens - cached - written - audio_in) * rates[1]
             + cached * rates[2]
-            + (output_tokens - reasoning) * rates[3]
+            + (output_tokens - reasoning - audio_out) * rates[3]
             + reasoning * rates[4]
             + written * rates[5]
+            + audio_in * rates[6]
+            + audio_out * rates[7]
         )
     lib_usage = LibUsage(
         input_tokens=input_tokens,
@@ -186,12 +224,14 @@ def library_cost(
         cache_read_tokens=cached or None,
         cache_write_tokens=written or None,
         output_reasoning_tokens=reasoning or None,
+        input_audio_tokens=audio_in or None,
+        output_audio_tokens=audio_out or None,
     )
     result = calc_price(  # type: ignore[call-overload]
         lib_usage,
         ref,
         genai_request_timestamp=started_at,
-        price_context={"service_tier": tier} if tier else None,
+        price_context={"service_tier": billing.tier} if billing.tier else None,
         **kwargs,
     )
     return float(result.total_price)
@@ -220,18 +260,18 @@ def cost(
     usage: Usage | None,
     started_at: datetime,
     overrides: list[dict[str, Any]],
-    tier: str | None = None,
+    billing: Billing = STANDARD,
 ) -> float | None:
     """What a call cost: the project's override in force at ``started_at`` if it has one for
-    the model, else the library's price (at the service ``tier`` the answer named); None
-    without usage or without a price."""
+    the model, else the library's price (with the answer's ``billing``: its service tier and
+    audio tokens); None without usage or without a price."""
     if not model or not usage or not any(_tokens(usage)):
         return None
     started_us = to_us(started_at)
     in_force = [o for o in overrides if o["model"] == model and o["since_us"] <= started_us]
     if in_force:
         return override_cost(max(in_force, key=lambda o: o["since_us"]), usage)
-    return library_cost(model, provider, usage, started_at, tier)
+    return library_cost(model, provider, usage, started_at, billing)
 
 
 class Pricer:
@@ -269,7 +309,7 @@ class Pricer:
                 usage,
                 event.started_at,
                 self.overrides(project_id),
-                service_tier(event.response),
+                billing_of(event.response),
             )
         except Exception:
             log.exception("cannot price model %r", event.model)
@@ -279,9 +319,9 @@ class Pricer:
 def _body_cost(overrides: list[dict[str, Any]]) -> Any:
     def cost_of(body: dict[str, Any]) -> float | None:
         started = parse_instant(body["started_at"])
-        tier = service_tier(body.get("response"))
+        billing = billing_of(body.get("response"))
         return cost(
-            body.get("model"), body.get("provider"), body.get("usage"), started, overrides, tier
+            body.get("model"), body.get("provider"), body.get("usage"), started, overrides, billing
         )
 
     return cost_of
