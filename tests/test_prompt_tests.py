@@ -783,3 +783,28 @@ def test_a_run_scored_by_embeddings_takes_a_cost_cap(
     run = project.server.get(f"/api/v1/runs/{_run_id(done.stderr)}", project.key, raw="1")
     results = run.json()["results"]
     assert len(results) == len(SPORTS) and all(r["cost_usd"] > 0 for r in results)
+
+
+def test_a_command_that_fails_leaves_its_output_file_as_it_was(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """An export with a wrong key, a test of a set that does not exist: the file named was
+    written by an earlier command and still holds what it held (it had been emptied before
+    the command failed), with no partial file left beside it. A run that misses its gate
+    still writes its report."""
+    name = f"kept-{uuid.uuid4().hex[:8]}"
+    _import(project, provider, tmp_path, name, [_case("chess", output="?", rating=0.0)])
+    kept = {tmp_path / "events.jsonl": "earlier export\n", tmp_path / "report.xml": "<earlier/>"}
+    for path, text in kept.items():
+        path.write_text(text)
+    wrong_key = cli(project, provider, "export", "-o", str(tmp_path / "events.jsonl"),
+                    "--api-key", "lt_wrong")  # fmt: skip
+    no_set = cli(project, provider, "test", f"{name}-missing", "--junit",
+                 str(tmp_path / "report.xml"))  # fmt: skip
+    assert wrong_key.returncode == 1 and no_set.returncode == 1, wrong_key.stderr + no_set.stderr
+    assert {path: path.read_text() for path in kept} == kept
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+    gated = cli(project, provider, "test", name, "--junit", str(tmp_path / "report.xml"),
+                "--min-pass", "1.0")  # fmt: skip
+    assert gated.returncode == 1 and "<testsuite" in (tmp_path / "report.xml").read_text()
+    assert oct((tmp_path / "report.xml").stat().st_mode & 0o777) == "0o600"

@@ -170,7 +170,8 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
             json={"name": "served", "source": "feedback", "template": template_name},
         )
         testset_id = made.json()["testset"]["id"]
-        provider.script({f"{tag} Emoji for": "🏅"})  # whatever the sport, now
+        # Whatever the sport, now; a U+2028 in the answer is no end of the replay's line.
+        provider.script({f"{tag} Emoji for": "🏅\u2028"})
         with login(server) as browser:
             page = browser.get(f"/events/{original['id']}", params={"project": name})
             assert "/replay" in page.text and "llmtap replay" not in page.text
@@ -189,7 +190,7 @@ def test_replays_and_runs_from_the_dashboard_use_the_server_s_provider(
                 for e in project.events(environment="dashboard")
                 if e.get("parent_event_id") == original["id"]
             ]
-            assert len(children) == 1 and children[0]["output_text"] == "🏅"
+            assert len(children) == 1 and children[0]["output_text"] == "🏅\u2028"
             view = server.get(f"/api/v1/runs/{runs[0]['id']}", project.key).json()
             assert view["summary"]["done"] == 4
             shown = [

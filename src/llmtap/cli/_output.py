@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -13,18 +16,27 @@ import click
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def private_file(path: Path) -> None:
-    """Make ``path`` (or empty it) readable and writable by its owner only, before anything
-    is written to it: an export or a report holds prompts and answers. A path that cannot be
-    written (no such folder, a folder, no permission) is a usage error naming it."""
+@contextmanager
+def private_output(path: Path) -> Iterator[Path]:
+    """A file readable and writable by its owner alone (an export or a report holds prompts
+    and answers) to write ``path``'s new content into: made before any work, so a path that
+    cannot be written is a usage error naming it at once; it takes ``path``'s place when the
+    block ends, and is removed if the block fails, so a failed command leaves what ``path``
+    held as it was."""
+    if path.is_dir():
+        raise click.ClickException(f"cannot write {path}: Is a directory")
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
     try:
-        os.fchmod(fd, 0o600)  # a file that was there keeps its mode otherwise
-    finally:
-        os.close(fd)
+        yield part
+        os.replace(part, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise
 
 
 def read_text(path: Path) -> str:

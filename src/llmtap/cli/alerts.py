@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from ._options import api_key_option, url_option
-from ._output import private_file
+from ._output import private_output
 from ._query import api_errors_reported, api_for
 
 
@@ -99,8 +99,8 @@ def export_(url: str, api_key: str | None, output: str) -> None:
     if output == "-":
         click.echo(text, nl=False)
         return
-    private_file(Path(output))  # as every file a command writes: its owner's alone
-    Path(output).write_text(text, encoding="utf-8")
+    with private_output(Path(output)) as part:  # as every file a command writes: its owner's
+        part.write_text(text, encoding="utf-8")
 
 
 @alerts.command("import")

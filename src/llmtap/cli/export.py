@@ -17,7 +17,7 @@ import click
 
 from ..api import FLAT_COLUMNS, flatten_event
 from ._options import api_key_option, url_option
-from ._output import private_file
+from ._output import private_output
 from ._query import api_errors_reported, api_for, event_filters, filter_options
 
 ROW_GROUP = 5_000  # rows a Parquet row group holds: what export keeps in memory
@@ -99,28 +99,32 @@ def export(
             raise click.ClickException(
                 "parquet export needs pyarrow: pip install 'llmtap[parquet]'"
             ) from None
-    private_file(output)  # first: a path that cannot be written fails before any reading
-    api = api_for(url, api_key)
-    filters = event_filters(kw)
-    # The stats answer from aggregates, so the total for the bar costs next to nothing.
-    total = sum(g["count"] for g in api.stats(**filters))
-    events = iter(api.events(page_size=1000, **filters))
-    quiet = open(os.devnull, "w")  # noqa: SIM115 - closed below
-    with (
-        quiet,
-        click.progressbar(
-            length=total, label=f"exporting to {output}", file=sys.stderr if progress else quiet
-        ) as bar,
-    ):
+    # First: a path that cannot be written fails before any reading; and a failed export
+    # leaves what the file held before.
+    with private_output(output) as part:
+        api = api_for(url, api_key)
+        filters = event_filters(kw)
+        # The stats answer from aggregates, so the total for the bar costs next to nothing.
+        total = sum(g["count"] for g in api.stats(**filters))
+        events = iter(api.events(page_size=1000, **filters))
+        quiet = open(os.devnull, "w")  # noqa: SIM115 - closed below
+        with (
+            quiet,
+            click.progressbar(
+                length=total,
+                label=f"exporting to {output}",
+                file=sys.stderr if progress else quiet,
+            ) as bar,
+        ):
 
-        def counted() -> Iterator[dict[str, Any]]:
-            for event in events:
-                yield event
-                bar.update(1)
+            def counted() -> Iterator[dict[str, Any]]:
+                for event in events:
+                    yield event
+                    bar.update(1)
 
-        if fmt == "parquet":
-            _write_parquet(counted(), output)
-        else:
-            with output.open("w", encoding="utf-8", newline="") as out:
-                (_write_jsonl if fmt == "jsonl" else _write_csv)(counted(), out)
+            if fmt == "parquet":
+                _write_parquet(counted(), part)
+            else:
+                with part.open("w", encoding="utf-8", newline="") as out:
+                    (_write_jsonl if fmt == "jsonl" else _write_csv)(counted(), out)
     click.echo(f"{bar.pos} events written to {output}", err=True)

@@ -9,6 +9,7 @@ the run, 2 on a usage error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -24,7 +25,7 @@ from ..evals.cases import DEFAULT_THRESHOLD
 from ..evals.results import missed_thresholds
 from ..evals.runner import Runner, RunOptions, sampling_settings, uncapped
 from ._options import api_key_option, url_option
-from ._output import private_file, read_text, table
+from ._output import private_output, read_text, table
 from ._query import api_errors_reported, checked_key
 
 __all__ = ["revision_template", "template_file", "test", "testsets"]
@@ -240,61 +241,63 @@ def test(
             parse_evaluator(spec)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--evaluator") from None
-    if junit:
-        private_file(junit)  # before the run: a path that cannot be written fails for free
-    with _api(url, api_key) as api:
-        template = template_file(template_path) if template_path else None
-        if revision:
-            template = revision_template(api, revision)
-        options = RunOptions(
-            model=model,
-            template=template,
-            template_label=str(template_path) if template_path else revision,
-            evaluators=list(evaluators) or None,
-            concurrency=concurrency,
-            max_cost_usd=max_cost,
-            settings=_settings(settings),
-            judge_model=judge_model,
-            timeout=timeout,
-        )
-        runner = Runner(api, {}, {"api_key": api_key, "url": url})
-        testset = api.testset(api.testset_id(set_name))
-        if resume:
-            stored = api.run(resume)
-            if stored["testset_id"] != testset["id"]:
-                raise click.UsageError(f"run {resume} is not a run of the set {set_name!r}")
-            options = _resumed(options, stored["config"])
-        try:
-            runner.evaluators(testset, options)
-        except ValueError as exc:
-            raise click.UsageError(f"the set's evaluators: {exc}") from None
-        calls = runner.plan(testset, options)
-        priced = [c.estimate for c in calls if c.estimate is not None]
-        unpriced = sum(1 for c in calls if c.estimate is None and c.error is None)
-        estimate = f"${sum(priced):.6f}" if priced else "unknown"
-        click.echo(
-            f"{testset['name']}: {len(calls)} case(s), estimated cost {estimate}"
-            + (f" ({unpriced} case(s) of a model without a price)" if unpriced else ""),
-            err=True,
-        )
-        if uncapped(options, calls):  # the cap given, or the resumed run's
-            raise click.ClickException("--max-cost needs a price for every model called")
-        _provider_is_set()
-        run_id = resume or runner.start(testset, options, calls)
-        click.echo(f"run {run_id}", err=True)
-        with click.progressbar(length=len(calls), label="testing", file=sys.stderr) as bar:
-            outcome = runner.run(
-                testset,
-                options,
-                calls,
-                run_id,
-                progress=lambda *_: bar.update(1),
-                resume=resume is not None,
+    # Before the run: a path that cannot be written fails for free; and a run that fails
+    # leaves what the file held before (a report of a run that missed its gate is written).
+    with contextlib.ExitStack() as outputs:
+        report = outputs.enter_context(private_output(junit)) if junit else None
+        with _api(url, api_key) as api:
+            template = template_file(template_path) if template_path else None
+            if revision:
+                template = revision_template(api, revision)
+            options = RunOptions(
+                model=model,
+                template=template,
+                template_label=str(template_path) if template_path else revision,
+                evaluators=list(evaluators) or None,
+                concurrency=concurrency,
+                max_cost_usd=max_cost,
+                settings=_settings(settings),
+                judge_model=judge_model,
+                timeout=timeout,
             )
-        view = api.run_view(run_id, baseline) if baseline else outcome
-    _report(testset, view, outcome["status"])
-    if junit:
-        junit.write_bytes(junit_xml(testset, view))
+            runner = Runner(api, {}, {"api_key": api_key, "url": url})
+            testset = api.testset(api.testset_id(set_name))
+            if resume:
+                stored = api.run(resume)
+                if stored["testset_id"] != testset["id"]:
+                    raise click.UsageError(f"run {resume} is not a run of the set {set_name!r}")
+                options = _resumed(options, stored["config"])
+            try:
+                runner.evaluators(testset, options)
+            except ValueError as exc:
+                raise click.UsageError(f"the set's evaluators: {exc}") from None
+            calls = runner.plan(testset, options)
+            priced = [c.estimate for c in calls if c.estimate is not None]
+            unpriced = sum(1 for c in calls if c.estimate is None and c.error is None)
+            estimate = f"${sum(priced):.6f}" if priced else "unknown"
+            click.echo(
+                f"{testset['name']}: {len(calls)} case(s), estimated cost {estimate}"
+                + (f" ({unpriced} case(s) of a model without a price)" if unpriced else ""),
+                err=True,
+            )
+            if uncapped(options, calls):  # the cap given, or the resumed run's
+                raise click.ClickException("--max-cost needs a price for every model called")
+            _provider_is_set()
+            run_id = resume or runner.start(testset, options, calls)
+            click.echo(f"run {run_id}", err=True)
+            with click.progressbar(length=len(calls), label="testing", file=sys.stderr) as bar:
+                outcome = runner.run(
+                    testset,
+                    options,
+                    calls,
+                    run_id,
+                    progress=lambda *_: bar.update(1),
+                    resume=resume is not None,
+                )
+            view = api.run_view(run_id, baseline) if baseline else outcome
+        _report(testset, view, outcome["status"])
+        if report is not None:
+            report.write_bytes(junit_xml(testset, view))
     missed = missed_thresholds(view["summary"], outcome["status"], min_pass, max_regressions)
     if missed:
         raise click.ClickException("; ".join(missed))

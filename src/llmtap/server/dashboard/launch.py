@@ -175,7 +175,8 @@ async def replay_form(request: Request) -> Response:
     )
     if done.returncode != 0:
         raise ApiError(502, f"the replay failed: {_failure(provider, done)}")
-    replay = json.loads(done.stdout.strip().splitlines()[-1])
+    # Its last line: split at line feeds alone (a U+2028 in the answer is no line's end).
+    replay = json.loads(done.stdout.strip().split("\n")[-1])
     data = {"project": project, "event": event, "replay": replay}
     projects = [{"name": project}]
     return await render_page(
