@@ -4,12 +4,14 @@ loopback without a credential, and pages that are the JSON API rendered."""
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -402,3 +404,59 @@ def test_a_small_call_s_cost_shows_its_digits_not_zero(server: Server, project: 
     with login(server) as browser:
         page = browser.get(f"/events/{small['id']}", params={"project": stored["project"]}).text
     assert shown in page and "$0.0000<" not in page
+
+
+def test_the_feedback_download_is_every_rated_call_as_the_set_made_from_it(
+    server: Server, project: Project, tmp_path: Path
+) -> None:
+    """The download holds a case per rated call, however many (it had stopped at 200
+    feedbacks), each with its template, model and settings, its newest rating and better
+    response sent apart merged; ``llmtap testsets import`` of it gives the cases a set made
+    from the same feedback has."""
+    events = [
+        event(
+            model="gpt-4.1",
+            feedback_key=f"dl-{i}",
+            request={"messages": [{"role": "user", "content": f"q{i}"}], "temperature": 0.3},
+            template_chat=[{"role": "user", "content": "q{n}"}],
+            template_params={"n": i},
+        )
+        for i in range(210)
+    ]
+    post_events(project, events)
+    for i in range(210):
+        rated = {"feedback_key": f"dl-{i}", "rating": 0.2}
+        assert server.post("/api/v1/feedback", project.key, json=rated).status_code == 200
+    better = {"feedback_key": "dl-0", "better_response": "a better one"}
+    assert server.post("/api/v1/feedback", project.key, json=better).status_code == 200
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        download = browser.get("/feedback", params={"project": name, "format": "jsonl"})
+    lines = [json.loads(line) for line in download.text.split("\n") if line]
+    assert len(lines) == 210
+    first = next(line for line in lines if line["event_id"] == events[0]["id"])
+    assert (first["model"], first["settings"], first["template_params"]) == (
+        "gpt-4.1",
+        {"temperature": 0.3},
+        {"n": 0},
+    )
+    assert (first["rating"], first["expected"]) == (0.2, "a better one")
+    file = tmp_path / "feedback.jsonl"
+    file.write_text(download.text)
+    imported = subprocess.run(
+        [*LLMTAP, "testsets", "import", "from-download", str(file), "--url", server.url,
+         "--api-key", project.key],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert imported.returncode == 0 and "added 210 case(s)" in imported.stdout, imported.stderr
+    made = server.post("/api/v1/testsets", project.key, json={"name": "made", "source": "feedback"})
+
+    def cases(testset_id: int) -> list[dict[str, Any]]:
+        found = server.get(f"/api/v1/testsets/{testset_id}", project.key).json()["cases"]
+        keep = ("event_id", "template", "template_params", "input", "model", "settings",
+                "rating", "expected", "expected_kind", "original_output")  # fmt: skip
+        return sorted(({k: c[k] for k in keep} for c in found), key=lambda c: c["event_id"])
+
+    sets = server.get("/api/v1/testsets", project.key).json()["testsets"]
+    by_name = {s["name"]: s["id"] for s in sets}
+    assert cases(by_name["from-download"]) == cases(made.json()["testset"]["id"])

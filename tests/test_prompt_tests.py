@@ -808,3 +808,26 @@ def test_a_command_that_fails_leaves_its_output_file_as_it_was(
                 "--min-pass", "1.0")  # fmt: skip
     assert gated.returncode == 1 and "<testsuite" in (tmp_path / "report.xml").read_text()
     assert oct((tmp_path / "report.xml").stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_import_checks_every_line_first_and_takes_any_number_of_cases(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A line that is no case: nothing is made, and the line is named (a set had been left
+    empty). Messages stored as a JSON object (a sender's own shape) are a case's input. More
+    cases than one request takes (10,000) go in several."""
+    tag = uuid.uuid4().hex[:8]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(_case("chess")) + "\n" + '{"rating": 7}\n')
+    done = cli(project, provider, "testsets", "import", f"bad-{tag}", str(bad))
+    assert done.returncode == 1 and "line 2:" in done.stderr, done.stderr
+    names = [
+        s["name"] for s in project.server.get("/api/v1/testsets", project.key).json()["testsets"]
+    ]
+    assert f"bad-{tag}" not in names
+    shaped = {**_case("go"), "input": {"role": "user", "content": "an object"}}
+    many = [_case(f"{tag} {i}") for i in range(10_001)] + [shaped]
+    _import(project, provider, tmp_path, f"many-{tag}", many)
+    found = project.server.get("/api/v1/testsets", project.key).json()["testsets"]
+    (made,) = [s for s in found if s["name"] == f"many-{tag}"]
+    assert made["case_count"] == 10_002

@@ -340,3 +340,7 @@ def test_a_big_set_and_its_run_are_shown_a_page_of_cases_at_a_time(server: Serve
             assert "previous" in pages["3"].css_first("p.pager").text()
             bad = browser.get(path, params={"project": name, "page": "²"})
             assert bad.status_code == 400
+            # The download ("Download the run (JSON)"): every case, as the API has them.
+            whole = browser.get(path, params={"project": name, "format": "json"}).json()
+            cases = whole["cases"] if path.startswith("/runs/") else whole["testset"]["cases"]
+            assert len(cases) == 1203 and whole["paging"]["total"] == 1203

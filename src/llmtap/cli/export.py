@@ -39,7 +39,11 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value: Any) -> Any:
-    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA) else value
+    if not isinstance(value, str):
+        return value
+    # A NUL ends a cell early in most CSV readers (pandas, sqlite3's import): shown as U+FFFD.
+    value = value.replace("\x00", "\ufffd")
+    return "'" + value if value.startswith(_FORMULA) else value
 
 
 def _write_csv(events: Iterator[dict[str, Any]], out: IO[str]) -> None:

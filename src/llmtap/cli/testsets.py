@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 import click
 
 from ..evals.api import TestsApi
-from ..evals.cases import DEFAULT_THRESHOLD
+from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, cases_from_jsonl
 from ..evals.results import missed_thresholds
 from ..evals.runner import Runner, RunOptions, sampling_settings, uncapped
 from ._options import api_key_option, url_option
@@ -108,8 +108,15 @@ def import_(
     NAME, made if missing."""
     from ..api import ApiError
 
-    text = read_text(file)  # before the set is made: a file that cannot be read makes nothing
+    # Before the set is made: a file that cannot be read, or a line that is no case, makes
+    # nothing (each bad line named, as the server would).
+    lines = _jsonl_lines(read_text(file))
+    _, problems = cases_from_jsonl(lines)
+    if problems:
+        shown = "; ".join(f"line {p['line']}: {p['error']}" for p in problems[:5])
+        raise click.ClickException(f"{len(problems)} line(s) are not test cases: {shown}")
     with _api(url, api_key) as api:
+        made = None
         try:
             testset_id = api.testset_id(name)
         except ApiError as exc:
@@ -117,7 +124,26 @@ def import_(
                 raise
             made = api.create_testset(name, source="cases", evaluators=list(evaluators) or None)
             testset_id = made["testset"]["id"]
-        _say_added(api.import_jsonl(testset_id, text))
+        added: dict[str, Any] = {"added": 0, "duplicates": []}
+        cases = [line for line in lines if line.strip()]
+        try:
+            for at in range(0, len(cases), MAX_CASES):  # the most one request takes
+                part = "".join(line + "\n" for line in cases[at : at + MAX_CASES])
+                answer = api.import_jsonl(testset_id, part)
+                added["added"] += answer["added"]
+                added["duplicates"] += answer.get("duplicates") or []
+        except Exception:
+            if made is not None and not added["added"]:
+                api.delete_testset(testset_id)  # made for this import, which added nothing
+            raise
+        _say_added(added)
+
+
+def _jsonl_lines(text: str) -> list[str]:
+    """The lines of JSON-lines text, numbered as the file's: they end at "\n" alone (a
+    U+2028 is text inside a JSON string), as the server reads them."""
+    lines = [line.rstrip("\r") for line in text.removeprefix("\ufeff").split("\n")]
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 @testsets.command("list")

@@ -73,7 +73,7 @@ class CaseIn(BaseModel):
     template_chat: list[dict[str, Any]] | None = None
     template_text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     template_params: dict[str, Any] | None = None
-    input: list[Any] | str | None = None
+    input: list[Any] | dict[str, Any] | str | None = None  # as the request held it
     model: str | None = Field(None, max_length=1000)
     settings: dict[str, Any] | None = None
     output: str | None = Field(None, max_length=MAX_TEXT_CHARS)

@@ -42,6 +42,7 @@ __all__ = [
     "build_cases",
     "change_case",
     "check_cases",
+    "feedback_cases",
     "remove_case",
     "run_view",
     "testset_routes",
@@ -207,7 +208,7 @@ class _RunStatus(BaseModel):
     summary: Annotated[dict[str, Any] | None, AfterValidator(_summary)] = None
 
 
-def _feedback_cases(store: Store, project_id: int, src: Source) -> list[dict[str, Any]]:
+def feedback_cases(store: Store, project_id: int, src: Source) -> list[dict[str, Any]]:
     """A case per rated event, expecting its newest rating and its newest better response
     (feedback may send either alone); of one template when asked, of the chosen feedback when
     asked."""
@@ -243,7 +244,7 @@ def _feedback_cases(store: Store, project_id: int, src: Source) -> list[dict[str
 def build_cases(store: Store, key: Any, src: Source) -> list[dict[str, Any]]:
     """The cases ``src`` selects, for ``key``'s project."""
     if src.source == "feedback":
-        return _feedback_cases(store, key.project_id, src)
+        return feedback_cases(store, key.project_id, src)
     if src.source == "events":
         f = confine(key, event_filter(src.filter, SELECTING))
         cases = []

@@ -194,33 +194,34 @@ def list_feedback(
     store: SQLiteStore, project_id: int, limit: int = 100, before_id: int | None = None
 ) -> list[dict[str, Any]]:
     """Feedback newest first, each with the event it rates (when that event has arrived; the
-    earliest, should several events share its key: each feedback is listed once)."""
-    rows = (
-        store._reader()
-        .execute(
-            "SELECT f.id, f.feedback_key, f.rating, f.better_response, f.created_us, "
-            "(SELECT e.body FROM events e WHERE e.project_id = f.project_id "
-            "AND e.feedback_key = f.feedback_key ORDER BY e.started_us, e.id LIMIT 1) "
-            "FROM feedback f "
-            "WHERE f.project_id = ? AND (? IS NULL OR f.id < ?) ORDER BY f.id DESC LIMIT ?",
-            (project_id, before_id, before_id, limit),
-        )
-        .fetchall()
-    )
-    out = []
-    for fid, key, rating, better, created, body in rows:
-        event = json.loads(body) if body else None
-        out.append(
-            {
-                "id": fid,
-                "feedback_key": key,
-                "rating": rating,
-                "better_response": better,
-                "created_at": datetime.fromtimestamp(created / 1e6, timezone.utc).isoformat(),
-                "event": event,
-            }
-        )
-    return out
+    earliest, should several events share its key: each feedback is listed once). An event
+    rated many times on the page is read once, and its feedback share it."""
+    reader = store._reader()
+    rows = reader.execute(
+        "SELECT f.id, f.feedback_key, f.rating, f.better_response, f.created_us FROM feedback f"
+        " WHERE f.project_id = ? AND (? IS NULL OR f.id < ?) ORDER BY f.id DESC LIMIT ?",
+        (project_id, before_id, before_id, limit),
+    ).fetchall()
+    events: dict[str, Any] = {}
+    for key in sorted({row[1] for row in rows}):
+        found = reader.execute(
+            "SELECT body FROM events WHERE project_id = ? AND feedback_key = ?"
+            " ORDER BY started_us, id LIMIT 1",
+            (project_id, key),
+        ).fetchone()
+        events[key] = found[0] if found else None
+    parsed = {key: json.loads(body) for key, body in events.items() if body}
+    return [
+        {
+            "id": fid,
+            "feedback_key": key,
+            "rating": rating,
+            "better_response": better,
+            "created_at": datetime.fromtimestamp(created / 1e6, timezone.utc).isoformat(),
+            "event": parsed.get(key),
+        }
+        for fid, key, rating, better, created in rows
+    ]
 
 
 def project_id(store: SQLiteStore, name: str) -> int | None:

@@ -16,6 +16,7 @@ from ...store import EventFilter
 from ...wire import parse_instant
 from ..errors import ApiError
 from ..query import event_filter, query_event, query_events
+from ..testsets import Source, feedback_cases
 from .auth import user_of
 from .conversation import conversation, output_messages
 from .render import render_page
@@ -193,18 +194,10 @@ async def chain_page(request: Request) -> Response:
     return await _timeline(request, "chain_id")
 
 
-def _test_case(item: dict[str, Any]) -> dict[str, Any]:
-    event = item["event"] or {}
-    request = event.get("request") or {}
-    return {
-        "prompt_template_name": event.get("prompt_template_name"),
-        "template_params": event.get("template_params"),
-        "input": request.get("messages", request.get("prompt", request.get("input"))),
-        "output": event.get("output_text"),
-        "rating": item["rating"],
-        "better_response": item["better_response"],
-        "event_id": event.get("id"),
-    }
+def _line(case: dict[str, Any]) -> dict[str, Any]:
+    """A case as a line of the feedback download: its fields, and its original answer as
+    ``output`` too (the download's name for it before cases had theirs)."""
+    return {**case, "output": case.get("original_output")}
 
 
 def _attachment(filename: str) -> str:
@@ -220,12 +213,17 @@ def _attachment(filename: str) -> str:
 async def feedback_page(request: Request) -> Response:
     ctx = Context(request)
     project, projects = await ctx.project()
-    items = await run_in_threadpool(ctx.store.list_feedback, project["id"], 200)
     if request.query_params.get("format") == "jsonl":
-        # The rated answers as a test set: what was asked, what came back, what was wanted.
-        body = await run_in_threadpool(
-            lambda: "".join(json.dumps(_test_case(i), ensure_ascii=False) + "\n" for i in items)
-        )
+        # The rated answers as a test set: the cases a set made from the project's feedback
+        # has (what was asked, with its template, model and settings; what came back; what
+        # was wanted), each a line ``llmtap testsets import`` takes back as it is.
+        def download() -> str:
+            cases = feedback_cases(
+                ctx.store, project["id"], Source.model_validate({"source": "feedback"})
+            )
+            return "".join(json.dumps(_line(c), ensure_ascii=False) + "\n" for c in cases)
+
+        body = await run_in_threadpool(download)
         return Response(
             body,
             media_type="application/x-ndjson",
@@ -233,6 +231,7 @@ async def feedback_page(request: Request) -> Response:
                 "content-disposition": _attachment(f"llmtap-feedback-{project['name']}.jsonl")
             },
         )
+    items = await run_in_threadpool(ctx.store.list_feedback, project["id"], 200)
     # A line each: the rated call's id, template and answer, cut as the events list's are
     # (events can be megabytes each; the download above has them whole).
     data = {"project": project["name"], "feedback": [_feedback_line(i) for i in items]}

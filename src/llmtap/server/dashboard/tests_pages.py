@@ -32,7 +32,7 @@ from ..testsets import (
 )
 from .auth import check_csrf, user_of
 from .pages import Context
-from .render import render_page
+from .render import render_page, wants_json
 
 __all__ = [
     "back_to",
@@ -70,6 +70,10 @@ CASES_SHOWN = 500
 def _page_of(request: Request, rows: list[Any]) -> tuple[list[Any], dict[str, Any]]:
     """The rows of the page ``?page=`` asks for (from 1; past the last, the last), and where
     it is among them, with the links to the pages beside it."""
+    if wants_json(request) and "page" not in request.query_params:
+        # The download ("Download the run (JSON)"): every case, as the API's view has them.
+        whole = {"first": min(1, len(rows)), "last": len(rows), "total": len(rows)}
+        return rows, {**whole, "previous": None, "next": None}
     asked = whole_number(request.query_params.get("page", "1"), 10**9)
     if asked is None:
         raise ApiError(400, "page: a whole number from 1")
