@@ -14,6 +14,8 @@ from .conftest import Project
 RECORDED = [
     "chat.completions.create",
     "chat.completions.parse",
+    "beta.chat.completions.parse",
+    "beta.responses.create",
     "completions.create",
     "responses.create",
     "responses.parse",
@@ -153,3 +155,55 @@ def test_an_azure_stream_is_recorded_under_its_model_and_priced(
     assert [e["model"] for e in events] == [AZURE_MODEL, AZURE_MODEL]
     assert all(e["cost_usd"] and e["cost_usd"] > 0 for e in events)
     assert events[0]["request"]["stream"] is True  # newest first
+
+
+def test_a_patch_of_openai_s_class_applies_as_it_does_to_openai_s_client(
+    client: llmtap.Client, project: Project
+) -> None:
+    """A test's ``mock.patch.object(Completions, "create")`` (or an instrumentation patching
+    the class) reaches a client used before the patch, and ends with the patch: the method
+    is looked up on the class at each call, as openai does. The patched calls are recorded."""
+    from unittest import mock
+
+    from openai.resources.chat.completions import Completions
+
+    ask = {"model": "m", "messages": [{"role": "user", "content": "patched?"}]}
+    assert client.chat.completions.create(**ask).choices[0].message.content == "echo: patched?"
+    real = Completions.create
+
+    def canned(self: Completions, **kwargs: object) -> object:
+        answer = real(self, **kwargs)
+        answer.choices[0].message.content = "canned"
+        return answer
+
+    with mock.patch.object(Completions, "create", canned):
+        assert client.chat.completions.create(**ask).choices[0].message.content == "canned"
+    assert client.chat.completions.create(**ask).choices[0].message.content == "echo: patched?"
+    client.flush()
+    outputs = sorted(e["output_text"] for e in (project.event(x["id"]) for x in project.events()))
+    assert outputs == ["canned", "echo: patched?", "echo: patched?"]
+
+
+def test_the_beta_namespace_s_calls_are_recorded(client: llmtap.Client, project: Project) -> None:
+    import pydantic
+
+    class Answer(pydantic.BaseModel):
+        text: str
+
+    ask = [{"role": "user", "content": 'reply [[reply:{"text": "hi"}]]'}]
+    parsed = client.beta.chat.completions.parse(model="m", messages=ask, response_format=Answer)
+    assert parsed.choices[0].message.parsed == Answer(text="hi")
+    client.flush()
+    (listed,) = project.events()
+    assert project.event(listed["id"])["output_text"] == '{"text": "hi"}'
+
+
+def test_messages_given_as_a_generator_are_sent_and_recorded(
+    client: llmtap.Client, project: Project
+) -> None:
+    history = [{"role": "user", "content": "from a generator"}]
+    answer = client.chat.completions.create(model="m", messages=(m for m in history))
+    assert answer.choices[0].message.content == "echo: from a generator"
+    client.flush()
+    (listed,) = project.events()
+    assert project.event(listed["id"])["request"]["messages"] == history

@@ -9,6 +9,7 @@ in the thin shells below (``_record_sync``, ``_record_async``); the logic lives 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
@@ -152,6 +153,22 @@ def _forward_params(method: Callable[..., Any]) -> Callable[..., Any]:
     return stream
 
 
+_instrumenting = threading.Lock()
+
+
+def _as_the_class_has_it(resource: Any, name: str) -> Callable[..., Any]:
+    """``resource``'s method ``name``, looked up on its class at each call, as openai's own
+    client does: a patch of the class made after this client was (a test's mock, an
+    OpenTelemetry instrumentation) applies to it, and one that ended no longer does."""
+    original = getattr(resource, name)
+
+    @functools.wraps(original)
+    def method(*args: Any, **kwargs: Any) -> Any:
+        return getattr(type(resource), name).__get__(resource)(*args, **kwargs)
+
+    return method
+
+
 def _provider(client: Any) -> str:
     if isinstance(client, (openai.AzureOpenAI, openai.AsyncAzureOpenAI)):
         return "azure"
@@ -173,16 +190,22 @@ class _Recording:
     def _instrument(self, resource: Any, path: str) -> Any:
         """``resource`` with the recorded methods of ``path`` wrapped, on this instance only:
         ``with_raw_response`` and ``with_streaming_response`` read them from it, so they are
-        recorded too."""
-        for resource_path, api, methods in _RECORDED:
-            if resource_path != path:
-                continue
-            for name in methods:
-                setattr(
-                    resource, name, type(self)._wrap(getattr(resource, name), self._llmtap, api)
-                )
-        if path in _STREAM_HELPERS and hasattr(resource, "stream"):
-            resource.stream = _forward_params(resource.stream)
+        recorded too. Once per resource, whatever the threads (Python 3.12's cached_property
+        no longer locks: two threads may both get here)."""
+        with _instrumenting:
+            if resource.__dict__.get("_llmtap_recorded"):
+                return resource
+            for resource_path, api, methods in _RECORDED:
+                if resource_path != path:
+                    continue
+                for name in methods:
+                    if not hasattr(resource, name):  # beta.responses has no parse
+                        continue
+                    method = _as_the_class_has_it(resource, name)
+                    setattr(resource, name, type(self)._wrap(method, self._llmtap, api))
+            if path in _STREAM_HELPERS and hasattr(resource, "stream"):
+                resource.stream = _forward_params(_as_the_class_has_it(resource, "stream"))
+            resource.__dict__["_llmtap_recorded"] = True
         return resource
 
     @cached_property
@@ -190,6 +213,15 @@ class _Recording:
         chat = super().chat  # type: ignore[misc]
         self._instrument(chat.completions, "chat.completions")
         return chat
+
+    @cached_property
+    def beta(self) -> Any:
+        """``beta.chat.completions`` (``parse``, ``stream``) and ``beta.responses`` are the
+        same calls: recorded too."""
+        beta = super().beta  # type: ignore[misc]
+        self._instrument(beta.chat.completions, "chat.completions")
+        self._instrument(beta.responses, "responses")
+        return beta
 
     @cached_property
     def completions(self) -> Any:

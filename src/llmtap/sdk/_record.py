@@ -13,7 +13,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -71,6 +71,11 @@ def begin(
         return None
     if settings.sample_rate < 1.0 and _sampling.random() >= settings.sample_rate:
         return None
+    for key, value in kwargs.items():
+        if isinstance(value, Iterator) and not hasattr(value, "read"):  # not a file
+            # messages=(m for m in history): openai reads it once, as it sends the call, so
+            # llmtap would see it empty. Read once here, the call and the record share it.
+            kwargs[key] = list(value)
     call = Call(settings, api, provider, kwargs, params, name)
     if (
         kwargs.get("stream") is True
