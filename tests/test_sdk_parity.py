@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 
+import pytest
+
 import llmtap
 from llmtap.fake_provider import AZURE_MODEL, FakeProvider
 
@@ -207,3 +209,38 @@ def test_messages_given_as_a_generator_are_sent_and_recorded(
     client.flush()
     (listed,) = project.events()
     assert project.event(listed["id"])["request"]["messages"] == history
+
+
+def test_a_raw_structured_answer_that_does_not_parse_is_recorded_as_the_call_s_error(
+    client: llmtap.Client, project: Project
+) -> None:
+    """Through ``with_raw_response``, an answer that does not fit the format: the caller's
+    ``parse()`` raises as openai's does, and the call is recorded as failed (it had gone
+    unrecorded), as it is without the raw wrapper."""
+    import pydantic
+
+    class Answer(pydantic.BaseModel):
+        text: str
+
+    ask = [{"role": "user", "content": "[[reply:no json at all]]"}]
+    raw = client.chat.completions.with_raw_response.parse(
+        model="m", messages=ask, response_format=Answer
+    )
+    with pytest.raises(pydantic.ValidationError):
+        raw.parse()
+    client.flush()
+    (listed,) = project.events()
+    assert listed["status"] == "error"
+
+
+def test_a_background_response_is_not_estimated_as_if_it_were_done(
+    client: llmtap.Client, project: Project
+) -> None:
+    """``background=True`` answers "queued": no usage yet, and no estimate of an answer that
+    has not been written (it had been recorded as 4 tokens in, 0 out)."""
+    queued = client.responses.create(model="gpt-4o-mini", input="later, please", background=True)
+    assert queued.status == "queued"
+    client.flush()
+    (listed,) = project.events()
+    event = project.event(listed["id"])
+    assert event["response"]["status"] == "queued" and not event.get("usage")

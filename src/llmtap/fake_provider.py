@@ -378,6 +378,10 @@ class _Handler(AnthropicRoutes, BaseHTTPRequestHandler):
             "top_p": None,
             "text": {"format": {"type": "text"}},
         }
+        if body.get("background") and not body.get("stream"):
+            # Answered at once as OpenAI does: queued, its output and usage to come.
+            self._send_json(200, {**response, "status": "queued", "output": [], "usage": None})
+            return
         if not body.get("stream"):
             self._send_json(200, response)
             return

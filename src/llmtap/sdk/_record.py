@@ -38,6 +38,7 @@ os.register_at_fork(after_in_child=_sampling.seed)
 __all__ = ["FEEDBACK_KEY_FIELD", "PARAMS_HEADER", "Call", "FeedbackItem", "begin", "error_info"]
 
 FEEDBACK_KEY_FIELD = "llmtap_feedback_key"
+_UNFINISHED = ("queued", "in_progress")  # a Responses API answer's status, background ones
 # The same key where ``llmtap.libretto`` puts it for its callers: neither was the provider's.
 _FEEDBACK_KEY_FIELDS = (FEEDBACK_KEY_FIELD, "libretto_feedback_key")
 # How ``llmtap=`` reaches ``create`` through openai's ``.stream()`` helpers, whose signatures
@@ -248,7 +249,15 @@ class Call:
         model = response.get("model") if isinstance(response, dict) else None
         model = model or _str_or_none(self.request.get("model"))
         request = _request_json(self.request)
-        if self.settings.estimate_usage and status != "error" and _no_tokens(usage):
+        # A background response (``background=True``) answers "queued": what it will cost
+        # is not known yet, and an estimate of it would be a measurement of nothing.
+        unfinished = isinstance(response, dict) and response.get("status") in _UNFINISHED
+        if (
+            self.settings.estimate_usage
+            and status != "error"
+            and not unfinished
+            and _no_tokens(usage)
+        ):
             try:
                 usage = estimate_usage(self.api, model, request, output_text, response) or usage
             except Exception as exc:  # the tokenizer's import at interpreter exit, say

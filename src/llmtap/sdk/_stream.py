@@ -38,8 +38,15 @@ def watch(tap: Tap, call: Call, result: Any) -> Any:
     elif isinstance(result, LegacyAPIResponse):
         # with_raw_response: the body is read already (or is a stream); parsing it now is what
         # the caller's parse() would do, and openai caches it, so the caller gets the same
-        # object, feedback key and watched stream included.
-        watch(tap, call, result.parse())
+        # object, feedback key and watched stream included. A body that does not parse
+        # (structured output that does not fit its format) is the call's error, as without
+        # the raw wrapper; the caller's own parse() raises it.
+        try:
+            parsed = result.parse()
+        except Exception as exc:
+            tap.failed(call, exc)
+            return result
+        watch(tap, call, parsed)
     elif isinstance(result, openai.APIResponse):
         _watch_api_response(tap, call, result)
     elif isinstance(result, openai.AsyncAPIResponse):
