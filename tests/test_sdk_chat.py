@@ -95,7 +95,7 @@ def test_parse_structured_output(tapped: Caller) -> None:
     assert event["prompt_template_name"] == "structured"
     assert event["feedback_key"] == out.model_extra["llmtap_feedback_key"]
     assert event["response"]["choices"][0]["message"]["parsed"] == {"emoji": "⚽"}
-    assert event["request"]["response_format"]["schema"]["properties"]["emoji"]
+    assert event["request"]["response_format"]["json_schema"]["schema"]["properties"]["emoji"]
 
 
 def test_with_raw_response(tapped: Caller) -> None:

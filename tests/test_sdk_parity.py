@@ -244,3 +244,27 @@ def test_a_background_response_is_not_estimated_as_if_it_were_done(
     (listed,) = project.events()
     event = project.event(listed["id"])
     assert event["response"]["status"] == "queued" and not event.get("usage")
+
+
+def test_a_structured_output_s_format_is_recorded_as_it_was_sent(
+    client: llmtap.Client, project: Project, provider: FakeProvider
+) -> None:
+    """``parse(response_format=W)`` and ``responses.parse(text_format=W)``: the record holds
+    the format openai sent (a strict schema, each API's shape), so a replay sends it again."""
+    import pydantic
+
+    class Weather(pydantic.BaseModel):
+        city: str
+
+    reply = '[[reply:{"city": "Paris"}]]'
+    client.chat.completions.parse(
+        model="m", messages=[{"role": "user", "content": reply}], response_format=Weather
+    )
+    sent_chat = provider.requests[-1]["body"]["response_format"]
+    client.responses.parse(model="m", input=reply, text_format=Weather)
+    sent_text = provider.requests[-1]["body"]["text"]
+    client.flush()
+    recorded = {e["api"]: project.event(e["id"])["request"] for e in project.events()}
+    assert recorded["chat"]["response_format"] == sent_chat
+    assert sent_chat["json_schema"]["strict"] is True
+    assert recorded["responses"]["text"] == sent_text and "text_format" not in recorded["responses"]

@@ -396,10 +396,14 @@ def _parsed(chunks: list[str]) -> list[dict[str, Any]]:
 
 def _request_json(request: dict[str, Any]) -> dict[str, Any]:
     kept = {
-        k: _schema_of(v) if isinstance(v, type) else v
+        k: _schema_of(v, k) if isinstance(v, type) else v
         for k, v in request.items()
         if k not in _TRANSPORT_ARGS and not isinstance(v, (NotGiven, Omit))
     }
+    text_format = kept.pop("text_format", None)
+    if text_format is not None:  # responses.parse: sent as the request's text.format
+        text = kept.get("text")
+        kept["text"] = {**(text if isinstance(text, Mapping) else {}), "format": text_format}
     if isinstance(kept.get("extra_body"), Mapping):
         kept["extra_body"] = _hidden_secrets(kept["extra_body"])
     return _jsonable(kept)
@@ -417,12 +421,25 @@ def _hidden_secrets(value: Any) -> Any:
     return value
 
 
-def _schema_of(cls: type) -> Any:
-    """A structured-output class (``response_format=``, ``text_format=``) as the JSON schema
-    it stands for."""
-    if issubclass(cls, pydantic.BaseModel):
-        return {"type": "json_schema", "name": cls.__name__, "schema": cls.model_json_schema()}
-    return repr(cls)
+def _schema_of(cls: type, argument: str) -> Any:
+    """A structured-output class (``response_format=``, ``text_format=``) as openai sends it
+    (a strict JSON schema, in the chat API's or the Responses API's shape): what a replay of
+    the call sends again."""
+    try:
+        from openai.lib._parsing._completions import type_to_response_format_param
+        from openai.lib._parsing._responses import type_to_text_format_param
+
+        convert = (
+            type_to_text_format_param
+            if argument == "text_format"
+            else type_to_response_format_param
+        )
+        return dict(convert(cls))  # type: ignore[arg-type]
+    except Exception:  # another openai, or a class it cannot convert: its schema, as it is
+        if issubclass(cls, pydantic.BaseModel):
+            schema = cls.model_json_schema()
+            return {"type": "json_schema", "name": cls.__name__, "schema": schema}
+        return repr(cls)
 
 
 def _str_or_none(value: Any) -> str | None:
