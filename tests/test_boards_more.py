@@ -339,3 +339,22 @@ def test_answers_asked_for_at_once_are_made_once_and_kept_a_while() -> None:
     assert recent.get("a", make("a"))["n"] == 4
     time.sleep(0.6)
     assert recent.get("c", make("c"))["n"] == 5  # and after `seconds`, made again
+
+
+def test_a_project_holds_at_most_a_thousand_boards(project: Project) -> None:
+    """Each board is computed when shown and every list reads them all: a key that may write
+    boards cannot fill the store with them (409, saying why); deleting one makes room."""
+    from llmtap.store import open_store
+
+    made = ok(call(project, "POST", BOARDS, {"name": "first", "spec": {"panels": []}}), 201)
+    store = open_store(str(project.server.db))  # 999 more, straight into the server's store
+    try:
+        (project_id,) = [p["id"] for p in store.list_projects() if store.board(p["id"], made["id"])]
+        for i in range(999):
+            assert store.create_board(project_id, f"bulk{i:04d}", f"b{i}", {"panels": []}, None)
+    finally:
+        store.close()
+    refused = call(project, "POST", BOARDS, {"name": "one more", "spec": {"panels": []}})
+    assert refused.status_code == 409 and "1000 boards" in refused.json()["error"]
+    ok(call(project, "DELETE", f"{BOARDS}/{made['id']}"))
+    ok(call(project, "POST", BOARDS, {"name": "one more", "spec": {"panels": []}}), 201)

@@ -133,6 +133,10 @@ def templates_offered(store: Store) -> list[dict[str, Any]]:
     return offered
 
 
+# Boards a project may have (Grafana's own default is none; a team's is dozens).
+MAX_BOARDS = 1_000
+
+
 def create_board(store: Store, a: Access, data: Any) -> dict[str, Any]:
     if isinstance(data, dict) and "template" in data:
         name = data.get("template")
@@ -141,6 +145,10 @@ def create_board(store: Store, a: Access, data: Any) -> dict[str, Any]:
         data = {**_template(store, name), **({"name": data["name"]} if "name" in data else {})}
     board = parse_board(data)
     spec = board.spec.model_dump(by_alias=True, exclude_none=True)
+    if len(store.list_boards(a.project_id)) >= MAX_BOARDS:
+        # Each board is computed when shown, and every list of them is read whole: a key
+        # that may write boards is not a way to fill the store with them.
+        raise ApiError(409, f"the project has {MAX_BOARDS} boards: delete one first")
     while True:  # 48 random bits: a taken id is next to impossible, and then another is drawn
         board_id = uuid.uuid4().hex[:12]
         if store.create_board(a.project_id, board_id, board.name, spec, a.who, board.is_template):
