@@ -74,8 +74,12 @@ class Call:
     OTLP encoders."""
 
     def __init__(
-        self, records: list[tuple[str, Any]], details: dict[str, Any] | None = None
+        self,
+        records: list[tuple[str, Any]],
+        details: dict[str, Any] | None = None,
+        at: int | None = None,
     ) -> None:
+        """``at``: the one time every record carries (else each its own, as emitted)."""
         spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
         resource = Resource.create({"service.name": "logs-app"})
         tracing = TracerProvider(resource=resource)
@@ -87,7 +91,9 @@ class Call:
             span.set_attributes(CALL)
             for name, body in records:
                 attributes = details or {"gen_ai.system": "openai"}
-                logger.emit(LogRecord(event_name=name, body=body, attributes=attributes))
+                when = {"timestamp": at, "observed_timestamp": at} if at else {}
+                record = LogRecord(event_name=name, body=body, attributes=attributes, **when)
+                logger.emit(record)
         self.span_body = encode_spans(spans.get_finished_spans()).SerializeToString()
         self.logs_body = encode_logs(logs.get_finished_logs()).SerializeToString()
         self.trace_id = format(span.get_span_context().trace_id, "032x")
@@ -544,3 +550,25 @@ def test_a_lone_surrogate_in_otlp_json_breaks_nothing(project: Project) -> None:
     assert spans.status_code == 200, spans.text
     for listed in project.events():
         assert project.server.get(f"/api/v1/events/{listed['id']}", project.key).status_code == 200
+
+
+def test_two_messages_alike_in_one_request_are_both_kept(project: Project) -> None:
+    """Records stamped with one time (an instrumentation that stamps a call's messages all
+    at once) that say the same thing ("Yes." twice in a conversation) are two messages, not
+    one sent again; the request sent again still adds none."""
+    said = [
+        ("gen_ai.user.message", {"content": "Yes."}),
+        ("gen_ai.assistant.message", {"content": "Sure?"}),
+        ("gen_ai.user.message", {"content": "Yes."}),
+        ("gen_ai.choice", {"index": 0, "message": {"role": "assistant", "content": "Done."}}),
+    ]
+    call = Call(said, at=1_700_000_000_000_000_000)
+    for _ in range(2):
+        assert _answer(_logs(project, call.logs_body)).partial_success.rejected_log_records == 0
+    _spans(project, call)
+    messages = _event(project)["request"]["messages"]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "Yes."),
+        ("assistant", "Sure?"),
+        ("user", "Yes."),
+    ]

@@ -25,6 +25,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import anyio.to_thread
@@ -77,6 +78,7 @@ def ingest_logs(
     held: dict[str, list[tuple[str, str, str]]] = {}  # event id -> (name, record id, record)
     ratings = {}  # by feedback id: a record sent twice is one feedback
     unrated = other = 0
+    copies: Counter[str] = Counter()  # records alike so far in this request
     for position, record in enumerate(records):
         if not (carries_call_content(record.name) or record.name == EVALUATION):
             other += 1
@@ -97,6 +99,12 @@ def ingest_logs(
             else:
                 ratings[rating.feedback_id] = rating
             continue
+        # Two messages alike in one request (a "yes" said twice, in records that carry no
+        # time of their own) are two: the second is held as the content's second.
+        copy = copies[content]
+        copies[content] += 1
+        if copy:
+            record_id = hashlib.sha256(f"{content}\x00{copy}".encode()).hexdigest()[:32]
         if redaction is not None:
             _redact_held(held_as, redaction, key.project)
         text = json.dumps({**held_as, "position": position})
