@@ -460,3 +460,13 @@ def test_the_feedback_download_is_every_rated_call_as_the_set_made_from_it(
     sets = server.get("/api/v1/testsets", project.key).json()["testsets"]
     by_name = {s["name"]: s["id"] for s in sets}
     assert cases(by_name["from-download"]) == cases(made.json()["testset"]["id"])
+
+
+@pytest.mark.parametrize("field", ["id", "parent_event_id", "chat_id", "chain_id",
+                                   "prompt_template_name"])  # fmt: skip
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_name_that_is_a_dot_segment_is_refused(project: Project, field: str, name: str) -> None:
+    """Each names a page (``/events/ID``, ``/chats/ID``): a browser reads "." and ".." there
+    as a way elsewhere however they are escaped, so they are refused, saying why."""
+    answer = post_events(project, [event(**{field: name})])
+    assert answer.status_code == 400 and "names no page" in answer.text, answer.text

@@ -192,6 +192,15 @@ class Event(_Strict):
     # by the SDK or the server; absent when nothing was.
     truncated: list[str] | None = Field(None, max_length=10_000)
 
+    @field_validator("id", "parent_event_id", "chat_id", "chain_id", "prompt_template_name")
+    @classmethod
+    def _no_dot_segment(cls, value: str | None) -> str | None:
+        # Each names a dashboard page (/events/ID, /chats/ID...): a browser reads "." and ".."
+        # there as a way to another page, however they are escaped.
+        if value in (".", ".."):
+            raise ValueError(f"{value!r} names no page: a link to it would lead elsewhere")
+        return value
+
     @field_validator("model", "prompt_template_name")
     @classmethod
     def _short_in_bytes(cls, value: str | None) -> str | None:
