@@ -592,3 +592,15 @@ def test_current_genai_usage_keeps_cache_and_reasoning_tokens_apart(project: Pro
     )
     assert event["cost_usd"] == pytest.approx(float(price.total_price), rel=1e-9)
     assert not any(k.startswith("gen_ai.") for k in event["attributes"])  # all read
+
+
+def test_token_counts_that_are_no_counts_are_left_out(project: Project) -> None:
+    """A double attribute of infinity or NaN where a count of tokens goes (a hostile or
+    broken sender): the span is stored without that count, and the request answers."""
+    odd = {"_name": "odd", **LEGACY, "gen_ai.usage.prompt_tokens": float("inf"),
+           "gen_ai.usage.completion_tokens": float("nan")}  # fmt: skip
+    answer = _answer(_post(project, _body(_spans({"_name": "root"}, odd))))
+    assert answer.partial_success.rejected_spans == 0
+    (listed,) = project.events()
+    usage = project.event(listed["id"]).get("usage") or {}
+    assert usage.get("input_tokens") is None and usage.get("output_tokens") is None

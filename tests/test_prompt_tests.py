@@ -831,3 +831,26 @@ def test_an_import_checks_every_line_first_and_takes_any_number_of_cases(
     found = project.server.get("/api/v1/testsets", project.key).json()["testsets"]
     (made,) = [s for s in found if s["name"] == f"many-{tag}"]
     assert made["case_count"] == 10_002
+
+
+def test_a_case_whose_input_is_an_object_is_run_and_shown(
+    project: Project, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """An input stored as a JSON object (a sender's own shape of messages) is a case: a run
+    of it ends with that case's error or answer, and its set's page shows it."""
+    from .test_dashboard_http import login
+
+    tag = uuid.uuid4().hex[:8]
+    shaped = {**_case(f"{tag} go"), "input": {"role": "user", "content": "an object"}}
+    _import(project, provider, tmp_path, f"shaped-{tag}", [shaped])
+    done = cli(project, provider, "test", f"shaped-{tag}", "--model", "gpt-4o-mini")
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr
+    run = project.server.get(f"/api/v1/runs/{_run_id(done.stderr)}", project.key, raw="1")
+    (result,) = run.json()["results"]
+    assert result["error"] or result["output"] is not None
+    sets = project.server.get("/api/v1/testsets", project.key).json()["testsets"]
+    (found,) = [s for s in sets if s["name"] == f"shaped-{tag}"]
+    (call,) = project.events()  # the run's call, recorded
+    with login(project.server) as browser:
+        page = browser.get(f"/testsets/{found['id']}", params={"project": call["project"]})
+    assert page.status_code == 200 and '<td class="clip">plain' in page.text, page.text[:300]

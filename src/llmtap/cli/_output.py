@@ -16,13 +16,14 @@ import click
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-@contextmanager
-def private_output(path: Path) -> Iterator[Path]:
-    """A file readable and writable by its owner alone (an export or a report holds prompts
-    and answers) to write ``path``'s new content into: made before any work, so a path that
-    cannot be written is a usage error naming it at once; it takes ``path``'s place when the
-    block ends, and is removed if the block fails, so a failed command leaves what ``path``
-    held as it was."""
+def writable(path: Path) -> None:
+    """A usage error naming ``path`` when a command could not write it (no such folder, a
+    folder, no permission): checked before the work whose result it will hold."""
+    _part(path).unlink()
+
+
+def _part(path: Path) -> Path:
+    """An empty file beside ``path``, its owner's alone, for its new content."""
     if path.is_dir():
         raise click.ClickException(f"cannot write {path}: Is a directory")
     part = path.with_name(f".{path.name}.{os.getpid()}.part")
@@ -30,6 +31,17 @@ def private_output(path: Path) -> Iterator[Path]:
         os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+    return part
+
+
+@contextmanager
+def private_output(path: Path) -> Iterator[Path]:
+    """A file readable and writable by its owner alone (an export or a report holds prompts
+    and answers) to write ``path``'s new content into: made before any work, so a path that
+    cannot be written is a usage error naming it at once; it takes ``path``'s place when the
+    block ends, and is removed if the block fails, so a failed command leaves what ``path``
+    held as it was."""
+    part = _part(path)
     try:
         yield part
         os.replace(part, path)

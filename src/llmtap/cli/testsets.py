@@ -9,7 +9,6 @@ the run, 2 on a usage error.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import sys
@@ -21,11 +20,11 @@ from xml.etree import ElementTree
 import click
 
 from ..evals.api import TestsApi
-from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, cases_from_jsonl
+from ..evals.cases import DEFAULT_THRESHOLD, MAX_CASES, cases_from_jsonl, jsonl_lines
 from ..evals.results import missed_thresholds
 from ..evals.runner import Runner, RunOptions, sampling_settings, uncapped
 from ._options import api_key_option, url_option
-from ._output import private_output, read_text, table
+from ._output import private_output, read_text, table, writable
 from ._query import api_errors_reported, checked_key
 
 __all__ = ["revision_template", "template_file", "test", "testsets"]
@@ -110,7 +109,7 @@ def import_(
 
     # Before the set is made: a file that cannot be read, or a line that is no case, makes
     # nothing (each bad line named, as the server would).
-    lines = _jsonl_lines(read_text(file))
+    lines = jsonl_lines(read_text(file))
     _, problems = cases_from_jsonl(lines)
     if problems:
         shown = "; ".join(f"line {p['line']}: {p['error']}" for p in problems[:5])
@@ -137,13 +136,6 @@ def import_(
                 api.delete_testset(testset_id)  # made for this import, which added nothing
             raise
         _say_added(added)
-
-
-def _jsonl_lines(text: str) -> list[str]:
-    """The lines of JSON-lines text, numbered as the file's: they end at "\n" alone (a
-    U+2028 is text inside a JSON string), as the server reads them."""
-    lines = [line.rstrip("\r") for line in text.removeprefix("\ufeff").split("\n")]
-    return lines[:-1] if lines and not lines[-1] else lines
 
 
 @testsets.command("list")
@@ -267,63 +259,64 @@ def test(
             parse_evaluator(spec)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--evaluator") from None
-    # Before the run: a path that cannot be written fails for free; and a run that fails
-    # leaves what the file held before (a report of a run that missed its gate is written).
-    with contextlib.ExitStack() as outputs:
-        report = outputs.enter_context(private_output(junit)) if junit else None
-        with _api(url, api_key) as api:
-            template = template_file(template_path) if template_path else None
-            if revision:
-                template = revision_template(api, revision)
-            options = RunOptions(
-                model=model,
-                template=template,
-                template_label=str(template_path) if template_path else revision,
-                evaluators=list(evaluators) or None,
-                concurrency=concurrency,
-                max_cost_usd=max_cost,
-                settings=_settings(settings),
-                judge_model=judge_model,
-                timeout=timeout,
+    if junit:
+        writable(junit)  # before the run: a path that cannot be written fails for free
+    with _api(url, api_key) as api:
+        template = template_file(template_path) if template_path else None
+        if revision:
+            template = revision_template(api, revision)
+        options = RunOptions(
+            model=model,
+            template=template,
+            template_label=str(template_path) if template_path else revision,
+            evaluators=list(evaluators) or None,
+            concurrency=concurrency,
+            max_cost_usd=max_cost,
+            settings=_settings(settings),
+            judge_model=judge_model,
+            timeout=timeout,
+        )
+        runner = Runner(api, {}, {"api_key": api_key, "url": url})
+        testset = api.testset(api.testset_id(set_name))
+        if resume:
+            stored = api.run(resume)
+            if stored["testset_id"] != testset["id"]:
+                raise click.UsageError(f"run {resume} is not a run of the set {set_name!r}")
+            options = _resumed(options, stored["config"])
+        try:
+            runner.evaluators(testset, options)
+        except ValueError as exc:
+            raise click.UsageError(f"the set's evaluators: {exc}") from None
+        calls = runner.plan(testset, options)
+        priced = [c.estimate for c in calls if c.estimate is not None]
+        unpriced = sum(1 for c in calls if c.estimate is None and c.error is None)
+        estimate = f"${sum(priced):.6f}" if priced else "unknown"
+        click.echo(
+            f"{testset['name']}: {len(calls)} case(s), estimated cost {estimate}"
+            + (f" ({unpriced} case(s) of a model without a price)" if unpriced else ""),
+            err=True,
+        )
+        if uncapped(options, calls):  # the cap given, or the resumed run's
+            raise click.ClickException("--max-cost needs a price for every model called")
+        _provider_is_set()
+        run_id = resume or runner.start(testset, options, calls)
+        click.echo(f"run {run_id}", err=True)
+        with click.progressbar(length=len(calls), label="testing", file=sys.stderr) as bar:
+            outcome = runner.run(
+                testset,
+                options,
+                calls,
+                run_id,
+                progress=lambda *_: bar.update(1),
+                resume=resume is not None,
             )
-            runner = Runner(api, {}, {"api_key": api_key, "url": url})
-            testset = api.testset(api.testset_id(set_name))
-            if resume:
-                stored = api.run(resume)
-                if stored["testset_id"] != testset["id"]:
-                    raise click.UsageError(f"run {resume} is not a run of the set {set_name!r}")
-                options = _resumed(options, stored["config"])
-            try:
-                runner.evaluators(testset, options)
-            except ValueError as exc:
-                raise click.UsageError(f"the set's evaluators: {exc}") from None
-            calls = runner.plan(testset, options)
-            priced = [c.estimate for c in calls if c.estimate is not None]
-            unpriced = sum(1 for c in calls if c.estimate is None and c.error is None)
-            estimate = f"${sum(priced):.6f}" if priced else "unknown"
-            click.echo(
-                f"{testset['name']}: {len(calls)} case(s), estimated cost {estimate}"
-                + (f" ({unpriced} case(s) of a model without a price)" if unpriced else ""),
-                err=True,
-            )
-            if uncapped(options, calls):  # the cap given, or the resumed run's
-                raise click.ClickException("--max-cost needs a price for every model called")
-            _provider_is_set()
-            run_id = resume or runner.start(testset, options, calls)
-            click.echo(f"run {run_id}", err=True)
-            with click.progressbar(length=len(calls), label="testing", file=sys.stderr) as bar:
-                outcome = runner.run(
-                    testset,
-                    options,
-                    calls,
-                    run_id,
-                    progress=lambda *_: bar.update(1),
-                    resume=resume is not None,
-                )
-            view = api.run_view(run_id, baseline) if baseline else outcome
-        _report(testset, view, outcome["status"])
-        if report is not None:
-            report.write_bytes(junit_xml(testset, view))
+        view = api.run_view(run_id, baseline) if baseline else outcome
+    _report(testset, view, outcome["status"])
+    if junit:
+        # Written whole once the run is over (a run that misses its gate too): a run that
+        # fails leaves what the file held before.
+        with private_output(junit) as part:
+            part.write_bytes(junit_xml(testset, view))
     missed = missed_thresholds(view["summary"], outcome["status"], min_pass, max_regressions)
     if missed:
         raise click.ClickException("; ".join(missed))

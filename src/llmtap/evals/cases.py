@@ -32,6 +32,7 @@ __all__ = [
     "case_from_event",
     "cases_from_jsonl",
     "expectation",
+    "jsonl_lines",
 ]
 
 # A rating at or above this keeps the original output as what is expected.
@@ -122,6 +123,14 @@ class CaseIn(BaseModel):
             "expected_kind": kind,
             "tags": self.tags,
         }
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of JSON-lines text, numbered as the file's: they end at "\n" alone (U+2028
+    and the like are text inside a JSON string: the feedback download keeps them raw), a
+    Windows editor's "\r" and byte order mark are no characters of them."""
+    lines = [line.rstrip("\r") for line in text.removeprefix("\ufeff").split("\n")]
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 def cases_from_jsonl(

@@ -27,6 +27,7 @@ from ..evals.cases import (
     CaseIn,
     case_from_event,
     cases_from_jsonl,
+    jsonl_lines,
 )
 from ..evals.results import compare
 from ..store import KeyInfo, NameTaken, Store
@@ -305,10 +306,7 @@ def _jsonl(body: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         text = body.decode()
     except UnicodeDecodeError:
         raise ApiError(400, "JSON lines must be UTF-8 text") from None
-    # Lines end at "\n" alone: U+2028 and the like are text inside a JSON string (the
-    # feedback download keeps them raw), and a Windows editor's BOM is no character.
-    lines = [line.rstrip("\r") for line in text.removeprefix("\ufeff").split("\n")]
-    lines = lines[:-1] if lines and not lines[-1] else lines
+    lines = jsonl_lines(text)
     if len(lines) > MAX_CASES:
         raise ApiError(400, f"{len(lines)} lines: {MAX_CASES} cases at most per request")
     return cases_from_jsonl(lines)

@@ -331,9 +331,7 @@ def set_price_override(
                     datetime.now(timezone.utc).isoformat(),
                 ),
             )
-        changed = _rederive.reprice(
-            conn, project_id, model, cost_of(_overrides(conn, project_id, model))
-        )
+        changed = _reprice_on(conn, project_id, model, cost_of)
     return changed
 
 
@@ -346,9 +344,16 @@ def reprice(
     """Price the model's stored events again at the overrides stored now, in one
     transaction; how many changed cost."""
     with store._transaction(project_id) as conn:
-        return _rederive.reprice(
-            conn, project_id, model, cost_of(_overrides(conn, project_id, model))
-        )
+        return _reprice_on(conn, project_id, model, cost_of)
+
+
+def _reprice_on(
+    conn: sqlite3.Connection,
+    project_id: int,
+    model: str,
+    cost_of: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], float | None]],
+) -> int:
+    return _rederive.reprice(conn, project_id, model, cost_of(_overrides(conn, project_id, model)))
 
 
 def _overrides(

@@ -22,6 +22,7 @@ __all__ = [
     "HELD_ORDER",
     "Attrs",
     "base_event",
+    "count_of",
     "event_id",
     "message_text",
     "normalized_error_type",
@@ -105,14 +106,7 @@ class Attrs:
         return None if value is None else str(value)
 
     def take_int(self, key: str) -> int | None:
-        value = self.rest.pop(key, None)
-        if isinstance(value, bool) or value is None:
-            return None
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            return None
-        return number if number >= 0 else None
+        return count_of(self.rest.pop(key, None))
 
     def take_json(self, key: str) -> Any:
         """A value some conventions send as a JSON string: parsed when it is one."""
@@ -130,6 +124,17 @@ class Attrs:
         for key in found:
             del self.rest[prefix + key]
         return found
+
+
+def count_of(value: Any) -> int | None:
+    """``value`` as a count (of tokens): a whole number, not negative, else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number >= 0 else None
 
 
 def valid_ids(trace_id: str, span_id: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .common import Attrs
+from .common import Attrs, count_of
 from .decode import Span
 
 __all__ = ["api_of", "fill"]
@@ -41,11 +41,8 @@ def api_of(attrs: Attrs) -> str | None:
 
 
 def _first_count(*values: Any) -> int | None:
-    """The first of ``values`` that is a count of tokens (a whole number, not negative)."""
-    for value in values:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return None
+    """The first of ``values`` that is a count of tokens."""
+    return next((n for n in map(count_of, values) if n is not None), None)
 
 
 def _json(value: Any) -> Any:
