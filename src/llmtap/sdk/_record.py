@@ -38,6 +38,8 @@ os.register_at_fork(after_in_child=_sampling.seed)
 __all__ = ["FEEDBACK_KEY_FIELD", "PARAMS_HEADER", "Call", "FeedbackItem", "begin", "error_info"]
 
 FEEDBACK_KEY_FIELD = "llmtap_feedback_key"
+# Arguments of these types are never iterators to read once (see ``begin``).
+_PLAIN = frozenset({str, list, dict, int, float, bool, tuple, type(None)})
 _UNFINISHED = ("queued", "in_progress")  # a Responses API answer's status, background ones
 # The same key where ``llmtap.libretto`` puts it for its callers: neither was the provider's.
 _FEEDBACK_KEY_FIELDS = (FEEDBACK_KEY_FIELD, "libretto_feedback_key")
@@ -73,10 +75,12 @@ def begin(
     if settings.sample_rate < 1.0 and _sampling.random() >= settings.sample_rate:
         return None
     for key, value in kwargs.items():
-        if isinstance(value, Iterator) and not hasattr(value, "read"):  # not a file
-            # messages=(m for m in history): openai reads it once, as it sends the call, so
-            # llmtap would see it empty. Read once here, the call and the record share it.
-            kwargs[key] = list(value)
+        # The plain types first: an abstract class's isinstance costs the caller ~0.15 us.
+        if type(value) in _PLAIN or not isinstance(value, Iterator) or hasattr(value, "read"):
+            continue  # not an iterator, or a file
+        # messages=(m for m in history): openai reads it once, as it sends the call, so
+        # llmtap would see it empty. Read once here, the call and the record share it.
+        kwargs[key] = list(value)
     call = Call(settings, api, provider, kwargs, params, name)
     if (
         kwargs.get("stream") is True
