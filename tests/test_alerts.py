@@ -25,6 +25,7 @@ from .test_server import event
 SECRET = "hook-secret"
 FAST = {
     "LLMTAP_ALERT_INTERVAL": "0.5",
+    "LLMTAP_ALERT_DELAY": "0",
     "LLMTAP_ALERT_ALLOW_NETWORKS": "127.0.0.0/8",
     "LLMTAP_ALERT_RETRY_DELAY": "0.3",
     "LLMTAP_ALERT_TIMEOUT": "2",
@@ -478,6 +479,7 @@ def test_the_dashboard_shows_rules_budgets_history_and_a_banner_and_sends_tests(
         for body in (
             {"kind": "webhook", "name": "ops", "url": hook.url, "secret": SECRET},
             {"name": "busy", "measure": "requests", "window": "1h", "threshold": 2},
+            {"name": "quick", "measure": "requests", "window": "5m", "threshold": 10},
             {"kind": "budget", "name": "wallet", "limit_usd": 5},
         ):
             made = browser.post(
@@ -500,6 +502,8 @@ def test_the_dashboard_shows_rules_budgets_history_and_a_banner_and_sends_tests(
         assert 'class="state firing">firing' in page.text and "wallet" in page.text
         charts = json.loads(page.text.split('id="alert-charts">')[1].split("</script>")[0])
         assert charts[0]["threshold"] == 2 and sum(charts[0]["v"]) == 3
+        # 10 requests a 5-minute window, drawn against minutes: 2 a minute.
+        assert (charts[1]["threshold"], charts[1]["threshold_label"]) == (2, "threshold a minute")
         tested = browser.post(
             f"/alerts/test?project={name}",
             data={

@@ -175,3 +175,18 @@ def test_a_rule_is_replaced_read_back_and_removed(server: Server) -> None:
         assert http.delete("/api/v1/alerts/slow").status_code == 200
         assert http.get("/api/v1/alerts/slow").status_code == 404
         assert http.delete("/api/v1/alerts/slow").status_code == 404
+
+
+def test_a_rule_names_channels_that_exist(server: Server) -> None:
+    project = Project(server.new_key(), server)
+    auth = {"authorization": f"Bearer {project.key}"}
+    rule = {"name": "r", "measure": "errors", "window": "5m", "threshold": 1, "channels": ["Ops"]}
+    with httpx2.Client(base_url=server.url, headers=auth, timeout=30) as http:
+        channel = {"kind": "webhook", "name": "ops", "url": "https://1.1.1.1/hook"}
+        assert http.post("/api/v1/alert-channels", json=channel).status_code == 201
+        refused = http.post("/api/v1/alerts", json=rule)
+        assert refused.status_code == 400, refused.text
+        assert "no channel named 'Ops'" in refused.json()["error"] and "ops" in refused.text
+        assert http.post("/api/v1/alerts", json={**rule, "channels": ["ops"]}).status_code == 201
+        assert http.put("/api/v1/alerts/r", json=rule).status_code == 400
+        assert http.get("/api/v1/alerts/r").json()["rule"]["channels"] == ["ops"]

@@ -21,6 +21,7 @@ from .test_server import event
 
 ENV = {
     "LLMTAP_ALERT_INTERVAL": "0.5",
+    "LLMTAP_ALERT_DELAY": "0",
     "LLMTAP_ALERT_ALLOW_NETWORKS": "127.0.0.0/8",
     # The wait before the second attempt: 3 to 6 s, time enough to kill the process in it.
     "LLMTAP_ALERT_RETRY_DELAY": "3",

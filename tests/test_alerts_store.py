@@ -107,6 +107,7 @@ def test_a_notification_is_claimed_by_one_caller_until_its_claim_runs_out(
     db = store_backend.fresh_db()
     a, b = store_backend.open(db), store_backend.open(db)
     pid = a.ensure_project("p")
+    a.put_alert_item(pid, "rule", "r", {"name": "r"})  # what is recorded is of a rule
     state = {
         "project_id": pid,
         "kind": "rule",

@@ -302,6 +302,14 @@ _TABLE = [
         "server",
     ),
     Setting(
+        "alert_delay",
+        60.0,
+        "Seconds after a minute ends before rules and budgets count it: a call is recorded"
+        " when it ends and delivered in batches, so the newest minute is still arriving.",
+        float,
+        "server",
+    ),
+    Setting(
         "alert_allow_networks",
         "",
         "Networks a webhook or an SMTP server may be at besides public addresses,"
@@ -313,7 +321,7 @@ _TABLE = [
     Setting(
         "alert_timeout",
         10.0,
-        "Seconds one webhook or SMTP delivery attempt may take.",
+        "Seconds a webhook or SMTP delivery waits for each connect, read or write.",
         float,
         "server",
     ),

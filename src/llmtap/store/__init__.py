@@ -419,7 +419,8 @@ class Store(Protocol):
         forget: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Save states, drop the states in ``forget``, add history entries and
-        notifications to send (each with its ``project_id``), at once."""
+        notifications to send (each with its ``project_id``), at once; nothing of a rule or
+        budget deleted meanwhile."""
 
     def claim_notifications(
         self, now_us: int, until_us: int, limit: int = 50

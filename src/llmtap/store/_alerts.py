@@ -217,6 +217,19 @@ def record_alerts(
                 ),
             )
         )
+    # A rule deleted while its cycle ran (``delete_alert_item`` between the evaluator's read
+    # and this write) leaves nothing behind: no state firing for ever, no notification.
+    touched = {(r["project_id"], r["kind"], r["name"]) for r in (*states, *history, *outbox)}
+    for key in sorted(touched):
+        statements += [
+            (
+                f"DELETE FROM {table} WHERE project_id = ? AND kind = ? AND name = ?"
+                " AND NOT EXISTS (SELECT 1 FROM alert_items i"
+                " WHERE i.project_id = ? AND i.kind = ? AND i.name = ?)",
+                (*key, *key),
+            )
+            for table in ("alert_states", "alert_history", "alert_outbox")
+        ]
     if statements:
         store._write(statements)
 

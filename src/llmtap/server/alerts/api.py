@@ -15,6 +15,7 @@ changes and sends tests). The dashboard's alerts page renders ``alerts_answer``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +32,7 @@ from ..query import json_answer
 from .notify import check_webhook_host, checked_host
 from .rules import validated
 
-__all__ = ["alert_routes", "alerts_answer", "check_item", "send_test_now"]
+__all__ = ["alert_routes", "alerts_answer", "check_item", "checked", "send_test_now"]
 
 _PATHS = {
     "rule": "/api/v1/alerts",
@@ -101,15 +102,23 @@ def alerts_answer(store: Store, project_id: int) -> dict[str, Any]:
     return out
 
 
-def check_item(kind: str, payload: Any) -> dict[str, Any]:
+def check_item(kind: str, payload: Any, channels: Collection[str] | None = None) -> dict[str, Any]:
     """``payload`` validated as a ``kind`` (a 400 naming the bad field), as stored. Blocks
     (a channel's host is resolved, and refused when not public): call it from a worker
-    thread."""
+    thread. ``channels``: the project's channel names, which a rule or budget must name
+    from (an import may bring rules before their channels: it passes None)."""
     problem = not_unicode(payload)
     if problem is not None:
         raise ApiError(400, f"invalid {kind}: {problem}")
     item = validated(kind, payload)
     body = item.model_dump(mode="json")
+    unknown = [c for c in body.get("channels", []) if channels is not None and c not in channels]
+    if unknown:
+        have = ", ".join(sorted(channels or [])) or "none yet"
+        error = f"no channel named {unknown[0]!r} in this project (it has: {have})"
+        raise ApiError(
+            400, f"invalid {kind}: channels: {error}", [{"field": "channels", "error": error}]
+        )
     channel = body.get("kind")  # a channel's: webhook or email
     where = "url" if channel == "webhook" else "host"
     if channel in ("webhook", "email"):
@@ -123,6 +132,12 @@ def check_item(kind: str, payload: Any) -> dict[str, Any]:
                 400, f"invalid channel: {where}: {exc}", [{"field": where, "error": str(exc)}]
             ) from None
     return body
+
+
+def checked(store: Store, project_id: int, kind: str, payload: Any) -> dict[str, Any]:
+    """``check_item`` against the project's channels."""
+    channels = {c["name"] for c in store.alert_items(project_id, "channel")}
+    return check_item(kind, payload, channels)
 
 
 async def _key(request: Request, scope: str) -> KeyInfo:
@@ -157,8 +172,9 @@ def _routes_of(kind: str) -> list[Route]:
 
     async def create(request: Request) -> JSONResponse:
         key = await _key(request, "admin")
-        body = await run_in_threadpool(check_item, kind, await _payload(request))
         store = request.app.state.store
+        payload = await _payload(request)
+        body = await run_in_threadpool(checked, store, key.project_id, kind, payload)
         made = await run_in_threadpool(
             store.put_alert_item, key.project_id, kind, body["name"], body, True
         )
@@ -185,7 +201,7 @@ def _routes_of(kind: str) -> list[Route]:
             payload = {**payload, "name": payload.get("name", name)}
             if kind == "channel":
                 payload = await run_in_threadpool(_unmasked, store, key.project_id, payload)
-        body = await run_in_threadpool(check_item, kind, payload)
+        body = await run_in_threadpool(checked, store, key.project_id, kind, payload)
         if body["name"] != name:
             raise ApiError(400, f"name: the body names {body['name']!r}, the path {name!r}")
         await run_in_threadpool(store.put_alert_item, key.project_id, kind, name, body, False)

@@ -3,13 +3,26 @@ project is read from the stats aggregates and its state per group moved on; a ch
 notified (``notify``).
 
 - Reads go through ``store.stats`` over whole minutes only, so no raw event is scanned: the
-  window ends at the last whole minute and a rule's cost is the buckets it covers (a 30-day
-  window reads ~30 daily rows per group). An event is counted in the window it belongs to
-  (its ``started_at``), so late events (an SDK's spool, delivered after an outage) do not
-  make a rule fire now for what happened then.
+  window ends on a whole minute and a rule's cost is the buckets it covers (a 30-day window
+  reads ~30 daily rows per group). An event is counted in the window it belongs to (its
+  ``started_at``), so late events (an SDK's spool, delivered after an outage) do not make a
+  rule fire now for what happened then. A call is recorded when it ends, and delivered in
+  batches: so the window ends on the last whole minute at least ``alert_delay`` (60 s) old,
+  or a slow call of the newest minute, arriving after that minute was read, would be
+  counted by no window.
 - States: ``ok`` (never fired), ``firing``, ``resolved``. A state is held at least the
   rule's ``cooldown`` before it changes again, so a value that hovers at the threshold does
-  not flap; the notification goes out on the change (firing and resolved both).
+  not flap; the notification goes out on the change (firing and resolved both). Too little
+  to decide (fewer events than ``min_events``, or no value: no latency, no rating, a change
+  against a window without events) changes nothing: a rule does not resolve because the
+  traffic stopped. A count or a sum (requests, errors, tokens, cost) is known with no events
+  (it is 0), so "requests below 5" fires when the traffic stops. A group of a grouped rule
+  that has no events at all resolves, saying so (``no_events``): its model or user went
+  quiet.
+- A change (``compare``) from 0 is an infinite one: a rate of errors that rises from 0 % is
+  a jump. Its notification carries the two values (``current``, ``baseline``).
+- A rule or budget disabled or deleted loses its states, without a notification; enabled
+  again, it starts afresh.
 - Budgets: spend from the period's start (UTC month or day), a forecast of the period's end
   from the rate so far, each ``notify_at`` fraction notified once per period.
 - With several server processes on one database, one evaluates: the holder of a lease in the
@@ -34,14 +47,13 @@ from ...store import EventFilter, Store
 from .._schedule import LeasedJob
 from ..dashboard.render import page_url
 from .notify import Notifier
-from .rules import Budget, Rule, measure_of
+from .rules import ADDITIVE, Budget, Rule, measure_of
 
 __all__ = ["LEASE", "Evaluator", "base_url", "chosen", "dashboard_link", "period_of", "test_note"]
 
 log = logging.getLogger("llmtap.alerts")
 LEASE = "alert-evaluator"
 _WEEK = 7 * 86_400
-_ADDITIVE = ("requests", "errors", "tokens", "cost")  # zero, not unknown, with no events
 
 
 def _iso(second: int) -> str:
@@ -121,9 +133,16 @@ class Evaluator(LeasedJob):
         interval: float | None = None,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
+        delay: float | None = None,
     ) -> None:
         super().__init__(store, float(resolve("alert_interval", interval)), clock)
         self.notifier = notifier or Notifier(store)
+        self.delay = max(0, int(float(resolve("alert_delay", delay))))
+
+    def _end(self, now: int) -> int:
+        """Where windows end: the last whole minute at least ``delay`` old."""
+        ready = now - self.delay
+        return ready - ready % 60
 
     def close(self) -> None:
         super().close()
@@ -141,12 +160,19 @@ class Evaluator(LeasedJob):
         for item in items:
             if item["kind"] == "channel":
                 channels.setdefault(item["project_id"], []).append(item["body"])
+        watched = {
+            (item["project_id"], item["kind"], item["name"])
+            for item in items
+            if item["kind"] != "channel" and item["body"].get("enabled", True)
+        }
         previous: dict[tuple[Any, ...], Any] = {}
         for s in self.store.alert_states():
             # By rule, then group: a rule's known groups are found without a scan of all.
             previous.setdefault((s["project_id"], s["kind"], s["name"]), {})[_key(s["group"])] = s
         states: list[dict[str, Any]] = []
-        forget: list[dict[str, Any]] = []
+        # The states of rules disabled or deleted: gone, without a notification (enabled
+        # again, a rule starts afresh, and a new incident is told).
+        forget = [s for k, known in previous.items() if k not in watched for s in known.values()]
         history: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
         evaluated = 0
@@ -182,18 +208,27 @@ class Evaluator(LeasedJob):
                             "detail": {k: v for k, v in note.items() if k != "project_id"},
                         }
                     )
+                    # A channel named and gone still gets its row: its delivery fails,
+                    # saying so in the history, rather than the note going nowhere unseen.
+                    named = watch.channels or [
+                        c["name"] for c in channels.get(item["project_id"], [])
+                    ]
                     outbox += [
                         {
                             "project_id": item["project_id"],
                             "id": uuid.uuid4().hex,
                             "kind": item["kind"],
                             "name": item["name"],
-                            "channel": channel["name"],
+                            "channel": channel,
                             "note": note,
                             "at_us": now * 1_000_000,
                         }
-                        for channel in chosen(channels.get(item["project_id"], []), watch)
+                        for channel in named
                     ]
+        # A cycle that took longer than the lease (a stall) writes nothing: another process
+        # may hold it now, and has told what changed.
+        if not self.holds_lease(int(self.clock() * 1_000_000), ttl):
+            return None
         # The states and their notifications at once (see ``notify``): then the sending.
         self.store.record_alerts(states, history, outbox, forget)
         self.notifier.deliver_due()
@@ -209,7 +244,7 @@ class Evaluator(LeasedJob):
         previous: dict[tuple[Any, ...], Any],
         stats: _Stats,
     ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-        end = now - now % 60
+        end = self._end(now)
         start = end - rule.window
         current = stats.groups(item["project_id"], rule, start, end)
         base: dict[str, dict[str, Any]] = {}
@@ -217,33 +252,48 @@ class Evaluator(LeasedJob):
             shift = rule.window if rule.compare == "previous_window" else _WEEK
             base = stats.groups(item["project_id"], rule, start - shift, end - shift)
         out = []
+        additive = rule.measure in ADDITIVE
         for key, group, old in _each_group(item, rule, previous, current):
             events = group["count"] if group else 0
-            value = measure_of(rule.measure, group) if group else None
-            if value is None and group is None and rule.measure in _ADDITIVE:
-                value = 0.0
+            value = measure_of(rule.measure, group) if group else (0.0 if additive else None)
+            # A count or a sum is known with no events; a rate, a percentile, an average
+            # needs ``min_events`` of them.
+            enough = additive or events >= rule.min_events
+            more: dict[str, Any] = {}
             if rule.compare is not None:
-                before = measure_of(rule.measure, base[key]) if key in base else None
-                value = (
-                    None if value is None or not before else 100.0 * (value - before) / abs(before)
+                was = base.get(key)
+                before = measure_of(rule.measure, was) if was else (0.0 if additive else None)
+                more = {"current": value, "baseline": before}
+                value = _change(value, before)
+                # A change is a ratio of two windows: each needs its events.
+                enough = events >= rule.min_events and (
+                    additive or (was or {}).get("count", 0) >= rule.min_events
                 )
-            if value is not None and not math.isfinite(value):
-                value = None  # a change from a denormal, a sum past float: not a number to keep
+            known = value is not None and enough
             breach = (
                 value is not None
-                and events >= rule.min_events
+                and enough
                 and (value > rule.threshold if rule.op == "above" else value < rule.threshold)
             )
             state, since = (old["state"], old["since_us"] // 1_000_000) if old else ("ok", now)
             new_state = state
             held = now - since >= rule.cooldown
-            if breach and state != "firing" and (state == "ok" or held):
+            if known and breach and state != "firing" and (state == "ok" or held):
                 new_state = "firing"
-            elif not breach and state == "firing" and held:
+            elif known and not breach and state == "firing" and held:
                 new_state = "resolved"
-            change = _Change(item, rule, key, now, start, end, value, rule.threshold, events)
+            elif rule.group_by and group is None and state == "firing" and held:
+                new_state = "resolved"  # its model (user, ...) went quiet: it says so
+                more["no_events"] = True
+            shown = value if value is None or math.isfinite(value) else None
+            change = _Change(item, rule, key, now, start, end, shown, rule.threshold, events)
             record = change.record(new_state, since if new_state == state else now, {})
-            if rule.group_by and group is None and new_state == state != "firing":
+            if (
+                rule.group_by
+                and group is None
+                and new_state == state != "firing"
+                and (state == "ok" or held)  # resolved: kept through its cooldown
+            ):
                 record["forget"] = True  # a quiet group: known again when it has events
             note = None
             if new_state != state:
@@ -253,6 +303,7 @@ class Evaluator(LeasedJob):
                     measure=rule.measure,
                     op=rule.op,
                     compare=rule.compare,
+                    **more,
                 )
             out.append((record, note))
         return out
@@ -268,7 +319,7 @@ class Evaluator(LeasedJob):
         stats: _Stats,
     ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
         name, start, period_end = period_of(budget.period, now)
-        end = now - now % 60
+        end = self._end(now)
         current = stats.groups(item["project_id"], budget, start, end) if end > start else {}
         out = []
         for key, group, old in _each_group(item, budget, previous, current):
@@ -304,6 +355,16 @@ class Evaluator(LeasedJob):
                 )
             out.append((record, note))
         return out
+
+
+def _change(value: float | None, before: float | None) -> float | None:
+    """The change from ``before`` to ``value``, in percent: infinite from 0 (to anything but
+    0), None when either is unknown."""
+    if value is None or before is None:
+        return None
+    if before == 0:
+        return 0.0 if value == 0 else math.copysign(math.inf, value)
+    return 100.0 * (value - before) / abs(before)  # from a denormal: infinite too
 
 
 def _each_group(

@@ -12,11 +12,13 @@ a process dies after the receiver answered and before the answer was recorded: t
 ``id`` is the notification's, for it to tell.
 
 Delivery runs on a pool of threads of its own, never on the evaluator's: a webhook that hangs
-costs its own thread ``alert_timeout`` seconds per attempt, and the next evaluation runs on
+costs a thread ``alert_timeout`` seconds per read or write, and the next evaluation runs on
 time. Each delivery is tried up to ``ATTEMPTS`` times, waiting ``alert_retry_delay`` seconds,
 then twice that, and so on, each wait spread by a random part (as logfire's exporter does), so
-receivers that come back are not hit by every server at once. Every attempt, good or bad, is
-kept in the rule's history.
+receivers that come back are not hit by every server at once. The waits are kept by one
+thread, not by the pool's: a receiver that fails holds a pool thread for its attempts only,
+and the other projects' notifications go out meanwhile. Every attempt, good or bad, is kept
+in the rule's history.
 
 The webhook's signature: ``X-Llmtap-Signature: sha256=<hex>``, the HMAC-SHA256 of the body's
 bytes with the channel's secret as the key (verify it before trusting the body).
@@ -37,6 +39,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
+from heapq import heappop, heappush
+from itertools import count
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -158,11 +162,23 @@ def summary(note: dict[str, Any]) -> str:
             f" ({100 * note['value'] / note['threshold']:.0f}%), forecast"
             f" ${note['forecast']:.2f} at the period's end"
         )
-    unit = "% change of " if note.get("compare") else ""
     value = "no value" if note["value"] is None else f"{note['value']:.4g}"
+    if note.get("compare") and note.get("baseline") is not None:
+        # The change, and what it is between: "error_rate 60 against 0 (a change of ...)".
+        change = "up from 0" if note["baseline"] == 0 else f"a change of {value}%"
+        current = "no value" if note.get("current") is None else f"{note['current']:.4g}"
+        what = (
+            f"{note['measure']} {current} against {note['baseline']:.4g} in the"
+            f" {note['compare'].replace('_', ' ')} ({change}), {note['op']} threshold"
+            f" {note['threshold']:.4g}%"
+        )
+    else:
+        unit = "% change of " if note.get("compare") else ""
+        what = f"{unit}{note['measure']} {value} {note['op']} threshold {note['threshold']:.4g}"
+    quiet = ", no events since" if note.get("no_events") else ""
     return (
-        f"{head}: {unit}{note['measure']} {value} {note['op']} threshold {note['threshold']:.4g}"
-        f" over {note['window']['from']} to {note['window']['to']} ({note['events']} events)"
+        f"{head}: {what} over {note['window']['from']} to {note['window']['to']}"
+        f" ({note['events']} events{quiet})"
     )
 
 
@@ -271,6 +287,11 @@ class Notifier:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="llmtap-notify")
         self._lock = threading.Lock()
         self._running: set[tuple[int, str]] = set()  # handed to the pool, not finished
+        # Notifications waiting to be tried again: (when, order, row), kept by one thread.
+        self._retries: list[tuple[float, int, dict[str, Any]]] = []
+        self._order = count()
+        self._retry_wake = threading.Condition()
+        self._retry_thread: threading.Thread | None = None
 
     def _claim_us(self) -> int:
         """How long past its attempt a notification stays claimed: the attempt's time out,
@@ -310,44 +331,72 @@ class Notifier:
 
     def close(self) -> None:
         self._closing.set()
+        with self._retry_wake:
+            self._retry_wake.notify()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _deliver(self, row: dict[str, Any]) -> None:
-        """The attempts at one claimed notification, each recorded with the outbox row's new
-        state; between two, the row stays claimed past the next one's time."""
+        """One attempt at a claimed notification, recorded with the outbox row's new state;
+        another is due later (``_later``), the row claimed until past its time."""
+        again = False
         try:
-            note, attempt = row["note"], row["attempts"]
+            note, attempt = row["note"], row["attempts"] + 1
             channels = self._store.alert_items(row["project_id"], "channel")
             channel = next((c["body"] for c in channels if c["name"] == row["channel"]), None)
-            while attempt < ATTEMPTS:
-                attempt += 1
-                if channel is None:
-                    outcome = _outcome(note, row["channel"], attempt, False, "no such channel")
-                else:
-                    outcome = self._attempt(note, channel, attempt)
-                now_us = int(time.time() * 1_000_000)
-                if outcome["ok"] or attempt == ATTEMPTS or channel is None:
-                    state, wait = ("sent" if outcome["ok"] else "failed"), 0.0
-                else:
-                    state = "pending"
-                    wait = self.retry_delay * 2 ** (attempt - 1) * (1 + random.random())
-                next_us = now_us + int(wait * 1_000_000)
-                self._store.finish_notification(
-                    row["project_id"],
-                    row["id"],
-                    state,
-                    attempt,
-                    next_us,
-                    next_us + self._claim_us() if state == "pending" else 0,
-                    _entry(note, outcome),
-                )
-                if state != "pending" or self._closing.wait(wait):
-                    return  # closing: the claim runs out, and the next process takes it
+            if channel is None:
+                outcome = _outcome(note, row["channel"], attempt, False, "no such channel")
+            else:
+                outcome = self._attempt(note, channel, attempt)
+            now_us = int(time.time() * 1_000_000)
+            if outcome["ok"] or attempt >= ATTEMPTS or channel is None:
+                state, wait = ("sent" if outcome["ok"] else "failed"), 0.0
+            else:
+                state = "pending"
+                wait = self.retry_delay * 2 ** (attempt - 1) * (1 + random.random())
+            next_us = now_us + int(wait * 1_000_000)
+            self._store.finish_notification(
+                row["project_id"],
+                row["id"],
+                state,
+                attempt,
+                next_us,
+                next_us + self._claim_us() if state == "pending" else 0,
+                _entry(note, outcome),
+            )
+            # Closing: the claim runs out, and the next process takes it.
+            again = state == "pending" and not self._closing.is_set()
+            if again:
+                self._later({**row, "attempts": attempt}, wait)
         except Exception:  # the database is down: the claim runs out, and it is tried again
             log.exception("cannot deliver notification %s", row["id"])
         finally:
-            with self._lock:
-                self._running.discard((row["project_id"], row["id"]))
+            if not again:
+                with self._lock:
+                    self._running.discard((row["project_id"], row["id"]))
+
+    def _later(self, row: dict[str, Any], wait: float) -> None:
+        """Hand ``row`` to the pool again in ``wait`` seconds."""
+        with self._retry_wake:
+            heappush(self._retries, (time.monotonic() + wait, next(self._order), row))
+            if self._retry_thread is None:
+                self._retry_thread = threading.Thread(
+                    target=self._retry_loop, name="llmtap-notify-retry", daemon=True
+                )
+                self._retry_thread.start()
+            self._retry_wake.notify()
+
+    def _retry_loop(self) -> None:
+        with self._retry_wake:
+            while not self._closing.is_set():
+                due = self._retries[0][0] - time.monotonic() if self._retries else None
+                if due is None or due > 0:
+                    self._retry_wake.wait(due)
+                    continue
+                row = heappop(self._retries)[2]
+                try:
+                    self._pool.submit(self._deliver, row)
+                except RuntimeError:  # the pool shut down: the claim runs out
+                    return
 
     def _attempt(
         self, note: dict[str, Any], channel: dict[str, Any], attempt: int

@@ -33,6 +33,7 @@ from ...wire import GOOD_RATING
 from ..errors import ApiError
 
 __all__ = [
+    "ADDITIVE",
     "DIMENSIONS",
     "MEASURES",
     "Budget",
@@ -60,6 +61,8 @@ MEASURES: dict[str, str] = {
     "avg_rating": "average feedback rating (0 to 1)",
     "low_rating_share": f"ratings under {GOOD_RATING}, in percent of all ratings",
 }
+# Counts and sums: zero, not unknown, with no events.
+ADDITIVE = ("requests", "errors", "tokens", "cost", "cached_tokens", "reasoning_tokens")
 # Fields a rule may filter or group by (besides ``attributes.KEY``); ``user`` is
 # ``attributes.user``, the attribute apps set for who made the call.
 DIMENSIONS = ("model", "prompt_template_name", "template_revision", "environment", "status")

@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ...store import EventFilter, Store
-from ..alerts.api import alerts_answer, check_item, send_test_now
-from ..alerts.rules import MEASURES, Rule, measure_of
+from ..alerts.api import alerts_answer, checked, send_test_now
+from ..alerts.rules import ADDITIVE, MEASURES, Rule, measure_of
 from ..errors import ApiError
 from ..ingest import parse_json
 from .admin import managed_project
@@ -25,6 +25,7 @@ from .render import page_url, render_page
 
 __all__ = ["alert_delete_form", "alert_form", "alert_test_form", "alerts_page", "firing"]
 
+_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
 _KINDS = {"rule": "rule", "budget": "budget", "webhook": "channel", "email": "channel"}
 
 
@@ -39,18 +40,24 @@ def firing(store: Store, project_id: int) -> list[dict[str, Any]]:
 
 def _chart(store: Store, project_id: int, body: dict[str, Any], now: int) -> dict[str, Any]:
     """The rule's measure per time bucket over ~24 windows, from the aggregates, with the
-    threshold (when it is a value, not a change)."""
+    threshold (when it is a value, not a change): for a count or a sum, its share of a
+    bucket (the rule counts a window, the chart a bucket; 10 requests a 5-minute window is
+    2 a minute)."""
     rule = Rule.model_validate({k: v for k, v in body.items() if k in Rule.model_fields})
     span = min(max(rule.window * 24, 3 * 3600), 30 * 86_400)
     bucket = "minute" if span <= 3 * 3600 else "hour" if span <= 7 * 86_400 else "day"
     end = now - now % 60
     f = EventFilter(from_us=(end - span) * 1_000_000, to_us=end * 1_000_000, **rule.event_filter())
     groups = store.stats(project_id, f, [bucket])["groups"]
+    threshold = rule.threshold
+    if rule.measure in ADDITIVE:
+        threshold = rule.threshold * _SECONDS[bucket] / rule.window
     return {
         "bucket": bucket,
         "t": [int(datetime.fromisoformat(g["key"][bucket]).timestamp()) for g in groups],
         "v": [measure_of(rule.measure, g) for g in groups],
-        "threshold": None if rule.compare else rule.threshold,
+        "threshold": None if rule.compare else threshold,
+        "threshold_label": "threshold" if rule.measure not in ADDITIVE else f"threshold a {bucket}",
     }
 
 
@@ -89,8 +96,8 @@ async def alert_form(request: Request) -> Response:
     kind = _KINDS.get(str(payload.get("kind", "rule")) if isinstance(payload, dict) else "rule")
     if kind is None:
         raise ApiError(400, "kind: one of rule, budget, webhook, email")
-    body = await run_in_threadpool(check_item, kind, payload)
     store = request.app.state.store
+    body = await run_in_threadpool(checked, store, pid, kind, payload)
     if not await run_in_threadpool(store.put_alert_item, pid, kind, body["name"], body, True):
         raise ApiError(409, f"a {kind} named {body['name']!r} exists")
     return RedirectResponse(page_url("/alerts", str(form.get("project"))), status_code=303)

@@ -16,7 +16,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const series = [{}, { label: "value", stroke: "#3b5bdb", width: 2 }];
     if (chart.threshold !== null) {
       data.push(chart.t.map(() => chart.threshold));
-      series.push({ label: "threshold", stroke: "#c92a2a", width: 1, dash: [4, 4] });
+      series.push({ label: chart.threshold_label, stroke: "#c92a2a", width: 1, dash: [4, 4] });
     }
     const options = {
       width: 260, height: 70, legend: { show: false }, cursor: { show: false },
