@@ -437,3 +437,98 @@ def test_the_stats_answer_a_latency_histogram_from_aggregates_and_from_events(
     data = ok(call(project, "POST", f"{BOARDS}/preview", board))["panels"][0]
     assert "group_by" not in data["query"]  # one histogram of the panel's events
     assert data["stats"]["groups"][0]["latency_histogram_ms"] == bars
+
+
+def _preview(project: Project, *panels: dict[str, Any], **spec: Any) -> list[dict[str, Any]]:
+    board = {"name": "p", "spec": {**spec, "panels": list(panels)}}
+    return ok(call(project, "POST", f"{BOARDS}/preview", board))["panels"]  # type: ignore[no-any-return]
+
+
+def test_a_total_counts_its_range_not_the_whole_buckets_of_a_chart(project: Project) -> None:
+    now = datetime.now(timezone.utc)
+    ages = [0.5, 3, 23, 25, 30, 48, 6.5 * 24, 7 * 24 + 1, 7 * 24 + 10, 9 * 24]  # hours
+    ok(
+        post_events(
+            project, [event(started_at=(now - timedelta(hours=h)).isoformat()) for h in ages]
+        )
+    )
+    requests = {"measures": ["requests"]}
+    week, day, hour = (
+        _preview(project, {**requests, "view": "number"}, time_range={"last": last}, bucket=b)[0]
+        for last, b in (("7d", "auto"), ("24h", "week"), ("1h", "day"))
+    )
+    assert [p["stats"]["groups"][0]["count"] for p in (week, day, hour)] == [7, 3, 1]
+    # A chart keeps whole buckets: its first point is not a sliver of a day.
+    (line,) = _preview(project, {**requests, "view": "line"}, time_range={"last": "7d"})
+    assert sum(g["count"] for g in line["stats"]["groups"]) >= 7
+
+
+def test_long_attribute_values_are_counted_by_panels_and_pickers(project: Project) -> None:
+    long = "You are a careful assistant. " * 10  # 290 characters: a real system prompt
+    now = datetime.now(timezone.utc).isoformat()
+    events = [
+        event(started_at=now, attributes={"system_prompt": p}) for p in ["brief"] * 3 + [long] * 3
+    ]
+    ok(post_events(project, events))
+    (table,) = _preview(
+        project, {"measures": ["requests"], "view": "table", "group_by": "attributes.system_prompt"}
+    )
+    assert sorted(g["count"] for g in table["stats"]["groups"]) == [3, 3]
+    (number,) = _preview(
+        project,
+        {"measures": ["requests"], "view": "number", "filters": {"attributes.system_prompt": long}},
+    )
+    assert number["stats"]["groups"][0]["count"] == 3
+    values = ok(call(project, "GET", f"{BOARDS}/fields", key="system_prompt"))["values"]
+    assert {v["value"]: v["count"] for v in values} == {"brief": 3, long: 3}
+
+
+def test_a_panel_shows_its_hundred_largest_groups_and_says_how_many_it_left_out(
+    project: Project,
+) -> None:
+    now = datetime.now(timezone.utc).isoformat()
+    events = [event(started_at=now, prompt_template_name=f"t{i:03d}") for i in range(130)]
+    events += [event(started_at=now, prompt_template_name="t129") for _ in range(4)]
+    ok(post_events(project, events))
+    panel = {"measures": ["requests"], "group_by": "prompt_template_name"}
+    table, line = _preview(project, {**panel, "view": "table"}, {**panel, "view": "line"})
+    for shown in (table, line):
+        names = {g["key"]["prompt_template_name"] for g in shown["stats"]["groups"]}
+        assert len(names) == 100 and "t129" in names, len(names)
+        assert shown["stats"]["groups_left_out"] == 30
+
+
+def test_buckets_coarsen_past_two_thousand_and_a_range_ends_after_it_starts(
+    project: Project,
+) -> None:
+    (panel,) = _preview(
+        project,
+        {"measures": ["requests"], "view": "line", "bucket": "minute"},
+        time_range={"last": "90d"},
+    )
+    assert panel["query"]["group_by"] == "day"  # 129,600 minutes, 2,160 hours: days
+    backwards = {"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}
+    answer = call(
+        project, "POST", f"{BOARDS}/preview", {"name": "b", "spec": {"time_range": backwards}}
+    )
+    assert answer.status_code == 400 and "from is not before to" in answer.text
+
+
+def test_a_key_of_one_environment_is_refused_a_panel_of_another(server: Server) -> None:
+    name = f"envs-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(timezone.utc).isoformat()
+    ok(
+        post_events(
+            Project(server.new_key(name, "prod"), server), [event(started_at=now) for _ in range(4)]
+        )
+    )
+    dev = Project(server.new_key(name, "dev", scopes=("read",), env_only=True), server)
+    board = {
+        "name": "prod",
+        "spec": {
+            "filters": {"environment": "prod"},
+            "panels": [{"measures": ["requests"], "view": "number"}],
+        },
+    }
+    answer = call(dev, "POST", f"{BOARDS}/preview", board)
+    assert answer.status_code == 403 and "'dev'" in answer.text, answer.text

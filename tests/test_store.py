@@ -106,3 +106,23 @@ def test_each_sort_of_the_events_list_reads_an_index(tmp_path: Path, sort: str) 
         assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         store.close()
+
+
+def test_keys_with_long_values_stored_before_are_marked_overflowing(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    before = [name for name, _ in SQLITE_MIGRATIONS].index("m019_long_attribute_values")
+    migrate_sqlite(conn, SQLITE_MIGRATIONS[:before])
+    rows = [(1, "prompt", "p" * 201, 1), (1, "prompt", "short", 2), (1, "team", "blue", 3)]
+    conn.executemany(
+        "INSERT INTO event_attrs (project_id, key, value, seq) VALUES (?, ?, ?, ?)", rows
+    )
+    conn.execute("INSERT INTO attr_keys VALUES (1, 'team', 1, 0), (1, 'prompt', 1, 0)")
+    conn.execute("INSERT INTO event_attrs VALUES (2, 'prompt', ?, 4)", ("q" * 300,))
+    conn.close()
+    open_store(str(db)).close()
+    conn = sqlite3.connect(db)
+    marked = conn.execute(
+        "SELECT project_id, key, overflow FROM attr_keys ORDER BY 1, 2"
+    ).fetchall()
+    assert marked == [(1, "prompt", 1), (1, "team", 0), (2, "prompt", 1)]

@@ -69,7 +69,9 @@ MAX_ATTRIBUTE_KEYS = 64
 # A rating under this is low (``rating_low``, the stats' ``low_rating_share``): one that would
 # not make its output a prompt test's expected answer (``wire.GOOD_RATING``).
 LOW_RATING = GOOD_RATING
-MAX_VALUE_CHARS = 200  # longer attribute values are indexed but not aggregated
+# Longer attribute values are indexed but not aggregated: their key is marked ``overflow``,
+# so stats by it come from the events, and count them (a system prompt is often longer).
+MAX_VALUE_CHARS = 200
 
 log = logging.getLogger("llmtap.store")
 
@@ -307,7 +309,15 @@ def _attr_ids(conn: Conn, wanted: set[tuple[int, str, str]], cache: IdCache) -> 
         if known is not None:
             ids[project_id, key, value] = known
             continue
-        if len(value) > MAX_VALUE_CHARS or (project_id, key) in overflowed:
+        if (project_id, key) in overflowed:
+            continue
+        if len(value) > MAX_VALUE_CHARS:
+            conn.execute(
+                "INSERT INTO attr_keys (project_id, key, n_values, overflow) VALUES (?, ?, 0, 1)"
+                " ON CONFLICT (project_id, key) DO UPDATE SET overflow = 1",
+                (project_id, key),
+            )
+            overflowed.add((project_id, key))
             continue
         row = conn.execute(
             "SELECT id FROM attr_values WHERE project_id = ? AND key = ? AND value = ?",

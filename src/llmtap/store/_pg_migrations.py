@@ -535,6 +535,17 @@ PG_MIGRATIONS: list[Step] = [
             "CREATE INDEX otlp_held_by_age ON otlp_held (received_us)",
         ),
     ),
+    (
+        # SQLite's m019_long_attribute_values.
+        "pg013_long_attribute_values",
+        (
+            # An attribute's values over 200 characters had been left out of the aggregates
+            # without a word: their key is marked overflowing (stats by it read the events).
+            "INSERT INTO attr_keys (project_id, key, n_values, overflow)"
+            " SELECT DISTINCT project_id, key, 0, 1 FROM event_attrs WHERE length(value) > 200"
+            " ON CONFLICT (project_id, key) DO UPDATE SET overflow = 1",
+        ),
+    ),
 ]
 
 

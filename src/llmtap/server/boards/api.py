@@ -41,6 +41,7 @@ __all__ = ["Access", "access", "board_routes", "create_board", "read_board", "te
 
 _MAX_BODY = 1_000_000  # a board's JSON; far above any real one (40 panels)
 _WRITER_ROLES = ("member", "admin")
+MAX_PICKED = 500  # values a picker offers, the most frequent
 _FIELD_GROUPS = ("model", "prompt_template_name", "environment", "status", "template_revision")
 
 
@@ -187,6 +188,17 @@ def _version(store: Store, a: Access, board_id: str, version: Any) -> dict[str, 
     return found
 
 
+def _offered(answer: dict[str, Any], field: str) -> dict[str, Any]:
+    """A picker's values of ``field``: the ``MAX_PICKED`` most frequent, with counts, and
+    how many it left out (a template per untemplated prompt: 20,000 options had been 1.6 MB
+    of picker)."""
+    values = sorted(
+        ({"value": g["key"][field], "count": g["count"]} for g in answer["groups"]),
+        key=lambda v: -v["count"],
+    )
+    return {"values": values[:MAX_PICKED], "left_out": max(0, len(values) - MAX_PICKED)}
+
+
 def _fields(store: Store, a: Access, key: str | None) -> dict[str, Any]:
     """What a picker offers: each dimension's values and the attribute keys, with counts (from
     the stats query); with ``key``, that attribute's values. Of the keys, none to a key of one
@@ -194,18 +206,12 @@ def _fields(store: Store, a: Access, key: str | None) -> dict[str, Any]:
     f = EventFilter(environment=a.environment)
     if key is not None:
         answer = store.stats(a.project_id, f, [f"attributes.{key}"])
-        values = [
-            {"value": g["key"][f"attributes.{key}"], "count": g["count"]} for g in answer["groups"]
-        ]
-        return {"key": key, "values": sorted(values, key=lambda v: -v["count"])}
+        return {"key": key, **_offered(answer, f"attributes.{key}")}
     answers = store.stats_many(a.project_id, f, [[g] for g in _FIELD_GROUPS])
-    out: dict[str, Any] = {
-        g: sorted(
-            ({"value": x["key"][g], "count": x["count"]} for x in answer["groups"]),
-            key=lambda v: -v["count"],
-        )
-        for g, answer in zip(_FIELD_GROUPS, answers, strict=True)
-    }
+    out: dict[str, Any] = {}
+    for g, answer in zip(_FIELD_GROUPS, answers, strict=True):
+        offered = _offered(answer, g)
+        out[g], out[f"{g}_left_out"] = offered["values"], offered["left_out"]
     # The names (and value counts) span the project's environments: not for a key confined
     # to one (it still reads the values of a name it knows, from its environment's events).
     out["attributes"] = store.attribute_keys(a.project_id) if a.environment is None else []

@@ -6,7 +6,9 @@ repeat it."""
 from __future__ import annotations
 
 import functools
+import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -39,6 +41,23 @@ def _auto_bucket(span: float | None) -> str:
     return "day"
 
 
+# A panel shows at most this many groups (its series, rows or bars), the largest.
+MAX_GROUPS = 100
+# A chart draws at most this many buckets: a coarser bucket is used past it (a minute over
+# 90 days had been 129,600 points, some 75 MB a panel).
+MAX_BUCKETS = 2_000
+_COARSER = {"minute": "hour", "hour": "day", "day": "week"}
+
+
+def _coarse_enough(bucket: str, span: float | None) -> str:
+    """``bucket``, or the first coarser one that cuts ``span`` (None: all time, counted
+    as ten years) into at most ``MAX_BUCKETS``."""
+    seconds = 10 * 365 * 86400 if span is None else span
+    while bucket in _COARSER and seconds / BUCKET_SECONDS[bucket] > MAX_BUCKETS:
+        bucket = _COARSER[bucket]
+    return bucket
+
+
 def panel_query(spec: Spec, panel: Panel, now: float) -> dict[str, str]:
     """The ``/api/v1/stats`` query string of a panel at time ``now`` (seconds)."""
     tr = panel.time_range or spec.time_range
@@ -52,14 +71,17 @@ def panel_query(spec: Spec, panel: Panel, now: float) -> dict[str, str]:
         absolute = event_filter(tr.dump(), SELECTING)
         start = None if absolute.from_us is None else absolute.from_us / 1e6
         end = None if absolute.to_us is None else absolute.to_us / 1e6
+    span = None if start is None else (end or now) - start
     bucket = panel.bucket or spec.bucket
-    if bucket == "auto":
-        bucket = _auto_bucket(None if start is None else (end or now) - start)
+    bucket = _coarse_enough(_auto_bucket(span) if bucket == "auto" else bucket, span)
     if tr.last is None:
         params.update(tr.dump())  # as given
     elif start is not None:
-        # Whole buckets, so the first point is not a sliver of one.
-        params["from"] = _iso(bucket_start(bucket, int(start)))
+        # A chart: whole buckets, so its first point is not a sliver of one. A total (a
+        # number, a table, bars): the range asked, from its whole minute (what the
+        # aggregates hold), not from the start of a day or a week before it.
+        first = bucket if panel.view in TIME_VIEWS else "minute"
+        params["from"] = _iso(bucket_start(first, int(start)))
     group_by = [bucket] if panel.view in TIME_VIEWS else []
     if panel.group_by and panel.view not in TOTAL_VIEWS:
         group_by.append(ALIASES.get(panel.group_by, panel.group_by))
@@ -103,6 +125,8 @@ def drill_filter(
 def _filter(params: dict[str, str], environment: str | None) -> EventFilter:
     f = event_filter({k: v for k, v in params.items() if k != "group_by"}, SELECTING)
     if environment is not None:  # an env_only key reads its environment only
+        if f.environment not in (None, environment):  # as the stats API answers it
+            raise ApiError(403, f"this key reads only the environment {environment!r}")
         f.environment = environment
     return f
 
@@ -182,7 +206,34 @@ def board_data(
     for pairs in _POOL.map(lambda call: call(), calls):
         answers.update(pairs)
     panels = [
-        {"id": panel.id, "query": params, "stats": answers[i], "previous": answers.get(-1 - i)}
+        {
+            "id": panel.id,
+            "query": params,
+            "stats": largest_groups(answers[i]),
+            "previous": answers.get(-1 - i),
+        }
         for i, (panel, params) in enumerate(zip(spec.panels, queries, strict=True))
     ]
     return {"now": _iso(now), "panels": panels}
+
+
+def largest_groups(answer: dict[str, Any], most: int = MAX_GROUPS) -> dict[str, Any]:
+    """A stats answer cut to its ``most`` largest groups (by events, over every time bucket:
+    a series is whole or absent), with ``groups_left_out``: how many it left out. A project
+    whose prompts are not templated has a template per prompt: a table of 20,000 rows had
+    been 12 MB a board, and hung the page that drew it."""
+
+    def group(g: dict[str, Any]) -> str:
+        return json.dumps([[k, v] for k, v in sorted(g["key"].items()) if k not in BUCKET_SECONDS])
+
+    totals: Counter[str] = Counter()
+    for g in answer["groups"]:
+        totals[group(g)] += g["count"]
+    if len(totals) <= most:
+        return answer
+    kept = {k for k, _ in totals.most_common(most)}
+    return {
+        **answer,
+        "groups": [g for g in answer["groups"] if group(g) in kept],
+        "groups_left_out": len(totals) - most,
+    }

@@ -143,7 +143,9 @@ def _check_range(where: str, tr: TimeRange | None) -> None:
     absolute = tr.from_ is not None or tr.to is not None
     if (tr.last is None) == (not absolute):
         raise ApiError(400, f"{where}.time_range: give either last, or from and/or to")
-    event_filter({k: v for k, v in tr.dump().items() if k != "last"}, SELECTING)
+    f = event_filter({k: v for k, v in tr.dump().items() if k != "last"}, SELECTING)
+    if f.from_us is not None and f.to_us is not None and f.from_us >= f.to_us:
+        raise ApiError(400, f"{where}.time_range: from is not before to")
 
 
 def _check_panel(i: int, panel: Panel, spec: Spec) -> None:

@@ -50,9 +50,16 @@ document.addEventListener("DOMContentLoaded", () => {
   const groupField = (panel) => panel.group_by && (choices.aliases[panel.group_by] || panel.group_by);
   const groupOf = (panel, group) => (panel.group_by ? group.key[groupField(panel)] : null);
   const label = (v) => (v === null || v === undefined ? "(none)" : String(v));
+  // Counts and sums: 0 where there are no events (a rate or a percentile is unknown there).
+  const additive = new Set(["requests", "errors", "cost", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "feedback_count"]);
+  const valueOf = (group, measure) => (group ? measureOf(group, measure) : additive.has(measure) ? 0 : null);
+  // Dollars as the pages show them: cents from $1, two significant digits under it.
+  const dollars = (v) => (Math.abs(v) >= 1 ? "$" + v.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 })
+    : v === 0 ? "$0" : "$" + Number(v.toPrecision(2)).toString());
   const fmt = (v, measure) => {
     if (v == null) return "–";
     if (measure === "error_rate" || measure === "low_rating_share") return (100 * v).toFixed(1) + "%";
+    if (measure === "cost") return dollars(v);
     return Math.abs(v) < 10 && !Number.isInteger(v) ? v.toFixed(4) : Math.round(v).toLocaleString();
   };
   const seconds = (iso) => Math.floor(Date.parse(iso) / 1000);
@@ -83,11 +90,11 @@ document.addEventListener("DOMContentLoaded", () => {
 
   // -- drawing ------------------------------------------------------------------------------
   function drawNumber(box, panel, data) {
-    const now = data.stats.groups[0] || {};
     const m = panel.measures[0];
-    const value = measureOf(now, m);
+    // No events in the range is 0 requests (-100% against a busy previous period), not "–".
+    const value = valueOf(data.stats.groups[0], m);
     box.append(el("div", { class: "number", text: fmt(value, m) }));
-    const before = data.previous && data.previous.groups[0] ? measureOf(data.previous.groups[0], m) : null;
+    const before = data.previous ? valueOf(data.previous.groups[0], m) : null;
     if (value != null && before) {
       const change = (100 * (value - before)) / before;
       box.append(el("div", { class: "change " + (change >= 0 ? "up" : "down"), text: `${change >= 0 ? "+" : ""}${change.toFixed(1)}% vs previous period` }));
@@ -132,6 +139,13 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     table.append(body);
     box.append(groups.length ? table : el("p", { class: "dim", text: "No events in this range." }));
+    leftOut(box, data);
+  }
+
+  // A panel shows its largest groups: how many it left out.
+  function leftOut(box, data) {
+    const n = data.stats.groups_left_out;
+    if (n) box.append(el("p", { class: "dim", text: `and ${n.toLocaleString()} smaller group(s) not shown` }));
   }
 
   function drawPlot(box, panel, data, now) {
@@ -152,6 +166,16 @@ document.addEventListener("DOMContentLoaded", () => {
     } else {
       const bucket = data.query.group_by.split(",")[0];
       xs = [...new Set(groups.map((g) => seconds(g.key[bucket])))].sort((a, b) => a - b);
+      // Every bucket of the range, those without events too: a line falls to 0 there
+      // (a count or a sum) or breaks (a rate), rather than running straight across.
+      const step = bucketSeconds[bucket];
+      const first = data.query.from ? seconds(data.query.from) : xs[0];
+      const last = Math.min(seconds(data.query.to || now), xs[xs.length - 1] + 1000 * step);
+      let lo = xs[0];
+      while (lo - step >= first) lo -= step;
+      const all = [];
+      for (let x = lo; x < last || x <= xs[xs.length - 1]; x += step) all.push(x);
+      xs = all;
       const keys = [...new Set(groups.map((g) => label(groupOf(panel, g))))];
       series = [];
       columns = [];
@@ -160,7 +184,7 @@ document.addEventListener("DOMContentLoaded", () => {
           const at = new Map(groups.filter((g) => label(groupOf(panel, g)) === k).map((g) => [seconds(g.key[bucket]), measureOf(g, m)]));
           const colour = colours[series.length % colours.length];
           series.push({ label: panel.group_by ? `${m} ${k}` : m, stroke: colour, width: 2, fill: panel.view === "area" ? colour + "33" : undefined, points: { show: xs.length < 60 } });
-          columns.push(xs.map((x) => (at.has(x) ? at.get(x) : null)));
+          columns.push(xs.map((x) => (at.has(x) ? at.get(x) : valueOf(null, m))));
         }
       }
     }
@@ -173,7 +197,7 @@ document.addEventListener("DOMContentLoaded", () => {
       scales: { x: panel.view === "scatter" ? { time: false } : { time: true, range: () => span } },
       cursor: { points: { size: 7 } },
       series: [{ label: panel.view === "scatter" ? panel.measures[0] : "time" }, ...series],
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: 60, values: (u, ticks) => ticks.map((v) => (panel.measures[0] === "cost" ? dollars(v) : v.toLocaleString())) }],
     }, [xs, ...columns], box);
     plot.over.addEventListener("click", () => {
       const i = plot.cursor.idx;
@@ -183,6 +207,7 @@ document.addEventListener("DOMContentLoaded", () => {
         drill(data, panel, g ? groupOf(panel, g) : null, null);
       } else drill(data, panel, null, xs[i]);
     });
+    leftOut(box, data);
   }
 
   function panelBox(panel, i) {

@@ -8,6 +8,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const colours = ["#3b5bdb", "#c92a2a", "#2b8a3e", "#e67700"];
   const project = document.querySelector(".charts[data-project]").dataset.project;
   const iso = (seconds) => new Date(seconds * 1000).toISOString();
+  const dollars = (v) => (Math.abs(v) >= 1 ? "$" + v.toFixed(2) : v === 0 ? "$0" : "$" + Number(v.toPrecision(2)).toString());
 
   for (const box of document.querySelectorAll(".chart[data-chart]")) {
     const names = box.dataset.chart.split(",");
@@ -32,7 +33,8 @@ document.addEventListener("DOMContentLoaded", () => {
         label: name.replace("_", " "), stroke: colours[i % colours.length], width: 2,
         points: { show: series.t.length < 60, size: 6 },
       }))],
-      axes: [{}, { size: 60 }],
+      // Costs of a fraction of a cent: uPlot's own labels (3 decimals) read "0, 0, 0".
+      axes: [{}, { size: 60, values: (u, ticks) => ticks.map((v) => (names.includes("cost") ? dollars(v) : v.toLocaleString())) }],
     };
     const plot = new uPlot(options, [series.t, ...names.map((n) => series[n])], box);
     plot.over.addEventListener("click", () => {
