@@ -252,3 +252,6 @@ def test_templates_compare_revisions_with_a_diff(
     assert "+ Answer with one emoji only." in added
     assert "- Show me an emoji for {sport}" in removed
     assert "+ Show me an emoji that matches the sport: {sport}" in added
+    # One line a line, as it is copied: no blank line between two.
+    shown = page.locator("pre.diff").inner_text().strip().split("\n")
+    assert "" not in shown and len(shown) == page.locator("pre.diff span").count()

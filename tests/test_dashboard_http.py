@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -470,3 +471,58 @@ def test_a_name_that_is_a_dot_segment_is_refused(project: Project, field: str, n
     as a way elsewhere however they are escaped, so they are refused, saying why."""
     answer = post_events(project, [event(**{field: name})])
     assert answer.status_code == 400 and "names no page" in answer.text, answer.text
+
+
+def test_a_group_links_to_the_events_of_the_range_it_counted(
+    server: Server, project: Project
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    model = f"ranged-{uuid.uuid4().hex[:6]}"
+    fresh = event(model=model, started_at=now.isoformat())
+    old = event(model=model, started_at=(now - timedelta(days=3)).isoformat())
+    post_events(project, [fresh, old])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get("/groups", params={"project": name, "by": "model", "range": "24h"})
+        (href,) = re.findall(r'<a href="(/events\?[^"]*)">' + re.escape(model) + "</a>", page.text)
+        listed = browser.get(html.unescape(href) + "&format=json").json()["events"]
+    assert [e["id"] for e in listed] == [fresh["id"]]
+
+
+def test_times_sent_with_an_offset_are_shown_in_utc(server: Server, project: Project) -> None:
+    sent = event(started_at="2026-12-04T23:30:00+05:00")
+    post_events(project, [sent])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(f"/events/{sent['id']}", params={"project": name}).text
+        listing = browser.get("/events", params={"project": name}).text
+    for text in (page, listing):
+        assert "2026-12-04 18:30:00" in text and "2026-12-04 23:30:00" not in text
+
+
+def test_a_filter_the_form_has_no_field_for_is_kept_and_shown(
+    server: Server, project: Project
+) -> None:
+    team = f"team-{uuid.uuid4().hex[:6]}"
+    blue = [event(attributes={team: "blue"}, chat_id="c1") for _ in range(2)]
+    post_events(project, [*blue, event(attributes={team: "red"}, chat_id="c1")])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(
+            "/events", params={"project": name, f"attributes.{team}": "blue", "chat_id": "c1"}
+        ).text
+        form = page.split('<form class="filters"')[1].split("</form>")[0]
+        hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form))
+        assert hidden[f"attributes.{team}"] == "blue" and hidden["chat_id"] == "c1"
+        # Filtering again (sorted otherwise) keeps them: the form's fields as a browser sends.
+        again = browser.get("/events", params={**hidden, "sort": "-latency_ms", "format": "json"})
+        assert sorted(e["id"] for e in again.json()["events"]) == sorted(e["id"] for e in blue)
+        (drop,) = re.findall(
+            r'<a href="([^"]+)" title="drop this filter" aria-label="drop the filter attributes\.'
+            + re.escape(team),
+            page,
+        )
+        wider = browser.get(html.unescape(drop) + "&format=json").json()["events"]
+    assert len(wider) == 3

@@ -344,3 +344,25 @@ def test_a_big_set_and_its_run_are_shown_a_page_of_cases_at_a_time(server: Serve
             whole = browser.get(path, params={"project": name, "format": "json"}).json()
             cases = whole["cases"] if path.startswith("/runs/") else whole["testset"]["cases"]
             assert len(cases) == 1203 and whole["paging"]["total"] == 1203
+
+
+def test_long_parameters_and_outputs_are_cut_on_the_pages_and_whole_in_the_download(
+    server: Server,
+) -> None:
+    name = f"long-{uuid.uuid4().hex[:6]}"
+    key = server.new_key(name)
+    long = "x" * 100_000
+    case = {"input": [{"role": "user", "content": "hi"}], "params": {"doc": long}, "output": long}
+    made = server.post(
+        "/api/v1/testsets", key, json={"name": "l", "source": "cases", "cases": [case] * 20}
+    )
+    assert made.status_code == 201, made.text
+    testset = made.json()["testset"]
+    with login(server) as browser:
+        page = browser.get(f"/testsets/{testset['id']}", params={"project": name})
+        whole = browser.get(
+            f"/testsets/{testset['id']}", params={"project": name, "format": "json"}
+        )
+    assert page.status_code == 200 and "98,000 more characters" in page.text
+    assert len(page.text) < 400_000, len(page.text)  # 20 cases of 200 KB each: 4 MB whole
+    assert whole.json()["testset"]["cases"][0]["original_output"] == long

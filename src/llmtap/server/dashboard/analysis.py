@@ -152,6 +152,7 @@ async def groups_page(request: Request) -> Response:
         "project": project["name"],
         "by": by,
         "range": range_name,
+        "from": _iso(f.from_us),  # a group's events link: of the range counted
         "groups": groups,
         "groups_not_shown": not_shown,
     }

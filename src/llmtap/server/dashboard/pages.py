@@ -34,6 +34,33 @@ __all__ = [
 _PAGE_PARAMS = {"project", "format", "attr", "deleted"}
 # Parameters that page through or order the list, not choose its events.
 _LISTING = {"sort", "cursor", "limit"}
+# The filters the events page's form has a field for (``attr``: one attribute).
+_IN_THE_FORM = {
+    "from", "to", "model", "prompt_template_name", "status", "environment", "sdk", "q",
+    "has_feedback", "rating_max", "sort", "cursor", "limit", "template_revision",
+}  # fmt: skip
+
+
+def _beside_the_form(request: Request, params: dict[str, str]) -> list[dict[str, str]]:
+    """The filters in force that the form has no field for (an attribute from a link, a chat,
+    an API name, a second attribute): each kept in the form as a hidden field, so that
+    filtering again keeps it, and shown with a link that drops it."""
+    key, sep, _ = request.query_params.get("attr", "").partition("=")
+    boxed = f"attributes.{key.strip()}" if sep and key.strip() else None
+    out = []
+    for name, value in params.items():
+        if name in _IN_THE_FORM or name == boxed:
+            continue
+        attribute = name.removeprefix("attributes.") if name.startswith("attributes.") else None
+        rest = [
+            (k, v)
+            for k, v in request.query_params.multi_items()
+            if k != name
+            and k != "cursor"
+            and not (k == "attr" and v.partition("=")[0].strip() == attribute)
+        ]
+        out.append({"name": name, "value": value, "without": "/events?" + urlencode(rest)})
+    return out
 
 
 class Context:
@@ -100,6 +127,7 @@ async def events_page(request: Request) -> Response:
         projects=projects,
         next_url=next_url,
         attr=request.query_params.get("attr", ""),
+        beside=_beside_the_form(request, params),
         selecting=selecting,
         testsets=testsets,
         title="Events",

@@ -123,7 +123,26 @@ def highlight_filled(template: str, params: dict[str, Any]) -> Markup:
 
 
 def _short_time(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else ""
+    """A stored time as the pages show it: UTC, to the second (a time sent with an offset,
+    ``23:30+05:00``, had been shown as 23:30 under a "UTC" heading)."""
+    if not value:
+        return ""
+    try:
+        moment = parse_instant(value)
+        if moment.utcoffset():
+            return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError):  # outside the years UTC can hold: as it was sent
+        pass
+    return value[:19].replace("T", " ")
+
+
+def _shorten(value: Any, most: int = 2000) -> str:
+    """A text cut to ``most`` characters, saying how many it left out: a page of 500 test
+    cases, each with 100 KB of parameters, had been 26 MB of HTML."""
+    text = "" if value is None else str(value)
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}… ({len(text) - most:,} more characters)"
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -173,6 +192,7 @@ templates.env.filters.update(
     attr_text=attribute_text,
     seg=path_segment,
     pretty=pretty_json,
+    shorten=_shorten,
     datetime_input=_datetime_input,
     short_time=_short_time,
     num=_num,
