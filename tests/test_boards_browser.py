@@ -188,3 +188,32 @@ def test_markup_in_boards_panels_and_attributes_shows_as_text(browser: Any, serv
         assert XSS in page.locator("section.panel").first.text_content()
     context.close()
     assert not errors, errors
+
+
+def test_a_quiet_number_is_zero_and_costs_read_as_dollars(browser: Any, server: Server) -> None:
+    from datetime import timedelta
+
+    name = f"boards-quiet-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    before = datetime.now(timezone.utc) - timedelta(minutes=90)
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    sent = [event(started_at=before.isoformat(), model="gpt-4o", usage=usage) for _ in range(4)]
+    post_events(project, sent)
+    cost = project.event(sent[0]["id"])["cost_usd"]
+    panels = [
+        {"id": "quiet", "measures": ["requests"], "view": "number"},
+        {"id": "spent", "measures": ["cost"], "view": "number", "time_range": {"last": "24h"}},
+    ]
+    spec = {"time_range": {"last": "1h"}, "panels": panels}
+    made = server.post("/api/v1/boards", project.key, json={"name": "q", "spec": spec})
+    assert made.status_code == 201, made.text
+    page = browser.new_context().new_page()
+    errors = _watch(page)
+    log_in(page, server.url, ADMIN_TOKEN, f"/boards/{made.json()['id']}?project={name}")
+    _drawn(page)
+    quiet = page.locator("section.panel[data-panel=quiet]")
+    assert quiet.locator(".number").inner_text() == "0"
+    assert quiet.locator(".change").inner_text() == "-100.0% vs previous period"
+    spent = page.locator("section.panel[data-panel=spent] .number").inner_text()
+    assert spent == f"${float(f'{4 * cost:.2g}')}", (spent, cost)
+    assert not errors, errors

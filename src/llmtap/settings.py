@@ -233,7 +233,8 @@ _TABLE = [
         "stats_attribute_values",
         1000,
         "Distinct values per attribute key kept in the stats aggregates; past it, stats on"
-        " that key are computed from the events (slower, still exact).",
+        " that key (or once one of its values is over 200 characters) are computed from the"
+        " events (slower, still exact).",
         int,
         "server",
     ),

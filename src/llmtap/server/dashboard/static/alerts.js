@@ -21,6 +21,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const options = {
       width: 260, height: 70, legend: { show: false }, cursor: { show: false },
       scales: { x: { time: true } }, axes: [{ show: false }, { size: 40 }], series,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
     };
     new uPlot(options, data, box);
   }

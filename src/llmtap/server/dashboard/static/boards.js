@@ -196,6 +196,7 @@ document.addEventListener("DOMContentLoaded", () => {
       // Over time, the range asked for: a lone point must not leave uPlot to pick years.
       scales: { x: panel.view === "scatter" ? { time: false } : { time: true, range: () => span } },
       cursor: { points: { size: 7 } },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"), // as every time on the site
       series: [{ label: panel.view === "scatter" ? panel.measures[0] : "time" }, ...series],
       axes: [{}, { size: 60, values: (u, ticks) => ticks.map((v) => (panel.measures[0] === "cost" ? dollars(v) : v.toLocaleString())) }],
     }, [xs, ...columns], box);

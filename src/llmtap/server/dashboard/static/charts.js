@@ -28,6 +28,7 @@ document.addEventListener("DOMContentLoaded", () => {
       height: 180,
       legend: { show: true },
       scales: { x: { time: true, range: () => series.x_range } },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"), // as every time on the site
       cursor: { points: { size: 7 } },
       series: [{}, ...names.map((name, i) => ({
         label: name.replace("_", " "), stroke: colours[i % colours.length], width: 2,
