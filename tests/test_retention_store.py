@@ -105,3 +105,24 @@ def test_a_project_has_its_own_retention_or_the_servers(store: Store) -> None:
     with pytest.raises(ValueError):
         store.set_retention_days(pid, -1)
     assert store.oldest_event_us(pid) is None
+
+
+def test_deleting_a_users_events_after_a_purge_takes_them_out_of_the_kept_stats(
+    store: Store,
+) -> None:
+    pid = store.ensure_project("p")
+    key = KeyInfo(1, pid, "p", "dev")
+    store.insert_events(dated(key, [0, 1, 10, 11]))  # u0 on days 0 and 10, u1 on 1 and 11
+    assert store.purge_before(pid, cut(5), keep_aggregates=True) == 2
+
+    def by_user() -> dict[str, int]:
+        groups = store.stats(pid, EventFilter(), ["attributes.user"])["groups"]
+        return {g["key"]["attributes.user"]: g["count"] for g in groups}
+
+    assert by_user() == {"u0": 2, "u1": 2}  # the purged ones still counted, as kept
+    assert store.delete_events(pid, EventFilter(attributes={"user": "u0"})) == 1
+    assert by_user() == {"u1": 2}  # u0 no longer named anywhere in the stats
+    assert count(store, pid) == 3  # the total keeps the purged one, as after any purge
+    # A new event of u0 counts afresh.
+    store.insert_events(dated(key, [12])[:1])
+    assert by_user() == {"u0": 1, "u1": 2}

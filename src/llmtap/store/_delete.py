@@ -275,7 +275,37 @@ def delete_events(
     ingest waits at most one chunk. It takes the events stored when it began; one that
     arrives meanwhile may go too if it matches, having taken the seq of one deleted (see
     the module's docstring), never one that does not match."""
-    return delete_in_chunks(store, project_id, f or EventFilter(), ids)
+    f = f or EventFilter()
+    deleted = delete_in_chunks(store, project_id, f, ids)
+    if f.attributes and ids is None:
+        forget_values(store, project_id, f.attributes)
+    return deleted
+
+
+def forget_values(store: SQLiteStore, project_id: int, attributes: dict[str, str]) -> None:
+    """After a delete by attribute: a value no stored event carries any more leaves the
+    aggregates too. A retention purge that keeps the stats keeps a purged event's share of
+    them, per attribute value too, where no delete can reach it: "delete alice's events" had
+    left alice in the stats by user, and in the pickers. What remains is the totals (the
+    stats without a grouping by that attribute), as after any purge. The value's id stays
+    (ids of values are never reused or changed: other processes cache them), not shown."""
+    with store._transaction(project_id) as conn:
+        for key, value in attributes.items():
+            held = conn.execute(
+                "SELECT 1 FROM event_attrs WHERE project_id = ? AND key = ? AND value = ?"
+                " LIMIT 1",
+                (project_id, key, value),
+            ).fetchone()
+            row = conn.execute(
+                "SELECT id FROM attr_values WHERE project_id = ? AND key = ? AND value = ?",
+                (project_id, key, value),
+            ).fetchone()
+            if held is None and row is not None:
+                conn.execute(
+                    f"DELETE FROM agg WHERE project_id = ? AND level IN ({marks(_derive.LEVELS)})"
+                    " AND attr_id = ?",
+                    (project_id, *range(len(_derive.LEVELS)), row[0]),
+                )
 
 
 def delete_in_chunks(
