@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+import httpx2
 import pytest
 
 from .browser import chromium, log_in
@@ -216,4 +217,49 @@ def test_a_quiet_number_is_zero_and_costs_read_as_dollars(browser: Any, server: 
     assert quiet.locator(".change").inner_text() == "-100.0% vs previous period"
     spent = page.locator("section.panel[data-panel=spent] .number").inner_text()
     assert spent == f"${float(f'{4 * cost:.2g}')}", (spent, cost)
+    assert not errors, errors
+
+
+def test_viewing_a_version_shows_its_range_and_filters_and_edits_it(
+    browser: Any, server: Server
+) -> None:
+    name = f"boards-ver-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    now = datetime.now(timezone.utc).isoformat()
+    post_events(project, [event(started_at=now, model="m1", status="error")])
+    panels = [{"id": "n", "measures": ["requests"], "view": "number"}]
+    first = {"time_range": {"last": "30d"}, "filters": {"status": "error"}, "panels": panels}
+    made = server.post("/api/v1/boards", project.key, json={"name": "v1", "spec": first})
+    assert made.status_code == 201, made.text
+    board_id = made.json()["id"]
+    second = {"time_range": {"last": "24h"}, "panels": panels}
+    saved = httpx2.put(
+        f"{server.url}/api/v1/boards/{board_id}",
+        headers={"authorization": f"Bearer {project.key}"},
+        json={"name": "v2", "spec": second},
+    )
+    assert saved.status_code == 200, saved.text
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    errors = _watch(page)
+    log_in(page, server.url, ADMIN_TOKEN, f"/boards/{board_id}?project={name}")
+    _drawn(page)
+    page.click("#show-versions")
+    page.locator("#versions tr[data-version='1'] button", has_text="view").click()
+    page.wait_for_selector("#board-status:has-text('viewing version 1')")
+    assert page.locator("#board-range").input_value() == "30d"
+    assert page.locator("#board-name").input_value() == "v1"
+    assert page.locator("#board-filters .filters-list li").all_inner_texts() == [
+        "status = error remove"
+    ]
+    page.locator("#board-filters select[name=filter_field]").select_option("model")
+    page.locator("#board-filters select[name=filter_value] option[value=m1]").wait_for(
+        state="attached"
+    )
+    page.locator("#board-filters select[name=filter_value]").select_option("m1")
+    page.locator("#board-filters button", has_text="add filter").click()
+    page.click("#save-board")
+    page.wait_for_selector("#board-status:has-text('saved as version 3')")
+    stored = server.get(f"/api/v1/boards/{board_id}", project.key).json()
+    assert stored["spec"]["filters"] == {"status": "error", "model": "m1"}
+    assert stored["spec"]["time_range"] == {"last": "30d"} and stored["name"] == "v1"
     assert not errors, errors

@@ -330,6 +330,14 @@ document.addEventListener("DOMContentLoaded", () => {
       $("board-filters").replaceChildren(filterPicker(spec, () => { touch(); boardFilters(); }));
     };
     boardFilters();
+    // The tools show the spec in force: after another version is put in its place, its range,
+    // its filters (a picker bound to the old spec had added to that one) and its name.
+    const syncTools = (name) => {
+      range.replaceChildren(...choices.ranges.map((r) => option(r, r, spec.time_range.last === r)));
+      boardFilters();
+      $("panel-editor").hidden = true;
+      $("board-name").value = name;
+    };
     $("board-name").addEventListener("input", () => { dirty = true; status("unsaved changes"); });
     $("board-template").addEventListener("change", () => { dirty = true; status("unsaved changes"); });
     $("add-panel").addEventListener("click", () => {
@@ -354,7 +362,7 @@ document.addEventListener("DOMContentLoaded", () => {
         el("tr", { "data-version": v.version }, el("td", { text: `version ${v.version}` }), el("td", { text: v.name }), el("td", { text: v.saved_by || "" }), el("td", { text: v.saved_at.slice(0, 19).replace("T", " ") }),
           el("td", {}, el("button", { type: "button", text: "view", onclick: async () => {
             const old = await api("GET", `/api/v1/boards/${board.id}/versions/${v.version}`);
-            spec = old.spec; touch(); status(`viewing version ${v.version} (unsaved)`);
+            spec = old.spec; syncTools(old.name); touch(); status(`viewing version ${v.version} (unsaved)`);
           } }), el("button", { type: "button", text: "restore", onclick: async () => {
             await api("POST", `/api/v1/boards/${board.id}/restore`, { version: v.version });
             dirty = false; window.location.reload();
