@@ -526,3 +526,17 @@ def test_a_filter_the_form_has_no_field_for_is_kept_and_shown(
         )
         wider = browser.get(html.unescape(drop) + "&format=json").json()["events"]
     assert len(wider) == 3
+
+
+def test_the_templates_page_says_when_it_shows_only_the_last_used(server: Server) -> None:
+    project = Project(server.new_key(f"many-{uuid.uuid4().hex[:6]}"), server)
+    post_events(project, [event(prompt_template_name=f"t{i}") for i in range(501)])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get("/templates", params={"project": name}).text
+        assert page.count('<a href="/templates/t') == 500 and "there are more" in page
+    few = Project(server.new_key(f"few-{uuid.uuid4().hex[:6]}"), server)
+    post_events(few, [event(prompt_template_name="only")])
+    with login(server) as browser:
+        page = browser.get("/templates", params={"project": few.events()[0]["project"]}).text
+    assert "there are more" not in page and page.count('<a href="/templates/only') == 1

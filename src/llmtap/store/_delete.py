@@ -292,8 +292,7 @@ def forget_values(store: SQLiteStore, project_id: int, attributes: dict[str, str
     with store._transaction(project_id) as conn:
         for key, value in attributes.items():
             held = conn.execute(
-                "SELECT 1 FROM event_attrs WHERE project_id = ? AND key = ? AND value = ?"
-                " LIMIT 1",
+                "SELECT 1 FROM event_attrs WHERE project_id = ? AND key = ? AND value = ? LIMIT 1",
                 (project_id, key, value),
             ).fetchone()
             row = conn.execute(

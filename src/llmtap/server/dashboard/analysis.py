@@ -35,6 +35,7 @@ RANGES = {
 }
 BREAKDOWNS = ("model", "prompt_template_name", "environment")
 GROUPS_SHOWN = 1000
+TEMPLATES_SHOWN = 500
 GROUPABLE = (
     "model",
     "prompt_template_name",
@@ -170,8 +171,16 @@ async def groups_page(request: Request) -> Response:
 async def templates_page(request: Request) -> Response:
     ctx = Context(request)
     project, projects = await ctx.project()
-    templates = await run_in_threadpool(ctx.store.templates, project["id"])
-    data = {"project": project["name"], "templates": templates}
+    # One more than is shown: whether there are more (a template per plain prompt can make
+    # tens of thousands), said on the page rather than cut silently.
+    templates = await run_in_threadpool(
+        ctx.store.templates, project["id"], None, TEMPLATES_SHOWN + 1
+    )
+    data = {
+        "project": project["name"],
+        "templates": templates[:TEMPLATES_SHOWN],
+        "more_templates": len(templates) > TEMPLATES_SHOWN,
+    }
     return await render_page(request, "templates.html", data, projects=projects, title="Templates")
 
 
