@@ -226,7 +226,9 @@ def test_viewing_a_version_shows_its_range_and_filters_and_edits_it(
     name = f"boards-ver-{uuid.uuid4().hex[:6]}"
     project = Project(server.new_key(name), server)
     now = datetime.now(timezone.utc).isoformat()
-    post_events(project, [event(started_at=now, model="m1", status="error")])
+    post_events(
+        project, [event(started_at=now, model="m1", status="error", attributes={"user": "ann"})]
+    )
     panels = [{"id": "n", "measures": ["requests"], "view": "number"}]
     first = {"time_range": {"last": "30d"}, "filters": {"status": "error"}, "panels": panels}
     made = server.post("/api/v1/boards", project.key, json={"name": "v1", "spec": first})
@@ -257,9 +259,19 @@ def test_viewing_a_version_shows_its_range_and_filters_and_edits_it(
     )
     page.locator("#board-filters select[name=filter_value]").select_option("m1")
     page.locator("#board-filters button", has_text="add filter").click()
+    # "user" lists the attribute's values (api and sdk, which no picker can list, are not
+    # offered), and is kept as the attribute.
+    fields = page.locator("#board-filters select[name=filter_field] option").all_inner_texts()
+    assert "user" in fields and "api" not in fields and "sdk" not in fields
+    page.locator("#board-filters select[name=filter_field]").select_option("user")
+    page.locator("#board-filters select[name=filter_value] option[value=ann]").wait_for(
+        state="attached"
+    )
+    page.locator("#board-filters select[name=filter_value]").select_option("ann")
+    page.locator("#board-filters button", has_text="add filter").click()
     page.click("#save-board")
     page.wait_for_selector("#board-status:has-text('saved as version 3')")
     stored = server.get(f"/api/v1/boards/{board_id}", project.key).json()
-    assert stored["spec"]["filters"] == {"status": "error", "model": "m1"}
+    assert stored["spec"]["filters"] == {"status": "error", "model": "m1", "attributes.user": "ann"}
     assert stored["spec"]["time_range"] == {"last": "30d"} and stored["name"] == "v1"
     assert not errors, errors

@@ -201,6 +201,15 @@ class Rule(_Watch):
     severity: Literal["info", "warning", "critical"] = "warning"
     cooldown: int = Field(default=300, ge=0, le=MAX_WINDOW)
 
+    @field_validator("name")
+    @classmethod
+    def _addressable(cls, value: str) -> str:
+        # /api/v1/alerts/export and /import are the routes of those: a rule so named could
+        # be made and never read, changed or deleted by its name.
+        if value in ("export", "import"):
+            raise ValueError(f"{value!r} names the API's {value}: pick another name")
+        return value
+
     @field_validator("measure")
     @classmethod
     def _measure(cls, value: str) -> str:

@@ -270,11 +270,14 @@ document.addEventListener("DOMContentLoaded", () => {
   // change handler does not see its selects.
   function filterPicker(owner, changed) {
     const f = fields;
-    const names = [...choices.group_bys, ...f.attributes.map((a) => `attributes.${a.key}`)];
+    // The fields whose values the picker can list ("user" is the attribute attributes.user;
+    // api and sdk are kept by the events alone, not offered).
+    const names = [...choices.group_bys.filter((g) => g in f).concat(["user"]), ...f.attributes.map((a) => `attributes.${a.key}`)];
+    const filterName = (name) => choices.aliases[name] || name;
     const which = select("filter_field", [["", "(field)"], ...names.map((x) => [x, x])], "");
     const value = el("select", { name: "filter_value" });
     which.addEventListener("change", async () => {
-      const name = which.value;
+      const name = filterName(which.value);
       let values = [];
       if (name.startsWith("attributes.")) values = (await api("GET", "/api/v1/boards/fields", undefined, { key: name.slice(11) })).values;
       else if (name) values = f[name] || [];
@@ -282,7 +285,7 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     const add = () => {
       if (!which.value || !value.value) return;
-      owner.filters = { ...(owner.filters || {}), [which.value]: value.value };
+      owner.filters = { ...(owner.filters || {}), [filterName(which.value)]: value.value };
       changed();
     };
     return el("div", { class: "filter-picker" },
