@@ -31,6 +31,16 @@ def _watch(page: Any) -> list[str]:
     return errors
 
 
+def _add_filter(page: Any, field: str, value: str) -> None:
+    """A board-wide filter picked from the lists: the field, then one of its values."""
+    page.locator("#board-filters select[name=filter_field]").select_option(field)
+    page.locator(f"#board-filters select[name=filter_value] option[value={value}]").wait_for(
+        state="attached"
+    )
+    page.locator("#board-filters select[name=filter_value]").select_option(value)
+    page.locator("#board-filters button", has_text="add filter").click()
+
+
 def _drawn(page: Any) -> None:
     page.wait_for_selector("#board-app[data-drawn]", timeout=20_000)
 
@@ -107,12 +117,7 @@ def test_build_save_restore_publish_revoke(browser: Any, server: Server) -> None
     assert page.locator("section.panel", has_text="By variant").count() == 0
 
     # A board-wide filter picked from the list: every panel follows it (unsaved).
-    page.locator("#board-filters select[name=filter_field]").select_option("model")
-    page.locator("#board-filters select[name=filter_value] option[value=o3]").wait_for(
-        state="attached"
-    )
-    page.locator("#board-filters select[name=filter_value]").select_option("o3")
-    page.locator("#board-filters button", has_text="add filter").click()
+    _add_filter(page, "model", "o3")
     page.wait_for_selector("section.panel[data-panel=total] .number:text-is('7')")
     assert page.locator("#board-status").inner_text() == "unsaved changes"
 
@@ -253,22 +258,12 @@ def test_viewing_a_version_shows_its_range_and_filters_and_edits_it(
     assert page.locator("#board-filters .filters-list li").all_inner_texts() == [
         "status = error remove"
     ]
-    page.locator("#board-filters select[name=filter_field]").select_option("model")
-    page.locator("#board-filters select[name=filter_value] option[value=m1]").wait_for(
-        state="attached"
-    )
-    page.locator("#board-filters select[name=filter_value]").select_option("m1")
-    page.locator("#board-filters button", has_text="add filter").click()
+    _add_filter(page, "model", "m1")
     # "user" lists the attribute's values (api and sdk, which no picker can list, are not
     # offered), and is kept as the attribute.
     fields = page.locator("#board-filters select[name=filter_field] option").all_inner_texts()
     assert "user" in fields and "api" not in fields and "sdk" not in fields
-    page.locator("#board-filters select[name=filter_field]").select_option("user")
-    page.locator("#board-filters select[name=filter_value] option[value=ann]").wait_for(
-        state="attached"
-    )
-    page.locator("#board-filters select[name=filter_value]").select_option("ann")
-    page.locator("#board-filters button", has_text="add filter").click()
+    _add_filter(page, "user", "ann")
     page.click("#save-board")
     page.wait_for_selector("#board-status:has-text('saved as version 3')")
     stored = server.get(f"/api/v1/boards/{board_id}", project.key).json()
