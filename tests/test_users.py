@@ -170,6 +170,10 @@ def test_a_viewer_reads_its_project_only_and_manages_nothing(srv: Server) -> Non
         with login(srv) as owner:
             for path, params in pages:
                 assert 'action="/events/delete"' in owner.get(path, params=params).text
+            assert 'action="/alerts/new"' in owner.get("/alerts", params={"project": "alpha"}).text
+        # Nor a form on the alerts page (a rule to make, a test to send).
+        alerts = viewer.get("/alerts", params={"project": "alpha"})
+        assert alerts.status_code == 200 and 'action="/alerts/' not in alerts.text
         settings = viewer.get("/settings")
         csrf = csrf_of(settings.text)
         assert "beta" not in settings.text and "/revoke" not in settings.text
