@@ -540,3 +540,15 @@ def test_the_templates_page_says_when_it_shows_only_the_last_used(server: Server
     with login(server) as browser:
         page = browser.get("/templates", params={"project": few.events()[0]["project"]}).text
     assert "there are more" not in page and page.count('<a href="/templates/only') == 1
+
+
+def test_a_chat_step_without_a_latency_shows_none(server: Server, project: Project) -> None:
+    chat = f"chat-{uuid.uuid4().hex[:6]}"
+    post_events(
+        project, [event(chat_id=chat, latency_ms=None), event(chat_id=chat, latency_ms=250.0)]
+    )
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(f"/chats/{chat}", params={"project": name}).text
+    steps = re.findall(r'<div class="step-head">(.*?)</div>', page, re.S)
+    assert len(steps) == 2 and sum(" ms" in s for s in steps) == 1, steps
