@@ -218,18 +218,27 @@ def record_alerts(
             )
         )
     # A rule deleted while its cycle ran (``delete_alert_item`` between the evaluator's read
-    # and this write) leaves nothing behind: no state firing for ever, no notification.
-    touched = {(r["project_id"], r["kind"], r["name"]) for r in (*states, *history, *outbox)}
-    for key in sorted(touched):
+    # and this write) leaves nothing behind: no state firing for ever, no notification. Two
+    # statements for every state and pending notification (a few hundred rows, each looked up
+    # in the items' key), and the history of the rules this call wrote it for (by its index).
+    if states or outbox:
         statements += [
+            (f"DELETE FROM alert_states WHERE {_ORPHAN.format(table='alert_states')}", ()),
             (
-                f"DELETE FROM {table} WHERE project_id = ? AND kind = ? AND name = ?"
+                "DELETE FROM alert_outbox WHERE state = 'pending'"
+                f" AND {_ORPHAN.format(table='alert_outbox')}",
+                (),
+            ),
+        ]
+    for key in sorted({(h["project_id"], h["kind"], h["name"]) for h in history}):
+        statements.append(
+            (
+                "DELETE FROM alert_history WHERE project_id = ? AND kind = ? AND name = ?"
                 " AND NOT EXISTS (SELECT 1 FROM alert_items i"
                 " WHERE i.project_id = ? AND i.kind = ? AND i.name = ?)",
                 (*key, *key),
             )
-            for table in ("alert_states", "alert_history", "alert_outbox")
-        ]
+        )
     if statements:
         store._write(statements)
 
@@ -250,6 +259,11 @@ def _history(h: dict[str, Any]) -> tuple[str, Sequence[Any]]:
     )
 
 
+# Rows of a rule or budget that no longer exists.
+_ORPHAN = (
+    "NOT EXISTS (SELECT 1 FROM alert_items i WHERE i.project_id = {table}.project_id"
+    " AND i.kind = {table}.kind AND i.name = {table}.name)"
+)
 # Notifications sent or given up are kept this long (microseconds), then dropped.
 _OUTBOX_KEEP_US = 30 * 86_400 * 1_000_000
 
