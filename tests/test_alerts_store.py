@@ -136,3 +136,23 @@ def test_a_notification_is_claimed_by_one_caller_until_its_claim_runs_out(
     b.finish_notification(pid, "o1", "sent", 2, 4_600, 0, {**entry, "event": "sent"})
     assert a.claim_notifications(10**12, 10**12 + 1) == []
     assert [h["event"] for h in a.alert_history(pid, name="r")] == ["sent", "failed"]
+
+
+def test_nothing_is_recorded_for_a_rule_deleted_meanwhile(store: Store) -> None:
+    """The evaluator reads the rules, then writes what changed: a rule deleted between the
+    two leaves no state (firing for ever), no history and no notification behind."""
+    pid = store.ensure_project("p")
+    store.put_alert_item(pid, "rule", "kept", {"name": "kept"})
+    store.put_alert_item(pid, "rule", "gone", {"name": "gone"})
+    store.delete_alert_item(pid, "rule", "gone")
+    rows = []
+    for name in ("kept", "gone"):
+        state = {"project_id": pid, "kind": "rule", "name": name, "group": {}, "state": "firing"}
+        state |= {"value": 1.0, "threshold": 0.0, "events": 1, "since_us": 0, "evaluated_us": 0}
+        entry = {"project_id": pid, "kind": "rule", "name": name, "at_us": 5, "event": "firing"}
+        note = {"project_id": pid, "id": name, "kind": "rule", "name": name, "channel": "ops"}
+        rows.append((state, entry, {**note, "note": {"event": "firing"}, "at_us": 5}))
+    store.record_alerts(*([r[i] for r in rows] for i in range(3)))
+    assert [s["name"] for s in store.alert_states(pid)] == ["kept"]
+    assert [h["name"] for h in store.alert_history(pid)] == ["kept"]
+    assert [n["name"] for n in store.claim_notifications(10, 20)] == ["kept"]

@@ -263,30 +263,29 @@ class Evaluator(LeasedJob):
             if rule.compare is not None:
                 was = base.get(key)
                 before = measure_of(rule.measure, was) if was else (0.0 if additive else None)
-                more = {"current": value, "baseline": before}
+                more = {"current": _finite(value), "baseline": _finite(before)}
                 value = _change(value, before)
                 # A change is a ratio of two windows: each needs its events.
                 enough = events >= rule.min_events and (
                     additive or (was or {}).get("count", 0) >= rule.min_events
                 )
-            known = value is not None and enough
-            breach = (
-                value is not None
-                and enough
-                and (value > rule.threshold if rule.op == "above" else value < rule.threshold)
-            )
+            known = breach = False
+            if value is not None and enough:
+                known = True
+                breach = value > rule.threshold if rule.op == "above" else value < rule.threshold
             state, since = (old["state"], old["since_us"] // 1_000_000) if old else ("ok", now)
             new_state = state
             held = now - since >= rule.cooldown
-            if known and breach and state != "firing" and (state == "ok" or held):
+            if breach and state != "firing" and (state == "ok" or held):
                 new_state = "firing"
             elif known and not breach and state == "firing" and held:
                 new_state = "resolved"
             elif rule.group_by and group is None and state == "firing" and held:
                 new_state = "resolved"  # its model (user, ...) went quiet: it says so
                 more["no_events"] = True
-            shown = value if value is None or math.isfinite(value) else None
-            change = _Change(item, rule, key, now, start, end, shown, rule.threshold, events)
+            change = _Change(
+                item, rule, key, now, start, end, _finite(value), rule.threshold, events
+            )
             record = change.record(new_state, since if new_state == state else now, {})
             if (
                 rule.group_by
@@ -355,6 +354,12 @@ class Evaluator(LeasedJob):
                 )
             out.append((record, note))
         return out
+
+
+def _finite(value: float | None) -> float | None:
+    """``value`` as a state or a note keeps it: an infinite change (from 0), a sum past
+    float, is no number to store or to answer in JSON."""
+    return value if value is None or math.isfinite(value) else None
 
 
 def _change(value: float | None, before: float | None) -> float | None:
