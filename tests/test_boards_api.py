@@ -532,3 +532,17 @@ def test_a_key_of_one_environment_is_refused_a_panel_of_another(server: Server) 
     }
     answer = call(dev, "POST", f"{BOARDS}/preview", board)
     assert answer.status_code == 403 and "'dev'" in answer.text, answer.text
+
+
+def test_a_picker_lists_the_500_most_frequent_values_and_how_many_others(
+    project: Project,
+) -> None:
+    now = datetime.now(timezone.utc).isoformat()
+    events = [event(started_at=now, model=f"m{i}", attributes={"k": f"v{i}"}) for i in range(502)]
+    events += [event(started_at=now, model="m501", attributes={"k": "v501"}) for _ in range(2)]
+    ok(post_events(project, events))
+    fields = ok(call(project, "GET", f"{BOARDS}/fields"))
+    assert len(fields["model"]) == 500 and fields["model_left_out"] == 2
+    assert fields["model"][0] == {"value": "m501", "count": 3}
+    values = ok(call(project, "GET", f"{BOARDS}/fields", key="k"))
+    assert len(values["values"]) == 500 and values["left_out"] == 2

@@ -278,10 +278,13 @@ document.addEventListener("DOMContentLoaded", () => {
     const value = el("select", { name: "filter_value" });
     which.addEventListener("change", async () => {
       const name = filterName(which.value);
-      let values = [];
-      if (name.startsWith("attributes.")) values = (await api("GET", "/api/v1/boards/fields", undefined, { key: name.slice(11) })).values;
-      else if (name) values = f[name] || [];
-      value.replaceChildren(...values.filter((v) => v.value != null).map((v) => option(String(v.value), `${v.value} (${v.count})`)));
+      let values = [], more = 0;
+      if (name.startsWith("attributes.")) ({ values, left_out: more } = await api("GET", "/api/v1/boards/fields", undefined, { key: name.slice(11) }));
+      else if (name) [values, more] = [f[name] || [], f[`${name}_left_out`] || 0];
+      const listed = values.filter((v) => v.value != null).map((v) => option(String(v.value), `${v.value} (${v.count})`));
+      // The most frequent are listed: say how many others there are.
+      if (more) listed.push(el("option", { disabled: true, value: "", text: `… ${more.toLocaleString()} less frequent not listed` }));
+      value.replaceChildren(...listed);
     });
     const add = () => {
       if (!which.value || !value.value) return;
