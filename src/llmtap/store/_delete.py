@@ -291,10 +291,11 @@ def forget_values(store: SQLiteStore, project_id: int, attributes: dict[str, str
     (ids of values are never reused or changed: other processes cache them), not shown."""
     with store._transaction(project_id) as conn:
         for key, value in attributes.items():
-            held = conn.execute(
-                "SELECT 1 FROM event_attrs WHERE project_id = ? AND key = ? AND value = ? LIMIT 1",
-                (project_id, key, value),
-            ).fetchone()
+            # The events list's own attribute filter (by the index each backend has).
+            where, params = event_where(
+                project_id, EventFilter(attributes={key: value}), dialect=dialect_of(conn)
+            )
+            held = conn.execute(f"SELECT 1 FROM events e WHERE {where} LIMIT 1", params).fetchone()
             row = conn.execute(
                 "SELECT id FROM attr_values WHERE project_id = ? AND key = ? AND value = ?",
                 (project_id, key, value),
