@@ -17,10 +17,12 @@ import genai_prices
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
 from llmtap.server.otlp.common import _NAMESPACE, event_id
+from llmtap.server.otlp.decode import attributes_of
 from tests.conftest import Project, tap_config
 from tests.otlp_calls import ANTHROPIC_CASES, CASES, run_calls
 
@@ -182,3 +184,40 @@ def test_a_span_s_event_id_is_the_uuid5_of_its_project_trace_and_span(
     same, or a span sent again after an upgrade would be stored twice."""
     name = f"{project_id}:{trace_id}:{span_id}"
     assert event_id(project_id, trace_id, span_id) == str(uuid.uuid5(_NAMESPACE, name))
+
+
+def test_attributes_of_every_kind_decode_as_json_values() -> None:
+    """Each ``AnyValue`` kind (the plain ones read in the loop, the others through
+    ``value_of``) as the JSON-ready value the mapping reads."""
+    pairs = [
+        KeyValue(key="s", value=AnyValue(string_value="text")),
+        KeyValue(key="i", value=AnyValue(int_value=-7)),
+        KeyValue(key="d", value=AnyValue(double_value=0.25)),
+        KeyValue(key="b", value=AnyValue(bool_value=False)),
+        KeyValue(key="x", value=AnyValue(bytes_value=b"\x01\xff")),
+        KeyValue(key="empty", value=AnyValue()),
+        KeyValue(
+            key="a",
+            value=AnyValue(
+                array_value=ArrayValue(values=[AnyValue(int_value=1), AnyValue(string_value="two")])
+            ),
+        ),
+        KeyValue(
+            key="m",
+            value=AnyValue(
+                kvlist_value=KeyValueList(
+                    values=[KeyValue(key="k", value=AnyValue(bool_value=True))]
+                )
+            ),
+        ),
+    ]
+    assert attributes_of(pairs) == {
+        "s": "text",
+        "i": -7,
+        "d": 0.25,
+        "b": False,
+        "x": "01ff",
+        "empty": None,
+        "a": [1, "two"],
+        "m": {"k": True},
+    }

@@ -193,8 +193,26 @@ def value_of(any_value: AnyValue) -> Any:
     return getattr(any_value, kind)
 
 
+# AnyValue's kinds a Python value is read from as it is: every attribute but arrays, maps and
+# bytes.
+_PLAIN = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
 def attributes_of(pairs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {item.key: value_of(item.value) for item in pairs}
+    """Attributes as a dict of Python values. ``value_of``'s work, with the plain kinds read
+    in the loop: a span's attributes are most of what decoding costs, and a call per
+    attribute had doubled it."""
+    out: dict[str, Any] = {}
+    for item in pairs:
+        value = item.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            out[item.key] = value.string_value
+        elif kind in _PLAIN:
+            out[item.key] = getattr(value, kind)
+        else:
+            out[item.key] = value_of(value)
+    return out
 
 
 def _parent(raw: bytes) -> str | None:
