@@ -41,7 +41,7 @@ def _row(event: dict[str, Any]) -> list[str]:
 def events(
     ctx: click.Context, url: str, api_key: str | None, limit: int, as_json: bool, **kw: Any
 ) -> None:
-    """List events, newest first (``events delete``: delete some)."""
+    """List events, newest first (`llmtap events delete` deletes some)."""
     if ctx.invoked_subcommand is not None:
         return
     api = api_for(url, api_key)
