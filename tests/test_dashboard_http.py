@@ -11,11 +11,15 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+
+from llmtap.server.dashboard.pages import _in_time_order
+from llmtap.store import open_store
 
 from .conftest import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, LLMTAP, Project, Server, free_port
 from .test_server import event, post_events
@@ -552,3 +556,118 @@ def test_a_chat_step_without_a_latency_shows_none(server: Server, project: Proje
         page = browser.get(f"/chats/{chat}", params={"project": name}).text
     steps = re.findall(r'<div class="step-head">(.*?)</div>', page, re.S)
     assert len(steps) == 2 and sum(" ms" in s for s in steps) == 1, steps
+
+
+def test_a_chat_page_shows_one_environment_when_its_link_names_it(server: Server) -> None:
+    """A chat id used in dev and in prod is two conversations: the event page links to its
+    own environment's, and that page (its delete form too) keeps to it."""
+    name = f"envs-{uuid.uuid4().hex[:6]}"
+    dev = Project(server.new_key(name, "dev"), server)
+    prod = Project(server.new_key(name, "prod"), server)
+    turn = event(chat_id="session-1", output_text="a dev turn")
+    post_events(dev, [turn])
+    post_events(prod, [event(chat_id="session-1", output_text="a prod turn")])
+    with login(server) as browser:
+        page = browser.get(f"/events/{turn['id']}", params={"project": name}).text
+        link = re.search(r'<a href="(/chats/[^"]*)"', page)
+        assert link is not None and "environment=dev" in link.group(1)
+        chat = browser.get(html.unescape(link.group(1))).text
+        assert "a dev turn" in chat and "a prod turn" not in chat
+        assert '<input type="hidden" name="environment" value="dev">' in chat
+        both = browser.get("/chats/session-1", params={"project": name}).text
+    assert "a dev turn" in both and "a prod turn" in both
+
+
+def test_an_event_page_lists_the_calls_around_it_in_a_long_chat(
+    server: Server, project: Project
+) -> None:
+    """An early turn of a long chat: its neighbours, itself among them, and a link to the
+    rest (the newest 200 had been listed, the turn itself not among them)."""
+    chat = f"long-{uuid.uuid4().hex[:6]}"
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    turns = [
+        event(
+            id=f"{chat}-{i:04d}",
+            chat_id=chat,
+            started_at=(start + timedelta(seconds=i)).isoformat(),
+        )
+        for i in range(250)
+    ]
+    for at in range(0, len(turns), 100):
+        post_events(project, turns[at : at + 100])
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(f"/events/{chat}-0005", params={"project": name}).text
+    listed = re.findall(rf'href="/events/({chat}-\d{{4}})\?', page)
+    assert listed == [f"{chat}-{i:04d}" for i in range(106)], listed[:8]
+    assert "The 106 calls around this one." in page
+    assert f'href="/chats/{chat}?project={name}&amp;environment=dev"' in page
+
+
+def test_a_chain_step_without_an_end_says_so(server: Server, project: Project) -> None:
+    chain = uuid.uuid4().hex
+    post_events(project, [event(chain_id=chain)])
+    name = project.events()[0]["project"]
+    store = open_store(str(server.db))
+    try:
+        pid = store.ensure_project(name)
+        row = (chain, "1" * 16, None, "search", "tool", 1_000, None, "ok", "{}")
+        assert store.insert_context(pid, [row]) == 1
+    finally:
+        store.close()
+    with login(server) as browser:
+        page = browser.get(f"/chains/{chain}", params={"project": name}).text
+    assert "search · still running, or its end was not sent</summary>" in page
+    assert " ms</summary>" not in page
+
+
+def test_a_step_encloses_what_starts_with_it() -> None:
+    """At the same instant a step comes before a call, and the longer of two steps first."""
+    at = "2026-01-01T00:00:00+00:00"
+    call = {"event": {"started_at": at}}
+    agent = {"started_at": at, "duration_ms": 5000.0}
+    tool = {"started_at": at, "duration_ms": 10.0}
+    open_step = {"started_at": at, "duration_ms": None}
+    earlier = {"event": {"started_at": "2025-12-31T23:59:59+00:00"}}
+    rows = _in_time_order([call, earlier], [tool, open_step, agent])
+    assert [r[2] for r in rows] == [earlier, agent, tool, open_step, call]
+
+
+def test_a_long_chain_shows_the_steps_of_the_calls_it_shows(
+    server: Server, project: Project
+) -> None:
+    """A chain page shows its newest 500 calls: the steps beside them, not the trace's first
+    steps (from before the first call shown)."""
+    chain = uuid.uuid4().hex
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    calls = [
+        event(chain_id=chain, started_at=(start + timedelta(seconds=i)).isoformat())
+        for i in range(501)
+    ]
+    for at in range(0, len(calls), 100):
+        post_events(project, calls[at : at + 100])
+    name = project.events()[0]["project"]
+    us = int(start.timestamp() * 1_000_000)
+    store = open_store(str(server.db))
+    try:
+        steps = [
+            (
+                chain,
+                f"{i + 1:016x}",
+                None,
+                step,
+                "tool",
+                us + int(at_s * 1_000_000),
+                1.0,
+                "ok",
+                "{}",
+            )
+            for i, (step, at_s) in enumerate([("early-step", 0.5), ("later-step", 250.5)])
+        ]
+        store.insert_context(store.ensure_project(name), steps)
+    finally:
+        store.close()
+    with login(server) as browser:
+        page = browser.get(f"/chains/{chain}", params={"project": name}).text
+    assert "500 calls and 1 steps between them" in page and "Older calls do not fit" in page
+    assert "later-step" in page and "early-step" not in page

@@ -87,7 +87,26 @@ def test_a_chain_reads_its_context_spans_within_a_byte_budget(store: Store) -> N
         for i in range(4)
     ]  # fmt: skip
     assert store.insert_context(project, rows) == 4
-    read = store.chain_context(project, "t" * 32)
-    assert [s["name"] for s in read] == ["step 0", "step 1", "step 2"]  # the 4th is past it
-    (alone,) = store.chain_context(project, "t" * 32, limit=1)
-    assert alone["attributes"]["text"] == "0" * third
+    read, left_out = store.chain_context(project, "t" * 32)
+    # The newest, as a chain page shows its newest calls: the first is past the budget.
+    assert [s["name"] for s in read] == ["step 1", "step 2", "step 3"] and left_out == 1
+    (alone,), left_out = store.chain_context(project, "t" * 32, limit=1)
+    assert alone["attributes"]["text"] == "3" * third and left_out == 3
+
+
+def test_a_chain_reads_the_steps_of_the_calls_it_shows(store: Store) -> None:
+    """``since_us``: the steps from the first call a page shows on, the newest first kept;
+    what is left out is counted. A long trace's page had shown its first 500 steps beside
+    its last 500 calls."""
+    project = store.ensure_project("p")
+    rows = [
+        ("c" * 32, f"{i:016x}", None, f"step {i}", "tool", 1_000 + i, 1.0, "ok", "{}")
+        for i in range(10)
+    ]
+    store.insert_context(project, rows)
+    steps, left_out = store.chain_context(project, "c" * 32, limit=3, since_us=1_004)
+    assert [s["name"] for s in steps] == ["step 7", "step 8", "step 9"] and left_out == 3
+    steps, left_out = store.chain_context(project, "c" * 32, since_us=1_004)
+    assert [s["started_us"] for s in steps] == list(range(1_004, 1_010)) and left_out == 0
+    assert store.chain_context(project, "c" * 32, since_us=2_000) == ([], 0)
+    assert store.chain_context(store.ensure_project("other"), "c" * 32) == ([], 0)

@@ -302,10 +302,10 @@ class Store(Protocol):
         duration_ms, status, attributes_json)``, each once; how many were new."""
 
     def chain_context(
-        self, project_id: int, chain_id: str, limit: int = 500
-    ) -> list[dict[str, Any]]:
-        """The chain's first ``limit`` context spans, in time order, within 8 MiB of
-        attributes (one at least)."""
+        self, project_id: int, chain_id: str, limit: int = 500, since_us: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The chain's newest ``limit`` context spans from ``since_us`` on, in time order,
+        within 8 MiB of attributes (one at least); and how many older ones were left out."""
 
     # -- OTLP log records held for their span (see _held) ----------------------------------
 

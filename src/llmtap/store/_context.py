@@ -46,28 +46,38 @@ CONTEXT_BYTES = 8 * 1024 * 1024
 
 
 def chain_context(
-    store: Any, project_id: int, chain_id: str, limit: int = 500
-) -> list[dict[str, Any]]:
-    """The first ``limit`` context spans of the chain (trace), in time order, and within
-    ``CONTEXT_BYTES`` of attributes (one span at least)."""
+    store: Any, project_id: int, chain_id: str, limit: int = 500, since_us: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """The chain's newest ``limit`` context spans that started at ``since_us`` or after (None:
+    any), within ``CONTEXT_BYTES`` of attributes (one span at least), in time order; and how
+    many older ones of those were left out. A chain page shows its newest calls: their steps
+    are the ones read, not the first steps of a long trace beside its last calls."""
+    since = "" if since_us is None else " AND started_us >= ?"
     rows = (
         store._reader()
         .execute(
-            f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, sum(length(attributes)) OVER"
-            " (ORDER BY started_us, span_id) - length(attributes) AS before"
-            " FROM context_spans WHERE project_id = ? AND trace_id = ?) AS spans"
-            " WHERE before < ? ORDER BY started_us, span_id LIMIT ?",
-            (project_id, chain_id, CONTEXT_BYTES, limit),
+            f"SELECT {_COLUMNS}, total FROM (SELECT {_COLUMNS}, sum(length(attributes)) OVER"
+            " (ORDER BY started_us DESC, span_id DESC) - length(attributes) AS before,"
+            " count(*) OVER () AS total"
+            f" FROM context_spans WHERE project_id = ? AND trace_id = ?{since}) AS spans"
+            " WHERE before < ? ORDER BY started_us DESC, span_id DESC LIMIT ?",
+            (
+                project_id,
+                chain_id,
+                *(() if since_us is None else (since_us,)),
+                CONTEXT_BYTES,
+                limit,
+            ),
         )
         .fetchall()
     )
     names = [c.strip() for c in _COLUMNS.split(",")]
     out = []
-    for row in rows:
-        span = dict(zip(names[1:], row[1:], strict=True))
+    for row in reversed(rows):
+        span = dict(zip(names[1:], row[1 : len(names)], strict=True))
         span["attributes"] = json.loads(span["attributes"])
         out.append(span)
-    return out
+    return out, (rows[0][-1] - len(rows) if rows else 0)
 
 
 def forget_orphan_context(store: Any, project_id: int) -> int:

@@ -142,13 +142,12 @@ async def event_page(request: Request) -> Response:
         query_event, ctx.store, project["id"], project["name"], event_id
     )
     related: dict[str, list[dict[str, Any]]] = {}
+    cut: dict[str, bool] = {}  # the list shows part of the chat or chain
     for field in ("chat_id", "chain_id"):
         if event.get(field):
-            f = EventFilter(limit=200, **{field: event[field]})
-            found = await run_in_threadpool(
-                query_events, ctx.store, project["id"], project["name"], f, True
+            related[field], cut[field] = await run_in_threadpool(
+                _around, ctx.store, project, event, field
             )
-            related[field] = list(reversed(found["events"]))
     data = {"project": project["name"], "event": event, "related": related}
     view = await run_in_threadpool(_view, event)
     return await render_page(
@@ -159,7 +158,39 @@ async def event_page(request: Request) -> Response:
         **view,
         title=f"Event {event_id[:8]}",
         provider_ready=request.app.state.provider.configured,
+        related_cut=cut,
     )
+
+
+# How many calls of its chat or chain an event's page lists before it, and after.
+AROUND = 100
+
+
+def _around(
+    store: Any, project: dict[str, Any], event: dict[str, Any], field: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """The calls of the event's chat (or chain) around it, in time order: up to ``AROUND``
+    before it (itself among them) and as many after, in its environment; and whether there
+    are more either side. A long chat's newest calls would leave an early turn's own
+    neighbours out, and the turn itself."""
+    at = int(parse_instant(event["started_at"]).timestamp() * 1_000_000)
+    shared = {"environment": event.get("environment"), field: event[field]}
+    before = query_events(
+        store,
+        project["id"],
+        project["name"],
+        EventFilter(limit=AROUND, to_us=at + 1, **shared),
+        True,
+    )
+    after = query_events(
+        store,
+        project["id"],
+        project["name"],
+        EventFilter(limit=AROUND, from_us=at + 1, sort="started_at", **shared),
+        True,
+    )
+    events = [*reversed(before["events"]), *after["events"]]
+    return events, bool(before["next_cursor"] or after["next_cursor"])
 
 
 def _view(event: dict[str, Any]) -> dict[str, Any]:
@@ -170,43 +201,73 @@ async def _timeline(request: Request, field: str) -> Response:
     ctx = Context(request)
     project, projects = await ctx.project()
     value = request.path_params["value"]
-    f = EventFilter(limit=500, **{field: value})
+    # One environment's turns when the link (or the address) names it: a chat id such as
+    # "session-1" used in dev and in prod is two conversations.
+    environment = request.query_params.get("environment") or None
+    f = EventFilter(limit=500, environment=environment, **{field: value})
     found = await run_in_threadpool(query_events, ctx.store, project["id"], project["name"], f)
     steps = list(reversed(found["events"]))
+    older_not_shown = found["next_cursor"] is not None
     # The newest steps that fit in a page's byte budget: older ones are in the events list.
     data = {
         "project": project["name"],
         field: value,
+        "environment": environment,
         "events": steps,
-        "older_not_shown": found["next_cursor"] is not None,
+        "older_not_shown": older_not_shown,
     }
     views = await run_in_threadpool(lambda: [_view(e) for e in steps])
     kind = "Chat" if field == "chat_id" else "Chain"
     context: list[dict[str, Any]] = []
+    steps_left_out = 0
     if kind == "Chain":
         # The steps between the calls (tools, retrieval, agents) sent over OTLP, in time order
         # with the calls: an event's started_at and a span's start are the same instants.
-        context = await run_in_threadpool(ctx.store.chain_context, project["id"], value)
+        # Those of the calls shown: from the first of them on when older ones are not.
+        since = parse_instant(steps[0]["started_at"]) if older_not_shown and steps else None
+        context, steps_left_out = await run_in_threadpool(
+            ctx.store.chain_context,
+            project["id"],
+            value,
+            500,
+            None if since is None else int(since.timestamp() * 1_000_000),
+        )
         for span in context:
             span["started_at"] = _iso(span["started_us"])
         data["context"] = context
-    rows = sorted(
-        [
-            *(("call", v["event"]["started_at"], v) for v in views),
-            *(("step", c["started_at"], c) for c in context),
-        ],
-        key=lambda row: parse_instant(row[1]),
-    )
+        data["context_left_out"] = steps_left_out
     return await render_page(
         request,
         "timeline.html",
         data,
         projects=projects,
         views=views,
-        rows=rows,
+        rows=_in_time_order(views, context),
         kind=kind,
         value=value,
+        environment=environment,
+        steps_left_out=steps_left_out,
         title=f"{kind} {value}",
+    )
+
+
+def _in_time_order(
+    views: list[dict[str, Any]], context: list[dict[str, Any]]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Calls and steps in time order. At the same instant a step comes before a call, and the
+    longer of two steps first: what starts with another and lasts longer encloses it (an
+    agent's span and its first call start in the same microsecond)."""
+    rows = [
+        *(("call", v["event"]["started_at"], v) for v in views),
+        *(("step", c["started_at"], c) for c in context),
+    ]
+    return sorted(
+        rows,
+        key=lambda row: (
+            parse_instant(row[1]),
+            row[0] == "call",
+            -(row[2].get("duration_ms") or 0) if row[0] == "step" else 0,
+        ),
     )
 
 
