@@ -67,6 +67,16 @@ def test_an_id_twice_in_one_batch_keeps_its_first_copy_everywhere(store: Store) 
     assert [(g["key"]["attributes.user"], g["count"]) for g in groups] == [("u0", 1)]
 
 
+def test_events_of_one_instant_are_listed_in_the_order_they_were_sent(store: Store) -> None:
+    """A chat's turns sent together at one instant read back in their batch's order (the
+    newest, the last sent, first), on both backends: PostgreSQL's had followed their ids."""
+    key = project(store)
+    batch = rows(20, key)  # one started_at, random ids
+    assert store.insert_events(batch) == 20
+    listed = [e["id"] for e in store.list_events(key.project_id, EventFilter(limit=50))[0]]
+    assert listed == [row[0] for row in reversed(batch)]
+
+
 def test_pages_follow_their_cursor_to_every_event_once(store: Store) -> None:
     key = project(store)
     store.insert_events(rows(7, key))

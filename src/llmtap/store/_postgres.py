@@ -52,19 +52,22 @@ _COLUMNS = ", ".join(EVENT_COLUMNS)
 _PROJECT = EVENT_COLUMNS.index("project_id")
 _ID = EVENT_COLUMNS.index("id")
 # A batch lands here first (COPY), then moves into events; emptied at each commit.
+# ``ord``: each row's place in the batch, so the events' seqs follow it (what orders events
+# that started at the same instant: a chat's turns sent together).
 _INCOMING = (
     f"CREATE TEMP TABLE IF NOT EXISTS incoming ON COMMIT DELETE ROWS AS"
-    f" SELECT {_COLUMNS} FROM events WITH NO DATA"
+    f" SELECT {_COLUMNS}, 0 AS ord FROM events WITH NO DATA"
 )
 _MOVE = (
     # The ids claimed first (``_pg_partitions``): an id another transaction is storing waits
     # for it to commit, then is skipped. One order for every writer: two batches sharing ids
     # wait for each other, never deadlock.
-    "WITH claimed AS (INSERT INTO event_ids (project_id, id) SELECT DISTINCT project_id, id"
+    # A batch holds an id once (``insert_events``): no row of it is claimed twice.
+    "WITH claimed AS (INSERT INTO event_ids (project_id, id) SELECT project_id, id"
     " FROM incoming ORDER BY project_id, id ON CONFLICT DO NOTHING RETURNING project_id, id),"
-    f" moved AS (INSERT INTO events ({_COLUMNS}) SELECT DISTINCT ON (i.project_id, i.id)"
+    f" moved AS (INSERT INTO events ({_COLUMNS}) SELECT"
     f" {', '.join('i.' + c for c in EVENT_COLUMNS)} FROM incoming i JOIN claimed c"
-    " ON c.project_id = i.project_id AND c.id = i.id ORDER BY i.project_id, i.id"
+    " ON c.project_id = i.project_id AND c.id = i.id ORDER BY i.ord"
     " RETURNING seq, project_id, id),"
     " queued AS (INSERT INTO derive_queue (project_id, seq) SELECT project_id, seq FROM moved)"
     " SELECT seq, project_id, id FROM moved"
@@ -264,9 +267,9 @@ class PostgresStore:
             _pg_derive.lock_data(PgConn(raw), (row[_PROJECT] for row in rows), shared=True)
             cur = raw.cursor()
             cur.execute(f"{_LOCK_FOR_WRITES}; {_INCOMING}")  # one round trip
-            with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([param(v) for v in row])
+            with cur.copy(f"COPY incoming ({_COLUMNS}, ord) FROM STDIN") as copy:
+                for place, row in enumerate(rows):
+                    copy.write_row([*(param(v) for v in row), place])
             moved = cur.execute(_MOVE).fetchall()
         stored = len(moved)
         with self._stored_lock:
