@@ -671,3 +671,18 @@ def test_a_long_chain_shows_the_steps_of_the_calls_it_shows(
         page = browser.get(f"/chains/{chain}", params={"project": name}).text
     assert "500 calls and 1 steps between them" in page and "Older calls do not fit" in page
     assert "later-step" in page and "early-step" not in page
+
+
+def test_an_event_page_says_how_much_older_feedback_it_leaves_out(
+    server: Server, project: Project
+) -> None:
+    rated = event(feedback_key=f"fk-{uuid.uuid4().hex[:6]}")
+    post_events(project, [rated])
+    for i in range(101):
+        sent = {"feedback_key": rated["feedback_key"], "rating": 1.0, "better_response": f"b{i}"}
+        assert server.post("/api/v1/feedback", project.key, json=sent).status_code == 200
+    name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(f"/events/{rated['id']}", params={"project": name}).text
+    assert "The newest 100: 1 older not shown." in page
+    assert "better: b100" in page and "better: b0<" not in page

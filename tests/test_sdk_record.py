@@ -4,6 +4,8 @@ checked through the real server's query API."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
+from fractions import Fraction
 
 import openai
 import pytest
@@ -260,8 +262,33 @@ def test_feedback_reaches_the_event(client: llmtap.Client, project: Project) -> 
     assert [(f["rating"], f["better_response"]) for f in event["feedback"]] == [(0.2, "⚽")]
     with pytest.raises(ValueError):
         client.send_feedback(feedback_key=key)
-    with pytest.raises(ValueError):
-        client.send_feedback(feedback_key=key, rating=3)
+    for wrong in (3, True, float("nan"), "0.5"):
+        with pytest.raises(ValueError):
+            client.send_feedback(feedback_key=key, rating=wrong)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.send_feedback(feedback_key=key, better_response=["no"])  # type: ignore[arg-type]
+
+
+def test_feedback_of_any_real_rating_and_any_text_arrives_without_losing_its_batch(
+    client: llmtap.Client, project: Project
+) -> None:
+    """A Fraction or a Decimal (or a numpy float) is sent as the number it is (JSON had
+    carried its repr or a string, and the server refused it); half a surrogate pair in a
+    better response is replaced, and the events queued with it are delivered (the whole
+    batch had been lost)."""
+    first = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "a"}])
+    key = first.model_extra["llmtap_feedback_key"]
+    client.send_feedback(feedback_key=key, rating=Fraction(1, 4))
+    client.send_feedback(feedback_key=key, rating=Decimal("0.5"))  # type: ignore[arg-type]
+    client.send_feedback(feedback_key=key, better_response="bad \ud800 text")
+    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "b"}])
+    assert client.flush()
+    stats = client.stats()
+    assert stats.delivered == 5 and stats.failed == 0, stats
+    assert len(project.events()) == 2
+    feedback = project.event(only_event(project, q="a")["id"])["feedback"]
+    assert [f["rating"] for f in feedback] == [0.25, 0.5, None]
+    assert feedback[2]["better_response"] == "bad ? text"
 
 
 def test_with_options_and_copy_keep_the_config(client: llmtap.Client, project: Project) -> None:
@@ -289,9 +316,12 @@ def test_disabled_records_nothing(
         model="m", messages=[{"role": "user", "content": "a"}], llmtap={"prompt_template_name": "x"}
     )
     assert out.choices[0].message.content == "echo: a"
-    assert "llmtap_feedback_key" not in out.model_extra
+    # The documented read of the key still works: None, and feedback with it sends nothing.
+    assert out.model_extra["llmtap_feedback_key"] is None
+    c.send_feedback(feedback_key=out.model_extra["llmtap_feedback_key"], rating=0.5)
     c.flush()
     assert project.events() == []
+    assert c.stats().queued == 0
 
 
 def test_caller_mutating_messages_after_the_call(client: llmtap.Client, project: Project) -> None:

@@ -242,6 +242,35 @@ def test_feedback_validation(project: Project) -> None:
         post("/api/v1/feedback", project.key, json={"feedback_key": "k", "rating": 1.5}), 400
     )
     assert_error_shape(post("/api/v1/feedback", project.key, json={"feedback_key": "k"}), 400)
+    # Not a number, or nothing said: refused (had been stored as 1.0, 0.5 and a blank row).
+    for wrong in ({"rating": True}, {"rating": "0.5"}, {"better_response": ""}):
+        sent = post("/api/v1/feedback", project.key, json={"feedback_key": "k", **wrong})
+        assert_error_shape(sent, 400)
+    said = {"feedback_key": "k", "rating": 0, "better_response": ""}
+    assert post("/api/v1/feedback", project.key, json=said).json()["ok"]
+
+
+def test_an_event_reads_its_newest_feedback_within_a_bound(project: Project) -> None:
+    """Anyone with the key can add feedback to an event, each up to a megabyte: its read
+    shows the newest 100 (and 2 million characters at most) and counts the rest."""
+    sent = event(feedback_key="much")
+    post_events(project, [sent])
+    post = project.server.post
+    for i in range(103):
+        assert post(
+            "/api/v1/feedback", project.key, json={"feedback_key": "much", "rating": i / 200}
+        ).json()["ok"]
+    read = project.event(sent["id"])
+    assert [f["rating"] for f in read["feedback"]] == [i / 200 for i in range(3, 103)]
+    assert read["feedback_left_out"] == 3
+    big = {"feedback_key": "much", "better_response": "b" * 900_000}
+    for _ in range(3):
+        assert post("/api/v1/feedback", project.key, json=big).json()["ok"]
+    read = project.event(sent["id"])
+    assert len(read["feedback"]) == 3 and read["feedback_left_out"] == 103
+    plain = event()
+    post_events(project, [plain])
+    assert "feedback_left_out" not in project.event(plain["id"])
 
 
 def test_healthz(server: Server) -> None:

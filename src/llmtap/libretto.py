@@ -96,8 +96,10 @@ class LibrettoCreateParams(CallParams):
 
 
 def _with_feedback_key(result: Any) -> Any:
+    """The recorded call's feedback key under Libretto's name too. A call not recorded has
+    none, as in Libretto (``model_extra.get("libretto_feedback_key")`` reads None)."""
     extra = getattr(result, "__pydantic_extra__", None)
-    if isinstance(extra, dict) and "llmtap_feedback_key" in extra:
+    if isinstance(extra, dict) and extra.get("llmtap_feedback_key") is not None:
         extra[FEEDBACK_KEY_FIELD] = extra["llmtap_feedback_key"]
     return result
 

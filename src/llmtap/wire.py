@@ -239,8 +239,15 @@ class Feedback(_Strict):
     # Set by the SDK, once per feedback: the server stores an id once (absent: no such check).
     id: str | None = Field(None, min_length=1, max_length=128)
     feedback_key: str = Field(min_length=1, max_length=512)
-    rating: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    # A number: not ``true`` (had been stored as 1.0) nor a string of digits.
+    rating: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, strict=True)
     better_response: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+
+    @field_validator("better_response")
+    @classmethod
+    def _said(cls, value: str | None) -> str | None:
+        # An empty answer says nothing: as absent (alone, the feedback is refused).
+        return value or None
 
     @model_validator(mode="after")
     def _something(self) -> Feedback:

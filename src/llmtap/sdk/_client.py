@@ -16,10 +16,11 @@ from typing import Any
 
 import anyio.to_thread
 import openai
+import pydantic
 
 from ._config import Config
-from ._log import internal_error
-from ._record import PARAMS_HEADER, Call, FeedbackItem, begin
+from ._log import internal_error, log
+from ._record import PARAMS_HEADER, Call, FeedbackItem, begin, put_feedback_key
 from ._registry import exporter_for
 from ._stats import ExportStats
 from ._stream import watch
@@ -110,7 +111,7 @@ def _record_sync(method: Callable[..., Any], tap: Tap, api: str) -> Callable[...
     def recorded(*args: Any, **kwargs: Any) -> Any:
         call = tap.begin(api, kwargs)
         if call is None:
-            return method(*args, **kwargs)
+            return _unrecorded(method(*args, **kwargs))
         try:
             result = method(*args, **kwargs)
         except BaseException as exc:
@@ -126,7 +127,7 @@ def _record_async(method: Callable[..., Any], tap: Tap, api: str) -> Callable[..
     async def recorded(*args: Any, **kwargs: Any) -> Any:
         call = tap.begin(api, kwargs)
         if call is None:
-            return await method(*args, **kwargs)
+            return _unrecorded(await method(*args, **kwargs))
         try:
             result = await method(*args, **kwargs)
         except BaseException as exc:
@@ -135,6 +136,16 @@ def _record_async(method: Callable[..., Any], tap: Tap, api: str) -> Callable[..
         return tap.returned(call, result)
 
     return recorded
+
+
+def _unrecorded(result: Any) -> Any:
+    """The answer of a call llmtap does not record (sampled out, switched off, unnamed when
+    unnamed calls are not recorded), with a feedback key of None: the documented
+    ``completion.model_extra["llmtap_feedback_key"]`` had raised KeyError in the application
+    when recording was turned down. Streams and raw responses carry no key either way."""
+    if isinstance(result, pydantic.BaseModel):
+        put_feedback_key(result, None)
+    return result
 
 
 def _forward_params(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -253,19 +264,25 @@ class _Recording:
     def send_feedback(
         self,
         *,
-        feedback_key: str,
+        feedback_key: str | None,
         rating: float | None = None,
         better_response: str | None = None,
     ) -> None:
         """Queue a user's feedback on a recorded answer; sent in the background.
 
         ``rating`` goes from 0 (wrong) to 1 (right); ``better_response`` is the answer the user
-        would have wanted. Either or both."""
+        would have wanted. Either or both. A ``feedback_key`` of None (a call llmtap did not
+        record, see ``Config.sample_rate``) sends nothing."""
         if rating is None and better_response is None:
             raise ValueError("send_feedback needs a rating, a better_response, or both")
-        if rating is not None and not 0 <= rating <= 1:
-            raise ValueError(f"rating must be between 0 and 1, got {rating}")
-        self._llmtap.feedback(str(feedback_key), rating, better_response)
+        score = _rating(rating)
+        if better_response is not None and not isinstance(better_response, str):
+            raise TypeError(f"better_response must be a str, got {type(better_response).__name__}")
+        if feedback_key is None or feedback_key == "":
+            # The key of a call llmtap did not record (see ``_unrecorded``): nothing to rate.
+            log.debug("feedback without a feedback key (a call not recorded): not sent")
+            return
+        self._llmtap.feedback(str(feedback_key), score, better_response)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every queued event is delivered, at most ``timeout`` seconds (default:
@@ -279,6 +296,23 @@ class _Recording:
         which this client shares with the clients that send to the same server with the same
         key and delivery settings."""
         return self._llmtap.exporter.stats()
+
+
+def _rating(rating: Any) -> float | None:
+    """``rating`` as the float sent: any real number from 0 to 1 (a numpy float, a Fraction,
+    which JSON could not carry as they are); a ValueError for anything else, booleans and
+    strings too."""
+    if rating is None:
+        return None
+    try:
+        if isinstance(rating, (bool, str, bytes)):  # float() would read "0.5" and True
+            raise TypeError
+        score = float(rating)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"rating must be a number from 0 to 1, got {rating!r}") from None
+    if not 0 <= score <= 1:  # NaN too
+        raise ValueError(f"rating must be between 0 and 1, got {rating}")
+    return score
 
 
 class _SyncRecording(_Recording):

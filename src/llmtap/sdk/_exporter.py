@@ -292,7 +292,13 @@ class Exporter:
         held_since = time.perf_counter()
         for item in batch:
             if isinstance(item, FeedbackItem):
-                self._enqueue(KIND_FEEDBACK, _json(item.body), 1)
+                try:
+                    feedback = _surrogates_replaced(item.body)
+                except Exception as exc:  # this feedback alone, not the batch it came with
+                    self._ledger.unbuilt(1)
+                    internal_error("building a feedback", exc, self.settings.raise_internal_errors)
+                    continue
+                self._enqueue(KIND_FEEDBACK, feedback, 1)
                 continue
             try:
                 event = _event_json(item)
@@ -499,19 +505,22 @@ def _json(value: Any) -> bytes:
     return pydantic_core.to_json(value, fallback=repr, bytes_mode="base64")
 
 
+def _surrogates_replaced(value: Any) -> bytes:
+    """``value`` in JSON. Half a surrogate pair in a text (a provider's JSON escapes can send
+    one, and so can an app's own text) is replaced, and the item sent, rather than lost."""
+    try:
+        return _json(value)
+    except pydantic_core.PydanticSerializationError:
+        return _json(replace_surrogates(value))
+
+
 def _event_json(call: Call) -> bytes:
     event = call.to_event()
-    try:
-        data = _json(event)
-    except pydantic_core.PydanticSerializationError:
-        # Half a surrogate pair in a text (a provider's JSON escapes can send one): replaced,
-        # and the call recorded, rather than lost with it.
-        event = replace_surrogates(event)
-        data = _json(event)
+    data = _surrogates_replaced(event)
     if len(data) > _MAX_REQUEST_BYTES:
         # Too big for one request: cut the long texts (the server would anyway) and say so.
         cut: list[str] = []
         event = truncate_strings(event, _MAX_FIELD_BYTES, "", cut)
         event["truncated"] = sorted(cut)
-        data = _json(event)
+        data = _surrogates_replaced(event)
     return data

@@ -35,7 +35,15 @@ from ._templates import TemplateChat, TemplateText, snapshot
 _sampling = random.Random()
 os.register_at_fork(after_in_child=_sampling.seed)
 
-__all__ = ["FEEDBACK_KEY_FIELD", "PARAMS_HEADER", "Call", "FeedbackItem", "begin", "error_info"]
+__all__ = [
+    "FEEDBACK_KEY_FIELD",
+    "PARAMS_HEADER",
+    "Call",
+    "FeedbackItem",
+    "begin",
+    "error_info",
+    "put_feedback_key",
+]
 
 FEEDBACK_KEY_FIELD = "llmtap_feedback_key"
 # Arguments of these types are never iterators to read once (see ``begin``).
@@ -209,11 +217,7 @@ class Call:
     def tag(self, model: pydantic.BaseModel) -> None:
         """Put the feedback key where the caller can read it:
         ``model.model_extra["llmtap_feedback_key"]``."""
-        extra = model.__pydantic_extra__
-        if extra is None:
-            extra = {}
-            object.__setattr__(model, "__pydantic_extra__", extra)
-        extra[FEEDBACK_KEY_FIELD] = self.feedback_key
+        put_feedback_key(model, self.feedback_key)
 
     def ended(self, error: BaseException | None = None, cancelled: bool = False) -> bool:
         """The stream ran out, failed, or was abandoned. False when it had already ended: a
@@ -309,6 +313,16 @@ def _response_error(raw: Any) -> dict[str, Any]:
         "message": str(raw.get("message") or ""),
         "status_code": None,
     }
+
+
+def put_feedback_key(model: pydantic.BaseModel, key: str | None) -> None:
+    """``key`` as ``model.model_extra["llmtap_feedback_key"]``; None for a call llmtap did not
+    record, so that reading it never fails and ``send_feedback`` with it sends nothing."""
+    extra = model.__pydantic_extra__
+    if extra is None:
+        extra = {}
+        object.__setattr__(model, "__pydantic_extra__", extra)
+    extra[FEEDBACK_KEY_FIELD] = key
 
 
 class FeedbackItem:

@@ -127,24 +127,40 @@ def get_event(store: SQLiteStore, project_id: int, event_id: str) -> dict[str, A
     if row is None:
         return None
     event = _event_out(row[2:6])
-    event["feedback"] = _feedback(conn, project_id, row[6])
+    event["feedback"], left_out = _feedback(conn, project_id, row[6])
+    if left_out:
+        event["feedback_left_out"] = left_out
     return event
+
+
+# What one event's read holds of its feedback: the newest, so many and so many characters of
+# better responses at most (one at least). Anyone with the key can add feedback to an event,
+# each up to a megabyte: without a bound, the event would grow too big to read.
+FEEDBACK_SHOWN = 100
+FEEDBACK_CHARS = 2_000_000
 
 
 def _feedback(
     conn: sqlite3.Connection, project_id: int, feedback_key: str | None
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], int]:
+    """The feedback under ``feedback_key`` an event's read shows, oldest first; and how many
+    older ones it leaves out."""
     if feedback_key is None:
-        return []
+        return [], 0
     rows = conn.execute(
-        "SELECT rating, better_response, created_us FROM feedback "
-        "WHERE project_id = ? AND feedback_key = ? ORDER BY id",
-        (project_id, feedback_key),
+        "SELECT rating, better_response, created_us, total FROM (SELECT id, rating,"
+        " better_response, created_us, count(*) OVER () AS total,"
+        " sum(coalesce(length(better_response), 0)) OVER (ORDER BY id DESC)"
+        " - coalesce(length(better_response), 0) AS before"
+        " FROM feedback WHERE project_id = ? AND feedback_key = ?) AS f"
+        " WHERE before < ? ORDER BY id DESC LIMIT ?",
+        (project_id, feedback_key, FEEDBACK_CHARS, FEEDBACK_SHOWN),
     ).fetchall()
-    return [
+    shown = [
         {"rating": rating, "better_response": better, "created_at": _iso(created)}
-        for rating, better, created in rows
+        for rating, better, created, _ in reversed(rows)
     ]
+    return shown, (rows[0][3] - len(rows) if rows else 0)
 
 
 # -- the events list ---------------------------------------------------------------------------
