@@ -686,3 +686,20 @@ def test_an_event_page_says_how_much_older_feedback_it_leaves_out(
         page = browser.get(f"/events/{rated['id']}", params={"project": name}).text
     assert "The newest 100: 1 older not shown." in page
     assert "better: b100" in page and "better: b0<" not in page
+
+
+def test_the_feedback_page_pages_to_older_feedback(server: Server) -> None:
+    name = f"fb-{uuid.uuid4().hex[:6]}"
+    project = Project(server.new_key(name), server)
+    for i in range(205):
+        sent = {"feedback_key": "k", "rating": 0.5, "better_response": f"wanted-{i}"}
+        assert server.post("/api/v1/feedback", project.key, json=sent).status_code == 200
+    with login(server) as browser:
+        first = browser.get("/feedback", params={"project": name}).text
+        older = re.search(r'<a href="([^"]*)">Older feedback</a>', first)
+        assert older is not None and first.count("wanted-") == 200
+        assert "wanted-204<" in first and "wanted-4<" not in first
+        second = browser.get(html.unescape(older.group(1))).text
+        assert second.count("wanted-") == 5 and "wanted-0<" in second
+        assert "Older feedback" not in second
+        assert browser.get("/feedback", params={"project": name, "before": "x"}).status_code == 400

@@ -15,11 +15,11 @@ from starlette.responses import Response
 from ...store import EventFilter
 from ...wire import parse_instant
 from ..errors import ApiError
-from ..query import event_filter, query_event, query_events
+from ..query import event_filter, query_event, query_events, whole_number
 from ..testsets import Source, feedback_cases
 from .auth import user_of
 from .conversation import conversation, output_messages
-from .render import render_page
+from .render import page_url, render_page
 
 __all__ = [
     "Context",
@@ -320,11 +320,29 @@ async def feedback_page(request: Request) -> Response:
                 "content-disposition": _attachment(f"llmtap-feedback-{project['name']}.jsonl")
             },
         )
-    items = await run_in_threadpool(ctx.store.list_feedback, project["id"], 200)
+    before = request.query_params.get("before")
+    before_id = None if before is None else whole_number(before, 2**63 - 1)
+    if before is not None and before_id is None:
+        raise ApiError(400, f"before: expected a feedback's id (a whole number), got {before!r}")
+    items = await run_in_threadpool(
+        ctx.store.list_feedback, project["id"], FEEDBACK_SHOWN + 1, before_id
+    )
     # A line each: the rated call's id, template and answer, cut as the events list's are
     # (events can be megabytes each; the download above has them whole).
-    data = {"project": project["name"], "feedback": [_feedback_line(i) for i in items]}
-    return await render_page(request, "feedback.html", data, projects=projects, title="Feedback")
+    shown = items[:FEEDBACK_SHOWN]
+    data = {"project": project["name"], "feedback": [_feedback_line(i) for i in shown]}
+    older = len(items) > FEEDBACK_SHOWN
+    return await render_page(
+        request,
+        "feedback.html",
+        data,
+        projects=projects,
+        title="Feedback",
+        older=page_url("/feedback", project["name"], before=shown[-1]["id"]) if older else None,
+    )
+
+
+FEEDBACK_SHOWN = 200  # feedback a page lists; the next page, from the older link
 
 
 FEEDBACK_TEXT = 1000  # characters of an answer, and of a better response, a line shows
