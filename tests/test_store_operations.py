@@ -77,6 +77,34 @@ def test_events_of_one_instant_are_listed_in_the_order_they_were_sent(store: Sto
     assert listed == [row[0] for row in reversed(batch)]
 
 
+def test_feedback_on_no_event_goes_with_a_purge_past_it_or_a_delete_of_everything(
+    store: Store,
+) -> None:
+    """Feedback that no stored event carries the key of (sent after its event was deleted,
+    or for a call never sent) had stayed for ever, where no delete reached it."""
+    key = project(store)
+    pid = key.project_id
+    rated = rows(1, key, feedback_key="kept")
+    store.insert_events(rated)
+    for feedback_key in ("kept", "orphan"):
+        assert store.insert_feedback(pid, feedback_key, 0.5, "a user's words", None)
+
+    def keys() -> list[str]:
+        return sorted(f["feedback_key"] for f in store.list_feedback(pid))
+
+    assert store.purge_before(pid, 0) == 0  # given after the cutoff: its event may yet come
+    assert keys() == ["kept", "orphan"]
+    assert store.delete_events(pid, EventFilter(chat_id="another")) == 0
+    assert keys() == ["kept", "orphan"]  # a delete of some events leaves it
+    assert store.purge_before(pid, NOW) == 1  # the event (of 2026) and the orphan, before it
+    assert keys() == []
+    store.insert_events(rows(1, key, feedback_key="again"))
+    for feedback_key in ("again", "orphan"):
+        store.insert_feedback(pid, feedback_key, 1.0, None, None)
+    assert store.delete_events(pid) == 1
+    assert keys() == []
+
+
 def test_pages_follow_their_cursor_to_every_event_once(store: Store) -> None:
     key = project(store)
     store.insert_events(rows(7, key))

@@ -337,7 +337,8 @@ class Store(Protocol):
         self, project_id: int, f: EventFilter | None = None, ids: Sequence[str] | None = None
     ) -> int:
         """Delete the events ``f`` selects (only ids in ``ids``, when given) with their
-        feedback and their share of stats and indexes; how many went."""
+        feedback and their share of stats and indexes; how many went. Every event (no
+        filter, no ids): every feedback too, on no event as well."""
 
     # -- retention -------------------------------------------------------------------------
 
@@ -352,7 +353,8 @@ class Store(Protocol):
 
     def purge_before(self, project_id: int, before_us: int, keep_aggregates: bool = True) -> int:
         """Delete the events started before ``before_us`` (in bounded chunks) with their
-        feedback and index rows, and their share of the stats unless ``keep_aggregates``."""
+        feedback and index rows, and their share of the stats unless ``keep_aggregates``;
+        and feedback given before then that no stored event carries the key of."""
 
     def forget_unused_prompts(self, project_id: int) -> int:
         """Blank the text of plain-call templates no stored event uses (their stats stay)."""

@@ -279,7 +279,32 @@ def delete_events(
     deleted = delete_in_chunks(store, project_id, f, ids)
     if f.attributes and ids is None:
         forget_values(store, project_id, f.attributes)
+    if f == EventFilter() and ids is None:  # every event: every feedback too
+        forget_orphan_feedback(store, project_id)
     return deleted
+
+
+def forget_orphan_feedback(
+    store: SQLiteStore, project_id: int, before_us: int | None = None
+) -> int:
+    """Delete the project's feedback that no stored event carries the key of, given before
+    ``before_us`` (None: any time); how many. Feedback may come before its call's event, so
+    it is kept while the event can still come; but feedback sent after its event was deleted,
+    or for a call never sent, had stayed on the feedback page for ever, its better response
+    (a user's words) with it, where no delete reached it. A retention purge drops what was
+    given before its cutoff (its call started earlier still: purged anyway); deleting every
+    event of a project drops all of it."""
+    (cursor,) = store._write(
+        [
+            (
+                "DELETE FROM feedback WHERE project_id = ? AND (? IS NULL OR created_us < ?)"
+                " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.project_id = feedback.project_id"
+                " AND e.feedback_key = feedback.feedback_key)",
+                (project_id, before_us, before_us),
+            )
+        ]
+    )
+    return max(cursor.rowcount, 0)
 
 
 def forget_values(store: SQLiteStore, project_id: int, attributes: dict[str, str]) -> None:

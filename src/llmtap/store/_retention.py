@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._common import EventFilter
-from ._delete import delete_in_chunks
+from ._delete import delete_in_chunks, forget_orphan_feedback
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
@@ -62,10 +62,13 @@ def purge_before(
     store: SQLiteStore, project_id: int, before_us: int, keep_aggregates: bool = True
 ) -> int:
     """Delete the project's events that started before ``before_us``, with their feedback and
-    index rows; their share of the stats too unless ``keep_aggregates``. Returns how many."""
-    return delete_in_chunks(
+    index rows; their share of the stats too unless ``keep_aggregates``. Returns how many.
+    Feedback given before then on no stored event goes too (see ``forget_orphan_feedback``)."""
+    deleted = delete_in_chunks(
         store, project_id, EventFilter(to_us=before_us), aggregates=not keep_aggregates
     )
+    forget_orphan_feedback(store, project_id, before_us)
+    return deleted
 
 
 def forget_unused_prompts(store: SQLiteStore, project_id: int) -> int:
