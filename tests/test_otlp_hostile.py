@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
+from llmtap.store import open_store
 from tests._stores import STORE_BACKENDS
 from tests.conftest import Project, server_on_each_backend, start_server, stop_server
 from tests.test_server import assert_error_shape
@@ -444,6 +446,28 @@ def test_evaluations_become_feedback_on_the_call(project: Project) -> None:
     }
     assert ratings["judged"] == (1, 0.8)  # its own; "tone" 4.0 with no label: not rated
     assert ratings["call"] == (1, 0.0)  # the evaluator's "FAIL"; "meh": not rated
+
+
+def test_an_evaluation_of_a_span_that_is_no_call_is_not_stored(project: Project) -> None:
+    """An evaluator's span under an agent's span (no call) judges no call: counted as not
+    placed, not stored as feedback on an event that never comes."""
+    evaluator = {
+        "_name": "evaluator",
+        "_evaluations": [
+            {"gen_ai.evaluation.name": "overall", "gen_ai.evaluation.score.value": 0.1}
+        ],
+    }
+    name = f"judged-{uuid.uuid4().hex[:8]}"
+    own = Project(project.server.new_key(name), project.server)
+    answer = _answer(_post(own, _body(_spans({"_name": "agent"}, evaluator))))
+    assert "1 evaluations judge a trace, a session or a span that is no model call" in (
+        answer.partial_success.error_message
+    )
+    store = open_store(str(project.server.db))
+    try:
+        assert store.list_feedback(store.ensure_project(name)) == []
+    finally:
+        store.close()
 
 
 def test_openinference_annotations_become_feedback_on_the_call(project: Project) -> None:

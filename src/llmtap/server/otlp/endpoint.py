@@ -81,6 +81,7 @@ def _ingest_spans(store: Store, key: KeyInfo, spans: list[Span], intake: Intake)
     refused: list[str] = []
     judged = Judged()
     context: list[tuple[Any, ...]] = []
+    not_calls: set[str] = set()  # the event ids of this request's spans that are no call
     ignored = 0
     for span in spans:
         if not valid_ids(span.trace_id, span.span_id):
@@ -97,11 +98,14 @@ def _ingest_spans(store: Store, key: KeyInfo, spans: list[Span], intake: Intake)
             continue
         if event is not None:
             items.append(event)
-        elif intake.keep_context and (row := _context(span, key, intake)) is not None:
-            context.append(row)
         else:
-            ignored += 1
+            not_calls.add(event_id(key.project_id, span.trace_id, span.span_id))
+            if intake.keep_context and (row := _context(span, key, intake)) is not None:
+                context.append(row)
+            else:
+                ignored += 1
         judged.add(ratings_of(span, key.project_id, is_call=event is not None))
+    judged.unplace(not_calls)
     # Text that is not Unicode (a lone surrogate escaped in a JSON attribute) is refused per
     # span when the event is serialised (prepare): no walk of every event for it here.
     valid, errors = validate_items(items, check_text=False)

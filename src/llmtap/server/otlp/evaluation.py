@@ -68,6 +68,14 @@ class Judged:
         self.unrated += other.unrated
         self.unplaced += other.unplaced
 
+    def unplace(self, not_calls: set[str]) -> None:
+        """Count as not placed the ratings of spans known to be no call (an evaluator's
+        span whose parent is an agent's, in the same request): stored, they would rate an
+        event that never comes. A parent sent in a later request is not known here."""
+        kept = [r for r in self.ratings if r.feedback_key not in not_calls]
+        self.unplaced += len(self.ratings) - len(kept)
+        self.ratings = kept
+
 
 def _rating(score: object, label: object) -> float | None:
     if (
