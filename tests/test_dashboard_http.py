@@ -18,7 +18,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from llmtap.server.dashboard.pages import _in_time_order
+from llmtap.server.dashboard.pages import MAX_DEPTH, _in_time_order, _with_depths
+from llmtap.server.otlp.common import event_id
 from llmtap.store import open_store
 
 from .conftest import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, LLMTAP, Project, Server, free_port
@@ -703,3 +704,27 @@ def test_the_feedback_page_pages_to_older_feedback(server: Server) -> None:
         assert second.count("wanted-") == 5 and "wanted-0<" in second
         assert "Older feedback" not in second
         assert browser.get("/feedback", params={"project": name, "before": "x"}).status_code == 400
+
+
+def test_a_chain_s_rows_are_indented_under_their_parents_whatever_the_links() -> None:
+    """A step's parent span and a call's parent event, across kinds; a parent that is the row
+    itself, a cycle or a chain longer than the page indents end the walk."""
+    at = "2026-01-01T00:00:00+00:00"
+    trace = "t" * 32
+
+    def step(span: str, parent: str | None) -> tuple[str, str, dict[str, Any]]:
+        return ("step", at, {"trace_id": trace, "span_id": span, "parent_span_id": parent})
+
+    def call(id_: str, parent: str | None) -> tuple[str, str, dict[str, Any]]:
+        return ("call", at, {"event": {"id": id_, "parent_event_id": parent}})
+
+    agent = step("a" * 16, None)
+    llm = call(event_id(7, trace, "b" * 16), event_id(7, trace, "a" * 16))
+    tool = step("c" * 16, "b" * 16)  # under the call's span
+    looped = [call("x", "y"), call("y", "x"), call("self", "self")]
+    deep = [call(f"d{i}", f"d{i - 1}" if i else None) for i in range(10)]
+    rows = [agent, llm, tool, *looped, *deep]
+    depths = [row[3] for row in _with_depths(rows, 7)]
+    assert depths[:3] == [0, 1, 2]
+    assert depths[3:6] == [1, 1, 0]
+    assert depths[6:] == [min(i, MAX_DEPTH) for i in range(10)]

@@ -5,6 +5,7 @@ deleting the chain's calls deletes them."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def test_context_spans_shown_between_calls_and_deleted_with_them(server: Server)
     assert order == sorted(order), order
     for kind in ("agent", "tool", "http"):
         assert f'<span class="badge">{kind}</span>' in page
+    # Under the agent (the root): the call, the tool and the request, indented once.
+    depths = re.findall(r'<li class="(?:context-step )?depth-(\d)">', page)
+    assert depths == ["0", "1", "1", "1"], depths
     with login(server) as browser:  # where the call came from: the instrumentation's scope
         event_page = browser.get(f"/events/{call['id']}", params={"project": name}).text
     assert "sent by" in event_page and ">hand.made 1.2.3</a>" in event_page

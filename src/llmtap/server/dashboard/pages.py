@@ -15,6 +15,7 @@ from starlette.responses import Response
 from ...store import EventFilter
 from ...wire import parse_instant
 from ..errors import ApiError
+from ..otlp.common import event_id
 from ..query import event_filter, query_event, query_events, whole_number
 from ..testsets import Source, feedback_cases
 from .auth import user_of
@@ -242,7 +243,7 @@ async def _timeline(request: Request, field: str) -> Response:
         data,
         projects=projects,
         views=views,
-        rows=_in_time_order(views, context),
+        rows=_with_depths(_in_time_order(views, context), project["id"]),
         kind=kind,
         value=value,
         environment=environment,
@@ -269,6 +270,49 @@ def _in_time_order(
             -(row[2].get("duration_ms") or 0) if row[0] == "step" else 0,
         ),
     )
+
+
+# How deep a chain page indents a call or step under its parents (deeper ones stay there).
+MAX_DEPTH = 6
+
+
+def _with_depths(
+    rows: list[tuple[str, str, dict[str, Any]]], project_id: int
+) -> list[tuple[str, str, dict[str, Any], int]]:
+    """Each row with its depth in the chain: how many of its parents (a call's
+    ``parent_event_id``, a step's parent span) the page shows, so an agent's tools and calls
+    sit under it. Parents can be anything a key sent, a cycle or the row itself: each walk
+    stops at a row it has seen."""
+    node = {_node(row, project_id): row for row in rows}
+    out = []
+    for row in rows:
+        seen = {_node(row, project_id)}
+        depth, parent = 0, _parent_node(row, project_id)
+        while parent in node and parent not in seen and depth < MAX_DEPTH:
+            seen.add(parent)
+            depth += 1
+            parent = _parent_node(node[parent], project_id)
+        out.append((*row, depth))
+    return out
+
+
+def _node(row: tuple[str, str, dict[str, Any]], project_id: int) -> str:
+    """A row's id as its children name it: a call's event id; a step's span, as the event
+    id a call of that span would have had (``otlp.common.event_id``)."""
+    kind, _, value = row
+    if kind == "call":
+        return str(value["event"]["id"])
+    return event_id(project_id, value["trace_id"], value["span_id"])
+
+
+def _parent_node(row: tuple[str, str, dict[str, Any]], project_id: int) -> str | None:
+    kind, _, value = row
+    if kind == "call":
+        parent = value["event"].get("parent_event_id")
+        return str(parent) if parent else None
+    if not value.get("parent_span_id"):
+        return None
+    return event_id(project_id, value["trace_id"], value["parent_span_id"])
 
 
 def _iso(us: int) -> str:
