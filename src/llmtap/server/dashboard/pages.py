@@ -15,7 +15,7 @@ from starlette.responses import Response
 from ...store import EventFilter
 from ...wire import parse_instant
 from ..errors import ApiError
-from ..otlp.common import event_id
+from ..otlp.common import event_id as span_event_id
 from ..query import event_filter, query_event, query_events, whole_number
 from ..testsets import Source, feedback_cases
 from .auth import user_of
@@ -302,7 +302,7 @@ def _node(row: tuple[str, str, dict[str, Any]], project_id: int) -> str:
     kind, _, value = row
     if kind == "call":
         return str(value["event"]["id"])
-    return event_id(project_id, value["trace_id"], value["span_id"])
+    return span_event_id(project_id, value["trace_id"], value["span_id"])
 
 
 def _parent_node(row: tuple[str, str, dict[str, Any]], project_id: int) -> str | None:
@@ -312,7 +312,7 @@ def _parent_node(row: tuple[str, str, dict[str, Any]], project_id: int) -> str |
         return str(parent) if parent else None
     if not value.get("parent_span_id"):
         return None
-    return event_id(project_id, value["trace_id"], value["parent_span_id"])
+    return span_event_id(project_id, value["trace_id"], value["parent_span_id"])
 
 
 def _iso(us: int) -> str:
