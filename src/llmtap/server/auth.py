@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ..store import EventFilter, KeyInfo, Store
+from ..store import KEYS_CHANGED, EventFilter, KeyInfo, Store
 from .errors import ApiError
 
 __all__ = [
@@ -41,7 +41,10 @@ _IMPLIED = {"read": {"read", "admin"}, "ingest": {"ingest"}, "admin": {"admin"}}
 _DOING = {"ingest": "send events", "read": "read this project", "admin": "change this project"}
 
 KEY_PREFIX = "lt_"
-_CACHE_SECONDS = 30.0  # how long a revoked key may still work on a running server
+_CACHE_SECONDS = 30.0  # how long a key's scopes are read from the cache
+# How often each server looks whether a key was revoked or rescoped (by any process): how
+# long a revoked key may still work there.
+_CHANGES_EVERY = 1.0
 
 
 def hash_key(key: str) -> str:
@@ -109,10 +112,32 @@ async def project_wide_key(request: Request, scope: str, what: str) -> KeyInfo:
 
 
 class KeyCache:
+    """Keys by hash, read from the store at most every ``_CACHE_SECONDS``; all forgotten
+    within ``_CHANGES_EVERY`` of a key revoked or rescoped anywhere (the store's
+    ``KEYS_CHANGED`` value changes with each), at once on the process that did it."""
+
     def __init__(self, store: Store) -> None:
         self._store = store
         self._cache: dict[str, tuple[KeyInfo | None, float]] = {}
         self._lock = threading.Lock()
+        self._changes_seen: str | None = None
+        self._changes_read = -_CHANGES_EVERY  # monotonic time of the last look
+
+    def changed(self) -> None:
+        """A key was revoked or rescoped here: forget every key now."""
+        with self._lock:
+            self._cache.clear()
+            self._changes_read = -_CHANGES_EVERY
+
+    def _forget_changed(self, now: float) -> None:
+        if now - self._changes_read < _CHANGES_EVERY:
+            return
+        self._changes_read = now
+        seen = self._store.get_meta(KEYS_CHANGED)
+        if seen != self._changes_seen:
+            with self._lock:
+                self._cache.clear()
+                self._changes_seen = seen
 
     def authenticate(self, request: Request, scope: str) -> KeyInfo:
         """The key the request carries, when it holds ``scope``; else a 401 (no valid key) or
@@ -123,6 +148,7 @@ class KeyCache:
             raise ApiError(401, "missing API key: send the header 'Authorization: Bearer <key>'")
         digest = hash_key(key.strip())
         now = time.monotonic()
+        self._forget_changed(now)
         cached = self._cache.get(digest)
         if cached is None or cached[1] < now:
             info = self._store.key_by_hash(digest)

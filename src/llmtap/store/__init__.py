@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
+from ._admin import KEYS_CHANGED
 from ._boards import DEAD_LINKS_KEPT, LIVE_LINKS, VERSIONS_KEPT
 from ._common import (
     ROLES,
@@ -42,6 +43,7 @@ __all__ = [
     "DEAD_LINKS_KEPT",
     "EVENTS_ONLY_GROUPS",
     "GROUPS",
+    "KEYS_CHANGED",
     "LIVE_LINKS",
     "ROLES",
     "TIME_GROUPS",

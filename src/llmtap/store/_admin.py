@@ -8,6 +8,7 @@ tables.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -164,13 +165,14 @@ def set_key_scopes(
     store: SQLiteStore, project_id: int, key_id: int, scopes: list[str], env_only: bool
 ) -> bool:
     """Change what an active key of the project may do; False when there is no such key."""
-    (cur,) = store._write(
+    cur, _ = store._write(
         [
             (
                 "UPDATE api_keys SET scopes = ?, env_only = ? WHERE id = ? AND project_id = ? "
                 "AND revoked_at IS NULL",
                 (" ".join(scopes), env_only, key_id, project_id),
-            )
+            ),
+            _keys_changed(),
         ]
     )
     return cur.rowcount == 1
@@ -178,16 +180,30 @@ def set_key_scopes(
 
 def revoke_key(store: SQLiteStore, project_id: int, key_id: int) -> bool:
     now = datetime.now(timezone.utc).isoformat()
-    (cur,) = store._write(
+    cur, _ = store._write(
         [
             (
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND project_id = ? "
                 "AND revoked_at IS NULL",
                 (now, key_id, project_id),
-            )
+            ),
+            _keys_changed(),
         ]
     )
     return cur.rowcount == 1
+
+
+# A meta value that changes with every key revoked or rescoped: the servers' key caches
+# (``server.auth.KeyCache``) look at it every second and start afresh when it changed.
+KEYS_CHANGED = "keys_changed"
+
+
+def _keys_changed() -> tuple[str, tuple[Any, ...]]:
+    return (
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (KEYS_CHANGED, uuid.uuid4().hex),
+    )
 
 
 def list_feedback(
