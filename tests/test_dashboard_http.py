@@ -104,6 +104,15 @@ def test_keys_created_and_revoked_from_settings(server: Server) -> None:
         key = re.search(r"(lt_[A-Za-z0-9_-]{20,})", created.text)
         assert key, created.text
         assert server.get("/api/v1/events", key.group(1)).status_code == 200
+        assert created.headers["cache-control"] == "no-store"  # shown once, kept nowhere
+        # Asked for as JSON, the key is in the answer (it had been made and never shown).
+        as_json = browser.post(
+            "/settings/keys?format=json",
+            data={"csrf_token": csrf_of(settings.text), "project": "from-settings"},
+        )
+        assert as_json.headers["cache-control"] == "no-store"
+        made = as_json.json()["new_key"]
+        assert server.post("/api/v1/events", made, json={"events": []}).status_code == 200
         section = created.text.split("<h3>from-settings")[1].split("</section>")[0]
         key_id = re.findall(r"/settings/keys/(\d+)/revoke", section)[0]
         # Without the CSRF token a revoke is refused; with it, the key stops working.

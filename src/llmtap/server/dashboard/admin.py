@@ -83,10 +83,13 @@ async def settings_page(
     )
     projects = data["projects"]
     current = request.query_params.get("project") or (projects[0]["name"] if projects else "")
-    return await render_page(
+    # A key or an invitation link made by this request, in the answer's data too: a client
+    # asking for JSON had been given neither, and the key worked with nobody holding it.
+    secrets = {k: v for k, v in (("new_key", new_key), ("new_invite", new_invite)) if v}
+    page = await render_page(
         request,
         "settings.html",
-        data,
+        {**data, **secrets},
         new_key=new_key,
         new_invite=new_invite,
         notice=notice,
@@ -95,6 +98,9 @@ async def settings_page(
         min_password=MIN_PASSWORD,
         title="Settings",
     )
+    if secrets:  # shown once: not kept by a browser's or a proxy's cache
+        page.headers["cache-control"] = "no-store"
+    return page
 
 
 def _scopes_of(form: Any, default: tuple[str, ...] = ()) -> tuple[list[str], bool]:
