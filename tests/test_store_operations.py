@@ -241,6 +241,10 @@ def test_an_invitation_is_used_once_before_it_expires(store: Store) -> None:
     assert store.accept_invitation("t-old", NOW, user_id=member) == member
     roles = {u["name"]: u["roles"] for u in store.list_users(alpha)}
     assert roles == {"fay": {"alpha": "admin"}, "gus": {"alpha": "viewer"}}  # never demoted
+    # A member given a link to a higher role gets it (a viewer had stayed a viewer).
+    store.create_invitation("t-up", alpha, "member", None, owner, NOW + HOUR)
+    assert store.accept_invitation("t-up", NOW, user_id=made) == made
+    assert {u["name"]: u["roles"] for u in store.list_users(alpha)}["gus"] == {"alpha": "member"}
 
 
 def test_failed_logins_are_counted_by_name_and_client_and_cleared(store: Store) -> None:

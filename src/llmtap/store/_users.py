@@ -305,9 +305,11 @@ def accept_invitation(
     statements += [
         (
             f"INSERT INTO memberships (user_id, project_id, role) SELECT {who[0]}, project_id,"
-            # A member already keeps their role: a link never demotes.
+            # A member already gets the link's role when it is higher: a link never demotes
+            # (a viewer who accepted an admin's link had stayed a viewer, the link used up).
             f" role FROM invitations WHERE {_VALID} ON CONFLICT (user_id, project_id)"
-            " DO NOTHING",
+            f" DO UPDATE SET role = excluded.role"
+            f" WHERE {_rank('excluded.role')} > {_rank('memberships.role')}",
             (*who[1], token_hash, now_us),
         ),
         (
@@ -325,6 +327,12 @@ def accept_invitation(
         return user_id
     found = user_by_name(store, new_user[0]) if new_user else None
     return None if found is None else int(found["id"])
+
+
+def _rank(column: str) -> str:
+    """SQL for a role's rank (``ROLES``' order: viewer, member, admin)."""
+    cases = " ".join(f"WHEN '{role}' THEN {rank}" for rank, role in enumerate(ROLES))
+    return f"(CASE {column} {cases} ELSE -1 END)"
 
 
 # -- failed logins -----------------------------------------------------------------------
