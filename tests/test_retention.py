@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from llmtap.server.retention import NEXT_PURGE, Purger
-from llmtap.store import KeyInfo, Store
+from llmtap.store import KeyInfo, Store, open_store
 
 from ._stores import STORE_BACKENDS
 from .conftest import Project, Server, error_message, start_server, stop_server
@@ -101,8 +101,22 @@ def test_old_events_are_purged_the_stats_stay_and_a_project_setting_wins(
         page = browser.get("/settings").text
     kept = re.search(r"Oldest event kept: ([0-9-]+ [0-9:]+)", page)
     assert kept and kept.group(1)[:10] == ago(10)[:10]
-    assert re.search(r"Next purge: [0-9-]+ [0-9:]+", page)
+    assert re.search(r"Next purge: [0-9-]+ [0-9:]+", page) and "overdue" not in page
     assert "5 days" in page and "30 days" in page
+
+
+def test_a_purge_planned_and_not_done_is_shown_overdue(server: Server) -> None:
+    """No server purges (all stopped, or their interval at 0): the last purge planned is in
+    the past, and the page says so rather than showing it as the next one."""
+    server.new_key("p")
+    store = open_store(str(server.db))
+    try:
+        store.set_meta(NEXT_PURGE, str(int((time.time() - 7200) * 1_000_000)))
+    finally:
+        store.close()
+    with login(server) as browser:
+        page = browser.get("/settings").text
+    assert "(overdue: no server is purging now)" in page
 
 
 @pytest.mark.parametrize("days", ["-1", "abc", "9" * 40, "1.5", "\uff11\uff12"])

@@ -16,7 +16,7 @@ from ...store import ROLES, Store
 from ..auth import SCOPES, check_scopes, create_key
 from ..errors import ApiError
 from ..retention import NEXT_PURGE, retention_of
-from .auth import MIN_PASSWORD, User, check_csrf, require_admin, user_of
+from .auth import MIN_PASSWORD, User, check_csrf, now_us, require_admin, user_of
 from .render import render_page
 
 __all__ = [
@@ -41,6 +41,7 @@ def _settings_data(store: Store, user: User, default_days: int) -> dict[str, Any
     """What this user may see of the settings: their projects with their role, and (where they
     manage) keys and members; every user for the owner."""
     projects = []
+    next_purge = store.get_meta(NEXT_PURGE)
     for project in store.list_projects():
         if not (user.is_owner or project["name"] in user.roles):
             continue
@@ -66,9 +67,15 @@ def _settings_data(store: Store, user: User, default_days: int) -> dict[str, Any
         "retention": {
             "default_days": default_days,
             "keep_stats": resolve("retention_keep_stats"),
-            "next_purge": _iso_us(store.get_meta(NEXT_PURGE)),
+            "next_purge": _iso_us(next_purge),
+            # Past by more than a minute: no server purges (all stopped, or with their
+            # retention_interval at 0), and the time shown is the last one planned.
+            "overdue": next_purge is not None and int(next_purge) < now_us() - _OVERDUE_US,
         },
     }
+
+
+_OVERDUE_US = 60_000_000
 
 
 async def settings_page(
