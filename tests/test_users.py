@@ -420,6 +420,31 @@ def test_reset_password_from_the_command_line_ends_sessions(srv: Server) -> None
     assert f"{ADMIN_USER}\towner" in listed.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--role", "admin"], "--role needs --project"),
+        (["--project", "alpah"], "no project 'alpah' (there are: alpha, beta)"),
+    ],
+)
+def test_a_user_is_not_made_with_a_role_in_no_project(
+    srv: Server, args: list[str], said: str
+) -> None:
+    """A role without a project had been dropped, and a project's typo made a project."""
+    made = subprocess.run(
+        [*LLMTAP, "users", "create", "eve", "--password-stdin", *args, "--db", str(srv.db)],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 2 and said in made.stderr, made.stderr
+    listed = subprocess.run(
+        [*LLMTAP, "users", "list", "--db", str(srv.db)], capture_output=True, text=True, timeout=60
+    )
+    assert "eve" not in listed.stdout and "alpah" not in listed.stdout
+
+
 def test_the_csrf_token_of_one_session_fails_in_another(srv: Server) -> None:
     with login(srv) as one, login(srv) as two:
         token_one = csrf_of(one.get("/settings").text)

@@ -4,6 +4,7 @@ way back in when every password is lost."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -38,30 +39,45 @@ _password_stdin = click.option(
 @click.argument("name")
 @_password_stdin
 @click.option("--owner", is_flag=True, help="Sees and manages every project and user.")
-@click.option("--project", help="A project the user gets a role in.")
-@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--project", help="A project the user gets a role in (one that exists).")
+@click.option("--role", type=click.Choice(ROLES), help="Their role in --project  [default: viewer]")
 @db_option
 def create(
-    name: str, password_stdin: bool, owner: bool, project: str | None, role: str, db: str
+    name: str, password_stdin: bool, owner: bool, project: str | None, role: str | None, db: str
 ) -> None:
     """Create a user who logs in to the dashboard with NAME and the password."""
     from ..server.dashboard.auth import account_problem, hash_password
     from ..store import NameTaken, open_store
 
+    if role is not None and project is None:  # a role is in a project: it had been dropped
+        raise click.UsageError("--role needs --project: the project the role is in")
     password = _password_from_stdin()
     problem = account_problem(name.strip(), password)
     if problem:
         raise click.UsageError(problem)
     store = open_store(db)
     try:
-        pid = store.ensure_project(project) if project else None
+        pid = _existing_project(store, project) if project else None
         try:
-            store.create_user(name.strip(), hash_password(password), owner, pid, role)
+            store.create_user(name.strip(), hash_password(password), owner, pid, role or "viewer")
         except NameTaken as exc:
             raise click.ClickException(str(exc)) from None
     finally:
         store.close()
     click.echo(f"created {name.strip()}" + (" (owner)" if owner else ""), err=True)
+
+
+def _existing_project(store: Any, name: str) -> int:
+    """The id of the project ``name``; a usage error naming those there are when there is
+    none (a typo had quietly made a project of its own)."""
+    projects = {p["name"]: p["id"] for p in store.list_projects()}
+    if name not in projects:
+        known = ", ".join(sorted(projects)) or "none yet"
+        raise click.UsageError(
+            f"no project {name!r} (there are: {known}); a key makes one: "
+            f"llmtap keys create --project {name}"
+        )
+    return int(projects[name])
 
 
 @users.command("list")
