@@ -8,6 +8,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from .conftest import LLMTAP, Project, Server
 from .test_server import event, post_events
 
@@ -45,6 +47,24 @@ def test_keys_create_uses_llmtap_db(tmp_path: Path) -> None:
     result = llmtap_cli("keys", "create", "--project", "p", LLMTAP_DB=str(db))
     assert result.returncode == 0, result.stderr
     assert db.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [("--project", ""), ("--project", "x" * 201), ("--project", " spaced "), ("--env", "a\nb")],
+)
+def test_keys_create_refuses_a_name_no_page_could_show(
+    tmp_path: Path, option: str, name: str
+) -> None:
+    """An empty project had sorted first and become every page's default; a long or
+    multi-line environment was carried by each event of its key."""
+    db = tmp_path / "names.db"
+    args = ["--project", "p", "--env", "dev"]
+    args[args.index(option) + 1] = name
+    result = llmtap_cli("keys", "create", *args, LLMTAP_DB=str(db))
+    assert result.returncode == 2, result.stderr
+    assert "is named with 1 to 200" in result.stderr or "name is printable" in result.stderr
+    assert not result.stdout
 
 
 def test_events_table_and_json(project: Project) -> None:

@@ -113,6 +113,16 @@ def test_keys_created_and_revoked_from_settings(server: Server) -> None:
         assert as_json.headers["cache-control"] == "no-store"
         made = as_json.json()["new_key"]
         assert server.post("/api/v1/events", made, json={"events": []}).status_code == 200
+        for environment in ("new\nline", "e" * 201):  # each event of the key would carry it
+            refused = browser.post(
+                "/settings/keys",
+                data={
+                    "csrf_token": csrf_of(settings.text),
+                    "project": "from-settings",
+                    "environment": environment,
+                },
+            )
+            assert refused.status_code == 400, refused.text[:200]
         section = created.text.split("<h3>from-settings")[1].split("</section>")[0]
         key_id = re.findall(r"/settings/keys/(\d+)/revoke", section)[0]
         # Without the CSRF token a revoke is refused; with it, the key stops working.

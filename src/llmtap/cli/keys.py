@@ -40,9 +40,13 @@ def create(
     project: str, environment: str, scopes: tuple[str, ...], env_only: bool, db: str
 ) -> None:
     """Create a key and print it, alone, on stdout. Only its hash is stored: keep it."""
-    from ..server.auth import create_key
+    from ..server.auth import create_key, name_problem
     from ..store import open_store
 
+    for what, name in (("project", project), ("environment", environment)):
+        problem = name_problem(what, name)
+        if problem:
+            raise click.UsageError(problem)
     store = open_store(db)
     try:
         click.echo(create_key(store, project, environment, scopes, env_only))
