@@ -16,10 +16,14 @@ import pytest
 
 import llmtap
 from llmtap.fake_provider import FakeProvider
+from llmtap.server.ingest import prepare
+from llmtap.store import KeyInfo
+from llmtap.store._common import EVENT_COLUMNS
 from llmtap.wire import (
     WIRE_VERSION,
     Event,
     Feedback,
+    make_event,
     new_feedback_key,
     new_id,
     random_bytes,
@@ -90,6 +94,28 @@ def test_template_revision_is_stable_and_content_sensitive() -> None:
     assert template_revision(chat) != template_revision([{"role": "user", "content": "yo {name}"}])
     assert template_revision("a") != template_revision("b")
     assert template_revision(None) is None
+
+
+def test_long_templates_that_differ_past_the_field_limit_are_two_revisions() -> None:
+    """The revision is of the template as sent, taken before a long text is cut."""
+    key = KeyInfo(1, 1, "p", "dev")
+    revisions = set()
+    for language in ("English", "French"):
+        event = Event.model_validate(
+            make_event(
+                id=f"e-{language}",
+                api="completion",
+                status="ok",
+                started_at="2026-05-01T12:00:00+00:00",
+                template_text="You are a helpful assistant. " * 100
+                + f"Answer in {language}: {{q}}",
+                template_params={"q": "hi"},
+            )
+        )
+        row = prepare(event, key, 0, 2000)
+        assert event.truncated == ["template_text"]  # cut, as before
+        revisions.add(row[EVENT_COLUMNS.index("template_revision")])
+    assert len(revisions) == 2
 
 
 def test_validator_names_the_bad_field() -> None:

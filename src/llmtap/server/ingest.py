@@ -240,9 +240,11 @@ def prepare(
             # splits is found whole. (A field of the body's 32 MB had been read whole.)
             truncate_event(event, max_field_bytes + REDACTION_MARGIN)
         event = redaction.apply(event, key.project)
+    # The revision of the template as sent, before a cut: two long templates that differ
+    # only past the field limit had been one revision.
+    revision = template_revision(template_of(event))
     if max_field_bytes is not None:
         truncate_event(event, max_field_bytes)
-    revision = template_revision(template_of(event))
     if event.prompt_template_name is None:
         event.prompt_template_name = unnamed_template_name(event.api, revision)
     cost = pricer.event_cost(key.project_id, event) if pricer is not None else None
