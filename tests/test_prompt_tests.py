@@ -854,3 +854,19 @@ def test_a_case_whose_input_is_an_object_is_run_and_shown(
     with login(project.server) as browser:
         page = browser.get(f"/testsets/{found['id']}", params={"project": call["project"]})
     assert page.status_code == 200 and '<td class="clip">plain' in page.text, page.text[:300]
+
+
+def test_a_responses_call_is_not_replayed_as_a_completion(
+    project: Project, provider: FakeProvider
+) -> None:
+    """A Responses API call (input, instructions) had been sent to /v1/completions as a
+    prompt and recorded as a completion: replay says it reruns chat and completion calls."""
+    client = llmtap.Client(api_key="sk", base_url=provider.base_url, llmtap=tap_config(project))
+    client.responses.create(model="gpt-4o-mini", input="Say hello", instructions="In French")
+    client.flush()
+    (recorded,) = project.events(api="responses")
+    sent = len(provider.requests)
+    done = cli(project, provider, "replay", recorded["id"])
+    assert done.returncode == 1, done.stderr
+    assert "replay reruns chat and completion calls; this event is a responses call" in done.stderr
+    assert len(provider.requests) == sent

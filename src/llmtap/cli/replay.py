@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..evals.cases import case_from_event
+from ..evals.cases import REPLAYED, case_from_event, replay_refused
 from ..evals.runner import Pricing, RunOptions, call_model, prepare
 from ._options import api_key_option, url_option
 from ._output import table
@@ -56,6 +56,8 @@ def replay(
         template = template_file(template_path) if template_path else None
         if revision:
             template = revision_template(api, revision)
+    if event.get("api") not in REPLAYED:
+        raise click.ClickException(replay_refused(event))
     case = {**case_from_event(event), "id": 0}
     call = prepare(case, RunOptions(model=model, template=template), Pricing([]))
     if call.error:

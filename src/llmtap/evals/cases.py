@@ -28,11 +28,13 @@ __all__ = [
     "MAX_CASES",
     "MAX_MS",
     "MAX_USD",
+    "REPLAYED",
     "CaseIn",
     "case_from_event",
     "cases_from_jsonl",
     "expectation",
     "jsonl_lines",
+    "replay_refused",
 ]
 
 # A rating at or above this keeps the original output as what is expected.
@@ -158,6 +160,16 @@ def cases_from_jsonl(
 
 def _settings(request: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in request.items() if k not in _NOT_SETTINGS}
+
+
+# The calls a replay reruns as they were made: a Responses API call (its input, its
+# instructions) had been sent to the completions endpoint as a prompt.
+REPLAYED = ("chat", "completion")
+
+
+def replay_refused(event: Mapping[str, Any]) -> str:
+    """Why ``event`` cannot be replayed (its ``api`` is not in ``REPLAYED``)."""
+    return f"replay reruns chat and completion calls; this event is a {event.get('api')} call"
 
 
 def case_from_event(

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...evals.cases import REPLAYED, replay_refused
 from ...evals.evaluators import stored_evaluators
 from ...settings import resolve
 from ...store import Store
@@ -167,6 +168,8 @@ async def replay_form(request: Request) -> Response:
     event_id = request.path_params["event_id"]
     store = request.app.state.store
     event = await run_in_threadpool(query_event, store, project_id, project, event_id)
+    if event.get("api") not in REPLAYED:
+        raise ApiError(400, replay_refused(event))
     model = _text(form, "model")
     args = _command("replay", event_id, ["--json", *(["--model", model] if model else [])])
     template = form.get("template")
