@@ -741,3 +741,30 @@ def test_a_chain_s_rows_are_indented_under_their_parents_whatever_the_links() ->
     assert depths[:3] == [0, 1, 2]
     assert depths[3:6] == [1, 1, 0]
     assert depths[6:] == [min(i, MAX_DEPTH) for i in range(10)]
+
+
+def test_a_template_page_lists_its_newest_revisions_and_compares_an_older_one(
+    server: Server, project: Project
+) -> None:
+    name = f"many-{uuid.uuid4().hex[:6]}"
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    calls = [
+        event(
+            api="completion",
+            prompt_template_name=name,
+            template_text=f"version {i}: {{q}}",
+            template_params={"q": "x"},
+            started_at=(start + timedelta(seconds=i)).isoformat(),
+        )
+        for i in range(102)
+    ]
+    for at in range(0, len(calls), 100):
+        post_events(project, calls[at : at + 100])
+    oldest = project.event(calls[0]["id"])["template_revision"]
+    project_name = project.events()[0]["project"]
+    with login(server) as browser:
+        page = browser.get(f"/templates/{name}", params={"project": project_name}).text
+        assert "102 revisions" in page and "2 older are not" in page
+        assert page.count("<code>") >= 100 and f"<code>{oldest}</code>" not in page
+        older = browser.get(f"/templates/{name}", params={"project": project_name, "a": oldest})
+    assert older.status_code == 200 and "version 0: {q}" in older.text

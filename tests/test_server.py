@@ -320,3 +320,21 @@ def test_a_client_that_hangs_up_mid_body_is_no_server_error(tmp_path: Path) -> N
     finally:
         log = stop_server(srv)
     assert "Traceback" not in log, log
+
+
+def test_templates_are_found_by_revision_and_a_bad_one_is_refused(project: Project) -> None:
+    sent = event(
+        prompt_template_name="by-revision",
+        template_text="find me {q}",
+        template_params={"q": "x"},
+        api="completion",
+    )
+    post_events(project, [sent])
+    revision = project.event(sent["id"])["template_revision"]
+    found = project.server.get("/api/v1/templates", project.key, revision=revision[:5]).json()
+    assert [(t["name"], [r["revision"] for r in t["revisions"]]) for t in found["templates"]] == [
+        ("by-revision", [revision])
+    ]
+    for bad in ("XYZ", "", "a" * 65):
+        answer = project.server.get("/api/v1/templates", project.key, revision=bad)
+        assert_error_shape(answer, 400)

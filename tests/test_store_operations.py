@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from llmtap.server.ingest import prepare
 from llmtap.store import EventFilter, KeyInfo, NameTaken, Store, decode_cursor
+from llmtap.wire import Event, make_event, template_revision
 
 from .test_derive import rows
 
@@ -103,6 +105,42 @@ def test_feedback_on_no_event_goes_with_a_purge_past_it_or_a_delete_of_everythin
         store.insert_feedback(pid, feedback_key, 1.0, None, None)
     assert store.delete_events(pid) == 1
     assert keys() == []
+
+
+def test_a_template_lists_its_newest_revisions_and_finds_an_older_one_by_id(
+    store: Store,
+) -> None:
+    """One name can hold a revision per call (a plain call given a name): a template lists
+    its 100 newest and says how many more; an older one is found by its id or its start."""
+    key = project(store)
+    batch = []
+    for i in range(105):
+        event = Event.model_validate(
+            make_event(
+                id=str(uuid.uuid4()),
+                api="completion",
+                status="ok",
+                started_at=f"2026-05-01T12:{i // 60:02d}:{i % 60:02d}+00:00",
+                prompt_template_name="t",
+                template_text=f"version {i}: {{q}}",
+                template_params={"q": "x"},
+            )
+        )
+        batch.append(prepare(event, key, 0, None))
+    store.insert_events(batch)
+    (listed,) = store.templates(key.project_id, "t")
+    assert [r["template"] for r in listed["revisions"][:2]] == [
+        "version 104: {q}",
+        "version 103: {q}",
+    ]
+    assert len(listed["revisions"]) == 100 and listed["revisions_left_out"] == 5
+    assert listed["count"] == 105 and listed["last_seen"].startswith("2026-05-01T12:01:44")
+    oldest = template_revision("version 0: {q}")
+    assert oldest is not None
+    (found,) = store.templates(key.project_id, revision=oldest[:6])
+    assert [r["template"] for r in found["revisions"]] == ["version 0: {q}"]
+    assert found["revisions"][0]["count"] == 1
+    assert store.templates(key.project_id, revision="ffffffffffff0") == []
 
 
 def test_pages_follow_their_cursor_to_every_event_once(store: Store) -> None:

@@ -268,10 +268,15 @@ class Api:
         body = self._get("/api/v1/stats", params)
         return Table(body["groups"], _flatten_group, body)
 
-    def templates(self, name: str | None = None, limit: int = 500) -> Table:
-        """The ``limit`` prompt templates last used (or the one ``name``) with their
-        revisions; ``.rows()`` has one row per revision."""
+    def templates(
+        self, name: str | None = None, limit: int = 500, revision: str | None = None
+    ) -> Table:
+        """The ``limit`` prompt templates last used (or the one ``name``) with their 100
+        newest revisions; ``revision``: the one whose id starts so, whenever it was used.
+        ``.rows()`` has one row per revision."""
         params = {"limit": str(limit), **({"name": name} if name is not None else {})}
+        if revision is not None:
+            params["revision"] = revision
         body = self._get("/api/v1/templates", params)
 
         def revisions(template: dict[str, Any]) -> list[dict[str, Any]]:

@@ -184,11 +184,19 @@ def template_file(path: Path) -> list[dict[str, Any]] | str:
 
 
 def revision_template(api: TestsApi, revision: str) -> list[dict[str, Any]] | str:
-    for template in api.templates(limit=10_000):  # the most the server lists
-        for found in template["revisions"]:
-            if found["revision"] == revision or found["revision"].startswith(revision):
-                return found["template"]  # type: ignore[no-any-return]
-    raise click.BadParameter(f"no template revision {revision!r}", param_hint="--revision")
+    """The template of the revision ``revision`` (its id, or the start of it), found by the
+    server (it had listed 10,000 names and looked through them: an older one was not found)."""
+    prefix = revision.strip().lower()
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+        raise click.BadParameter(f"not a revision: {revision!r}", param_hint="--revision")
+    found = [r for t in api.templates(revision=prefix) for r in t["revisions"]]
+    if not found:
+        raise click.BadParameter(f"no template revision {revision!r}", param_hint="--revision")
+    if len({r["revision"] for r in found}) > 1:
+        raise click.BadParameter(
+            f"{revision!r} starts several revisions: give more of it", param_hint="--revision"
+        )
+    return found[0]["template"]  # type: ignore[no-any-return]
 
 
 @click.command()

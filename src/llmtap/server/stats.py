@@ -9,6 +9,7 @@ filter as on the events list.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -64,7 +65,7 @@ async def list_templates(request: Request) -> JSONResponse:
     # Revisions are kept per project, not per environment: they would show the others'.
     project_wide(key, "templates")
     query = request.query_params
-    unknown = set(query) - {"name", "limit"}
+    unknown = set(query) - {"name", "limit", "revision"}
     if unknown:
         raise ApiError(400, f"unknown query parameter(s): {', '.join(sorted(unknown))}")
     name = query.get("name")
@@ -73,5 +74,10 @@ async def list_templates(request: Request) -> JSONResponse:
     limit = whole_number(query.get("limit", str(TEMPLATES_LISTED)), MAX_TEMPLATES_LISTED)
     if limit is None:
         raise ApiError(400, f"limit: a whole number from 1 to {MAX_TEMPLATES_LISTED}")
-    templates = await run_in_threadpool(state.store.templates, key.project_id, name, limit)
+    revision = query.get("revision")
+    if revision is not None and not re.fullmatch(r"[0-9a-f]{1,64}", revision):
+        raise ApiError(400, "revision: a revision's id or its start (lowercase hex)")
+    templates = await run_in_threadpool(
+        state.store.templates, key.project_id, name, limit, revision
+    )
     return await json_answer({"templates": templates})

@@ -132,10 +132,15 @@ class Store(Protocol):
         """``stats`` for several groupings of the same events, in one pass."""
 
     def templates(
-        self, project_id: int, name: str | None = None, limit: int = 500
+        self,
+        project_id: int,
+        name: str | None = None,
+        limit: int = 500,
+        revision: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The ``limit`` prompt templates last used (or the one ``name``), each with its
-        revisions (newest first) and their stats."""
+        """The ``limit`` prompt templates last used (or the one ``name``), each with its 100
+        newest revisions and their stats (``revisions_left_out``: how many older);
+        ``revision``: only those whose id starts with it (two at most)."""
 
     # -- prices ----------------------------------------------------------------------------
 

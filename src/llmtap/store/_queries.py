@@ -242,32 +242,76 @@ def stats_many(
     return _stats.stats_many(_derived(store), project_id, f, groupings)
 
 
+# Revisions a template lists, newest first: every plain call given one name is a revision of
+# it, so one name can hold as many as there are calls (20,000 had made a 12 MB page).
+REVISIONS_LISTED = 100
+
+
 def templates(
-    store: SQLiteStore, project_id: int, name: str | None = None, limit: int = 500
+    store: SQLiteStore,
+    project_id: int,
+    name: str | None = None,
+    limit: int = 500,
+    revision: str | None = None,
 ) -> list[dict[str, Any]]:
     """The ``limit`` prompt template names last used (or the one ``name``), each with its
-    revisions (newest first), their template, first and last use, and their stats. (Every
-    plain call's prompt is a template of its own: a project may hold millions.)"""
+    ``REVISIONS_LISTED`` newest revisions (``revisions_left_out``: how many older), their
+    template, first and last use, and their stats. (Every plain call's prompt is a template
+    of its own: a project may hold millions.) ``revision``: only the revisions whose id
+    starts with it (two at most: one, unless the prefix is ambiguous), whenever used."""
     conn = _derived(store)
-    if name is None:
-        wanted = "(SELECT name FROM templates WHERE project_id = ? GROUP BY name"
-        wanted += " ORDER BY max(last_us) DESC, name LIMIT ?)"
-        params: tuple[Any, ...] = (project_id, project_id, limit)
-    else:
-        wanted, params = "(?)", (project_id, name)
+    where = "project_id = ?"
+    params: list[Any] = [project_id]
+    if name is not None:
+        where += " AND name = ?"
+        params.append(name)
+    if revision is not None:  # ids are lowercase hex: the prefix's range, by the index
+        where += " AND revision >= ? AND revision < ?"
+        params += [revision, revision + "g"]
+    elif name is None:
+        where += (
+            " AND name IN (SELECT name FROM templates WHERE project_id = ? GROUP BY name"
+            " ORDER BY max(last_us) DESC, name LIMIT ?)"
+        )
+        params += [project_id, limit]
+    shown = 2 if revision is not None else REVISIONS_LISTED
     rows = conn.execute(
-        "SELECT name, revision, kind, template, first_us, last_us FROM templates"
-        f" WHERE project_id = ? AND name IN {wanted} ORDER BY name, first_us",
-        params,
+        "SELECT name, revision, kind, template, first_us, last_us, listed, name_last FROM"
+        " (SELECT name, revision, kind, template, first_us, last_us,"
+        " count(*) OVER (PARTITION BY name) AS listed,"
+        " max(last_us) OVER (PARTITION BY name) AS name_last,"
+        " row_number() OVER (PARTITION BY name ORDER BY first_us DESC, revision) AS place"
+        f" FROM templates WHERE {where}) AS t WHERE place <= ?"
+        " ORDER BY name, first_us DESC, revision",
+        (*params, shown),
     ).fetchall()
-    f = EventFilter(prompt_template_name=name) if name is not None else EventFilter()
+    if name is not None:
+        f = EventFilter(prompt_template_name=name)
+    elif len({row[0] for row in rows}) == 1:
+        f = EventFilter(prompt_template_name=rows[0][0])
+    else:
+        f = EventFilter()
     per = _stats.stats(conn, project_id, f, ["prompt_template_name", "template_revision"])
     by_key = {
         (g["key"]["prompt_template_name"], g["key"]["template_revision"]): g for g in per["groups"]
     }
+    # Each name's events, all its revisions' (not only those listed).
+    totals = {
+        g["key"]["prompt_template_name"]: g["count"]
+        for g in _stats.stats(conn, project_id, f, ["prompt_template_name"])["groups"]
+    }
     names: dict[str, dict[str, Any]] = {}
-    for name, revision, kind, template, first_us, last_us in rows:
-        entry = names.setdefault(name, {"name": name, "revisions": []})
+    for name, revision, kind, template, first_us, last_us, listed, name_last in rows:
+        entry = names.setdefault(
+            name,
+            {
+                "name": name,
+                "revisions": [],
+                "listed": listed,
+                "last_seen": _iso(name_last),
+                "count": totals.get(name, 0),
+            },
+        )
         metrics = {k: v for k, v in by_key.get((name, revision), {}).items() if k != "key"}
         entry["revisions"].append(
             {
@@ -281,9 +325,9 @@ def templates(
         )
     out = list(names.values())
     for entry in out:
-        entry["revisions"].sort(key=lambda r: r["first_seen"], reverse=True)
-        entry["last_seen"] = max(r["last_seen"] for r in entry["revisions"])
-        entry["count"] = sum(r.get("count", 0) for r in entry["revisions"])
+        listed = entry.pop("listed")
+        if listed > len(entry["revisions"]):
+            entry["revisions_left_out"] = listed - len(entry["revisions"])
     out.sort(key=lambda e: e["last_seen"], reverse=True)
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import heapq
 import json
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -240,12 +241,16 @@ async def template_page(request: Request) -> Response:
     entry = next((t for t in templates if t["name"] == name), None)
     if entry is None:
         raise ApiError(404, f"no template {name!r} in project {project['name']!r}")
-    revisions = entry["revisions"]  # newest first
+    revisions = entry["revisions"]  # the newest, newest first
     by_id = {r["revision"]: r for r in revisions}
     a = request.query_params.get("a") or (
         revisions[1]["revision"] if len(revisions) > 1 else revisions[0]["revision"]
     )
     b = request.query_params.get("b") or revisions[0]["revision"]
+    for asked in {a, b} - set(by_id):  # an older revision than those listed: read alone
+        if re.fullmatch(r"[0-9a-f]{1,64}", asked):
+            found = await run_in_threadpool(ctx.store.templates, project["id"], name, 1, asked)
+            by_id.update((r["revision"], r) for t in found for r in t["revisions"])
     if a not in by_id or b not in by_id:
         raise ApiError(404, "no such revision of this template")
     data = {
