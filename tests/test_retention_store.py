@@ -126,3 +126,28 @@ def test_deleting_a_users_events_after_a_purge_takes_them_out_of_the_kept_stats(
     # A new event of u0 counts afresh.
     store.insert_events(dated(key, [12])[:1])
     assert by_user() == {"u0": 1, "u1": 2}
+
+
+def test_a_plain_call_s_prompt_under_a_name_it_was_given_goes_once_no_call_of_it_is_kept(
+    store: Store,
+) -> None:
+    """A call made without a template is filed under its own prompt, also when it was given a
+    name (a default name in the config): retention blanked only unnamed ones, and kept
+    "my SSN is ..." under the name. A real template's text stays: it is no call's words."""
+    pid = store.ensure_project("p")
+    key = KeyInfo(1, pid, "p", "dev")
+    secret = "my SSN is 078-05-1120"
+    plain = make_event(
+        id=str(uuid.uuid4()),
+        api="chat",
+        status="ok",
+        started_at=T0.isoformat(),
+        prompt_template_name="default",
+        request={"messages": [{"role": "user", "content": secret}]},
+    )
+    templated = dated(key, [0])  # "greet": template_text "hello {name}"
+    store.insert_events([prepare(Event.model_validate(plain), key, 0, None), *templated])
+    assert store.purge_before(pid, cut(1)) == 2
+    store.forget_unused_prompts(pid)
+    texts = {t["name"]: [r["template"] for r in t["revisions"]] for t in store.templates(pid)}
+    assert texts == {"default": [[]], "greet": ["hello {name}"]}

@@ -434,12 +434,16 @@ def write(conn: Conn, rows: Derived) -> None:
     )
     insert_many(
         conn,
-        "INSERT INTO templates (project_id, name, revision, kind, template, first_us, last_us)",
+        "INSERT INTO templates"
+        " (project_id, name, revision, kind, template, first_us, last_us, plain)",
         rows.templates,
         "ON CONFLICT (project_id, name, revision) DO UPDATE SET first_us = CASE WHEN"
         " excluded.first_us < templates.first_us THEN excluded.first_us ELSE templates.first_us"
         " END, last_us = CASE WHEN excluded.last_us > templates.last_us THEN excluded.last_us"
-        " ELSE templates.last_us END",
+        " ELSE templates.last_us END,"
+        # Made with a template once, it is one (not blanked as a plain call's prompt).
+        " plain = CASE WHEN excluded.plain < templates.plain THEN excluded.plain"
+        " ELSE templates.plain END",
     )
 
 
@@ -513,11 +517,18 @@ def plan(
         if name is not None and revision is not None:
             span = spans.get((project_id, name, revision))
             if span is None:
-                spans[project_id, name, revision] = [started_us, started_us, facts.template]
-            elif started_us < span[0]:
+                spans[project_id, name, revision] = [
+                    started_us,
+                    started_us,
+                    facts.template,
+                    facts.plain,
+                ]
+                continue
+            if started_us < span[0]:
                 span[0] = started_us
             elif started_us > span[1]:
                 span[1] = started_us
+            span[3] = span[3] and facts.plain  # a template of a call made with one
     return Derived(
         _aggregate(conn, groups, ids),
         attr_rows,
@@ -532,8 +543,9 @@ def plan(
                 json.dumps(template, ensure_ascii=False, default=str),
                 first,
                 last,
+                int(plain),
             )
-            for (project_id, name, revision), (first, last, template) in spans.items()
+            for (project_id, name, revision), (first, last, template, plain) in spans.items()
         ],
     )
 

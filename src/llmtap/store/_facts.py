@@ -29,6 +29,7 @@ class Facts(NamedTuple):
     template: Any  # what the revision is a hash of (see ``wire.template_of``)
     cached_tokens: int = 0  # usage.cached_tokens (0 when absent)
     reasoning_tokens: int = 0  # usage.reasoning_tokens (0 when absent)
+    plain: bool = False  # made without a template: ``template`` is its prompt as sent
 
 
 def attribute_text(value: Any) -> str | None:
@@ -140,6 +141,7 @@ def facts_of_body(body: dict[str, Any]) -> Facts:
         has_usage(body),
         template_of(Event.model_construct(**body)),
         *extra_tokens(body),
+        body.get("template_chat") is None and body.get("template_text") is None,
     )
 
 
@@ -153,4 +155,5 @@ def facts_of_event(event: Event) -> Facts:
         template_of(event),
         token_count(usage.cached_tokens) if usage else 0,
         token_count(usage.reasoning_tokens) if usage else 0,
+        event.template_chat is None and event.template_text is None,
     )

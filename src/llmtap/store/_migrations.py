@@ -551,6 +551,15 @@ SQLITE_MIGRATIONS: list[Step] = [
             " ON CONFLICT (project_id, key) DO UPDATE SET overflow = 1",
         ),
     ),
+    (
+        "m020_plain_call_templates",
+        (
+            # A plain call's prompt, filed as a template of its own under a name it was given:
+            # blanked by retention once no call of it is kept, as an unnamed one's (see
+            # _retention.forget_unused_prompts). Rows from before cannot tell: 0.
+            "ALTER TABLE templates ADD COLUMN plain INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 ]
 
 

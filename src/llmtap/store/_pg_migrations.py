@@ -546,6 +546,13 @@ PG_MIGRATIONS: list[Step] = [
             " ON CONFLICT (project_id, key) DO UPDATE SET overflow = 1",
         ),
     ),
+    (
+        "pg014_plain_call_templates",
+        (
+            # As SQLite's m020: a plain call's prompt filed under a name, blanked by retention.
+            "ALTER TABLE templates ADD COLUMN plain INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 ]
 
 

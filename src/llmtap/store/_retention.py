@@ -72,15 +72,16 @@ def purge_before(
 
 
 def forget_unused_prompts(store: SQLiteStore, project_id: int) -> int:
-    """Blank the text of the project's plain-call templates (``unnamed-...``: a call made
-    without a template is filed under its own prompt) that no stored event uses any more,
+    """Blank the text of the project's plain-call templates (a call made without a template
+    is filed under its own prompt: ``unnamed-...``, or a name it was given, marked ``plain``)
+    that no stored event uses any more,
     keeping their name, revision and dates for the stats that outlive the events. Retention
     that keeps aggregates would otherwise keep every purged call's prompt. How many."""
     (cursor,) = store._write(
         [
             (
                 "UPDATE templates SET template = CASE WHEN kind = 'chat' THEN '[]' ELSE '\"\"' END"
-                " WHERE project_id = ? AND name LIKE 'unnamed-%'"
+                " WHERE project_id = ? AND (plain = 1 OR name LIKE 'unnamed-%')"
                 " AND template NOT IN ('[]', '\"\"') AND NOT EXISTS (SELECT 1 FROM events e"
                 " WHERE e.project_id = templates.project_id"
                 " AND e.prompt_template_name = templates.name"
