@@ -159,7 +159,16 @@ def cases_from_jsonl(
 
 
 def _settings(request: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in request.items() if k not in _NOT_SETTINGS}
+    """A request's settings: its arguments, with those sent in ``extra_body`` (as a test run
+    or a replay sends them: a replay's replay, or a set made from a run's calls, had lost
+    its tools and temperature). An argument given both ways is the argument's."""
+    settings = {k: v for k, v in request.items() if k not in _NOT_SETTINGS}
+    extra = request.get("extra_body")
+    if isinstance(extra, Mapping):
+        for name, value in extra.items():
+            if name not in _NOT_SETTINGS:
+                settings.setdefault(name, value)
+    return settings
 
 
 # The calls a replay reruns as they were made: a Responses API call (its input, its
