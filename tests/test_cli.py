@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -40,6 +41,26 @@ def test_keys_create_prints_the_key_alone_and_works_while_serving(server: Server
     response = server.get("/api/v1/events", key)
     assert response.status_code == 200
     assert key.encode() not in Path(server.db).read_bytes()
+
+
+def test_keys_revoke_stops_a_key_on_the_running_server(server: Server) -> None:
+    project = f"cli-{uuid.uuid4().hex[:6]}"
+    db = ["--db", str(server.db)]
+    key = llmtap_cli("keys", "create", "--project", project, "--scope", "read", *db).stdout.strip()
+    assert server.get("/api/v1/events", key).status_code == 200
+    refused = llmtap_cli("keys", "revoke", "lt_", *db)
+    assert refused.returncode == 2 and "first 6 characters" in refused.stderr
+    revoked = llmtap_cli("keys", "revoke", key[:10] + "…", "--project", project, *db)
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"revoked {key[:10]}… of {project} (dev)" in revoked.stderr
+    deadline = time.monotonic() + 5  # servers look for revoked keys every second
+    while server.get("/api/v1/events", key).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.get("/api/v1/events", key).status_code == 401
+    again = llmtap_cli("keys", "revoke", key, *db)
+    assert again.returncode == 1 and "no active key starts with" in again.stderr
+    listed = llmtap_cli("keys", "list", "--project", project, *db).stdout
+    assert f"{key[:10]}…" in listed and "revoked" in listed
 
 
 def test_keys_create_uses_llmtap_db(tmp_path: Path) -> None:

@@ -74,6 +74,43 @@ def list_(project: str | None, db: str) -> None:
         store.close()
 
 
+@keys.command("revoke")
+@click.argument("prefix")
+@click.option("--project", help="The key's project (when several have a key so named).")
+@db_option
+def revoke(prefix: str, project: str | None, db: str) -> None:
+    """Revoke the active key that starts with PREFIX (as `llmtap keys list` shows it): running
+    servers refuse it within a second."""
+    from ..store import open_store
+
+    wanted = prefix.strip().rstrip("…")
+    if len(wanted) < 6:
+        raise click.UsageError("give at least the key's first 6 characters (as `keys list`)")
+    store = open_store(db)
+    try:
+        found = [
+            (p, k)
+            for p in store.list_projects()
+            if project is None or p["name"] == project
+            for k in store.list_keys(p["id"])
+            if not k["revoked_at"]
+            and (k["prefix"].startswith(wanted) or wanted.startswith(k["prefix"]))
+        ]
+        if not found:
+            raise click.ClickException(f"no active key starts with {wanted!r}")
+        if len(found) > 1:
+            named = ", ".join(f"{p['name']}/{k['environment']}" for p, k in found)
+            raise click.ClickException(
+                f"{len(found)} active keys start with {wanted!r} ({named}): name --project, "
+                "or give more of the key"
+            )
+        ((p, k),) = found
+        store.revoke_key(p["id"], k["id"])
+        click.echo(f"revoked {k['prefix']}… of {p['name']} ({k['environment']})", err=True)
+    finally:
+        store.close()
+
+
 @keys.command("admin-token")
 @db_option
 def admin_token(db: str) -> None:
