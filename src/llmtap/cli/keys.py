@@ -40,13 +40,12 @@ def create(
     project: str, environment: str, scopes: tuple[str, ...], env_only: bool, db: str
 ) -> None:
     """Create a key and print it, alone, on stdout. Only its hash is stored: keep it."""
-    from ..server.auth import create_key, name_problem
+    from ..server.auth import create_key, names_problem
     from ..store import open_store
 
-    for what, name in (("project", project), ("environment", environment)):
-        problem = name_problem(what, name)
-        if problem:
-            raise click.UsageError(problem)
+    problem = names_problem(project, environment)  # before the store is opened (or made)
+    if problem:
+        raise click.UsageError(problem)
     store = open_store(db)
     try:
         click.echo(create_key(store, project, environment, scopes, env_only))

@@ -31,7 +31,7 @@ __all__ = [
     "confine",
     "create_key",
     "hash_key",
-    "name_problem",
+    "names_problem",
     "project_wide",
     "project_wide_key",
     "refuse_one_environment",
@@ -72,11 +72,10 @@ def create_key(
     env_only: bool = False,
 ) -> str:
     """A new key for ``project`` and ``environment`` that may do ``scopes``; only its hash is
-    stored. A ValueError for a name ``name_problem`` refuses."""
-    for what, name in (("project", project), ("environment", environment)):
-        problem = name_problem(what, name)
-        if problem:
-            raise ValueError(problem)
+    stored. A ValueError for a name ``names_problem`` refuses."""
+    problem = names_problem(project, environment)
+    if problem:
+        raise ValueError(problem)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     store.create_key(project, environment, hash_key(key), key[:10], check_scopes(scopes), env_only)
     return key
@@ -85,15 +84,16 @@ def create_key(
 MAX_NAME = 200  # characters of a project's or an environment's name
 
 
-def name_problem(what: str, name: str) -> str | None:
-    """Why ``name`` cannot name a project or an environment (``what``), or None: 1 to
+def names_problem(project: str, environment: str) -> str | None:
+    """Why a key cannot be made for ``project`` and ``environment``, or None: each 1 to
     ``MAX_NAME`` printable characters, no space at either end. An empty project's name had
     sorted first and become every page's default; a name of 5,000 characters, or with a line
     break, had been carried by every event its key sent."""
-    if not name or len(name) > MAX_NAME:
-        return f"a {what} is named with 1 to {MAX_NAME} characters"
-    if not name.isprintable() or name != name.strip():
-        return f"a {what}'s name is printable characters, with no space at either end: {name!r}"
+    for what, name in (("project", project), ("environment", environment)):
+        if not name or len(name) > MAX_NAME:
+            return f"a {what} is named with 1 to {MAX_NAME} characters"
+        if not name.isprintable() or name != name.strip():
+            return f"a {what}'s name is printable characters, with no space at either end: {name!r}"
     return None
 
 

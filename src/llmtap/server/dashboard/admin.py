@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...settings import resolve
 from ...store import ROLES, Store
-from ..auth import SCOPES, check_scopes, create_key, name_problem
+from ..auth import SCOPES, check_scopes, create_key, names_problem
 from ..errors import ApiError
 from ..retention import NEXT_PURGE, retention_of
 from .auth import MIN_PASSWORD, User, check_csrf, now_us, require_admin, user_of
@@ -122,10 +122,9 @@ async def create_key_form(request: Request) -> Response:
     form = await check_csrf(request)
     project = str(form.get("project") or "").strip()
     environment = str(form.get("environment") or "dev").strip() or "dev"
-    for what, name in (("project", project), ("environment", environment)):
-        problem = name_problem(what, name)
-        if problem:
-            raise ApiError(400, problem)
+    problem = names_problem(project, environment)
+    if problem:
+        raise ApiError(400, problem)
     # A new project (the key makes it) is the owner's to create; a project admin's, a key.
     require_admin(request, project)
     scopes, env_only = _scopes_of(form, default=("ingest",))  # as `llmtap keys create`
