@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...store import EventFilter
+from ...store import EventFilter, to_us
 from ...wire import parse_instant
 from ..errors import ApiError
 from ..otlp.common import event_id as span_event_id
@@ -174,7 +174,7 @@ def _around(
     before it (itself among them) and as many after, in its environment; and whether there
     are more either side. A long chat's newest calls would leave an early turn's own
     neighbours out, and the turn itself."""
-    at = int(parse_instant(event["started_at"]).timestamp() * 1_000_000)
+    at = to_us(parse_instant(event["started_at"]))
     shared = {"environment": event.get("environment"), field: event[field]}
     before = query_events(
         store,
@@ -225,13 +225,10 @@ async def _timeline(request: Request, field: str) -> Response:
         # The steps between the calls (tools, retrieval, agents) sent over OTLP, in time order
         # with the calls: an event's started_at and a span's start are the same instants.
         # Those of the calls shown: from the first of them on when older ones are not.
-        since = parse_instant(steps[0]["started_at"]) if older_not_shown and steps else None
+        first = steps[0]["started_at"] if older_not_shown and steps else None
+        since = None if first is None else to_us(parse_instant(first))
         context, steps_left_out = await run_in_threadpool(
-            ctx.store.chain_context,
-            project["id"],
-            value,
-            500,
-            None if since is None else int(since.timestamp() * 1_000_000),
+            ctx.store.chain_context, project["id"], value, 500, since
         )
         for span in context:
             span["started_at"] = _iso(span["started_us"])
