@@ -234,9 +234,8 @@ def record_alerts(
         statements.append(
             (
                 "DELETE FROM alert_history WHERE project_id = ? AND kind = ? AND name = ?"
-                " AND NOT EXISTS (SELECT 1 FROM alert_items i"
-                " WHERE i.project_id = ? AND i.kind = ? AND i.name = ?)",
-                (*key, *key),
+                f" AND {_ORPHAN.format(table='alert_history')}",
+                key,
             )
         )
     if statements:
